@@ -1,0 +1,247 @@
+// Package pcsctest gives integration tests a real PC/SC stack: pcscd with
+// the vsmartcard vpcd driver, and simulated cards inserted through vpcd.
+// When pcscd or the driver is missing, tests are skipped, or failed when the
+// environment has CI=true.
+//
+// vpcd listens on fixed ports, so tests using it must not overlap. Start
+// takes a machine-wide file lock that it holds until the test ends, which
+// serialises such tests across packages (go test runs packages in
+// parallel).
+package pcsctest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ebfe/scard"
+
+	"github.com/tobira-ac/tobira/reader/cardsim"
+)
+
+// Well-known names of the vpcd stack.
+const (
+	// Reader is the PC/SC name of vpcd slot 0.
+	Reader = "Virtual PCD 00 00"
+	// VPCDAddr is where vpcd slot 0 listens for a virtual card.
+	VPCDAddr = cardsim.DefaultVPCDAddr
+	// DriverPath is the vpcd driver pcscd must load.
+	DriverPath = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
+	// SocketPath is pcscd's client socket.
+	SocketPath = "/run/pcscd/pcscd.comm"
+)
+
+// readyTimeout bounds the wait for pcscd to list the vpcd reader.
+const readyTimeout = 20 * time.Second
+
+// LockPath is the file locked while a test uses vpcd.
+var LockPath = filepath.Join(os.TempDir(), "tobira-vpcd.lock")
+
+// Start makes sure pcscd is running with the vpcd reader listed, starting
+// `pcscd --foreground` when no pcscd is running (and stopping it when the
+// test ends), and holds the vpcd lock until the test ends.
+func Start(t testing.TB) {
+	t.Helper()
+	pcscd, err := exec.LookPath("pcscd")
+	if err != nil {
+		pcscd = "/usr/sbin/pcscd"
+	}
+	if _, err := os.Stat(pcscd); err != nil {
+		skipOrFail(t, fmt.Sprintf("pcscd not installed: %v", err))
+	}
+	if _, err := os.Stat(DriverPath); err != nil {
+		skipOrFail(t, fmt.Sprintf("vpcd driver (vsmartcard-vpcd) not installed: %v", err))
+	}
+	lock(t)
+	var out *syncBuffer
+	if !running() {
+		out = startPCSCD(t, pcscd)
+	}
+	if err := waitReader(t.Context(), out); err != nil {
+		if out != nil {
+			t.Logf("pcscd output:\n%s", out.String())
+		}
+		t.Fatalf("pcsctest: %v", err)
+	}
+}
+
+// Insert connects c to vpcd slot 0 and returns the bridge; the card is
+// removed when the test ends. Call Start first.
+func Insert(t testing.TB, c *cardsim.Card) *cardsim.Bridge {
+	t.Helper()
+	b := cardsim.NewBridge(VPCDAddr, cardsim.VPCD{Retry: 20 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(t.Context(), readyTimeout)
+	defer cancel()
+	if err := b.Insert(ctx, c); err != nil {
+		t.Fatalf("pcsctest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("pcsctest: %v", err)
+		}
+	})
+	return b
+}
+
+// WaitCard waits until pcscd reports a card in Reader (present true) or an
+// empty Reader (present false). pcscd polls vpcd, so a card removed and
+// inserted again in quick succession may go unseen: tests that need pcscd
+// to see a removal wait for it here.
+func WaitCard(t testing.TB, present bool) {
+	t.Helper()
+	sctx, err := scard.EstablishContext()
+	if err != nil {
+		t.Fatalf("pcsctest: establish context: %v", err)
+	}
+	defer sctx.Release()
+	deadline := time.Now().Add(readyTimeout)
+	state := scard.StateUnaware
+	for {
+		rs := []scard.ReaderState{{Reader: Reader, CurrentState: state}}
+		if err := sctx.GetStatusChange(rs, time.Until(deadline)); err != nil {
+			t.Fatalf("pcsctest: wait for reader %q to be %s: %v", Reader, map[bool]string{true: "present", false: "empty"}[present], err)
+		}
+		ev := rs[0].EventState
+		if present && ev&scard.StatePresent != 0 || !present && ev&scard.StateEmpty != 0 {
+			return
+		}
+		state = ev &^ scard.StateChanged
+	}
+}
+
+func skipOrFail(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("pcsctest: %s (CI=true: a missing PC/SC stack is a failure)", msg)
+	}
+	t.Skipf("pcsctest: %s", msg)
+}
+
+// lock takes the machine-wide vpcd lock until the test ends.
+func lock(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(LockPath, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("pcsctest: open lock: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
+		t.Logf("pcsctest: waiting for another test to release %s", LockPath)
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+	}
+	if err != nil {
+		f.Close()
+		t.Fatalf("pcsctest: lock %s: %v", LockPath, err)
+	}
+	t.Cleanup(func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	})
+}
+
+// running reports whether a pcscd answers on its socket.
+func running() bool {
+	c, err := net.Dial("unix", SocketPath)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// startPCSCD starts pcscd in the foreground and stops it when the test
+// ends. Its output is collected for failure reports.
+func startPCSCD(t testing.TB, path string) *syncBuffer {
+	t.Helper()
+	out := &syncBuffer{}
+	cmd := exec.Command(path, "--foreground")
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = procAttr()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("pcsctest: start pcscd: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Logf("pcsctest: pcscd did not stop on SIGTERM, killing it")
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("pcscd output:\n%s", out.String())
+		}
+	})
+	return out
+}
+
+// waitReader polls pcscd until it lists Reader, within readyTimeout.
+func waitReader(ctx context.Context, out *syncBuffer) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		last = readerListed()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("pcscd did not list reader %q: %w (last: %w)", Reader, ctx.Err(), last)
+		}
+	}
+}
+
+func readerListed() error {
+	sctx, err := scard.EstablishContext()
+	if err != nil {
+		return fmt.Errorf("establish context: %w", err)
+	}
+	defer sctx.Release()
+	names, err := sctx.ListReaders()
+	if err != nil {
+		return fmt.Errorf("list readers: %w", err)
+	}
+	if !slices.Contains(names, Reader) {
+		return fmt.Errorf("readers %q", names)
+	}
+	return nil
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
