@@ -1,0 +1,246 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the edge binary's configuration, read from a TOML file. The
+// reference with every key is docs/CONFIG.md.
+type Config struct {
+	// Site names the site in MQTT topics (tobira/v1/{site}/{device}/...).
+	Site string `toml:"site"`
+	// Device names this controller in MQTT topics; unique within the site.
+	Device string `toml:"device"`
+	// DataDir holds policy.db and events.db.
+	DataDir string `toml:"data_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+	// Trust lists the JPKI trust anchors.
+	Trust TrustConfig `toml:"trust"`
+	// HQ is the link to headquarters.
+	HQ HQConfig `toml:"hq"`
+	// Doors are the doors (or gate lanes) this controller drives.
+	Doors []DoorConfig `toml:"door"`
+}
+
+// TrustConfig lists the CA certificates that user-authentication
+// certificates must chain to.
+type TrustConfig struct {
+	// Anchors are PEM or DER files, one or more CA certificates each. Several
+	// JPKI CA generations are normally configured at once.
+	Anchors []string `toml:"anchors"`
+}
+
+// HQConfig is the MQTT link to headquarters.
+type HQConfig struct {
+	// Broker is the broker URL: tcp://host:1883 or ssl://host:8883.
+	Broker string `toml:"broker"`
+	// Username and PasswordFile authenticate to the broker (optional).
+	Username string `toml:"username"`
+	// PasswordFile holds the broker password (kept out of the config file).
+	PasswordFile string `toml:"password_file"`
+	// CACert is the PEM file of the CA that signed the broker's certificate (ssl:// only).
+	CACert string `toml:"ca_cert"`
+	// ClientCert and ClientKey are this device's PEM certificate and key (ssl:// only).
+	ClientCert string `toml:"client_cert"`
+	// ClientKey is the PEM private key for ClientCert.
+	ClientKey string `toml:"client_key"`
+}
+
+// DoorConfig is one door: the PC/SC reader that identifies people at it and
+// the relay that unlocks it.
+type DoorConfig struct {
+	// Name names the door in events and logs.
+	Name string `toml:"name"`
+	// Reader is the PC/SC reader name, as `tobira readers` lists it.
+	Reader string `toml:"reader"`
+	// RelayPin is the GPIO line driving the lock relay (e.g. "GPIO17").
+	RelayPin string `toml:"relay_pin"`
+	// RelayActiveLow is true when the relay board energises on a low output.
+	RelayActiveLow bool `toml:"relay_active_low"`
+	// FailSafe is true for locks that are locked while energised (maglocks).
+	FailSafe bool `toml:"fail_safe"`
+	// Pulse is how long a grant unlocks the door.
+	Pulse Duration `toml:"pulse"`
+}
+
+// Duration is a time.Duration written in TOML as a string such as "5s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration like \"5s\" or \"750ms\": %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Defaults applied by LoadConfig where a key is absent.
+const (
+	DefaultDataDir  = "/var/lib/tobira"
+	DefaultPulse    = 5 * time.Second
+	DefaultLogLevel = "info"
+	minPulse        = 100 * time.Millisecond
+	maxPulse        = 5 * time.Minute
+)
+
+// ErrConfig marks every configuration error; the message names the file,
+// the key and the problem.
+var ErrConfig = errors.New("bad configuration")
+
+// topicSegment is what a site or device name may look like: it becomes an
+// MQTT topic level, so no '/', '+' or '#'.
+var topicSegment = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// LoadConfig reads, defaults and validates a configuration file. Unknown keys
+// are errors (a typo must not silently leave a default in force).
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read %s: %w", ErrConfig, path, err)
+	}
+	return ParseConfig(path, b)
+}
+
+// ParseConfig is LoadConfig on bytes already read; name is used in errors.
+func ParseConfig(name string, b []byte) (*Config, error) {
+	var c Config
+	md, err := toml.Decode(string(b), &c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%w: %s line %d: %s", ErrConfig, name, pe.Position.Line, pe.Message)
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("%w: %s: unknown key %s", ErrConfig, name, strings.Join(keys, ", "))
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = DefaultLogLevel
+	}
+	for i := range c.Doors {
+		if c.Doors[i].Pulse.Duration == 0 {
+			c.Doors[i].Pulse.Duration = DefaultPulse
+		}
+	}
+}
+
+// Validate checks the structure of a configuration (it does not open files
+// or hardware). Each error names the key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if !topicSegment.MatchString(c.Site) {
+		bad("site", "%q must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit", c.Site)
+	}
+	if !topicSegment.MatchString(c.Device) {
+		bad("device", "%q must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit", c.Device)
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		bad("data_dir", "%q must be an absolute path", c.DataDir)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		bad("log_level", "%q must be one of debug, info, warn, error", c.LogLevel)
+	}
+	if len(c.Trust.Anchors) == 0 {
+		bad("trust.anchors", "at least one trust-anchor CA certificate file is required")
+	}
+	for i, a := range c.Trust.Anchors {
+		if a == "" {
+			bad(fmt.Sprintf("trust.anchors[%d]", i), "empty path")
+		}
+	}
+	c.HQ.validate(bad)
+	if len(c.Doors) == 0 {
+		bad("door", "at least one [[door]] is required")
+	}
+	names, readers, pins := map[string]int{}, map[string]int{}, map[string]int{}
+	for i, d := range c.Doors {
+		key := fmt.Sprintf("door[%d]", i)
+		if d.Name == "" {
+			bad(key+".name", "required")
+		} else if j, dup := names[d.Name]; dup {
+			bad(key+".name", "%q is also door[%d]", d.Name, j)
+		} else {
+			names[d.Name] = i
+		}
+		if d.Reader == "" {
+			bad(key+".reader", "required (a PC/SC reader name; `tobira readers` lists them)")
+		} else if j, dup := readers[d.Reader]; dup {
+			bad(key+".reader", "%q is also used by door[%d]", d.Reader, j)
+		} else {
+			readers[d.Reader] = i
+		}
+		if d.RelayPin == "" {
+			bad(key+".relay_pin", "required (a GPIO line name such as \"GPIO17\")")
+		} else if j, dup := pins[d.RelayPin]; dup {
+			bad(key+".relay_pin", "%q is also used by door[%d]", d.RelayPin, j)
+		} else {
+			pins[d.RelayPin] = i
+		}
+		if p := d.Pulse.Duration; p < minPulse || p > maxPulse {
+			bad(key+".pulse", "%s must be between %s and %s", p, minPulse, maxPulse)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (h *HQConfig) validate(bad func(key, format string, args ...any)) {
+	if h.Broker == "" {
+		bad("hq.broker", "required (tcp://host:1883 or ssl://host:8883)")
+		return
+	}
+	u, err := url.Parse(h.Broker)
+	if err != nil || u.Host == "" {
+		bad("hq.broker", "%q is not a URL like tcp://host:1883", h.Broker)
+		return
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt":
+		if h.ClientCert != "" || h.ClientKey != "" || h.CACert != "" {
+			bad("hq.broker", "%q is not TLS (ssl://) but ca_cert/client_cert/client_key are set", h.Broker)
+		}
+	case "ssl", "tls", "mqtts":
+		if h.CACert == "" {
+			bad("hq.ca_cert", "required with a TLS broker URL")
+		}
+		if (h.ClientCert == "") != (h.ClientKey == "") {
+			bad("hq.client_cert", "client_cert and client_key go together")
+		}
+	default:
+		bad("hq.broker", "scheme %q must be tcp or ssl", u.Scheme)
+	}
+}

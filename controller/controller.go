@@ -1,0 +1,232 @@
+// Package controller joins the parts of one door: it takes each card a
+// reader sees, identifies it, asks policy for a decision, records the event
+// durably in the outbox, and only then moves the lock. It owns the per-door
+// loop and the clock; everything it touches is reached through small
+// interfaces defined here, so the loop is testable with fakes and real parts
+// alike.
+package controller
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/policy"
+	"github.com/tobira-ac/tobira/reader"
+	tsync "github.com/tobira-ac/tobira/sync"
+)
+
+// CardSource yields the cards presented at one reader.
+type CardSource interface {
+	// NextCard blocks until a card is presented and returns a session with it.
+	NextCard(ctx context.Context) (reader.Card, error)
+}
+
+// Decider decides from the local snapshot (policy.Store).
+type Decider interface {
+	Decide(c credential.Credential) policy.Decision
+}
+
+// Lock is the door's lock (door.Door).
+type Lock interface {
+	Grant(ctx context.Context) error
+}
+
+// EventLog stores events durably until HQ acknowledges them (sync.Outbox).
+type EventLog interface {
+	Append(ev tsync.Event) (tsync.Event, error)
+}
+
+// Tap is the outcome of one card presented at a door. Observers (the demo,
+// tests, status) receive it after the lock has been driven.
+type Tap struct {
+	// Door is the door's name.
+	Door string
+	// Identity is what the card proved; zero when the read failed.
+	Identity reader.Identity
+	// ReadErr is the reader's error, nil when the card was identified.
+	ReadErr error
+	// Decision is the outcome and its reason.
+	Decision policy.Decision
+	// ReadTime is the time spent talking to the card and verifying the
+	// certificate; DecideTime is the time policy took.
+	ReadTime, DecideTime time.Duration
+	// Event is the event as stored in the outbox (Seq 0 if storing failed).
+	Event tsync.Event
+	// LockErr is set when the lock could not be driven for a grant.
+	LockErr error
+}
+
+// Door is one door's loop.
+type Door struct {
+	// Name names the door in events and logs.
+	Name string
+	// Source yields the cards presented at the door's reader.
+	Source CardSource
+	// Verifier checks certificates against the trust anchors.
+	Verifier *reader.Verifier
+	// Decider decides from the snapshot.
+	Decider Decider
+	// Lock is driven on a grant.
+	Lock Lock
+	// Events receives one event per decision.
+	Events EventLog
+	// Notify, if set, is called after an event is stored (sync.Edge.Notify).
+	Notify func()
+	// OnTap, if set, is called after each tap.
+	OnTap func(Tap)
+	// Clock is the time source (clock.System{} when nil).
+	Clock clock.Clock
+	// Log receives structured logs (slog.Default() when nil).
+	Log *slog.Logger
+}
+
+// retryDelay is how long the loop waits after the reader itself failed
+// (not a card: the reader or the PC/SC service) before it tries again.
+const retryDelay = time.Second
+
+// Run handles cards until ctx ends. It returns nil when ctx ends.
+func (d *Door) Run(ctx context.Context) error {
+	clk, log := d.clock(), d.log()
+	for {
+		card, err := d.Source.NextCard(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			log.Warn("reader unavailable; retrying", "door", d.Name, "err", err, "retry_in", retryDelay)
+			t := clk.NewTimer(retryDelay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C():
+			}
+			continue
+		}
+		d.Handle(ctx, card)
+		if err := card.Done(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("card session did not end cleanly", "door", d.Name, "err", err)
+		}
+	}
+}
+
+// Handle runs one tap: identify, decide, record, then move the lock.
+// The event is stored before the lock moves, so a crash at any point never
+// leaves a door opened without its event on disk.
+func (d *Door) Handle(ctx context.Context, card reader.Transmitter) Tap {
+	clk, log := d.clock(), d.log()
+	tap := Tap{Door: d.Name}
+
+	start := clk.Now()
+	tap.Identity, tap.ReadErr = reader.Identify(ctx, card, d.Verifier, start)
+	decideStart := clk.Now()
+	tap.ReadTime = decideStart.Sub(start)
+	if tap.ReadErr != nil {
+		tap.Decision = policy.Decision{Reason: ReasonForReadError(tap.ReadErr)}
+	} else {
+		tap.Decision = d.Decider.Decide(tap.Identity.Credential)
+	}
+	tap.DecideTime = clk.Now().Sub(decideStart)
+
+	ev := tsync.Event{
+		Time:       start,
+		Type:       "decision",
+		Door:       d.Name,
+		Granted:    tap.Decision.Granted,
+		Reason:     string(tap.Decision.Reason),
+		DecisionUS: tap.DecideTime.Microseconds(),
+	}
+	if tap.ReadErr == nil {
+		if key, err := tap.Identity.Credential.Key(); err == nil {
+			ev.Credential = hex.EncodeToString(key)
+		}
+		ev.Token = string(tap.Identity.Token.Type)
+	}
+	stored, err := d.Events.Append(ev)
+	if err != nil {
+		// The decision stands (a full disk must not lock everyone out), but
+		// the loss is loud.
+		log.Error("event not stored", "door", d.Name, "reason", ev.Reason, "err", err)
+	} else {
+		tap.Event = stored
+	}
+
+	if tap.Decision.Granted {
+		if err := d.Lock.Grant(ctx); err != nil {
+			tap.LockErr = err
+			log.Error("lock did not open for a grant", "door", d.Name, "err", err)
+			if _, err := d.Events.Append(tsync.Event{Time: clk.Now(), Type: "door", Door: d.Name,
+				Reason: "relay_error", Detail: err.Error()}); err != nil {
+				log.Error("event not stored", "door", d.Name, "reason", "relay_error", "err", err)
+			}
+		}
+	}
+	if d.Notify != nil {
+		d.Notify()
+	}
+	attrs := []any{"door", d.Name, "granted", tap.Decision.Granted, "reason", tap.Decision.Reason,
+		"seq", tap.Event.Seq, "read", tap.ReadTime, "decide", tap.DecideTime}
+	if tap.ReadErr == nil {
+		attrs = append(attrs, "credential", tap.Identity.Credential.String(), "token", tap.Identity.Token.Type)
+	} else if tap.Decision.Reason == policy.ReasonCardError {
+		// Only card-protocol errors are logged in full: certificate
+		// errors could carry validity dates, which hint at a birthday.
+		attrs = append(attrs, "err", tap.ReadErr)
+	}
+	log.Info("tap", attrs...)
+	if d.OnTap != nil {
+		d.OnTap(tap)
+	}
+	return tap
+}
+
+// ReasonForReadError maps a reader error to the decision reason it causes.
+func ReasonForReadError(err error) policy.Reason {
+	switch {
+	case errors.Is(err, reader.ErrCardRemoved):
+		return policy.ReasonCardRemoved
+	case errors.Is(err, reader.ErrNotMyNumberCard):
+		return policy.ReasonNotMyNumberCard
+	case errors.Is(err, reader.ErrExpired):
+		return policy.ReasonExpired
+	case errors.Is(err, reader.ErrNotYetValid):
+		return policy.ReasonNotYetValid
+	case errors.Is(err, reader.ErrUntrustedIssuer):
+		return policy.ReasonUntrustedIssuer
+	case errors.Is(err, reader.ErrBadCertificate):
+		return policy.ReasonBadCertificate
+	default:
+		return policy.ReasonCardError
+	}
+}
+
+func (d *Door) clock() clock.Clock {
+	if d.Clock == nil {
+		return clock.System{}
+	}
+	return d.Clock
+}
+
+func (d *Door) log() *slog.Logger {
+	if d.Log == nil {
+		return slog.Default()
+	}
+	return d.Log
+}
+
+// Validate reports a Door that is missing a part.
+func (d *Door) Validate() error {
+	switch {
+	case d.Name == "":
+		return fmt.Errorf("controller: door has no name")
+	case d.Source == nil, d.Verifier == nil, d.Decider == nil, d.Lock == nil, d.Events == nil:
+		return fmt.Errorf("controller: door %q is missing its source, verifier, decider, lock or event log", d.Name)
+	}
+	return nil
+}
