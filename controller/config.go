@@ -75,7 +75,10 @@ type DoorConfig struct {
 }
 
 // Duration is a time.Duration written in TOML as a string such as "5s".
-type Duration struct{ time.Duration }
+type Duration struct {
+	time.Duration
+	set bool // written in the file (so "0s" is not taken for "absent")
+}
 
 // UnmarshalText parses a Go duration string.
 func (d *Duration) UnmarshalText(b []byte) error {
@@ -83,7 +86,7 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("not a duration like \"5s\" or \"750ms\": %q", b)
 	}
-	d.Duration = v
+	d.Duration, d.set = v, true
 	return nil
 }
 
@@ -150,8 +153,8 @@ func (c *Config) applyDefaults() {
 		c.LogLevel = DefaultLogLevel
 	}
 	for i := range c.Doors {
-		if c.Doors[i].Pulse.Duration == 0 {
-			c.Doors[i].Pulse.Duration = DefaultPulse
+		if !c.Doors[i].Pulse.set {
+			c.Doors[i].Pulse = Duration{Duration: DefaultPulse, set: true}
 		}
 	}
 }

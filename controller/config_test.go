@@ -56,6 +56,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"relative data dir", func(s string) string { return strings.Replace(s, `"/var/lib/tobira"`, `"data"`, 1) }, []string{"data_dir:"}},
 		{"no anchors", func(s string) string { return strings.Replace(s, `anchors = ["/etc/tobira/ca.pem"]`, ``, 1) }, []string{"trust.anchors:"}},
 		{"bad pulse", func(s string) string { return s + `pulse = "fast"` + "\n" }, []string{"fast", "duration"}},
+		{"zero pulse", func(s string) string { return s + `pulse = "0s"` + "\n" }, []string{"door[0].pulse: 0s must be between"}},
 		{"pulse too long", func(s string) string { return s + `pulse = "1h"` + "\n" }, []string{"door[0].pulse:", "1h0m0s"}},
 		{"broker scheme", func(s string) string { return strings.Replace(s, "tcp://", "http://", 1) }, []string{"hq.broker:", `"http"`}},
 		{"tls without ca", func(s string) string { return strings.Replace(s, "tcp://", "ssl://", 1) }, []string{"hq.ca_cert:"}},

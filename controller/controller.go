@@ -142,12 +142,12 @@ func (d *Door) Handle(ctx context.Context, card reader.Transmitter) Tap {
 		Reason:     string(tap.Decision.Reason),
 		DecisionUS: tap.DecideTime.Microseconds(),
 	}
-	if tap.ReadErr == nil {
-		if key, err := tap.Identity.Credential.Key(); err == nil {
-			ev.Credential = hex.EncodeToString(key)
-		}
-		ev.Token = string(tap.Identity.Token.Type)
+	// A certificate that chained to an anchor but is out of its validity
+	// still names its credential: HQ can tell whose card needs renewal.
+	if key, err := tap.Identity.Credential.Key(); err == nil {
+		ev.Credential = hex.EncodeToString(key)
 	}
+	ev.Token = string(tap.Identity.Token.Type)
 	stored, err := d.Events.Append(ev)
 	if err != nil {
 		// The decision stands (a full disk must not lock everyone out), but
@@ -172,9 +172,10 @@ func (d *Door) Handle(ctx context.Context, card reader.Transmitter) Tap {
 	}
 	attrs := []any{"door", d.Name, "granted", tap.Decision.Granted, "reason", tap.Decision.Reason,
 		"seq", tap.Event.Seq, "read", tap.ReadTime, "decide", tap.DecideTime}
-	if tap.ReadErr == nil {
+	if tap.Identity.Credential.Kind != 0 {
 		attrs = append(attrs, "credential", tap.Identity.Credential.String(), "token", tap.Identity.Token.Type)
-	} else if tap.Decision.Reason == policy.ReasonCardError {
+	}
+	if tap.Decision.Reason == policy.ReasonCardError {
 		// Only card-protocol errors are logged in full: certificate
 		// errors could carry validity dates, which hint at a birthday.
 		attrs = append(attrs, "err", tap.ReadErr)
