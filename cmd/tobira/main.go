@@ -1,0 +1,92 @@
+// Command tobira is the edge binary of the tobira access-control controller.
+//
+//	tobira run --config /etc/tobira/tobira.toml   run the doors of a real controller
+//	tobira demo                                   the whole loop on embedded defaults
+//	tobira check-config FILE                      validate a configuration file
+//	tobira readers                                list PC/SC readers
+//	tobira snapshot import --config FILE SNAP.json  load an allowlist snapshot locally
+//	tobira version                                print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// errUsage marks a command-line mistake (exit status 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "tobira:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "tobira:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  tobira run --config FILE                 run the doors configured in FILE
+  tobira demo [--verbose]                  run the whole loop on embedded defaults
+  tobira check-config FILE                 validate FILE and the files it names
+  tobira readers                           list the PC/SC readers pcscd sees
+  tobira snapshot import --config FILE SNAPSHOT.json
+                                           load an allowlist snapshot into policy.db
+  tobira version                           print the version`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: no command\n%s", errUsage, usage)
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		cfg := fs.String("config", "/etc/tobira/tobira.toml", "configuration file")
+		if err := fs.Parse(rest); err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		return runEdge(ctx, *cfg, stderr)
+	case "demo":
+		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		verbose := fs.Bool("verbose", false, "log every step to stderr")
+		if err := fs.Parse(rest); err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		return runDemo(ctx, stdout, stderr, *verbose)
+	case "check-config":
+		if len(rest) != 1 {
+			return fmt.Errorf("%w: check-config takes one FILE", errUsage)
+		}
+		return checkConfig(rest[0], stdout)
+	case "readers":
+		return listReaders(stdout)
+	case "snapshot":
+		return snapshotCmd(ctx, rest, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "tobira", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("%w: unknown command %q\n%s", errUsage, cmd, usage)
+	}
+}

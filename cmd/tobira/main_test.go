@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tobira-ac/tobira/door"
+	"github.com/tobira-ac/tobira/reader/jpkitest"
+)
+
+// TestDemo runs the whole demo in-process and checks its table and summary.
+func TestDemo(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"demo"}, &out, &errOut); err != nil {
+		t.Fatalf("demo failed: %v\nstdout:\n%s\nstderr:\n%s", err, &out, &errOut)
+	}
+	text := out.String()
+	for _, want := range []string{"enrolled", "not_enrolled", "revoked", "expired", "untrusted_issuer", "not_my_number_card",
+		"unlocked, relocked after"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, text)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^demo: 6 taps, 1 granted, 5 denied, 6 events acknowledged by HQ$`).MatchString(text) {
+		t.Errorf("summary line missing or wrong:\n%s", text)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := jpkitest.NewCA("check-config", time.Now().AddDate(-1, 0, 0), time.Now().AddDate(1, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchor := writeFile(t, dir, "ca.der", string(ca.DER))
+	base := `site = "s1"
+device = "d1"
+data_dir = "` + filepath.Join(dir, "data") + `"
+[trust]
+anchors = ["` + anchor + `"]
+[hq]
+broker = "tcp://127.0.0.1:1883"
+[[door]]
+name = "front"
+reader = "Virtual PCD 00 00"
+relay_pin = "GPIO17"
+`
+	tests := []struct {
+		name    string
+		body    string
+		wantErr string
+		wantOut string
+	}{
+		{"valid", base, "", `door "front": reader "Virtual PCD 00 00", relay GPIO17`},
+		{"missing anchor file", strings.Replace(base, anchor, filepath.Join(dir, "nope.pem"), 1), "nope.pem", ""},
+		{"anchor not a certificate", strings.Replace(base, anchor, writeFile(t, dir, "junk.pem", "hello"), 1), "junk.pem", ""},
+		{"bad key", base + "pulse = \"0s\"\n", "door[0].pulse", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := writeFile(t, dir, "tobira.toml", tt.body)
+			var out bytes.Buffer
+			err := run(t.Context(), []string{"check-config", cfg}, &out, &out)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("check-config: %v", err)
+				}
+				if !strings.Contains(out.String(), tt.wantOut) || !strings.Contains(out.String(), ": ok:") {
+					t.Errorf("output %q lacks %q", out.String(), tt.wantOut)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error = %v, want one naming %q", err, tt.wantErr)
+			}
+		})
+	}
+
+	// run: the relay pin is the first thing touched. On a machine without
+	// that GPIO line, start-up fails naming the pin, before the data
+	// directory is created.
+	cfg := writeFile(t, dir, "tobira.toml", strings.Replace(base, "GPIO17", "NO_SUCH_LINE", 1))
+	err = run(t.Context(), []string{"run", "--config", cfg}, &bytes.Buffer{}, &bytes.Buffer{})
+	if !errors.Is(err, door.ErrNoSuchPin) || !strings.Contains(err.Error(), "NO_SUCH_LINE") {
+		t.Errorf("run with an unknown pin: %v, want ErrNoSuchPin naming it", err)
+	}
+	if _, statErr := os.Stat(filepath.Join(dir, "data")); !os.IsNotExist(statErr) {
+		t.Errorf("data_dir was created before the relay was secured (stat: %v)", statErr)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{nil, {"frobnicate"}, {"check-config"}, {"run", "--bogus"}} {
+		err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{})
+		if !errors.Is(err, errUsage) {
+			t.Errorf("run(%q) = %v, want a usage error", args, err)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, &out, &out); err != nil || !strings.HasPrefix(out.String(), "tobira ") {
+		t.Errorf("version: %q, %v", out.String(), err)
+	}
+}

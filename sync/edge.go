@@ -1,0 +1,210 @@
+package sync
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tobira-ac/tobira/internal/clock"
+)
+
+// Edge defaults.
+const (
+	// DefaultWindow is how many batches may wait for HQ's ack at once.
+	DefaultWindow = 4
+	// DefaultAckTimeout is how long the edge waits for HQ to acknowledge
+	// its oldest batch before it sends everything unacknowledged again.
+	DefaultAckTimeout = 15 * time.Second
+	// DefaultRetryDelay is the pause after a failed publish or outbox read.
+	DefaultRetryDelay = time.Second
+)
+
+// EdgeConfig configures an Edge. Broker, Site and Device are required.
+type EdgeConfig struct {
+	// Broker is the paho broker URL, e.g. "tcp://127.0.0.1:1883" or
+	// "ssl://hq.example:8883".
+	Broker string
+	// Site is the site name (see CheckName).
+	Site string
+	// Device is the device name (see CheckName).
+	Device string
+	// ClientID is the MQTT client ID; default "tobira-"+Site+"-"+Device
+	// (unique per broker, as MQTT requires).
+	ClientID string
+	// TLS, when set, is used for ssl:// and wss:// brokers (client
+	// certificates, pinned roots).
+	TLS *tls.Config
+	// Username is the optional MQTT user name.
+	Username string
+	// Password is the optional MQTT password.
+	Password string
+	// Batch is the most events per message; default DefaultBatch, at most
+	// MaxBatch.
+	Batch int
+	// Window is the most batches awaiting HQ's ack at once; default
+	// DefaultWindow.
+	Window int
+	// AckTimeout is how long to wait for HQ's ack of the oldest batch before
+	// re-sending; default DefaultAckTimeout.
+	AckTimeout time.Duration
+	// RetryDelay is the pause after a failed publish; default
+	// DefaultRetryDelay.
+	RetryDelay time.Duration
+	// ConnectRetry is the pause between attempts of the first connection;
+	// default DefaultConnectRetry.
+	ConnectRetry time.Duration
+	// MaxReconnect caps the back-off between reconnection attempts; default
+	// DefaultMaxReconnect.
+	MaxReconnect time.Duration
+	// Clock times acks and retries; default clock.System{}.
+	Clock clock.Clock
+	// Logger receives the link's logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Edge is the device end of the HQ link. It publishes the outbox's events to
+// HQ in sequence order at QoS 1 and deletes them from the outbox when HQ
+// acknowledges them (not when the broker does). See the package doc for the
+// protocol.
+type Edge struct {
+	eng     *engine
+	link    link
+	running atomic.Bool
+}
+
+// NewEdge checks cfg and returns an Edge that sends ob's events. It does not
+// connect; Run does.
+func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
+	if ob == nil {
+		return nil, fmt.Errorf("%w: edge needs an outbox", ErrConfig)
+	}
+	if err := checkBrokerURL(cfg.Broker); err != nil {
+		return nil, err
+	}
+	if err := CheckName(cfg.Site); err != nil {
+		return nil, fmt.Errorf("%w: site: %w", ErrConfig, err)
+	}
+	if err := CheckName(cfg.Device); err != nil {
+		return nil, fmt.Errorf("%w: device: %w", ErrConfig, err)
+	}
+	if cfg.Batch < 0 || cfg.Batch > MaxBatch {
+		return nil, fmt.Errorf("%w: batch %d, want 1..%d (0 for %d)", ErrConfig, cfg.Batch, MaxBatch, DefaultBatch)
+	}
+	if cfg.Window < 0 {
+		return nil, fmt.Errorf("%w: window %d is negative", ErrConfig, cfg.Window)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"ack timeout", cfg.AckTimeout}, {"retry delay", cfg.RetryDelay}, {"connect retry", cfg.ConnectRetry}, {"max reconnect", cfg.MaxReconnect}} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("%w: %s %v is negative", ErrConfig, d.name, d.v)
+		}
+	}
+	eng, err := newEngine(ob, cfg.Site, cfg.Device)
+	if err != nil {
+		return nil, fmt.Errorf("new edge %s/%s: %w", cfg.Site, cfg.Device, err)
+	}
+	eng.clk = cmp.Or(cfg.Clock, clock.Clock(clock.System{}))
+	eng.batch = cmp.Or(cfg.Batch, DefaultBatch)
+	eng.window = cmp.Or(cfg.Window, DefaultWindow)
+	eng.ackTimeout = cmp.Or(cfg.AckTimeout, DefaultAckTimeout)
+	eng.retryDelay = cmp.Or(cfg.RetryDelay, DefaultRetryDelay)
+	log := cmp.Or(cfg.Logger, slog.Default())
+	eng.log = log.With("site", cfg.Site, "device", cfg.Device)
+	return &Edge{
+		eng: eng,
+		link: link{
+			broker:       cfg.Broker,
+			clientID:     cmp.Or(cfg.ClientID, "tobira-"+cfg.Site+"-"+cfg.Device),
+			tls:          cfg.TLS,
+			username:     cfg.Username,
+			password:     cfg.Password,
+			connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry),
+			maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
+		},
+	}, nil
+}
+
+// Run connects to the broker (retrying until it succeeds, and reconnecting
+// after a loss), subscribes to the device's ack topic, and publishes pending
+// events until ctx ends. After a reconnection or an ack timeout it sends
+// every unacknowledged event again. It returns nil when ctx ends, after a
+// clean disconnect, and only then may the outbox be closed.
+func (e *Edge) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("edge %s: %w", e.eng.topic, ErrRunning)
+	}
+	defer e.running.Store(false)
+
+	var hg handlerGroup
+	ackTopic := AckTopic(e.eng.site, e.eng.device)
+	onAck := func(_ mqtt.Client, m mqtt.Message) {
+		if !hg.enter() {
+			return
+		}
+		defer hg.leave()
+		e.eng.onAck(m.Topic(), m.Payload())
+	}
+	opts := e.link.options().
+		SetCleanSession(true). // the outbox, not the broker, keeps what is unsent
+		SetOnConnectHandler(func(c mqtt.Client) {
+			if !hg.enter() {
+				return
+			}
+			defer hg.leave()
+			// Paho runs this in its own goroutine, so waiting is allowed.
+			if err := waitToken(ctx, e.eng.clk, c.Subscribe(ackTopic, 1, onAck), DefaultTokenTimeout); err != nil {
+				e.eng.log.Error("cannot subscribe to acks; sending anyway, acks will be missed until reconnect",
+					"topic", ackTopic, "broker", e.link.broker, "err", err)
+			} else {
+				e.eng.log.Info("connected to broker", "broker", e.link.broker, "client_id", e.link.clientID)
+			}
+			e.eng.onConnect()
+		}).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			e.eng.log.Warn("lost broker connection", "broker", e.link.broker, "err", err)
+			e.eng.onConnectionLost()
+		})
+	c := mqtt.NewClient(opts)
+	e.eng.pub = pahoPublisher{c: c, clk: e.eng.clk}
+	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
+
+	err := e.eng.run(ctx)
+	c.Disconnect(disconnectQuiesce)
+	hg.closeAndWait()
+	e.eng.up.Store(false)
+	e.eng.log.Info("edge link stopped", "broker", e.link.broker, "acked", e.eng.acked.Load())
+	return err
+}
+
+// Notify tells the Edge that an event was appended, so that it publishes
+// soon. It never blocks.
+func (e *Edge) Notify() { e.eng.notify() }
+
+// Acked returns the highest sequence number HQ has acknowledged so far
+// (known from the outbox at NewEdge, then from HQ's acks).
+func (e *Edge) Acked() uint64 { return e.eng.acked.Load() }
+
+// WaitDrained returns nil when the outbox is empty, that is every event
+// appended so far was acknowledged by HQ, or the ctx error when ctx ends
+// first.
+func (e *Edge) WaitDrained(ctx context.Context) error { return e.eng.waitDrained(ctx) }
+
+// pahoPublisher publishes through a paho client at QoS 1 and waits for the
+// broker's PUBACK.
+type pahoPublisher struct {
+	c   mqtt.Client
+	clk clock.Clock
+}
+
+// publish implements publisher.
+func (p pahoPublisher) publish(ctx context.Context, topic string, payload []byte) error {
+	return waitToken(ctx, p.clk, p.c.Publish(topic, 1, false, payload), DefaultTokenTimeout)
+}

@@ -1,0 +1,302 @@
+package sync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tobira-ac/tobira/internal/clock"
+)
+
+// publisher sends one QoS 1 message and returns when the broker took it or
+// it failed. The edge's engine needs nothing else from MQTT.
+type publisher interface {
+	publish(ctx context.Context, topic string, payload []byte) error
+}
+
+// flight is a batch published and not yet acknowledged by HQ.
+type flight struct {
+	first, last uint64
+	sent        time.Time
+}
+
+// engine is the edge's sending loop, apart from paho so that its timing can
+// be tested with a fake clock. Paho callbacks feed it through onConnect,
+// onConnectionLost and onAck, which never block.
+type engine struct {
+	ob         *Outbox
+	pub        publisher
+	clk        clock.Clock
+	log        *slog.Logger
+	site       string
+	device     string
+	topic      string
+	batch      int
+	window     int
+	ackTimeout time.Duration
+	retryDelay time.Duration
+
+	kick  chan struct{} // capacity 1: something changed, look again
+	ackIn atomic.Uint64 // highest plausible ack received from HQ
+	acked atomic.Uint64 // highest ack applied to the outbox
+	gen   atomic.Uint64 // bumped on every (re)connection
+	up    atomic.Bool   // connected and subscribed
+
+	drainMu gosync.Mutex
+	drainCh chan struct{} // closed and replaced whenever acked moves
+
+	idle func() // test hook: called each time the loop is about to wait
+}
+
+// newEngine returns an engine that starts from what ob says was acked.
+func newEngine(ob *Outbox, site, device string) (*engine, error) {
+	acked, err := ob.acked()
+	if err != nil {
+		return nil, err
+	}
+	e := &engine{
+		ob:      ob,
+		site:    site,
+		device:  device,
+		topic:   EventsTopic(site, device),
+		kick:    make(chan struct{}, 1),
+		drainCh: make(chan struct{}),
+	}
+	e.acked.Store(acked)
+	e.ackIn.Store(acked)
+	return e, nil
+}
+
+// notify wakes the loop without blocking.
+func (e *engine) notify() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// onConnect records a new connection: everything unacknowledged is sent
+// again, because messages in flight on the old connection may be lost.
+func (e *engine) onConnect() {
+	e.gen.Add(1)
+	e.up.Store(true)
+	e.notify()
+}
+
+// onConnectionLost stops publishing until the next onConnect.
+func (e *engine) onConnectionLost() {
+	e.up.Store(false)
+	e.notify()
+}
+
+// onAck takes an ack payload from HQ. A malformed ack, or one for a sequence
+// number the outbox never assigned, is logged and dropped.
+func (e *engine) onAck(topic string, payload []byte) {
+	seq, err := DecodeAck(payload)
+	if err != nil {
+		e.log.Warn("rejected ack", "topic", topic, "bytes", len(payload), "err", err)
+		return
+	}
+	last, err := e.ob.LastSeq()
+	if err != nil {
+		e.log.Error("cannot check ack", "topic", topic, "seq", seq, "err", err)
+		return
+	}
+	if seq > last {
+		e.log.Warn("rejected ack", "topic", topic, "seq", seq, "last_seq", last,
+			"err", fmt.Errorf("%w: seq %d, last assigned %d", ErrAckAhead, seq, last))
+		return
+	}
+	for {
+		cur := e.ackIn.Load()
+		if seq <= cur {
+			return // old news: acks are cumulative
+		}
+		if e.ackIn.CompareAndSwap(cur, seq) {
+			break
+		}
+	}
+	e.notify()
+}
+
+// drained returns a channel closed the next time acked moves.
+func (e *engine) drained() <-chan struct{} {
+	e.drainMu.Lock()
+	defer e.drainMu.Unlock()
+	return e.drainCh
+}
+
+// signalDrained wakes every drained waiter.
+func (e *engine) signalDrained() {
+	e.drainMu.Lock()
+	defer e.drainMu.Unlock()
+	close(e.drainCh)
+	e.drainCh = make(chan struct{})
+}
+
+// waitDrained returns when the outbox is empty or ctx ends.
+func (e *engine) waitDrained(ctx context.Context) error {
+	for {
+		ch := e.drained()
+		n, err := e.ob.Depth()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d events in outbox %s to be acknowledged: %w", n, e.ob.Path(), ctx.Err())
+		}
+	}
+}
+
+// loopState is what the loop knows between rounds.
+type loopState struct {
+	gen      uint64    // connection generation last seen
+	next     uint64    // highest seq published on this connection
+	inflight []flight  // published, not yet acknowledged, oldest first
+	retryAt  time.Time // after a failure: do not publish before this
+}
+
+// run publishes pending events in order, at most window batches ahead of
+// HQ's acknowledgement, until ctx ends. It re-sends from the last ack after a
+// reconnection or when the oldest batch waits longer than ackTimeout.
+func (e *engine) run(ctx context.Context) error {
+	st := loopState{next: e.acked.Load()}
+	for ctx.Err() == nil {
+		now := e.clk.Now()
+		if err := e.applyAck(&st); err != nil {
+			e.log.Error("cannot apply ack", "err", err)
+			st.retryAt = now.Add(e.retryDelay)
+		}
+		if g := e.gen.Load(); g != st.gen {
+			st.gen = g
+			e.rewind(&st, "connected")
+		}
+		if len(st.inflight) > 0 && !now.Before(st.inflight[0].sent.Add(e.ackTimeout)) {
+			e.log.Warn("no ack from HQ in time, sending again", "topic", e.topic,
+				"first_seq", st.inflight[0].first, "timeout", e.ackTimeout)
+			e.rewind(&st, "ack timeout")
+		}
+		if e.up.Load() && !now.Before(st.retryAt) {
+			if err := e.fill(ctx, &st); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				e.log.Warn("cannot send events, will retry", "topic", e.topic, "after_seq", st.next,
+					"retry_in", e.retryDelay, "err", err)
+				st.retryAt = e.clk.Now().Add(e.retryDelay)
+			}
+		}
+		e.wait(ctx, &st)
+	}
+	return nil
+}
+
+// rewind forgets what is in flight so that the next fill starts again right
+// after the last ack.
+func (e *engine) rewind(st *loopState, why string) {
+	if len(st.inflight) > 0 || st.next > e.acked.Load() {
+		e.log.Info("re-sending unacknowledged events", "topic", e.topic, "from_seq", e.acked.Load()+1, "why", why)
+	}
+	st.inflight = nil
+	st.next = e.acked.Load()
+	st.retryAt = time.Time{}
+}
+
+// applyAck deletes what HQ acknowledged from the outbox and drops the
+// batches it covers from the window.
+func (e *engine) applyAck(st *loopState) error {
+	a := e.ackIn.Load()
+	if a <= e.acked.Load() {
+		return nil
+	}
+	n, err := e.ob.Ack(a)
+	if err != nil {
+		return err
+	}
+	e.acked.Store(a)
+	e.log.Debug("acknowledged by HQ", "topic", e.topic, "seq", a, "removed", n)
+	i := 0
+	for i < len(st.inflight) && st.inflight[i].last <= a {
+		i++
+	}
+	st.inflight = st.inflight[i:]
+	st.next = max(st.next, a)
+	e.signalDrained()
+	return nil
+}
+
+// fill publishes batches until the window is full or the outbox has nothing
+// more.
+func (e *engine) fill(ctx context.Context, st *loopState) error {
+	for len(st.inflight) < e.window {
+		evs, err := e.ob.Pending(st.next, e.batch)
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			return nil
+		}
+		payload, n, err := e.encode(evs)
+		if err != nil {
+			return err
+		}
+		evs = evs[:n]
+		if err := e.pub.publish(ctx, e.topic, payload); err != nil {
+			return fmt.Errorf("publish %d events seq %d..%d to %s: %w", n, evs[0].Seq, evs[n-1].Seq, e.topic, err)
+		}
+		e.log.Debug("sent events", "topic", e.topic, "first_seq", evs[0].Seq, "last_seq", evs[n-1].Seq, "bytes", len(payload))
+		st.inflight = append(st.inflight, flight{first: evs[0].Seq, last: evs[n-1].Seq, sent: e.clk.Now()})
+		st.next = evs[n-1].Seq
+	}
+	return nil
+}
+
+// encode returns the payload for the longest prefix of evs that fits in
+// MaxPayload, and that prefix's length.
+func (e *engine) encode(evs []Event) ([]byte, int, error) {
+	for n := len(evs); n > 0; n /= 2 {
+		b, err := json.Marshal(Batch{Device: e.device, Site: e.site, Events: evs[:n]})
+		if err != nil {
+			return nil, 0, fmt.Errorf("encode events seq %d..%d: %w", evs[0].Seq, evs[n-1].Seq, err)
+		}
+		if len(b) <= MaxPayload {
+			return b, n, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("event seq %d alone exceeds %d bytes", evs[0].Seq, MaxPayload)
+}
+
+// wait blocks until something changes, the ack timeout of the oldest batch
+// or the retry time comes, or ctx ends.
+func (e *engine) wait(ctx context.Context, st *loopState) {
+	var due time.Time
+	if len(st.inflight) > 0 {
+		due = st.inflight[0].sent.Add(e.ackTimeout)
+	}
+	if now := e.clk.Now(); st.retryAt.After(now) && (due.IsZero() || st.retryAt.Before(due)) {
+		due = st.retryAt
+	}
+	var fire <-chan time.Time
+	if !due.IsZero() {
+		t := e.clk.NewTimer(due.Sub(e.clk.Now()))
+		defer t.Stop()
+		fire = t.C()
+	}
+	if e.idle != nil {
+		e.idle()
+	}
+	select {
+	case <-ctx.Done():
+	case <-e.kick:
+	case <-fire:
+	}
+}

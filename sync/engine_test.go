@@ -1,0 +1,372 @@
+package sync
+
+// White-box tests of the edge's sending loop: a fake publisher and a fake
+// clock instead of paho, so that windows, ack timeouts and retries are
+// checked step by step without waiting.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/tobira-ac/tobira/internal/clock/clocktest"
+)
+
+// fakePublisher records published batches and fails while fail > 0.
+type fakePublisher struct {
+	mu   gosync.Mutex
+	sent []string // "first..last" per publish
+	fail int
+}
+
+func (p *fakePublisher) publish(_ context.Context, topic string, payload []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fail > 0 {
+		p.fail--
+		return errors.New("broker unreachable")
+	}
+	b, err := DecodeBatch(payload)
+	if err != nil {
+		return fmt.Errorf("engine published a malformed batch: %w", err)
+	}
+	if topic != EventsTopic(b.Site, b.Device) {
+		return fmt.Errorf("batch of %s/%s published to %s", b.Site, b.Device, topic)
+	}
+	p.sent = append(p.sent, fmt.Sprintf("%d..%d", b.Events[0].Seq, b.Events[len(b.Events)-1].Seq))
+	return nil
+}
+
+// take returns and forgets what was published since the last take.
+func (p *fakePublisher) take() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := strings.Join(p.sent, " ")
+	p.sent = nil
+	return s
+}
+
+// harness runs an engine in lock step with the test: the engine pauses each
+// time it is about to wait, and step lets it handle what is pending.
+type harness struct {
+	t      *testing.T
+	e      *engine
+	ob     *Outbox
+	pub    *fakePublisher
+	clk    *clocktest.Fake
+	logs   *bytes.Buffer
+	paused chan struct{}
+	resume chan struct{}
+}
+
+// testEngineEvent returns a valid event number i.
+func testEngineEvent(i int) Event {
+	return Event{Time: time.Date(2026, 4, 1, 9, 0, i, 0, time.UTC), Type: TypeDoor, Door: "d", Reason: "opened"}
+}
+
+// newHarness makes an engine over a fresh outbox holding n events.
+func newHarness(t *testing.T, n, batch, window int) *harness {
+	t.Helper()
+	ob, err := OpenOutbox(filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	h := &harness{t: t, ob: ob, pub: &fakePublisher{}, logs: new(bytes.Buffer),
+		clk:    clocktest.New(time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)),
+		paused: make(chan struct{}), resume: make(chan struct{})}
+	h.add(n)
+	e, err := newEngine(ob, "s1", "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pub, e.clk = h.pub, h.clk
+	e.log = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.batch, e.window = batch, window
+	e.ackTimeout, e.retryDelay = 10*time.Second, time.Second
+	e.idle = func() {
+		h.paused <- struct{}{}
+		<-h.resume
+	}
+	h.e = e
+	return h
+}
+
+// start runs the engine until the test ends and waits for its first pause.
+func (h *harness) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.e.run(ctx) }()
+	h.t.Cleanup(func() {
+		cancel()
+		// Release the engine from its pause; it sees ctx and returns.
+		for {
+			select {
+			case h.resume <- struct{}{}:
+			case <-h.paused:
+			case err := <-done:
+				if err != nil {
+					h.t.Errorf("run returned %v after cancel, want nil", err)
+				}
+				return
+			}
+		}
+	})
+	<-h.paused
+}
+
+// step lets the paused engine handle what is pending and waits until it
+// pauses again. Something must be pending (a kick or a due timer).
+func (h *harness) step() {
+	h.resume <- struct{}{}
+	<-h.paused
+}
+
+// add appends n events.
+func (h *harness) add(n int) {
+	h.t.Helper()
+	for i := 0; i < n; i++ {
+		if _, err := h.ob.Append(testEngineEvent(i)); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+// ack delivers HQ's ack for seq.
+func (h *harness) ack(seq uint64) { h.e.onAck(AckTopic("s1", "d1"), EncodeAck(seq)) }
+
+// expect checks what was published since the last check.
+func (h *harness) expect(what, want string) {
+	h.t.Helper()
+	if got := h.pub.take(); got != want {
+		h.t.Fatalf("%s: published %q, want %q\nlogs:\n%s", what, got, want, h.logs)
+	}
+}
+
+// depth returns the outbox depth.
+func (h *harness) depth() int {
+	h.t.Helper()
+	n, err := h.ob.Depth()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func TestEngineKeepsWindowAndOrder(t *testing.T) {
+	h := newHarness(t, 9, 2, 2)
+	h.start()
+	h.expect("before connecting", "")
+
+	h.e.onConnect()
+	h.step()
+	h.expect("connected", "1..2 3..4") // window of 2 batches, no more
+
+	h.ack(2)
+	h.step()
+	h.expect("ack 2", "5..6")
+	if h.depth() != 7 || h.e.acked.Load() != 2 {
+		t.Fatalf("after ack 2: depth %d, acked %d; want 7, 2", h.depth(), h.e.acked.Load())
+	}
+
+	h.ack(6) // cumulative: covers two batches
+	h.step()
+	h.expect("ack 6", "7..8 9..9")
+
+	h.ack(9)
+	h.step()
+	h.expect("ack 9", "")
+	if h.depth() != 0 || h.e.acked.Load() != 9 {
+		t.Fatalf("after ack 9: depth %d, acked %d; want 0, 9", h.depth(), h.e.acked.Load())
+	}
+	if err := h.e.waitDrained(t.Context()); err != nil {
+		t.Fatalf("waitDrained on an empty outbox: %v", err)
+	}
+
+	h.add(1)
+	h.e.notify()
+	h.step()
+	h.expect("new event after draining", "10..10")
+}
+
+func TestEngineResendsAfterAckTimeout(t *testing.T) {
+	h := newHarness(t, 3, 10, 4)
+	h.start()
+	h.e.onConnect()
+	h.step()
+	h.expect("connected", "1..3")
+	if h.clk.Pending() != 1 {
+		t.Fatalf("%d timers armed, want the ack timeout", h.clk.Pending())
+	}
+
+	h.clk.Advance(h.e.ackTimeout - time.Millisecond)
+	h.ack(1) // a partial ack does not end the wait for the batch
+	h.step()
+	h.expect("partial ack before the timeout", "")
+
+	h.clk.Advance(time.Millisecond)
+	h.step()
+	h.expect("ack timeout", "2..3") // everything unacknowledged, from the last ack
+	if !strings.Contains(h.logs.String(), "no ack from HQ in time") {
+		t.Fatalf("no log line for the timeout:\n%s", h.logs)
+	}
+}
+
+func TestEngineResendsAfterReconnect(t *testing.T) {
+	h := newHarness(t, 3, 10, 4)
+	h.start()
+	h.e.onConnect()
+	h.step()
+	h.expect("connected", "1..3")
+
+	h.e.onConnectionLost()
+	h.step()
+	h.add(2)
+	h.e.notify()
+	h.step()
+	h.expect("while disconnected", "")
+
+	h.e.onConnect()
+	h.step()
+	h.expect("reconnected", "1..5")
+}
+
+func TestEngineRetriesFailedPublish(t *testing.T) {
+	h := newHarness(t, 2, 10, 4)
+	h.pub.fail = 1
+	h.start()
+	h.e.onConnect()
+	h.step()
+	h.expect("first attempt fails", "")
+
+	h.e.notify() // a kick before the retry delay does not hammer the broker
+	h.step()
+	if got := h.pub.take(); got != "" {
+		t.Fatalf("published %q before the retry delay", got)
+	}
+
+	h.clk.Advance(h.e.retryDelay)
+	h.step()
+	h.expect("retry", "1..2")
+}
+
+func TestEngineRejectsBadAcks(t *testing.T) {
+	tests := []struct {
+		name    string
+		payload string
+		want    string // in the log
+	}{
+		{"not JSON", `ack!`, "malformed"},
+		{"seq 0", `{"seq":0}`, "seq 0"},
+		{"no seq", `{}`, "no seq"},
+		{"negative", `{"seq":-4}`, "malformed"},
+		{"ahead of the outbox", `{"seq":4}`, "ahead of the outbox"},
+		{"far ahead", `{"seq":18446744073709551615}`, "ahead of the outbox"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, 3, 10, 4)
+			h.e.onAck(AckTopic("s1", "d1"), []byte(tt.payload))
+			if got := h.e.ackIn.Load(); got != 0 {
+				t.Fatalf("a bad ack moved the ack point to %d", got)
+			}
+			logs := h.logs.String()
+			if !strings.Contains(logs, "rejected ack") || !strings.Contains(logs, "topic=tobira/v1/s1/d1/ack") || !strings.Contains(logs, tt.want) {
+				t.Fatalf("log does not name the rejection, topic and %q:\n%s", tt.want, logs)
+			}
+			select {
+			case <-h.e.kick:
+				t.Fatal("a bad ack woke the loop")
+			default:
+			}
+		})
+	}
+}
+
+func TestEngineIgnoresStaleAck(t *testing.T) {
+	h := newHarness(t, 5, 10, 4)
+	h.ack(4)
+	h.ack(2)
+	if got := h.e.ackIn.Load(); got != 4 {
+		t.Fatalf("ack point %d after acks 4 then 2, want 4", got)
+	}
+}
+
+func TestEngineStartsFromOutbox(t *testing.T) {
+	tests := []struct {
+		name      string
+		add, ack  int
+		wantAcked uint64
+	}{
+		{"empty", 0, 0, 0},
+		{"nothing acked", 4, 0, 0},
+		{"partly acked", 4, 2, 2},
+		{"all acked", 4, 4, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.add, 10, 4)
+			if _, err := h.ob.Ack(uint64(tt.ack)); err != nil {
+				t.Fatal(err)
+			}
+			e, err := newEngine(h.ob, "s1", "d1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := e.acked.Load(); got != tt.wantAcked {
+				t.Fatalf("acked = %d, want %d", got, tt.wantAcked)
+			}
+		})
+	}
+}
+
+func TestEngineSplitsOversizedBatch(t *testing.T) {
+	h := newHarness(t, 0, MaxBatch, 4)
+	evs := make([]Event, MaxBatch)
+	for i := range evs {
+		evs[i] = testEngineEvent(i)
+		evs[i].Seq = uint64(i + 1)
+		evs[i].Detail = strings.Repeat("\x01", MaxDetailLen) // 6 bytes each in JSON
+	}
+	payload, n, err := h.e.encode(evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(payload) > MaxPayload || n == 0 || n == len(evs) {
+		t.Fatalf("encode took %d of %d events in %d bytes; want a prefix within %d bytes", n, len(evs), len(payload), MaxPayload)
+	}
+	b, err := DecodeBatch(payload)
+	if err != nil {
+		t.Fatalf("split batch rejected: %v", err)
+	}
+	if len(b.Events) != n || b.Events[0].Seq != 1 {
+		t.Fatalf("payload holds %d events from seq %d, want %d from 1", len(b.Events), b.Events[0].Seq, n)
+	}
+}
+
+func TestEngineWaitDrainedEndsWithContext(t *testing.T) {
+	h := newHarness(t, 1, 10, 4)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := h.e.waitDrained(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("waitDrained = %v, want context.Canceled", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.e.waitDrained(t.Context()) }()
+	h.start()
+	h.e.onConnect()
+	h.step()
+	h.expect("connected", "1..1")
+	h.ack(1)
+	h.step()
+	if err := <-done; err != nil {
+		t.Fatalf("waitDrained after the last ack = %v", err)
+	}
+}

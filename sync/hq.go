@@ -1,0 +1,343 @@
+package sync
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tobira-ac/tobira/internal/clock"
+)
+
+// HQ file layout (bbolt):
+//
+//	meta/format                  = "tobira-hq-v1"
+//	meta/count                   = 8-byte big-endian: events stored, all devices
+//	devices/<site>/<device>/acked = 8-byte big-endian: highest contiguous seq
+//	devices/<site>/<device>/events/<seq> = JSON Event, keyed by 8-byte big-endian seq
+//
+// (<site>/<device> is one bucket name; names cannot contain '/'.)
+var (
+	bucketDevices = []byte("devices")
+	keyCount      = []byte("count")
+	keyAcked      = []byte("acked")
+	hqFormat      = []byte("tobira-hq-v1")
+)
+
+// HQConfig configures an HQ. Path is required; Broker is required for Run.
+type HQConfig struct {
+	// Broker is the paho broker URL, e.g. "tcp://127.0.0.1:1883".
+	Broker string
+	// ClientID is the MQTT client ID; default "tobira-hq". HQ uses a
+	// persistent session, so the broker queues events while HQ is away.
+	ClientID string
+	// Path is the bbolt file that stores events.
+	Path string
+	// TLS, when set, is used for ssl:// and wss:// brokers.
+	TLS *tls.Config
+	// Username is the optional MQTT user name.
+	Username string
+	// Password is the optional MQTT password.
+	Password string
+	// ConnectRetry is the pause between attempts of the first connection;
+	// default DefaultConnectRetry.
+	ConnectRetry time.Duration
+	// MaxReconnect caps the back-off between reconnection attempts; default
+	// DefaultMaxReconnect.
+	MaxReconnect time.Duration
+	// Clock times waits on the broker; default clock.System{}.
+	Clock clock.Clock
+	// Logger receives HQ's logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// HQ is the headquarters end of the link. It subscribes to every device's
+// events topic, stores each event once by (site, device, seq), and
+// acknowledges to each device the highest sequence number up to which it
+// holds every event. Events that arrive ahead of a gap are kept, and
+// acknowledged once the gap fills. A duplicate is dropped and acknowledged
+// again.
+//
+// The bbolt store is the spine's stand-in for a real database.
+type HQ struct {
+	db      *bolt.DB
+	path    string
+	link    link
+	clk     clock.Clock
+	log     *slog.Logger
+	running atomic.Bool
+
+	mu      gosync.Mutex
+	onEvent func(site, device string, ev Event)
+}
+
+// OpenHQ opens (or creates) HQ's event store at cfg.Path. It does not
+// connect; Run does.
+func OpenHQ(cfg HQConfig) (*HQ, error) {
+	if cfg.Path == "" {
+		return nil, fmt.Errorf("%w: HQ needs a store path", ErrConfig)
+	}
+	if cfg.Broker != "" {
+		if err := checkBrokerURL(cfg.Broker); err != nil {
+			return nil, err
+		}
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: openLockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("open HQ store %s: %w", cfg.Path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return initLayout(tx, hqFormat, bucketDevices) }); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open HQ store %s: %w", cfg.Path, err)
+	}
+	return &HQ{
+		db:   db,
+		path: cfg.Path,
+		link: link{
+			broker:       cfg.Broker,
+			clientID:     cmp.Or(cfg.ClientID, "tobira-hq"),
+			tls:          cfg.TLS,
+			username:     cfg.Username,
+			password:     cfg.Password,
+			connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry),
+			maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
+		},
+		clk: cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
+		log: cmp.Or(cfg.Logger, slog.Default()),
+	}, nil
+}
+
+// OnEvent sets a callback for each newly stored event (not for duplicates).
+// It is called after the event is committed, possibly from several
+// goroutines at once, and must not block for long. nil removes it.
+func (h *HQ) OnEvent(fn func(site, device string, ev Event)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.onEvent = fn
+}
+
+// Run connects to the broker (retrying, and reconnecting after a loss),
+// subscribes to EventsSubscription at QoS 1, and stores and acknowledges
+// events until ctx ends. It returns nil when ctx ends, after a clean
+// disconnect and after every message handler has finished.
+func (h *HQ) Run(ctx context.Context) error {
+	if h.link.broker == "" {
+		return fmt.Errorf("%w: HQ %s has no broker URL", ErrConfig, h.path)
+	}
+	if !h.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("HQ %s: %w", h.path, ErrRunning)
+	}
+	defer h.running.Store(false)
+
+	var hg handlerGroup
+	onEvents := func(c mqtt.Client, m mqtt.Message) {
+		if !hg.enter() {
+			return
+		}
+		defer hg.leave()
+		h.handle(ctx, c, m.Topic(), m.Payload())
+	}
+	opts := h.link.options().
+		SetCleanSession(false). // the broker keeps our subscription and queues events while we are away
+		SetOnConnectHandler(func(c mqtt.Client) {
+			if !hg.enter() {
+				return
+			}
+			defer hg.leave()
+			// Subscribe on every connection: the broker may have lost the
+			// session (restart without persistence).
+			if err := waitToken(ctx, h.clk, c.Subscribe(EventsSubscription, 1, onEvents), DefaultTokenTimeout); err != nil {
+				h.log.Error("cannot subscribe to events", "topic", EventsSubscription, "broker", h.link.broker, "err", err)
+				return
+			}
+			h.log.Info("HQ connected to broker", "broker", h.link.broker, "client_id", h.link.clientID)
+		}).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			h.log.Warn("HQ lost broker connection", "broker", h.link.broker, "err", err)
+		})
+	// Messages queued for our persistent session can arrive before
+	// OnConnect subscribes; route them too.
+	opts.SetDefaultPublishHandler(onEvents)
+	c := mqtt.NewClient(opts)
+	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
+
+	<-ctx.Done()
+	c.Disconnect(disconnectQuiesce)
+	hg.closeAndWait()
+	h.log.Info("HQ link stopped", "broker", h.link.broker)
+	return nil
+}
+
+// handle stores one events message and publishes the device's ack.
+func (h *HQ) handle(ctx context.Context, c mqtt.Client, topic string, payload []byte) {
+	site, device, ack, err := h.ingest(topic, payload)
+	if err != nil || ack == 0 {
+		return
+	}
+	ackTopic := AckTopic(site, device)
+	if err := waitToken(ctx, h.clk, c.Publish(ackTopic, 1, false, EncodeAck(ack)), DefaultTokenTimeout); err != nil {
+		h.log.Warn("cannot publish ack; the device will send again", "topic", ackTopic, "seq", ack, "err", err)
+	}
+}
+
+// Ingest stores an events message as received on topic and returns the
+// sequence number to acknowledge to its device: the highest up to which HQ
+// holds every event of that device (0: none yet, send no ack). A malformed
+// message (ErrMalformed) is logged with its topic and stores nothing. Run
+// calls Ingest for every message; it is exported for other transports and
+// tests.
+func (h *HQ) Ingest(topic string, payload []byte) (ack uint64, err error) {
+	_, _, ack, err = h.ingest(topic, payload)
+	return ack, err
+}
+
+// ingest is Ingest, also returning the site and device.
+func (h *HQ) ingest(topic string, payload []byte) (site, device string, ack uint64, err error) {
+	site, device, err = ParseEventsTopic(topic)
+	if err == nil {
+		var b Batch
+		b, err = DecodeBatch(payload)
+		switch {
+		case err != nil:
+		case b.Site != site || b.Device != device:
+			err = fmt.Errorf("%w: payload is from %s/%s but topic names %s/%s", ErrMalformed, b.Site, b.Device, site, device)
+		default:
+			return h.store(topic, site, device, b.Events)
+		}
+	}
+	h.log.Warn("rejected events message", "topic", topic, "bytes", len(payload), "err", err)
+	return "", "", 0, err
+}
+
+// store saves evs of one device, skipping those already held, and returns
+// the new acknowledgement point.
+func (h *HQ) store(topic, site, device string, evs []Event) (string, string, uint64, error) {
+	var (
+		ack   uint64
+		added []Event
+		dups  int
+	)
+	err := h.db.Update(func(tx *bolt.Tx) error {
+		dev, err := tx.Bucket(bucketDevices).CreateBucketIfNotExists([]byte(site + "/" + device))
+		if err != nil {
+			return fmt.Errorf("create device bucket: %w", err)
+		}
+		held, err := dev.CreateBucketIfNotExists(bucketEvents)
+		if err != nil {
+			return fmt.Errorf("create events bucket: %w", err)
+		}
+		for _, ev := range evs {
+			v, err := json.Marshal(ev)
+			if err != nil {
+				return fmt.Errorf("encode event seq %d: %w", ev.Seq, err)
+			}
+			k := seqKey(ev.Seq)
+			if old := held.Get(k); old != nil {
+				dups++
+				if !bytes.Equal(old, v) {
+					h.log.Warn("duplicate seq with different content; keeping the first", "topic", topic, "seq", ev.Seq)
+				}
+				continue
+			}
+			if err := held.Put(k, v); err != nil {
+				return fmt.Errorf("store event seq %d: %w", ev.Seq, err)
+			}
+			added = append(added, ev)
+		}
+		ack = seqOf(dev.Get(keyAcked))
+		for ack < ^uint64(0) && held.Get(seqKey(ack+1)) != nil {
+			ack++
+		}
+		if err := dev.Put(keyAcked, seqKey(ack)); err != nil {
+			return fmt.Errorf("store ack point: %w", err)
+		}
+		meta := tx.Bucket(bucketMeta)
+		return meta.Put(keyCount, seqKey(seqOf(meta.Get(keyCount))+uint64(len(added))))
+	})
+	if err != nil {
+		err = fmt.Errorf("store %d events from %s in %s: %w", len(evs), topic, h.path, err)
+		h.log.Error("cannot store events; the device will send again", "topic", topic, "err", err)
+		return "", "", 0, err
+	}
+	h.log.Debug("stored events", "topic", topic, "first_seq", evs[0].Seq, "last_seq", evs[len(evs)-1].Seq,
+		"new", len(added), "duplicates", dups, "ack", ack)
+	h.mu.Lock()
+	fn := h.onEvent
+	h.mu.Unlock()
+	if fn != nil {
+		for _, ev := range added {
+			fn(site, device, ev)
+		}
+	}
+	return site, device, ack, nil
+}
+
+// Events returns the stored events of one device in sequence order,
+// including any held beyond a gap.
+func (h *HQ) Events(site, device string) ([]Event, error) {
+	var evs []Event
+	err := h.db.View(func(tx *bolt.Tx) error {
+		dev := tx.Bucket(bucketDevices).Bucket([]byte(site + "/" + device))
+		if dev == nil {
+			return nil
+		}
+		return dev.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+			var ev Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return fmt.Errorf("decode event key %x: %w", k, err)
+			}
+			evs = append(evs, ev)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read events of %s/%s from %s: %w", site, device, h.path, err)
+	}
+	return evs, nil
+}
+
+// Acked returns the highest sequence number up to which HQ holds every
+// event of the device (what it acknowledges), 0 for an unknown device.
+func (h *HQ) Acked(site, device string) (uint64, error) {
+	var seq uint64
+	err := h.db.View(func(tx *bolt.Tx) error {
+		if dev := tx.Bucket(bucketDevices).Bucket([]byte(site + "/" + device)); dev != nil {
+			seq = seqOf(dev.Get(keyAcked))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read ack point of %s/%s from %s: %w", site, device, h.path, err)
+	}
+	return seq, nil
+}
+
+// Count returns how many events HQ stores, over all devices.
+func (h *HQ) Count() (int, error) {
+	var n uint64
+	err := h.db.View(func(tx *bolt.Tx) error {
+		n = seqOf(tx.Bucket(bucketMeta).Get(keyCount))
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count events in %s: %w", h.path, err)
+	}
+	return int(n), nil
+}
+
+// Close closes the store. Call it after Run has returned.
+func (h *HQ) Close() error {
+	if err := h.db.Close(); err != nil {
+		return fmt.Errorf("close HQ store %s: %w", h.path, err)
+	}
+	return nil
+}

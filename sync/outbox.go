@@ -1,0 +1,238 @@
+package sync
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Outbox file layout (bbolt):
+//
+//	meta/format    = "tobira-outbox-v1"
+//	meta/last_seq  = 8-byte big-endian: the last sequence number assigned
+//	events/<seq>   = JSON Event, keyed by 8-byte big-endian seq
+var (
+	bucketMeta      = []byte("meta")
+	bucketEvents    = []byte("events")
+	keyFormat       = []byte("format")
+	keyLastSeq      = []byte("last_seq")
+	outboxFormat    = []byte("tobira-outbox-v1")
+	openLockTimeout = 2 * time.Second
+)
+
+// Outbox is the edge's durable queue of events not yet acknowledged by HQ: a
+// bbolt file with fsync on. Every Append is committed to disk before it
+// returns, and an event leaves the file only through Ack. Sequence numbers
+// are assigned here, start at 1 and never repeat, also after the outbox has
+// emptied and across restarts.
+//
+// An Outbox is safe for concurrent use.
+type Outbox struct {
+	db   *bolt.DB
+	path string
+}
+
+// OpenOutbox opens the outbox file at path, creating it if it does not
+// exist. A file that is not a valid outbox is reported, never truncated or
+// rewritten. A file locked by another process is reported after a short wait.
+func OpenOutbox(path string) (*Outbox, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openLockTimeout, NoSync: false})
+	if err != nil {
+		return nil, fmt.Errorf("open outbox %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return initLayout(tx, outboxFormat, bucketEvents)
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open outbox %s: %w", path, err)
+	}
+	return &Outbox{db: db, path: path}, nil
+}
+
+// initLayout creates the meta bucket with its format marker and the given
+// buckets in a fresh file, or checks the marker of an existing one.
+func initLayout(tx *bolt.Tx, format []byte, buckets ...[]byte) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if k, _ := tx.Cursor().First(); k != nil {
+			return fmt.Errorf("%w: bucket %q present but no %q bucket", ErrBadFile, k, bucketMeta)
+		}
+		var err error
+		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+			return fmt.Errorf("create bucket %q: %w", bucketMeta, err)
+		}
+		if err := meta.Put(keyFormat, format); err != nil {
+			return fmt.Errorf("write format marker: %w", err)
+		}
+	}
+	if got := meta.Get(keyFormat); !bytes.Equal(got, format) {
+		return fmt.Errorf("%w: format %q, want %q", ErrBadFile, got, format)
+	}
+	for _, name := range buckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Path returns the outbox's file name.
+func (o *Outbox) Path() string { return o.path }
+
+// Append assigns ev the next sequence number, stores it durably (the
+// transaction is fsynced before Append returns) and returns the stored
+// event. Time is stored in UTC, invalid UTF-8 in strings is replaced with
+// U+FFFD, and a Detail longer than MaxDetailLen is cut. An event that still
+// breaks the field rules is refused with ErrInvalidEvent: HQ would reject
+// it, and it would block the outbox.
+func (o *Outbox) Append(ev Event) (Event, error) {
+	ev = ev.normalized()
+	ev.Seq = 0
+	if err := ev.check(); err != nil {
+		return Event{}, fmt.Errorf("append to outbox %s: %w", o.path, err)
+	}
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		ev.Seq = seqOf(meta.Get(keyLastSeq)) + 1
+		if ev.Seq == 0 {
+			return fmt.Errorf("sequence numbers exhausted")
+		}
+		v, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode event seq %d: %w", ev.Seq, err)
+		}
+		if err := tx.Bucket(bucketEvents).Put(seqKey(ev.Seq), v); err != nil {
+			return fmt.Errorf("store event seq %d: %w", ev.Seq, err)
+		}
+		return meta.Put(keyLastSeq, seqKey(ev.Seq))
+	})
+	if err != nil {
+		return Event{}, fmt.Errorf("append to outbox %s: %w", o.path, err)
+	}
+	return ev, nil
+}
+
+// Pending returns up to max events with a sequence number above after, in
+// ascending order. max <= 0 means no limit.
+func (o *Outbox) Pending(after uint64, max int) ([]Event, error) {
+	var evs []Event
+	if after == math.MaxUint64 {
+		return nil, nil
+	}
+	err := o.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		k, v := c.First()
+		if after > 0 {
+			k, v = c.Seek(seqKey(after + 1))
+		}
+		for ; k != nil && (max <= 0 || len(evs) < max); k, v = c.Next() {
+			var ev Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return fmt.Errorf("decode event key %x: %w", k, err)
+			}
+			evs = append(evs, ev)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read outbox %s after seq %d: %w", o.path, after, err)
+	}
+	return evs, nil
+}
+
+// Ack deletes every event with a sequence number <= seq and returns how many
+// it deleted. A seq beyond the last assigned sequence number deletes nothing
+// and returns ErrAckAhead.
+func (o *Outbox) Ack(seq uint64) (removed int, err error) {
+	err = o.db.Update(func(tx *bolt.Tx) error {
+		if last := seqOf(tx.Bucket(bucketMeta).Get(keyLastSeq)); seq > last {
+			return fmt.Errorf("%w: last assigned seq is %d", ErrAckAhead, last)
+		}
+		b := tx.Bucket(bucketEvents)
+		c := b.Cursor()
+		// Deleting while iterating can make a bbolt cursor skip keys, so
+		// restart from the first key after every delete.
+		for k, _ := c.First(); k != nil && seqOf(k) <= seq; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return fmt.Errorf("delete event key %x: %w", k, err)
+			}
+			removed++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ack outbox %s up to seq %d: %w", o.path, seq, err)
+	}
+	return removed, nil
+}
+
+// Depth returns how many events wait for acknowledgement.
+func (o *Outbox) Depth() (int, error) {
+	var n int
+	err := o.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketEvents).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count outbox %s: %w", o.path, err)
+	}
+	return n, nil
+}
+
+// LastSeq returns the last sequence number assigned (0 before the first
+// Append).
+func (o *Outbox) LastSeq() (uint64, error) {
+	var seq uint64
+	err := o.db.View(func(tx *bolt.Tx) error {
+		seq = seqOf(tx.Bucket(bucketMeta).Get(keyLastSeq))
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read last seq of outbox %s: %w", o.path, err)
+	}
+	return seq, nil
+}
+
+// acked returns the highest sequence number known to be acknowledged: the
+// one before the oldest pending event, or the last assigned one when the
+// outbox is empty (events leave only through Ack).
+func (o *Outbox) acked() (uint64, error) {
+	var seq uint64
+	err := o.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketEvents).Cursor().First(); k != nil {
+			seq = max(seqOf(k), 1) - 1
+			return nil
+		}
+		seq = seqOf(tx.Bucket(bucketMeta).Get(keyLastSeq))
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read acked seq of outbox %s: %w", o.path, err)
+	}
+	return seq, nil
+}
+
+// Close closes the file.
+func (o *Outbox) Close() error {
+	if err := o.db.Close(); err != nil {
+		return fmt.Errorf("close outbox %s: %w", o.path, err)
+	}
+	return nil
+}
+
+// seqKey encodes a sequence number as a bbolt key.
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// seqOf decodes a key made by seqKey; a missing value is 0.
+func seqOf(k []byte) uint64 {
+	if len(k) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k)
+}

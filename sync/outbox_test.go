@@ -1,0 +1,360 @@
+package sync_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tobira-ac/tobira/sync"
+)
+
+// base is the time of the first test event.
+var base = time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+
+// testEvent returns a plausible decision event number i.
+func testEvent(i int) sync.Event {
+	return sync.Event{
+		Time:       base.Add(time.Duration(i) * time.Second),
+		Type:       sync.TypeDecision,
+		Door:       "main-gate",
+		Granted:    i%3 != 0,
+		Reason:     "enrolled",
+		Credential: fmt.Sprintf("01%s%06x", strings.Repeat("a1", 20), i),
+		Token:      "mynumber",
+		DecisionUS: int64(900 + i),
+	}
+}
+
+// openOutbox opens path and closes it in Cleanup.
+func openOutbox(t *testing.T, path string) *sync.Outbox {
+	t.Helper()
+	ob, err := sync.OpenOutbox(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	return ob
+}
+
+// newOutbox opens a fresh outbox in a temporary directory.
+func newOutbox(t *testing.T) *sync.Outbox {
+	t.Helper()
+	return openOutbox(t, filepath.Join(t.TempDir(), "events.db"))
+}
+
+// appendN appends events first..first+n-1 and returns what was stored.
+func appendN(t *testing.T, ob *sync.Outbox, first, n int) []sync.Event {
+	t.Helper()
+	var out []sync.Event
+	for i := first; i < first+n; i++ {
+		ev, err := ob.Append(testEvent(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// seqs returns the sequence numbers of evs.
+func seqs(evs []sync.Event) []uint64 {
+	var s []uint64
+	for _, ev := range evs {
+		s = append(s, ev.Seq)
+	}
+	return s
+}
+
+func TestOutboxAppendAssignsSequence(t *testing.T) {
+	ob := newOutbox(t)
+	in := testEvent(1)
+	in.Seq = 99 // ignored: the outbox assigns
+	in.Time = in.Time.In(time.FixedZone("JST", 9*3600))
+	got, err := ob.Append(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Seq != 1 {
+		t.Errorf("first Append got seq %d, want 1", got.Seq)
+	}
+	if got.Time.Location() != time.UTC || !got.Time.Equal(in.Time) {
+		t.Errorf("stored time %v, want %v in UTC", got.Time, in.Time)
+	}
+	more := appendN(t, ob, 2, 4)
+	if fmt.Sprint(seqs(more)) != "[2 3 4 5]" {
+		t.Errorf("seqs %v, want [2 3 4 5]", seqs(more))
+	}
+	pending, err := ob.Pending(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := sameEvents(pending, append([]sync.Event{got}, more...)); d != "" {
+		t.Errorf("Pending differs from what Append returned: %s", d)
+	}
+	if n, err := ob.Depth(); err != nil || n != 5 {
+		t.Errorf("Depth = %d, %v; want 5", n, err)
+	}
+	if s, err := ob.LastSeq(); err != nil || s != 5 {
+		t.Errorf("LastSeq = %d, %v; want 5", s, err)
+	}
+}
+
+func TestOutboxPending(t *testing.T) {
+	ob := newOutbox(t)
+	appendN(t, ob, 1, 5)
+	tests := []struct {
+		after uint64
+		max   int
+		want  string
+	}{
+		{0, 0, "[1 2 3 4 5]"},
+		{0, -1, "[1 2 3 4 5]"},
+		{0, 2, "[1 2]"},
+		{2, 2, "[3 4]"},
+		{4, 10, "[5]"},
+		{5, 10, "[]"},
+		{100, 1, "[]"},
+		{math.MaxUint64, 1, "[]"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("after %d max %d", tt.after, tt.max), func(t *testing.T) {
+			evs, err := ob.Pending(tt.after, tt.max)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(seqs(evs)); got != tt.want {
+				t.Fatalf("Pending = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOutboxAck(t *testing.T) {
+	ob := newOutbox(t)
+	appendN(t, ob, 1, 5)
+	steps := []struct {
+		ack         uint64
+		wantRemoved int
+		wantErr     error
+		wantLeft    string
+	}{
+		{0, 0, nil, "[1 2 3 4 5]"},
+		{3, 3, nil, "[4 5]"},
+		{3, 0, nil, "[4 5]"}, // repeated ack
+		{2, 0, nil, "[4 5]"}, // stale ack
+		{6, 0, sync.ErrAckAhead, "[4 5]"},
+		{math.MaxUint64, 0, sync.ErrAckAhead, "[4 5]"},
+		{4, 1, nil, "[5]"},
+		{5, 1, nil, "[]"},
+	}
+	for _, s := range steps {
+		removed, err := ob.Ack(s.ack)
+		if !errors.Is(err, s.wantErr) || removed != s.wantRemoved {
+			t.Fatalf("Ack(%d) = %d, %v; want %d, %v", s.ack, removed, err, s.wantRemoved, s.wantErr)
+		}
+		evs, err := ob.Pending(0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(seqs(evs)); got != s.wantLeft {
+			t.Fatalf("after Ack(%d) left %s, want %s", s.ack, got, s.wantLeft)
+		}
+		if n, err := ob.Depth(); err != nil || n != len(evs) {
+			t.Fatalf("after Ack(%d) Depth = %d, %v; want %d", s.ack, n, err, len(evs))
+		}
+	}
+}
+
+func TestOutboxSequenceSurvivesEmptyingAndReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	ob, err := sync.OpenOutbox(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, ob, 1, 3)
+	if _, err := ob.Ack(3); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := ob.Depth(); n != 0 {
+		t.Fatalf("Depth = %d after acking everything", n)
+	}
+	if ev := appendN(t, ob, 4, 1)[0]; ev.Seq != 4 {
+		t.Fatalf("Append after emptying got seq %d, want 4", ev.Seq)
+	}
+	if _, err := ob.Ack(4); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ob = openOutbox(t, path)
+	if s, err := ob.LastSeq(); err != nil || s != 4 {
+		t.Fatalf("LastSeq after reopen = %d, %v; want 4", s, err)
+	}
+	if ev := appendN(t, ob, 5, 1)[0]; ev.Seq != 5 {
+		t.Fatalf("Append after reopen got seq %d, want 5", ev.Seq)
+	}
+}
+
+func TestOutboxDurableAcrossReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	ob, err := sync.OpenOutbox(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := appendN(t, ob, 1, 10)
+	if _, err := ob.Ack(4); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ob = openOutbox(t, path)
+	got, err := ob.Pending(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := sameEvents(got, stored[4:]); d != "" {
+		t.Fatalf("after reopen: %s", d)
+	}
+}
+
+func TestOutboxRefusesInvalidEvent(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(ev *sync.Event)
+	}{
+		{"no type", func(ev *sync.Event) { ev.Type = "" }},
+		{"no time", func(ev *sync.Event) { ev.Time = time.Time{} }},
+		{"negative decision time", func(ev *sync.Event) { ev.DecisionUS = -1 }},
+		{"long type", func(ev *sync.Event) { ev.Type = strings.Repeat("t", sync.MaxTypeLen+1) }},
+		{"long door", func(ev *sync.Event) { ev.Door = strings.Repeat("d", sync.MaxDoorLen+1) }},
+		{"long reason", func(ev *sync.Event) { ev.Reason = strings.Repeat("r", sync.MaxReasonLen+1) }},
+		{"long credential", func(ev *sync.Event) { ev.Credential = strings.Repeat("0", sync.MaxCredentialLen+1) }},
+		{"long token", func(ev *sync.Event) { ev.Token = strings.Repeat("k", sync.MaxTokenLen+1) }},
+		{"year 10000", func(ev *sync.Event) { ev.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"door too long once made valid UTF-8", func(ev *sync.Event) { ev.Door = strings.Repeat("\xffa", sync.MaxDoorLen/2) }},
+	}
+	ob := newOutbox(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := testEvent(1)
+			tt.edit(&ev)
+			if _, err := ob.Append(ev); !errors.Is(err, sync.ErrInvalidEvent) {
+				t.Fatalf("Append = %v, want ErrInvalidEvent", err)
+			}
+			if s, _ := ob.LastSeq(); s != 0 {
+				t.Fatalf("a refused event used seq %d", s)
+			}
+		})
+	}
+}
+
+func TestOutboxNormalizesEvent(t *testing.T) {
+	tests := []struct {
+		name       string
+		detail     string
+		wantDetail string
+	}{
+		{"short", "relay did not answer", "relay did not answer"},
+		{"long ASCII cut", strings.Repeat("x", sync.MaxDetailLen+10), strings.Repeat("x", sync.MaxDetailLen)},
+		{"long cut at a character boundary", "x" + strings.Repeat("é", sync.MaxDetailLen), "x" + strings.Repeat("é", (sync.MaxDetailLen-1)/2)},
+		{"invalid UTF-8 replaced", "bad \xff byte", "bad \uFFFD byte"},
+	}
+	ob := newOutbox(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := testEvent(1)
+			ev.Detail = tt.detail
+			got, err := ob.Append(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Detail != tt.wantDetail {
+				t.Fatalf("stored detail %q (%d bytes), want %q (%d bytes)", got.Detail, len(got.Detail), tt.wantDetail, len(tt.wantDetail))
+			}
+			// What the edge stores, HQ accepts unchanged.
+			p, err := json.Marshal(sync.Batch{Site: "s1", Device: "d1", Events: []sync.Event{got}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := sync.DecodeBatch(p)
+			if err != nil {
+				t.Fatalf("HQ would reject the stored event: %v", err)
+			}
+			if d := sameEvents(b.Events, []sync.Event{got}); d != "" {
+				t.Fatalf("HQ would see another event: %s", d)
+			}
+		})
+	}
+}
+
+func TestOpenOutboxBadFile(t *testing.T) {
+	tests := []struct {
+		name    string
+		make    func(t *testing.T, path string)
+		wantErr error // nil: any error
+	}{
+		{"garbage", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, bytes.Repeat([]byte("not a bbolt file "), 1000), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+		{"other bbolt data", func(t *testing.T, path string) {
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("snapshot")); return err }); err != nil {
+				t.Fatal(err)
+			}
+		}, sync.ErrBadFile},
+		{"HQ store", func(t *testing.T, path string) {
+			h, err := sync.OpenHQ(sync.HQConfig{Path: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Close()
+		}, sync.ErrBadFile},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.db")
+			tt.make(t, path)
+			before, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ob, err := sync.OpenOutbox(path)
+			if err == nil {
+				ob.Close()
+				t.Fatal("OpenOutbox accepted a file that is not an outbox")
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("err = %q does not name the file", err)
+			}
+			after, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(before, after) {
+				t.Error("OpenOutbox changed the file it refused")
+			}
+		})
+	}
+}
