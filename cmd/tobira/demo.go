@@ -62,7 +62,15 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error 
 	defer os.RemoveAll(dir)
 
 	// The network side: an embedded broker and HQ, on loopback only.
-	brk, err := broker.Start(ctx, "127.0.0.1:0", log)
+	// The broker outlives the clients: it is closed after they disconnect.
+	// mochi logs every closed client connection as a warning; the demo
+	// shows the broker's errors only, unless --verbose.
+	brokerLevel := slog.LevelError
+	if verbose {
+		brokerLevel = level
+	}
+	brokerLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: brokerLevel}))
+	brk, err := broker.Start(context.WithoutCancel(ctx), "127.0.0.1:0", brokerLog)
 	if err != nil {
 		return fmt.Errorf("start embedded MQTT broker: %w", err)
 	}
