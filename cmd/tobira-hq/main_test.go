@@ -30,7 +30,9 @@ func TestServeAndEvents(t *testing.T) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	var serveLog bytes.Buffer
-	go func() { served <- run(serveCtx, []string{"serve", "--broker", brk.URL(), "--db", db}, &bytes.Buffer{}, &serveLog) }()
+	go func() {
+		served <- run(serveCtx, []string{"serve", "--broker", brk.URL(), "--db", db}, &bytes.Buffer{}, &serveLog)
+	}()
 
 	ob, err := tsync.OpenOutbox(filepath.Join(dir, "events.db"))
 	if err != nil {
