@@ -190,30 +190,22 @@ func (c *Config) Validate() error {
 	if len(c.Doors) == 0 {
 		bad("door", "at least one [[door]] is required")
 	}
+	// unique checks a required per-door value that no other door may share.
+	unique := func(key, value, hint string, seen map[string]int, i int) {
+		if value == "" {
+			bad(key, "required%s", hint)
+		} else if j, dup := seen[value]; dup {
+			bad(key, "%q is also used by door[%d]", value, j)
+		} else {
+			seen[value] = i
+		}
+	}
 	names, readers, pins := map[string]int{}, map[string]int{}, map[string]int{}
 	for i, d := range c.Doors {
 		key := fmt.Sprintf("door[%d]", i)
-		if d.Name == "" {
-			bad(key+".name", "required")
-		} else if j, dup := names[d.Name]; dup {
-			bad(key+".name", "%q is also door[%d]", d.Name, j)
-		} else {
-			names[d.Name] = i
-		}
-		if d.Reader == "" {
-			bad(key+".reader", "required (a PC/SC reader name; `tobira readers` lists them)")
-		} else if j, dup := readers[d.Reader]; dup {
-			bad(key+".reader", "%q is also used by door[%d]", d.Reader, j)
-		} else {
-			readers[d.Reader] = i
-		}
-		if d.RelayPin == "" {
-			bad(key+".relay_pin", "required (a GPIO line name such as \"GPIO17\")")
-		} else if j, dup := pins[d.RelayPin]; dup {
-			bad(key+".relay_pin", "%q is also used by door[%d]", d.RelayPin, j)
-		} else {
-			pins[d.RelayPin] = i
-		}
+		unique(key+".name", d.Name, "", names, i)
+		unique(key+".reader", d.Reader, " (a PC/SC reader name; `tobira readers` lists them)", readers, i)
+		unique(key+".relay_pin", d.RelayPin, ` (a GPIO line name such as "GPIO17")`, pins, i)
 		if p := d.Pulse.Duration; p < minPulse || p > maxPulse {
 			bad(key+".pulse", "%s must be between %s and %s", p, minPulse, maxPulse)
 		}
