@@ -31,6 +31,21 @@ type Config struct {
 	HQ HQConfig `toml:"hq"`
 	// Doors are the doors (or gate lanes) this controller drives.
 	Doors []DoorConfig `toml:"door"`
+	// Firmware is the self-update health gate (docs/FIRMWARE.md).
+	Firmware FirmwareConfig `toml:"firmware"`
+}
+
+// FirmwareConfig is the health gate of signed releases (docs/FIRMWARE.md).
+type FirmwareConfig struct {
+	// Root is the update root (releases/, current, state). Empty disables
+	// the health gate, for development machines.
+	Root string `toml:"root"`
+	// MaxAttempts is how many starts a release on trial gets before it is
+	// rolled back (default 3).
+	MaxAttempts int `toml:"max_attempts"`
+	// HealthDeadline is how long a release on trial may take to report
+	// healthy before it is rolled back (default 5m).
+	HealthDeadline Duration `toml:"health_deadline"`
 }
 
 // TrustConfig lists the CA certificates that user-authentication
@@ -98,6 +113,9 @@ const (
 	DefaultDataDir  = "/var/lib/tobira"
 	DefaultPulse    = 5 * time.Second
 	DefaultLogLevel = "info"
+	// DefaultFirmwareAttempts and DefaultHealthDeadline bound a release on trial.
+	DefaultFirmwareAttempts = 3
+	DefaultHealthDeadline   = 5 * time.Minute
 	minPulse        = 100 * time.Millisecond
 	maxPulse        = 5 * time.Minute
 )
@@ -152,6 +170,12 @@ func (c *Config) applyDefaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = DefaultLogLevel
 	}
+	if c.Firmware.MaxAttempts == 0 {
+		c.Firmware.MaxAttempts = DefaultFirmwareAttempts
+	}
+	if !c.Firmware.HealthDeadline.set {
+		c.Firmware.HealthDeadline = Duration{Duration: DefaultHealthDeadline, set: true}
+	}
 	for i := range c.Doors {
 		if !c.Doors[i].Pulse.set {
 			c.Doors[i].Pulse = Duration{Duration: DefaultPulse, set: true}
@@ -187,6 +211,15 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.HQ.validate(bad)
+	if c.Firmware.Root != "" && !filepath.IsAbs(c.Firmware.Root) {
+		bad("firmware.root", "%q must be an absolute path", c.Firmware.Root)
+	}
+	if c.Firmware.MaxAttempts < 1 || c.Firmware.MaxAttempts > 100 {
+		bad("firmware.max_attempts", "%d must be between 1 and 100", c.Firmware.MaxAttempts)
+	}
+	if d := c.Firmware.HealthDeadline.Duration; d < 10*time.Second || d > 24*time.Hour {
+		bad("firmware.health_deadline", "%s must be between 10s and 24h", d)
+	}
 	if len(c.Doors) == 0 {
 		bad("door", "at least one [[door]] is required")
 	}

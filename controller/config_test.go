@@ -29,6 +29,9 @@ func TestParseConfigDefaults(t *testing.T) {
 	if got := c.Doors[0].Pulse.Duration; got != DefaultPulse {
 		t.Errorf("default pulse = %s, want %s", got, DefaultPulse)
 	}
+	if c.Firmware.Root != "" || c.Firmware.MaxAttempts != 3 || c.Firmware.HealthDeadline.Duration != 5*time.Minute {
+		t.Errorf("firmware defaults = %+v", c.Firmware)
+	}
 	if c.LogLevel != "info" {
 		t.Errorf("default log level = %q", c.LogLevel)
 	}
@@ -60,6 +63,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"pulse too long", func(s string) string { return s + `pulse = "1h"` + "\n" }, []string{"door[0].pulse:", "1h0m0s"}},
 		{"broker scheme", func(s string) string { return strings.Replace(s, "tcp://", "http://", 1) }, []string{"hq.broker:", `"http"`}},
 		{"tls without ca", func(s string) string { return strings.Replace(s, "tcp://", "ssl://", 1) }, []string{"hq.ca_cert:"}},
+		{"firmware relative root", func(s string) string { return s + "[firmware]\nroot = \"fw\"\n" }, []string{"firmware.root:"}},
+		{"firmware deadline too short", func(s string) string { return s + "[firmware]\nhealth_deadline = \"1s\"\n" }, []string{"firmware.health_deadline: 1s"}},
+		{"firmware attempts", func(s string) string { return s + "[firmware]\nmax_attempts = 1000\n" }, []string{"firmware.max_attempts: 1000"}},
 		{"no doors", func(s string) string { return s[:strings.Index(s, "[[door]]")] }, []string{"door: at least one"}},
 		{"duplicate door", func(s string) string { return s + s[strings.Index(s, "[[door]]"):] }, []string{`door[1].name: "front" is also used by door[0]`, "door[1].reader:", "door[1].relay_pin:"}},
 	}

@@ -5,6 +5,7 @@
 //	tobira check-config FILE                      validate a configuration file
 //	tobira readers                                list PC/SC readers
 //	tobira snapshot import --config FILE SNAP.json  load an allowlist snapshot locally
+//	tobira firmware ...                           release slots and the health gate
 //	tobira version                                print the version
 package main
 
@@ -17,6 +18,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tobira-ac/tobira/firmware"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -47,6 +50,8 @@ const usage = `usage:
   tobira readers                           list the PC/SC readers pcscd sees
   tobira snapshot import --config FILE SNAPSHOT.json
                                            load an allowlist snapshot into policy.db
+  tobira firmware status|install|guard|rollback ...
+                                           release slots and the health gate (docs/FIRMWARE.md)
   tobira version                           print the version`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -80,6 +85,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return listReaders(stdout)
 	case "snapshot":
 		return snapshotCmd(ctx, rest, stdout, stderr)
+	case "firmware":
+		if err := firmware.RunDeviceCLI(ctx, rest, stdout, stderr); err != nil {
+			if errors.Is(err, firmware.ErrUsage) {
+				return fmt.Errorf("%w: %w", errUsage, err)
+			}
+			return err
+		}
+		return nil
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "tobira", version)
 		return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -11,9 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 
 	"github.com/tobira-ac/tobira/controller"
 	"github.com/tobira-ac/tobira/door"
+	"github.com/tobira-ac/tobira/firmware"
+	"github.com/tobira-ac/tobira/firmware/sdnotify"
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
@@ -49,6 +53,20 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 			PulseLength: dc.Pulse.Duration}, pin, clk, log)
 		if err != nil {
 			return fmt.Errorf("door %q: %w", dc.Name, err)
+		}
+	}
+
+	// The health gate of a release on trial: a release that systemd has
+	// restarted too often, or that never became healthy, is rolled back
+	// here and this process exits so that the previous one starts.
+	// Without firmware.root (development machines) there is no gate.
+	var trial *firmware.Trial
+	if cfg.Firmware.Root != "" {
+		trial, err = firmware.Boot(ctx, firmware.GateOptions{Root: cfg.Firmware.Root,
+			MaxAttempts: cfg.Firmware.MaxAttempts, HealthDeadline: cfg.Firmware.HealthDeadline.Duration,
+			InvocationID: os.Getenv("INVOCATION_ID"), Logger: log})
+		if err != nil {
+			return err
 		}
 	}
 
@@ -104,7 +122,8 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg gosync.WaitGroup
-	errc := make(chan error, len(doors)+1)
+	errc := make(chan error, len(doors)+3)
+	var running atomic.Int32 // door loops alive, for the systemd watchdog
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -116,14 +135,37 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		loop := &controller.Door{Name: dc.Name, Source: pcsc.Source(dc.Reader), Verifier: verifier,
 			Decider: store, Lock: doors[i], Events: outbox, Notify: edge.Notify, Clock: clk, Log: log}
 		wg.Add(1)
+		running.Add(1)
 		go func() {
 			defer wg.Done()
+			defer running.Add(-1)
 			if err := loop.Run(ctx); err != nil {
 				errc <- fmt.Errorf("door %q: %w", dc.Name, err)
 			}
 		}()
 	}
 	log.Info("tobira running", "version", version, "site", cfg.Site, "device", cfg.Device, "doors", len(doors))
+
+	// Healthy: relays safe, databases open, trust anchors loaded, PC/SC up,
+	// door loops and the HQ link started. HQ being reachable is not required:
+	// a door must keep working offline, and so must an update.
+	if trial != nil {
+		if res, err := trial.ReportHealthy(ctx); err != nil {
+			log.Error("firmware: could not commit the release on trial", "err", err)
+		} else if res.Outcome != "" {
+			log.Info("firmware: release committed", "outcome", res.Outcome, "reason", res.Reason)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := trial.Supervise(ctx); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	notifySystemd(ctx, &wg, log, fmt.Sprintf("%d door(s) running", len(doors)), func() bool {
+		return int(running.Load()) == len(doors)
+	})
 	select {
 	case <-ctx.Done():
 		err = nil
@@ -213,4 +255,34 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// notifySystemd tells systemd the service is ready and, when a watchdog is
+// configured, pings it for as long as alive reports true. Without systemd
+// ($NOTIFY_SOCKET unset) it does nothing.
+func notifySystemd(ctx context.Context, wg *gosync.WaitGroup, log *slog.Logger, status string, alive func() bool) {
+	n, err := sdnotify.New()
+	if err != nil {
+		if !errors.Is(err, sdnotify.ErrNoSocket) {
+			log.Warn("systemd notification unavailable", "err", err)
+		}
+		return
+	}
+	if err := n.Notify(sdnotify.Ready, sdnotify.Status(status)); err != nil {
+		log.Warn("systemd notification failed", "err", err)
+	}
+	timeout, on, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		log.Warn("systemd watchdog misconfigured", "err", err)
+	}
+	if !on {
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.RunWatchdog(ctx, clock.System{}, timeout, alive, func(err error) {
+			log.Warn("systemd watchdog ping failed", "err", err)
+		})
+	}()
 }

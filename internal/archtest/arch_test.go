@@ -21,6 +21,7 @@ var rules = []struct {
 	{"door", []string{mod + "reader", mod + "policy", mod + "sync", "github.com/ebfe/scard", "github.com/eclipse/paho.mqtt.golang"}},
 	{"reader", []string{mod + "policy", mod + "door", mod + "sync", "periph.io/", "github.com/eclipse/paho.mqtt.golang"}},
 	{"sync", []string{mod + "door", mod + "reader", "periph.io/", "github.com/ebfe/scard"}},
+	{"firmware", []string{mod + "door", mod + "reader", "periph.io/", "github.com/ebfe/scard"}},
 }
 
 func deps(t *testing.T, pkg string) []string {
