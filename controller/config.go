@@ -116,8 +116,8 @@ const (
 	// DefaultFirmwareAttempts and DefaultHealthDeadline bound a release on trial.
 	DefaultFirmwareAttempts = 3
 	DefaultHealthDeadline   = 5 * time.Minute
-	minPulse        = 100 * time.Millisecond
-	maxPulse        = 5 * time.Minute
+	minPulse                = 100 * time.Millisecond
+	maxPulse                = 5 * time.Minute
 )
 
 // ErrConfig marks every configuration error; the message names the file,
