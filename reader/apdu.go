@@ -3,6 +3,9 @@ package reader
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/tobira-ac/tobira/internal/clock"
 )
 
 // Status words used by the JPKI application and by ISO 7816-4 transport.
@@ -102,6 +105,12 @@ type Command struct {
 	// Ne is the number of response bytes expected, 0..MaxResponseData;
 	// 0 means the command has no Le field and 256 is encoded as Le=00.
 	Ne int
+	// Timeout bounds the card's answer to this command (and to its GET
+	// RESPONSE and re-sent commands); 0 means the Client's timeout.
+	Timeout time.Duration
+	// Secret marks Data as secret (a PIN): the encoded command is zeroed
+	// once it has been transmitted.
+	Secret bool
 }
 
 // Bytes encodes the command as a short APDU (case 1 to 4).
@@ -154,24 +163,72 @@ func ParseResponse(b []byte) (Response, error) {
 type Client struct {
 	t    Transmitter
 	sent int
+
+	// Timeout bounds each command whose Command.Timeout is 0; 0 means no
+	// bound other than the caller's context. NewClient sets
+	// DefaultCommandTimeout.
+	Timeout time.Duration
+	// Clock times the card I/O (see IOTime); NewClient sets clock.System{}.
+	Clock clock.Clock
+
+	io time.Duration
 }
 
-// NewClient returns a Client sending through t.
-func NewClient(t Transmitter) *Client { return &Client{t: t} }
+// DefaultCommandTimeout is the per-command timeout of a new Client. A JPKI
+// command other than signing is answered in tens of milliseconds; the
+// bound only stops a mute card from holding the door.
+const DefaultCommandTimeout = 3 * time.Second
+
+// DefaultSignTimeout is the timeout of the signing command: RSA-2048 on the
+// card takes up to a few seconds.
+const DefaultSignTimeout = 10 * time.Second
+
+// NewClient returns a Client sending through t with DefaultCommandTimeout.
+func NewClient(t Transmitter) *Client {
+	return &Client{t: t, Timeout: DefaultCommandTimeout, Clock: clock.System{}}
+}
 
 // Sent returns the number of command APDUs transmitted so far, including
 // GET RESPONSE and re-sent commands.
 func (c *Client) Sent() int { return c.sent }
 
-// transmit sends one encoded command and parses the answer.
+// IOTime returns the time spent waiting for the card (inside
+// Transmitter.Transmit) so far.
+func (c *Client) IOTime() time.Duration { return c.io }
+
+// transmit sends one encoded command and parses the answer. A command that
+// outlives its timeout (while ctx is still live) fails with ErrCardTimeout.
 func (c *Client) transmit(ctx context.Context, cmd Command) (Response, error) {
 	raw, err := cmd.Bytes()
 	if err != nil {
 		return Response{}, err
 	}
+	if cmd.Secret {
+		defer clear(raw)
+	}
 	c.sent++
-	ans, err := c.t.Transmit(ctx, raw)
+	timeout := cmd.Timeout
+	if timeout == 0 {
+		timeout = c.Timeout
+	}
+	tctx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		tctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	var start time.Time
+	if c.Clock != nil {
+		start = c.Clock.Now()
+	}
+	ans, err := c.t.Transmit(tctx, raw)
+	if c.Clock != nil {
+		c.io += c.Clock.Now().Sub(start)
+	}
 	if err != nil {
+		if ctx.Err() == nil && tctx.Err() != nil {
+			return Response{}, fmt.Errorf("%s: %w within %v", cmd.Name, ErrCardTimeout, timeout)
+		}
 		return Response{}, fmt.Errorf("%s: %w", cmd.Name, err)
 	}
 	r, err := ParseResponse(ans)
@@ -215,7 +272,7 @@ func (c *Client) Do(ctx context.Context, cmd Command) (Response, error) {
 		if ne == 0 {
 			ne = MaxResponseData
 		}
-		get := Command{Name: cmd.Name + ": GET RESPONSE", CLA: 0x00, INS: 0xC0, Ne: ne}
+		get := Command{Name: cmd.Name + ": GET RESPONSE", CLA: 0x00, INS: 0xC0, Ne: ne, Timeout: cmd.Timeout}
 		if r, err = c.transmit(ctx, get); err != nil {
 			return Response{}, err
 		}

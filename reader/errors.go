@@ -5,10 +5,11 @@ import (
 	"fmt"
 )
 
-// Sentinel errors. Every error returned by Identify and Verifier.Verify
-// satisfies errors.Is with exactly one of the first seven sentinels below,
-// unless it comes from the Transmitter itself (a transport failure) or from
-// the context.
+// Sentinel errors. Every error returned by Identify, Identifier.Identify
+// and Verifier.Verify satisfies errors.Is with exactly one of the sentinels
+// below (ErrReaderNotFound aside, which only PCSCSource returns), unless it
+// comes from the Transmitter itself (a transport failure) or from the
+// caller's context.
 var (
 	// ErrCardRemoved means the card left the reader during the exchange
 	// (PC/SC: removed or reset card, no smart card, reader gone).
@@ -46,6 +47,69 @@ var (
 	// the readers pcscd lists; the error message lists the available ones.
 	ErrReaderNotFound = errors.New("reader not found")
 )
+
+// Sentinel errors of the PIN, signature and free-area steps (modes pin,
+// enroll and freearea). PINWrongError carries the tries left of a wrong
+// PIN.
+var (
+	// ErrPINWrong means the card refused the PIN; the error is a
+	// *PINWrongError that tells how many tries are left.
+	ErrPINWrong = errors.New("wrong PIN")
+
+	// ErrPINNearlyBlocked means only one PIN try is left and the door is not
+	// configured to spend it: the PIN was not verified and the counter is
+	// unchanged. The holder must see the administrator (or the
+	// municipality) to reset the PIN.
+	ErrPINNearlyBlocked = errors.New("PIN nearly blocked - see the administrator")
+
+	// ErrPINBlocked means the card has no PIN tries left (63 C0 or 69 84).
+	ErrPINBlocked = errors.New("PIN blocked")
+
+	// ErrPINTimeout means the holder did not finish typing the PIN in time.
+	ErrPINTimeout = errors.New("PIN entry timed out")
+
+	// ErrPINCancelled means the holder pressed the cancel key, or the keypad
+	// went away, before finishing the PIN.
+	ErrPINCancelled = errors.New("PIN entry cancelled")
+
+	// ErrPINFormat means the typed PIN is not 4 digits; it was not sent to
+	// the card, so no try was spent.
+	ErrPINFormat = errors.New("PIN is not 4 digits")
+
+	// ErrSignature means the card's signature over the challenge did not
+	// verify with the certificate's public key, or the card refused to sign
+	// after a correct PIN: the card does not hold the certificate's key.
+	ErrSignature = errors.New("card signature invalid")
+
+	// ErrCardTimeout means the card did not answer one command within its
+	// per-command timeout (the caller's context had not ended).
+	ErrCardTimeout = errors.New("card did not answer in time")
+
+	// ErrFreeAreaNotFound means the card has no application with the
+	// configured free-area AID, or no such file in it.
+	ErrFreeAreaNotFound = errors.New("free-area application not found")
+
+	// ErrFreeAreaData means the free-area file does not hold a usable ID at
+	// the configured place (missing TLV tag, bad encoding, empty or too
+	// long an ID).
+	ErrFreeAreaData = errors.New("bad free-area data")
+)
+
+// PINWrongError is returned when the card refused the PIN. errors.Is(err,
+// ErrPINWrong) is true for it.
+type PINWrongError struct {
+	// TriesLeft is the number of tries the card reports as left (1 or 2 on
+	// a My Number Card; 0 is reported as ErrPINBlocked instead).
+	TriesLeft int
+}
+
+// Error says that the PIN was wrong and how many tries are left.
+func (e *PINWrongError) Error() string {
+	return fmt.Sprintf("%v: %d tries left", ErrPINWrong, e.TriesLeft)
+}
+
+// Is makes every PINWrongError match ErrPINWrong.
+func (e *PINWrongError) Is(target error) bool { return target == ErrPINWrong }
 
 // StatusError is returned when the card answers a command with a status
 // word the exchange did not expect. errors.Is(err, ErrCardResponse) is true

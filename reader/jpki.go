@@ -82,61 +82,98 @@ func ParseToken(b []byte) (Token, error) {
 	return Token{Label: label, Type: typ}, nil
 }
 
-// Identity is what serial-mode identification yields.
+// Identity is what identification yields.
 type Identity struct {
-	// Credential is a KindCertSerial credential: IssuerKeyID is the
+	// Mode is the identification mode that produced the Identity.
+	Mode Mode
+	// Credential is the identifier the card proved. In modes serial, pin
+	// and enroll it is a KindCertSerial credential: IssuerKeyID is the
 	// certificate's authority key ID (20 bytes; if absent or of another
 	// length, the SHA-1 of the matching anchor's subjectPublicKey bits) and
-	// Serial is the certificate serial.
+	// Serial is the certificate serial. In mode freearea it is a
+	// KindFreeArea credential.
 	Credential credential.Credential
-	// Token is the token information of the card.
+	// Token is the token information of the card (zero in mode freearea).
 	Token Token
-	// Cert is the verified certificate. Never log its NotAfter: it hints at
-	// the holder's birthday.
+	// Cert is the verified certificate (nil in mode freearea). Never log its
+	// NotAfter: it hints at the holder's birthday. It may be shared through
+	// the Verifier's cache: do not modify it.
 	Cert *x509.Certificate
+	// PINVerified is true when the card accepted the holder's PIN in this
+	// session (and, in modes pin and enroll, signed the challenge with the
+	// certificate's key).
+	PINVerified bool
+	// TriesLeft is the PIN tries-left counter as last learnt: read before
+	// VERIFY, or reported by the card after a wrong PIN. TriesUnknown when
+	// it was not read.
+	TriesLeft int
+	// Enrollment is the enrollment record, in mode enroll after success.
+	Enrollment *EnrollmentRecord
 	// APDUs is the number of command APDUs sent, for benchmarks.
 	APDUs int
+	// Elapsed is the time the identification took; CardIO the part spent
+	// waiting for the card and PINEntry the part spent waiting for the
+	// holder to type the PIN. OwnWork gives the rest.
+	Elapsed, CardIO, PINEntry time.Duration
 }
 
+// OwnWork returns the time tobira itself spent (parsing, verifying,
+// signature checks): Elapsed less card I/O and PIN entry.
+func (id Identity) OwnWork() time.Duration { return id.Elapsed - id.CardIO - id.PINEntry }
+
 // Identify reads and verifies the user-authentication certificate of the
-// card behind t, at time now: SELECT the JPKI-AP, SELECT and READ the token
-// EF 0006, SELECT EF 000A and read the certificate (the first 256-byte read
-// carries the DER header, which gives the length; the rest follows in
-// chunks of at most 256 bytes, ceil(length/256) reads in all), then verify
-// it with v.
+// card behind t, at time now (mode serial, see Identifier for the other
+// modes): SELECT the JPKI-AP, SELECT and READ the token EF 0006, SELECT EF
+// 000A and read the certificate (the first 256-byte read carries the DER
+// header, which gives the length; the rest follows in chunks of at most 256
+// bytes, ceil(length/256) reads in all), then verify it with v.
 //
 // Errors satisfy errors.Is with ErrNotMyNumberCard, ErrCardResponse,
-// ErrBadCertificate, ErrUntrustedIssuer, ErrExpired or ErrNotYetValid, or
-// are passed through from t (ErrCardRemoved, transport and context errors).
-// On error the returned Identity holds what was learnt so far: APDUs
-// always, Token once read, and Credential and Cert when the certificate
-// chained to a trust anchor but was expired or not yet valid.
+// ErrCardTimeout, ErrBadCertificate, ErrUntrustedIssuer, ErrExpired or
+// ErrNotYetValid, or are passed through from t (ErrCardRemoved, transport
+// and context errors). On error the returned Identity holds what was learnt
+// so far: APDUs always, Token once read, and Credential and Cert when the
+// certificate chained to a trust anchor but was expired or not yet valid.
 func Identify(ctx context.Context, t Transmitter, v *Verifier, now time.Time) (Identity, error) {
 	if v == nil {
 		return Identity{}, errors.New("identify: nil verifier")
 	}
 	c := NewClient(t)
+	start := c.Clock.Now()
 	id, err := identify(ctx, c, v, now)
-	id.APDUs = c.Sent()
+	id.APDUs, id.CardIO, id.Elapsed = c.Sent(), c.IOTime(), c.Clock.Now().Sub(start)
 	return id, err
 }
 
 func identify(ctx context.Context, c *Client, v *Verifier, now time.Time) (Identity, error) {
-	var id Identity
-	if err := selectJPKI(ctx, c); err != nil {
+	id, der, err := readJPKI(ctx, c)
+	if err != nil {
 		return id, err
+	}
+	return id, verifyInto(&id, v, der, now)
+}
+
+// readJPKI selects the JPKI-AP, reads the token information and the DER
+// user-authentication certificate.
+func readJPKI(ctx context.Context, c *Client) (Identity, []byte, error) {
+	id := Identity{Mode: ModeSerial, TriesLeft: TriesUnknown}
+	if err := selectJPKI(ctx, c); err != nil {
+		return id, nil, err
 	}
 	tokenData, err := readEF(ctx, c, fidToken, tokenLabelLen)
 	if err != nil {
-		return id, err
+		return id, nil, err
 	}
 	if id.Token, err = ParseToken(tokenData); err != nil {
-		return id, fmt.Errorf("identify: %w", err)
+		return id, nil, fmt.Errorf("identify: %w", err)
 	}
 	der, err := readCertificate(ctx, c, fidAuthCert)
-	if err != nil {
-		return id, err
-	}
+	return id, der, err
+}
+
+// verifyInto verifies der with v at now and fills the credential and
+// certificate of id.
+func verifyInto(id *Identity, v *Verifier, der []byte, now time.Time) error {
 	cert, keyID, err := v.verify(der, now)
 	if cert != nil {
 		id.Cert = cert
@@ -147,9 +184,9 @@ func identify(ctx context.Context, c *Client, v *Verifier, now time.Time) (Ident
 		}
 	}
 	if err != nil {
-		return id, fmt.Errorf("verify auth certificate EF %04X: %w", fidAuthCert, err)
+		return fmt.Errorf("verify auth certificate EF %04X: %w", fidAuthCert, err)
 	}
-	return id, nil
+	return nil
 }
 
 // selectJPKI selects the JPKI application. Any status other than 90 00 means

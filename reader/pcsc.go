@@ -45,10 +45,34 @@ func OpenPCSC(log *slog.Logger) (*PCSC, error) {
 	return &PCSC{log: log, sctx: sctx}, nil
 }
 
+// isServiceLost reports whether a PC/SC error means the context is no
+// longer usable: pcscd stopped or restarted.
+func isServiceLost(err error) bool {
+	for _, e := range []scard.Error{scard.ErrNoService, scard.ErrServiceStopped, scard.ErrInvalidHandle} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // Readers lists the readers pcscd knows; none is an empty list, not an
-// error.
+// error. After a pcscd restart the connection is re-established.
 func (p *PCSC) Readers() ([]string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("list PC/SC readers: connection closed")
+	}
 	names, err := p.sctx.ListReaders()
+	if isServiceLost(err) {
+		p.log.Info("PC/SC service lost; reconnecting", "err", err)
+		if sctx, rerr := scard.EstablishContext(); rerr == nil {
+			_ = p.sctx.Release()
+			p.sctx = sctx
+			names, err = p.sctx.ListReaders()
+		}
+	}
 	if errors.Is(err, scard.ErrNoReadersAvailable) {
 		return nil, nil
 	}
@@ -74,7 +98,7 @@ func (p *PCSC) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := p.sctx.Release(); err != nil {
+	if err := p.sctx.Release(); err != nil && !isServiceLost(err) {
 		errs = append(errs, fmt.Errorf("release PC/SC context: %w", err))
 	}
 	return errors.Join(errs...)
@@ -152,6 +176,18 @@ func (s *PCSCSource) context() (*scard.Context, error) {
 	return s.sctx, nil
 }
 
+// dropContext releases the source's context after pcscd was lost, so the
+// next call establishes a new one.
+func (s *PCSCSource) dropContext(cause error) {
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	s.log.Info("PC/SC service lost; the next wait reconnects", "err", cause)
+	if s.sctx != nil {
+		_ = s.sctx.Release()
+		s.sctx = nil
+	}
+}
+
 // release cancels and releases the source's context; the caller holds
 // s.p.mu.
 func (s *PCSCSource) release() error {
@@ -159,7 +195,8 @@ func (s *PCSCSource) release() error {
 		return nil
 	}
 	_ = s.sctx.Cancel() // wake a blocked wait; nothing to do if none
-	if err := s.sctx.Release(); err != nil {
+	// A context of a pcscd that has gone away holds nothing to release.
+	if err := s.sctx.Release(); err != nil && !isServiceLost(err) {
 		return fmt.Errorf("reader %q: release PC/SC context: %w", s.reader, err)
 	}
 	s.sctx = nil
@@ -209,6 +246,9 @@ func (s *PCSCSource) NextCard(ctx context.Context) (Card, error) {
 			continue
 		case errors.Is(err, scard.ErrUnknownReader):
 			return nil, fmt.Errorf("wait for card: %w: %q disappeared", ErrReaderNotFound, s.reader)
+		case isServiceLost(err):
+			s.dropContext(err)
+			return nil, fmt.Errorf("wait for card in reader %q: %w", s.reader, err)
 		case err != nil:
 			return nil, fmt.Errorf("wait for card in reader %q: %w", s.reader, err)
 		}
@@ -236,6 +276,10 @@ func (s *PCSCSource) NextCard(ctx context.Context) (Card, error) {
 		if err != nil {
 			if isRemoval(err) {
 				continue
+			}
+			if isServiceLost(err) {
+				s.dropContext(err)
+				return nil, fmt.Errorf("connect to card in reader %q: %w", s.reader, err)
 			}
 			// A card that cannot be talked to (mute, held exclusively by
 			// another program) is skipped until the reader state changes.

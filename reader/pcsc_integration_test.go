@@ -191,12 +191,17 @@ func BenchmarkPCSCIdentify(b *testing.B) {
 	}
 	v := bothGenerations(b)
 	var apdus int
+	var io, own time.Duration
 	for b.Loop() {
 		id, err := reader.Identify(ctx, c, v, fixtureNow)
 		if err != nil {
 			b.Fatal(err)
 		}
 		apdus = id.APDUs
+		io += id.CardIO
+		own += id.OwnWork()
 	}
 	b.ReportMetric(float64(apdus), "APDUs/op")
+	b.ReportMetric(float64(io.Microseconds())/float64(b.N), "card-io-µs/op")
+	b.ReportMetric(float64(own.Microseconds())/float64(b.N), "own-µs/op")
 }

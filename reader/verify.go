@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rsa"
 	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -40,8 +41,53 @@ func mustOID(s string) x509.OID {
 // JPKI user-authentication CA key has several generations that are valid
 // side by side (they may even share one subject name). A Verifier is safe
 // for concurrent use.
+//
+// A Verifier caches the certificates whose chain and profile it has
+// verified, keyed by the SHA-256 of their DER, in a bounded LRU cache: a
+// repeated tap of the same card skips parsing and RSA work, while the
+// validity of the certificate and of its anchor is still checked against
+// the time of each call.
 type Verifier struct {
 	anchors []anchor
+	cache   *certCache // nil: no caching
+}
+
+// DefaultCacheSize is the number of verified certificates a Verifier keeps
+// unless WithCacheSize says otherwise (about 2 KB each).
+const DefaultCacheSize = 4096
+
+// VerifierOption configures a Verifier made by NewVerifier.
+type VerifierOption func(*Verifier)
+
+// WithCacheSize sets the number of verified certificates kept in the
+// Verifier's cache; 0 or less turns the cache off.
+func WithCacheSize(n int) VerifierOption {
+	return func(v *Verifier) {
+		if n <= 0 {
+			v.cache = nil
+			return
+		}
+		v.cache = newCertCache(n)
+	}
+}
+
+// CacheStats counts the lookups of a Verifier's certificate cache.
+type CacheStats struct {
+	// Hits is the number of verifications served from the cache.
+	Hits uint64
+	// Misses is the number of verifications that parsed and checked the
+	// certificate.
+	Misses uint64
+	// Entries is the number of certificates cached now.
+	Entries int
+}
+
+// CacheStats returns the cache counters (all zero when the cache is off).
+func (v *Verifier) CacheStats() CacheStats {
+	if v.cache == nil {
+		return CacheStats{}
+	}
+	return v.cache.stats()
 }
 
 // anchor is one trust anchor with the key ID credentials use for it.
@@ -53,9 +99,10 @@ type anchor struct {
 	spkiKeyID []byte
 }
 
-// NewVerifier returns a Verifier trusting anchors. It fails when the set is
-// empty or holds a nil or non-CA certificate.
-func NewVerifier(anchors []*x509.Certificate) (*Verifier, error) {
+// NewVerifier returns a Verifier trusting anchors, with a certificate cache
+// of DefaultCacheSize entries unless an option says otherwise. It fails
+// when the set is empty or holds a nil or non-CA certificate.
+func NewVerifier(anchors []*x509.Certificate, opts ...VerifierOption) (*Verifier, error) {
 	if len(anchors) == 0 {
 		return nil, errors.New("new verifier: no trust anchors given")
 	}
@@ -72,6 +119,10 @@ func NewVerifier(anchors []*x509.Certificate) (*Verifier, error) {
 			return nil, fmt.Errorf("new verifier: trust anchor %d (%s): %w", i, c.Subject, err)
 		}
 		v.anchors = append(v.anchors, anchor{cert: c, spkiKeyID: kid})
+	}
+	v.cache = newCertCache(DefaultCacheSize)
+	for _, o := range opts {
+		o(v)
 	}
 	return v, nil
 }
@@ -109,9 +160,18 @@ func (v *Verifier) Verify(der []byte, now time.Time) (*x509.Certificate, error) 
 }
 
 // verify is Verify that also returns the issuer key ID of the credential.
+// The returned certificate may be shared with other callers through the
+// cache: it must not be modified.
 func (v *Verifier) verify(der []byte, now time.Time) (*x509.Certificate, []byte, error) {
 	if len(der) > MaxCertificateSize {
 		return nil, nil, fmt.Errorf("%w: %d bytes exceed %d", ErrBadCertificate, len(der), MaxCertificateSize)
+	}
+	var key [sha256.Size]byte
+	if v.cache != nil {
+		key = sha256.Sum256(der)
+		if e, ok := v.cache.get(key); ok {
+			return checkTimes(e.cert, bytes.Clone(e.keyID), e.anchor, now)
+		}
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -129,6 +189,15 @@ func (v *Verifier) verify(der []byte, now time.Time) (*x509.Certificate, []byte,
 		keyID = a.spkiKeyID
 	}
 	keyID = bytes.Clone(keyID)
+	if v.cache != nil {
+		v.cache.put(key, cacheEntry{cert: cert, keyID: bytes.Clone(keyID), anchor: a})
+	}
+	return checkTimes(cert, keyID, a, now)
+}
+
+// checkTimes checks the validity of a certificate whose chain is trusted,
+// and of its anchor, at now.
+func checkTimes(cert *x509.Certificate, keyID []byte, a *anchor, now time.Time) (*x509.Certificate, []byte, error) {
 	switch {
 	case now.Before(cert.NotBefore):
 		return cert, keyID, fmt.Errorf("%w: certificate serial %X", ErrNotYetValid, cert.SerialNumber)
@@ -257,4 +326,12 @@ func parseAnchors(data []byte) ([]*x509.Certificate, error) {
 		return nil, errors.New("no PEM CERTIFICATE block found")
 	}
 	return certs, nil
+}
+
+// parseForDisplay parses der without any check, for Inspect's report.
+func parseForDisplay(der []byte) (*x509.Certificate, error) {
+	if len(der) > MaxCertificateSize {
+		return nil, fmt.Errorf("%w: %d bytes exceed %d", ErrBadCertificate, len(der), MaxCertificateSize)
+	}
+	return x509.ParseCertificate(der)
 }

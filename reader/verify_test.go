@@ -18,6 +18,9 @@ import (
 var sentinels = []error{
 	reader.ErrCardRemoved, reader.ErrNotMyNumberCard, reader.ErrUntrustedIssuer,
 	reader.ErrExpired, reader.ErrNotYetValid, reader.ErrBadCertificate, reader.ErrCardResponse,
+	reader.ErrPINWrong, reader.ErrPINNearlyBlocked, reader.ErrPINBlocked, reader.ErrPINTimeout,
+	reader.ErrPINCancelled, reader.ErrPINFormat, reader.ErrSignature, reader.ErrCardTimeout,
+	reader.ErrFreeAreaNotFound, reader.ErrFreeAreaData,
 }
 
 // matchedSentinels returns the sentinels err matches.

@@ -113,7 +113,16 @@ func (v *VPCD) serve(ctx context.Context, addr string, c *Card, connected func()
 				continue
 			}
 		default:
-			answer = c.Process(msg)
+			var muted <-chan struct{}
+			for answer, muted = c.process1(msg); muted != nil; answer, muted = c.process1(msg) {
+				log.Info("card mute (fault)")
+				select {
+				case <-muted:
+				case <-ctx.Done():
+					log.Info("card removed from vpcd")
+					return nil
+				}
+			}
 			if answer == nil {
 				log.Info("card left vpcd (fault)")
 				return nil

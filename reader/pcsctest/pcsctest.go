@@ -65,13 +65,47 @@ func Start(t testing.TB) {
 	lock(t)
 	var out *syncBuffer
 	if !running() {
+		owned = &ownedPCSCD{path: pcscd}
+		t.Cleanup(func() { owned = nil })
 		out = startPCSCD(t, pcscd)
+		owned.out = out
 	}
 	if err := waitReader(t.Context(), out); err != nil {
 		if out != nil {
 			t.Logf("pcscd output:\n%s", out.String())
 		}
 		t.Fatalf("pcsctest: %v", err)
+	}
+}
+
+// ownedPCSCD is the pcscd Start started for the running test, nil when
+// pcscd was already running. Guarded by the vpcd lock (one test at a time).
+var owned *ownedPCSCD
+
+type ownedPCSCD struct {
+	path string
+	out  *syncBuffer
+	stop func()
+}
+
+// StopPCSCD stops the pcscd that Start started (the reader and the PC/SC
+// service disappear, as when a reader is unplugged and pcscd restarts) and
+// returns a function that starts it again and waits for the reader. The
+// test is skipped when pcscd was not started by Start.
+func StopPCSCD(t testing.TB) (restart func()) {
+	t.Helper()
+	if owned == nil || owned.stop == nil {
+		t.Skip("pcsctest: pcscd was already running, not started by this test: cannot restart it")
+	}
+	owned.stop()
+	return func() {
+		t.Helper()
+		out := startPCSCD(t, owned.path)
+		owned.out = out
+		if err := waitReader(t.Context(), out); err != nil {
+			t.Logf("pcscd output:\n%s", out.String())
+			t.Fatalf("pcsctest: %v", err)
+		}
 	}
 }
 
@@ -174,15 +208,24 @@ func startPCSCD(t testing.TB, path string) *syncBuffer {
 		cmd.Wait()
 		close(exited)
 	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				t.Logf("pcsctest: pcscd did not stop on SIGTERM, killing it")
+				cmd.Process.Kill()
+				<-exited
+			}
+		})
+	}
+	if owned != nil {
+		owned.stop = stop
+	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Logf("pcsctest: pcscd did not stop on SIGTERM, killing it")
-			cmd.Process.Kill()
-			<-exited
-		}
+		stop()
 		if t.Failed() {
 			t.Logf("pcscd output:\n%s", out.String())
 		}
