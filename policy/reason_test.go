@@ -41,7 +41,7 @@ func TestReasonsAreDistinct(t *testing.T) {
 			grants++
 		}
 	}
-	if grants != 1 || !ReasonEnrolled.Granted() {
-		t.Errorf("%d granting reasons, want exactly one (enrolled)", grants)
+	if grants != 8 || !ReasonEnrolled.Granted() || ReasonNotEnrolled.Granted() {
+		t.Errorf("%d granting reasons, want the 8 documented grants", grants)
 	}
 }

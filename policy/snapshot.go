@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"unicode/utf8"
 
@@ -30,7 +31,10 @@ var (
 	ErrStaleVersion = errors.New("snapshot version is not newer than the stored one")
 )
 
-// Snapshot is a whole allowlist + revocation set at one version.
+// Snapshot is a whole snapshot at one version, held in memory: the
+// allowlist, the revocation set and, optionally, the rest of the rules
+// model (docs/POLICY.md). Large snapshots are better streamed with
+// SnapshotEncoder and Store.ApplyFullStream.
 type Snapshot struct {
 	// Version orders snapshots; it starts at 1 (0 means "no snapshot").
 	Version uint64
@@ -38,15 +42,62 @@ type Snapshot struct {
 	Allow []Entry
 	// Revoked is the revocation set. Duplicates are harmless and accepted.
 	Revoked []Revocation
+
+	// Site holds the site settings (nil: defaults).
+	Site *Site
+	// People are the people with validity windows and groups.
+	People []Person
+	// Links are the renewal links.
+	Links []RenewalLink
+	// Doors are the doors, with their groups, areas and modes.
+	Doors []Door
+	// Areas are the anti-passback areas.
+	Areas []Area
+	// Levels are the access levels.
+	Levels []AccessLevel
+	// Schedules are the schedules.
+	Schedules []Schedule
+	// Holidays are the site's holidays.
+	Holidays []Holiday
+	// Events are the ticketed events.
+	Events []Event
 }
 
-// Entry is one allowlisted credential.
-type Entry struct {
-	// Credential is what the card must present.
-	Credential credential.Credential
-	// Person is the opaque person ID from HQ (never a name), 1..MaxPersonLen
-	// bytes of UTF-8. It is copied into granted Decisions.
-	Person string
+// rulesItems lists the snapshot's records other than Allow and Revoked,
+// each with the name of its place ("doors[2]") for errors.
+func (s Snapshot) rulesItems() (names []string, items []Item) {
+	add := func(name string, i int, it Item) {
+		names = append(names, fmt.Sprintf("%s[%d]", name, i))
+		items = append(items, it)
+	}
+	if s.Site != nil {
+		names, items = append(names, "site"), append(items, *s.Site)
+	}
+	for i, it := range s.People {
+		add("people", i, it)
+	}
+	for i, it := range s.Links {
+		add("links", i, it)
+	}
+	for i, it := range s.Doors {
+		add("doors", i, it)
+	}
+	for i, it := range s.Areas {
+		add("areas", i, it)
+	}
+	for i, it := range s.Levels {
+		add("levels", i, it)
+	}
+	for i, it := range s.Schedules {
+		add("schedules", i, it)
+	}
+	for i, it := range s.Holidays {
+		add("holidays", i, it)
+	}
+	for i, it := range s.Events {
+		add("events", i, it)
+	}
+	return names, items
 }
 
 // Revocation is one revoked certificate: issuer key ID (20 bytes) + serial.
@@ -67,12 +118,16 @@ func (s Snapshot) Validate() error {
 }
 
 // keyValue is one bucket record ready to be written.
-type keyValue struct{ k, v []byte }
+type keyValue struct {
+	k, v []byte
+	e    Entry
+}
 
 // prepared is a validated snapshot as sorted bucket records.
 type prepared struct {
 	allow   []keyValue // credential key -> person
 	revoked [][]byte   // issuer key ID || serial, sorted, deduplicated
+	rules   []Item     // the other records, validated, each (kind, key) once
 }
 
 // prepare validates s and builds its bucket records, sorted by key so that
@@ -97,8 +152,11 @@ func (s Snapshot) prepare() (prepared, error) {
 		if j, dup := index[string(k)]; dup {
 			return prepared{}, fmt.Errorf("%w: allow[%d] (%s) repeats allow[%d]", ErrInvalidSnapshot, i, e.Credential, j)
 		}
+		if _, err := e.recordValue(); err != nil {
+			return prepared{}, fmt.Errorf("%w: allow[%d] (%s): %w", ErrInvalidSnapshot, i, e.Credential, err)
+		}
 		index[string(k)] = i
-		p.allow = append(p.allow, keyValue{k: k, v: []byte(e.Person)})
+		p.allow = append(p.allow, keyValue{k: k, v: []byte(e.Person), e: e})
 	}
 	for i, r := range s.Revoked {
 		k, err := revocationKey(r.IssuerKeyID, r.Serial)
@@ -107,10 +165,49 @@ func (s Snapshot) prepare() (prepared, error) {
 		}
 		p.revoked = append(p.revoked, k)
 	}
+	names, items := s.rulesItems()
+	seen := map[string]string{}
+	for i, it := range items {
+		k, _, err := recordOf(it)
+		if err != nil {
+			return prepared{}, fmt.Errorf("%w: %s: %w", ErrInvalidSnapshot, names[i], err)
+		}
+		id := string(append([]byte{byte(it.recordKind())}, k...))
+		if prev, dup := seen[id]; dup {
+			return prepared{}, fmt.Errorf("%w: %s repeats %s", ErrInvalidSnapshot, names[i], prev)
+		}
+		seen[id] = names[i]
+		p.rules = append(p.rules, it)
+	}
 	slices.SortFunc(p.allow, func(a, b keyValue) int { return bytes.Compare(a.k, b.k) })
 	slices.SortFunc(p.revoked, bytes.Compare)
 	p.revoked = slices.CompactFunc(p.revoked, bytes.Equal)
 	return p, nil
+}
+
+// encode writes the prepared snapshot as a full snapshot stream.
+func (p prepared) encode(w io.Writer, version uint64) error {
+	enc, err := NewSnapshotEncoder(w, version)
+	if err != nil {
+		return err
+	}
+	for _, kv := range p.allow {
+		if err := enc.Put(kv.e); err != nil {
+			return err
+		}
+	}
+	for _, it := range p.rules {
+		if err := enc.Put(it); err != nil {
+			return err
+		}
+	}
+	for _, k := range p.revoked {
+		if err := enc.Put(Revocation{IssuerKeyID: k[:credential.KeyIDLen], Serial: k[credential.KeyIDLen:]}); err != nil {
+			return err
+		}
+	}
+	_, err = enc.Close()
+	return err
 }
 
 // entryKey returns the allowlist key of c, refusing non-canonical serials

@@ -6,12 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/credential"
 )
 
@@ -24,11 +32,13 @@ var (
 
 	// ErrCorrupt means the file is not a bbolt file, or it is one but its
 	// content does not have the policy store's layout (missing buckets, a
-	// version record of the wrong size). Nothing is written to such a file.
+	// version record of the wrong size). Open writes nothing to such a
+	// file; OpenWithOptions moves it aside and starts empty.
 	ErrCorrupt = errors.New("policy store is corrupt")
 
 	// ErrFormat means the file was written in a store format this build does
-	// not know (by a newer tobira, for example). It is left untouched.
+	// not know (by another tobira version). Open leaves it untouched;
+	// OpenWithOptions moves it aside and starts empty.
 	ErrFormat = errors.New("policy store has an unknown format")
 )
 
@@ -36,58 +46,263 @@ var (
 // let go before it fails with ErrLocked. Tests shorten it.
 var openTimeout = 2 * time.Second
 
-// formatVersion is the store layout this code reads and writes.
-const formatVersion = 1
+// formatVersion is the store layout this code reads and writes. Format 1
+// (allow/revoked buckets only) was the spine's.
+const formatVersion = 2
 
 // Bucket and record names.
 var (
-	bucketMeta    = []byte("meta")    // formatKey, versionKey
-	bucketAllow   = []byte("allow")   // credential.Key() -> person
-	bucketRevoked = []byte("revoked") // issuer key ID || serial -> revokedMark
-	formatKey     = []byte("format")  // uint32 big-endian
-	versionKey    = []byte("version") // uint64 big-endian
-	revokedMark   = []byte{1}         // a non-empty value, so Get tells presence apart
+	bucketMeta  = []byte("meta")          // formatKey, versionKey, accKey
+	bucketAllow = KindCredential.bucket() // credential.Key() -> entry value
+	formatKey   = []byte("format")        // uint32 big-endian
+	versionKey  = []byte("version")       // uint64 big-endian
+	accKey      = []byte("content-acc")   // 32-byte contentAcc
+	newSuffix   = ".new"                  // a full snapshot being built aside
+	localSuffix = "-local.db"             // the local state file
+	corruptTag  = ".corrupt-"             // moved-aside files
 )
 
-// ctxCheckEvery is how many records ApplyFull writes between looks at ctx.
+// ctxCheckEvery is how many records an apply reads between looks at ctx.
 const ctxCheckEvery = 4096
 
-// Store is the snapshot store: one bbolt file holding the active snapshot.
-// It is safe for concurrent use; Decide never waits for ApplyFull.
-type Store struct {
-	db   *bolt.DB
-	path string
-	log  *slog.Logger
+// fullBatch is how many records a full apply writes per bbolt transaction
+// of the file it builds aside: it bounds the memory of dirty pages.
+var fullBatch = 50_000
+
+// DefaultMaxRenewalHops bounds how many renewal links Decide follows.
+const DefaultMaxRenewalHops = 4
+
+// Fallback is what a door does when it cannot trust its data: the
+// revocation data is stale, or the clock went back below the last trusted
+// time.
+type Fallback uint8
+
+// The fallbacks.
+const (
+	// FallbackDeny denies (the default): certificate credentials when the
+	// revocation data is stale (free-area IDs and tickets have nothing to
+	// revoke), every credential when the clock is untrusted.
+	FallbackDeny Fallback = iota
+	// FallbackGrantFlag decides as usual and marks a grant with
+	// ReasonGrantedStaleRevocations or ReasonGrantedClockUntrusted.
+	FallbackGrantFlag
+)
+
+// DoorOptions is the local (not HQ-pushed) configuration of one door.
+type DoorOptions struct {
+	// OnStaleRevocations applies when the revocation data is older than
+	// Site.MaxRevocationAge or an imported CRL is past its nextUpdate.
+	OnStaleRevocations Fallback
+	// OnUntrustedClock applies when the request's time is before the last
+	// trusted time stored on disk.
+	OnUntrustedClock Fallback
 }
 
-// Open opens (creating if needed) the store file at path. A new file gets
-// the empty layout (Version 0). It fails with ErrLocked when another holder
-// keeps the file locked for two seconds, with ErrCorrupt when the file is not
-// a policy store, and with ErrFormat for an unknown layout version. A nil log
-// means slog.Default().
+// BreakGlass is an emergency credential from the local configuration: it
+// opens every door, in every mode, even with an empty or corrupt snapshot.
+// Only a revocation of its certificate (when the store can be read) stops
+// it.
+type BreakGlass struct {
+	// Credential is the card's credential.
+	Credential credential.Credential
+	// Label names the holder in decisions (Decision.Person) and logs.
+	Label string
+}
+
+// Options configure OpenWithOptions. The zero value is usable.
+type Options struct {
+	// Log receives the store's logs; nil means slog.Default().
+	Log *slog.Logger
+	// Clock names moved-aside files; nil means the system clock. Decisions
+	// take their time from Request.Now only.
+	Clock clock.Clock
+	// LocalPath is the local state file (trusted time, anti-passback state,
+	// ticket marks, CRLs); "" means the store path with "-local.db" in place
+	// of ".db".
+	LocalPath string
+	// BreakGlass lists the emergency credentials.
+	BreakGlass []BreakGlass
+	// Doors holds per-door options by door ID; a door not listed gets
+	// DefaultDoor.
+	Doors map[string]DoorOptions
+	// DefaultDoor applies to doors not in Doors.
+	DefaultDoor DoorOptions
+	// MaxRenewalHops bounds renewal-link chains; 0 means
+	// DefaultMaxRenewalHops.
+	MaxRenewalHops int
+	// TrustedTimePersistEvery is how far the trusted time must advance
+	// before it is written to disk again; 0 means one minute.
+	TrustedTimePersistEvery time.Duration
+}
+
+// Recovery reports a store file that OpenWithOptions found corrupt or of
+// an unknown format and moved aside.
+type Recovery struct {
+	// Path is the file's path.
+	Path string
+	// MovedTo is where it is now.
+	MovedTo string
+	// Err is why it was moved (wraps ErrCorrupt or ErrFormat).
+	Err error
+}
+
+// Store is the snapshot store: policy.db holding the active snapshot, and a
+// local file holding what the device itself learns (trusted time,
+// anti-passback state, ticket marks, CRLs). It is safe for concurrent use;
+// Decide never waits for an apply to finish.
+type Store struct {
+	path string
+	log  *slog.Logger
+	opts Options
+	clk  clock.Clock
+
+	mu sync.RWMutex // guards db against the swap at the end of a full apply
+	db *bolt.DB
+
+	rules   atomic.Pointer[rules] // decoded rules of the current version
+	applyMu sync.Mutex            // one apply at a time
+	local   *localStore
+
+	breakGlass map[string]string // credential key -> label
+	recovered  []Recovery
+}
+
+// Open opens (creating if needed) the store file at path and its local
+// file. A new file gets the empty layout (Version 0). It fails with
+// ErrLocked when another holder keeps the file locked for two seconds, with
+// ErrCorrupt when the file is not a policy store, and with ErrFormat for an
+// unknown layout version; the file is then left untouched. A nil log means
+// slog.Default(). See OpenWithOptions for the recovering variant.
 func Open(path string, log *slog.Logger) (*Store, error) {
-	if log == nil {
-		log = slog.Default()
+	return open(path, Options{Log: log}, false)
+}
+
+// OpenWithOptions opens the store like Open, but a corrupt store file or
+// one of an unknown format (policy.db or the local file) is renamed to
+// "<path>.corrupt-<UTC time>", reported by Recoveries and the log, and
+// replaced by an empty one: the controller keeps running on break-glass
+// credentials until HQ resends a snapshot. ErrLocked and I/O errors still
+// fail.
+func OpenWithOptions(path string, opts Options) (*Store, error) {
+	return open(path, opts, true)
+}
+
+func open(path string, opts Options, recoverCorrupt bool) (*Store, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, FreelistType: bolt.FreelistMapType})
+	if opts.Clock == nil {
+		opts.Clock = clock.System{}
+	}
+	if opts.MaxRenewalHops <= 0 {
+		opts.MaxRenewalHops = DefaultMaxRenewalHops
+	}
+	if opts.TrustedTimePersistEvery <= 0 {
+		opts.TrustedTimePersistEvery = time.Minute
+	}
+	if opts.LocalPath == "" {
+		opts.LocalPath = strings.TrimSuffix(path, ".db") + localSuffix
+	}
+	s := &Store{path: path, opts: opts, clk: opts.Clock, log: opts.Log.With("store", path), breakGlass: map[string]string{}}
+	for i, bg := range opts.BreakGlass {
+		k, err := entryKey(bg.Credential)
+		if err != nil {
+			return nil, fmt.Errorf("open policy store %s: break-glass credential %d (%s): %w", path, i, bg.Label, err)
+		}
+		s.breakGlass[string(k)] = bg.Label
+	}
+	// A full snapshot left half-built by a crash is garbage.
+	if err := os.Remove(path + newSuffix); err == nil {
+		s.log.Warn("removed a full snapshot left half-built by an interrupted apply", "path", path+newSuffix)
+	}
+	db, err := s.openRecovering(path, recoverCorrupt, func() (*bolt.DB, error) { return openSnapshotDB(path) })
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	local, err := s.openRecovering(opts.LocalPath, recoverCorrupt, func() (*bolt.DB, error) { return openLocalDB(opts.LocalPath) })
+	if err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	s.local = &localStore{db: local, path: opts.LocalPath, every: opts.TrustedTimePersistEvery}
+	if err := s.local.load(); err != nil {
+		return nil, errors.Join(err, db.Close(), local.Close())
+	}
+	v, err := s.Version()
+	if err != nil {
+		return nil, errors.Join(err, s.Close())
+	}
+	if err := db.View(func(tx *bolt.Tx) error {
+		r, err := loadRules(tx, v)
+		s.rules.Store(r)
+		return err
+	}); err != nil {
+		return nil, errors.Join(fmt.Errorf("open policy store %s: %w", path, err), s.Close())
+	}
+	s.log.Info("policy store opened", "version", v, "break_glass", len(s.breakGlass))
+	return s, nil
+}
+
+// openRecovering opens one file; when it is corrupt or of an unknown
+// format and recoverCorrupt is set, the file is moved aside and opened
+// afresh.
+func (s *Store) openRecovering(path string, recoverCorrupt bool, openFn func() (*bolt.DB, error)) (*bolt.DB, error) {
+	db, err := openFn()
+	if err == nil || !recoverCorrupt || !(errors.Is(err, ErrCorrupt) || errors.Is(err, ErrFormat)) {
+		return db, err
+	}
+	moved := path + corruptTag + s.clk.Now().UTC().Format("20060102T150405.000000000Z")
+	if rerr := os.Rename(path, moved); rerr != nil {
+		return nil, errors.Join(err, fmt.Errorf("move corrupt store aside: %w", rerr))
+	}
+	if derr := syncDir(filepath.Dir(path)); derr != nil {
+		s.log.Warn("fsync directory after moving a corrupt store", "err", derr)
+	}
+	s.recovered = append(s.recovered, Recovery{Path: path, MovedTo: moved, Err: err})
+	s.log.Error("policy store file was unusable: moved aside, starting empty (break-glass credentials only until HQ resends a snapshot)",
+		"path", path, "moved_to", moved, "err", err)
+	return openFn()
+}
+
+// Recoveries lists the files OpenWithOptions moved aside (nil when none).
+func (s *Store) Recoveries() []Recovery { return s.recovered }
+
+// openSnapshotDB opens policy.db and checks or creates its layout.
+func openSnapshotDB(path string) (db *bolt.DB, err error) {
+	db, err = openBolt(path, &bolt.Options{Timeout: openTimeout, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		// bbolt panics on some damaged pages; that is corruption too.
+		if p := recover(); p != nil {
+			err = errors.Join(fmt.Errorf("open policy store %s: %w: %v", path, ErrCorrupt, p), db.Close())
+		}
+	}()
+	if err := db.Update(initLayout); err != nil {
+		return nil, errors.Join(fmt.Errorf("open policy store %s: %w", path, err), db.Close())
+	}
+	return db, nil
+}
+
+// openBolt opens a bbolt file, mapping its errors to this package's.
+func openBolt(path string, o *bolt.Options) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, o)
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("open policy store %s: %w (waited %s): %w", path, ErrLocked, openTimeout, err)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
 		return nil, fmt.Errorf("open policy store %s: %w: %w", path, ErrCorrupt, err)
 	case err != nil:
+		var pe *fs.PathError
+		if !errors.As(err, &pe) && !errors.Is(err, syscall.EIO) {
+			// bbolt reports a truncated file ("file size too small") and
+			// similar damage with plain errors.
+			return nil, fmt.Errorf("open policy store %s: %w: %w", path, ErrCorrupt, err)
+		}
 		return nil, fmt.Errorf("open policy store %s: %w", path, err)
 	}
-	if err := db.Update(initLayout); err != nil {
-		return nil, errors.Join(fmt.Errorf("open policy store %s: %w", path, err), db.Close())
-	}
-	s := &Store{db: db, path: path, log: log.With("store", path)}
-	v, err := s.Version()
-	if err != nil {
-		return nil, errors.Join(err, db.Close())
-	}
-	s.log.Info("policy store opened", "version", v)
-	return s, nil
+	return db, nil
 }
 
 // initLayout creates the buckets of an empty file, or checks that an
@@ -110,9 +325,12 @@ func initLayout(tx *bolt.Tx) error {
 		if err := meta.Put(versionKey, binary.BigEndian.AppendUint64(nil, 0)); err != nil {
 			return fmt.Errorf("write version: %w", err)
 		}
-		for _, name := range [][]byte{bucketAllow, bucketRevoked} {
-			if _, err := tx.CreateBucket(name); err != nil {
-				return fmt.Errorf("create bucket %q: %w", name, err)
+		if err := meta.Put(accKey, make([]byte, 32)); err != nil {
+			return fmt.Errorf("write content digest: %w", err)
+		}
+		for _, k := range recordKinds {
+			if _, err := tx.CreateBucket(k.bucket()); err != nil {
+				return fmt.Errorf("create %s bucket: %w", k, err)
 			}
 		}
 		return nil
@@ -127,9 +345,12 @@ func initLayout(tx *bolt.Tx) error {
 	if _, err := readVersion(tx); err != nil {
 		return err
 	}
-	for _, name := range [][]byte{bucketAllow, bucketRevoked} {
-		if tx.Bucket(name) == nil {
-			return fmt.Errorf("%w: bucket %q is missing", ErrCorrupt, name)
+	if _, err := readAcc(tx); err != nil {
+		return err
+	}
+	for _, k := range recordKinds {
+		if tx.Bucket(k.bucket()) == nil {
+			return fmt.Errorf("%w: %s bucket %q is missing", ErrCorrupt, k, k.bucket())
 		}
 	}
 	return nil
@@ -148,19 +369,64 @@ func readVersion(tx *bolt.Tx) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// Close closes the store file, waiting for running transactions to end.
-func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("close policy store %s: %w", s.path, err)
+// readAcc reads the content digest accumulator inside tx.
+func readAcc(tx *bolt.Tx) (contentAcc, error) {
+	var a contentAcc
+	v := tx.Bucket(bucketMeta).Get(accKey)
+	if len(v) != len(a) {
+		return a, fmt.Errorf("%w: content digest record is %d bytes, want %d", ErrCorrupt, len(v), len(a))
+	}
+	copy(a[:], v)
+	return a, nil
+}
+
+// writeMeta stores version and digest inside tx.
+func writeMeta(tx *bolt.Tx, version uint64, acc contentAcc) error {
+	meta := tx.Bucket(bucketMeta)
+	if err := meta.Put(versionKey, binary.BigEndian.AppendUint64(nil, version)); err != nil {
+		return fmt.Errorf("write version: %w", err)
+	}
+	if err := meta.Put(accKey, append([]byte(nil), acc[:]...)); err != nil {
+		return fmt.Errorf("write content digest: %w", err)
 	}
 	return nil
+}
+
+// view runs fn in a read transaction of the current snapshot file.
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: reading %s: %v", ErrCorrupt, s.path, p)
+		}
+	}()
+	return s.db.View(fn)
+}
+
+// Close closes the store files, waiting for running transactions to end.
+func (s *Store) Close() error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close policy store %s: %w", s.path, err))
+	}
+	if s.local != nil {
+		if err := s.local.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Version returns the version of the stored snapshot; 0 means no snapshot
 // has been applied yet.
 func (s *Store) Version() (uint64, error) {
 	var v uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		v, err = readVersion(tx)
 		return err
@@ -171,12 +437,29 @@ func (s *Store) Version() (uint64, error) {
 	return v, nil
 }
 
-// ApplyFull atomically replaces the stored snapshot with snap, in one bbolt
-// transaction: a concurrent Decide sees the old or the new snapshot, never a
-// mix, and so does the file after a power cut. Every entry is validated
-// first (see Snapshot.Validate); a bad entry, a snap.Version not newer than
-// the stored one (ErrStaleVersion) or a cancelled ctx leave the stored
-// snapshot as it was.
+// ContentHash is the SHA-256 over the canonical content (HQ compares it to
+// detect drift). It is computed from a running digest kept with the
+// snapshot (see docs/POLICY.md), so it costs one read; it equals the hash
+// SnapshotEncoder.Close returns for the same records. An empty store
+// (version 0) has the hash of no records.
+func (s *Store) ContentHash() ([32]byte, error) {
+	var a contentAcc
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		a, err = readAcc(tx)
+		return err
+	})
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("read content hash from %s: %w", s.path, err)
+	}
+	return a.hash(), nil
+}
+
+// ApplyFull atomically replaces the stored snapshot with snap (a
+// compatibility wrapper around ApplyFullStream for allowlist-and-revocation
+// snapshots). Every entry is validated first (see Snapshot.Validate); a bad
+// entry, a snap.Version not newer than the stored one (ErrStaleVersion) or
+// a cancelled ctx leave the stored snapshot as it was.
 func (s *Store) ApplyFull(ctx context.Context, snap Snapshot) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("apply snapshot version %d to %s: %w", snap.Version, s.path, err)
@@ -185,135 +468,271 @@ func (s *Store) ApplyFull(ctx context.Context, snap Snapshot) error {
 	if err != nil {
 		return fmt.Errorf("apply snapshot version %d to %s: %w", snap.Version, s.path, err)
 	}
-	var old uint64
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		if old, err = readVersion(tx); err != nil {
-			return err
-		}
-		if snap.Version <= old {
-			return fmt.Errorf("%w: offered %d, stored %d", ErrStaleVersion, snap.Version, old)
-		}
-		n := 0
-		tick := func() error {
-			if n++; n%ctxCheckEvery == 0 {
-				return ctx.Err()
-			}
-			return nil
-		}
-		allow, err := recreateBucket(tx, bucketAllow)
-		if err != nil {
-			return err
-		}
-		for _, kv := range p.allow {
-			if err := allow.Put(kv.k, kv.v); err != nil {
-				return fmt.Errorf("write allow entry %x: %w", kv.k, err)
-			}
-			if err := tick(); err != nil {
-				return err
-			}
-		}
-		revoked, err := recreateBucket(tx, bucketRevoked)
-		if err != nil {
-			return err
-		}
-		for _, k := range p.revoked {
-			if err := revoked.Put(k, revokedMark); err != nil {
-				return fmt.Errorf("write revocation %x: %w", k, err)
-			}
-			if err := tick(); err != nil {
-				return err
-			}
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put(versionKey, binary.BigEndian.AppendUint64(nil, snap.Version))
-	})
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(p.encode(pw, snap.Version)) }()
+	err = s.ApplyFullStream(ctx, snap.Version, pr)
+	pr.CloseWithError(errors.New("apply finished"))
+	return err
+}
+
+// ApplyFullStream replaces the whole snapshot with the one read from r
+// (policy's snapshot stream format, docs/POLICY.md), atomically; version
+// must be greater than the current one (else ErrStaleVersion) and equal the
+// stream's. The new snapshot is built aside in "<path>.new" in several
+// transactions, checked against the stream's content hash, synced and
+// renamed over the store file: readers keep deciding on the old version
+// until the swap, and a crash at any moment leaves the old or the new file.
+// A malformed stream fails with ErrInvalidSnapshot naming the record.
+func (s *Store) ApplyFullStream(ctx context.Context, version uint64, r io.Reader) error {
+	start := s.clk.Now()
+	n, err := s.applyFull(ctx, version, r)
 	if err != nil {
-		return fmt.Errorf("apply snapshot version %d to %s: %w", snap.Version, s.path, err)
+		return fmt.Errorf("apply snapshot version %d to %s: %w", version, s.path, err)
 	}
-	s.log.Info("applied full snapshot", "version", snap.Version, "previous_version", old,
-		"allow", len(p.allow), "revoked", len(p.revoked))
+	s.log.Info("applied full snapshot", "version", version, "records", n, "took", s.clk.Now().Sub(start).Round(time.Millisecond))
 	return nil
 }
 
-// recreateBucket drops the bucket name and makes it again, empty. Records
-// are written in key order, so pages are filled completely.
-func recreateBucket(tx *bolt.Tx, name []byte) (*bolt.Bucket, error) {
-	if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
-		return nil, fmt.Errorf("drop bucket %q: %w", name, err)
+func (s *Store) applyFull(ctx context.Context, version uint64, r io.Reader) (uint64, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
-	b, err := tx.CreateBucket(name)
+	old, err := s.Version()
 	if err != nil {
-		return nil, fmt.Errorf("create bucket %q: %w", name, err)
+		return 0, err
 	}
-	b.FillPercent = 1.0
-	return b, nil
-}
-
-// Decision is the outcome of one decision.
-type Decision struct {
-	// Granted says whether the door may open; it equals Reason.Granted().
-	Granted bool
-	// Reason says why.
-	Reason Reason
-	// Person is the allowlist entry's person ID, set only when Granted.
-	Person string
-	// SnapshotVersion is the version the decision was taken from (0 when no
-	// snapshot was applied yet or the store could not be read).
-	SnapshotVersion uint64
-}
-
-// Decide decides from the snapshot alone, in one read transaction: a
-// revoked certificate is denied with ReasonRevoked (even when it is also
-// allowlisted); an allowlisted credential is granted with ReasonEnrolled;
-// anything else, including a credential whose fields are out of range, is
-// denied with ReasonNotEnrolled. When the store cannot be read (closed,
-// corrupt) the answer is a denial with ReasonStoreUnavailable, and the cause
-// is logged.
-func (s *Store) Decide(c credential.Credential) Decision {
-	key, err := entryKey(c)
+	if version <= old {
+		return 0, fmt.Errorf("%w: offered %d, stored %d", ErrStaleVersion, version, old)
+	}
+	sr, vs, err := newStreamReader(r)
 	if err != nil {
-		// No valid key can match an invalid credential; the snapshot only
-		// holds valid ones. Still read the version so the event says which
-		// snapshot the denial came from.
-		s.log.Warn("decide: credential cannot be looked up", "credential", c.String(), "err", err)
-		v, verr := s.Version()
-		if verr != nil {
-			s.log.Error("decide: policy store unavailable", "err", verr)
-			return deny(ReasonStoreUnavailable, 0)
+		return 0, err
+	}
+	if !sr.full || vs[0] != version {
+		return 0, fmt.Errorf("%w: stream is not a full snapshot of version %d (header says %v)", ErrInvalidSnapshot, version, vs)
+	}
+	tmp := s.path + newSuffix
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("remove stale %s: %w", tmp, err)
+	}
+	// The file aside needs no fsync per transaction: it is synced once
+	// before the rename, and a crash before that discards it.
+	ndb, err := openBolt(tmp, &bolt.Options{Timeout: openTimeout, NoSync: true, NoFreelistSync: true, NoGrowSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return 0, err
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = ndb.Close()
+			_ = os.Remove(tmp)
 		}
-		return deny(ReasonNotEnrolled, v)
+	}()
+	if err := ndb.Update(initLayout); err != nil {
+		return 0, fmt.Errorf("lay out %s: %w", tmp, err)
 	}
-	var d Decision
-	err = s.db.View(func(tx *bolt.Tx) error {
-		v, err := readVersion(tx)
+	var acc contentAcc
+	var count uint64
+	for eof := false; !eof; {
+		err := ndb.Update(func(tx *bolt.Tx) error {
+			buckets := map[RecordKind]*bolt.Bucket{}
+			for i := 0; i < fullBatch; i++ {
+				rec, err := sr.next()
+				if errors.Is(err, io.EOF) {
+					eof = true
+					return writeMeta(tx, version, acc)
+				}
+				if err != nil {
+					return err
+				}
+				b := buckets[rec.kind]
+				if b == nil {
+					b = tx.Bucket(rec.kind.bucket())
+					b.FillPercent = 0.95
+					buckets[rec.kind] = b
+				}
+				if b.Get(rec.key) != nil {
+					return fmt.Errorf("%w: record %d: %s %q appears twice", ErrInvalidSnapshot, count, rec.kind, printableKey(rec.key))
+				}
+				k := append([]byte(nil), rec.key...)
+				v := append([]byte(nil), rec.value...)
+				if err := b.Put(k, v); err != nil {
+					return fmt.Errorf("write %s %q: %w", rec.kind, printableKey(k), err)
+				}
+				acc.add(rec.kind, k, v, 1)
+				if count++; count%ctxCheckEvery == 0 {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			return 0, err
 		}
-		allow, revoked := tx.Bucket(bucketAllow), tx.Bucket(bucketRevoked)
-		if allow == nil || revoked == nil {
-			return fmt.Errorf("%w: allow or revoked bucket is missing", ErrCorrupt)
-		}
-		if c.Kind == credential.KindCertSerial && revoked.Get(key[1:]) != nil {
-			d = deny(ReasonRevoked, v)
-			return nil
-		}
-		if p := allow.Get(key); p != nil {
-			d = Decision{Granted: true, Reason: ReasonEnrolled, Person: string(p), SnapshotVersion: v}
-			return nil
-		}
-		d = deny(ReasonNotEnrolled, v)
-		return nil
-	})
-	if err != nil {
-		s.log.Error("decide: policy store unavailable", "credential", c.String(), "err", err)
-		return deny(ReasonStoreUnavailable, 0)
 	}
-	return d
+	if got := acc.hash(); got != sr.hash {
+		return 0, fmt.Errorf("%w: content hash %x, the stream's trailer says %x", ErrInvalidSnapshot, got, sr.hash)
+	}
+	// Persist the freelist once, so that opening the new file does not
+	// scan (and map) every page to rebuild it.
+	ndb.NoFreelistSync = false
+	if err := ndb.Update(func(tx *bolt.Tx) error { return writeMeta(tx, version, acc) }); err != nil {
+		return 0, fmt.Errorf("write the freelist of %s: %w", tmp, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := ndb.Sync(); err != nil {
+		return 0, fmt.Errorf("sync %s: %w", tmp, err)
+	}
+	if err := ndb.Close(); err != nil {
+		return 0, fmt.Errorf("close %s: %w", tmp, err)
+	}
+	done = true
+	if err := os.Rename(tmp, s.path); err != nil {
+		_ = os.Remove(tmp)
+		return 0, fmt.Errorf("rename %s over the store: %w", tmp, err)
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		s.log.Warn("fsync directory after the snapshot swap", "err", err)
+	}
+	// From here the new version is on disk; switch readers to it.
+	db, err := openSnapshotDB(s.path)
+	if err != nil {
+		return 0, fmt.Errorf("reopen after the swap: %w", err)
+	}
+	var rl *rules
+	if err := db.View(func(tx *bolt.Tx) error { rl, err = loadRules(tx, version); return err }); err != nil {
+		return 0, errors.Join(err, db.Close())
+	}
+	s.mu.Lock()
+	oldDB := s.db
+	s.db = db
+	s.rules.Store(rl)
+	s.mu.Unlock()
+	if err := oldDB.Close(); err != nil {
+		s.log.Warn("close the replaced snapshot file", "err", err)
+	}
+	return count, nil
 }
 
-func deny(r Reason, version uint64) Decision {
-	return Decision{Reason: r, SnapshotVersion: version}
+// ApplyDeltaStream applies a delta read from r in one transaction; refused
+// (ErrStaleVersion or ErrVersionGap) unless the store is at version from;
+// afterwards it is at to. A put replaces a record; a delete of a record that
+// is not there, a malformed stream or a result that does not match the
+// delta's expected content hash fail with ErrInvalidSnapshot and change
+// nothing.
+func (s *Store) ApplyDeltaStream(ctx context.Context, from, to uint64, r io.Reader) error {
+	start := s.clk.Now()
+	n, err := s.applyDelta(ctx, from, to, r)
+	if err != nil {
+		return fmt.Errorf("apply delta %d->%d to %s: %w", from, to, s.path, err)
+	}
+	s.log.Info("applied delta", "from", from, "to", to, "records", n, "took", s.clk.Now().Sub(start).Round(time.Millisecond))
+	return nil
+}
+
+func (s *Store) applyDelta(ctx context.Context, from, to uint64, r io.Reader) (uint64, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if to <= from {
+		return 0, fmt.Errorf("%w: delta does not move forward", ErrInvalidSnapshot)
+	}
+	s.mu.RLock()
+	db := s.db // stable: only a full apply swaps it, and applyMu is held
+	s.mu.RUnlock()
+	tx, err := db.Begin(true)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	cur, err := readVersion(tx)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case cur > from:
+		return 0, fmt.Errorf("%w: delta starts at %d, stored %d", ErrStaleVersion, from, cur)
+	case cur < from:
+		return 0, fmt.Errorf("%w: delta starts at %d, stored %d", ErrVersionGap, from, cur)
+	}
+	sr, vs, err := newStreamReader(r)
+	if err != nil {
+		return 0, err
+	}
+	if sr.full || vs[0] != from || vs[1] != to {
+		return 0, fmt.Errorf("%w: stream is not a delta %d->%d (full=%v, header says %v)", ErrInvalidSnapshot, from, to, sr.full, vs)
+	}
+	acc, err := readAcc(tx)
+	if err != nil {
+		return 0, err
+	}
+	var count uint64
+	for {
+		rec, err := sr.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		b := tx.Bucket(rec.kind.bucket())
+		if old := b.Get(rec.key); old != nil {
+			acc.add(rec.kind, rec.key, old, -1)
+		} else if rec.op == opDelete {
+			return 0, fmt.Errorf("%w: record %d deletes %s %q, which is not there", ErrInvalidSnapshot, count, rec.kind, printableKey(rec.key))
+		}
+		k := append([]byte(nil), rec.key...)
+		if rec.op == opDelete {
+			if err := b.Delete(k); err != nil {
+				return 0, fmt.Errorf("delete %s %q: %w", rec.kind, printableKey(k), err)
+			}
+		} else {
+			v := append([]byte(nil), rec.value...)
+			if err := b.Put(k, v); err != nil {
+				return 0, fmt.Errorf("write %s %q: %w", rec.kind, printableKey(k), err)
+			}
+			acc.add(rec.kind, k, v, 1)
+		}
+		if count++; count%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if sr.hash != ([32]byte{}) && sr.hash != acc.hash() {
+		return 0, fmt.Errorf("%w: content hash after the delta is %x, the delta expects %x", ErrInvalidSnapshot, acc.hash(), sr.hash)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := writeMeta(tx, to, acc); err != nil {
+		return 0, err
+	}
+	rl, err := loadRules(tx, to)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	s.rules.Store(rl)
+	return count, nil
+}
+
+// syncDir fsyncs a directory so that a rename in it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

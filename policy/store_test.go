@@ -330,7 +330,7 @@ func TestOpenRefusesForeignFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.Close()
-			writeBolt(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(formatKey, []byte{0, 0, 0, 2}) })
+			writeBolt(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(formatKey, []byte{0, 0, 0, 99}) })
 		}, ErrFormat},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,341 @@
+package policy
+
+import (
+	"bytes"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tobira-ac/tobira/internal/credential"
+)
+
+// Request is everything DecideAt needs about one tap.
+type Request struct {
+	// Credential is what the card presented.
+	Credential credential.Credential
+	// Door is the door's ID in the snapshot (Door.ID). "" asks only the
+	// allowlist, revocation and renewal questions, as Decide does.
+	Door string
+	// Direction is the reader's direction (entry or exit).
+	Direction Direction
+	// Now is the controller's (injected) clock reading; policy never reads
+	// the time itself.
+	Now time.Time
+	// PINVerified says the card holder entered the right PIN (the card
+	// verified it and signed a challenge).
+	PINVerified bool
+}
+
+// Flags are conditions noted on a decision besides its Reason.
+type Flags uint8
+
+// The flags.
+const (
+	// FlagRenewed: the credential was found through renewal links.
+	FlagRenewed Flags = 1 << iota
+	// FlagPassbackSoft: a soft anti-passback rule was broken.
+	FlagPassbackSoft
+	// FlagStaleRevocations: the revocation data was stale.
+	FlagStaleRevocations
+	// FlagClockUntrusted: the request's time was behind the trusted time.
+	FlagClockUntrusted
+)
+
+// Decision is the outcome of one decision.
+type Decision struct {
+	// Granted says whether the door may open; it equals Reason.Granted().
+	Granted bool
+	// Reason says why; when several conditions hold, the most important
+	// one (see DecideAt), the others are in Flags.
+	Reason Reason
+	// Person is the allowlist entry's person ID (or the break-glass label),
+	// set only when Granted.
+	Person string
+	// SnapshotVersion is the version the decision was taken from (0 when no
+	// snapshot was applied yet or the store could not be read).
+	SnapshotVersion uint64
+	// Flags note every condition met (renewal, soft passback, stale data).
+	Flags Flags
+	// RenewalHops is how many renewal links led to the enrolled entry.
+	RenewalHops int
+}
+
+// Decide decides from the snapshot alone, without door, time or local
+// state: the allowlist-and-revocation check of DecideAt with Request.Door
+// "". A revoked certificate is denied with ReasonRevoked (even when it is
+// also allowlisted); an allowlisted credential is granted with
+// ReasonEnrolled (ReasonRenewed through renewal links); anything else,
+// including a credential whose fields are out of range, is denied with
+// ReasonNotEnrolled. When the store cannot be read the answer is a denial
+// with ReasonStoreUnavailable, and the cause is logged.
+func (s *Store) Decide(c credential.Credential) Decision {
+	return s.DecideAt(Request{Credential: c})
+}
+
+// DecideAt decides one tap at a door. In order:
+//
+//  1. a break-glass credential is granted (ReasonBreakGlass) in every mode,
+//     even without a readable snapshot, unless its certificate is revoked;
+//  2. the door must be known (ReasonUnknownDoor); its mode at Now may deny
+//     (ReasonDoorLocked) or grant (ReasonDoorUnlocked) at once;
+//  3. a revoked certificate (snapshot or imported CRL) is denied;
+//  4. the credential is looked up, following renewal links for a
+//     certificate (ReasonNotEnrolled, ReasonRenewalChainTooLong);
+//  5. an untrusted clock (Now before the last trusted time, see TrustTime)
+//     and, for certificates, stale revocation data apply the door's
+//     Fallback (ReasonClockUntrusted, ReasonRevocationsStale, or a flag);
+//  6. the credential's and then the person's validity window;
+//  7. a ticket: its event's gates and window and the single-entry rule;
+//     anyone else: access levels and schedules, then card + PIN mode;
+//  8. the anti-passback rule of the door's area, recorded with the grant.
+//
+// A grant's Reason is the most important of its flags: clock untrusted,
+// then stale revocations, then soft passback, then ticket, renewed or
+// enrolled. Ticket and anti-passback passages are recorded in the local
+// file (fsync'd) before DecideAt returns.
+func (s *Store) DecideAt(req Request) Decision {
+	key, kerr := entryKey(req.Credential)
+	if kerr == nil {
+		if label, ok := s.breakGlass[string(key)]; ok {
+			return s.decideBreakGlass(req, key, label)
+		}
+	}
+	legacy := req.Door == ""
+	now, clockOK := req.Now, true
+	if !legacy {
+		now, clockOK = s.TrustTime(req.Now)
+	}
+	var (
+		d    Decision
+		step func() (Reason, error)
+	)
+	err := s.view(func(tx *bolt.Tx) error {
+		v, err := readVersion(tx)
+		if err != nil {
+			return err
+		}
+		r := s.rules.Load()
+		if r == nil || r.version != v {
+			// Only in the instant between a delta's commit and the swap of
+			// the decoded rules.
+			old := r
+			if r, err = loadRules(tx, v); err != nil {
+				return err
+			}
+			if old == nil || v > old.version {
+				s.rules.CompareAndSwap(old, r)
+			}
+		}
+		if kerr != nil {
+			s.log.Warn("decide: credential cannot be looked up", "credential", req.Credential.String(), "err", kerr)
+			d = deny(ReasonNotEnrolled, v)
+			return nil
+		}
+		d, step, err = s.decideTx(tx, r, v, req, key, now, clockOK, legacy)
+		return err
+	})
+	if err != nil {
+		s.log.Error("decide: policy store unavailable", "credential", req.Credential.String(), "err", err)
+		return deny(ReasonStoreUnavailable, 0)
+	}
+	if step != nil {
+		r, err := step()
+		switch {
+		case err != nil:
+			s.log.Error("decide: local state unavailable", "credential", req.Credential.String(), "err", err)
+			return deny(ReasonStoreUnavailable, d.SnapshotVersion)
+		case r == ReasonPassbackSoft:
+			d.Flags |= FlagPassbackSoft
+			d.Reason = grantReason(d.Flags, d.Reason)
+		case r != "":
+			return deny(r, d.SnapshotVersion)
+		}
+	}
+	return d
+}
+
+// decideTx is DecideAt's work inside the snapshot's read transaction. It
+// returns the decision and, for a grant that needs local state, the step
+// that checks and records it.
+func (s *Store) decideTx(tx *bolt.Tx, r *rules, v uint64, req Request, key []byte, now time.Time, clockOK, legacy bool) (Decision, func() (Reason, error), error) {
+	var door Door
+	var mode DoorMode
+	if !legacy {
+		var ok bool
+		if door, ok = r.doors[req.Door]; !ok {
+			return deny(ReasonUnknownDoor, v), nil, nil
+		}
+		switch mode = r.doorMode(door, now); mode {
+		case ModeLocked:
+			return deny(ReasonDoorLocked, v), nil, nil
+		case ModeUnlocked:
+			return Decision{Granted: true, Reason: ReasonDoorUnlocked, SnapshotVersion: v}, nil, nil
+		}
+	}
+	isCert := req.Credential.Kind == credential.KindCertSerial
+	crlStale := false
+	if isCert {
+		if tx.Bucket(KindRevoked.bucket()).Get(key[1:]) != nil {
+			return deny(ReasonRevoked, v), nil, nil
+		}
+		revoked, stale, err := s.local.crlRevoked(req.Credential.IssuerKeyID, req.Credential.Serial, now)
+		if err != nil {
+			return Decision{}, nil, err
+		}
+		if revoked {
+			return deny(ReasonRevoked, v), nil, nil
+		}
+		crlStale = stale
+	}
+	creds := tx.Bucket(KindCredential.bucket())
+	raw := creds.Get(key)
+	var flags Flags
+	hops := 0
+	if raw == nil && isCert {
+		links := tx.Bucket(KindLink.bucket())
+		cur := key[1:]
+		for {
+			prev := links.Get(cur)
+			if prev == nil {
+				break
+			}
+			if hops == s.opts.MaxRenewalHops {
+				return deny(ReasonRenewalChainTooLong, v), nil, nil
+			}
+			hops++
+			if raw = creds.Get(append([]byte{byte(credential.KindCertSerial)}, prev...)); raw != nil {
+				flags |= FlagRenewed
+				break
+			}
+			cur = prev
+		}
+	}
+	if raw == nil {
+		return deny(ReasonNotEnrolled, v), nil, nil
+	}
+	e, err := decodeEntryValue(raw)
+	if err != nil {
+		return Decision{}, nil, err
+	}
+	grant := Decision{Granted: true, Person: e.person, SnapshotVersion: v, RenewalHops: hops}
+	if legacy {
+		grant.Flags = flags
+		grant.Reason = grantReason(flags, ReasonEnrolled)
+		return grant, nil, nil
+	}
+	opts, ok := s.opts.Doors[req.Door]
+	if !ok {
+		opts = s.opts.DefaultDoor
+	}
+	if !clockOK {
+		if opts.OnUntrustedClock == FallbackDeny {
+			return deny(ReasonClockUntrusted, v), nil, nil
+		}
+		flags |= FlagClockUntrusted
+	}
+	if isCert && (crlStale || r.revocationsStale(now)) {
+		if opts.OnStaleRevocations == FallbackDeny {
+			return deny(ReasonRevocationsStale, v), nil, nil
+		}
+		flags |= FlagStaleRevocations
+	}
+	if !inWindow(now, e.from, e.until) {
+		return deny(ReasonCredentialInactive, v), nil, nil
+	}
+	grant.Flags = flags
+	if e.event != "" {
+		ev, ok := r.events[e.event]
+		if !ok || !inDoorGroup(door, ev.DoorGroup) {
+			return deny(ReasonTicketWrongDoor, v), nil, nil
+		}
+		if now.Before(ev.Start) || !now.Before(ev.End) {
+			return deny(ReasonTicketOutsideWindow, v), nil, nil
+		}
+		grant.Reason = grantReason(flags, ReasonTicket)
+		k := bytes.Clone(key)
+		return grant, func() (Reason, error) { return s.local.ticketPass(k, ev, req.Door, req.Direction, now) }, nil
+	}
+	p := Person{ID: e.person}
+	if pv := tx.Bucket(KindPerson.bucket()).Get([]byte(e.person)); pv != nil {
+		if p, err = decodePersonValue(e.person, pv); err != nil {
+			return Decision{}, nil, err
+		}
+	}
+	if !inWindow(now, p.ValidFrom, p.ValidUntil) {
+		return deny(ReasonPersonInactive, v), nil, nil
+	}
+	if ok, why := r.access(p.Groups, door, now); !ok {
+		return deny(why, v), nil, nil
+	}
+	if mode == ModeCardPIN && !req.PINVerified {
+		return deny(ReasonPINRequired, v), nil, nil
+	}
+	grant.Reason = grantReason(flags, ReasonEnrolled)
+	if door.Area != "" {
+		if area, ok := r.areas[door.Area]; ok && area.Passback != PassbackNone {
+			return grant, func() (Reason, error) { return s.local.passback(p.ID, area, req.Direction, now) }, nil
+		}
+	}
+	return grant, nil, nil
+}
+
+// decideBreakGlass grants a break-glass credential unless its certificate
+// is revoked in a readable store.
+func (s *Store) decideBreakGlass(req Request, key []byte, label string) Decision {
+	var v uint64
+	revoked := false
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		if v, err = readVersion(tx); err != nil {
+			return err
+		}
+		if req.Credential.Kind == credential.KindCertSerial {
+			revoked = tx.Bucket(KindRevoked.bucket()).Get(key[1:]) != nil
+			if !revoked {
+				revoked, _, err = s.local.crlRevoked(req.Credential.IssuerKeyID, req.Credential.Serial, req.Now)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		s.log.Warn("decide: break-glass credential used with the store unavailable", "label", label, "err", err)
+		v = 0
+	}
+	if revoked {
+		s.log.Warn("decide: break-glass credential is revoked", "label", label)
+		return deny(ReasonRevoked, v)
+	}
+	s.log.Warn("decide: break-glass credential used", "label", label, "door", req.Door)
+	return Decision{Granted: true, Reason: ReasonBreakGlass, Person: label, SnapshotVersion: v}
+}
+
+// revocationsStale reports whether the snapshot's revocation data is older
+// than the site allows at now.
+func (r *rules) revocationsStale(now time.Time) bool {
+	max := r.site.MaxRevocationAge
+	return max > 0 && (r.site.RevocationsAt.IsZero() || now.Sub(r.site.RevocationsAt) > max)
+}
+
+// grantReason picks the reason of a grant from its flags.
+func grantReason(f Flags, base Reason) Reason {
+	switch {
+	case f&FlagClockUntrusted != 0:
+		return ReasonGrantedClockUntrusted
+	case f&FlagStaleRevocations != 0:
+		return ReasonGrantedStaleRevocations
+	case f&FlagPassbackSoft != 0:
+		return ReasonPassbackSoft
+	case base == ReasonEnrolled && f&FlagRenewed != 0:
+		return ReasonRenewed
+	}
+	return base
+}
+
+// inWindow reports whether t is in [from, until), zero bounds open.
+func inWindow(t, from, until time.Time) bool {
+	return (from.IsZero() || !t.Before(from)) && (until.IsZero() || t.Before(until))
+}
+
+func deny(r Reason, version uint64) Decision {
+	return Decision{Reason: r, SnapshotVersion: version}
+}
