@@ -38,7 +38,7 @@ func BenchmarkHandle(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer outbox.Close()
-	v := testVerifier(b)
+	v := testIdentifier(b)
 	for _, bc := range []struct {
 		name   string
 		events EventLog
@@ -47,7 +47,7 @@ func BenchmarkHandle(b *testing.B) {
 		{"outbox=none", discardLog{}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			d := &Door{Name: "bench", Verifier: v, Decider: store, Lock: nopLock{}, Events: bc.events, Log: slog.New(slog.DiscardHandler)}
+			d := &ReaderLoop{Door: "bench", Identifier: v, Decider: store, Lock: nopLock{}, Events: bc.events, Log: slog.New(slog.DiscardHandler)}
 			for b.Loop() {
 				if tap := d.Handle(context.Background(), card); !tap.Decision.Granted {
 					b.Fatalf("tap denied: %+v %v", tap.Decision, tap.ReadErr)

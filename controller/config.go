@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/tobira-ac/tobira/reader"
+	"github.com/tobira-ac/tobira/reader/keypad"
 )
 
 // Config is the edge binary's configuration, read from a TOML file. The
@@ -31,6 +34,8 @@ type Config struct {
 	HQ HQConfig `toml:"hq"`
 	// Doors are the doors (or gate lanes) this controller drives.
 	Doors []DoorConfig `toml:"door"`
+	// Readers are the card readers, each at one door in one direction.
+	Readers []ReaderConfig `toml:"reader"`
 	// Firmware is the self-update health gate (docs/FIRMWARE.md).
 	Firmware FirmwareConfig `toml:"firmware"`
 }
@@ -72,13 +77,11 @@ type HQConfig struct {
 	ClientKey string `toml:"client_key"`
 }
 
-// DoorConfig is one door: the PC/SC reader that identifies people at it and
-// the relay that unlocks it.
+// DoorConfig is one door (or gate lane) and the relay that unlocks it. The
+// readers at the door are [[reader]] tables naming it.
 type DoorConfig struct {
 	// Name names the door in events and logs.
 	Name string `toml:"name"`
-	// Reader is the PC/SC reader name, as `tobira readers` lists it.
-	Reader string `toml:"reader"`
 	// RelayPin is the GPIO line driving the lock relay (e.g. "GPIO17").
 	RelayPin string `toml:"relay_pin"`
 	// RelayActiveLow is true when the relay board energises on a low output.
@@ -87,6 +90,47 @@ type DoorConfig struct {
 	FailSafe bool `toml:"fail_safe"`
 	// Pulse is how long a grant unlocks the door.
 	Pulse Duration `toml:"pulse"`
+}
+
+// ReaderConfig is one PC/SC reader: the door it serves, the direction it
+// faces and how it identifies people (docs/READER.md).
+type ReaderConfig struct {
+	// Name is the PC/SC reader name, exactly as `tobira readers` lists it.
+	Name string `toml:"name"`
+	// Door is the name of the [[door]] this reader opens.
+	Door string `toml:"door"`
+	// Direction is "in" (entering) or "out" (leaving); default "in".
+	Direction string `toml:"direction"`
+	// Mode is serial, pin, freearea or enroll; default serial.
+	Mode string `toml:"mode"`
+	// AllowLastTry lets this reader VERIFY a PIN with one try left (default:
+	// refuse, so that a door never blocks a national ID card).
+	AllowLastTry bool `toml:"allow_last_try"`
+	// CommandTimeout bounds each card command (default 3s).
+	CommandTimeout Duration `toml:"command_timeout"`
+	// SignTimeout bounds the card's signature (default 10s).
+	SignTimeout Duration `toml:"sign_timeout"`
+	// Keypad is where the PIN is typed (modes pin and enroll, and freearea
+	// with auth = "verify_pin").
+	Keypad *KeypadConfig `toml:"keypad"`
+	// FreeArea is the free-area profile (mode freearea).
+	FreeArea *reader.FreeAreaProfile `toml:"free_area"`
+}
+
+// KeypadConfig is a PIN keypad: a USB keypad (Linux input events) or a 3x4
+// matrix keypad on GPIO lines.
+type KeypadConfig struct {
+	// Kind is "evdev" or "matrix".
+	Kind string `toml:"kind"`
+	// Device is the input device for evdev, e.g. /dev/input/by-id/...-event-kbd.
+	Device string `toml:"device"`
+	// Rows (4, top to bottom) and Cols (3, left to right) are GPIO line
+	// names for matrix.
+	Rows []string `toml:"rows"`
+	// Cols are the column lines of a matrix keypad.
+	Cols []string `toml:"cols"`
+	// Timeout is how long PIN entry waits for a key (default 20s).
+	Timeout Duration `toml:"timeout"`
 }
 
 // Duration is a time.Duration written in TOML as a string such as "5s".
@@ -103,6 +147,13 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	}
 	d.Duration, d.set = v, true
 	return nil
+}
+
+// orDefault sets d to def when the file did not set it.
+func (d *Duration) orDefault(def time.Duration) {
+	if !d.set {
+		*d = Duration{Duration: def, set: true}
+	}
 }
 
 // MarshalText writes the duration as a Go duration string.
@@ -176,6 +227,20 @@ func (c *Config) applyDefaults() {
 	if !c.Firmware.HealthDeadline.set {
 		c.Firmware.HealthDeadline = Duration{Duration: DefaultHealthDeadline, set: true}
 	}
+	for i := range c.Readers {
+		r := &c.Readers[i]
+		if r.Direction == "" {
+			r.Direction = "in"
+		}
+		if r.Mode == "" {
+			r.Mode = string(reader.ModeSerial)
+		}
+		r.CommandTimeout.orDefault(reader.DefaultCommandTimeout)
+		r.SignTimeout.orDefault(reader.DefaultSignTimeout)
+		if r.Keypad != nil {
+			r.Keypad.Timeout.orDefault(keypad.DefaultTimeout)
+		}
+	}
 	for i := range c.Doors {
 		if !c.Doors[i].Pulse.set {
 			c.Doors[i].Pulse = Duration{Duration: DefaultPulse, set: true}
@@ -233,17 +298,104 @@ func (c *Config) Validate() error {
 			seen[value] = i
 		}
 	}
-	names, readers, pins := map[string]int{}, map[string]int{}, map[string]int{}
+	names, pins := map[string]int{}, map[string]int{}
 	for i, d := range c.Doors {
 		key := fmt.Sprintf("door[%d]", i)
 		unique(key+".name", d.Name, "", names, i)
-		unique(key+".reader", d.Reader, " (a PC/SC reader name; `tobira readers` lists them)", readers, i)
 		unique(key+".relay_pin", d.RelayPin, ` (a GPIO line name such as "GPIO17")`, pins, i)
 		if p := d.Pulse.Duration; p < minPulse || p > maxPulse {
 			bad(key+".pulse", "%s must be between %s and %s", p, minPulse, maxPulse)
 		}
 	}
+	c.validateReaders(bad, names, pins)
 	return errors.Join(errs...)
+}
+
+// validateReaders checks the [[reader]] tables against the doors.
+// pins holds the relay lines already taken: a keypad line must not be one
+// (a keypad scan would drive the relay).
+func (c *Config) validateReaders(bad func(key, format string, args ...any), doors, pins map[string]int) {
+	if len(c.Readers) == 0 {
+		bad("reader", "at least one [[reader]] is required")
+	}
+	names := map[string]int{}
+	lanes := map[string]int{} // door + direction
+	keypadLines := map[string]string{}
+	for i, r := range c.Readers {
+		key := fmt.Sprintf("reader[%d]", i)
+		if r.Name == "" {
+			bad(key+".name", "required (a PC/SC reader name; `tobira readers` lists them)")
+		} else if j, dup := names[r.Name]; dup {
+			bad(key+".name", "%q is also reader[%d]", r.Name, j)
+		} else {
+			names[r.Name] = i
+		}
+		if _, ok := doors[r.Door]; !ok {
+			bad(key+".door", "%q is not the name of a [[door]]", r.Door)
+		}
+		if r.Direction != "in" && r.Direction != "out" {
+			bad(key+".direction", "%q must be in or out", r.Direction)
+		} else if j, dup := lanes[r.Door+"\x00"+r.Direction]; dup && r.Door != "" {
+			bad(key+".direction", "door %q already has an %q reader: reader[%d]", r.Door, r.Direction, j)
+		} else {
+			lanes[r.Door+"\x00"+r.Direction] = i
+		}
+		mode, err := reader.ParseMode(r.Mode)
+		if err != nil {
+			bad(key+".mode", "%q must be serial, pin, freearea or enroll", r.Mode)
+		}
+		if d := r.CommandTimeout.Duration; d < 100*time.Millisecond || d > time.Minute {
+			bad(key+".command_timeout", "%s must be between 100ms and 1m", d)
+		}
+		if d := r.SignTimeout.Duration; d < time.Second || d > 2*time.Minute {
+			bad(key+".sign_timeout", "%s must be between 1s and 2m", d)
+		}
+		needKeypad := mode == reader.ModePIN || mode == reader.ModeEnroll
+		if mode == reader.ModeFreeArea {
+			if r.FreeArea == nil {
+				bad(key+".free_area", "required with mode = \"freearea\"")
+			} else if err := r.FreeArea.Validate(); err != nil {
+				bad(key+".free_area", "%v", err)
+			} else {
+				needKeypad = r.FreeArea.Auth == "verify_pin"
+			}
+		} else if r.FreeArea != nil {
+			bad(key+".free_area", "set, but mode is %q, not freearea", mode)
+		}
+		if needKeypad && r.Keypad == nil {
+			bad(key+".keypad", "required: mode %q asks for the PIN", mode)
+		}
+		if r.Keypad != nil {
+			r.Keypad.validate(key+".keypad", bad)
+			for _, p := range append(append([]string(nil), r.Keypad.Rows...), r.Keypad.Cols...) {
+				if j, taken := pins[p]; taken {
+					bad(key+".keypad", "line %q is also the relay of door[%d]", p, j)
+				} else if other, taken := keypadLines[p]; taken {
+					bad(key+".keypad", "line %q is also used by %s", p, other)
+				} else {
+					keypadLines[p] = key + ".keypad"
+				}
+			}
+		}
+	}
+}
+
+func (k *KeypadConfig) validate(key string, bad func(key, format string, args ...any)) {
+	switch k.Kind {
+	case "evdev":
+		if !filepath.IsAbs(k.Device) {
+			bad(key+".device", "%q must be an absolute path such as /dev/input/by-id/...-event-kbd", k.Device)
+		}
+	case "matrix":
+		if len(k.Rows) != 4 || len(k.Cols) != 3 {
+			bad(key, "a matrix keypad needs 4 rows and 3 cols (GPIO line names), got %d and %d", len(k.Rows), len(k.Cols))
+		}
+	default:
+		bad(key+".kind", "%q must be evdev or matrix", k.Kind)
+	}
+	if d := k.Timeout.Duration; d < time.Second || d > 5*time.Minute {
+		bad(key+".timeout", "%s must be between 1s and 5m", d)
+	}
 }
 
 func (h *HQConfig) validate(bad func(key, format string, args ...any)) {

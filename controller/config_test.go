@@ -17,8 +17,10 @@ anchors = ["/etc/tobira/ca.pem"]
 broker = "tcp://127.0.0.1:1883"
 [[door]]
 name = "front"
-reader = "Virtual PCD 00 00"
 relay_pin = "GPIO17"
+[[reader]]
+name = "Virtual PCD 00 00"
+door = "front"
 `
 
 func TestParseConfigDefaults(t *testing.T) {
@@ -42,9 +44,19 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Doors) != 1 || c.Doors[0].Pulse.Duration != 5*time.Second || !c.Doors[0].RelayActiveLow {
+	if len(c.Doors) != 1 || c.Doors[0].Pulse.Duration != 5*time.Second || !c.Doors[0].RelayActiveLow || len(c.Readers) != 2 || c.Readers[1].Keypad == nil {
 		t.Errorf("example config decoded wrongly: %+v", c.Doors)
 	}
+}
+
+// doorKey adds a key to the [[door]] table of goodConfig.
+func doorKey(line string) func(string) string {
+	return func(s string) string { return strings.Replace(s, `relay_pin = "GPIO17"`, `relay_pin = "GPIO17"`+"\n"+line, 1) }
+}
+
+// readerKey adds a key (or a sub-table) at the end of the [[reader]] table.
+func readerKey(line string) func(string) string {
+	return func(s string) string { return s + line + "\n" }
 }
 
 func TestParseConfigErrors(t *testing.T) {
@@ -58,16 +70,29 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad site", func(s string) string { return strings.Replace(s, `"s1"`, `"a/b"`, 1) }, []string{"site:", `"a/b"`}},
 		{"relative data dir", func(s string) string { return strings.Replace(s, `"/var/lib/tobira"`, `"data"`, 1) }, []string{"data_dir:"}},
 		{"no anchors", func(s string) string { return strings.Replace(s, `anchors = ["/etc/tobira/ca.pem"]`, ``, 1) }, []string{"trust.anchors:"}},
-		{"bad pulse", func(s string) string { return s + `pulse = "fast"` + "\n" }, []string{"fast", "duration"}},
-		{"zero pulse", func(s string) string { return s + `pulse = "0s"` + "\n" }, []string{"door[0].pulse: 0s must be between"}},
-		{"pulse too long", func(s string) string { return s + `pulse = "1h"` + "\n" }, []string{"door[0].pulse:", "1h0m0s"}},
+		{"bad pulse", doorKey(`pulse = "fast"`), []string{"fast", "duration"}},
+		{"zero pulse", doorKey(`pulse = "0s"`), []string{"door[0].pulse: 0s must be between"}},
+		{"pulse too long", doorKey(`pulse = "1h"`), []string{"door[0].pulse:", "1h0m0s"}},
 		{"broker scheme", func(s string) string { return strings.Replace(s, "tcp://", "http://", 1) }, []string{"hq.broker:", `"http"`}},
 		{"tls without ca", func(s string) string { return strings.Replace(s, "tcp://", "ssl://", 1) }, []string{"hq.ca_cert:"}},
 		{"firmware relative root", func(s string) string { return s + "[firmware]\nroot = \"fw\"\n" }, []string{"firmware.root:"}},
 		{"firmware deadline too short", func(s string) string { return s + "[firmware]\nhealth_deadline = \"1s\"\n" }, []string{"firmware.health_deadline: 1s"}},
 		{"firmware attempts", func(s string) string { return s + "[firmware]\nmax_attempts = 1000\n" }, []string{"firmware.max_attempts: 1000"}},
 		{"no doors", func(s string) string { return s[:strings.Index(s, "[[door]]")] }, []string{"door: at least one"}},
-		{"duplicate door", func(s string) string { return s + s[strings.Index(s, "[[door]]"):] }, []string{`door[1].name: "front" is also used by door[0]`, "door[1].reader:", "door[1].relay_pin:"}},
+		{"duplicate door", func(s string) string { return s + s[strings.Index(s, "[[door]]"):] }, []string{`door[1].name: "front" is also used by door[0]`, "door[1].relay_pin:", `reader[1].name: "Virtual PCD 00 00" is also reader[0]`}},
+		{"no readers", func(s string) string { return s[:strings.Index(s, "[[reader]]")] }, []string{"reader: at least one [[reader]]"}},
+		{"reader at unknown door", func(s string) string { return strings.Replace(s, `door = "front"`, `door = "back"`, 1) }, []string{`reader[0].door: "back" is not the name of a [[door]]`}},
+		{"bad direction", readerKey(`direction = "up"`), []string{`reader[0].direction: "up" must be in or out`}},
+		{"bad mode", readerKey(`mode = "face"`), []string{`reader[0].mode: "face"`}},
+		{"pin mode without keypad", readerKey(`mode = "pin"`), []string{`reader[0].keypad: required: mode "pin" asks for the PIN`}},
+		{"freearea without profile", readerKey(`mode = "freearea"`), []string{`reader[0].free_area: required`}},
+		{"keypad kind", readerKey("mode = \"pin\"\n[reader.keypad]\nkind = \"usb\""), []string{`reader[0].keypad.kind: "usb"`}},
+		{"keypad on the relay line", readerKey("mode = \"pin\"\n[reader.keypad]\nkind = \"matrix\"\nrows = [\"GPIO17\",\"GPIO5\",\"GPIO6\",\"GPIO13\"]\ncols = [\"GPIO12\",\"GPIO16\",\"GPIO20\"]"),
+			[]string{`reader[0].keypad: line "GPIO17" is also the relay of door[0]`}},
+		{"evdev relative path", readerKey("mode = \"enroll\"\n[reader.keypad]\nkind = \"evdev\"\ndevice = \"event0\""), []string{`reader[0].keypad.device: "event0"`}},
+		{"two in readers", func(s string) string {
+			return s + "[[reader]]\nname = \"Virtual PCD 00 01\"\ndoor = \"front\"\n"
+		}, []string{`reader[1].direction: door "front" already has an "in" reader`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

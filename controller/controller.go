@@ -42,11 +42,19 @@ type EventLog interface {
 	Append(ev tsync.Event) (tsync.Event, error)
 }
 
+// Identifier turns a card session into an identity (reader.Identifier,
+// configured with the reader's mode).
+type Identifier interface {
+	Identify(ctx context.Context, t reader.Transmitter, now time.Time) (reader.Identity, error)
+}
+
 // Tap is the outcome of one card presented at a door. Observers (the demo,
 // tests, status) receive it after the lock has been driven.
 type Tap struct {
 	// Door is the door's name.
 	Door string
+	// Reader is the reader's name and Direction the way it faces ("in", "out").
+	Reader, Direction string
 	// Identity is what the card proved; zero when the read failed.
 	Identity reader.Identity
 	// ReadErr is the reader's error, nil when the card was identified.
@@ -62,14 +70,19 @@ type Tap struct {
 	LockErr error
 }
 
-// Door is one door's loop.
-type Door struct {
-	// Name names the door in events and logs.
-	Name string
-	// Source yields the cards presented at the door's reader.
+// ReaderLoop is the loop of one reader at one door: a door has one loop per
+// reader (an entry and an exit reader share the door's lock).
+type ReaderLoop struct {
+	// Door names the door in events and logs.
+	Door string
+	// Reader names the reader (its PC/SC name).
+	Reader string
+	// Direction is "in" or "out".
+	Direction string
+	// Source yields the cards presented at the reader.
 	Source CardSource
-	// Verifier checks certificates against the trust anchors.
-	Verifier *reader.Verifier
+	// Identifier identifies card holders in the reader's mode.
+	Identifier Identifier
 	// Decider decides from the snapshot.
 	Decider Decider
 	// Lock is driven on a grant.
@@ -91,7 +104,10 @@ type Door struct {
 const retryDelay = time.Second
 
 // Run handles cards until ctx ends. It returns nil when ctx ends.
-func (d *Door) Run(ctx context.Context) error {
+func (d *ReaderLoop) Run(ctx context.Context) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
 	clk, log := d.clock(), d.log()
 	for {
 		card, err := d.Source.NextCard(ctx)
@@ -99,7 +115,7 @@ func (d *Door) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			log.Warn("reader unavailable; retrying", "door", d.Name, "err", err, "retry_in", retryDelay)
+			log.Warn("reader unavailable; retrying", "door", d.Door, "err", err, "retry_in", retryDelay)
 			t := clk.NewTimer(retryDelay)
 			select {
 			case <-ctx.Done():
@@ -111,7 +127,7 @@ func (d *Door) Run(ctx context.Context) error {
 		}
 		d.Handle(ctx, card)
 		if err := card.Done(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("card session did not end cleanly", "door", d.Name, "err", err)
+			log.Warn("card session did not end cleanly", "door", d.Door, "err", err)
 		}
 	}
 }
@@ -119,12 +135,12 @@ func (d *Door) Run(ctx context.Context) error {
 // Handle runs one tap: identify, decide, record, then move the lock.
 // The event is stored before the lock moves, so a crash at any point never
 // leaves a door opened without its event on disk.
-func (d *Door) Handle(ctx context.Context, card reader.Transmitter) Tap {
+func (d *ReaderLoop) Handle(ctx context.Context, card reader.Transmitter) Tap {
 	clk, log := d.clock(), d.log()
-	tap := Tap{Door: d.Name}
+	tap := Tap{Door: d.Door, Reader: d.Reader, Direction: d.Direction}
 
 	start := clk.Now()
-	tap.Identity, tap.ReadErr = reader.Identify(ctx, card, d.Verifier, start)
+	tap.Identity, tap.ReadErr = d.Identifier.Identify(ctx, card, start)
 	decideStart := clk.Now()
 	tap.ReadTime = decideStart.Sub(start)
 	if tap.ReadErr != nil {
@@ -137,7 +153,7 @@ func (d *Door) Handle(ctx context.Context, card reader.Transmitter) Tap {
 	ev := tsync.Event{
 		Time:       start,
 		Type:       "decision",
-		Door:       d.Name,
+		Door:       d.Door,
 		Granted:    tap.Decision.Granted,
 		Reason:     string(tap.Decision.Reason),
 		DecisionUS: tap.DecideTime.Microseconds(),
@@ -152,7 +168,7 @@ func (d *Door) Handle(ctx context.Context, card reader.Transmitter) Tap {
 	if err != nil {
 		// The decision stands (a full disk must not lock everyone out), but
 		// the loss is loud.
-		log.Error("event not stored", "door", d.Name, "reason", ev.Reason, "err", err)
+		log.Error("event not stored", "door", d.Door, "reason", ev.Reason, "err", err)
 	} else {
 		tap.Event = stored
 	}
@@ -160,17 +176,17 @@ func (d *Door) Handle(ctx context.Context, card reader.Transmitter) Tap {
 	if tap.Decision.Granted {
 		if err := d.Lock.Grant(ctx); err != nil {
 			tap.LockErr = err
-			log.Error("lock did not open for a grant", "door", d.Name, "err", err)
-			if _, err := d.Events.Append(tsync.Event{Time: clk.Now(), Type: "door", Door: d.Name,
+			log.Error("lock did not open for a grant", "door", d.Door, "err", err)
+			if _, err := d.Events.Append(tsync.Event{Time: clk.Now(), Type: "door", Door: d.Door,
 				Reason: "relay_error", Detail: err.Error()}); err != nil {
-				log.Error("event not stored", "door", d.Name, "reason", "relay_error", "err", err)
+				log.Error("event not stored", "door", d.Door, "reason", "relay_error", "err", err)
 			}
 		}
 	}
 	if d.Notify != nil {
 		d.Notify()
 	}
-	attrs := []any{"door", d.Name, "granted", tap.Decision.Granted, "reason", tap.Decision.Reason,
+	attrs := []any{"door", d.Door, "reader", d.Reader, "direction", d.Direction, "granted", tap.Decision.Granted, "reason", tap.Decision.Reason,
 		"seq", tap.Event.Seq, "read", tap.ReadTime, "decide", tap.DecideTime}
 	if tap.Identity.Credential.Kind != 0 {
 		attrs = append(attrs, "credential", tap.Identity.Credential.String(), "token", tap.Identity.Token.Type)
@@ -207,27 +223,27 @@ func ReasonForReadError(err error) policy.Reason {
 	}
 }
 
-func (d *Door) clock() clock.Clock {
+func (d *ReaderLoop) clock() clock.Clock {
 	if d.Clock == nil {
 		return clock.System{}
 	}
 	return d.Clock
 }
 
-func (d *Door) log() *slog.Logger {
+func (d *ReaderLoop) log() *slog.Logger {
 	if d.Log == nil {
 		return slog.Default()
 	}
 	return d.Log
 }
 
-// Validate reports a Door that is missing a part.
-func (d *Door) Validate() error {
+// Validate reports a ReaderLoop that is missing a part.
+func (d *ReaderLoop) Validate() error {
 	switch {
-	case d.Name == "":
-		return fmt.Errorf("controller: door has no name")
-	case d.Source == nil, d.Verifier == nil, d.Decider == nil, d.Lock == nil, d.Events == nil:
-		return fmt.Errorf("controller: door %q is missing its source, verifier, decider, lock or event log", d.Name)
+	case d.Door == "":
+		return fmt.Errorf("controller: reader %q has no door", d.Reader)
+	case d.Source == nil, d.Identifier == nil, d.Decider == nil, d.Lock == nil, d.Events == nil:
+		return fmt.Errorf("controller: reader %q at door %q is missing its source, identifier, decider, lock or event log", d.Reader, d.Door)
 	}
 	return nil
 }

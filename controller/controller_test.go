@@ -48,14 +48,18 @@ func testCard(t testing.TB, serial uint32, notAfter time.Time) *cardsim.Card {
 	return cardsim.New(cardsim.Profile{TokenLabel: "JPKIAPICCTOKEN2", AuthCert: der, CACert: ca.DER, PIN: "1234", Tries: 3})
 }
 
-func testVerifier(t testing.TB) *reader.Verifier {
+func testIdentifier(t testing.TB) *reader.Identifier {
 	t.Helper()
 	ca, _ := testPKI()
 	v, err := reader.NewVerifier([]*x509.Certificate{ca.Cert})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v
+	id, err := reader.NewIdentifier(reader.IdentifierConfig{Verifier: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // journal records the order in which the fakes were used.
@@ -140,7 +144,7 @@ func TestHandle(t *testing.T) {
 			j := &journal{}
 			log := &fakeLog{j: j, err: tt.logErr}
 			notified := 0
-			d := &Door{Name: "front", Verifier: testVerifier(t), Decider: &fakeDecider{allow: map[string]bool{"1001": true}, j: j},
+			d := &ReaderLoop{Door: "front", Identifier: testIdentifier(t), Decider: &fakeDecider{allow: map[string]bool{"1001": true}, j: j},
 				Lock: &fakeLock{j: j, err: tt.lockErr}, Events: log, Notify: func() { notified++ }, Log: slog.New(slog.DiscardHandler)}
 			tap := d.Handle(context.Background(), tt.card)
 			if tap.Decision.Granted != tt.granted || tap.Decision.Reason != tt.reason {
@@ -216,7 +220,7 @@ func TestTapSelectsOnlyJPKIAuthFiles(t *testing.T) {
 	allowedEF := map[string]bool{"0006": true, "000a": true, "000b": true}
 	for _, card := range []*cardsim.Card{testCard(t, 0x2001, time.Now().AddDate(1, 0, 0)), cardsim.New(cardsim.Profile{})} {
 		rec := &recorder{t: card}
-		d := &Door{Name: "front", Verifier: testVerifier(t), Decider: &fakeDecider{j: &journal{}}, Lock: &fakeLock{j: &journal{}},
+		d := &ReaderLoop{Door: "front", Identifier: testIdentifier(t), Decider: &fakeDecider{j: &journal{}}, Lock: &fakeLock{j: &journal{}},
 			Events: &fakeLog{j: &journal{}}, Log: slog.New(slog.DiscardHandler)}
 		d.Handle(context.Background(), rec)
 		if len(rec.cmds) == 0 {

@@ -89,7 +89,11 @@ func TestSpineEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	taps := make(chan Tap, 2)
-	loop := &Door{Name: "front", Source: pc.Source(pcsctest.Reader), Verifier: verifier, Decider: store, Lock: lock,
+	identifier, err := reader.NewIdentifier(reader.IdentifierConfig{Verifier: verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := &ReaderLoop{Door: "front", Reader: pcsctest.Reader, Direction: "in", Source: pc.Source(pcsctest.Reader), Identifier: identifier, Decider: store, Lock: lock,
 		Events: outbox, Notify: edge.Notify, OnTap: func(tp Tap) { taps <- tp }, Log: log}
 
 	runCtx, stop := context.WithCancel(ctx)

@@ -129,7 +129,12 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error 
 
 	slot := cardsim.NewSlot()
 	taps := make(chan controller.Tap, 1)
-	loop := &controller.Door{Name: "front", Source: slot, Verifier: verifier, Decider: store, Lock: lock,
+	identifier, err := reader.NewIdentifier(reader.IdentifierConfig{Verifier: verifier, Log: log})
+	if err != nil {
+		return err
+	}
+	loop := &controller.ReaderLoop{Door: "front", Reader: "simulated-0", Direction: "in", Source: slot,
+		Identifier: identifier, Decider: store, Lock: lock,
 		Events: outbox, Notify: edge.Notify, OnTap: func(t controller.Tap) { taps <- t }, Log: log}
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = loop.Run(ctx) }()

@@ -4,6 +4,7 @@
 //	tobira demo                                   the whole loop on embedded defaults
 //	tobira check-config FILE                      validate a configuration file
 //	tobira readers                                list PC/SC readers
+//	tobira card inspect                           print what a tapped card is
 //	tobira snapshot import --config FILE SNAP.json  load an allowlist snapshot locally
 //	tobira firmware ...                           release slots and the health gate
 //	tobira version                                print the version
@@ -48,6 +49,8 @@ const usage = `usage:
   tobira demo [--verbose]                  run the whole loop on embedded defaults
   tobira check-config FILE                 validate FILE and the files it names
   tobira readers                           list the PC/SC readers pcscd sees
+  tobira card inspect [--config FILE] [--reader NAME]
+                                           print what a tapped card is; stores nothing
   tobira snapshot import --config FILE SNAPSHOT.json
                                            load an allowlist snapshot into policy.db
   tobira firmware status|install|guard|rollback ...
@@ -85,6 +88,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return listReaders(stdout)
 	case "snapshot":
 		return snapshotCmd(ctx, rest, stdout, stderr)
+	case "card":
+		return cardCmd(ctx, rest, stdout, stderr)
 	case "firmware":
 		if err := firmware.RunDeviceCLI(ctx, rest, stdout, stderr); err != nil {
 			if errors.Is(err, firmware.ErrUsage) {

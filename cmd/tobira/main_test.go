@@ -58,8 +58,10 @@ anchors = ["` + anchor + `"]
 broker = "tcp://127.0.0.1:1883"
 [[door]]
 name = "front"
-reader = "Virtual PCD 00 00"
 relay_pin = "GPIO17"
+[[reader]]
+name = "Virtual PCD 00 00"
+door = "front"
 `
 	tests := []struct {
 		name    string
@@ -67,10 +69,10 @@ relay_pin = "GPIO17"
 		wantErr string
 		wantOut string
 	}{
-		{"valid", base, "", `door "front": reader "Virtual PCD 00 00", relay GPIO17`},
+		{"valid", base, "", `reader "Virtual PCD 00 00": door "front", direction in, mode serial, no keypad`},
 		{"missing anchor file", strings.Replace(base, anchor, filepath.Join(dir, "nope.pem"), 1), "nope.pem", ""},
 		{"anchor not a certificate", strings.Replace(base, anchor, writeFile(t, dir, "junk.pem", "hello"), 1), "junk.pem", ""},
-		{"bad key", base + "pulse = \"0s\"\n", "door[0].pulse", ""},
+		{"bad key", strings.Replace(base, `relay_pin = "GPIO17"`, "relay_pin = \"GPIO17\"\npulse = \"0s\"", 1), "door[0].pulse", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

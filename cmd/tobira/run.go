@@ -14,6 +14,8 @@ import (
 	gosync "sync"
 	"sync/atomic"
 
+	"periph.io/x/conn/v3/gpio"
+
 	"github.com/tobira-ac/tobira/controller"
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/firmware"
@@ -21,6 +23,7 @@ import (
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
+	"github.com/tobira-ac/tobira/reader/keypad"
 	tsync "github.com/tobira-ac/tobira/sync"
 )
 
@@ -122,7 +125,7 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg gosync.WaitGroup
-	errc := make(chan error, len(doors)+3)
+	errc := make(chan error, len(cfg.Readers)+3)
 	var running atomic.Int32 // door loops alive, for the systemd watchdog
 	wg.Add(1)
 	go func() {
@@ -131,20 +134,31 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 			errc <- fmt.Errorf("HQ link: %w", err)
 		}
 	}()
+	locks := map[string]*door.Door{}
 	for i, dc := range cfg.Doors {
-		loop := &controller.Door{Name: dc.Name, Source: pcsc.Source(dc.Reader), Verifier: verifier,
-			Decider: store, Lock: doors[i], Events: outbox, Notify: edge.Notify, Clock: clk, Log: log}
+		locks[dc.Name] = doors[i]
+	}
+	for _, rc := range cfg.Readers {
+		identifier, closeKeypad, err := newIdentifier(rc, verifier, log)
+		if err != nil {
+			return fmt.Errorf("reader %q: %w", rc.Name, err)
+		}
+		defer closeKeypad()
+		loop := &controller.ReaderLoop{Door: rc.Door, Reader: rc.Name, Direction: rc.Direction,
+			Source: pcsc.Source(rc.Name), Identifier: identifier, Decider: store, Lock: locks[rc.Door],
+			Events: outbox, Notify: edge.Notify, Clock: clk, Log: log}
 		wg.Add(1)
 		running.Add(1)
 		go func() {
 			defer wg.Done()
 			defer running.Add(-1)
 			if err := loop.Run(ctx); err != nil {
-				errc <- fmt.Errorf("door %q: %w", dc.Name, err)
+				errc <- fmt.Errorf("reader %q: %w", rc.Name, err)
 			}
 		}()
 	}
-	log.Info("tobira running", "version", version, "site", cfg.Site, "device", cfg.Device, "doors", len(doors))
+	log.Info("tobira running", "version", version, "site", cfg.Site, "device", cfg.Device,
+		"doors", len(doors), "readers", len(cfg.Readers))
 
 	// Healthy: relays safe, databases open, trust anchors loaded, PC/SC up,
 	// door loops and the HQ link started. HQ being reachable is not required:
@@ -163,8 +177,8 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 			}
 		}()
 	}
-	notifySystemd(ctx, &wg, log, fmt.Sprintf("%d door(s) running", len(doors)), func() bool {
-		return int(running.Load()) == len(doors)
+	notifySystemd(ctx, &wg, log, fmt.Sprintf("%d door(s), %d reader(s) running", len(doors), len(cfg.Readers)), func() bool {
+		return int(running.Load()) == len(cfg.Readers)
 	})
 	select {
 	case <-ctx.Done():
@@ -175,6 +189,62 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	wg.Wait()
 	log.Info("tobira stopped")
 	return err
+}
+
+// newIdentifier builds a reader's Identifier for its mode, opening its
+// keypad if it has one; the returned func closes the keypad.
+func newIdentifier(rc controller.ReaderConfig, v *reader.Verifier, log *slog.Logger) (*reader.Identifier, func(), error) {
+	mode, err := reader.ParseMode(rc.Mode)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := reader.IdentifierConfig{Mode: mode, Verifier: v, FreeArea: rc.FreeArea, AllowLastTry: rc.AllowLastTry,
+		CommandTimeout: rc.CommandTimeout.Duration, SignTimeout: rc.SignTimeout.Duration, Log: log}
+	closeKeypad := func() {}
+	if k := rc.Keypad; k != nil {
+		kc := keypad.Config{Timeout: k.Timeout.Duration}
+		switch k.Kind {
+		case "evdev":
+			ev, err := keypad.OpenEvdev(k.Device, kc, log)
+			if err != nil {
+				return nil, nil, fmt.Errorf("keypad %s: %w", k.Device, err)
+			}
+			cfg.Keypad, closeKeypad = ev, func() { _ = ev.Close() }
+		case "matrix":
+			rows, err := openPins(k.Rows)
+			if err != nil {
+				return nil, nil, fmt.Errorf("keypad rows: %w", err)
+			}
+			cols, err := openPins(k.Cols)
+			if err != nil {
+				return nil, nil, fmt.Errorf("keypad cols: %w", err)
+			}
+			m, err := keypad.NewMatrix(rows, cols, keypad.MatrixConfig{Config: kc})
+			if err != nil {
+				return nil, nil, err
+			}
+			cfg.Keypad = m
+		}
+	}
+	id, err := reader.NewIdentifier(cfg)
+	if err != nil {
+		closeKeypad()
+		return nil, nil, err
+	}
+	return id, closeKeypad, nil
+}
+
+// openPins looks up GPIO lines by name.
+func openPins(names []string) ([]gpio.PinIO, error) {
+	pins := make([]gpio.PinIO, len(names))
+	for i, n := range names {
+		p, err := door.OpenPin(n)
+		if err != nil {
+			return nil, err
+		}
+		pins[i] = p
+	}
+	return pins, nil
 }
 
 // hqTLS builds the TLS configuration for an ssl:// broker (nil for tcp://).
@@ -220,15 +290,22 @@ func checkConfig(path string, stdout io.Writer) error {
 			return fmt.Errorf("%s: hq.password_file: %w", path, err)
 		}
 	}
-	fmt.Fprintf(stdout, "%s: ok: site %s, device %s, %d trust anchor(s), %d door(s)\n",
-		path, cfg.Site, cfg.Device, len(anchors), len(cfg.Doors))
+	fmt.Fprintf(stdout, "%s: ok: site %s, device %s, %d trust anchor(s), %d door(s), %d reader(s)\n",
+		path, cfg.Site, cfg.Device, len(anchors), len(cfg.Doors), len(cfg.Readers))
 	for _, d := range cfg.Doors {
 		mode := "fail-secure"
 		if d.FailSafe {
 			mode = "fail-safe"
 		}
-		fmt.Fprintf(stdout, "  door %q: reader %q, relay %s (active-low %t, %s), pulse %s\n",
-			d.Name, d.Reader, d.RelayPin, d.RelayActiveLow, mode, d.Pulse.Duration)
+		fmt.Fprintf(stdout, "  door %q: relay %s (active-low %t, %s), pulse %s\n",
+			d.Name, d.RelayPin, d.RelayActiveLow, mode, d.Pulse.Duration)
+	}
+	for _, r := range cfg.Readers {
+		keypad := "no keypad"
+		if r.Keypad != nil {
+			keypad = r.Keypad.Kind + " keypad"
+		}
+		fmt.Fprintf(stdout, "  reader %q: door %q, direction %s, mode %s, %s\n", r.Name, r.Door, r.Direction, r.Mode, keypad)
 	}
 	return nil
 }
