@@ -98,6 +98,24 @@ const (
 	// ReasonCardError denies: the card answered garbage, truncated data or an
 	// unexpected status word.
 	ReasonCardError Reason = "card_error"
+
+	// ReasonPINWrong denies: the PIN typed was wrong; the card counted a
+	// try (the event's detail says how many are left).
+	ReasonPINWrong Reason = "pin_wrong"
+	// ReasonPINNearlyBlocked denies: the card has one PIN try left and the
+	// door will not spend it ("PIN nearly blocked - see the administrator").
+	ReasonPINNearlyBlocked Reason = "pin_nearly_blocked"
+	// ReasonPINBlocked denies: the card's PIN is blocked.
+	ReasonPINBlocked Reason = "pin_blocked"
+	// ReasonPINNotEntered denies: no PIN was entered in time, the entry was
+	// cancelled, or it was not 4 digits.
+	ReasonPINNotEntered Reason = "pin_not_entered"
+	// ReasonBadSignature denies: the card's signature over the challenge did
+	// not verify with its certificate's key.
+	ReasonBadSignature Reason = "bad_signature"
+	// ReasonFreeAreaError denies: the free-area application or its ID file
+	// is missing or holds no valid ID.
+	ReasonFreeAreaError Reason = "freearea_error"
 )
 
 // Reasons lists every Reason, in the order of docs/REASONS.md.
@@ -111,6 +129,8 @@ var Reasons = []Reason{
 	ReasonRevocationsStale, ReasonClockUntrusted,
 	ReasonExpired, ReasonNotYetValid, ReasonUntrustedIssuer, ReasonBadCertificate,
 	ReasonNotMyNumberCard, ReasonCardRemoved, ReasonCardError,
+	ReasonPINWrong, ReasonPINNearlyBlocked, ReasonPINBlocked, ReasonPINNotEntered, ReasonBadSignature,
+	ReasonFreeAreaError,
 }
 
 // Granted reports whether the reason is one that grants access.
