@@ -1,6 +1,8 @@
-// Package sync carries events from a tobira device (the edge) to
-// headquarters (HQ) over MQTT 3.1.1, at least once and in order, with
-// end-to-end acknowledgements.
+// Package sync is the link between a tobira device (the edge) and
+// headquarters (HQ) over MQTT 3.1.1: events from the edge to HQ, at least
+// once and in order, with end-to-end acknowledgements; the edge's retained
+// status and last will; and, from HQ to the edge, Ed25519-signed commands
+// and chunked, resumable, signed snapshots, each answered with a result.
 //
 // The package is named after what it does, not after the standard library's
 // sync, which code in this package imports as gosync.
@@ -13,14 +15,21 @@
 //     acknowledges them.
 //   - Edge: publishes the outbox to HQ through paho and applies HQ's acks.
 //   - HQ: subscribes to every device's events, stores each event once,
-//     acknowledges.
+//     acknowledges; keeps device status and results (Fleet, Query);
+//     re-sends snapshot chunks devices ask for.
+//   - Edge intake: verifies commands (CommandHandler) and snapshots
+//     (SnapshotSink) against pinned HQ keys, refuses forged, expired,
+//     replayed and out-of-order ones, and reports a Result for each.
+//   - Sender: HQ's publisher of signed commands and snapshots (the CLI).
 //
-// The embedded broker for demos lives in sync/broker; the mosquitto test
-// harness in sync/mosquittotest.
+// The signed envelope lives in sync/signed; the embedded broker for demos
+// in sync/broker; the mosquitto test harness in sync/mosquittotest; a
+// fault-injecting TCP proxy for tests in sync/faultproxy.
 //
 // # Protocol (v1)
 //
-// The contract is written down in docs/PROTOCOL.md; in short:
+// The contract is written down in docs/PROTOCOL.md (status, commands,
+// snapshots and results included); the events part in short:
 //
 // Topics live under tobira/v1/{site}/{device}/ where site and device are
 // names of 1..64 characters from A-Z a-z 0-9 . _ - (see CheckName).

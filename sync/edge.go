@@ -3,15 +3,20 @@ package sync
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	gosync "sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 // Edge defaults.
@@ -62,6 +67,29 @@ type EdgeConfig struct {
 	// MaxReconnect caps the back-off between reconnection attempts; default
 	// DefaultMaxReconnect.
 	MaxReconnect time.Duration
+	// Status supplies the device facts of the retained status message
+	// (version, snapshot, doors, clock trust); nil publishes link facts
+	// only (online, outbox depth, acked sequence number).
+	Status StatusSource
+	// StatusInterval is how often the status is published when nothing
+	// else prompts it; default DefaultStatusInterval.
+	StatusInterval time.Duration
+	// Keys are the pinned HQ public keys (several during a key rotation).
+	// Commands and snapshots must be signed by one of them. Required when
+	// Commands or Snapshots is set.
+	Keys []ed25519.PublicKey
+	// Commands carries out verified commands; nil: the Edge does not
+	// subscribe to commands.
+	Commands CommandHandler
+	// Snapshots receives verified snapshots; nil: the Edge does not
+	// subscribe to snapshots.
+	Snapshots SnapshotSink
+	// StagingDir holds the chunks of a snapshot being received; default:
+	// the outbox file's directory.
+	StagingDir string
+	// NeedInterval is how long the Edge waits without a new chunk before
+	// it asks HQ for the missing ones; default DefaultNeedInterval.
+	NeedInterval time.Duration
 	// Clock times acks and retries; default clock.System{}.
 	Clock clock.Clock
 	// Logger receives the link's logs; default slog.Default().
@@ -75,7 +103,19 @@ type EdgeConfig struct {
 type Edge struct {
 	eng     *engine
 	link    link
+	status  *statusLoop
+	cmds    *commandIntake
+	snaps   *snapshotIntake
+	needIvl time.Duration
 	running atomic.Bool
+}
+
+// subscription is a topic the Edge subscribes to on every connection
+// (acks, commands, snapshots), and its handler. Handlers run in their own
+// goroutines.
+type subscription struct {
+	topic   string
+	handler func(ctx context.Context, c mqtt.Client, topic string, payload []byte)
 }
 
 // NewEdge checks cfg and returns an Edge that sends ob's events. It does not
@@ -102,7 +142,8 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"ack timeout", cfg.AckTimeout}, {"retry delay", cfg.RetryDelay}, {"connect retry", cfg.ConnectRetry}, {"max reconnect", cfg.MaxReconnect}} {
+	}{{"ack timeout", cfg.AckTimeout}, {"retry delay", cfg.RetryDelay}, {"connect retry", cfg.ConnectRetry},
+		{"max reconnect", cfg.MaxReconnect}, {"status interval", cfg.StatusInterval}, {"need interval", cfg.NeedInterval}} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("%w: %s %v is negative", ErrConfig, d.name, d.v)
 		}
@@ -118,8 +159,24 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 	eng.retryDelay = cmp.Or(cfg.RetryDelay, DefaultRetryDelay)
 	log := cmp.Or(cfg.Logger, slog.Default())
 	eng.log = log.With("site", cfg.Site, "device", cfg.Device)
-	return &Edge{
-		eng: eng,
+	var v *signed.Verifier
+	if cfg.Commands != nil || cfg.Snapshots != nil {
+		if v, err = signed.NewVerifier(cfg.Keys...); err != nil {
+			return nil, fmt.Errorf("%w: commands and snapshots need pinned HQ keys: %w", ErrConfig, err)
+		}
+	}
+	e := &Edge{
+		eng:     eng,
+		needIvl: cmp.Or(cfg.NeedInterval, DefaultNeedInterval),
+		status: &statusLoop{
+			src:      cfg.Status,
+			eng:      eng,
+			clk:      eng.clk,
+			log:      eng.log,
+			interval: cmp.Or(cfg.StatusInterval, DefaultStatusInterval),
+			topic:    StatusTopic(cfg.Site, cfg.Device),
+			kick:     make(chan struct{}, 1),
+		},
 		link: link{
 			broker:       cfg.Broker,
 			clientID:     cmp.Or(cfg.ClientID, "tobira-"+cfg.Site+"-"+cfg.Device),
@@ -129,7 +186,25 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 			connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry),
 			maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
 		},
-	}, nil
+	}
+	if cfg.Commands != nil {
+		e.cmds = &commandIntake{v: v, h: cfg.Commands, ob: ob, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device}
+	}
+	if cfg.Snapshots != nil {
+		e.snaps = &snapshotIntake{
+			v: v, sink: cfg.Snapshots, ob: ob, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
+			dir: cmp.Or(cfg.StagingDir, filepath.Dir(ob.Path())),
+		}
+		if err := e.snaps.load(); err != nil {
+			return nil, fmt.Errorf("new edge %s/%s: %w", cfg.Site, cfg.Device, err)
+		}
+		var lastErr atomic.Value
+		lastErr.Store("")
+		e.snaps.fail = func(s string) { lastErr.Store(s) }
+		e.snaps.poke = e.status.nudge
+		e.status.snapErr = func() string { return lastErr.Load().(string) }
+	}
+	return e, nil
 }
 
 // Run connects to the broker (retrying until it succeeds, and reconnecting
@@ -144,39 +219,111 @@ func (e *Edge) Run(ctx context.Context) error {
 	defer e.running.Store(false)
 
 	var hg handlerGroup
-	ackTopic := AckTopic(e.eng.site, e.eng.device)
-	onAck := func(_ mqtt.Client, m mqtt.Message) {
+	site, device := e.eng.site, e.eng.device
+	var pub pahoPublisher
+	sendResult := func(ctx context.Context, r Result) {
+		b, err := json.Marshal(r)
+		if err == nil {
+			err = pub.publish(ctx, ResultTopic(site, device), b)
+		}
+		if err != nil {
+			e.eng.log.Warn("cannot publish result", "id", r.ID, "status", r.Status, "err", err)
+		}
+	}
+	subs := []subscription{{
+		topic:   AckTopic(site, device),
+		handler: func(_ context.Context, _ mqtt.Client, topic string, payload []byte) { e.eng.onAck(topic, payload) },
+	}}
+	if e.cmds != nil {
+		subs = append(subs, subscription{
+			topic: CommandTopic(site, device),
+			handler: func(ctx context.Context, _ mqtt.Client, _ string, payload []byte) {
+				sendResult(ctx, e.cmds.handle(ctx, payload))
+			},
+		})
+	}
+	if e.snaps != nil {
+		e.snaps.report = sendResult
+		e.snaps.need = func(ctx context.Context, n Need) {
+			b, err := json.Marshal(n)
+			if err == nil {
+				err = pub.publish(ctx, NeedTopic(site, device), b)
+			}
+			if err != nil {
+				e.eng.log.Warn("cannot ask for snapshot chunks", "transfer", n.Transfer, "err", err)
+			}
+		}
+		subs = append(subs,
+			subscription{topic: SnapshotTopic(site, device), handler: func(ctx context.Context, _ mqtt.Client, _ string, p []byte) {
+				e.snaps.onManifest(ctx, p)
+			}},
+			subscription{topic: ChunkTopic(site, device), handler: func(ctx context.Context, _ mqtt.Client, _ string, p []byte) {
+				e.snaps.onChunk(ctx, p)
+			}})
+	}
+	filters := make(map[string]byte, len(subs))
+	route := make(map[string]func(context.Context, mqtt.Client, string, []byte), len(subs))
+	for _, s := range subs {
+		filters[s.topic] = 1
+		route[s.topic] = s.handler
+	}
+	onMessage := func(c mqtt.Client, m mqtt.Message) {
 		if !hg.enter() {
 			return
 		}
 		defer hg.leave()
-		e.eng.onAck(m.Topic(), m.Payload())
+		h, ok := route[m.Topic()]
+		if !ok {
+			e.eng.log.Warn("message on an unexpected topic dropped", "topic", m.Topic(), "bytes", len(m.Payload()))
+			return
+		}
+		h(ctx, c, m.Topic(), m.Payload())
 	}
 	opts := e.link.options().
 		SetCleanSession(true). // the outbox, not the broker, keeps what is unsent
+		SetWill(e.status.topic, string(offlineStatus(e.eng.site, e.eng.device)), 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			if !hg.enter() {
 				return
 			}
 			defer hg.leave()
 			// Paho runs this in its own goroutine, so waiting is allowed.
-			if err := waitToken(ctx, e.eng.clk, c.Subscribe(ackTopic, 1, onAck), DefaultTokenTimeout); err != nil {
-				e.eng.log.Error("cannot subscribe to acks; sending anyway, acks will be missed until reconnect",
-					"topic", ackTopic, "broker", e.link.broker, "err", err)
+			if err := waitToken(ctx, e.eng.clk, c.SubscribeMultiple(filters, onMessage), DefaultTokenTimeout); err != nil {
+				e.eng.log.Error("cannot subscribe; sending anyway, acks and commands will be missed until reconnect",
+					"topics", len(filters), "broker", e.link.broker, "err", err)
 			} else {
 				e.eng.log.Info("connected to broker", "broker", e.link.broker, "client_id", e.link.clientID)
 			}
 			e.eng.onConnect()
+			e.status.nudge()
+			if e.snaps != nil {
+				e.snaps.onConnect(ctx)
+			}
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			e.eng.log.Warn("lost broker connection", "broker", e.link.broker, "err", err)
 			e.eng.onConnectionLost()
 		})
 	c := mqtt.NewClient(opts)
-	e.eng.pub = pahoPublisher{c: c, clk: e.eng.clk}
+	pub = pahoPublisher{c: c, clk: e.eng.clk}
+	e.eng.pub = pub
 	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
 
+	var bg gosync.WaitGroup
+	bg.Go(func() { e.status.run(ctx, pub) })
+	if e.snaps != nil {
+		bg.Go(func() { e.snaps.run(ctx, e.needIvl, e.eng.up.Load) })
+	}
 	err := e.eng.run(ctx)
+	bg.Wait()
+	if e.eng.up.Load() {
+		// A clean disconnect does not fire the will: say offline ourselves.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		if perr := pub.publishRetained(sctx, e.status.topic, offlineStatus(e.eng.site, e.eng.device)); perr != nil {
+			e.eng.log.Warn("cannot publish offline status", "topic", e.status.topic, "err", perr)
+		}
+		cancel()
+	}
 	c.Disconnect(disconnectQuiesce)
 	hg.closeAndWait()
 	e.eng.up.Store(false)
@@ -187,6 +334,10 @@ func (e *Edge) Run(ctx context.Context) error {
 // Notify tells the Edge that an event was appended, so that it publishes
 // soon. It never blocks.
 func (e *Edge) Notify() { e.eng.notify() }
+
+// PublishStatus asks the Edge to publish its status soon (after a door or
+// snapshot change). It never blocks.
+func (e *Edge) PublishStatus() { e.status.nudge() }
 
 // Acked returns the highest sequence number HQ has acknowledged so far
 // (known from the outbox at NewEdge, then from HQ's acks).
@@ -207,4 +358,9 @@ type pahoPublisher struct {
 // publish implements publisher.
 func (p pahoPublisher) publish(ctx context.Context, topic string, payload []byte) error {
 	return waitToken(ctx, p.clk, p.c.Publish(topic, 1, false, payload), DefaultTokenTimeout)
+}
+
+// publishRetained implements retainedPublisher.
+func (p pahoPublisher) publishRetained(ctx context.Context, topic string, payload []byte) error {
+	return waitToken(ctx, p.clk, p.c.Publish(topic, 1, true, payload), DefaultTokenTimeout)
 }

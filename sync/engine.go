@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	gosync "sync"
@@ -238,24 +239,24 @@ func (e *engine) applyAck(st *loopState) error {
 // more.
 func (e *engine) fill(ctx context.Context, st *loopState) error {
 	for len(st.inflight) < e.window {
-		evs, err := e.ob.Pending(st.next, e.batch)
+		first, raws, err := e.ob.pendingRaw(st.next, e.batch)
 		if err != nil {
 			return err
 		}
-		if len(evs) == 0 {
+		if len(raws) == 0 {
 			return nil
 		}
-		payload, n, err := e.encode(evs)
+		payload, n, err := e.encodeRaw(first, raws)
 		if err != nil {
 			return err
 		}
-		evs = evs[:n]
+		last := first + uint64(n) - 1
 		if err := e.pub.publish(ctx, e.topic, payload); err != nil {
-			return fmt.Errorf("publish %d events seq %d..%d to %s: %w", n, evs[0].Seq, evs[n-1].Seq, e.topic, err)
+			return fmt.Errorf("publish %d events seq %d..%d to %s: %w", n, first, last, e.topic, err)
 		}
-		e.log.Debug("sent events", "topic", e.topic, "first_seq", evs[0].Seq, "last_seq", evs[n-1].Seq, "bytes", len(payload))
-		st.inflight = append(st.inflight, flight{first: evs[0].Seq, last: evs[n-1].Seq, sent: e.clk.Now()})
-		st.next = evs[n-1].Seq
+		e.log.Debug("sent events", "topic", e.topic, "first_seq", first, "last_seq", last, "bytes", len(payload))
+		st.inflight = append(st.inflight, flight{first: first, last: last, sent: e.clk.Now()})
+		st.next = last
 	}
 	return nil
 }
@@ -263,16 +264,51 @@ func (e *engine) fill(ctx context.Context, st *loopState) error {
 // encode returns the payload for the longest prefix of evs that fits in
 // MaxPayload, and that prefix's length.
 func (e *engine) encode(evs []Event) ([]byte, int, error) {
-	for n := len(evs); n > 0; n /= 2 {
-		b, err := json.Marshal(Batch{Device: e.device, Site: e.site, Events: evs[:n]})
-		if err != nil {
-			return nil, 0, fmt.Errorf("encode events seq %d..%d: %w", evs[0].Seq, evs[n-1].Seq, err)
-		}
-		if len(b) <= MaxPayload {
-			return b, n, nil
-		}
+	if len(evs) == 0 {
+		return nil, 0, errors.New("encode: no events")
 	}
-	return nil, 0, fmt.Errorf("event seq %d alone exceeds %d bytes", evs[0].Seq, MaxPayload)
+	raws := make([][]byte, len(evs))
+	for i, ev := range evs {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return nil, 0, fmt.Errorf("encode event seq %d: %w", ev.Seq, err)
+		}
+		raws[i] = b
+	}
+	return e.encodeRaw(evs[0].Seq, raws)
+}
+
+// encodeRaw builds a Batch payload from events already encoded as JSON (as
+// the outbox stores them), with the same bytes json.Marshal(Batch) would
+// give: the longest prefix that fits in MaxPayload. first is the sequence
+// number of raws[0].
+func (e *engine) encodeRaw(first uint64, raws [][]byte) ([]byte, int, error) {
+	head, err := json.Marshal(Batch{Device: e.device, Site: e.site})
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode batch header: %w", err)
+	}
+	// head ends in `"events":null}`; cut "null}" and add the array.
+	head = head[:len(head)-len("null}")]
+	size := len(head) + len("[]}")
+	n := 0
+	for n < len(raws) && size+len(raws[n])+1 <= MaxPayload {
+		size += len(raws[n]) + 1
+		n++
+	}
+	if n == 0 {
+		return nil, 0, fmt.Errorf("event seq %d alone exceeds %d bytes", first, MaxPayload)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, head...)
+	b = append(b, '[')
+	for i, r := range raws[:n] {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, r...)
+	}
+	b = append(b, ']', '}')
+	return b, n, nil
 }
 
 // wait blocks until something changes, the ack timeout of the oldest batch

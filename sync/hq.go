@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,11 @@ type HQConfig struct {
 	// MaxReconnect caps the back-off between reconnection attempts; default
 	// DefaultMaxReconnect.
 	MaxReconnect time.Duration
+	// Spool is the directory of published snapshots (see
+	// Sender.PublishSnapshot); HQ answers devices' requests for missing
+	// chunks from it, and Fleet reads the expected versions from it.
+	// Empty: no resending, no drift.
+	Spool string
 	// Clock times waits on the broker; default clock.System{}.
 	Clock clock.Clock
 	// Logger receives HQ's logs; default slog.Default().
@@ -71,6 +77,7 @@ type HQConfig struct {
 type HQ struct {
 	db      *bolt.DB
 	path    string
+	spool   string
 	link    link
 	clk     clock.Clock
 	log     *slog.Logger
@@ -95,13 +102,16 @@ func OpenHQ(cfg HQConfig) (*HQ, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open HQ store %s: %w", cfg.Path, err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { return initLayout(tx, hqFormat, bucketDevices) }); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return initLayout(tx, hqFormat, bucketDevices, bucketStatus, bucketResults)
+	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open HQ store %s: %w", cfg.Path, err)
 	}
 	return &HQ{
-		db:   db,
-		path: cfg.Path,
+		db:    db,
+		path:  cfg.Path,
+		spool: cfg.Spool,
 		link: link{
 			broker:       cfg.Broker,
 			clientID:     cmp.Or(cfg.ClientID, "tobira-hq"),
@@ -144,8 +154,18 @@ func (h *HQ) Run(ctx context.Context) error {
 			return
 		}
 		defer hg.leave()
-		h.handle(ctx, c, m.Topic(), m.Payload())
+		switch t := m.Topic(); {
+		case strings.HasSuffix(t, "/status"):
+			h.handleStatus(t, m.Payload())
+		case strings.HasSuffix(t, "/"+resultLeaf):
+			h.handleResult(t, m.Payload())
+		case strings.HasSuffix(t, "/"+needLeaf):
+			h.handleNeed(ctx, c, t, m.Payload())
+		default:
+			h.handle(ctx, c, t, m.Payload())
+		}
 	}
+	filters := map[string]byte{EventsSubscription: 1, StatusSubscription: 1, ResultSubscription: 1, NeedSubscription: 1}
 	opts := h.link.options().
 		SetCleanSession(false). // the broker keeps our subscription and queues events while we are away
 		SetOnConnectHandler(func(c mqtt.Client) {
@@ -155,8 +175,8 @@ func (h *HQ) Run(ctx context.Context) error {
 			defer hg.leave()
 			// Subscribe on every connection: the broker may have lost the
 			// session (restart without persistence).
-			if err := waitToken(ctx, h.clk, c.Subscribe(EventsSubscription, 1, onEvents), DefaultTokenTimeout); err != nil {
-				h.log.Error("cannot subscribe to events", "topic", EventsSubscription, "broker", h.link.broker, "err", err)
+			if err := waitToken(ctx, h.clk, c.SubscribeMultiple(filters, onEvents), DefaultTokenTimeout); err != nil {
+				h.log.Error("cannot subscribe to events, status and results", "topic", EventsSubscription, "broker", h.link.broker, "err", err)
 				return
 			}
 			h.log.Info("HQ connected to broker", "broker", h.link.broker, "client_id", h.link.clientID)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,8 +34,9 @@ var (
 //
 // An Outbox is safe for concurrent use.
 type Outbox struct {
-	db   *bolt.DB
-	path string
+	db    *bolt.DB
+	path  string
+	depth atomic.Int64 // events stored, kept in step with every commit
 }
 
 // OpenOutbox opens the outbox file at path, creating it if it does not
@@ -46,13 +48,22 @@ func OpenOutbox(path string) (*Outbox, error) {
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		return initLayout(tx, outboxFormat, bucketEvents)
+		return initLayout(tx, outboxFormat, bucketEvents, bucketNonces, bucketTransfer)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
-	return &Outbox{db: db, path: path}, nil
+	o := &Outbox{db: db, path: path}
+	err = db.View(func(tx *bolt.Tx) error {
+		o.depth.Store(int64(tx.Bucket(bucketEvents).Stats().KeyN))
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open outbox %s: count events: %w", path, err)
+	}
+	return o, nil
 }
 
 // initLayout creates the meta bucket with its format marker and the given
@@ -92,30 +103,56 @@ func (o *Outbox) Path() string { return o.path }
 // breaks the field rules is refused with ErrInvalidEvent: HQ would reject
 // it, and it would block the outbox.
 func (o *Outbox) Append(ev Event) (Event, error) {
-	ev = ev.normalized()
-	ev.Seq = 0
-	if err := ev.check(); err != nil {
-		return Event{}, fmt.Errorf("append to outbox %s: %w", o.path, err)
+	evs, err := o.AppendAll([]Event{ev})
+	if err != nil {
+		return Event{}, err
+	}
+	return evs[0], nil
+}
+
+// AppendAll is Append for several events in one transaction (one fsync):
+// either all of them are stored, with consecutive sequence numbers in the
+// order given, or none. It returns the stored events. One invalid event
+// refuses the whole call with ErrInvalidEvent.
+func (o *Outbox) AppendAll(evs []Event) ([]Event, error) {
+	out := make([]Event, len(evs))
+	for i, ev := range evs {
+		ev = ev.normalized()
+		ev.Seq = 0
+		if err := ev.check(); err != nil {
+			return nil, fmt.Errorf("append to outbox %s: event %d of %d: %w", o.path, i, len(evs), err)
+		}
+		out[i] = ev
+	}
+	if len(out) == 0 {
+		return out, nil
 	}
 	err := o.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		ev.Seq = seqOf(meta.Get(keyLastSeq)) + 1
-		if ev.Seq == 0 {
-			return fmt.Errorf("sequence numbers exhausted")
+		b := tx.Bucket(bucketEvents)
+		b.FillPercent = 1 // keys only ever grow: pack pages full
+		last := seqOf(meta.Get(keyLastSeq))
+		for i := range out {
+			if last == math.MaxUint64 {
+				return fmt.Errorf("sequence numbers exhausted")
+			}
+			last++
+			out[i].Seq = last
+			v, err := json.Marshal(out[i])
+			if err != nil {
+				return fmt.Errorf("encode event seq %d: %w", last, err)
+			}
+			if err := b.Put(seqKey(last), v); err != nil {
+				return fmt.Errorf("store event seq %d: %w", last, err)
+			}
 		}
-		v, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("encode event seq %d: %w", ev.Seq, err)
-		}
-		if err := tx.Bucket(bucketEvents).Put(seqKey(ev.Seq), v); err != nil {
-			return fmt.Errorf("store event seq %d: %w", ev.Seq, err)
-		}
-		return meta.Put(keyLastSeq, seqKey(ev.Seq))
+		return meta.Put(keyLastSeq, seqKey(last))
 	})
 	if err != nil {
-		return Event{}, fmt.Errorf("append to outbox %s: %w", o.path, err)
+		return nil, fmt.Errorf("append to outbox %s: %w", o.path, err)
 	}
-	return ev, nil
+	o.depth.Add(int64(len(out)))
+	return out, nil
 }
 
 // Pending returns up to max events with a sequence number above after, in
@@ -146,6 +183,33 @@ func (o *Outbox) Pending(after uint64, max int) ([]Event, error) {
 	return evs, nil
 }
 
+// pendingRaw is Pending without decoding: the stored JSON of up to max
+// events after seq after, and the sequence number of the first. The
+// sequence numbers are consecutive (the outbox has no gaps).
+func (o *Outbox) pendingRaw(after uint64, max int) (first uint64, raws [][]byte, err error) {
+	if after == math.MaxUint64 {
+		return 0, nil, nil
+	}
+	err = o.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		k, v := c.Seek(seqKey(after + 1))
+		for ; k != nil && (max <= 0 || len(raws) < max); k, v = c.Next() {
+			seq := seqOf(k)
+			if len(raws) == 0 {
+				first = seq
+			} else if seq != first+uint64(len(raws)) {
+				return fmt.Errorf("event key %x follows seq %d: gap in the outbox", k, first+uint64(len(raws))-1)
+			}
+			raws = append(raws, bytes.Clone(v))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("read outbox %s after seq %d: %w", o.path, after, err)
+	}
+	return first, raws, nil
+}
+
 // Ack deletes every event with a sequence number <= seq and returns how many
 // it deleted. A seq beyond the last assigned sequence number deletes nothing
 // and returns ErrAckAhead.
@@ -169,20 +233,15 @@ func (o *Outbox) Ack(seq uint64) (removed int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("ack outbox %s up to seq %d: %w", o.path, seq, err)
 	}
+	o.depth.Add(-int64(removed))
 	return removed, nil
 }
 
-// Depth returns how many events wait for acknowledgement.
+// Depth returns how many events wait for acknowledgement. It is counted
+// once when the file opens and kept in step with every commit, so it is
+// cheap to call; the error is always nil and stays for compatibility.
 func (o *Outbox) Depth() (int, error) {
-	var n int
-	err := o.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketEvents).Stats().KeyN
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("count outbox %s: %w", o.path, err)
-	}
-	return n, nil
+	return int(o.depth.Load()), nil
 }
 
 // LastSeq returns the last sequence number assigned (0 before the first

@@ -80,7 +80,9 @@ func TestServeAndEvents(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	for _, args := range [][]string{nil, {"bogus"}, {"events", "--db", "x"}} {
+	for _, args := range [][]string{nil, {"bogus"}, {"events", "--db", "x", "--granted", "maybe"},
+		{"events", "--db", "x", "--from", "yesterday"}, {"events", "--format", "xml"}, {"keygen"},
+		{"snapshot", "publish", "--file", "f"}, {"command", "send", "--site", "s1"}, {"fleet", "extra"}} {
 		if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, errUsage) {
 			t.Errorf("run(%q) = %v, want usage error", args, err)
 		}

@@ -30,9 +30,11 @@ const startAttempts = 3
 
 // Mosquitto is a mosquitto process run for one test.
 type Mosquitto struct {
-	bin  string
-	dir  string
-	port int
+	bin    string
+	dir    string
+	port   int
+	opts   Options
+	scheme string
 
 	mu   gosync.Mutex
 	cmd  *exec.Cmd
@@ -45,6 +47,23 @@ type Mosquitto struct {
 // t.Cleanup. Missing mosquitto binary: t.Skip, or t.Fatal when CI=true.
 func Start(t testing.TB) *Mosquitto {
 	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// Options change the broker StartWith runs.
+type Options struct {
+	// Config, when set, returns the whole mosquitto configuration for a
+	// listener on 127.0.0.1:port instead of the default (anonymous, no
+	// TLS). Start adds "user root" when running as root.
+	Config func(port int) string
+	// Scheme is the URL scheme URL reports, e.g. "ssl" for a TLS
+	// listener; default "tcp".
+	Scheme string
+}
+
+// StartWith is Start with options, e.g. a TLS listener with an ACL.
+func StartWith(t testing.TB, opts Options) *Mosquitto {
+	t.Helper()
 	bin, err := lookMosquitto()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -52,7 +71,10 @@ func Start(t testing.TB) *Mosquitto {
 		}
 		t.Skipf("mosquitto not installed: %v", err)
 	}
-	m := &Mosquitto{bin: bin, dir: t.TempDir(), log: new(bytes.Buffer)}
+	m := &Mosquitto{bin: bin, dir: t.TempDir(), log: new(bytes.Buffer), opts: opts, scheme: opts.Scheme}
+	if m.scheme == "" {
+		m.scheme = "tcp"
+	}
 	t.Cleanup(func() {
 		m.Stop()
 		if t.Failed() {
@@ -77,8 +99,9 @@ func Start(t testing.TB) *Mosquitto {
 	}
 }
 
-// URL returns the broker's URL for paho, e.g. "tcp://127.0.0.1:41883".
-func (m *Mosquitto) URL() string { return "tcp://" + m.Addr() }
+// URL returns the broker's URL for paho, e.g. "tcp://127.0.0.1:41883"
+// (or "ssl://..." with Options.Scheme "ssl").
+func (m *Mosquitto) URL() string { return m.scheme + "://" + m.Addr() }
 
 // Addr returns the broker's address, e.g. "127.0.0.1:41883".
 func (m *Mosquitto) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port)) }
@@ -109,7 +132,14 @@ func (m *Mosquitto) Restart(t testing.TB) {
 // start writes the config and runs mosquitto until it accepts connections.
 func (m *Mosquitto) start() error {
 	conf := filepath.Join(m.dir, "mosquitto.conf")
-	if err := os.WriteFile(conf, []byte(config(m.port, os.Geteuid() == 0)), 0o644); err != nil {
+	text := config(m.port, os.Geteuid() == 0)
+	if m.opts.Config != nil {
+		text = m.opts.Config(m.port) + "\nlog_dest stderr\nlog_type all\n"
+		if os.Geteuid() == 0 {
+			text += "user root\n"
+		}
+	}
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", conf, err)
 	}
 	cmd := exec.Command(m.bin, "-c", conf)
