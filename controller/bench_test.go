@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
 	tsync "github.com/tobira-ac/tobira/sync"
@@ -14,7 +15,10 @@ import (
 
 type nopLock struct{}
 
-func (nopLock) Grant(context.Context) error { return nil }
+func (nopLock) AllowGrant(bool) bool                        { return true }
+func (nopLock) Grant(context.Context) error                 { return nil }
+func (nopLock) AdminGrant(context.Context) error            { return nil }
+func (nopLock) Indicate(context.Context, door.Signal) error { return nil }
 
 // BenchmarkHandle measures one whole tap in-process: the card simulator's
 // answers, certificate verification, Decide on a real bbolt snapshot, and
@@ -30,7 +34,7 @@ func BenchmarkHandle(b *testing.B) {
 	}
 	defer store.Close()
 	cred := credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: ca.Cert.SubjectKeyId, Serial: []byte{0x40, 0x01}}
-	if err := store.ApplyFull(context.Background(), policy.Snapshot{Version: 1, Allow: []policy.Entry{{Credential: cred, Person: "p"}}}); err != nil {
+	if err := store.ApplyFull(context.Background(), oneDoorSnapshot("bench", policy.Entry{Credential: cred, Person: "p"})); err != nil {
 		b.Fatal(err)
 	}
 	outbox, err := tsync.OpenOutbox(filepath.Join(dir, "events.db"))
@@ -60,3 +64,16 @@ func BenchmarkHandle(b *testing.B) {
 type discardLog struct{}
 
 func (discardLog) Append(ev tsync.Event) (tsync.Event, error) { ev.Seq = 1; return ev, nil }
+
+// oneDoorSnapshot is a version-1 snapshot with one door that every person of
+// group "staff" may open at any time, and the given entries (their people
+// in that group).
+func oneDoorSnapshot(doorID string, entries ...policy.Entry) policy.Snapshot {
+	snap := policy.Snapshot{Version: 1, Allow: entries,
+		Doors:  []policy.Door{{ID: doorID, Groups: []string{"all"}}},
+		Levels: []policy.AccessLevel{{ID: "staff-all", Group: "staff", DoorGroup: "all"}}}
+	for _, e := range entries {
+		snap.People = append(snap.People, policy.Person{ID: e.Person, Groups: []string{"staff"}})
+	}
+	return snap
+}

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -13,6 +15,11 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"periph.io/x/conn/v3/gpio"
+
+	"github.com/tobira-ac/tobira/door"
+	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/keypad"
 )
@@ -36,6 +43,8 @@ type Config struct {
 	Doors []DoorConfig `toml:"door"`
 	// Readers are the card readers, each at one door in one direction.
 	Readers []ReaderConfig `toml:"reader"`
+	// BreakGlass are the emergency credentials.
+	BreakGlass []BreakGlassConfig `toml:"break_glass"`
 	// Firmware is the self-update health gate (docs/FIRMWARE.md).
 	Firmware FirmwareConfig `toml:"firmware"`
 }
@@ -90,6 +99,86 @@ type DoorConfig struct {
 	FailSafe bool `toml:"fail_safe"`
 	// Pulse is how long a grant unlocks the door.
 	Pulse Duration `toml:"pulse"`
+
+	// The optional pins and timings of docs/DOOR.md.
+	Relay2Pin         string   `toml:"relay2_pin"`
+	Relay2ActiveLow   bool     `toml:"relay2_active_low"`
+	Relay2FailSafe    bool     `toml:"relay2_fail_safe"`
+	ContactPin        string   `toml:"contact_pin"`
+	ContactActiveLow  bool     `toml:"contact_active_low"`
+	ContactPull       string   `toml:"contact_pull"`
+	REXPin            string   `toml:"rex_pin"`
+	REXActiveLow      bool     `toml:"rex_active_low"`
+	REXPull           string   `toml:"rex_pull"`
+	REXPulse          Duration `toml:"rex_pulse"`
+	FirePin           string   `toml:"fire_pin"`
+	FireActiveLow     bool     `toml:"fire_active_low"`
+	FirePull          string   `toml:"fire_pull"`
+	LockdownPin       string   `toml:"lockdown_pin"`
+	LockdownActiveLow bool     `toml:"lockdown_active_low"`
+	LockdownPull      string   `toml:"lockdown_pull"`
+	GreenPin          string   `toml:"green_pin"`
+	GreenActiveLow    bool     `toml:"green_active_low"`
+	RedPin            string   `toml:"red_pin"`
+	RedActiveLow      bool     `toml:"red_active_low"`
+	BuzzerPin         string   `toml:"buzzer_pin"`
+	BuzzerActiveLow   bool     `toml:"buzzer_active_low"`
+	Debounce          Duration `toml:"debounce"`
+	SampleInterval    Duration `toml:"sample_interval"`
+	HeldPreAlarm      Duration `toml:"held_prealarm"`
+	HeldAlarm         Duration `toml:"held_alarm"`
+	// Mode is the door's mode at start: normal, unlocked, locked_down or
+	// first_person_in.
+	Mode string `toml:"mode"`
+	// Interlock names a mantrap: doors with the same name interlock.
+	Interlock string `toml:"interlock"`
+	// OnStaleRevocations is what the door does with a certificate when the
+	// revocation data is stale: "deny" (default) or "grant_flag".
+	OnStaleRevocations string `toml:"on_stale_revocations"`
+	// OnUntrustedClock is what the door does with a certificate when the
+	// clock is behind the last trusted time: "deny" (default) or "grant_flag".
+	OnUntrustedClock string `toml:"on_untrusted_clock"`
+}
+
+// BreakGlassConfig is an emergency credential from the local configuration:
+// it opens every door in every mode, lockdown included, even with an empty
+// or corrupt snapshot. Give either a certificate (issuer key ID + serial) or
+// a free-area ID.
+type BreakGlassConfig struct {
+	// Label names the holder in events ("fire-brigade-1").
+	Label string `toml:"label"`
+	// IssuerKeyID is the issuing CA's key ID, 40 hex digits.
+	IssuerKeyID string `toml:"issuer_key_id"`
+	// Serial is the certificate serial, hex.
+	Serial string `toml:"serial"`
+	// FreeAreaID is a free-area ID.
+	FreeAreaID string `toml:"free_area_id"`
+}
+
+// Credential returns the break-glass credential.
+func (b BreakGlassConfig) Credential() (credential.Credential, error) {
+	if b.FreeAreaID != "" {
+		if b.IssuerKeyID != "" || b.Serial != "" {
+			return credential.Credential{}, errors.New("give free_area_id or issuer_key_id + serial, not both")
+		}
+		c := credential.Credential{Kind: credential.KindFreeArea, ID: b.FreeAreaID}
+		_, err := c.Key()
+		return c, err
+	}
+	kid, err := hex.DecodeString(b.IssuerKeyID)
+	if err != nil {
+		return credential.Credential{}, fmt.Errorf("issuer_key_id %q is not hex", b.IssuerKeyID)
+	}
+	serial, err := hex.DecodeString(b.Serial)
+	if err != nil {
+		return credential.Credential{}, fmt.Errorf("serial %q is not hex", b.Serial)
+	}
+	serial = bytes.TrimLeft(serial, "\x00")
+	c := credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: kid, Serial: serial}
+	if _, err := c.Key(); err != nil {
+		return credential.Credential{}, err
+	}
+	return c, nil
 }
 
 // ReaderConfig is one PC/SC reader: the door it serves, the direction it
@@ -242,6 +331,9 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	for i := range c.Doors {
+		if c.Doors[i].Mode == "" {
+			c.Doors[i].Mode = string(door.ModeNormal)
+		}
 		if !c.Doors[i].Pulse.set {
 			c.Doors[i].Pulse = Duration{Duration: DefaultPulse, set: true}
 		}
@@ -298,29 +390,83 @@ func (c *Config) Validate() error {
 			seen[value] = i
 		}
 	}
-	names, pins := map[string]int{}, map[string]int{}
+	names := map[string]int{}
+	lines := map[string]string{} // GPIO line -> the key that uses it
+	useLine := func(key, line string) {
+		if line == "" {
+			return
+		}
+		if other, dup := lines[line]; dup {
+			bad(key, "line %q is also %s", line, other)
+			return
+		}
+		lines[line] = key
+	}
 	for i, d := range c.Doors {
 		key := fmt.Sprintf("door[%d]", i)
 		unique(key+".name", d.Name, "", names, i)
-		unique(key+".relay_pin", d.RelayPin, ` (a GPIO line name such as "GPIO17")`, pins, i)
+		if d.RelayPin == "" {
+			bad(key+".relay_pin", `required (a GPIO line name such as "GPIO17")`)
+		}
+		for _, l := range []struct{ key, line string }{{"relay_pin", d.RelayPin}, {"relay2_pin", d.Relay2Pin},
+			{"contact_pin", d.ContactPin}, {"rex_pin", d.REXPin}, {"fire_pin", d.FirePin}, {"lockdown_pin", d.LockdownPin},
+			{"green_pin", d.GreenPin}, {"red_pin", d.RedPin}, {"buzzer_pin", d.BuzzerPin}} {
+			useLine(key+"."+l.key, l.line)
+		}
+		for _, p := range []struct{ key, value string }{{"contact_pull", d.ContactPull}, {"rex_pull", d.REXPull},
+			{"fire_pull", d.FirePull}, {"lockdown_pull", d.LockdownPull}} {
+			if _, err := door.ParsePull(p.value); err != nil {
+				bad(key+"."+p.key, "%q must be up, down, none or keep", p.value)
+			}
+		}
+		if _, err := door.ParseMode(d.Mode); err != nil {
+			bad(key+".mode", "%q must be normal, unlocked, locked_down or first_person_in", d.Mode)
+		}
+		for _, f := range []struct{ key, value string }{{"on_stale_revocations", d.OnStaleRevocations}, {"on_untrusted_clock", d.OnUntrustedClock}} {
+			if _, err := ParseFallback(f.value); err != nil {
+				bad(key+"."+f.key, "%q must be deny or grant_flag", f.value)
+			}
+		}
+		for _, t := range []struct {
+			key      string
+			d        Duration
+			min, max time.Duration
+		}{{"debounce", d.Debounce, time.Millisecond, time.Second}, {"sample_interval", d.SampleInterval, time.Millisecond, time.Second},
+			{"rex_pulse", d.REXPulse, minPulse, maxPulse}, {"held_prealarm", d.HeldPreAlarm, time.Second, time.Hour},
+			{"held_alarm", d.HeldAlarm, time.Second, time.Hour}} {
+			if t.d.set && (t.d.Duration < t.min || t.d.Duration > t.max) {
+				bad(key+"."+t.key, "%s must be between %s and %s", t.d.Duration, t.min, t.max)
+			}
+		}
+		if d.HeldPreAlarm.set && d.HeldAlarm.set && d.HeldPreAlarm.Duration >= d.HeldAlarm.Duration {
+			bad(key+".held_prealarm", "%s must be shorter than held_alarm (%s)", d.HeldPreAlarm.Duration, d.HeldAlarm.Duration)
+		}
 		if p := d.Pulse.Duration; p < minPulse || p > maxPulse {
 			bad(key+".pulse", "%s must be between %s and %s", p, minPulse, maxPulse)
 		}
 	}
-	c.validateReaders(bad, names, pins)
+	for i, b := range c.BreakGlass {
+		key := fmt.Sprintf("break_glass[%d]", i)
+		if b.Label == "" {
+			bad(key+".label", "required (names the holder in events)")
+		}
+		if _, err := b.Credential(); err != nil {
+			bad(key, "%v", err)
+		}
+	}
+	c.validateReaders(bad, names, lines)
 	return errors.Join(errs...)
 }
 
 // validateReaders checks the [[reader]] tables against the doors.
-// pins holds the relay lines already taken: a keypad line must not be one
-// (a keypad scan would drive the relay).
-func (c *Config) validateReaders(bad func(key, format string, args ...any), doors, pins map[string]int) {
+// lines holds the GPIO lines the doors use: a keypad line must not be one
+// (a keypad scan would drive a relay).
+func (c *Config) validateReaders(bad func(key, format string, args ...any), doors map[string]int, lines map[string]string) {
 	if len(c.Readers) == 0 {
 		bad("reader", "at least one [[reader]] is required")
 	}
 	names := map[string]int{}
 	lanes := map[string]int{} // door + direction
-	keypadLines := map[string]string{}
 	for i, r := range c.Readers {
 		key := fmt.Sprintf("reader[%d]", i)
 		if r.Name == "" {
@@ -368,12 +514,10 @@ func (c *Config) validateReaders(bad func(key, format string, args ...any), door
 		if r.Keypad != nil {
 			r.Keypad.validate(key+".keypad", bad)
 			for _, p := range append(append([]string(nil), r.Keypad.Rows...), r.Keypad.Cols...) {
-				if j, taken := pins[p]; taken {
-					bad(key+".keypad", "line %q is also the relay of door[%d]", p, j)
-				} else if other, taken := keypadLines[p]; taken {
-					bad(key+".keypad", "line %q is also used by %s", p, other)
-				} else {
-					keypadLines[p] = key + ".keypad"
+				if other, taken := lines[p]; taken {
+					bad(key+".keypad", "line %q is also %s", p, other)
+				} else if p != "" {
+					lines[p] = key + ".keypad"
 				}
 			}
 		}
@@ -423,4 +567,53 @@ func (h *HQConfig) validate(bad func(key, format string, args ...any)) {
 	default:
 		bad("hq.broker", "scheme %q must be tcp or ssl", u.Scheme)
 	}
+}
+
+// ParseFallback turns "deny" (or "") and "grant_flag" into a policy.Fallback.
+func ParseFallback(s string) (policy.Fallback, error) {
+	switch s {
+	case "", "deny":
+		return policy.FallbackDeny, nil
+	case "grant_flag":
+		return policy.FallbackGrantFlag, nil
+	}
+	return 0, fmt.Errorf("unknown fallback %q", s)
+}
+
+// DoorSetup turns a [[door]] table into the door package's configuration
+// and pin names; doors naming the same interlock share one.
+func (d DoorConfig) DoorSetup(interlocks map[string]*door.Interlock) (door.Config, door.PinNames, error) {
+	pull := func(s string) gpio.Pull { p, _ := door.ParsePull(s); return p }
+	mode, err := door.ParseMode(d.Mode)
+	if err != nil {
+		return door.Config{}, door.PinNames{}, err
+	}
+	cfg := door.Config{
+		Name: d.Name, ActiveLow: d.RelayActiveLow, FailSafe: d.FailSafe, PulseLength: d.Pulse.Duration,
+		Relay2:         door.RelayConfig{ActiveLow: d.Relay2ActiveLow, FailSafe: d.Relay2FailSafe},
+		Green:          door.OutputConfig{ActiveLow: d.GreenActiveLow},
+		Red:            door.OutputConfig{ActiveLow: d.RedActiveLow},
+		Buzzer:         door.OutputConfig{ActiveLow: d.BuzzerActiveLow},
+		Contact:        door.InputConfig{ActiveLow: d.ContactActiveLow, Pull: pull(d.ContactPull)},
+		REX:            door.InputConfig{ActiveLow: d.REXActiveLow, Pull: pull(d.REXPull)},
+		Fire:           door.InputConfig{ActiveLow: d.FireActiveLow, Pull: pull(d.FirePull)},
+		Lockdown:       door.InputConfig{ActiveLow: d.LockdownActiveLow, Pull: pull(d.LockdownPull)},
+		Debounce:       d.Debounce.Duration,
+		SampleInterval: d.SampleInterval.Duration,
+		REXPulse:       d.REXPulse.Duration,
+		HeldPreAlarm:   d.HeldPreAlarm.Duration,
+		HeldAlarm:      d.HeldAlarm.Duration,
+		Mode:           mode,
+	}
+	if d.Interlock != "" {
+		il, ok := interlocks[d.Interlock]
+		if !ok {
+			il = door.NewInterlock(d.Interlock)
+			interlocks[d.Interlock] = il
+		}
+		cfg.Interlock = il
+	}
+	names := door.PinNames{Relay: d.RelayPin, Relay2: d.Relay2Pin, Green: d.GreenPin, Red: d.RedPin, Buzzer: d.BuzzerPin,
+		Contact: d.ContactPin, REX: d.REXPin, Fire: d.FirePin, Lockdown: d.LockdownPin}
+	return cfg, names, nil
 }

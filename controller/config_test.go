@@ -51,7 +51,9 @@ func TestExampleConfigIsValid(t *testing.T) {
 
 // doorKey adds a key to the [[door]] table of goodConfig.
 func doorKey(line string) func(string) string {
-	return func(s string) string { return strings.Replace(s, `relay_pin = "GPIO17"`, `relay_pin = "GPIO17"`+"\n"+line, 1) }
+	return func(s string) string {
+		return strings.Replace(s, `relay_pin = "GPIO17"`, `relay_pin = "GPIO17"`+"\n"+line, 1)
+	}
 }
 
 // readerKey adds a key (or a sub-table) at the end of the [[reader]] table.
@@ -88,7 +90,18 @@ func TestParseConfigErrors(t *testing.T) {
 		{"freearea without profile", readerKey(`mode = "freearea"`), []string{`reader[0].free_area: required`}},
 		{"keypad kind", readerKey("mode = \"pin\"\n[reader.keypad]\nkind = \"usb\""), []string{`reader[0].keypad.kind: "usb"`}},
 		{"keypad on the relay line", readerKey("mode = \"pin\"\n[reader.keypad]\nkind = \"matrix\"\nrows = [\"GPIO17\",\"GPIO5\",\"GPIO6\",\"GPIO13\"]\ncols = [\"GPIO12\",\"GPIO16\",\"GPIO20\"]"),
-			[]string{`reader[0].keypad: line "GPIO17" is also the relay of door[0]`}},
+			[]string{`reader[0].keypad: line "GPIO17" is also door[0].relay_pin`}},
+		{"contact on the relay line", doorKey(`contact_pin = "GPIO17"`), []string{`door[0].contact_pin: line "GPIO17" is also door[0].relay_pin`}},
+		{"bad pull", doorKey(`rex_pull = "sideways"`), []string{`door[0].rex_pull: "sideways"`}},
+		{"bad door mode", doorKey(`mode = "open"`), []string{`door[0].mode: "open"`}},
+		{"bad fallback", doorKey(`on_stale_revocations = "shrug"`), []string{`door[0].on_stale_revocations: "shrug"`}},
+		{"held alarms out of order", doorKey("held_prealarm = \"40s\"\nheld_alarm = \"30s\""), []string{"door[0].held_prealarm: 40s must be shorter than held_alarm (30s)"}},
+		{"break-glass without label", func(s string) string {
+			return s + "[[break_glass]]\nissuer_key_id = \"0101010101010101010101010101010101010101\"\nserial = \"0a\"\n"
+		}, []string{"break_glass[0].label: required"}},
+		{"break-glass bad serial", func(s string) string {
+			return s + "[[break_glass]]\nlabel = \"fire\"\nissuer_key_id = \"0101\"\nserial = \"zz\"\n"
+		}, []string{"break_glass[0]:", "not hex"}},
 		{"evdev relative path", readerKey("mode = \"enroll\"\n[reader.keypad]\nkind = \"evdev\"\ndevice = \"event0\""), []string{`reader[0].keypad.device: "event0"`}},
 		{"two in readers", func(s string) string {
 			return s + "[[reader]]\nname = \"Virtual PCD 00 01\"\ndoor = \"front\"\n"

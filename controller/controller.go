@@ -12,10 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/internal/clock"
-	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	tsync "github.com/tobira-ac/tobira/sync"
@@ -29,12 +30,20 @@ type CardSource interface {
 
 // Decider decides from the local snapshot (policy.Store).
 type Decider interface {
-	Decide(c credential.Credential) policy.Decision
+	DecideAt(req policy.Request) policy.Decision
 }
 
 // Lock is the door's lock (door.Door).
 type Lock interface {
+	// AllowGrant tells whether a grant would be accepted now (false while
+	// locked down, unless admin).
+	AllowGrant(admin bool) bool
+	// Grant unlocks for the door's pulse.
 	Grant(ctx context.Context) error
+	// AdminGrant unlocks for a break-glass credential, lockdown or not.
+	AdminGrant(ctx context.Context) error
+	// Indicate plays a signal on the door's LEDs and buzzer.
+	Indicate(ctx context.Context, s door.Signal) error
 }
 
 // EventLog stores events durably until HQ acknowledges them (sync.Outbox).
@@ -83,6 +92,10 @@ type ReaderLoop struct {
 	Source CardSource
 	// Identifier identifies card holders in the reader's mode.
 	Identifier Identifier
+	// PINIdentifier, if set, is used when policy answers pin_required (the
+	// door is in card + PIN mode) and the reader's own mode did not verify
+	// a PIN: the same card is identified again with the PIN.
+	PINIdentifier Identifier
 	// Decider decides from the snapshot.
 	Decider Decider
 	// Lock is driven on a grant.
@@ -143,10 +156,18 @@ func (d *ReaderLoop) Handle(ctx context.Context, card reader.Transmitter) Tap {
 	tap.Identity, tap.ReadErr = d.Identifier.Identify(ctx, card, start)
 	decideStart := clk.Now()
 	tap.ReadTime = decideStart.Sub(start)
-	if tap.ReadErr != nil {
-		tap.Decision = policy.Decision{Reason: ReasonForReadError(tap.ReadErr)}
-	} else {
-		tap.Decision = d.Decider.Decide(tap.Identity.Credential)
+	tap.Decision = d.decide(tap.Identity, tap.ReadErr, decideStart)
+	if tap.Decision.Reason == policy.ReasonPINRequired && d.PINIdentifier != nil {
+		// The door wants card + PIN now: ask for the PIN on the same card.
+		_ = d.Lock.Indicate(ctx, door.SignalPINWanted)
+		tap.Identity, tap.ReadErr = d.PINIdentifier.Identify(ctx, card, clk.Now())
+		decideStart = clk.Now()
+		tap.ReadTime = decideStart.Sub(start)
+		tap.Decision = d.decide(tap.Identity, tap.ReadErr, decideStart)
+	}
+	admin := tap.Decision.Reason == policy.ReasonBreakGlass
+	if tap.Decision.Granted && !d.Lock.AllowGrant(admin) {
+		tap.Decision = policy.Decision{Reason: policy.ReasonLockedDown, SnapshotVersion: tap.Decision.SnapshotVersion}
 	}
 	tap.DecideTime = clk.Now().Sub(decideStart)
 
@@ -157,6 +178,7 @@ func (d *ReaderLoop) Handle(ctx context.Context, card reader.Transmitter) Tap {
 		Granted:    tap.Decision.Granted,
 		Reason:     string(tap.Decision.Reason),
 		DecisionUS: tap.DecideTime.Microseconds(),
+		Detail:     eventDetail(d.Direction, tap),
 	}
 	// A certificate that chained to an anchor but is out of its validity
 	// still names its credential: HQ can tell whose card needs renewal.
@@ -174,14 +196,27 @@ func (d *ReaderLoop) Handle(ctx context.Context, card reader.Transmitter) Tap {
 	}
 
 	if tap.Decision.Granted {
-		if err := d.Lock.Grant(ctx); err != nil {
+		grant := d.Lock.Grant
+		if admin {
+			grant = d.Lock.AdminGrant
+		}
+		if err := grant(ctx); err != nil {
 			tap.LockErr = err
-			log.Error("lock did not open for a grant", "door", d.Door, "err", err)
+			reason := "relay_error"
+			switch {
+			case errors.Is(err, door.ErrInterlocked):
+				reason = string(policy.ReasonInterlocked)
+			case errors.Is(err, door.ErrLockedDown):
+				reason = string(policy.ReasonLockedDown)
+			}
+			log.Error("lock did not open for a grant", "door", d.Door, "reason", reason, "err", err)
 			if _, err := d.Events.Append(tsync.Event{Time: clk.Now(), Type: "door", Door: d.Door,
-				Reason: "relay_error", Detail: err.Error()}); err != nil {
-				log.Error("event not stored", "door", d.Door, "reason", "relay_error", "err", err)
+				Reason: reason, Detail: err.Error()}); err != nil {
+				log.Error("event not stored", "door", d.Door, "reason", reason, "err", err)
 			}
 		}
+	} else {
+		_ = d.Lock.Indicate(ctx, door.SignalDenied)
 	}
 	if d.Notify != nil {
 		d.Notify()
@@ -203,9 +238,59 @@ func (d *ReaderLoop) Handle(ctx context.Context, card reader.Transmitter) Tap {
 	return tap
 }
 
+// decide turns an identification into a decision: a reader error decides
+// by itself; an identity is decided by policy for this door and direction.
+func (d *ReaderLoop) decide(id reader.Identity, readErr error, now time.Time) policy.Decision {
+	if readErr != nil {
+		return policy.Decision{Reason: ReasonForReadError(readErr)}
+	}
+	dir := policy.DirectionIn
+	if d.Direction == "out" {
+		dir = policy.DirectionOut
+	}
+	return d.Decider.DecideAt(policy.Request{Credential: id.Credential, Door: d.Door, Direction: dir,
+		Now: now, PINVerified: id.PINVerified})
+}
+
+// eventDetail says, for operators, what is not in the event's fields: the
+// direction, PIN tries left after a wrong PIN, renewal hops and flags.
+// Never personal data.
+func eventDetail(direction string, tap Tap) string {
+	parts := []string{"direction=" + direction}
+	if tap.Identity.Mode != "" {
+		parts = append(parts, "mode="+string(tap.Identity.Mode))
+	}
+	var wrong *reader.PINWrongError
+	if errors.As(tap.ReadErr, &wrong) {
+		parts = append(parts, fmt.Sprintf("pin_tries_left=%d", wrong.TriesLeft))
+	}
+	if tap.Decision.RenewalHops > 0 {
+		parts = append(parts, fmt.Sprintf("renewal_hops=%d", tap.Decision.RenewalHops))
+	}
+	if tap.Decision.Flags != 0 {
+		parts = append(parts, "flags="+tap.Decision.Flags.String())
+	}
+	if tap.Decision.SnapshotVersion != 0 {
+		parts = append(parts, fmt.Sprintf("snapshot=%d", tap.Decision.SnapshotVersion))
+	}
+	return strings.Join(parts, " ")
+}
+
 // ReasonForReadError maps a reader error to the decision reason it causes.
 func ReasonForReadError(err error) policy.Reason {
 	switch {
+	case errors.Is(err, reader.ErrPINWrong):
+		return policy.ReasonPINWrong
+	case errors.Is(err, reader.ErrPINNearlyBlocked):
+		return policy.ReasonPINNearlyBlocked
+	case errors.Is(err, reader.ErrPINBlocked):
+		return policy.ReasonPINBlocked
+	case errors.Is(err, reader.ErrPINTimeout), errors.Is(err, reader.ErrPINCancelled), errors.Is(err, reader.ErrPINFormat):
+		return policy.ReasonPINNotEntered
+	case errors.Is(err, reader.ErrSignature):
+		return policy.ReasonBadSignature
+	case errors.Is(err, reader.ErrFreeAreaNotFound), errors.Is(err, reader.ErrFreeAreaData):
+		return policy.ReasonFreeAreaError
 	case errors.Is(err, reader.ErrCardRemoved):
 		return policy.ReasonCardRemoved
 	case errors.Is(err, reader.ErrNotMyNumberCard):

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/cardsim"
@@ -45,7 +45,34 @@ func testCard(t testing.TB, serial uint32, notAfter time.Time) *cardsim.Card {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cardsim.New(cardsim.Profile{TokenLabel: "JPKIAPICCTOKEN2", AuthCert: der, CACert: ca.DER, PIN: "1234", Tries: 3})
+	return cardsim.New(cardsim.Profile{TokenLabel: "JPKIAPICCTOKEN2", AuthCert: der, CACert: ca.DER, AuthKey: key, PIN: "1234", Tries: 3})
+}
+
+// typedPIN is a keypad on which the holder types pin.
+type typedPIN string
+
+func (p typedPIN) ReadPIN(_ context.Context, maxLen int) (*reader.PIN, error) {
+	pin := reader.NewPIN(maxLen)
+	for _, c := range []byte(p) {
+		if err := pin.Add(c - '0'); err != nil {
+			return nil, err
+		}
+	}
+	return pin, nil
+}
+
+func pinIdentifier(t testing.TB, pin string) *reader.Identifier {
+	t.Helper()
+	ca, _ := testPKI()
+	v, err := reader.NewVerifier([]*x509.Certificate{ca.Cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := reader.NewIdentifier(reader.IdentifierConfig{Mode: reader.ModePIN, Verifier: v, Keypad: typedPIN(pin)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 func testIdentifier(t testing.TB) *reader.Identifier {
@@ -76,24 +103,44 @@ func (j *journal) String() string {
 }
 
 type fakeDecider struct {
-	allow map[string]bool
-	j     *journal
+	allow, breakGlass map[string]bool
+	pinDoor           bool // the door is in card + PIN mode
+	j                 *journal
 }
 
-func (f *fakeDecider) Decide(c credential.Credential) policy.Decision {
+func (f *fakeDecider) DecideAt(req policy.Request) policy.Decision {
 	f.j.add("decide")
-	if f.allow[c.SerialHex()] {
+	if req.Door != "front" && req.Door != "bench" {
+		return policy.Decision{Reason: policy.ReasonUnknownDoor}
+	}
+	if f.pinDoor && !req.PINVerified {
+		return policy.Decision{Reason: policy.ReasonPINRequired}
+	}
+	if f.breakGlass[req.Credential.SerialHex()] {
+		return policy.Decision{Granted: true, Reason: policy.ReasonBreakGlass}
+	}
+	if f.allow[req.Credential.SerialHex()] {
 		return policy.Decision{Granted: true, Reason: policy.ReasonEnrolled}
 	}
 	return policy.Decision{Reason: policy.ReasonNotEnrolled}
 }
 
 type fakeLock struct {
-	j   *journal
-	err error
+	j          *journal
+	err        error
+	lockedDown bool
 }
 
+func (f *fakeLock) AllowGrant(admin bool) bool  { return admin || !f.lockedDown }
 func (f *fakeLock) Grant(context.Context) error { f.j.add("grant"); return f.err }
+func (f *fakeLock) AdminGrant(context.Context) error {
+	f.j.add("admin-grant")
+	return f.err
+}
+func (f *fakeLock) Indicate(_ context.Context, s door.Signal) error {
+	f.j.add("indicate:" + string(s))
+	return nil
+}
 
 type fakeLog struct {
 	j      *journal
@@ -115,37 +162,61 @@ func TestHandle(t *testing.T) {
 	good := testCard(t, 0x1001, time.Now().AddDate(1, 0, 0))
 	unknown := testCard(t, 0x1002, time.Now().AddDate(1, 0, 0))
 	expired := testCard(t, 0x1003, time.Now().Add(-time.Hour))
+	glass := testCard(t, 0x1004, time.Now().AddDate(1, 0, 0))
 	noJPKI := cardsim.New(cardsim.Profile{})
 	diskFull := errors.New("disk full")
 	relayBroken := errors.New("gpio write failed")
 
 	tests := []struct {
-		name      string
-		card      *cardsim.Card
-		logErr    error
-		lockErr   error
-		granted   bool
-		reason    policy.Reason
-		steps     string
-		wantEvent bool
+		name       string
+		card       *cardsim.Card
+		logErr     error
+		lockErr    error
+		lockedDown bool
+		pinDoor    bool
+		pin        string // typed on the keypad when the door asks for it
+		granted    bool
+		reason     policy.Reason
+		steps      string
+		wantEvent  bool
 	}{
-		{"enrolled: event stored before the lock moves", good, nil, nil, true, policy.ReasonEnrolled,
-			"decide,append:decision,grant", true},
-		{"not enrolled: no grant", unknown, nil, nil, false, policy.ReasonNotEnrolled, "decide,append:decision", true},
-		{"expired certificate: policy not asked", expired, nil, nil, false, policy.ReasonExpired, "append:decision", true},
-		{"no JPKI-AP", noJPKI, nil, nil, false, policy.ReasonNotMyNumberCard, "append:decision", true},
-		{"outbox failure still decides", good, diskFull, nil, true, policy.ReasonEnrolled,
-			"decide,append:decision,grant", false},
-		{"relay failure is recorded", good, nil, relayBroken, true, policy.ReasonEnrolled,
-			"decide,append:decision,grant,append:door", true},
+		{name: "enrolled: event stored before the lock moves", card: good, granted: true, reason: policy.ReasonEnrolled,
+			steps: "decide,append:decision,grant", wantEvent: true},
+		{name: "not enrolled: no grant, denied signal", card: unknown, reason: policy.ReasonNotEnrolled,
+			steps: "decide,append:decision,indicate:denied", wantEvent: true},
+		{name: "expired certificate: policy not asked", card: expired, reason: policy.ReasonExpired,
+			steps: "append:decision,indicate:denied", wantEvent: true},
+		{name: "no JPKI-AP", card: noJPKI, reason: policy.ReasonNotMyNumberCard, steps: "append:decision,indicate:denied", wantEvent: true},
+		{name: "outbox failure still decides", card: good, logErr: diskFull, granted: true, reason: policy.ReasonEnrolled,
+			steps: "decide,append:decision,grant"},
+		{name: "relay failure is recorded", card: good, lockErr: relayBroken, granted: true, reason: policy.ReasonEnrolled,
+			steps: "decide,append:decision,grant,append:door", wantEvent: true},
+		{name: "interlock refusal is recorded as interlocked", card: good, lockErr: door.ErrInterlocked, granted: true,
+			reason: policy.ReasonEnrolled, steps: "decide,append:decision,grant,append:door", wantEvent: true},
+		{name: "locked down: policy's grant refused before the event", card: good, lockedDown: true, reason: policy.ReasonLockedDown,
+			steps: "decide,append:decision,indicate:denied", wantEvent: true},
+		{name: "break-glass opens a locked-down door", card: glass, lockedDown: true, granted: true, reason: policy.ReasonBreakGlass,
+			steps: "decide,append:decision,admin-grant", wantEvent: true},
+		{name: "card + PIN door: PIN asked, right PIN grants", card: good, pinDoor: true, pin: "1234", granted: true,
+			reason: policy.ReasonEnrolled, steps: "decide,indicate:pin_wanted,decide,append:decision,grant", wantEvent: true},
+		{name: "card + PIN door: wrong PIN denies", card: good, pinDoor: true, pin: "9999", reason: policy.ReasonPINWrong,
+			steps: "decide,indicate:pin_wanted,append:decision,indicate:denied", wantEvent: true},
+		{name: "card + PIN door without keypad: pin_required", card: good, pinDoor: true, reason: policy.ReasonPINRequired,
+			steps: "decide,append:decision,indicate:denied", wantEvent: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			tt.card.Reset()
 			j := &journal{}
 			log := &fakeLog{j: j, err: tt.logErr}
 			notified := 0
-			d := &ReaderLoop{Door: "front", Identifier: testIdentifier(t), Decider: &fakeDecider{allow: map[string]bool{"1001": true}, j: j},
-				Lock: &fakeLock{j: j, err: tt.lockErr}, Events: log, Notify: func() { notified++ }, Log: slog.New(slog.DiscardHandler)}
+			d := &ReaderLoop{Door: "front", Direction: "in", Identifier: testIdentifier(t),
+				Decider: &fakeDecider{allow: map[string]bool{"1001": true}, breakGlass: map[string]bool{"1004": true}, pinDoor: tt.pinDoor, j: j},
+				Lock:    &fakeLock{j: j, err: tt.lockErr, lockedDown: tt.lockedDown}, Events: log, Notify: func() { notified++ },
+				Log: slog.New(slog.DiscardHandler)}
+			if tt.pin != "" {
+				d.PINIdentifier = pinIdentifier(t, tt.pin)
+			}
 			tap := d.Handle(context.Background(), tt.card)
 			if tap.Decision.Granted != tt.granted || tap.Decision.Reason != tt.reason {
 				t.Errorf("decision = %+v, want granted=%t reason=%s (read err %v)", tap.Decision, tt.granted, tt.reason, tap.ReadErr)
@@ -162,9 +233,16 @@ func TestHandle(t *testing.T) {
 			if tt.lockErr != nil && !errors.Is(tap.LockErr, tt.lockErr) {
 				t.Errorf("LockErr = %v, want %v", tap.LockErr, tt.lockErr)
 			}
+			if tt.lockErr == door.ErrInterlocked && log.events[1].Reason != "interlocked" {
+				t.Errorf("follow-up event reason = %q, want interlocked", log.events[1].Reason)
+			}
+			if tt.reason == policy.ReasonPINWrong && !strings.Contains(log.events[0].Detail, "pin_tries_left=2") {
+				t.Errorf("wrong-PIN event detail %q lacks the tries left", log.events[0].Detail)
+			}
 			if tt.wantEvent {
 				ev := log.events[0]
-				if ev.Door != "front" || ev.Reason != string(tt.reason) || ev.Granted != tt.granted || ev.Type != "decision" {
+				if ev.Door != "front" || ev.Reason != string(tt.reason) || ev.Granted != tt.granted || ev.Type != "decision" ||
+					!strings.Contains(ev.Detail, "direction=in") {
 					t.Errorf("event = %+v", ev)
 				}
 				if tap.ReadErr == nil || tt.reason == policy.ReasonExpired {
@@ -172,7 +250,7 @@ func TestHandle(t *testing.T) {
 					if ev.Credential != hex.EncodeToString(key) || ev.Token != "mynumber" {
 						t.Errorf("event credential/token = %q/%q, want %x/mynumber", ev.Credential, ev.Token, key)
 					}
-				} else if ev.Credential != "" {
+				} else if ev.Credential != "" && tt.reason != policy.ReasonPINWrong {
 					t.Errorf("event of a failed read carries credential %q", ev.Credential)
 				}
 			}

@@ -50,7 +50,7 @@ func TestSpineEndToEnd(t *testing.T) {
 	}
 	defer store.Close()
 	enrolledCred := credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: ca.Cert.SubjectKeyId, Serial: []byte{0x30, 0x01}}
-	if err := store.ApplyFull(ctx, policy.Snapshot{Version: 1, Allow: []policy.Entry{{Credential: enrolledCred, Person: "p-1"}}}); err != nil {
+	if err := store.ApplyFull(ctx, oneDoorSnapshot("front", policy.Entry{Credential: enrolledCred, Person: "p-1"})); err != nil {
 		t.Fatal(err)
 	}
 	outbox, err := tsync.OpenOutbox(filepath.Join(dir, "events.db"))
@@ -70,7 +70,8 @@ func TestSpineEndToEnd(t *testing.T) {
 
 	relay := &gpiotest.Pin{N: "GPIO17", L: gpio.High} // left energised, as after a crash
 	clk := clocktest.New(time.Now())
-	lock, err := door.New(door.Config{Name: "front", PulseLength: 5 * time.Second}, relay, clk, log)
+	contact := &gpiotest.Pin{N: "GPIO27", L: gpio.Low} // door closed
+	lock, err := door.NewDoor(door.Config{Name: "front", PulseLength: 5 * time.Second}, door.Pins{Relay: relay, Contact: contact}, clk, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,6 +42,23 @@ const (
 	// FlagClockUntrusted: the request's time was behind the trusted time.
 	FlagClockUntrusted
 )
+
+// flagNames are the flags' names in events, in bit order.
+var flagNames = []string{"renewed", "passback_soft", "stale_revocations", "clock_untrusted"}
+
+// String lists the flags set, comma-separated ("" for none).
+func (f Flags) String() string {
+	var names []string
+	for i, n := range flagNames {
+		if f&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	if rest := f &^ (1<<len(flagNames) - 1); rest != 0 {
+		names = append(names, fmt.Sprintf("0x%x", uint8(rest)))
+	}
+	return strings.Join(names, ",")
+}
 
 // Decision is the outcome of one decision.
 type Decision struct {

@@ -116,6 +116,13 @@ const (
 	// ReasonFreeAreaError denies: the free-area application or its ID file
 	// is missing or holds no valid ID.
 	ReasonFreeAreaError Reason = "freearea_error"
+	// ReasonLockedDown denies: policy granted, but the door is locked down
+	// (by HQ, a schedule or its lockdown input) and the credential is not a
+	// break-glass one.
+	ReasonLockedDown Reason = "locked_down"
+	// ReasonInterlocked denies: policy granted, but the other door of the
+	// mantrap is open or unlocked.
+	ReasonInterlocked Reason = "interlocked"
 )
 
 // Reasons lists every Reason, in the order of docs/REASONS.md.
@@ -130,7 +137,7 @@ var Reasons = []Reason{
 	ReasonExpired, ReasonNotYetValid, ReasonUntrustedIssuer, ReasonBadCertificate,
 	ReasonNotMyNumberCard, ReasonCardRemoved, ReasonCardError,
 	ReasonPINWrong, ReasonPINNearlyBlocked, ReasonPINBlocked, ReasonPINNotEntered, ReasonBadSignature,
-	ReasonFreeAreaError,
+	ReasonFreeAreaError, ReasonLockedDown, ReasonInterlocked,
 }
 
 // Granted reports whether the reason is one that grants access.

@@ -45,3 +45,19 @@ func TestReasonsAreDistinct(t *testing.T) {
 		t.Errorf("%d granting reasons, want the 8 documented grants", grants)
 	}
 }
+
+func TestFlagsString(t *testing.T) {
+	for _, tt := range []struct {
+		f    Flags
+		want string
+	}{
+		{0, ""},
+		{FlagRenewed, "renewed"},
+		{FlagRenewed | FlagClockUntrusted, "renewed,clock_untrusted"},
+		{FlagStaleRevocations | 0x80, "stale_revocations,0x80"},
+	} {
+		if got := tt.f.String(); got != tt.want {
+			t.Errorf("Flags(%d).String() = %q, want %q", tt.f, got, tt.want)
+		}
+	}
+}

@@ -119,6 +119,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error 
 	defer lock.Close()
 	moves := make(chan door.Change, 16)
 	lock.Observe(func(c door.Change) { moves <- c })
+	controller.RecordDoorChanges(lock, outbox, edge.Notify, log)
 
 	var wg gosync.WaitGroup
 	defer wg.Wait()
@@ -184,13 +185,24 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error 
 		}
 	}
 
-	// Every event must reach HQ and be acknowledged end to end.
-	made, err := outbox.LastSeq()
-	if err != nil {
-		return err
-	}
+	// Every event must reach HQ and be acknowledged end to end. Door
+	// changes are recorded by their own observer, so wait until the outbox
+	// is drained and no event was added meanwhile.
 	drainCtx, drainCancel := context.WithTimeout(ctx, 20*time.Second)
-	drainErr := edge.WaitDrained(drainCtx)
+	var made uint64
+	var drainErr error
+	for {
+		if made, err = outbox.LastSeq(); err != nil {
+			drainCancel()
+			return err
+		}
+		if drainErr = edge.WaitDrained(drainCtx); drainErr != nil {
+			break
+		}
+		if again, err := outbox.LastSeq(); err != nil || again == made {
+			break
+		}
+	}
 	drainCancel()
 	acked := edge.Acked()
 	stored, err := hq.Count()
@@ -303,6 +315,7 @@ func demoCards(now time.Time) ([]demoCard, []*x509.Certificate, policy.Snapshot,
 		return credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: kid,
 			Serial: new(big.Int).SetUint64(uint64(serial)).Bytes()}
 	}
+	staff := []string{"staff"}
 	snap := policy.Snapshot{
 		Version: 1,
 		Allow: []policy.Entry{
@@ -311,6 +324,9 @@ func demoCards(now time.Time) ([]demoCard, []*x509.Certificate, policy.Snapshot,
 			{Credential: cert(0x0e0e0004), Person: "p-0004"},
 		},
 		Revoked: []policy.Revocation{{IssuerKeyID: kid, Serial: cert(0x0dead003).Serial}},
+		People: []policy.Person{{ID: "p-0001", Groups: staff}, {ID: "p-0003", Groups: staff}, {ID: "p-0004", Groups: staff}},
+		Doors:  []policy.Door{{ID: "front", Groups: []string{"offices"}}},
+		Levels: []policy.AccessLevel{{ID: "staff-offices", Group: "staff", DoorGroup: "offices"}},
 	}
 	return out, []*x509.Certificate{ca.Cert}, snap, nil
 }
