@@ -84,6 +84,10 @@ type HQConfig struct {
 	ClientCert string `toml:"client_cert"`
 	// ClientKey is the PEM private key for ClientCert.
 	ClientKey string `toml:"client_key"`
+	// Keys are the pinned HQ public keys (PEM files) that must sign every
+	// snapshot and command; several for rotation. Without keys the device
+	// refuses every snapshot and command from HQ.
+	Keys []string `toml:"keys"`
 }
 
 // DoorConfig is one door (or gate lane) and the relay that unlocks it. The

@@ -324,9 +324,9 @@ func demoCards(now time.Time) ([]demoCard, []*x509.Certificate, policy.Snapshot,
 			{Credential: cert(0x0e0e0004), Person: "p-0004"},
 		},
 		Revoked: []policy.Revocation{{IssuerKeyID: kid, Serial: cert(0x0dead003).Serial}},
-		People: []policy.Person{{ID: "p-0001", Groups: staff}, {ID: "p-0003", Groups: staff}, {ID: "p-0004", Groups: staff}},
-		Doors:  []policy.Door{{ID: "front", Groups: []string{"offices"}}},
-		Levels: []policy.AccessLevel{{ID: "staff-offices", Group: "staff", DoorGroup: "offices"}},
+		People:  []policy.Person{{ID: "p-0001", Groups: staff}, {ID: "p-0003", Groups: staff}, {ID: "p-0004", Groups: staff}},
+		Doors:   []policy.Door{{ID: "front", Groups: []string{"offices"}}},
+		Levels:  []policy.AccessLevel{{ID: "staff-offices", Group: "staff", DoorGroup: "offices"}},
 	}
 	return out, []*x509.Certificate{ca.Cert}, snap, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/keypad"
 	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 // runEdge runs a real controller: GPIO relays, PC/SC readers, the snapshot
@@ -39,24 +41,27 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	// Safety first: every relay is driven to its locked level before
 	// anything else is opened, so a restart never leaves a door unlocked.
 	clk := clock.System{}
-	doors := make([]*door.Door, len(cfg.Doors))
+	doors := make([]*door.Door, 0, len(cfg.Doors))
 	defer func() {
 		for _, d := range doors {
-			if d != nil {
-				_ = d.Close()
-			}
+			_ = d.Close()
 		}
 	}()
-	for i, dc := range cfg.Doors {
-		pin, err := door.OpenPin(dc.RelayPin)
+	interlocks := map[string]*door.Interlock{}
+	for _, dc := range cfg.Doors {
+		dcfg, names, err := dc.DoorSetup(interlocks)
 		if err != nil {
 			return fmt.Errorf("door %q: %w", dc.Name, err)
 		}
-		doors[i], err = door.New(door.Config{Name: dc.Name, ActiveLow: dc.RelayActiveLow, FailSafe: dc.FailSafe,
-			PulseLength: dc.Pulse.Duration}, pin, clk, log)
+		pins, err := door.OpenPins(names)
 		if err != nil {
 			return fmt.Errorf("door %q: %w", dc.Name, err)
 		}
+		d, err := door.NewDoor(dcfg, pins, clk, log)
+		if err != nil {
+			return fmt.Errorf("door %q: %w", dc.Name, err)
+		}
+		doors = append(doors, d)
 	}
 
 	// The health gate of a release on trial: a release that systemd has
@@ -84,7 +89,11 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	store, err := policy.Open(filepath.Join(cfg.DataDir, "policy.db"), log)
+	popts, err := policyOptions(cfg, log)
+	if err != nil {
+		return err
+	}
+	store, err := policy.OpenWithOptions(filepath.Join(cfg.DataDir, "policy.db"), popts)
 	if err != nil {
 		return err
 	}
@@ -94,8 +103,18 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		return err
 	}
 	defer outbox.Close()
+	for _, r := range store.Recoveries() {
+		// The controller keeps running on break-glass credentials until HQ
+		// resends a snapshot.
+		log.Error("policy database was unusable and has been moved aside", "path", r.Path, "moved_to", r.MovedTo, "err", r.Err)
+		if _, err := outbox.Append(tsync.Event{Time: clk.Now(), Type: "system", Reason: "policy_db_recovered",
+			Detail: fmt.Sprintf("%s moved to %s: %v", r.Path, r.MovedTo, r.Err)}); err != nil {
+			log.Error("event not stored", "reason", "policy_db_recovered", "err", err)
+		}
+	}
 	if v, err := store.Version(); err == nil && v == 0 {
-		log.Warn("no allowlist snapshot yet: every card is denied until one is loaded", "path", filepath.Join(cfg.DataDir, "policy.db"))
+		log.Warn("no allowlist snapshot yet: only break-glass credentials open doors until HQ sends one",
+			"path", filepath.Join(cfg.DataDir, "policy.db"))
 	}
 
 	tlsCfg, err := hqTLS(cfg.HQ)
@@ -110,10 +129,27 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		}
 		password = strings.TrimSpace(string(b))
 	}
-	edge, err := tsync.NewEdge(tsync.EdgeConfig{Broker: cfg.HQ.Broker, Site: cfg.Site, Device: cfg.Device,
-		TLS: tlsCfg, Username: cfg.HQ.Username, Password: password, Logger: log}, outbox)
+	keys, err := hqKeys(cfg.HQ)
 	if err != nil {
 		return err
+	}
+	statusDoors := make([]controller.StatusDoor, len(doors))
+	commandDoors := map[string]controller.CommandDoor{}
+	for i, d := range doors {
+		statusDoors[i], commandDoors[d.Name()] = d, d
+	}
+	var edge *tsync.Edge
+	commands := &controller.Commands{Doors: commandDoors, Policy: store, Log: log,
+		Resync: func() { edge.PublishStatus() }}
+	edge, err = tsync.NewEdge(tsync.EdgeConfig{Broker: cfg.HQ.Broker, Site: cfg.Site, Device: cfg.Device,
+		TLS: tlsCfg, Username: cfg.HQ.Username, Password: password, Logger: log,
+		Keys: keys, Commands: commands, Snapshots: store, StagingDir: cfg.DataDir,
+		Status: controller.DeviceStatus(version, store, statusDoors, clk)}, outbox)
+	if err != nil {
+		return err
+	}
+	for _, d := range doors {
+		controller.RecordDoorChanges(d, outbox, func() { edge.Notify(); edge.PublishStatus() }, log)
 	}
 
 	pcsc, err := reader.OpenPCSC(log)
@@ -135,18 +171,18 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		}
 	}()
 	locks := map[string]*door.Door{}
-	for i, dc := range cfg.Doors {
-		locks[dc.Name] = doors[i]
+	for _, d := range doors {
+		locks[d.Name()] = d
 	}
 	for _, rc := range cfg.Readers {
-		identifier, closeKeypad, err := newIdentifier(rc, verifier, log)
+		identifier, pinIdentifier, closeKeypad, err := newIdentifiers(rc, verifier, log)
 		if err != nil {
 			return fmt.Errorf("reader %q: %w", rc.Name, err)
 		}
 		defer closeKeypad()
 		loop := &controller.ReaderLoop{Door: rc.Door, Reader: rc.Name, Direction: rc.Direction,
-			Source: pcsc.Source(rc.Name), Identifier: identifier, Decider: store, Lock: locks[rc.Door],
-			Events: outbox, Notify: edge.Notify, Clock: clk, Log: log}
+			Source: pcsc.Source(rc.Name), Identifier: identifier, PINIdentifier: pinIdentifier, Decider: store,
+			Lock: locks[rc.Door], Events: outbox, Notify: edge.Notify, Clock: clk, Log: log}
 		wg.Add(1)
 		running.Add(1)
 		go func() {
@@ -191,47 +227,94 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	return err
 }
 
-// newIdentifier builds a reader's Identifier for its mode, opening its
-// keypad if it has one; the returned func closes the keypad.
-func newIdentifier(rc controller.ReaderConfig, v *reader.Verifier, log *slog.Logger) (*reader.Identifier, func(), error) {
+// newIdentifiers builds a reader's Identifier for its mode, opening its
+// keypad if it has one. A serial-mode reader with a keypad also gets a PIN
+// identifier, used when policy puts the door in card + PIN mode. The
+// returned func closes the keypad.
+func newIdentifiers(rc controller.ReaderConfig, v *reader.Verifier, log *slog.Logger) (id, pinID *reader.Identifier, closeKeypad func(), err error) {
 	mode, err := reader.ParseMode(rc.Mode)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cfg := reader.IdentifierConfig{Mode: mode, Verifier: v, FreeArea: rc.FreeArea, AllowLastTry: rc.AllowLastTry,
 		CommandTimeout: rc.CommandTimeout.Duration, SignTimeout: rc.SignTimeout.Duration, Log: log}
-	closeKeypad := func() {}
+	closeKeypad = func() {}
 	if k := rc.Keypad; k != nil {
 		kc := keypad.Config{Timeout: k.Timeout.Duration}
 		switch k.Kind {
 		case "evdev":
 			ev, err := keypad.OpenEvdev(k.Device, kc, log)
 			if err != nil {
-				return nil, nil, fmt.Errorf("keypad %s: %w", k.Device, err)
+				return nil, nil, nil, fmt.Errorf("keypad %s: %w", k.Device, err)
 			}
 			cfg.Keypad, closeKeypad = ev, func() { _ = ev.Close() }
 		case "matrix":
 			rows, err := openPins(k.Rows)
 			if err != nil {
-				return nil, nil, fmt.Errorf("keypad rows: %w", err)
+				return nil, nil, nil, fmt.Errorf("keypad rows: %w", err)
 			}
 			cols, err := openPins(k.Cols)
 			if err != nil {
-				return nil, nil, fmt.Errorf("keypad cols: %w", err)
+				return nil, nil, nil, fmt.Errorf("keypad cols: %w", err)
 			}
 			m, err := keypad.NewMatrix(rows, cols, keypad.MatrixConfig{Config: kc})
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			cfg.Keypad = m
 		}
 	}
-	id, err := reader.NewIdentifier(cfg)
-	if err != nil {
+	if id, err = reader.NewIdentifier(cfg); err != nil {
 		closeKeypad()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return id, closeKeypad, nil
+	if cfg.Keypad != nil && mode == reader.ModeSerial {
+		pc := cfg
+		pc.Mode = reader.ModePIN
+		if pinID, err = reader.NewIdentifier(pc); err != nil {
+			closeKeypad()
+			return nil, nil, nil, err
+		}
+	}
+	return id, pinID, closeKeypad, nil
+}
+
+// policyOptions turns the configuration into the snapshot store's options:
+// break-glass credentials and each door's fallbacks.
+func policyOptions(cfg *controller.Config, log *slog.Logger) (policy.Options, error) {
+	o := policy.Options{Log: log, Doors: map[string]policy.DoorOptions{}}
+	for i, b := range cfg.BreakGlass {
+		c, err := b.Credential()
+		if err != nil {
+			return o, fmt.Errorf("break_glass[%d]: %w", i, err)
+		}
+		o.BreakGlass = append(o.BreakGlass, policy.BreakGlass{Credential: c, Label: b.Label})
+	}
+	for _, d := range cfg.Doors {
+		stale, err := controller.ParseFallback(d.OnStaleRevocations)
+		if err != nil {
+			return o, fmt.Errorf("door %q: on_stale_revocations: %w", d.Name, err)
+		}
+		clockFB, err := controller.ParseFallback(d.OnUntrustedClock)
+		if err != nil {
+			return o, fmt.Errorf("door %q: on_untrusted_clock: %w", d.Name, err)
+		}
+		o.Doors[d.Name] = policy.DoorOptions{OnStaleRevocations: stale, OnUntrustedClock: clockFB}
+	}
+	return o, nil
+}
+
+// hqKeys reads the pinned HQ public keys that sign snapshots and commands.
+func hqKeys(h controller.HQConfig) ([]ed25519.PublicKey, error) {
+	keys := make([]ed25519.PublicKey, 0, len(h.Keys))
+	for i, p := range h.Keys {
+		k, err := signed.ReadPublicKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("hq.keys[%d]: %w", i, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 // openPins looks up GPIO lines by name.
@@ -284,6 +367,13 @@ func checkConfig(path string, stdout io.Writer) error {
 	}
 	if _, err := hqTLS(cfg.HQ); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
+	}
+	keys, err := hqKeys(cfg.HQ)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if len(keys) == 0 {
+		fmt.Fprintf(stdout, "%s: warning: no hq.keys: snapshots and commands from HQ will be refused\n", path)
 	}
 	if cfg.HQ.PasswordFile != "" {
 		if _, err := os.Stat(cfg.HQ.PasswordFile); err != nil {

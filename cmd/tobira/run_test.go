@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"math/big"
+	"os"
+	"path/filepath"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpioreg"
+	"periph.io/x/conn/v3/gpio/gpiotest"
+
+	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/policy"
+	"github.com/tobira-ac/tobira/reader/cardsim"
+	"github.com/tobira-ac/tobira/reader/jpkitest"
+	"github.com/tobira-ac/tobira/reader/pcsctest"
+	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/mosquittotest"
+	"github.com/tobira-ac/tobira/sync/signed"
+)
+
+// testRelay is a simulated GPIO line registered in periph's registry, so
+// that `tobira run` finds it by name exactly as it finds GPIO17 on a Pi.
+var testRelay = gosync.OnceValue(func() *gpiotest.Pin {
+	p := &gpiotest.Pin{N: "TOBIRA_TEST_RELAY", Num: 4242, L: gpio.High} // left energised, as after a crash
+	if err := gpioreg.Register(p); err != nil {
+		panic(err)
+	}
+	return p
+})
+
+// waitFor polls cond until it holds or the deadline passes: the test drives
+// a whole process through real pcscd, vpcd and mosquitto.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRunEndToEnd runs `tobira run` as a device would: relay on a GPIO line
+// found by name, a card through pcscd + vpcd, HQ over a real mosquitto. HQ
+// pushes a signed snapshot, a card is granted and the relay unlocks and
+// relocks, HQ locks the door down with a signed command, the same card is
+// then refused, and every event reaches HQ.
+func TestRunEndToEnd(t *testing.T) {
+	pcsctest.Start(t)
+	mq := mosquittotest.Start(t)
+	relay := testRelay()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+
+	now := time.Now()
+	ca, err := jpkitest.NewCA("run-e2e", now.AddDate(-1, 0, 0), now.AddDate(5, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := ca.IssueAuthCert(0x7e570001, now.AddDate(0, -1, 0), now.AddDate(2, 0, 0), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchor := writeFile(t, dir, "ca.der", string(ca.DER))
+	pub, priv, err := signed.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := signed.WriteKeyPair(filepath.Join(dir, "hq.key"), filepath.Join(dir, "hq.pub"), priv); err != nil {
+		t.Fatal(err)
+	}
+	_ = pub
+	cfg := writeFile(t, dir, "tobira.toml", `site = "e2e"
+device = "ctl-1"
+data_dir = "`+filepath.Join(dir, "data")+`"
+[trust]
+anchors = ["`+anchor+`"]
+[hq]
+broker = "`+mq.URL()+`"
+keys = ["`+filepath.Join(dir, "hq.pub")+`"]
+[[door]]
+name = "front"
+relay_pin = "TOBIRA_TEST_RELAY"
+pulse = "300ms"
+[[reader]]
+name = "`+pcsctest.Reader+`"
+door = "front"
+`)
+
+	spool := filepath.Join(dir, "spool") // HQ resends snapshot chunks a device asks for from here
+	hq, err := tsync.OpenHQ(tsync.HQConfig{Broker: mq.URL(), ClientID: "hq-e2e", Path: filepath.Join(dir, "hq.db"), Spool: spool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hq.Close()
+	var stderr bytes.Buffer
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 2)
+	go func() { done <- hq.Run(runCtx) }()
+	go func() {
+		done <- run(runCtx, []string{"run", "--config", cfg}, &bytes.Buffer{}, &syncWriter{w: &stderr})
+	}()
+	stopped := false
+	shutdown := func() {
+		if !stopped {
+			stopped = true
+			stop()
+			for range 2 {
+				if err := <-done; err != nil {
+					t.Errorf("stopped with %v", err)
+				}
+			}
+		}
+	}
+	defer shutdown()
+
+	waitFor(t, "the relay driven locked at start", 20*time.Second, func() bool { return relay.Read() == gpio.Low })
+
+	waitFor(t, "the device online at HQ", 20*time.Second, func() bool {
+		fleet, err := hq.Fleet()
+		return err == nil && len(fleet) == 1 && fleet[0].Online
+	})
+
+	// HQ pushes a signed full snapshot enrolling the card.
+	sender, err := tsync.DialSender(ctx, tsync.HQConfig{Broker: mq.URL(), ClientID: "hq-e2e-sender", Spool: spool}, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	snapPath := filepath.Join(dir, "snap-1.bin")
+	writeSnapshotStream(t, snapPath, credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: ca.Cert.SubjectKeyId,
+		Serial: big.NewInt(0x7e570001).Bytes()})
+	man, err := sender.PublishSnapshot(ctx, tsync.SnapshotOffer{Site: "e2e", Device: "ctl-1", Version: 1, Path: snapPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := sender.WaitResult(ctx, man.Transfer); err != nil || r.Status != tsync.ResultDone || r.Version != 1 {
+		t.Fatalf("snapshot result %+v, %v\n%s", r, err, stderr.String())
+	}
+
+	card := cardsim.New(cardsim.Profile{TokenLabel: "JPKIAPICCTOKEN2", AuthCert: der, CACert: ca.DER, AuthKey: key, PIN: "1234", Tries: 3})
+	decisions := func() []tsync.Event {
+		evs, err := hq.Events("e2e", "ctl-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []tsync.Event
+		for _, ev := range evs {
+			if ev.Type == "decision" {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	// tap holds the card on the reader until HQ has the tap's decision (a
+	// person holds a card until the reader beeps), then takes it away.
+	tap := func(n int) {
+		t.Helper()
+		b := pcsctest.Insert(t, card)
+		waitFor(t, "the tap's decision at HQ", 20*time.Second, func() bool { return len(decisions()) >= n })
+		if err := b.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		pcsctest.WaitCard(t, false)
+	}
+	unlocked := make(chan struct{})
+	go func() {
+		for relay.Read() != gpio.High {
+			time.Sleep(time.Millisecond)
+		}
+		close(unlocked)
+	}()
+	tap(1)
+	select {
+	case <-unlocked:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("relay never unlocked for the enrolled card\n%s", stderr.String())
+	}
+	waitFor(t, "the relay relocked after the pulse", 10*time.Second, func() bool { return relay.Read() == gpio.Low })
+
+	// HQ locks the door down; the same card is then refused.
+	cmd, err := sender.SendCommand(ctx, tsync.Command{Site: "e2e", Device: "ctl-1", Action: tsync.ActionLockdown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := sender.WaitResult(ctx, cmd.ID); err != nil || r.Status != tsync.ResultDone {
+		t.Fatalf("lockdown result %+v, %v", r, err)
+	}
+	tap(2)
+	d := decisions()
+	if !d[0].Granted || d[0].Reason != "enrolled" || d[1].Granted || d[1].Reason != "locked_down" {
+		t.Errorf("decisions at HQ = %+v", d)
+	}
+	if relay.Read() != gpio.Low {
+		t.Error("relay unlocked during lockdown")
+	}
+	shutdown()
+	if relay.Read() != gpio.Low {
+		t.Error("relay not locked after shutdown")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "events.db")); err != nil {
+		t.Errorf("events.db missing: %v", err)
+	}
+}
+
+// writeSnapshotStream writes a version-1 snapshot stream enrolling cred for
+// person p-1 of group staff, who may open door "front" at any time.
+func writeSnapshotStream(t *testing.T, path string, cred credential.Credential) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	enc, err := policy.NewSnapshotEncoder(f, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range []policy.Item{
+		policy.Entry{Credential: cred, Person: "p-1"},
+		policy.Person{ID: "p-1", Groups: []string{"staff"}},
+		policy.Door{ID: "front", Groups: []string{"all"}},
+		policy.AccessLevel{ID: "staff-all", Group: "staff", DoorGroup: "all"},
+	} {
+		if err := enc.Put(it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncWriter serialises writes from the process's goroutines.
+type syncWriter struct {
+	mu gosync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}

@@ -1,0 +1,139 @@
+package controller
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tobira-ac/tobira/door"
+	"github.com/tobira-ac/tobira/internal/clock/clocktest"
+	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/policy"
+	tsync "github.com/tobira-ac/tobira/sync"
+)
+
+type cmdDoor struct{ calls []string }
+
+func (d *cmdDoor) AdminGrant(context.Context) error {
+	d.calls = append(d.calls, "admin-grant")
+	return nil
+}
+func (d *cmdDoor) SetMode(_ context.Context, m door.Mode, cause string) error {
+	d.calls = append(d.calls, "mode:"+string(m)+":"+cause)
+	return nil
+}
+
+type cmdPolicy struct{ forgiven []string }
+
+func (p *cmdPolicy) Forgive(_ context.Context, person string) error {
+	p.forgiven = append(p.forgiven, person)
+	return nil
+}
+func (p *cmdPolicy) Decide(c credential.Credential) policy.Decision {
+	if c.ID == "EMP-1" {
+		return policy.Decision{Granted: true, Reason: policy.ReasonEnrolled, Person: "p-1"}
+	}
+	return policy.Decision{Reason: policy.ReasonNotEnrolled}
+}
+
+func TestCommands(t *testing.T) {
+	key, _ := credential.Credential{Kind: credential.KindFreeArea, ID: "EMP-1"}.Key()
+	stranger, _ := credential.Credential{Kind: credential.KindFreeArea, ID: "EMP-2"}.Key()
+	tests := []struct {
+		cmd            tsync.Command
+		front, back    string
+		forgiven, resy string
+		wantErr        string
+	}{
+		{cmd: tsync.Command{Action: tsync.ActionUnlock, Door: "front"}, front: "admin-grant"},
+		{cmd: tsync.Command{Action: tsync.ActionUnlock, Door: "side"}, wantErr: "no such door"},
+		{cmd: tsync.Command{Action: tsync.ActionSetMode, Door: "back", Mode: "unlocked"}, back: "mode:unlocked:hq_command"},
+		{cmd: tsync.Command{Action: tsync.ActionSetMode, Door: "back", Mode: "ajar"}, wantErr: "ajar"},
+		{cmd: tsync.Command{Action: tsync.ActionLockdown}, front: "mode:locked_down:hq_command", back: "mode:locked_down:hq_command"},
+		{cmd: tsync.Command{Action: tsync.ActionRelease, Door: "front"}, front: "mode:normal:hq_command"},
+		{cmd: tsync.Command{Action: tsync.ActionResync}, resy: "resync"},
+		{cmd: tsync.Command{Action: tsync.ActionForgiveAPB, Credential: hex.EncodeToString(key)}, forgiven: "p-1"},
+		{cmd: tsync.Command{Action: tsync.ActionForgiveAPB, Credential: hex.EncodeToString(stranger)}, wantErr: "not enrolled"},
+		{cmd: tsync.Command{Action: tsync.ActionForgiveAPB, Credential: "zz"}, wantErr: "not hex"},
+		{cmd: tsync.Command{Action: "reboot"}, wantErr: `unknown action "reboot"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.cmd.Action+"/"+tt.cmd.Door, func(t *testing.T) {
+			front, back, pol := &cmdDoor{}, &cmdDoor{}, &cmdPolicy{}
+			resynced := ""
+			c := &Commands{Doors: map[string]CommandDoor{"front": front, "back": back}, Policy: pol,
+				Resync: func() { resynced = "resync" }, Log: slog.New(slog.DiscardHandler)}
+			err := c.HandleCommand(context.Background(), tt.cmd)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+				}
+				if strings.Contains(tt.wantErr, "door") && !errors.Is(err, ErrUnknownDoor) {
+					t.Errorf("error %v is not ErrUnknownDoor", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(front.calls, ","); got != tt.front {
+				t.Errorf("front door calls = %q, want %q", got, tt.front)
+			}
+			if got := strings.Join(back.calls, ","); got != tt.back {
+				t.Errorf("back door calls = %q, want %q", got, tt.back)
+			}
+			if got := strings.Join(pol.forgiven, ","); got != tt.forgiven {
+				t.Errorf("forgiven = %q, want %q", got, tt.forgiven)
+			}
+			if resynced != tt.resy {
+				t.Errorf("resync = %q, want %q", resynced, tt.resy)
+			}
+		})
+	}
+}
+
+type statusStore struct {
+	version uint64
+	trusted bool
+}
+
+func (s statusStore) Version() (uint64, error)       { return s.version, nil }
+func (s statusStore) ContentHash() ([32]byte, error) { return [32]byte{0xab}, nil }
+func (s statusStore) TrustTime(now time.Time) (time.Time, bool) {
+	return now, s.trusted
+}
+
+type statusDoor struct {
+	name string
+	st   door.Status
+}
+
+func (d statusDoor) Name() string        { return d.name }
+func (d statusDoor) Status() door.Status { return d.st }
+
+func TestDeviceStatus(t *testing.T) {
+	clk := clocktest.New(time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC))
+	src := DeviceStatus("v1.2.3", statusStore{version: 7, trusted: true}, []StatusDoor{
+		statusDoor{"front", door.Status{Mode: door.ModeNormal}},
+		statusDoor{"lab", door.Status{Mode: door.ModeLockedDown, Open: true, ForcedOpen: true}},
+	}, clk)
+	st, err := src.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Version != "v1.2.3" || st.Snapshot.Version != 7 || !strings.HasPrefix(st.Snapshot.Hash, "ab00") || !st.ClockTrusted {
+		t.Errorf("status = %+v", st)
+	}
+	want := []tsync.DoorStatus{{Name: "front", State: "locked", Mode: "normal"}, {Name: "lab", State: "forced_open", Mode: "locked_down"}}
+	if len(st.Doors) != 2 || st.Doors[0] != want[0] || st.Doors[1] != want[1] {
+		t.Errorf("doors = %+v, want %+v", st.Doors, want)
+	}
+	empty, err := DeviceStatus("v", statusStore{}, nil, clk).Status(context.Background())
+	if err != nil || empty.Snapshot.Hash != "" || empty.ClockTrusted {
+		t.Errorf("status without snapshot = %+v, %v", empty, err)
+	}
+}

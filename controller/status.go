@@ -1,0 +1,77 @@
+package controller
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/tobira-ac/tobira/door"
+	"github.com/tobira-ac/tobira/internal/clock"
+	tsync "github.com/tobira-ac/tobira/sync"
+)
+
+// StatusDoor is what the device status needs of a door (door.Door).
+type StatusDoor interface {
+	Name() string
+	Status() door.Status
+}
+
+// SnapshotInfo is what the device status needs of the snapshot store
+// (policy.Store).
+type SnapshotInfo interface {
+	Version() (uint64, error)
+	ContentHash() ([32]byte, error)
+	TrustTime(now time.Time) (trusted time.Time, ok bool)
+}
+
+// DeviceStatus returns the source of the device's retained status message:
+// software version, snapshot version and content hash (HQ compares it to
+// detect drift), each door's state and mode, and whether the clock is
+// trusted. sync.Edge adds the outbox depth and acknowledgement point.
+func DeviceStatus(version string, store SnapshotInfo, doors []StatusDoor, clk clock.Clock) tsync.StatusFunc {
+	if clk == nil {
+		clk = clock.System{}
+	}
+	return func(context.Context) (tsync.Status, error) {
+		now := clk.Now()
+		st := tsync.Status{Time: now, Version: version}
+		v, err := store.Version()
+		if err != nil {
+			return st, fmt.Errorf("status: snapshot version: %w", err)
+		}
+		st.Snapshot.Version = v
+		if v > 0 {
+			h, err := store.ContentHash()
+			if err != nil {
+				return st, fmt.Errorf("status: snapshot hash: %w", err)
+			}
+			st.Snapshot.Hash = hex.EncodeToString(h[:])
+		}
+		_, st.ClockTrusted = store.TrustTime(now)
+		for _, d := range doors {
+			s := d.Status()
+			st.Doors = append(st.Doors, tsync.DoorStatus{Name: d.Name(), State: DoorState(s), Mode: string(s.Mode)})
+		}
+		return st, nil
+	}
+}
+
+// DoorState sums a door's status in one word, the most urgent first:
+// forced_open, held_open, fire, open, unlocked or locked.
+func DoorState(s door.Status) string {
+	switch {
+	case s.ForcedOpen:
+		return "forced_open"
+	case s.HeldOpen, s.HeldPreAlarm:
+		return "held_open"
+	case s.Fire:
+		return "fire"
+	case s.Open:
+		return "open"
+	case s.Unlocked:
+		return "unlocked"
+	default:
+		return "locked"
+	}
+}
