@@ -21,9 +21,14 @@
 //     (SnapshotSink) against pinned HQ keys, refuses forged, expired,
 //     replayed and out-of-order ones, and reports a Result for each.
 //   - Sender: HQ's publisher of signed commands and snapshots (the CLI).
+//   - Enrollment intake and ticket marks: a durable edge -> HQ channel for
+//     enrollment records (Outbox.AppendEnrollment, EnrollmentSink), and
+//     the relay of ticket used-marks between the gates of a site
+//     (MarkStore, HQConfig.Key).
 //
-// The signed envelope lives in sync/signed; the embedded broker for demos
-// in sync/broker; the mosquitto test harness in sync/mosquittotest; a
+// HQ's registry of people, credentials and rules, which builds the
+// snapshots, is sync/registry. The signed envelope lives in sync/signed;
+// the embedded broker for demos in sync/broker; the mosquitto test harness in sync/mosquittotest; a
 // fault-injecting TCP proxy for tests in sync/faultproxy.
 //
 // # Protocol (v1)

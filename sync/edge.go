@@ -90,6 +90,13 @@ type EdgeConfig struct {
 	// NeedInterval is how long the Edge waits without a new chunk before
 	// it asks HQ for the missing ones; default DefaultNeedInterval.
 	NeedInterval time.Duration
+	// Marks is the ticket-mark store (*policy.Store): the Edge publishes
+	// the marks it records and merges the other gates' marks that HQ
+	// relays, signed by one of Keys. nil: no mark sharing.
+	Marks MarkStore
+	// MarkInterval is how often the Edge looks for new marks when Notify
+	// does not prompt it; default DefaultMarkInterval.
+	MarkInterval time.Duration
 	// Clock times acks and retries; default clock.System{}.
 	Clock clock.Clock
 	// Logger receives the link's logs; default slog.Default().
@@ -106,6 +113,8 @@ type Edge struct {
 	status  *statusLoop
 	cmds    *commandIntake
 	snaps   *snapshotIntake
+	marks   *markLoop
+	enroll  *enrollLoop
 	needIvl time.Duration
 	running atomic.Bool
 }
@@ -143,7 +152,8 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 		name string
 		v    time.Duration
 	}{{"ack timeout", cfg.AckTimeout}, {"retry delay", cfg.RetryDelay}, {"connect retry", cfg.ConnectRetry},
-		{"max reconnect", cfg.MaxReconnect}, {"status interval", cfg.StatusInterval}, {"need interval", cfg.NeedInterval}} {
+		{"max reconnect", cfg.MaxReconnect}, {"status interval", cfg.StatusInterval}, {"need interval", cfg.NeedInterval},
+		{"mark interval", cfg.MarkInterval}} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("%w: %s %v is negative", ErrConfig, d.name, d.v)
 		}
@@ -160,9 +170,9 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 	log := cmp.Or(cfg.Logger, slog.Default())
 	eng.log = log.With("site", cfg.Site, "device", cfg.Device)
 	var v *signed.Verifier
-	if cfg.Commands != nil || cfg.Snapshots != nil {
+	if cfg.Commands != nil || cfg.Snapshots != nil || cfg.Marks != nil {
 		if v, err = signed.NewVerifier(cfg.Keys...); err != nil {
-			return nil, fmt.Errorf("%w: commands and snapshots need pinned HQ keys: %w", ErrConfig, err)
+			return nil, fmt.Errorf("%w: commands, snapshots and ticket marks need pinned HQ keys: %w", ErrConfig, err)
 		}
 	}
 	e := &Edge{
@@ -186,6 +196,12 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 			connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry),
 			maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
 		},
+	}
+	e.enroll = &enrollLoop{ob: ob, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
+		ackTimeout: eng.ackTimeout, kick: make(chan struct{}, 1)}
+	if cfg.Marks != nil {
+		e.marks = &markLoop{store: cfg.Marks, ob: ob, v: v, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
+			interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval), kick: make(chan struct{}, 1)}
 	}
 	if cfg.Commands != nil {
 		e.cmds = &commandIntake{v: v, h: cfg.Commands, ob: ob, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device}
@@ -233,7 +249,18 @@ func (e *Edge) Run(ctx context.Context) error {
 	subs := []subscription{{
 		topic:   AckTopic(site, device),
 		handler: func(_ context.Context, _ mqtt.Client, topic string, payload []byte) { e.eng.onAck(topic, payload) },
+	}, {
+		topic:   EnrollAckTopic(site, device),
+		handler: func(_ context.Context, _ mqtt.Client, topic string, payload []byte) { e.enroll.onAck(topic, payload) },
 	}}
+	if e.marks != nil {
+		subs = append(subs, subscription{
+			topic: PeerMarksTopic(site, device),
+			handler: func(ctx context.Context, _ mqtt.Client, topic string, payload []byte) {
+				e.marks.onPeerMarks(ctx, topic, payload)
+			},
+		})
+	}
 	if e.cmds != nil {
 		subs = append(subs, subscription{
 			topic: CommandTopic(site, device),
@@ -296,6 +323,10 @@ func (e *Edge) Run(ctx context.Context) error {
 			}
 			e.eng.onConnect()
 			e.status.nudge()
+			e.enroll.nudge()
+			if e.marks != nil {
+				e.marks.nudge()
+			}
 			if e.snaps != nil {
 				e.snaps.onConnect(ctx)
 			}
@@ -311,6 +342,10 @@ func (e *Edge) Run(ctx context.Context) error {
 
 	var bg gosync.WaitGroup
 	bg.Go(func() { e.status.run(ctx, pub) })
+	bg.Go(func() { e.enroll.run(ctx, pub, e.eng.up.Load) })
+	if e.marks != nil {
+		bg.Go(func() { e.marks.run(ctx, pub, e.eng.up.Load) })
+	}
 	if e.snaps != nil {
 		bg.Go(func() { e.snaps.run(ctx, e.needIvl, e.eng.up.Load) })
 	}
@@ -331,9 +366,15 @@ func (e *Edge) Run(ctx context.Context) error {
 	return err
 }
 
-// Notify tells the Edge that an event was appended, so that it publishes
-// soon. It never blocks.
-func (e *Edge) Notify() { e.eng.notify() }
+// Notify tells the Edge that an event or an enrollment was appended, or a
+// ticket mark recorded, so that it publishes soon. It never blocks.
+func (e *Edge) Notify() {
+	e.eng.notify()
+	e.enroll.nudge()
+	if e.marks != nil {
+		e.marks.nudge()
+	}
+}
 
 // PublishStatus asks the Edge to publish its status soon (after a door or
 // snapshot change). It never blocks.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -32,16 +33,18 @@ type statusRecord struct {
 	Received time.Time `json:"received"`
 }
 
-// handleStatus stores a device's status or last will.
-func (h *HQ) handleStatus(topic string, payload []byte) {
+// handleStatus stores a device's status or last will. It returns the
+// device and whether it just came online (for the ticket-mark catch-up).
+func (h *HQ) handleStatus(topic string, payload []byte) (site, device string, cameOnline bool) {
 	if len(payload) == 0 {
-		return // a cleared retained message
+		return "", "", false // a cleared retained message
 	}
 	site, device, st, err := DecodeStatus(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected status message", "topic", topic, "bytes", len(payload), "err", err)
-		return
+		return "", "", false
 	}
+	cameOnline = h.relay.seen(site, device, st.Online)
 	err = h.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketStatus)
 		key := []byte(site + "/" + device)
@@ -61,9 +64,31 @@ func (h *HQ) handleStatus(topic string, payload []byte) {
 	})
 	if err != nil {
 		h.log.Error("cannot store status", "topic", topic, "err", err)
-		return
+		return site, device, cameOnline
 	}
 	h.log.Debug("device status", "site", site, "device", device, "online", st.Online, "outbox_depth", st.OutboxDepth)
+	return site, device, cameOnline
+}
+
+// loadDevices tells the mark relay about every device HQ has stored (as
+// offline until it speaks).
+func (h *HQ) loadDevices() error {
+	err := h.db.View(func(tx *bolt.Tx) error {
+		note := func(k []byte) error {
+			if site, device, ok := strings.Cut(string(k), "/"); ok {
+				h.relay.seen(site, device, false)
+			}
+			return nil
+		}
+		if err := tx.Bucket(bucketDevices).ForEachBucket(note); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketStatus).ForEach(func(k, _ []byte) error { return note(k) })
+	})
+	if err != nil {
+		return fmt.Errorf("load devices from %s: %w", h.path, err)
+	}
+	return nil
 }
 
 // handleResult stores a device's command or snapshot result.
@@ -178,8 +203,11 @@ type DeviceInfo struct {
 	// ExpectedVersion is the snapshot version HQ last published to the
 	// device (0: none, from the spool).
 	ExpectedVersion uint64 `json:"expected_version,omitempty"`
+	// ExpectedHash is the content hash HQ expects the device to report for
+	// ExpectedVersion ("" when the publication did not say).
+	ExpectedHash string `json:"expected_hash,omitempty"`
 	// Drift reports that the device's snapshot version differs from
-	// ExpectedVersion.
+	// ExpectedVersion, or its content hash from ExpectedHash.
 	Drift bool `json:"drift"`
 }
 
@@ -226,8 +254,9 @@ func (h *HQ) Fleet() ([]DeviceInfo, error) {
 	for _, d := range byName {
 		if h.spool != "" {
 			if m, err := readLatest(h.spool, d.Site, d.Device); err == nil {
-				d.ExpectedVersion = m.Version
-				d.Drift = d.Status.Snapshot.Version != m.Version
+				d.ExpectedVersion, d.ExpectedHash = m.Version, m.ContentHash
+				d.Drift = d.Status.Snapshot.Version != m.Version ||
+					(m.ContentHash != "" && d.Status.Snapshot.Version == m.Version && d.Status.Snapshot.Hash != m.ContentHash)
 			} else if !errors.Is(err, os.ErrNotExist) {
 				h.log.Warn("cannot read latest published snapshot", "site", d.Site, "device", d.Device, "err", err)
 			}

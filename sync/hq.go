@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -60,6 +61,12 @@ type HQConfig struct {
 	// chunks from it, and Fleet reads the expected versions from it.
 	// Empty: no resending, no drift.
 	Spool string
+	// Key is HQ's Ed25519 signing key. It signs the ticket marks HQ
+	// relays between the gates of a site; nil: marks are not relayed.
+	Key ed25519.PrivateKey
+	// Enrollments stores the enrollment records devices send; nil: HQ
+	// does not subscribe to enrollments.
+	Enrollments EnrollmentSink
 	// Clock times waits on the broker; default clock.System{}.
 	Clock clock.Clock
 	// Logger receives HQ's logs; default slog.Default().
@@ -83,6 +90,9 @@ type HQ struct {
 	log     *slog.Logger
 	running atomic.Bool
 
+	relay       *relay
+	enrollments EnrollmentSink
+
 	mu      gosync.Mutex
 	onEvent func(site, device string, ev Event)
 }
@@ -97,6 +107,9 @@ func OpenHQ(cfg HQConfig) (*HQ, error) {
 		if err := checkBrokerURL(cfg.Broker); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.Key != nil && len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("%w: HQ key is %d bytes, want an Ed25519 private key", ErrConfig, len(cfg.Key))
 	}
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: openLockTimeout})
 	if err != nil {
@@ -121,8 +134,10 @@ func OpenHQ(cfg HQConfig) (*HQ, error) {
 			connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry),
 			maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
 		},
-		clk: cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
-		log: cmp.Or(cfg.Logger, slog.Default()),
+		clk:         cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
+		log:         cmp.Or(cfg.Logger, slog.Default()),
+		relay:       newRelay(cfg.Key),
+		enrollments: cfg.Enrollments,
 	}, nil
 }
 
@@ -148,7 +163,11 @@ func (h *HQ) Run(ctx context.Context) error {
 	}
 	defer h.running.Store(false)
 
+	if err := h.loadDevices(); err != nil {
+		return err
+	}
 	var hg handlerGroup
+	var pub func(ctx context.Context, topic string, payload []byte) error
 	onEvents := func(c mqtt.Client, m mqtt.Message) {
 		if !hg.enter() {
 			return
@@ -156,7 +175,15 @@ func (h *HQ) Run(ctx context.Context) error {
 		defer hg.leave()
 		switch t := m.Topic(); {
 		case strings.HasSuffix(t, "/status"):
-			h.handleStatus(t, m.Payload())
+			if site, device, online := h.handleStatus(t, m.Payload()); online {
+				h.catchUpMarks(ctx, pub, site, device)
+			}
+		case strings.HasSuffix(t, "/"+marksLeaf):
+			h.handleMarks(ctx, pub, t, m.Payload())
+		case strings.HasSuffix(t, "/"+enrollLeaf):
+			if h.enrollments != nil {
+				h.handleEnrollment(ctx, pub, t, m.Payload())
+			}
 		case strings.HasSuffix(t, "/"+resultLeaf):
 			h.handleResult(t, m.Payload())
 		case strings.HasSuffix(t, "/"+needLeaf):
@@ -165,7 +192,10 @@ func (h *HQ) Run(ctx context.Context) error {
 			h.handle(ctx, c, t, m.Payload())
 		}
 	}
-	filters := map[string]byte{EventsSubscription: 1, StatusSubscription: 1, ResultSubscription: 1, NeedSubscription: 1}
+	filters := map[string]byte{EventsSubscription: 1, StatusSubscription: 1, ResultSubscription: 1, NeedSubscription: 1, MarksSubscription: 1}
+	if h.enrollments != nil {
+		filters[EnrollSubscription] = 1
+	}
 	opts := h.link.options().
 		SetCleanSession(false). // the broker keeps our subscription and queues events while we are away
 		SetOnConnectHandler(func(c mqtt.Client) {
@@ -188,6 +218,9 @@ func (h *HQ) Run(ctx context.Context) error {
 	// OnConnect subscribes; route them too.
 	opts.SetDefaultPublishHandler(onEvents)
 	c := mqtt.NewClient(opts)
+	pub = func(ctx context.Context, topic string, payload []byte) error {
+		return waitToken(ctx, h.clk, c.Publish(topic, 1, false, payload), DefaultTokenTimeout)
+	}
 	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
 
 	<-ctx.Done()

@@ -48,7 +48,7 @@ func OpenOutbox(path string) (*Outbox, error) {
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		return initLayout(tx, outboxFormat, bucketEvents, bucketNonces, bucketTransfer)
+		return initLayout(tx, outboxFormat, bucketEvents, bucketNonces, bucketTransfer, bucketEnrollments)
 	})
 	if err != nil {
 		db.Close()

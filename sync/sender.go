@@ -141,6 +141,9 @@ type SnapshotOffer struct {
 	Path string
 	// ChunkSize is the chunk size; default DefaultChunkSize.
 	ChunkSize int
+	// ContentHash, when not zero, is the content hash the device reports
+	// after applying it (Manifest.ContentHash, for drift in the fleet view).
+	ContentHash [32]byte
 }
 
 // PublishSnapshot hashes the offer's file, copies it into the spool (when
@@ -167,6 +170,9 @@ func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (Manifest
 	}
 	if o.From != 0 {
 		m.Type = SnapshotDelta
+	}
+	if o.ContentHash != ([32]byte{}) {
+		m.ContentHash = hex.EncodeToString(o.ContentHash[:])
 	}
 	m.Chunks = int((size + int64(m.ChunkSize) - 1) / int64(m.ChunkSize))
 	if err := m.check(); err != nil {
@@ -224,6 +230,50 @@ func (s *Sender) spoolOffer(f *os.File, m Manifest, raw []byte) error {
 		}
 	}
 	return nil
+}
+
+// DeviceStatuses returns the retained status of every device of site that
+// the broker holds, collected for wait after subscribing (retained
+// messages come at once; wait bounds how long to listen for them).
+// Devices that never published a status are missing.
+func (s *Sender) DeviceStatuses(ctx context.Context, site string, wait time.Duration) (map[string]Status, error) {
+	if err := CheckName(site); err != nil {
+		return nil, fmt.Errorf("%w: site: %w", ErrConfig, err)
+	}
+	var mu gosync.Mutex
+	out := map[string]Status{}
+	filter := TopicPrefix + "/" + site + "/+/status"
+	tok := s.c.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
+		if len(m.Payload()) == 0 {
+			return
+		}
+		_, device, st, err := DecodeStatus(m.Topic(), m.Payload())
+		if err != nil {
+			s.log.Warn("rejected status message", "topic", m.Topic(), "err", err)
+			return
+		}
+		mu.Lock()
+		out[device] = st
+		mu.Unlock()
+	})
+	if err := waitToken(ctx, s.clk, tok, DefaultTokenTimeout); err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", filter, err)
+	}
+	t := s.clk.NewTimer(wait)
+	select {
+	case <-ctx.Done():
+	case <-t.C():
+	}
+	t.Stop()
+	if err := waitToken(ctx, s.clk, s.c.Unsubscribe(filter), DefaultTokenTimeout); err != nil && ctx.Err() == nil {
+		s.log.Warn("cannot unsubscribe", "topic", filter, "err", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("collect statuses of site %s: %w", site, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return out, nil
 }
 
 // Close disconnects.

@@ -87,6 +87,10 @@ type Manifest struct {
 	Chunks int `json:"chunks"`
 	// Issued is when HQ published it.
 	Issued time.Time `json:"issued"`
+	// ContentHash, when set, is the hex policy content hash the device's
+	// store reports once the snapshot is applied; HQ compares it with the
+	// status's snapshot hash to show drift. Devices do not need it.
+	ContentHash string `json:"content_hash,omitempty"`
 }
 
 // check reports whether m is well formed.

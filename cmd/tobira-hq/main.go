@@ -2,11 +2,16 @@
 // of every device and acknowledges them end to end, keeps the devices'
 // status, and signs and sends snapshots and commands.
 //
-//	tobira-hq serve --broker URL --db FILE [--spool DIR]       the HQ service
+//	tobira-hq serve --broker URL --db FILE [--spool DIR] [--registry FILE] [--key FILE]   the HQ service
+//	tobira-hq import TABLE --registry FILE --site S --csv FILE  people, credentials, doors, ... (docs/HQ.md)
+//	tobira-hq enroll list|approve|reject ... / enroll --record FILE ...
+//	tobira-hq revoke --registry FILE --site S --credential HEX
+//	tobira-hq crl import --registry FILE --site S --crl FILE --ca FILE
 //	tobira-hq events --db FILE [filters] [--format json|csv]   query and export stored events
 //	tobira-hq tail --broker URL [--format json|csv]            follow events live
 //	tobira-hq fleet --db FILE [--spool DIR] [--format text|json]
 //	tobira-hq keygen --out PREFIX                              Ed25519 signing key pair
+//	tobira-hq snapshot publish --broker URL --key FILE --registry FILE --full|--delta --site S [--device D...]
 //	tobira-hq snapshot publish --broker URL --key FILE --file F --version N [--delta-from M] --site S --device D...
 //	tobira-hq command send --broker URL --key FILE --site S --device D --action A [--door --mode --credential]
 //
@@ -36,6 +41,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/registry"
 	"github.com/tobira-ac/tobira/sync/signed"
 )
 
@@ -44,9 +50,19 @@ var version = "dev"
 var errUsage = errors.New("usage")
 
 const usage = `usage:
-  tobira-hq serve --broker URL --db FILE [--spool DIR] [TLS]
+  tobira-hq serve --broker URL --db FILE [--spool DIR] [--registry FILE] [--key FILE] [TLS]
                                            store and acknowledge events, keep device status,
-                                           re-send snapshot chunks from the spool
+                                           re-send snapshot chunks from the spool, take
+                                           enrollments into the registry, relay ticket marks
+  tobira-hq import TABLE --registry FILE --site S --csv FILE
+                                           tables: site, people, credentials, links, revocations,
+                                           doors, areas, levels, schedules, holidays, events
+  tobira-hq enroll list --registry FILE
+  tobira-hq enroll approve --registry FILE --id ID --person P --anchors FILE [--valid-until T]
+  tobira-hq enroll reject --registry FILE --id ID
+  tobira-hq enroll --registry FILE --record FILE --site S --person P --anchors FILE [--valid-until T]
+  tobira-hq revoke --registry FILE --site S (--credential HEX | --issuer-key-id HEX --serial HEX)
+  tobira-hq crl import --registry FILE --site S --crl FILE --ca FILE
   tobira-hq events --db FILE [--site S] [--device D] [--door D] [--credential HEX]
                    [--type T] [--reason R] [--granted yes|no] [--from T] [--to T]
                    [--limit N] [--format json|csv]
@@ -56,6 +72,10 @@ const usage = `usage:
   tobira-hq fleet --db FILE [--spool DIR] [--format text|json]
                                            devices: online, versions, snapshot drift, outbox depth
   tobira-hq keygen --out PREFIX            write PREFIX.key (0600) and PREFIX.pub
+  tobira-hq snapshot publish --broker URL --key FILE --registry FILE (--full | --delta) --site S
+                   [--device D ...] [--spool DIR] [--wait DUR] [TLS]
+                                           build from the registry: a delta from each device's
+                                           reported version (full when none fits)
   tobira-hq snapshot publish --broker URL --key FILE --file F --version N [--delta-from M]
                    --site S --device D [--device D2 ...] [--spool DIR] [--wait DUR] [TLS]
   tobira-hq command send --broker URL --key FILE --site S --device D --action A
@@ -120,8 +140,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: no command\n%s", errUsage, usage)
 	}
 	name := args[0]
-	if (name == "snapshot" || name == "command") && len(args) > 1 {
+	sub := ""
+	switch {
+	case (name == "snapshot" || name == "command" || name == "crl") && len(args) > 1:
 		name += " " + args[1]
+		args = args[1:]
+	case (name == "import" || name == "enroll") && len(args) > 1 && !strings.HasPrefix(args[1], "-"):
+		sub = args[1]
 		args = args[1:]
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -142,6 +167,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		brokerURL := fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
 		clientID := fs.String("client-id", "tobira-hq", "MQTT client ID")
 		spool := fs.String("spool", "", "directory of published snapshots (see snapshot publish)")
+		reg := fs.String("registry", "", "HQ registry: enrollments from devices wait there for approval (empty: not taken)")
+		keyFile := fs.String("key", "", "HQ signing key: signs the ticket marks relayed between gates (empty: not relayed)")
 		tf := addTLS(fs)
 		if err := parse(); err != nil {
 			return err
@@ -150,7 +177,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		hq, err := tsync.OpenHQ(tsync.HQConfig{Broker: *brokerURL, ClientID: *clientID, Path: *db, Spool: *spool, TLS: tc, Logger: log})
+		cfg := tsync.HQConfig{Broker: *brokerURL, ClientID: *clientID, Path: *db, Spool: *spool, TLS: tc, Logger: log}
+		if *reg != "" {
+			cfg.Enrollments = registrySink{path: *reg, log: log}
+		}
+		if *keyFile != "" {
+			if cfg.Key, err = signed.ReadPrivateKey(*keyFile); err != nil {
+				return err
+			}
+		}
+		hq, err := tsync.OpenHQ(cfg)
 		if err != nil {
 			return err
 		}
@@ -180,6 +216,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "wrote %s.key (keep secret) and %s.pub (pin on devices); key id %s\n", *out, *out, signed.KeyID(pub))
 		return nil
+	case "import":
+		if sub == "" {
+			return fmt.Errorf("%w: import needs a table: %s", errUsage, strings.Join(registry.Tables, ", "))
+		}
+		return importCSV(ctx, sub, fs, parse, stdout, log)
+	case "enroll":
+		return enroll(ctx, sub, fs, parse, stdout, log)
+	case "revoke":
+		return revoke(ctx, fs, parse, stdout, log)
+	case "crl import":
+		return crlImport(ctx, fs, parse, stdout, log)
 	case "snapshot publish":
 		return publishSnapshot(ctx, fs, parse, stdout, log)
 	case "command send":
@@ -477,7 +524,11 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 func publishSnapshot(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
 	brokerURL := fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
 	key := fs.String("key", "", "HQ signing key (PREFIX.key from keygen)")
-	file := fs.String("file", "", "snapshot payload file")
+	file := fs.String("file", "", "snapshot payload file (instead of --registry)")
+	reg := fs.String("registry", "", "HQ registry to build the snapshot from (instead of --file)")
+	full := fs.Bool("full", false, "with --registry: send full snapshots")
+	delta := fs.Bool("delta", false, "with --registry: send each device a delta from its reported version (full when none fits)")
+	statusWait := fs.Duration("status-wait", time.Second, "with --registry: how long to collect the devices' retained status")
 	ver := fs.Uint64("version", 0, "snapshot version the devices have after applying it")
 	from := fs.Uint64("delta-from", 0, "publish a delta from this version")
 	site := fs.String("site", "", "site of the devices")
@@ -490,8 +541,28 @@ func publishSnapshot(ctx context.Context, fs *flag.FlagSet, parse func() error, 
 	if err := parse(); err != nil {
 		return err
 	}
+	if *reg != "" {
+		if *file != "" || *ver != 0 || *from != 0 || *full == *delta || *site == "" {
+			return fmt.Errorf("%w: snapshot publish --registry needs --site and one of --full and --delta (not --file, --version, --delta-from)", errUsage)
+		}
+		r, err := openRegistry(*reg, log)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		s, err := dial(ctx, *brokerURL, *key, *spool, tf, log)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		ids, err := publishFromRegistry(ctx, s, r, *site, devices, *delta, *chunk, *statusWait, stdout)
+		if err != nil {
+			return err
+		}
+		return waitResults(ctx, s, *wait, ids, stdout)
+	}
 	if *file == "" || *ver == 0 || *site == "" || len(devices) == 0 {
-		return fmt.Errorf("%w: snapshot publish needs --file, --version, --site and --device", errUsage)
+		return fmt.Errorf("%w: snapshot publish needs --registry (with --full or --delta), or --file, --version, --site and --device", errUsage)
 	}
 	s, err := dial(ctx, *brokerURL, *key, *spool, tf, log)
 	if err != nil {

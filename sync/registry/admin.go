@@ -1,0 +1,209 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/policy"
+)
+
+// Pending is an enrollment record that arrived from a device and waits for
+// an admin's approval. Record is opaque here (the JSON of
+// reader.EnrollmentRecord, see docs/PROTOCOL.md); it holds the certificate,
+// whose notAfter hints at the holder's birthday: it stays in the registry
+// file and is never logged.
+type Pending struct {
+	// ID is the registry's ID of the pending enrollment (16 hex digits).
+	ID string `json:"id"`
+	// Site and Device name the device that made it.
+	Site string `json:"site"`
+	// Device is the device's name.
+	Device string `json:"device"`
+	// Seq is the device's enrollment sequence number.
+	Seq uint64 `json:"seq"`
+	// Received is when HQ stored it.
+	Received time.Time `json:"received"`
+	// Record is the enrollment record as the device sent it.
+	Record json.RawMessage `json:"record"`
+}
+
+// AddPending stores an enrollment for approval and returns its ID. The same
+// (site, device, seq) stored again (a device re-sending after a lost
+// acknowledgement) returns the first ID and stores nothing.
+func (r *Registry) AddPending(p Pending) (string, error) {
+	var id string
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPending)
+		err := b.ForEach(func(_, v []byte) error {
+			var o Pending
+			if json.Unmarshal(v, &o) == nil && o.Site == p.Site && o.Device == p.Device && o.Seq == p.Seq {
+				id = o.ID
+			}
+			return nil
+		})
+		if err != nil || id != "" {
+			return err
+		}
+		var raw [8]byte
+		_, _ = rand.Read(raw[:])
+		p.ID = hex.EncodeToString(raw[:])
+		v, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		id = p.ID
+		return b.Put([]byte(p.ID), v)
+	})
+	if err != nil {
+		return "", fmt.Errorf("store pending enrollment from %s/%s seq %d in %s: %w", p.Site, p.Device, p.Seq, r.path, err)
+	}
+	return id, nil
+}
+
+// PendingList returns the pending enrollments, ordered by ID.
+func (r *Registry) PendingList() ([]Pending, error) {
+	var out []Pending
+	err := r.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
+			var p Pending
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("decode pending enrollment %s: %w", k, err)
+			}
+			out = append(out, p)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list pending enrollments in %s: %w", r.path, err)
+	}
+	return out, nil
+}
+
+// PendingByID returns one pending enrollment (ErrNotFound when absent).
+func (r *Registry) PendingByID(id string) (Pending, error) {
+	var p Pending
+	err := r.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketPending).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("%w: pending enrollment %q", ErrNotFound, id)
+		}
+		return json.Unmarshal(v, &p)
+	})
+	if err != nil {
+		return Pending{}, fmt.Errorf("read pending enrollment %s from %s: %w", id, r.path, err)
+	}
+	return p, nil
+}
+
+// DeletePending removes a pending enrollment (rejected, or approved).
+func (r *Registry) DeletePending(id string) error {
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPending)
+		if b.Get([]byte(id)) == nil {
+			return fmt.Errorf("%w: pending enrollment %q", ErrNotFound, id)
+		}
+		return b.Delete([]byte(id))
+	})
+	if err != nil {
+		return fmt.Errorf("delete pending enrollment %s from %s: %w", id, r.path, err)
+	}
+	return nil
+}
+
+// Revoke revokes a certificate at the site: it adds the revocation and
+// removes the certificate's allowlist entry (when there is one), in one
+// revision.
+func (r *Registry) Revoke(ctx context.Context, site string, c policy.CertRef) (Applied, error) {
+	entry := policy.Entry{Credential: credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: c.IssuerKeyID, Serial: c.Serial}}
+	a, err := r.Apply(ctx, site, Change{
+		Put:    []policy.Item{policy.Revocation{IssuerKeyID: c.IssuerKeyID, Serial: c.Serial}},
+		Delete: []policy.Item{entry},
+	})
+	if err != nil {
+		return Applied{}, fmt.Errorf("revoke %x/%x: %w", c.IssuerKeyID, c.Serial, err)
+	}
+	return a, nil
+}
+
+// Errors of ImportCRL.
+var (
+	// ErrCRLSignature means the CRL does not parse or does not verify with
+	// the given CA certificate.
+	ErrCRLSignature = errors.New("CRL signature does not verify")
+	// ErrCRLTime means now is before the CRL's thisUpdate or after its
+	// nextUpdate.
+	ErrCRLTime = errors.New("CRL is not current")
+)
+
+// CRLImport reports what ImportCRL did.
+type CRLImport struct {
+	// IssuerKeyID is the key ID the serials were revoked under (the CRL's
+	// authority key ID, else the CA's subject key ID).
+	IssuerKeyID []byte
+	// Serials counts the CRL's entries.
+	Serials int
+	// ThisUpdate is the CRL's thisUpdate, now the site's RevocationsAt.
+	ThisUpdate time.Time
+	// Applied is the registry change.
+	Applied Applied
+}
+
+// ImportCRL imports an X.509 CRL (DER) signed by ca into the site's
+// revocations: it verifies the signature and that now lies between
+// thisUpdate and nextUpdate, adds a Revocation for every listed serial
+// (under the CRL's authority key ID) and sets the site's RevocationsAt to
+// thisUpdate, so that devices judge the revocation data's age from it. The
+// revocations go to devices with the next snapshot; devices can also import
+// a CRL file themselves (policy.Store.ImportCRL).
+func (r *Registry) ImportCRL(ctx context.Context, site string, der []byte, ca *x509.Certificate, now time.Time) (CRLImport, error) {
+	rl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return CRLImport{}, fmt.Errorf("import CRL into site %s: %w: parse: %w", site, ErrCRLSignature, err)
+	}
+	if err := rl.CheckSignatureFrom(ca); err != nil {
+		return CRLImport{}, fmt.Errorf("import CRL of %s into site %s: %w: %w", ca.Subject, site, ErrCRLSignature, err)
+	}
+	if now.Before(rl.ThisUpdate) || (!rl.NextUpdate.IsZero() && now.After(rl.NextUpdate)) {
+		return CRLImport{}, fmt.Errorf("import CRL of %s into site %s: %w: thisUpdate %s, nextUpdate %s, now %s", ca.Subject, site,
+			ErrCRLTime, rl.ThisUpdate.Format(time.RFC3339), rl.NextUpdate.Format(time.RFC3339), now.Format(time.RFC3339))
+	}
+	kid := rl.AuthorityKeyId
+	if len(kid) == 0 {
+		kid = ca.SubjectKeyId
+	}
+	out := CRLImport{IssuerKeyID: kid, Serials: len(rl.RevokedCertificateEntries), ThisUpdate: rl.ThisUpdate.UTC()}
+	ch := Change{Put: make([]policy.Item, 0, len(rl.RevokedCertificateEntries)+1)}
+	seen := make(map[string]bool, len(rl.RevokedCertificateEntries))
+	for i, e := range rl.RevokedCertificateEntries {
+		if e.SerialNumber == nil || e.SerialNumber.Sign() <= 0 {
+			return CRLImport{}, fmt.Errorf("import CRL into site %s: %w: entry %d has a serial that is not positive", site, ErrInvalid, i)
+		}
+		s := e.SerialNumber.Bytes()
+		if seen[string(s)] {
+			continue
+		}
+		seen[string(s)] = true
+		ch.Put = append(ch.Put, policy.Revocation{IssuerKeyID: kid, Serial: s})
+	}
+	st := policy.Site{}
+	if it, ok, err := r.Get(site, policy.Site{}); err != nil {
+		return CRLImport{}, err
+	} else if ok {
+		st = it.(policy.Site)
+	}
+	st.RevocationsAt = out.ThisUpdate
+	ch.Put = append(ch.Put, st)
+	if out.Applied, err = r.Apply(ctx, site, ch); err != nil {
+		return CRLImport{}, fmt.Errorf("import CRL of %s into site %s: %w", ca.Subject, site, err)
+	}
+	return out, nil
+}
