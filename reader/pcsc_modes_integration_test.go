@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
@@ -236,4 +237,52 @@ func TestPCSCRecovery(t *testing.T) {
 	if err := <-otherDone; err != nil {
 		t.Error(err)
 	}
+}
+
+// BenchmarkPCSCIdentifyPIN measures one mode-pin identification through
+// pcscd and vpcd with a keypad that types at once: tries query, VERIFY and
+// the on-card signature included, certificate from the cache. The split:
+// card I/O (all APDUs, signature included), own work (parse, cache,
+// challenge, signature check) and PIN entry (the scripted keypad: ~0).
+// Each iteration verifies the right PIN, so the card's counter stays full.
+func BenchmarkPCSCIdentifyPIN(b *testing.B) {
+	pcsctest.Start(b)
+	p, err := reader.OpenPCSC(slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	pk := pki(b)
+	card := cardsim.New(cardsim.Profile{TokenLabel: cardsim.LabelMyNumberCard, AuthCert: pk.good, AuthKey: pk.key, PIN: "2468"})
+	pcsctest.Insert(b, card)
+	ctx, cancel := context.WithTimeout(b.Context(), integrationTimeout)
+	defer cancel()
+	c, err := p.Source(pcsctest.Reader).NextCard(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ident, err := reader.NewIdentifier(reader.IdentifierConfig{Mode: reader.ModePIN, Verifier: pk.verifier,
+		Keypad: &fakeKeypad{pin: "2468"}, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var apdus int
+	var io, own, entry time.Duration
+	for b.Loop() {
+		id, err := ident.Identify(ctx, c, fixtureNow)
+		if err != nil {
+			b.Fatal(err)
+		}
+		apdus = id.APDUs
+		io += id.CardIO
+		own += id.OwnWork()
+		entry += id.PINEntry
+	}
+	if card.Signatures() < b.N || card.Tries() != cardsim.MaxTries {
+		b.Fatalf("card made %d signatures for %d identifications, %d tries left", card.Signatures(), b.N, card.Tries())
+	}
+	b.ReportMetric(float64(apdus), "APDUs/op")
+	b.ReportMetric(float64(io.Microseconds())/float64(b.N), "card-io-µs/op")
+	b.ReportMetric(float64(own.Microseconds())/float64(b.N), "own-µs/op")
+	b.ReportMetric(float64(entry.Microseconds())/float64(b.N), "pin-entry-µs/op")
 }

@@ -5,20 +5,39 @@
 // Usage:
 //
 //	tobira-cardsim [--vpcd 127.0.0.1:35963] --cert auth.der [--ca-cert ca.der]
-//	               [--label JPKIAPICCTOKEN2] [--pin 1234] [--tries 3]
+//	               [--key card-key.pem] [--label JPKIAPICCTOKEN2] [--cert-needs-pin]
+//	               [--pin 1234] [--tries 3] [--free-area-id ID [--free-area-pin PIN]]
+//	               [--remove-after N]
 //	tobira-cardsim gen-pki DIR
 //
 // The first form reads commands from standard input, one per line:
-// "insert" (put the card on the reader), "remove" (take it off), "quit".
-// Each is answered on standard output with "ok" or "error: <reason>".
-// The second form writes a test CA and a set of card certificates into DIR
-// (see jpkitest.Kit).
+// "insert" (put the card on the reader), "remove" (take it off), "status"
+// (answered "ok tries=N signatures=N commands=N": the PIN tries left, the
+// signatures made and the commands answered so far), "quit". Each is
+// answered on standard output with "ok" or "error: <reason>".
+//
+// --key gives the card its user-authentication key (PEM, PKCS #8 or
+// PKCS #1 RSA), so that it signs in tobira's pin and enroll modes; without
+// it the card refuses to sign. --label picks the token (JPKIAPICCTOKEN2 My
+// Number Card, JPKIAPICCTOKEN 住基 card, JPKIAPGPSETOKEN Android,
+// JPKIAPIOSTOKEN iPhone) and --cert-needs-pin makes the certificate
+// readable only after the PIN, as on some smartphone tokens. --tries 0 is
+// a blocked card. --free-area-id adds the demo free-area application
+// (cardsim.DemoFreeArea) holding that user ID, behind --free-area-pin when
+// given. --remove-after N makes the card leave the reader after N commands,
+// as a card pulled in the middle of a read.
+//
+// The second form writes a test PKI into DIR (see jpkitest.Kit): ca.pem
+// (trust anchors, two CA generations), card certificates for the usual
+// outcomes and card-key.pem, the cards' key for --key.
 package main
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -27,6 +46,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -59,7 +79,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	card, err := cfg.card()
+	card, err := cfg.card(log)
 	if err != nil {
 		fmt.Fprintf(stderr, "tobira-cardsim: %v\n", err)
 		return 1
@@ -78,26 +98,39 @@ type config struct {
 	vpcd           string
 	certPath       string
 	caCertPath     string
+	keyPath        string
 	label          string
+	certNeedsPIN   bool
 	pin            string
 	tries          int
+	freeAreaID     string
+	freeAreaPIN    string
+	removeAfter    int
 	connectTimeout time.Duration
 }
+
+// validPIN reports whether pin is 4 ASCII digits.
+func validPIN(pin string) bool { return len(pin) == 4 && strings.Trim(pin, "0123456789") == "" }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("tobira-cardsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: tobira-cardsim [flags]   (then insert / remove / quit on stdin)\n       tobira-cardsim gen-pki DIR\nflags:\n")
+		fmt.Fprint(stderr, "usage: tobira-cardsim [flags]   (then insert / remove / status / quit on stdin)\n       tobira-cardsim gen-pki DIR\nflags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.vpcd, "vpcd", cardsim.DefaultVPCDAddr, "vpcd slot address (35963 is slot 0, 35964 slot 1)")
-	fs.StringVar(&c.certPath, "cert", "", "user-authentication certificate for EF 000A (DER or PEM; required)")
+	fs.StringVar(&c.certPath, "cert", "", `user-authentication certificate for EF 000A (DER or PEM; required unless --label "")`)
 	fs.StringVar(&c.caCertPath, "ca-cert", "", "CA certificate for EF 000B (DER or PEM)")
-	fs.StringVar(&c.label, "label", cardsim.LabelMyNumberCard, `token label of EF 0006; "" makes a card without JPKI-AP`)
+	fs.StringVar(&c.keyPath, "key", "", "user-authentication RSA private key for EF 0017 (PEM, PKCS #8 or PKCS #1); without it the card cannot sign")
+	fs.StringVar(&c.label, "label", cardsim.LabelMyNumberCard, `token label of EF 0006 (JPKIAPICCTOKEN2, JPKIAPICCTOKEN, JPKIAPGPSETOKEN, JPKIAPIOSTOKEN); "" makes a card without JPKI-AP`)
+	fs.BoolVar(&c.certNeedsPIN, "cert-needs-pin", false, "the certificate is readable only after the PIN (smartphone token behaviour)")
 	fs.StringVar(&c.pin, "pin", cardsim.DefaultPIN, "user-authentication PIN (4 digits)")
 	fs.IntVar(&c.tries, "tries", cardsim.MaxTries, "PIN tries left (0 = blocked)")
+	fs.StringVar(&c.freeAreaID, "free-area-id", "", "add the demo free-area application holding this user ID (printable ASCII, up to 50 bytes)")
+	fs.StringVar(&c.freeAreaPIN, "free-area-pin", "", "PIN (4 digits) of the free-area application; none when empty")
+	fs.IntVar(&c.removeAfter, "remove-after", 0, "the card leaves the reader after answering this many commands (0 = never)")
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second, "how long insert waits for vpcd to accept the card")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -105,35 +138,105 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if c.certPath == "" {
-		return config{}, errors.New("--cert is required")
+	if c.certPath == "" && c.label != "" {
+		return config{}, errors.New(`--cert is required (or --label "" for a card without JPKI-AP)`)
 	}
-	if len(c.pin) != 4 || strings.Trim(c.pin, "0123456789") != "" {
-		return config{}, fmt.Errorf("--pin must be 4 digits")
+	if !validPIN(c.pin) {
+		return config{}, errors.New("--pin must be 4 digits")
 	}
 	if c.tries < 0 || c.tries > cardsim.MaxTries {
 		return config{}, fmt.Errorf("--tries must be 0..%d", cardsim.MaxTries)
 	}
+	if len(c.freeAreaID) > 50 || strings.IndexFunc(c.freeAreaID, func(r rune) bool { return r < 0x21 || r > 0x7E }) >= 0 {
+		return config{}, errors.New("--free-area-id must be up to 50 printable ASCII characters without spaces")
+	}
+	if c.freeAreaPIN != "" && (c.freeAreaID == "" || !validPIN(c.freeAreaPIN)) {
+		return config{}, errors.New("--free-area-pin must be 4 digits and needs --free-area-id")
+	}
+	if c.removeAfter < 0 {
+		return config{}, errors.New("--remove-after must be 0 or more")
+	}
 	return c, nil
 }
 
-// card builds the simulated card from the configuration.
-func (c config) card() (*cardsim.Card, error) {
-	cert, err := readCert(c.certPath)
-	if err != nil {
-		return nil, err
+// card builds the simulated card from the configuration; log gets a
+// warning when the key does not match the certificate.
+func (c config) card(log *slog.Logger) (*cardsim.Card, error) {
+	p := cardsim.Profile{TokenLabel: c.label, PIN: c.pin, Tries: c.tries, CertNeedsPIN: c.certNeedsPIN}
+	if p.Tries == 0 {
+		p.Tries = -1 // blocked; 0 means a fresh card in Profile
 	}
-	var ca []byte
-	if c.caCertPath != "" {
-		if ca, err = readCert(c.caCertPath); err != nil {
+	var err error
+	if c.certPath != "" {
+		if p.AuthCert, err = readCert(c.certPath); err != nil {
 			return nil, err
 		}
 	}
-	tries := c.tries
-	if tries == 0 {
-		tries = -1 // blocked; 0 means a fresh card in Profile
+	if c.caCertPath != "" {
+		if p.CACert, err = readCert(c.caCertPath); err != nil {
+			return nil, err
+		}
 	}
-	return cardsim.New(cardsim.Profile{TokenLabel: c.label, AuthCert: cert, CACert: ca, PIN: c.pin, Tries: tries}), nil
+	if c.keyPath != "" {
+		if p.AuthKey, err = readKey(c.keyPath); err != nil {
+			return nil, err
+		}
+		if !keyMatches(p.AuthCert, p.AuthKey) {
+			log.Warn("the key does not match the certificate's public key: the card's signatures will not verify",
+				"key", c.keyPath, "cert", c.certPath)
+		}
+	}
+	if c.freeAreaID != "" {
+		p.FreeArea = cardsim.DemoFreeArea(c.freeAreaID, c.freeAreaPIN)
+	}
+	card := cardsim.New(p)
+	if c.removeAfter > 0 {
+		card.SetFault(cardsim.FaultRemove, c.removeAfter)
+	}
+	return card, nil
+}
+
+// keyMatches reports whether der is a certificate for key's public key.
+func keyMatches(der []byte, key *rsa.PrivateKey) bool {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return false
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	return ok && pub.Equal(&key.PublicKey)
+}
+
+// readKey reads an RSA private key from the first PRIVATE KEY (PKCS #8)
+// or RSA PRIVATE KEY (PKCS #1) block of a PEM file.
+func readKey(path string) (*rsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key: %w", err)
+	}
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			return nil, fmt.Errorf("read key %s: no PEM PRIVATE KEY or RSA PRIVATE KEY block", path)
+		}
+		switch blk.Type {
+		case "RSA PRIVATE KEY":
+			k, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("read key %s: parse PKCS #1: %w", path, err)
+			}
+			return k, nil
+		case "PRIVATE KEY":
+			k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("read key %s: parse PKCS #8: %w", path, err)
+			}
+			rk, ok := k.(*rsa.PrivateKey)
+			if !ok {
+				return nil, fmt.Errorf("read key %s: a %T, want an RSA key", path, k)
+			}
+			return rk, nil
+		}
+	}
 }
 
 // readCert reads a DER certificate file, or the first CERTIFICATE block of
@@ -201,11 +304,13 @@ func console(ctx context.Context, stdin io.Reader, stdout io.Writer, bridge *car
 			reply(err)
 		case "remove":
 			reply(bridge.Remove())
+		case "status":
+			fmt.Fprintf(stdout, "ok tries=%d signatures=%d commands=%d\n", card.Tries(), card.Signatures(), card.Commands())
 		case "quit":
 			reply(nil)
 			return nil
 		default:
-			reply(fmt.Errorf("unknown command %q (want insert, remove or quit)", cmd))
+			reply(fmt.Errorf("unknown command %q (want insert, remove, status or quit)", cmd))
 		}
 	}
 }
@@ -229,5 +334,7 @@ func genPKI(args []string, now time.Time, stdout io.Writer) error {
 	for _, c := range kit.Cards {
 		fmt.Fprintf(stdout, "%s: serial %08x, %s with ca.pem as trust anchor\n", c.Name, c.Serial, c.Outcome)
 	}
+	fmt.Fprintf(stdout, "a card that signs: tobira-cardsim --cert %s --key %s\n",
+		filepath.Join(args[0], "card-1.der"), filepath.Join(args[0], "card-key.pem"))
 	return nil
 }

@@ -3,9 +3,15 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/pem"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/reader"
+	"github.com/tobira-ac/tobira/reader/cardsim"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 )
 
@@ -33,7 +40,7 @@ func TestGenPKI(t *testing.T) {
 	}
 	now := time.Now()
 	for name, want := range map[string]error{
-		"card-1": nil, "card-2": nil, "card-expired": reader.ErrExpired,
+		"card-1": nil, "card-2": nil, "card-gen2": nil, "card-expired": reader.ErrExpired,
 		"card-not-yet-valid": reader.ErrNotYetValid, "card-untrusted": reader.ErrUntrustedIssuer,
 	} {
 		der, err := os.ReadFile(filepath.Join(dir, name+".der"))
@@ -46,6 +53,9 @@ func TestGenPKI(t *testing.T) {
 		if !strings.Contains(out.String(), name+".der") {
 			t.Errorf("output does not list %s.der:\n%s", name, out.String())
 		}
+	}
+	if want := "--key " + filepath.Join(dir, "card-key.pem"); !strings.Contains(out.String(), want) {
+		t.Errorf("output does not show %q:\n%s", want, out.String())
 	}
 	if code := run(t.Context(), []string{"gen-pki"}, nil, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "usage") {
 		t.Errorf("gen-pki without DIR: exit %d, stderr %q", code, errOut.String())
@@ -63,12 +73,21 @@ func TestFlags(t *testing.T) {
 		wantErr  string
 	}{
 		{nil, 2, "--cert is required"},
+		{[]string{"--label", cardsim.LabelJuki}, 2, "--cert is required"},
 		{[]string{"--cert", certPath, "--pin", "12a4"}, 2, "--pin must be 4 digits"},
 		{[]string{"--cert", certPath, "--pin", "12345"}, 2, "--pin must be 4 digits"},
 		{[]string{"--cert", certPath, "--tries", "4"}, 2, "--tries must be"},
 		{[]string{"--cert", certPath, "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"--cert", filepath.Join(t.TempDir(), "missing.der")}, 1, "missing.der"},
+		{[]string{"--cert", certPath, "--key", filepath.Join(t.TempDir(), "missing.pem")}, 1, "read key: open"},
+		{[]string{"--cert", certPath, "--key", certPath}, 1, "no PEM PRIVATE KEY or RSA PRIVATE KEY block"},
+		{[]string{"--cert", certPath, "--free-area-pin", "1357"}, 2, "--free-area-pin must be 4 digits and needs --free-area-id"},
+		{[]string{"--cert", certPath, "--free-area-id", "E1", "--free-area-pin", "13"}, 2, "--free-area-pin must be 4 digits"},
+		{[]string{"--cert", certPath, "--free-area-id", "EMP 7"}, 2, "--free-area-id must be"},
+		{[]string{"--cert", certPath, "--free-area-id", strings.Repeat("E", 51)}, 2, "--free-area-id must be"},
+		{[]string{"--cert", certPath, "--remove-after", "-1"}, 2, "--remove-after must be 0 or more"},
+		{[]string{"--label", ""}, 0, ""}, // a card without JPKI-AP needs no certificate
 		{[]string{"--help"}, 0, "tobira-cardsim gen-pki DIR"},
 	}
 	for _, tt := range tests {
@@ -202,5 +221,157 @@ func TestConsoleEndOfInputAndTimeout(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "error: insert card into vpcd") || !strings.Contains(out.String(), "deadline exceeded") {
 		t.Errorf("output %q, want an insert timeout error", out.String())
+	}
+}
+
+func TestReadKey(t *testing.T) {
+	key, err := jpkitest.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecPKCS8, err := x509.MarshalPKCS8PrivateKey(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(typ string, b []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}) }
+	tests := []struct {
+		name    string
+		data    []byte
+		wantErr string
+	}{
+		{"PKCS #8", block("PRIVATE KEY", pkcs8), ""},
+		{"PKCS #1", block("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(key)), ""},
+		{"key after a certificate", append(block("CERTIFICATE", []byte{0x30, 0x00}), block("PRIVATE KEY", pkcs8)...), ""},
+		{"EC key", block("PRIVATE KEY", ecPKCS8), "want an RSA key"},
+		{"bad PKCS #1", block("RSA PRIVATE KEY", []byte{0x30, 0x00}), "parse PKCS #1"},
+		{"bad PKCS #8", block("PRIVATE KEY", []byte{0x30, 0x00}), "parse PKCS #8"},
+		{"DER, not PEM", pkcs8, "no PEM PRIVATE KEY"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "key.pem")
+			if err := os.WriteFile(path, tt.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := readKey(path)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), path) {
+					t.Fatalf("readKey() = %v, want an error naming %s and %q", err, path, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !got.Equal(key) {
+				t.Fatalf("readKey() = %v, %v; want the key", got, err)
+			}
+		})
+	}
+}
+
+// TestCardFromFlags checks what each card flag does to the simulated
+// card, in process (the PC/SC path is in pcsc_integration_test.go).
+func TestCardFromFlags(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	if code := run(t.Context(), []string{"gen-pki", dir}, nil, io.Discard, t.Output()); code != 0 {
+		t.Fatalf("gen-pki exit %d", code)
+	}
+	file := func(name string) string { return filepath.Join(dir, name) }
+	anchors, err := reader.LoadTrustAnchors(file("ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := reader.NewVerifier(anchors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A key that is not the certificates' key.
+	other, err := jpkitest.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherDER, err := x509.MarshalPKCS8PrivateKey(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey := filepath.Join(t.TempDir(), "other-key.pem")
+	if err := os.WriteFile(otherKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: otherDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fa := cardsim.DemoFreeAreaProfile(false)
+	signer := []string{"--cert", file("card-1.der"), "--key", file("card-key.pem"), "--pin", "2468"}
+	tests := []struct {
+		name     string
+		args     []string
+		mode     reader.Mode
+		typed    string // the PIN typed on the keypad
+		wantErr  error
+		wantWarn bool
+		check    func(t *testing.T, id reader.Identity, card *cardsim.Card)
+	}{
+		{name: "key signs", args: signer, mode: reader.ModePIN, typed: "2468",
+			check: func(t *testing.T, id reader.Identity, card *cardsim.Card) {
+				if !id.PINVerified || card.Signatures() != 1 {
+					t.Errorf("PINVerified %v, signatures %d", id.PINVerified, card.Signatures())
+				}
+			}},
+		{name: "no key, no signature", args: []string{"--cert", file("card-1.der")}, mode: reader.ModePIN, typed: "1234", wantErr: reader.ErrCardResponse},
+		{name: "key of another certificate: warned, signature fails", args: []string{"--cert", file("card-1.der"), "--key", otherKey}, mode: reader.ModePIN, typed: "1234",
+			wantErr: reader.ErrSignature, wantWarn: true},
+		{name: "wrong PIN", args: signer, mode: reader.ModePIN, typed: "1111", wantErr: reader.ErrPINWrong,
+			check: func(t *testing.T, id reader.Identity, card *cardsim.Card) {
+				if card.Tries() != 2 {
+					t.Errorf("tries %d, want 2", card.Tries())
+				}
+			}},
+		{name: "one try left", args: append(signer, "--tries", "1"), mode: reader.ModePIN, typed: "2468", wantErr: reader.ErrPINNearlyBlocked},
+		{name: "blocked", args: append(signer, "--tries", "0"), mode: reader.ModePIN, typed: "2468", wantErr: reader.ErrPINBlocked},
+		{name: "smartphone certificate needs the PIN", args: append(signer, "--label", cardsim.LabelAndroid, "--cert-needs-pin"), mode: reader.ModeSerial,
+			wantErr: reader.ErrCardResponse},
+		{name: "free area", args: []string{"--label", "", "--free-area-id", "EMP-9"}, mode: reader.ModeFreeArea,
+			check: func(t *testing.T, id reader.Identity, card *cardsim.Card) {
+				if id.Credential.ID != "EMP-9" {
+					t.Errorf("credential %v", id.Credential)
+				}
+			}},
+		{name: "removed after 3 commands", args: append(signer, "--remove-after", "3"), mode: reader.ModeSerial, wantErr: reader.ErrCardRemoved,
+			check: func(t *testing.T, id reader.Identity, card *cardsim.Card) {
+				if id.APDUs != 4 {
+					t.Errorf("APDUs %d, want 4 (the 4th unanswered)", id.APDUs)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseFlags(tt.args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			card, err := cfg.card(slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if warned := strings.Contains(logs.String(), "does not match"); warned != tt.wantWarn {
+				t.Errorf("warning logged %v, want %v: %s", warned, tt.wantWarn, logs.String())
+			}
+			ident, err := reader.NewIdentifier(reader.IdentifierConfig{Mode: tt.mode, Verifier: v, Keypad: &scriptedKeypad{pin: tt.typed}, FreeArea: &fa})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := ident.Identify(t.Context(), card, time.Now())
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Identify() = %v, want %v", err, tt.wantErr)
+			}
+			if tt.check != nil {
+				tt.check(t, id, card)
+			}
+		})
 	}
 }

@@ -147,7 +147,7 @@ func TestKit(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", card.Name, err)
 		}
-		signed := c.CheckSignatureFrom(k.CA.Cert) == nil
+		signed := c.CheckSignatureFrom(k.CA.Cert) == nil || c.CheckSignatureFrom(k.Gen2.Cert) == nil
 		inTime := !t0.Before(c.NotBefore) && !t0.After(c.NotAfter)
 		var got string
 		switch {
@@ -176,15 +176,22 @@ func TestKit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(paths) != 4+len(k.Cards) {
-		t.Errorf("wrote %d files, want %d", len(paths), 4+len(k.Cards))
+	if len(paths) != 5+len(k.Cards) {
+		t.Errorf("wrote %d files, want %d", len(paths), 5+len(k.Cards))
 	}
 	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if blk, _ := pem.Decode(caPEM); blk == nil || !bytes.Equal(blk.Bytes, k.CA.DER) {
-		t.Error("ca.pem does not hold the CA")
+	blk, rest := pem.Decode(caPEM)
+	if blk == nil || !bytes.Equal(blk.Bytes, k.CA.DER) {
+		t.Error("ca.pem does not start with the CA")
+	}
+	if blk, _ = pem.Decode(rest); blk == nil || !bytes.Equal(blk.Bytes, k.Gen2.DER) {
+		t.Error("ca.pem does not hold Gen2 after the CA")
+	}
+	if c, ok := k.Card("card-gen2"); !ok || c.Outcome != "valid" {
+		t.Errorf(`Card("card-gen2") = %+v, %v; want a valid card`, c, ok)
 	}
 	card1, err := os.ReadFile(filepath.Join(dir, "card-1.der"))
 	if err != nil || !bytes.Equal(card1, k.Cards[0].DER) {

@@ -10,12 +10,16 @@ import (
 	"time"
 )
 
-// Kit is a ready-made set of test PKI for bring-up, demos and tests: a
-// trusted CA, an untrusted CA with the same name, and card certificates
-// that cover the usual outcomes. All card certificates share one key.
+// Kit is a ready-made set of test PKI for bring-up, demos and tests: two
+// trusted CA generations, an untrusted CA with the same name, and card
+// certificates that cover the usual outcomes. All card certificates share
+// one key.
 type Kit struct {
 	// CA is the CA to configure as trust anchor.
 	CA *CA
+	// Gen2 is a second, newer CA generation with the same name, trusted
+	// alongside CA (JPKI runs several generations at once).
+	Gen2 *CA
 	// Other is a CA that is not meant to be trusted; its name is the same as
 	// CA's, so only the signature tells them apart.
 	Other *CA
@@ -33,18 +37,23 @@ type KitCard struct {
 	Serial uint32
 	// DER is the certificate.
 	DER []byte
-	// Outcome says what a verifier trusting Kit.CA must conclude at the
-	// kit's reference time: "valid", "expired", "not-yet-valid" or
-	// "untrusted".
+	// Outcome says what a verifier trusting Kit.CA and Kit.Gen2 must
+	// conclude at the kit's reference time: "valid", "expired",
+	// "not-yet-valid" or "untrusted".
 	Outcome string
 }
 
 // NewKit makes a Kit whose certificates are judged relative to now: valid
-// cards from a year before to four years after, one expired a year ago,
-// one valid from a year on, and one issued by the untrusted CA.
+// cards from a year before to four years after (two from CA, one from
+// Gen2), one expired a year ago, one valid from a year on, and one issued
+// by the untrusted CA.
 func NewKit(now time.Time) (*Kit, error) {
 	year := 365 * 24 * time.Hour
 	ca, err := NewCA("", now.Add(-10*year), now.Add(20*year))
+	if err != nil {
+		return nil, fmt.Errorf("new kit: %w", err)
+	}
+	gen2, err := NewCA("", now.Add(-2*year), now.Add(25*year))
 	if err != nil {
 		return nil, fmt.Errorf("new kit: %w", err)
 	}
@@ -56,7 +65,7 @@ func NewKit(now time.Time) (*Kit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new kit: %w", err)
 	}
-	k := &Kit{CA: ca, Other: other, CardKey: key}
+	k := &Kit{CA: ca, Gen2: gen2, Other: other, CardKey: key}
 	specs := []struct {
 		name     string
 		serial   uint32
@@ -66,6 +75,7 @@ func NewKit(now time.Time) (*Kit, error) {
 	}{
 		{"card-1", 0x10000001, ca, now.Add(-year), now.Add(4 * year), "valid"},
 		{"card-2", 0x10000002, ca, now.Add(-year), now.Add(4 * year), "valid"},
+		{"card-gen2", 0x10000006, gen2, now.Add(-year), now.Add(4 * year), "valid"},
 		{"card-expired", 0x10000003, ca, now.Add(-6 * year), now.Add(-year), "expired"},
 		{"card-not-yet-valid", 0x10000004, ca, now.Add(year), now.Add(6 * year), "not-yet-valid"},
 		{"card-untrusted", 0x10000005, other, now.Add(-year), now.Add(4 * year), "untrusted"},
@@ -91,8 +101,10 @@ func (k *Kit) Card(name string) (KitCard, bool) {
 }
 
 // WriteDir writes the kit into dir (created if needed) and returns the
-// paths written: ca.der and ca.pem (the trust anchor), other-ca.pem,
-// <card>.der for each card, and card-key.pem (the cards' test key, PKCS #8).
+// paths written: ca.der and ca-gen2.der (the two generations), ca.pem (the
+// trust anchors: both generations), other-ca.pem, card-key.pem (the cards'
+// test key, PKCS #8, for a simulated card that signs) and <card>.der for
+// each card.
 func (k *Kit) WriteDir(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("write kit: %w", err)
@@ -106,7 +118,9 @@ func (k *Kit) WriteDir(dir string) ([]string, error) {
 		data []byte
 	}{
 		{"ca.der", k.CA.DER},
-		{"ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.CA.DER})},
+		{"ca-gen2.der", k.Gen2.DER},
+		{"ca.pem", append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.CA.DER}),
+			pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.Gen2.DER})...)},
 		{"other-ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.Other.DER})},
 		{"card-key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})},
 	}
