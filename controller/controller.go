@@ -9,6 +9,7 @@ package controller
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,13 @@ type Identifier interface {
 	Identify(ctx context.Context, t reader.Transmitter, now time.Time) (reader.Identity, error)
 }
 
+// EnrollmentLog stores enrollment records durably for HQ, apart from the
+// event stream (sync.Outbox): a record carries the certificate, whose
+// validity dates hint at a birthday.
+type EnrollmentLog interface {
+	AppendEnrollment(record []byte) (uint64, error)
+}
+
 // Tap is the outcome of one card presented at a door. Observers (the demo,
 // tests, status) receive it after the lock has been driven.
 type Tap struct {
@@ -77,6 +85,10 @@ type Tap struct {
 	Event tsync.Event
 	// LockErr is set when the lock could not be driven for a grant.
 	LockErr error
+	// EnrollmentSeq is the enrollment record's number in the outbox (enroll
+	// mode), and EnrollmentErr the error storing it.
+	EnrollmentSeq uint64
+	EnrollmentErr error
 }
 
 // ReaderLoop is the loop of one reader at one door: a door has one loop per
@@ -102,6 +114,8 @@ type ReaderLoop struct {
 	Lock Lock
 	// Events receives one event per decision.
 	Events EventLog
+	// Enrollments receives the enrollment records of an enroll-mode reader.
+	Enrollments EnrollmentLog
 	// Notify, if set, is called after an event is stored (sync.Edge.Notify).
 	Notify func()
 	// OnTap, if set, is called after each tap.
@@ -164,6 +178,12 @@ func (d *ReaderLoop) Handle(ctx context.Context, card reader.Transmitter) Tap {
 		decideStart = clk.Now()
 		tap.ReadTime = decideStart.Sub(start)
 		tap.Decision = d.decide(tap.Identity, tap.ReadErr, decideStart)
+	}
+	if rec := tap.Identity.Enrollment; rec != nil {
+		tap.EnrollmentSeq, tap.EnrollmentErr = d.storeEnrollment(rec)
+		if tap.EnrollmentErr != nil {
+			log.Error("enrollment record not stored", "door", d.Door, "credential", rec.Credential.String(), "err", tap.EnrollmentErr)
+		}
 	}
 	admin := tap.Decision.Reason == policy.ReasonBreakGlass
 	if tap.Decision.Granted && !d.Lock.AllowGrant(admin) {
@@ -238,6 +258,18 @@ func (d *ReaderLoop) Handle(ctx context.Context, card reader.Transmitter) Tap {
 	return tap
 }
 
+// storeEnrollment stores an enroll-mode reader's record for HQ.
+func (d *ReaderLoop) storeEnrollment(rec *reader.EnrollmentRecord) (uint64, error) {
+	if d.Enrollments == nil {
+		return 0, errors.New("this reader has no enrollment log")
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return 0, fmt.Errorf("encode enrollment record: %w", err)
+	}
+	return d.Enrollments.AppendEnrollment(b)
+}
+
 // decide turns an identification into a decision: a reader error decides
 // by itself; an identity is decided by policy for this door and direction.
 func (d *ReaderLoop) decide(id reader.Identity, readErr error, now time.Time) policy.Decision {
@@ -269,6 +301,9 @@ func eventDetail(direction string, tap Tap) string {
 	}
 	if tap.Decision.Flags != 0 {
 		parts = append(parts, "flags="+tap.Decision.Flags.String())
+	}
+	if tap.EnrollmentSeq != 0 {
+		parts = append(parts, fmt.Sprintf("enrollment=%d", tap.EnrollmentSeq))
 	}
 	if tap.Decision.SnapshotVersion != 0 {
 		parts = append(parts, fmt.Sprintf("snapshot=%d", tap.Decision.SnapshotVersion))

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -321,5 +322,49 @@ func TestTapSelectsOnlyJPKIAuthFiles(t *testing.T) {
 				t.Errorf("unexpected SELECT form: % X", c)
 			}
 		}
+	}
+}
+
+type fakeEnrollments struct{ records [][]byte }
+
+func (f *fakeEnrollments) AppendEnrollment(b []byte) (uint64, error) {
+	f.records = append(f.records, b)
+	return uint64(len(f.records)), nil
+}
+
+// TestHandleEnroll checks that an enroll-mode tap stores the enrollment
+// record apart from the event, and that the event carries no certificate.
+func TestHandleEnroll(t *testing.T) {
+	ca, _ := testPKI()
+	v, err := reader.NewVerifier([]*x509.Certificate{ca.Cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := reader.NewIdentifier(reader.IdentifierConfig{Mode: reader.ModeEnroll, Verifier: v, Keypad: typedPIN("1234")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &journal{}
+	log, enr := &fakeLog{j: j}, &fakeEnrollments{}
+	d := &ReaderLoop{Door: "front", Direction: "in", Identifier: id, Decider: &fakeDecider{j: j}, Lock: &fakeLock{j: j},
+		Events: log, Enrollments: enr, Log: slog.New(slog.DiscardHandler)}
+	tap := d.Handle(context.Background(), testCard(t, 0x1005, time.Now().AddDate(1, 0, 0)))
+	if tap.EnrollmentErr != nil || tap.EnrollmentSeq != 1 || len(enr.records) != 1 {
+		t.Fatalf("enrollment seq %d err %v records %d", tap.EnrollmentSeq, tap.EnrollmentErr, len(enr.records))
+	}
+	var rec reader.EnrollmentRecord
+	if err := json.Unmarshal(enr.records[0], &rec); err != nil || !rec.PINVerified || len(rec.Signature) == 0 {
+		t.Errorf("stored record = %+v (%v)", rec, err)
+	}
+	if err := reader.VerifyEnrollment(&rec, v, time.Now()); err != nil {
+		t.Errorf("stored record does not verify: %v", err)
+	}
+	ev := log.events[0]
+	if !strings.Contains(ev.Detail, "enrollment=1") {
+		t.Errorf("event detail %q does not point at the enrollment", ev.Detail)
+	}
+	evJSON, _ := json.Marshal(ev)
+	if strings.Contains(string(evJSON), "MII") || len(evJSON) > 1024 {
+		t.Errorf("event carries more than a reference: %s", evJSON)
 	}
 }

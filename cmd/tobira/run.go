@@ -141,11 +141,15 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	var edge *tsync.Edge
 	commands := &controller.Commands{Doors: commandDoors, Policy: store, Log: log,
 		Resync: func() { edge.PublishStatus() }}
-	edge, err = tsync.NewEdge(tsync.EdgeConfig{Broker: cfg.HQ.Broker, Site: cfg.Site, Device: cfg.Device,
-		TLS: tlsCfg, Username: cfg.HQ.Username, Password: password, Logger: log,
-		Keys: keys, Commands: commands, Snapshots: store, StagingDir: cfg.DataDir,
-		Status: controller.DeviceStatus(version, store, statusDoors, clk)}, outbox)
-	if err != nil {
+	ecfg := tsync.EdgeConfig{Broker: cfg.HQ.Broker, Site: cfg.Site, Device: cfg.Device,
+		TLS: tlsCfg, Username: cfg.HQ.Username, Password: password, Logger: log, StagingDir: cfg.DataDir,
+		Status: controller.DeviceStatus(version, store, statusDoors, clk)}
+	if len(keys) > 0 {
+		ecfg.Keys, ecfg.Commands, ecfg.Snapshots, ecfg.Marks = keys, commands, store, store
+	} else {
+		log.Warn("no hq.keys pinned: HQ's snapshots, commands and ticket marks are not accepted; events still flow")
+	}
+	if edge, err = tsync.NewEdge(ecfg, outbox); err != nil {
 		return err
 	}
 	for _, d := range doors {
@@ -182,7 +186,7 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		defer closeKeypad()
 		loop := &controller.ReaderLoop{Door: rc.Door, Reader: rc.Name, Direction: rc.Direction,
 			Source: pcsc.Source(rc.Name), Identifier: identifier, PINIdentifier: pinIdentifier, Decider: store,
-			Lock: locks[rc.Door], Events: outbox, Notify: edge.Notify, Clock: clk, Log: log}
+			Lock: locks[rc.Door], Events: outbox, Enrollments: outbox, Notify: edge.Notify, Clock: clk, Log: log}
 		wg.Add(1)
 		running.Add(1)
 		go func() {
