@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"io"
@@ -90,7 +91,7 @@ func RunReleaseCLI(ctx context.Context, cfg HQConfig, args []string, stdout, std
 
 // ed25519Dummy returns a throw-away signing key for servers that only
 // serve and read (they never publish an offer).
-func ed25519Dummy() []byte {
+func ed25519Dummy() ed25519.PrivateKey {
 	_, priv, _ := signed.GenerateKey() // crypto/rand never fails
 	return priv
 }

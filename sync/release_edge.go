@@ -75,7 +75,9 @@ type ReleaseConfig struct {
 	ReportInterval time.Duration
 	// OnActivated is called after a release was activated: the controller
 	// must stop (relays safe) and the process exit 0 so that systemd starts
-	// the new release. nil: nothing is called (the next restart runs it).
+	// the new release. It runs on the agent's worker and must not wait for
+	// Run to return (cancel Run's context and return instead). nil: nothing
+	// is called (the next restart runs it).
 	OnActivated func(m firmware.Manifest)
 }
 
