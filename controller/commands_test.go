@@ -137,3 +137,23 @@ func TestDeviceStatus(t *testing.T) {
 		t.Errorf("status without snapshot = %+v, %v", empty, err)
 	}
 }
+
+func TestActivityBusy(t *testing.T) {
+	quiet := statusDoor{"front", door.Status{Mode: door.ModeNormal}}
+	a := &Activity{Doors: []StatusDoor{quiet}}
+	if busy, why := a.Busy(); busy {
+		t.Fatalf("idle controller busy: %s", why)
+	}
+	a.enter()
+	if busy, why := a.Busy(); !busy || !strings.Contains(why, "card transaction") {
+		t.Errorf("during a card session: %t %q", busy, why)
+	}
+	a.leave()
+	a.Doors = append(a.Doors, statusDoor{"lab", door.Status{Unlocked: true}})
+	if busy, why := a.Busy(); !busy || !strings.Contains(why, `door "lab" is unlocked`) {
+		t.Errorf("with an unlocked door: %t %q", busy, why)
+	}
+	var none *Activity
+	none.enter() // a loop without an Activity must not panic
+	none.leave()
+}

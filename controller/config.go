@@ -18,6 +18,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/tobira-ac/tobira/door"
+	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
@@ -60,6 +61,20 @@ type FirmwareConfig struct {
 	// HealthDeadline is how long a release on trial may take to report
 	// healthy before it is rolled back (default 5m).
 	HealthDeadline Duration `toml:"health_deadline"`
+	// ReleaseKeys are the pinned release public key files (tobira-release
+	// keygen's NAME.pub). Without them the device accepts no release.
+	ReleaseKeys []string `toml:"release_keys"`
+	// Groups are the release groups this device belongs to ("group:NAME"
+	// targets in a manifest).
+	Groups []string `toml:"groups"`
+	// Window is the daily maintenance window for installs, "02:00-04:00"
+	// in TimeZone; empty means any time (still never while a door is busy).
+	Window string `toml:"window"`
+	// TimeZone is the window's zone (default Asia/Tokyo).
+	TimeZone string `toml:"time_zone"`
+	// RateLimit bounds the release download, bytes per second (default
+	// 262144), so a gate lane's events are not starved.
+	RateLimit int64 `toml:"rate_limit"`
 }
 
 // TrustConfig lists the CA certificates that user-authentication
@@ -260,8 +275,10 @@ const (
 	// DefaultFirmwareAttempts and DefaultHealthDeadline bound a release on trial.
 	DefaultFirmwareAttempts = 3
 	DefaultHealthDeadline   = 5 * time.Minute
-	minPulse                = 100 * time.Millisecond
-	maxPulse                = 5 * time.Minute
+	// DefaultReleaseRate is the release download rate, bytes per second.
+	DefaultReleaseRate = 256 << 10
+	minPulse           = 100 * time.Millisecond
+	maxPulse           = 5 * time.Minute
 )
 
 // ErrConfig marks every configuration error; the message names the file,
@@ -313,6 +330,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = DefaultLogLevel
+	}
+	if c.Firmware.TimeZone == "" {
+		c.Firmware.TimeZone = "Asia/Tokyo"
+	}
+	if c.Firmware.RateLimit == 0 {
+		c.Firmware.RateLimit = DefaultReleaseRate
 	}
 	if c.Firmware.MaxAttempts == 0 {
 		c.Firmware.MaxAttempts = DefaultFirmwareAttempts
@@ -374,6 +397,17 @@ func (c *Config) Validate() error {
 	c.HQ.validate(bad)
 	if c.Firmware.Root != "" && !filepath.IsAbs(c.Firmware.Root) {
 		bad("firmware.root", "%q must be an absolute path", c.Firmware.Root)
+	}
+	if loc, err := time.LoadLocation(c.Firmware.TimeZone); err != nil {
+		bad("firmware.time_zone", "%q is not a time zone name like Asia/Tokyo", c.Firmware.TimeZone)
+	} else if _, err := firmware.ParseWindow(c.Firmware.Window, loc); err != nil {
+		bad("firmware.window", "%q must look like \"02:00-04:00\"", c.Firmware.Window)
+	}
+	if c.Firmware.RateLimit < 1024 {
+		bad("firmware.rate_limit", "%d bytes/s is below 1024", c.Firmware.RateLimit)
+	}
+	if len(c.Firmware.ReleaseKeys) > 0 && c.Firmware.Root == "" {
+		bad("firmware.release_keys", "set, but firmware.root is empty: releases need an update root")
 	}
 	if c.Firmware.MaxAttempts < 1 || c.Firmware.MaxAttempts > 100 {
 		bad("firmware.max_attempts", "%d must be between 1 and 100", c.Firmware.MaxAttempts)

@@ -118,6 +118,9 @@ type ReaderLoop struct {
 	Enrollments EnrollmentLog
 	// Notify, if set, is called after an event is stored (sync.Edge.Notify).
 	Notify func()
+	// Activity, if set, counts this loop's card sessions (firmware installs
+	// wait for them).
+	Activity *Activity
 	// OnTap, if set, is called after each tap.
 	OnTap func(Tap)
 	// Clock is the time source (clock.System{} when nil).
@@ -152,10 +155,12 @@ func (d *ReaderLoop) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		d.Activity.enter()
 		d.Handle(ctx, card)
 		if err := card.Done(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("card session did not end cleanly", "door", d.Door, "err", err)
 		}
+		d.Activity.leave()
 	}
 }
 

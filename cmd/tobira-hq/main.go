@@ -40,6 +40,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/tobira-ac/tobira/firmware"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/registry"
 	"github.com/tobira-ac/tobira/sync/signed"
@@ -67,6 +68,8 @@ const usage = `usage:
                    [--type T] [--reason R] [--granted yes|no] [--from T] [--to T]
                    [--limit N] [--format json|csv]
                                            query and export stored events (times RFC 3339)
+  tobira-hq release [--broker URL] [TLS] publish|serve|devices|rollout|keygen|sign|verify ...
+                                           firmware releases over MQTT (docs/FIRMWARE.md)
   tobira-hq tail --broker URL [--format json|csv] [TLS]
                                            print events as they pass the broker (resends included)
   tobira-hq fleet --db FILE [--spool DIR] [--format text|json]
@@ -231,6 +234,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return publishSnapshot(ctx, fs, parse, stdout, log)
 	case "command send":
 		return sendCommand(ctx, fs, parse, stdout, log)
+	case "release":
+		brokerURL := fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
+		tf := addTLS(fs)
+		if err := fs.Parse(args[1:]); err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		tc, err := tf.config()
+		if err != nil {
+			return err
+		}
+		err = tsync.RunReleaseCLI(ctx, tsync.HQConfig{Broker: *brokerURL, TLS: tc, Logger: log}, fs.Args(), stdout, stderr)
+		if errors.Is(err, firmware.ErrUsage) {
+			return fmt.Errorf("%w: %s", errUsage, strings.TrimPrefix(err.Error(), "usage: "))
+		}
+		return err
 	case "version":
 		fmt.Fprintln(stdout, "tobira-hq", version)
 		return nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +87,13 @@ func TestUsage(t *testing.T) {
 		if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, errUsage) {
 			t.Errorf("run(%q) = %v, want usage error", args, err)
 		}
+	}
+}
+
+func TestReleaseUsage(t *testing.T) {
+	var errOut bytes.Buffer
+	err := run(context.Background(), []string{"release"}, &bytes.Buffer{}, &errOut)
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no release command") {
+		t.Errorf("release without a command: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	gosync "sync"
 	"sync/atomic"
+	"time"
 
 	"periph.io/x/conn/v3/gpio"
 
@@ -174,6 +175,21 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 			errc <- fmt.Errorf("HQ link: %w", err)
 		}
 	}()
+	activity := &controller.Activity{Doors: statusDoors}
+	activated := make(chan firmware.Manifest, 1)
+	agent, err := releaseAgent(cfg, ecfg, activity, activated, log)
+	if err != nil {
+		return err
+	}
+	if agent != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := agent.Run(ctx); err != nil {
+				errc <- fmt.Errorf("release agent: %w", err)
+			}
+		}()
+	}
 	locks := map[string]*door.Door{}
 	for _, d := range doors {
 		locks[d.Name()] = d
@@ -186,7 +202,8 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		defer closeKeypad()
 		loop := &controller.ReaderLoop{Door: rc.Door, Reader: rc.Name, Direction: rc.Direction,
 			Source: pcsc.Source(rc.Name), Identifier: identifier, PINIdentifier: pinIdentifier, Decider: store,
-			Lock: locks[rc.Door], Events: outbox, Enrollments: outbox, Notify: edge.Notify, Clock: clk, Log: log}
+			Lock: locks[rc.Door], Events: outbox, Enrollments: outbox, Notify: edge.Notify, Activity: activity,
+			Clock: clk, Log: log}
 		wg.Add(1)
 		running.Add(1)
 		go func() {
@@ -208,6 +225,9 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 			log.Error("firmware: could not commit the release on trial", "err", err)
 		} else if res.Outcome != "" {
 			log.Info("firmware: release committed", "outcome", res.Outcome, "reason", res.Reason)
+			if agent != nil {
+				agent.Refresh() // tell HQ at once
+			}
 		}
 		wg.Add(1)
 		go func() {
@@ -224,6 +244,11 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	case <-ctx.Done():
 		err = nil
 	case err = <-errc:
+	case m := <-activated:
+		// A new release is in place: stop (relays locked by the deferred
+		// Close) so that systemd starts it, on trial.
+		log.Info("firmware: release activated; restarting into it", "version", m.Version)
+		err = nil
 	}
 	cancel()
 	wg.Wait()
@@ -306,6 +331,54 @@ func policyOptions(cfg *controller.Config, log *slog.Logger) (policy.Options, er
 		o.Doors[d.Name] = policy.DoorOptions{OnStaleRevocations: stale, OnUntrustedClock: clockFB}
 	}
 	return o, nil
+}
+
+// releaseAgent builds the firmware release agent when the configuration
+// pins release keys (nil otherwise). A release it activates is announced on
+// activated, and the controller then exits for systemd to start it.
+func releaseAgent(cfg *controller.Config, ecfg tsync.EdgeConfig, busy firmware.BusyChecker,
+	activated chan<- firmware.Manifest, log *slog.Logger) (*tsync.ReleaseAgent, error) {
+	fw := cfg.Firmware
+	if len(fw.ReleaseKeys) == 0 {
+		return nil, nil
+	}
+	if len(ecfg.Keys) == 0 {
+		return nil, fmt.Errorf("firmware.release_keys: release offers are signed by HQ too: pin hq.keys")
+	}
+	var keys []ed25519.PublicKey
+	for i, p := range fw.ReleaseKeys {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("firmware.release_keys[%d]: %w", i, err)
+		}
+		k, err := firmware.ParsePublicKey(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("firmware.release_keys[%d]: %s: %w", i, p, err)
+		}
+		keys = append(keys, k)
+	}
+	v, err := firmware.NewVerifier(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("firmware.release_keys: %w", err)
+	}
+	loc, err := time.LoadLocation(fw.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("firmware.time_zone: %w", err)
+	}
+	window, err := firmware.ParseWindow(fw.Window, loc)
+	if err != nil {
+		return nil, fmt.Errorf("firmware.window: %w", err)
+	}
+	up := &firmware.Updater{Root: fw.Root, Verifier: v, Device: firmware.Device{ID: cfg.Device, Groups: fw.Groups},
+		Busy: busy, Window: window, RateLimit: fw.RateLimit, Logger: log}
+	return tsync.NewReleaseAgent(ecfg, tsync.ReleaseConfig{Installer: up, Groups: fw.Groups,
+		StateFile: filepath.Join(cfg.DataDir, "release-agent.json"),
+		OnActivated: func(m firmware.Manifest) {
+			select {
+			case activated <- m:
+			default:
+			}
+		}})
 }
 
 // hqKeys reads the pinned HQ public keys that sign snapshots and commands.
