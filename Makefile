@@ -12,7 +12,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # the pcsctest helper serialises them with a lock file; -p 2 matches the cores.
 TESTFLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build demo test bench deps-build deps-test vet fmt-check fuzz-smoke clean
+.PHONY: all build demo test bench bench-full deps-build deps-test vet fmt-check clean
 
 all: build
 
@@ -39,8 +39,21 @@ fmt-check:
 test: deps-test deps-build fmt-check vet
 	$(GO) test $(TESTFLAGS) ./...
 
+# make bench: every Go benchmark at the default (small) scale, then the
+# MQTT figures (drain rate against the mosquitto_pub/sub ceiling, tap-to-HQ
+# latency, gate-to-gate ticket delay) at TOBIRA_BENCH_SCALE=small.
 bench: deps-test deps-build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	TOBIRA_BENCH_SCALE=small $(GO) test -count=1 -timeout 30m -run 'TestPerf' -v ./sync | grep -E '^(=== RUN|--- |ok|FAIL)|figure|events/s|p50|p99|ratio' || true
+
+# make bench-full: the figures of docs/PERFORMANCE.md at full scale (10
+# million credentials, a 1-million-event backlog). Takes tens of minutes and
+# a few GB of disk under $$TMPDIR; the big fixtures are cached there.
+bench-full: deps-test deps-build
+	cd policy && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'Decide' -benchtime 300000x -timeout 60m .
+	cd policy && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'ApplyFull|ImportCRL' -benchtime 1x -timeout 60m .
+	cd policy && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'Delta' -benchtime 5x -timeout 60m .
+	TOBIRA_BENCH_SCALE=full $(GO) test -count=1 -timeout 60m -run 'TestPerf' -v ./sync
 
 clean:
 	rm -rf $(BIN)
