@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -342,7 +343,7 @@ func TestGrantPinFailure(t *testing.T) {
 	if want := `door "front": drive relay GPIO17(17) unlocked (High)`; !strings.Contains(err.Error(), want) {
 		t.Errorf("Grant error %q does not contain %q", err, want)
 	}
-	if got, want := pin.writes(), []gpio.Level{gpio.Low, gpio.High, gpio.Low}; !equalLevels(got, want) {
+	if got, want := pin.writes(), []gpio.Level{gpio.Low, gpio.High, gpio.Low}; !slices.Equal(got, want) {
 		t.Errorf("pin writes = %v, want %v (start, failed unlock, relock)", got, want)
 	}
 	if pin.Read() != gpio.Low || d.Unlocked() || clk.Pending() != 0 {
@@ -459,16 +460,4 @@ func TestObserversInOrder(t *testing.T) {
 			Change{Door: "front", Time: at.Add(5 * time.Second), Cause: CauseRelock})
 	}
 	expectChanges(t, slow, want...)
-}
-
-func equalLevels(a, b []gpio.Level) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

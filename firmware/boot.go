@@ -75,11 +75,7 @@ func Guard(ctx context.Context, o GateOptions) (GuardResult, error) {
 		return GuardResult{}, err
 	}
 	defer unlock()
-	st, err := loadState(l.state())
-	if err != nil {
-		return GuardResult{}, err
-	}
-	cur, err := l.linkVersion(currentLink)
+	st, cur, err := l.load()
 	if err != nil {
 		return GuardResult{}, err
 	}
@@ -313,11 +309,7 @@ func Rollback(ctx context.Context, o GateOptions) (Result, error) {
 		return Result{}, err
 	}
 	defer unlock()
-	st, err := loadState(l.state())
-	if err != nil {
-		return Result{}, err
-	}
-	cur, err := l.linkVersion(currentLink)
+	st, cur, err := l.load()
 	if err != nil {
 		return Result{}, err
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -119,23 +120,11 @@ func TestHTTPSDownloadResumes(t *testing.T) {
 				t.Fatalf("staged binary: %d bytes, %v; want the %d served bytes", len(got), err, len(blob))
 			}
 			reqs := rs.requests()
-			if len(reqs) < len(tc.wantFirst) || !equalInts(reqs[:len(tc.wantFirst)], tc.wantFirst) {
+			if len(reqs) < len(tc.wantFirst) || !slices.Equal(reqs[:len(tc.wantFirst)], tc.wantFirst) {
 				t.Errorf("request offsets %v, want them to start with %v", reqs, tc.wantFirst)
 			}
 		})
 	}
-}
-
-func equalInts(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestDownloadGivesUpAndResumesLater: a source that stays down makes Stage

@@ -112,11 +112,7 @@ func (u *Updater) Check(ctx context.Context, envelope []byte) (Manifest, error) 
 		return Manifest{}, fmt.Errorf("check release: %w", err)
 	}
 	l := u.layout()
-	st, err := loadState(l.state())
-	if err != nil {
-		return Manifest{}, err
-	}
-	running, err := l.linkVersion(currentLink)
+	st, running, err := l.load()
 	if err != nil {
 		return Manifest{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -96,6 +97,17 @@ func loadState(path string) (State, error) {
 	return parseState(data, path)
 }
 
+// load reads the root's state and the version current points at.
+func (l layout) load() (st State, current string, err error) {
+	if st, err = loadState(l.state()); err != nil {
+		return State{}, "", err
+	}
+	if current, err = l.linkVersion(currentLink); err != nil {
+		return State{}, "", err
+	}
+	return st, current, nil
+}
+
 // parseState decodes and checks a state file.
 func parseState(data []byte, path string) (State, error) {
 	var st State
@@ -125,11 +137,11 @@ func saveState(path string, st State) error {
 	return writeFileAtomic(path, append(data, '\n'), 0o644)
 }
 
+// markBad records v as rolled back on this device, keeping the newest
+// maxBad versions.
 func (st *State) markBad(v string) {
-	for _, b := range st.Bad {
-		if b == v {
-			return
-		}
+	if st.isBad(v) {
+		return
 	}
 	st.Bad = append(st.Bad, v)
 	if len(st.Bad) > maxBad {
@@ -137,11 +149,5 @@ func (st *State) markBad(v string) {
 	}
 }
 
-func (st *State) isBad(v string) bool {
-	for _, b := range st.Bad {
-		if b == v {
-			return true
-		}
-	}
-	return false
-}
+// isBad reports whether v was rolled back on this device.
+func (st *State) isBad(v string) bool { return slices.Contains(st.Bad, v) }

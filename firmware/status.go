@@ -24,11 +24,7 @@ type Status struct {
 // ReadStatus reads the status of an update root without locking it.
 func ReadStatus(root string) (Status, error) {
 	l := layout{root}
-	st, err := loadState(l.state())
-	if err != nil {
-		return Status{}, err
-	}
-	cur, err := l.linkVersion(currentLink)
+	st, cur, err := l.load()
 	if err != nil {
 		return Status{}, err
 	}

@@ -66,36 +66,26 @@ type Snapshot struct {
 // rulesItems lists the snapshot's records other than Allow and Revoked,
 // each with the name of its place ("doors[2]") for errors.
 func (s Snapshot) rulesItems() (names []string, items []Item) {
-	add := func(name string, i int, it Item) {
-		names = append(names, fmt.Sprintf("%s[%d]", name, i))
-		items = append(items, it)
-	}
 	if s.Site != nil {
 		names, items = append(names, "site"), append(items, *s.Site)
 	}
-	for i, it := range s.People {
-		add("people", i, it)
-	}
-	for i, it := range s.Links {
-		add("links", i, it)
-	}
-	for i, it := range s.Doors {
-		add("doors", i, it)
-	}
-	for i, it := range s.Areas {
-		add("areas", i, it)
-	}
-	for i, it := range s.Levels {
-		add("levels", i, it)
-	}
-	for i, it := range s.Schedules {
-		add("schedules", i, it)
-	}
-	for i, it := range s.Holidays {
-		add("holidays", i, it)
-	}
-	for i, it := range s.Events {
-		add("events", i, it)
+	names, items = appendNamed(names, items, "people", s.People)
+	names, items = appendNamed(names, items, "links", s.Links)
+	names, items = appendNamed(names, items, "doors", s.Doors)
+	names, items = appendNamed(names, items, "areas", s.Areas)
+	names, items = appendNamed(names, items, "levels", s.Levels)
+	names, items = appendNamed(names, items, "schedules", s.Schedules)
+	names, items = appendNamed(names, items, "holidays", s.Holidays)
+	names, items = appendNamed(names, items, "events", s.Events)
+	return names, items
+}
+
+// appendNamed appends list to items and the name of each one's place
+// ("doors[2]") to names.
+func appendNamed[T Item](names []string, items []Item, name string, list []T) ([]string, []Item) {
+	for i, it := range list {
+		names = append(names, fmt.Sprintf("%s[%d]", name, i))
+		items = append(items, it)
 	}
 	return names, items
 }

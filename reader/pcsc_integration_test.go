@@ -21,25 +21,8 @@ import (
 // call fails the test instead of stalling the run.
 const integrationTimeout = 60 * time.Second
 
-func openPCSC(t *testing.T) (*reader.PCSC, context.Context) {
-	t.Helper()
-	pcsctest.Start(t)
-	p, err := reader.OpenPCSC(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("Close() = %v", err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), integrationTimeout)
-	t.Cleanup(cancel)
-	return p, ctx
-}
-
 func TestPCSCIdentify(t *testing.T) {
-	p, ctx := openPCSC(t)
+	p, ctx := pcsctest.OpenPCSC(t, slog.LevelDebug, integrationTimeout)
 	names, err := p.Readers()
 	if err != nil || !slices.Contains(names, pcsctest.Reader) {
 		t.Fatalf("Readers() = %q, %v; want %q listed", names, err, pcsctest.Reader)
@@ -100,7 +83,7 @@ func TestPCSCIdentify(t *testing.T) {
 }
 
 func TestPCSCSameTapNotReadTwice(t *testing.T) {
-	p, ctx := openPCSC(t)
+	p, ctx := pcsctest.OpenPCSC(t, slog.LevelDebug, integrationTimeout)
 	src := p.Source(pcsctest.Reader)
 	card := cardsim.New(cardsim.Profile{TokenLabel: cardsim.LabelMyNumberCard})
 	bridge := pcsctest.Insert(t, card)
@@ -145,7 +128,7 @@ func TestPCSCSameTapNotReadTwice(t *testing.T) {
 }
 
 func TestPCSCNextCardCancelled(t *testing.T) {
-	p, ctx := openPCSC(t)
+	p, ctx := pcsctest.OpenPCSC(t, slog.LevelDebug, integrationTimeout)
 	src := p.Source(pcsctest.Reader)
 	ctx, cancel := context.WithCancel(ctx)
 	got := make(chan error, 1)
@@ -160,7 +143,7 @@ func TestPCSCNextCardCancelled(t *testing.T) {
 }
 
 func TestPCSCReaderNotFound(t *testing.T) {
-	p, ctx := openPCSC(t)
+	p, ctx := pcsctest.OpenPCSC(t, slog.LevelDebug, integrationTimeout)
 	_, err := p.Source("No Such Reader 00 00").NextCard(ctx)
 	if !errors.Is(err, reader.ErrReaderNotFound) {
 		t.Fatalf("NextCard() = %v, want ErrReaderNotFound", err)

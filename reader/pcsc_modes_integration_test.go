@@ -19,7 +19,7 @@ import (
 // TestPCSCModes runs every identification mode through pcscd + vpcd +
 // cardsim: the acceptance checks of the reader issue.
 func TestPCSCModes(t *testing.T) {
-	p, ctx := openPCSC(t)
+	p, ctx := pcsctest.OpenPCSC(t, slog.LevelDebug, integrationTimeout)
 	pk := pki(t)
 	src := p.Source(pcsctest.Reader)
 	bridge := cardsim.NewBridge(pcsctest.VPCDAddr, cardsim.VPCD{Retry: 20 * time.Millisecond})
@@ -135,7 +135,7 @@ func TestPCSCModes(t *testing.T) {
 }
 
 func TestPCSCInspect(t *testing.T) {
-	p, ctx := openPCSC(t)
+	p, ctx := pcsctest.OpenPCSC(t, slog.LevelDebug, integrationTimeout)
 	pk := pki(t)
 	card := cardsim.New(cardsim.Profile{TokenLabel: cardsim.LabelMyNumberCard, AuthCert: pk.untrusted, Tries: 2})
 	pcsctest.Insert(t, card)
@@ -166,7 +166,7 @@ func TestPCSCInspect(t *testing.T) {
 // vanish, as on unplug and pcscd restart) and starts it again: the same
 // PCSC and sources serve cards again, with several sources in use at once.
 func TestPCSCRecovery(t *testing.T) {
-	p, ctx := openPCSC(t)
+	p, ctx := pcsctest.OpenPCSC(t, slog.LevelDebug, integrationTimeout)
 	pk := pki(t)
 	src := p.Source(pcsctest.Reader)
 	other := p.Source("Virtual PCD 00 01")

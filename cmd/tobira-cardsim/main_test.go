@@ -30,14 +30,7 @@ func TestGenPKI(t *testing.T) {
 	if code := run(t.Context(), []string{"gen-pki", dir}, nil, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	anchors, err := reader.LoadTrustAnchors(filepath.Join(dir, "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := reader.NewVerifier(anchors)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := kitVerifier(t, dir)
 	now := time.Now()
 	for name, want := range map[string]error{
 		"card-1": nil, "card-2": nil, "card-gen2": nil, "card-expired": reader.ErrExpired,
@@ -275,15 +268,20 @@ func TestReadKey(t *testing.T) {
 	}
 }
 
-// TestCardFromFlags checks what each card flag does to the simulated
-// card, in process (the PC/SC path is in pcsc_integration_test.go).
-func TestCardFromFlags(t *testing.T) {
+// kitDir writes a gen-pki kit and returns its directory.
+func kitDir(t *testing.T) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pki")
 	if code := run(t.Context(), []string{"gen-pki", dir}, nil, io.Discard, t.Output()); code != 0 {
 		t.Fatalf("gen-pki exit %d", code)
 	}
-	file := func(name string) string { return filepath.Join(dir, name) }
-	anchors, err := reader.LoadTrustAnchors(file("ca.pem"))
+	return dir
+}
+
+// kitVerifier returns a verifier that trusts the kit in dir.
+func kitVerifier(t *testing.T, dir string) *reader.Verifier {
+	t.Helper()
+	anchors, err := reader.LoadTrustAnchors(filepath.Join(dir, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +289,15 @@ func TestCardFromFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v
+}
+
+// TestCardFromFlags checks what each card flag does to the simulated
+// card, in process (the PC/SC path is in pcsc_integration_test.go).
+func TestCardFromFlags(t *testing.T) {
+	dir := kitDir(t)
+	file := func(name string) string { return filepath.Join(dir, name) }
+	v := kitVerifier(t, dir)
 	// A key that is not the certificates' key.
 	other, err := jpkitest.NewKey()
 	if err != nil {

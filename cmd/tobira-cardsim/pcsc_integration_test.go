@@ -99,29 +99,6 @@ func (k *scriptedKeypad) ReadPIN(ctx context.Context, maxLen int) (*reader.PIN, 
 	return p, nil
 }
 
-// kitDir writes a gen-pki kit and returns its directory.
-func kitDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "pki")
-	if code := run(t.Context(), []string{"gen-pki", dir}, nil, io.Discard, t.Output()); code != 0 {
-		t.Fatalf("gen-pki exit %d", code)
-	}
-	return dir
-}
-
-func kitVerifier(t *testing.T, dir string) *reader.Verifier {
-	t.Helper()
-	anchors, err := reader.LoadTrustAnchors(filepath.Join(dir, "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := reader.NewVerifier(anchors)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 // nextCard waits for the card, retrying while the reader is unavailable
 // (as the controller does).
 func nextCard(ctx context.Context, t *testing.T, src *reader.PCSCSource) reader.Card {
@@ -141,28 +118,11 @@ func nextCard(ctx context.Context, t *testing.T, src *reader.PCSCSource) reader.
 	return nil
 }
 
-func openPCSC(t *testing.T) (*reader.PCSC, context.Context) {
-	t.Helper()
-	pcsctest.Start(t)
-	p, err := reader.OpenPCSC(slog.New(slog.NewTextHandler(t.Output(), nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("Close() = %v", err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), integrationTimeout)
-	t.Cleanup(cancel)
-	return p, ctx
-}
-
 // TestPCSCAcceptance runs each item of the reader issue's "How it is
 // checked" list through pcscd + vpcd + tobira-cardsim, with the card made
 // from this command's flags.
 func TestPCSCAcceptance(t *testing.T) {
-	p, ctx := openPCSC(t)
+	p, ctx := pcsctest.OpenPCSC(t, slog.LevelInfo, integrationTimeout)
 	src := p.Source(pcsctest.Reader)
 	dir := kitDir(t)
 	v := kitVerifier(t, dir)
@@ -302,7 +262,7 @@ func TestPCSCAcceptance(t *testing.T) {
 // card is inserted again and the same PCSC source identifies it in mode
 // pin.
 func TestPCSCReaderUnplugged(t *testing.T) {
-	p, ctx := openPCSC(t)
+	p, ctx := pcsctest.OpenPCSC(t, slog.LevelInfo, integrationTimeout)
 	src := p.Source(pcsctest.Reader)
 	dir := kitDir(t)
 	v := kitVerifier(t, dir)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -19,13 +18,12 @@ func cardCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(args) == 0 || args[0] != "inspect" {
 		return fmt.Errorf("%w: card inspect [--config FILE] [--reader NAME] [--wait 30s]", errUsage)
 	}
-	fs := flag.NewFlagSet("card inspect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "/etc/tobira/tobira.toml", "configuration file (for the trust anchors and reader names)")
+	fs := newFlagSet("card inspect", stderr)
+	cfgPath := fs.String("config", defaultConfigPath, "configuration file (for the trust anchors and reader names)")
 	readerName := fs.String("reader", "", "PC/SC reader name (default: the first [[reader]] of the config)")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a card")
-	if err := fs.Parse(args[1:]); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
 	}
 	cfg, err := controller.LoadConfig(*cfgPath)
 	if err != nil {

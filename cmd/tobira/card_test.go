@@ -27,24 +27,8 @@ func TestCardInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	anchor := filepath.Join(dir, "ca.der")
-	if err := os.WriteFile(anchor, ca.DER, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := writeFile(t, dir, "tobira.toml", `site = "s1"
-device = "d1"
-data_dir = "`+filepath.Join(dir, "data")+`"
-[trust]
-anchors = ["`+anchor+`"]
-[hq]
-broker = "tcp://127.0.0.1:1883"
-[[door]]
-name = "front"
-relay_pin = "GPIO17"
-[[reader]]
-name = "`+pcsctest.Reader+`"
-door = "front"
-`)
+	anchor := writeFile(t, dir, "ca.der", string(ca.DER))
+	cfg := writeFile(t, dir, "tobira.toml", baseConfig(filepath.Join(dir, "data"), anchor))
 	card := cardsim.New(cardsim.Profile{TokenLabel: "JPKIAPICCTOKEN2", AuthCert: der, CACert: ca.DER, PIN: "1234", Tries: 2})
 	pcsctest.Insert(t, card)
 	var out, errOut bytes.Buffer

@@ -29,6 +29,10 @@ var version = "dev"
 // errUsage marks a command-line mistake (exit status 2).
 var errUsage = errors.New("usage")
 
+// defaultConfigPath is where the subcommands look for the configuration
+// file when --config is not given.
+const defaultConfigPath = "/etc/tobira/tobira.toml"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -64,19 +68,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "run":
-		fs := flag.NewFlagSet("run", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		cfg := fs.String("config", "/etc/tobira/tobira.toml", "configuration file")
-		if err := fs.Parse(rest); err != nil {
-			return fmt.Errorf("%w: %w", errUsage, err)
+		fs := newFlagSet("run", stderr)
+		cfg := fs.String("config", defaultConfigPath, "configuration file")
+		if err := parseFlags(fs, rest); err != nil {
+			return err
 		}
 		return runEdge(ctx, *cfg, stderr)
 	case "demo":
-		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-		fs.SetOutput(stderr)
+		fs := newFlagSet("demo", stderr)
 		verbose := fs.Bool("verbose", false, "log every step to stderr")
-		if err := fs.Parse(rest); err != nil {
-			return fmt.Errorf("%w: %w", errUsage, err)
+		if err := parseFlags(fs, rest); err != nil {
+			return err
 		}
 		return runDemo(ctx, stdout, stderr, *verbose)
 	case "check-config":
@@ -107,4 +109,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("%w: unknown command %q\n%s", errUsage, cmd, usage)
 	}
+}
+
+// newFlagSet returns the flag set of subcommand name; its errors and help
+// go to stderr.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags parses args into fs; a mistake is wrapped in errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return nil
 }

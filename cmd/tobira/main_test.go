@@ -13,6 +13,7 @@ import (
 
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
+	"github.com/tobira-ac/tobira/reader/pcsctest"
 )
 
 // TestDemo runs the whole demo in-process and checks its table and summary.
@@ -44,16 +45,13 @@ func writeFile(t *testing.T, dir, name, body string) string {
 	return p
 }
 
-func TestCheckConfig(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := jpkitest.NewCA("check-config", time.Now().AddDate(-1, 0, 0), time.Now().AddDate(1, 0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	anchor := writeFile(t, dir, "ca.der", string(ca.DER))
-	base := `site = "s1"
+// baseConfig returns a tobira.toml with its data in dataDir, one trust
+// anchor, an HQ broker on the loopback, door "front" on relay pin GPIO17 and
+// the vpcd reader (pcsctest.Reader) in front of it.
+func baseConfig(dataDir, anchor string) string {
+	return `site = "s1"
 device = "d1"
-data_dir = "` + filepath.Join(dir, "data") + `"
+data_dir = "` + dataDir + `"
 [trust]
 anchors = ["` + anchor + `"]
 [hq]
@@ -62,9 +60,19 @@ broker = "tcp://127.0.0.1:1883"
 name = "front"
 relay_pin = "GPIO17"
 [[reader]]
-name = "Virtual PCD 00 00"
+name = "` + pcsctest.Reader + `"
 door = "front"
 `
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := jpkitest.NewCA("check-config", time.Now().AddDate(-1, 0, 0), time.Now().AddDate(1, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchor := writeFile(t, dir, "ca.der", string(ca.DER))
+	base := baseConfig(filepath.Join(dir, "data"), anchor)
 	tests := []struct {
 		name    string
 		body    string

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,11 +18,10 @@ func snapshotCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(args) == 0 || args[0] != "import" {
 		return fmt.Errorf("%w: snapshot import --config FILE SNAPSHOT.json", errUsage)
 	}
-	fs := flag.NewFlagSet("snapshot import", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "/etc/tobira/tobira.toml", "configuration file")
-	if err := fs.Parse(args[1:]); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	fs := newFlagSet("snapshot import", stderr)
+	cfgPath := fs.String("config", defaultConfigPath, "configuration file")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: snapshot import takes one SNAPSHOT.json", errUsage)

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/ebfe/scard"
 
+	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/cardsim"
 )
 
@@ -107,6 +109,27 @@ func StopPCSCD(t testing.TB) (restart func()) {
 			t.Fatalf("pcsctest: %v", err)
 		}
 	}
+}
+
+// OpenPCSC starts the stack (Start) and opens a reader.PCSC on it that logs
+// to the test's output at level and is closed, its error checked, when the
+// test ends. The context it returns ends after timeout, which bounds a test
+// that a hung PC/SC call would otherwise stall.
+func OpenPCSC(t testing.TB, level slog.Level, timeout time.Duration) (*reader.PCSC, context.Context) {
+	t.Helper()
+	Start(t)
+	p, err := reader.OpenPCSC(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: level})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("Close() = %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	t.Cleanup(cancel)
+	return p, ctx
 }
 
 // Insert connects c to vpcd slot 0 and returns the bridge; the card is
