@@ -345,21 +345,9 @@ func releaseAgent(cfg *controller.Config, ecfg tsync.EdgeConfig, busy firmware.B
 	if len(ecfg.Keys) == 0 {
 		return nil, fmt.Errorf("firmware.release_keys: release offers are signed by HQ too: pin hq.keys")
 	}
-	var keys []ed25519.PublicKey
-	for i, p := range fw.ReleaseKeys {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("firmware.release_keys[%d]: %w", i, err)
-		}
-		k, err := firmware.ParsePublicKey(string(b))
-		if err != nil {
-			return nil, fmt.Errorf("firmware.release_keys[%d]: %s: %w", i, p, err)
-		}
-		keys = append(keys, k)
-	}
-	v, err := firmware.NewVerifier(keys...)
+	v, err := releaseVerifier(fw)
 	if err != nil {
-		return nil, fmt.Errorf("firmware.release_keys: %w", err)
+		return nil, err
 	}
 	loc, err := time.LoadLocation(fw.TimeZone)
 	if err != nil {
@@ -379,6 +367,27 @@ func releaseAgent(cfg *controller.Config, ecfg tsync.EdgeConfig, busy firmware.B
 			default:
 			}
 		}})
+}
+
+// releaseVerifier reads the pinned release public keys.
+func releaseVerifier(fw controller.FirmwareConfig) (*firmware.Verifier, error) {
+	var keys []ed25519.PublicKey
+	for i, p := range fw.ReleaseKeys {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("firmware.release_keys[%d]: %w", i, err)
+		}
+		k, err := firmware.ParsePublicKey(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("firmware.release_keys[%d]: %s: %w", i, p, err)
+		}
+		keys = append(keys, k)
+	}
+	v, err := firmware.NewVerifier(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("firmware.release_keys: %w", err)
+	}
+	return v, nil
 }
 
 // hqKeys reads the pinned HQ public keys that sign snapshots and commands.
@@ -451,6 +460,14 @@ func checkConfig(path string, stdout io.Writer) error {
 	}
 	if len(keys) == 0 {
 		fmt.Fprintf(stdout, "%s: warning: no hq.keys: snapshots and commands from HQ will be refused\n", path)
+	}
+	if len(cfg.Firmware.ReleaseKeys) > 0 {
+		if _, err := releaseVerifier(cfg.Firmware); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if len(keys) == 0 {
+			return fmt.Errorf("%s: firmware.release_keys: release offers are signed by HQ too: pin hq.keys", path)
+		}
 	}
 	if cfg.HQ.PasswordFile != "" {
 		if _, err := os.Stat(cfg.HQ.PasswordFile); err != nil {
