@@ -83,6 +83,8 @@ func TestCheckConfig(t *testing.T) {
 		{"missing anchor file", strings.Replace(base, anchor, filepath.Join(dir, "nope.pem"), 1), "nope.pem", ""},
 		{"anchor not a certificate", strings.Replace(base, anchor, writeFile(t, dir, "junk.pem", "hello"), 1), "junk.pem", ""},
 		{"bad key", strings.Replace(base, `relay_pin = "GPIO17"`, "relay_pin = \"GPIO17\"\npulse = \"0s\"", 1), "door[0].pulse", ""},
+		{"release key not a key", base + "[firmware]\nroot = \"" + filepath.Join(dir, "fw") + "\"\nrelease_keys = [\"" +
+			writeFile(t, dir, "release.pub", "not a key") + "\"]\n", "firmware.release_keys[0]", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
