@@ -51,6 +51,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envCrashChild) == "1" {
 		os.Exit(crashChild())
 	}
+	if os.Getenv(envSnapChild) == "1" {
+		os.Exit(snapChild())
+	}
 	os.Exit(m.Run())
 }
 
@@ -238,8 +241,9 @@ func TestEdgeThroughCuttingProxy(t *testing.T) {
 	m := mosquittotest.Start(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("proxy seed %d", seed)
+	maxCuts := scale(15, 200)
 	p, err := faultproxy.Start(t.Context(), faultproxy.Config{
-		Target: m.Addr(), MinBytes: 2000, MaxBytes: 40000, MaxCuts: scale(15, 200), Seed: seed,
+		Target: m.Addr(), MinBytes: 2000, MaxBytes: 40000, MaxCuts: maxCuts, Seed: seed,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +257,10 @@ func TestEdgeThroughCuttingProxy(t *testing.T) {
 		appendBacklog(t, ob, lo, min(lo+99, n))
 		e.Notify()
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), scaleDeadline(n))
+	// Each cut costs a reconnection back-off (up to MaxReconnect) and the
+	// re-sending of the window: at full scale the 200 cuts alone take
+	// about 100 s, so the deadline grows with them.
+	ctx, cancel := context.WithTimeout(t.Context(), scaleDeadline(n)+time.Duration(maxCuts)*time.Second)
 	defer cancel()
 	if err := e.WaitDrained(ctx); err != nil {
 		t.Fatalf("%v (after %d cuts)", err, p.Cuts())

@@ -66,7 +66,11 @@ func (h *HQ) handleStatus(topic string, payload []byte) (site, device string, ca
 		h.log.Error("cannot store status", "topic", topic, "err", err)
 		return site, device, cameOnline
 	}
-	h.log.Debug("device status", "site", site, "device", device, "online", st.Online, "outbox_depth", st.OutboxDepth)
+	if !st.Online {
+		h.log.Info("device offline", "site", site, "device", device)
+	} else {
+		h.log.Debug("device status", "site", site, "device", device, "online", st.Online, "outbox_depth", st.OutboxDepth)
+	}
 	return site, device, cameOnline
 }
 

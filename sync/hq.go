@@ -95,6 +95,10 @@ type HQ struct {
 
 	mu      gosync.Mutex
 	onEvent func(site, device string, ev Event)
+
+	commitMu   gosync.Mutex
+	pending    []*storeReq // messages waiting for the next group commit
+	committing bool        // a caller is committing pending
 }
 
 // OpenHQ opens (or creates) HQ's event store at cfg.Path. It does not
@@ -111,7 +115,9 @@ func OpenHQ(cfg HQConfig) (*HQ, error) {
 	if cfg.Key != nil && len(cfg.Key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: HQ key is %d bytes, want an Ed25519 private key", ErrConfig, len(cfg.Key))
 	}
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: openLockTimeout})
+	// The map freelist finds free pages in a large store faster (it
+	// lives in memory only; the file format is the same).
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: openLockTimeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open HQ store %s: %w", cfg.Path, err)
 	}
@@ -271,67 +277,132 @@ func (h *HQ) ingest(topic string, payload []byte) (site, device string, ack uint
 	return "", "", 0, err
 }
 
+// storeReq is one events message waiting to be stored.
+type storeReq struct {
+	topic, site, device string
+	evs                 []Event
+	vals                [][]byte // evs encoded as stored, made before the transaction
+	ack                 uint64   // result: the device's new ack point
+	added               []Event  // result: events not held before
+	dups                int      // result: events already held
+	err                 error
+	done                chan struct{} // closed once committed (or failed)
+}
+
 // store saves evs of one device, skipping those already held, and returns
-// the new acknowledgement point.
+// the new acknowledgement point once they are committed (fsync'd).
+//
+// Messages handled at the same time share one transaction (group commit):
+// the first caller commits every message queued so far, in rounds until
+// none is left, while the others wait for their round. Each caller still
+// returns, and acks, only after its own events are on disk.
 func (h *HQ) store(topic, site, device string, evs []Event) (string, string, uint64, error) {
-	var (
-		ack   uint64
-		added []Event
-		dups  int
-	)
+	req := &storeReq{topic: topic, site: site, device: device, evs: evs, vals: make([][]byte, len(evs)), done: make(chan struct{})}
+	// Encode outside the transaction: handlers do it in parallel, and the
+	// writer holds bbolt's lock only to put.
+	for i, ev := range evs {
+		v, err := json.Marshal(ev)
+		if err != nil {
+			err = fmt.Errorf("store events from %s: encode event seq %d: %w", topic, ev.Seq, err)
+			h.log.Error("cannot store events", "topic", topic, "err", err)
+			return "", "", 0, err
+		}
+		req.vals[i] = v
+	}
+	h.commitMu.Lock()
+	h.pending = append(h.pending, req)
+	if h.committing {
+		h.commitMu.Unlock()
+		<-req.done
+	} else {
+		h.committing = true
+		for len(h.pending) > 0 {
+			reqs := h.pending
+			h.pending = nil
+			h.commitMu.Unlock()
+			h.commit(reqs)
+			h.commitMu.Lock()
+		}
+		h.committing = false
+		h.commitMu.Unlock()
+	}
+	if req.err != nil {
+		return "", "", 0, req.err
+	}
+	return site, device, req.ack, nil
+}
+
+// commit stores reqs in one transaction and completes each.
+func (h *HQ) commit(reqs []*storeReq) {
 	err := h.db.Update(func(tx *bolt.Tx) error {
-		dev, err := tx.Bucket(bucketDevices).CreateBucketIfNotExists([]byte(site + "/" + device))
-		if err != nil {
-			return fmt.Errorf("create device bucket: %w", err)
-		}
-		held, err := dev.CreateBucketIfNotExists(bucketEvents)
-		if err != nil {
-			return fmt.Errorf("create events bucket: %w", err)
-		}
-		for _, ev := range evs {
-			v, err := json.Marshal(ev)
-			if err != nil {
-				return fmt.Errorf("encode event seq %d: %w", ev.Seq, err)
+		added := 0
+		for _, r := range reqs {
+			r.added, r.dups = r.added[:0], 0 // bbolt may not retry, but stay correct if it did
+			if err := h.storeTx(tx, r); err != nil {
+				return err
 			}
-			k := seqKey(ev.Seq)
-			if old := held.Get(k); old != nil {
-				dups++
-				if !bytes.Equal(old, v) {
-					h.log.Warn("duplicate seq with different content; keeping the first", "topic", topic, "seq", ev.Seq)
-				}
-				continue
-			}
-			if err := held.Put(k, v); err != nil {
-				return fmt.Errorf("store event seq %d: %w", ev.Seq, err)
-			}
-			added = append(added, ev)
-		}
-		ack = seqOf(dev.Get(keyAcked))
-		for ack < ^uint64(0) && held.Get(seqKey(ack+1)) != nil {
-			ack++
-		}
-		if err := dev.Put(keyAcked, seqKey(ack)); err != nil {
-			return fmt.Errorf("store ack point: %w", err)
+			added += len(r.added)
 		}
 		meta := tx.Bucket(bucketMeta)
-		return meta.Put(keyCount, seqKey(seqOf(meta.Get(keyCount))+uint64(len(added))))
+		return meta.Put(keyCount, seqKey(seqOf(meta.Get(keyCount))+uint64(added)))
 	})
-	if err != nil {
-		err = fmt.Errorf("store %d events from %s in %s: %w", len(evs), topic, h.path, err)
-		h.log.Error("cannot store events; the device will send again", "topic", topic, "err", err)
-		return "", "", 0, err
-	}
-	h.log.Debug("stored events", "topic", topic, "first_seq", evs[0].Seq, "last_seq", evs[len(evs)-1].Seq,
-		"new", len(added), "duplicates", dups, "ack", ack)
 	h.mu.Lock()
 	fn := h.onEvent
 	h.mu.Unlock()
-	if fn != nil {
-		for _, ev := range added {
-			fn(site, device, ev)
+	for _, r := range reqs {
+		if err != nil {
+			r.err = fmt.Errorf("store %d events from %s in %s: %w", len(r.evs), r.topic, h.path, err)
+			h.log.Error("cannot store events; the device will send again", "topic", r.topic, "err", r.err)
+		} else {
+			h.log.Debug("stored events", "topic", r.topic, "first_seq", r.evs[0].Seq, "last_seq", r.evs[len(r.evs)-1].Seq,
+				"new", len(r.added), "duplicates", r.dups, "ack", r.ack, "group", len(reqs))
+			if fn != nil {
+				for _, ev := range r.added {
+					fn(r.site, r.device, ev)
+				}
+			}
 		}
+		close(r.done)
 	}
-	return site, device, ack, nil
+}
+
+// storeTx stores the events of r in tx and sets r's results.
+func (h *HQ) storeTx(tx *bolt.Tx, r *storeReq) error {
+	dev, err := tx.Bucket(bucketDevices).CreateBucketIfNotExists([]byte(r.site + "/" + r.device))
+	if err != nil {
+		return fmt.Errorf("create device bucket: %w", err)
+	}
+	held, err := dev.CreateBucketIfNotExists(bucketEvents)
+	if err != nil {
+		return fmt.Errorf("create events bucket: %w", err)
+	}
+	// Sequence numbers mostly come in order: fill pages fully rather than
+	// splitting them in half.
+	held.FillPercent = 0.9
+	for i, ev := range r.evs {
+		v := r.vals[i]
+		k := seqKey(ev.Seq)
+		if old := held.Get(k); old != nil {
+			r.dups++
+			if !bytes.Equal(old, v) {
+				h.log.Warn("duplicate seq with different content; keeping the first", "topic", r.topic, "seq", ev.Seq)
+			}
+			continue
+		}
+		if err := held.Put(k, v); err != nil {
+			return fmt.Errorf("store event seq %d: %w", ev.Seq, err)
+		}
+		r.added = append(r.added, ev)
+	}
+	ack := seqOf(dev.Get(keyAcked))
+	for ack < ^uint64(0) && held.Get(seqKey(ack+1)) != nil {
+		ack++
+	}
+	if err := dev.Put(keyAcked, seqKey(ack)); err != nil {
+		return fmt.Errorf("store ack point: %w", err)
+	}
+	r.ack = ack
+	return nil
 }
 
 // Events returns the stored events of one device in sequence order,

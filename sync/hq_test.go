@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tobira-ac/tobira/sync"
@@ -254,5 +255,46 @@ func TestOpenHQRefusesOutbox(t *testing.T) {
 			h.Close()
 		}
 		t.Fatalf("OpenHQ on an outbox file = %v, want ErrBadFile", err)
+	}
+}
+
+// Messages ingested at the same time share group commits: every event is
+// stored once, and the final ack point is the highest sequence number.
+func TestHQGroupCommitsConcurrentIngests(t *testing.T) {
+	const devices, batches, size = 3, 40, 25
+	h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), nil)
+	var stored atomic.Int64
+	h.OnEvent(func(string, string, sync.Event) { stored.Add(1) })
+	var wg gosync.WaitGroup
+	errs := make(chan error, devices*batches)
+	for d := range devices {
+		device := fmt.Sprintf("d%d", d)
+		for b := range batches {
+			first := b*size + 1
+			payload := batchPayload(t, "s1", device, first, first+size-1)
+			for range 2 { // each batch twice: duplicates in the same or another group
+				wg.Go(func() {
+					if _, err := h.Ingest(sync.EventsTopic("s1", device), payload); err != nil {
+						errs <- err
+					}
+				})
+			}
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for d := range devices {
+		if a, err := h.Acked("s1", fmt.Sprintf("d%d", d)); err != nil || a != batches*size {
+			t.Errorf("d%d: Acked = %d, %v; want %d", d, a, err, batches*size)
+		}
+	}
+	if c, err := h.Count(); err != nil || c != devices*batches*size {
+		t.Errorf("Count = %d, %v; want %d", c, err, devices*batches*size)
+	}
+	if got := stored.Load(); got != devices*batches*size {
+		t.Errorf("OnEvent called %d times, want %d", got, devices*batches*size)
 	}
 }

@@ -489,3 +489,62 @@ func FuzzDecodeNeedAndStatus(f *testing.F) {
 		}
 	})
 }
+
+// With message handlers running concurrently a chunk can overtake its
+// manifest: the last few such chunks are held in memory and staged once
+// the manifest is verified; the rest are asked for again.
+func TestSnapshotChunksBeforeManifest(t *testing.T) {
+	const payload = "policy version three, opaque to sync" // 36 bytes
+	tests := []struct {
+		name        string
+		chunk       int
+		early       func(o, other offer) [][]byte // chunks delivered before the manifest
+		wantStatus  string                        // "" means no result yet
+		wantMissing int
+	}{
+		{"every chunk early", 5, func(o, _ offer) [][]byte { return o.chunks }, ResultDone, 0},
+		{"more early chunks than held: the oldest are dropped", 2,
+			func(o, _ offer) [][]byte { return o.chunks }, "", len(o18(t).chunks) - maxEarlyChunks},
+		{"early chunks of another transfer are not used", 5,
+			func(_, other offer) [][]byte { return other.chunks }, "", 8},
+		{"a forged early chunk fails the hash check", 5, func(o, _ offer) [][]byte {
+			c := append([][]byte(nil), o.chunks...)
+			c[0] = append(bytes.Clone(c[0][:chunkHeader]), "POLIC"...)
+			return c
+		}, ResultRefused, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &fakeSink{version: 2, content: []byte("old")}
+			r := newIntakeRig(t, "", sink)
+			o := makeOffer(t, testKey(1), 1, 0, 3, payload, tt.chunk, nil)
+			other := makeOffer(t, testKey(1), 2, 0, 3, payload, tt.chunk, nil)
+			for _, c := range tt.early(o, other) {
+				r.snaps.onChunk(t.Context(), c)
+			}
+			r.snaps.onManifest(t.Context(), o.env)
+			switch {
+			case tt.wantStatus == "" && len(r.results) != 0:
+				t.Fatalf("results %+v, want none", r.results)
+			case tt.wantStatus != "" && r.lastResult().Status != tt.wantStatus:
+				t.Fatalf("result %+v, want %s", r.lastResult(), tt.wantStatus)
+			}
+			if tt.wantStatus == ResultDone {
+				if v, c := sink.state(); v != 3 || c != payload {
+					t.Fatalf("sink holds version %d %q, want 3 %q", v, c, payload)
+				}
+			}
+			if r.snaps.missing != tt.wantMissing {
+				t.Fatalf("%d chunks missing, want %d", r.snaps.missing, tt.wantMissing)
+			}
+			if len(r.snaps.early) != 0 {
+				t.Fatalf("%d early chunks still held after the manifest", len(r.snaps.early))
+			}
+		})
+	}
+}
+
+// o18 is the payload of TestSnapshotChunksBeforeManifest in 2-byte chunks.
+func o18(t *testing.T) offer {
+	return makeOffer(t, testKey(1), 1, 0, 3, "policy version three, opaque to sync", 2, nil)
+}

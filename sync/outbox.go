@@ -219,11 +219,17 @@ func (o *Outbox) Ack(seq uint64) (removed int, err error) {
 			return fmt.Errorf("%w: last assigned seq is %d", ErrAckAhead, last)
 		}
 		b := tx.Bucket(bucketEvents)
+		// Deleting while iterating can make a bbolt cursor skip keys, and
+		// restarting from the first key after every delete walks the
+		// emptied leaves again each time (quadratic in the keys acked):
+		// collect the keys, then delete them.
+		var keys [][]byte
 		c := b.Cursor()
-		// Deleting while iterating can make a bbolt cursor skip keys, so
-		// restart from the first key after every delete.
-		for k, _ := c.First(); k != nil && seqOf(k) <= seq; k, _ = c.First() {
-			if err := c.Delete(); err != nil {
+		for k, _ := c.First(); k != nil && seqOf(k) <= seq; k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
 				return fmt.Errorf("delete event key %x: %w", k, err)
 			}
 			removed++

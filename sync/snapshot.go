@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -224,6 +225,22 @@ type snapshotIntake struct {
 	have     []byte
 	missing  int
 	lastSeen time.Time // last chunk or manifest
+	// early holds the last few chunks of a transfer not staged yet: with
+	// handlers running concurrently a chunk can overtake its manifest.
+	// They are kept in memory only, and written once the manifest is
+	// verified.
+	early []earlyChunk
+}
+
+// maxEarlyChunks bounds snapshotIntake.early (at most 8 MiB with the
+// largest chunks).
+const maxEarlyChunks = 8
+
+// earlyChunk is a chunk that came before its manifest.
+type earlyChunk struct {
+	transfer string
+	index    int
+	data     []byte
 }
 
 // stagingPath is the file that holds the chunks of transfer.
@@ -306,6 +323,13 @@ func (si *snapshotIntake) onManifest(ctx context.Context, envelope []byte) {
 	}
 	si.log.Info("receiving snapshot", "transfer", m.Transfer, "type", m.Type, "version", m.Version,
 		"from", m.From, "bytes", m.Size, "chunks", m.Chunks)
+	early := si.early
+	si.early = nil
+	for _, c := range early {
+		if c.transfer == m.Transfer && si.accept(ctx, c.index, c.data) {
+			return
+		}
+	}
 	if si.missing == 0 {
 		si.finish(ctx)
 	}
@@ -422,27 +446,40 @@ func (si *snapshotIntake) onChunk(ctx context.Context, payload []byte) {
 	}
 	si.mu.Lock()
 	defer si.mu.Unlock()
-	m := si.staged
-	if m == nil || m.Transfer != transfer {
-		si.log.Debug("dropped chunk of a transfer not staged", "transfer", transfer, "index", i)
+	if si.staged == nil || si.staged.Transfer != transfer {
+		si.log.Debug("holding chunk of a transfer not staged (yet)", "transfer", transfer, "index", i)
+		if len(si.early) == maxEarlyChunks {
+			si.early = si.early[1:]
+		}
+		si.early = append(si.early, earlyChunk{transfer: transfer, index: i, data: bytes.Clone(data)})
 		return
 	}
+	si.accept(ctx, i, data)
+}
+
+// accept stages chunk i of the staged transfer, and applies the transfer
+// when it was the last one missing; it reports whether it did. It is
+// called with mu held.
+func (si *snapshotIntake) accept(ctx context.Context, i int, data []byte) (finished bool) {
+	m := si.staged
 	if i >= m.Chunks || len(data) != m.chunkLen(i) {
-		si.log.Warn("dropped chunk that does not fit the manifest", "transfer", transfer, "index", i,
+		si.log.Warn("dropped chunk that does not fit the manifest", "transfer", m.Transfer, "index", i,
 			"bytes", len(data), "chunks", m.Chunks)
-		return
+		return false
 	}
 	si.lastSeen = si.clk.Now()
 	if si.hasChunk(i) {
-		return
+		return false
 	}
 	if err := si.store(m, i, data); err != nil {
-		si.log.Error("cannot stage chunk; it will be asked for again", "transfer", transfer, "index", i, "err", err)
-		return
+		si.log.Error("cannot stage chunk; it will be asked for again", "transfer", m.Transfer, "index", i, "err", err)
+		return false
 	}
 	if si.missing == 0 {
 		si.finish(ctx)
+		return true
 	}
+	return false
 }
 
 // store writes chunk i durably, then marks it received.

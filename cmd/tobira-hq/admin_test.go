@@ -67,7 +67,7 @@ func TestAdminCommands(t *testing.T) {
 
 	serveCtx, stopServe := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	var serveLog bytes.Buffer
+	var serveLog lockedLog
 	go func() {
 		served <- run(serveCtx, []string{"serve", "--broker", brk.URL(), "--db", db, "--spool", spool}, io.Discard, &serveLog)
 	}()
@@ -105,7 +105,7 @@ func TestAdminCommands(t *testing.T) {
 	edgeDone := make(chan error, 1)
 	go func() { edgeDone <- edge.Run(edgeCtx) }()
 	if err := edge.WaitDrained(ctx); err != nil {
-		t.Fatalf("events not acknowledged: %v\n%s", err, &serveLog)
+		t.Fatalf("events not acknowledged: %v\n%s", err, serveLog.String())
 	}
 
 	payload := filepath.Join(dir, "v7.snap")
@@ -130,6 +130,14 @@ func TestAdminCommands(t *testing.T) {
 	mu.Unlock()
 	stopEdge()
 	<-edgeDone
+	// The edge said "offline" before it returned; let HQ store it before
+	// stopping (an integration deadline on the broker's delivery).
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(serveLog.String(), `msg="device offline" site=s1 device=d1`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("HQ never stored the edge's offline status:\n%s", serveLog.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	stopServe()
 	if err := <-served; err != nil {
 		t.Fatalf("serve: %v", err)
@@ -157,4 +165,25 @@ func TestAdminCommands(t *testing.T) {
 	if d.Site != "s1" || d.Device != "d1" || d.Online || d.Acked != 3 || d.ExpectedVersion != 7 || d.Status.Version != "" && d.Drift {
 		t.Fatalf("fleet entry %+v; want s1/d1 offline after its clean stop, acked 3, expected version 7", d)
 	}
+}
+
+// lockedLog is a log writer that the test may read while the service
+// writes.
+type lockedLog struct {
+	mu gosync.Mutex
+	b  bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns what was written so far.
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
