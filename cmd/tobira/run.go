@@ -144,6 +144,7 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		Resync: func() { edge.PublishStatus() }}
 	ecfg := tsync.EdgeConfig{Broker: cfg.HQ.Broker, Site: cfg.Site, Device: cfg.Device,
 		TLS: tlsCfg, Username: cfg.HQ.Username, Password: password, Logger: log, StagingDir: cfg.DataDir,
+		Batch: cfg.HQ.Batch, Window: cfg.HQ.Window,
 		Status: controller.DeviceStatus(version, store, statusDoors, clk)}
 	if len(keys) > 0 {
 		ecfg.Keys, ecfg.Commands, ecfg.Snapshots, ecfg.Marks = keys, commands, store, store
