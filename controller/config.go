@@ -21,9 +21,9 @@ import (
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
-	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/keypad"
+	tsync "github.com/tobira-ac/tobira/sync"
 )
 
 // Config is the edge binary's configuration, read from a TOML file. The
