@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -34,9 +35,13 @@ type localStore struct {
 	path  string
 	every time.Duration
 
+	log *slog.Logger
+
 	mu        sync.Mutex
 	trusted   time.Time // the highest time seen
 	persisted time.Time // the trusted time on disk
+	writing   bool      // a write of the trusted time is under way
+	writes    sync.WaitGroup
 
 	crlMu sync.RWMutex
 	crls  map[string]crlPointer // issuer key ID -> current CRL
@@ -116,31 +121,46 @@ func (l *localStore) load() error {
 }
 
 func (l *localStore) close() error {
+	l.writes.Wait()
 	if err := l.db.Close(); err != nil {
 		return fmt.Errorf("close local store %s: %w", l.path, err)
 	}
 	return nil
 }
 
-// trust implements Store.TrustTime.
-func (l *localStore) trust(now time.Time) (time.Time, bool, error) {
+// trust implements Store.TrustTime. Writing the trusted time to disk (an
+// fsync) happens off the caller's path: a tap must not wait for it.
+func (l *localStore) trust(now time.Time) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Before(l.trusted) {
-		return l.trusted, false, nil
+		return l.trusted, false
 	}
 	l.trusted = now
-	if now.Sub(l.persisted) < l.every {
-		return now, true, nil
+	if now.Sub(l.persisted) < l.every || l.writing {
+		return now, true
 	}
+	l.writing = true
+	l.writes.Add(1)
+	go l.persistTrusted(now)
+	return now, true
+}
+
+// persistTrusted stores now as the trusted time.
+func (l *localStore) persistTrusted(now time.Time) {
+	defer l.writes.Done()
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(localMeta).Put(trustedKey, binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano())))
 	})
-	if err != nil {
-		return now, true, fmt.Errorf("store trusted time in %s: %w", l.path, err)
+	l.mu.Lock()
+	l.writing = false
+	if err == nil && now.After(l.persisted) {
+		l.persisted = now
 	}
-	l.persisted = now
-	return now, true, nil
+	l.mu.Unlock()
+	if err != nil {
+		l.log.Warn("trusted time not persisted", "path", l.path, "err", err)
+	}
 }
 
 // TrustTime checks now (from the controller's clock) against the last
@@ -150,11 +170,7 @@ func (l *localStore) trust(now time.Time) (time.Time, bool, error) {
 // (written to disk when it moved TrustedTimePersistEvery past the stored
 // one) and comes back with ok true. DecideAt calls it for every request.
 func (s *Store) TrustTime(now time.Time) (trusted time.Time, ok bool) {
-	t, ok, err := s.local.trust(now)
-	if err != nil {
-		s.log.Warn("trusted time not persisted", "err", err)
-	}
-	return t, ok
+	return s.local.trust(now)
 }
 
 // Direction is the direction of a reader: into or out of the door's area.

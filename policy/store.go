@@ -224,7 +224,7 @@ func open(path string, opts Options, recoverCorrupt bool) (*Store, error) {
 	if err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
-	s.local = &localStore{db: local, path: opts.LocalPath, every: opts.TrustedTimePersistEvery}
+	s.local = &localStore{db: local, path: opts.LocalPath, every: opts.TrustedTimePersistEvery, log: s.log}
 	if err := s.local.load(); err != nil {
 		return nil, errors.Join(err, db.Close(), local.Close())
 	}
