@@ -49,11 +49,21 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		}
 	}()
 	interlocks := map[string]*door.Interlock{}
-	for _, dc := range cfg.Doors {
-		dcfg, names, err := dc.DoorSetup(interlocks)
-		if err != nil {
+	setups := make([]door.Config, len(cfg.Doors))
+	pinNames := make([]door.PinNames, len(cfg.Doors))
+	for i, dc := range cfg.Doors {
+		if setups[i], pinNames[i], err = dc.DoorSetup(interlocks); err != nil {
 			return fmt.Errorf("door %q: %w", dc.Name, err)
 		}
+	}
+	// Every door's relays first, before any other pin is looked up: a
+	// mistake in one door's optional pins must not leave another door's
+	// lock undriven while the process exits.
+	if err := secureRelays(setups, pinNames); err != nil {
+		return err
+	}
+	for i, dc := range cfg.Doors {
+		dcfg, names := setups[i], pinNames[i]
 		pins, err := door.OpenPins(names)
 		if err != nil {
 			return fmt.Errorf("door %q: %w", dc.Name, err)
@@ -332,6 +342,31 @@ func policyOptions(cfg *controller.Config, log *slog.Logger) (policy.Options, er
 		o.Doors[d.Name] = policy.DoorOptions{OnStaleRevocations: stale, OnUntrustedClock: clockFB}
 	}
 	return o, nil
+}
+
+// secureRelays drives every door's lock relay (and second relay) to its
+// locked level. door.NewDoor does it again as its first act; this pass only
+// makes sure no relay waits for another door's pins to be found.
+func secureRelays(setups []door.Config, names []door.PinNames) error {
+	var errs []error
+	for i, c := range setups {
+		for _, r := range []struct {
+			name  string
+			level gpio.Level
+		}{{names[i].Relay, c.LockedLevel()}, {names[i].Relay2, c.Relay2.LockedLevel()}} {
+			if r.name == "" {
+				continue
+			}
+			p, err := door.OpenPin(r.name)
+			if err == nil {
+				err = p.Out(r.level)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("door %q: relay %s: %w", c.Name, r.name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // releaseAgent builds the firmware release agent when the configuration

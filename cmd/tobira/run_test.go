@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	gosync "sync"
 	"testing"
 	"time"
@@ -255,4 +256,42 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// TestRunSecuresEveryRelayFirst: a wrong optional pin on one door stops
+// start-up, but only after every door's relay was driven locked.
+func TestRunSecuresEveryRelayFirst(t *testing.T) {
+	relay := testRelay()
+	relay.Out(gpio.High) // energised = unlocked for this fail-secure, active-high door
+	dir := t.TempDir()
+	ca, err := jpkitest.NewCA("secure-first", time.Now().AddDate(-1, 0, 0), time.Now().AddDate(1, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchor := writeFile(t, dir, "ca.der", string(ca.DER))
+	cfg := writeFile(t, dir, "tobira.toml", `site = "s1"
+device = "d1"
+data_dir = "`+filepath.Join(dir, "data")+`"
+[trust]
+anchors = ["`+anchor+`"]
+[hq]
+broker = "tcp://127.0.0.1:1"
+[[door]]
+name = "back"
+relay_pin = "NO_SUCH_RELAY"
+[[door]]
+name = "front"
+relay_pin = "TOBIRA_TEST_RELAY"
+contact_pin = "NO_SUCH_CONTACT"
+[[reader]]
+name = "r0"
+door = "front"
+`)
+	err = run(t.Context(), []string{"run", "--config", cfg}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "NO_SUCH_RELAY") {
+		t.Fatalf("run = %v, want an error naming the missing relay line", err)
+	}
+	if relay.Read() != gpio.Low {
+		t.Error("the front door's relay was not driven locked before start-up failed")
+	}
 }
