@@ -149,10 +149,7 @@ func TestPerfTapToHQLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.OnEvent(func(string, string, sync.Event) { stored <- time.Now() })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; h.Close() })
+	runUntilCleanup(t, h.Run, func(error) { h.Close() })
 	e := runEdge(t, m.URL(), ob, 0, 0)
 	// Warm up: the first event waits for both connections.
 	appendBacklog(t, ob, 1, 1)

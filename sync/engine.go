@@ -73,11 +73,29 @@ func newEngine(ob *Outbox, site, device string) (*engine, error) {
 }
 
 // notify wakes the loop without blocking.
-func (e *engine) notify() {
+func (e *engine) notify() { wake(e.kick) }
+
+// wake sends on kick, a channel of capacity 1 that a loop waits on, unless
+// a wake-up is already pending there. It never blocks.
+func wake(kick chan<- struct{}) {
 	select {
-	case e.kick <- struct{}{}:
+	case kick <- struct{}{}:
 	default:
 	}
+}
+
+// waitRound waits for a loop's next round: until ctx ends, a wake-up
+// arrives on kick, or d passes on clk. It reports whether ctx is still
+// live.
+func waitRound(ctx context.Context, clk clock.Clock, kick <-chan struct{}, d time.Duration) bool {
+	t := clk.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-kick:
+	case <-t.C():
+	}
+	return ctx.Err() == nil
 }
 
 // onConnect records a new connection: everything unacknowledged is sent

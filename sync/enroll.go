@@ -179,12 +179,7 @@ type enrollLoop struct {
 }
 
 // nudge wakes the loop without blocking.
-func (l *enrollLoop) nudge() {
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
-}
+func (l *enrollLoop) nudge() { wake(l.kick) }
 
 // onAck applies an enroll-ack payload.
 func (l *enrollLoop) onAck(topic string, payload []byte) {

@@ -29,6 +29,19 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), nil))
 }
 
+// runUntilCleanup runs run in the background until the test ends. Its
+// cleanup cancels run's context, waits for run to return and hands the
+// error to stopped, which checks it and closes what run used.
+func runUntilCleanup(t *testing.T, run func(context.Context) error, stopped func(error)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		stopped(<-done)
+	})
+}
+
 // runHQ opens an HQ store and runs it against url until the test ends. It
 // counts OnEvent calls into newEvents.
 func runHQ(t *testing.T, url string, newEvents *atomic.Int64) *sync.HQ {
@@ -43,12 +56,8 @@ func runHQ(t *testing.T, url string, newEvents *atomic.Int64) *sync.HQ {
 	if newEvents != nil {
 		h.OnEvent(func(string, string, sync.Event) { newEvents.Add(1) })
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+	runUntilCleanup(t, h.Run, func(err error) {
+		if err != nil {
 			t.Errorf("HQ Run: %v", err)
 		}
 		h.Close()
@@ -67,12 +76,8 @@ func runEdge(t *testing.T, url string, ob *sync.Outbox, batch, window int) *sync
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+	runUntilCleanup(t, e.Run, func(err error) {
+		if err != nil {
 			t.Errorf("Edge Run: %v", err)
 		}
 	})

@@ -161,12 +161,7 @@ type markLoop struct {
 }
 
 // nudge wakes the loop without blocking.
-func (l *markLoop) nudge() {
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
-}
+func (l *markLoop) nudge() { wake(l.kick) }
 
 // cursor reads the persisted cursor.
 func (l *markLoop) cursor() (uint64, error) {
@@ -191,14 +186,7 @@ func (l *markLoop) run(ctx context.Context, pub publisher, connected func() bool
 				l.log.Warn("cannot send ticket marks, will retry", "err", err)
 			}
 		}
-		t := l.clk.NewTimer(l.interval)
-		select {
-		case <-ctx.Done():
-		case <-l.kick:
-		case <-t.C():
-		}
-		t.Stop()
-		if ctx.Err() != nil {
+		if !waitRound(ctx, l.clk, l.kick, l.interval) {
 			return
 		}
 	}

@@ -242,12 +242,7 @@ func (a *ReleaseAgent) saveRecord(rec offerRecord) error {
 
 // Refresh asks the agent to publish its report soon, e.g. right after the
 // release on trial committed. It never blocks.
-func (a *ReleaseAgent) Refresh() {
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
-}
+func (a *ReleaseAgent) Refresh() { wake(a.kick) }
 
 // Run connects (retrying, reconnecting after a loss), subscribes to the
 // device's release and chunk topics and its groups' release topics, and
@@ -511,15 +506,9 @@ func (a *ReleaseAgent) sendResult(ctx context.Context, r Result) {
 // interval, until ctx ends.
 func (a *ReleaseAgent) reportLoop(ctx context.Context) {
 	for {
-		t := a.clk.NewTimer(a.interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !waitRound(ctx, a.clk, a.kick, a.interval) {
 			return
-		case <-a.kick:
-		case <-t.C():
 		}
-		t.Stop()
 		if a.up.Load() {
 			a.report(ctx)
 		}

@@ -126,12 +126,8 @@ func (f *relFixture) device(t *testing.T, name, broker string, tune func(*firmwa
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.agent.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+	runUntilCleanup(t, d.agent.Run, func(err error) {
+		if err != nil {
 			t.Errorf("agent %s: %v", name, err)
 		}
 	})

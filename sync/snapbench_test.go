@@ -84,12 +84,8 @@ func benchEdge(t *testing.T, url, device, base string, key ed25519.PublicKey) *p
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+	runUntilCleanup(t, e.Run, func(err error) {
+		if err != nil {
 			t.Errorf("Edge %s Run: %v", device, err)
 		}
 		ob.Close()

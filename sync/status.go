@@ -152,12 +152,7 @@ type statusLoop struct {
 }
 
 // nudge asks for a status message soon; it never blocks.
-func (s *statusLoop) nudge() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
+func (s *statusLoop) nudge() { wake(s.kick) }
 
 // make assembles the current status.
 func (s *statusLoop) make(ctx context.Context) Status {
@@ -183,15 +178,9 @@ func (s *statusLoop) make(ctx context.Context) Status {
 // run publishes until ctx ends.
 func (s *statusLoop) run(ctx context.Context, pub retainedPublisher) {
 	for {
-		t := s.clk.NewTimer(s.interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !waitRound(ctx, s.clk, s.kick, s.interval) {
 			return
-		case <-s.kick:
-		case <-t.C():
 		}
-		t.Stop()
 		if !s.eng.up.Load() {
 			continue
 		}

@@ -82,12 +82,8 @@ func runGate(t *testing.T, url, device string, marks sync.MarkStore, key ed25519
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+	runUntilCleanup(t, e.Run, func(err error) {
+		if err != nil {
 			t.Errorf("Edge Run: %v", err)
 		}
 		ob.Close()
@@ -105,14 +101,7 @@ func runHQWith(t *testing.T, url string, cfg sync.HQConfig) *sync.HQ {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		h.Close()
-	})
+	runUntilCleanup(t, h.Run, func(error) { h.Close() })
 	return h
 }
 

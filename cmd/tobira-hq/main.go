@@ -100,20 +100,32 @@ func main() {
 	}
 }
 
-// tlsFlags are the broker TLS options shared by the connecting commands.
-type tlsFlags struct{ ca, cert, key *string }
+// brokerFlags are the broker URL and TLS options shared by the connecting
+// commands.
+type brokerFlags struct{ url, ca, cert, key *string }
 
-// addTLS registers the TLS flags on fs.
-func addTLS(fs *flag.FlagSet) tlsFlags {
-	return tlsFlags{
+// addBroker registers the broker flags on fs.
+func addBroker(fs *flag.FlagSet) brokerFlags {
+	return brokerFlags{
+		url:  fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker URL"),
 		ca:   fs.String("tls-ca", "", "PEM CA file that signs the broker's certificate"),
 		cert: fs.String("tls-cert", "", "PEM client certificate (CN tobira-hq)"),
 		key:  fs.String("tls-key", "", "PEM client key"),
 	}
 }
 
-// config returns the TLS configuration, nil when no flag is set.
-func (f tlsFlags) config() (*tls.Config, error) {
+// hqConfig returns an HQ configuration holding the broker URL, the TLS
+// configuration and log.
+func (f brokerFlags) hqConfig(log *slog.Logger) (tsync.HQConfig, error) {
+	tc, err := f.tls()
+	if err != nil {
+		return tsync.HQConfig{}, err
+	}
+	return tsync.HQConfig{Broker: *f.url, TLS: tc, Logger: log}, nil
+}
+
+// tls returns the TLS configuration, nil when no TLS flag is set.
+func (f brokerFlags) tls() (*tls.Config, error) {
 	if *f.ca == "" && *f.cert == "" && *f.key == "" {
 		return nil, nil
 	}
@@ -167,20 +179,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch name {
 	case "serve":
 		db := fs.String("db", "hq.db", "HQ store (bbolt file)")
-		brokerURL := fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
 		clientID := fs.String("client-id", "tobira-hq", "MQTT client ID")
 		spool := fs.String("spool", "", "directory of published snapshots (see snapshot publish)")
 		reg := fs.String("registry", "", "HQ registry: enrollments from devices wait there for approval (empty: not taken)")
 		keyFile := fs.String("key", "", "HQ signing key: signs the ticket marks relayed between gates (empty: not relayed)")
-		tf := addTLS(fs)
+		bf := addBroker(fs)
 		if err := parse(); err != nil {
 			return err
 		}
-		tc, err := tf.config()
+		cfg, err := bf.hqConfig(log)
 		if err != nil {
 			return err
 		}
-		cfg := tsync.HQConfig{Broker: *brokerURL, ClientID: *clientID, Path: *db, Spool: *spool, TLS: tc, Logger: log}
+		cfg.ClientID, cfg.Path, cfg.Spool = *clientID, *db, *spool
 		if *reg != "" {
 			cfg.Enrollments = registrySink{path: *reg, log: log}
 		}
@@ -194,7 +205,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer hq.Close()
-		log.Info("tobira-hq serving", "version", version, "broker", *brokerURL, "db", *db, "spool", *spool)
+		log.Info("tobira-hq serving", "version", version, "broker", cfg.Broker, "db", *db, "spool", *spool)
 		return hq.Run(ctx)
 	case "events":
 		return events(fs, parse, stdout)
@@ -235,16 +246,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "command send":
 		return sendCommand(ctx, fs, parse, stdout, log)
 	case "release":
-		brokerURL := fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
-		tf := addTLS(fs)
+		bf := addBroker(fs)
 		if err := fs.Parse(args[1:]); err != nil {
 			return fmt.Errorf("%w: %w", errUsage, err)
 		}
-		tc, err := tf.config()
+		cfg, err := bf.hqConfig(log)
 		if err != nil {
 			return err
 		}
-		err = tsync.RunReleaseCLI(ctx, tsync.HQConfig{Broker: *brokerURL, TLS: tc, Logger: log}, fs.Args(), stdout, stderr)
+		err = tsync.RunReleaseCLI(ctx, cfg, fs.Args(), stdout, stderr)
 		if errors.Is(err, firmware.ErrUsage) {
 			return fmt.Errorf("%w: %s", errUsage, strings.TrimPrefix(err.Error(), "usage: "))
 		}
@@ -373,13 +383,12 @@ func events(fs *flag.FlagSet, parse func() error, stdout io.Writer) error {
 // tail implements `tobira-hq tail`: a read-only subscriber that prints the
 // events passing the broker.
 func tail(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
-	brokerURL := fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
 	format := fs.String("format", "json", "json or csv")
-	tf := addTLS(fs)
+	bf := addBroker(fs)
 	if err := parse(); err != nil {
 		return err
 	}
-	tc, err := tf.config()
+	tc, err := bf.tls()
 	if err != nil {
 		return err
 	}
@@ -388,7 +397,7 @@ func tail(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.W
 		return err
 	}
 	lines := make(chan tsync.StoredEvent, 1024)
-	opts := mqtt.NewClientOptions().AddBroker(*brokerURL).SetClientID("tobira-hq-tail-" + tsync.NewCommandID()[:8]).
+	opts := mqtt.NewClientOptions().AddBroker(*bf.url).SetClientID("tobira-hq-tail-" + tsync.NewCommandID()[:8]).
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(true).SetOrderMatters(true)
 	if tc != nil {
 		opts.SetTLSConfig(tc)
@@ -414,7 +423,7 @@ func tail(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.W
 	opts.SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(tsync.EventsSubscription, 0, onEvents) })
 	c := mqtt.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(tsync.DefaultTokenTimeout) || tok.Error() != nil {
-		return fmt.Errorf("connect to %s: %v", *brokerURL, tok.Error())
+		return fmt.Errorf("connect to %s: %v", *bf.url, tok.Error())
 	}
 	defer c.Disconnect(250)
 	for {
@@ -487,7 +496,7 @@ func orDash(s string) string {
 }
 
 // dial reads the signing key and connects a Sender.
-func dial(ctx context.Context, brokerURL, keyFile, spool string, tf tlsFlags, log *slog.Logger) (*tsync.Sender, error) {
+func dial(ctx context.Context, bf brokerFlags, keyFile, spool string, log *slog.Logger) (*tsync.Sender, error) {
 	if keyFile == "" {
 		return nil, fmt.Errorf("%w: --key is required (see tobira-hq keygen)", errUsage)
 	}
@@ -495,11 +504,12 @@ func dial(ctx context.Context, brokerURL, keyFile, spool string, tf tlsFlags, lo
 	if err != nil {
 		return nil, err
 	}
-	tc, err := tf.config()
+	cfg, err := bf.hqConfig(log)
 	if err != nil {
 		return nil, err
 	}
-	return tsync.DialSender(ctx, tsync.HQConfig{Broker: brokerURL, Spool: spool, TLS: tc, Logger: log}, priv)
+	cfg.Spool = spool
+	return tsync.DialSender(ctx, cfg, priv)
 }
 
 // waitResults waits up to d for the results of ids and prints them; an id
@@ -540,7 +550,6 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 // publishSnapshot implements `tobira-hq snapshot publish`.
 func publishSnapshot(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
-	brokerURL := fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
 	key := fs.String("key", "", "HQ signing key (PREFIX.key from keygen)")
 	file := fs.String("file", "", "snapshot payload file (instead of --registry)")
 	reg := fs.String("registry", "", "HQ registry to build the snapshot from (instead of --file)")
@@ -555,7 +564,7 @@ func publishSnapshot(ctx context.Context, fs *flag.FlagSet, parse func() error, 
 	spool := fs.String("spool", "", "the HQ service's spool directory, so it can re-send missing chunks")
 	chunk := fs.Int("chunk-size", tsync.DefaultChunkSize, "chunk size in bytes")
 	wait := fs.Duration("wait", 0, "wait this long for every device's result (0: do not wait)")
-	tf := addTLS(fs)
+	bf := addBroker(fs)
 	if err := parse(); err != nil {
 		return err
 	}
@@ -568,7 +577,7 @@ func publishSnapshot(ctx context.Context, fs *flag.FlagSet, parse func() error, 
 			return err
 		}
 		defer r.Close()
-		s, err := dial(ctx, *brokerURL, *key, *spool, tf, log)
+		s, err := dial(ctx, bf, *key, *spool, log)
 		if err != nil {
 			return err
 		}
@@ -582,7 +591,7 @@ func publishSnapshot(ctx context.Context, fs *flag.FlagSet, parse func() error, 
 	if *file == "" || *ver == 0 || *site == "" || len(devices) == 0 {
 		return fmt.Errorf("%w: snapshot publish needs --registry (with --full or --delta), or --file, --version, --site and --device", errUsage)
 	}
-	s, err := dial(ctx, *brokerURL, *key, *spool, tf, log)
+	s, err := dial(ctx, bf, *key, *spool, log)
 	if err != nil {
 		return err
 	}
@@ -602,7 +611,6 @@ func publishSnapshot(ctx context.Context, fs *flag.FlagSet, parse func() error, 
 
 // sendCommand implements `tobira-hq command send`.
 func sendCommand(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
-	brokerURL := fs.String("broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
 	key := fs.String("key", "", "HQ signing key (PREFIX.key from keygen)")
 	var c tsync.Command
 	fs.StringVar(&c.Site, "site", "", "site of the device")
@@ -613,14 +621,14 @@ func sendCommand(ctx context.Context, fs *flag.FlagSet, parse func() error, stdo
 	fs.StringVar(&c.Credential, "credential", "", "credential hex key (forgive_apb)")
 	ttl := fs.Duration("ttl", 5*time.Minute, "how long the command stays valid (max 24h)")
 	wait := fs.Duration("wait", 30*time.Second, "wait this long for the device's result (0: do not wait)")
-	tf := addTLS(fs)
+	bf := addBroker(fs)
 	if err := parse(); err != nil {
 		return err
 	}
 	if c.Site == "" || c.Device == "" || c.Action == "" {
 		return fmt.Errorf("%w: command send needs --site, --device and --action", errUsage)
 	}
-	s, err := dial(ctx, *brokerURL, *key, "", tf, log)
+	s, err := dial(ctx, bf, *key, "", log)
 	if err != nil {
 		return err
 	}

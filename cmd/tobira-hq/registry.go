@@ -23,6 +23,12 @@ import (
 	"github.com/tobira-ac/tobira/sync/registry"
 )
 
+// registryFlag registers --registry, the registry file of the admin
+// commands, on fs.
+func registryFlag(fs *flag.FlagSet) *string {
+	return fs.String("registry", "registry.db", "HQ registry (bbolt file)")
+}
+
 // openRegistry opens the registry file for one command.
 func openRegistry(path string, log *slog.Logger) (*registry.Registry, error) {
 	if path == "" {
@@ -33,7 +39,7 @@ func openRegistry(path string, log *slog.Logger) (*registry.Registry, error) {
 
 // importCSV implements `tobira-hq import TABLE`.
 func importCSV(ctx context.Context, table string, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
-	reg := fs.String("registry", "registry.db", "HQ registry (bbolt file)")
+	reg := registryFlag(fs)
 	site := fs.String("site", "", "site the records belong to")
 	file := fs.String("csv", "", "CSV file with a header line (docs/HQ.md)")
 	if err := parse(); err != nil {
@@ -102,7 +108,7 @@ func enrollEntry(ctx context.Context, r *registry.Registry, site, person string,
 // enroll implements `tobira-hq enroll [list|approve|reject]` and
 // `tobira-hq enroll --record FILE`.
 func enroll(ctx context.Context, sub string, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
-	reg := fs.String("registry", "registry.db", "HQ registry (bbolt file)")
+	reg := registryFlag(fs)
 	switch sub {
 	case "list":
 		if err := parse(); err != nil {
@@ -251,7 +257,7 @@ func parseCertFlags(credHex, kidHex, serialHex string) (policy.CertRef, error) {
 
 // revoke implements `tobira-hq revoke`.
 func revoke(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
-	reg := fs.String("registry", "registry.db", "HQ registry (bbolt file)")
+	reg := registryFlag(fs)
 	site := fs.String("site", "", "site")
 	cred := fs.String("credential", "", "certificate credential key (hex, as in events)")
 	kid := fs.String("issuer-key-id", "", "issuer key ID (40 hex digits), with --serial")
@@ -297,7 +303,7 @@ func readCert(path string) (*x509.Certificate, error) {
 
 // crlImport implements `tobira-hq crl import`.
 func crlImport(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
-	reg := fs.String("registry", "registry.db", "HQ registry (bbolt file)")
+	reg := registryFlag(fs)
 	site := fs.String("site", "", "site")
 	crlFile := fs.String("crl", "", "CRL file (DER or PEM)")
 	caFile := fs.String("ca", "", "certificate of the CA that signs the CRL (PEM or DER)")
@@ -379,14 +385,9 @@ func publishFromRegistry(ctx context.Context, s *tsync.Sender, r *registry.Regis
 			b, ok := deltas[cur]
 			if !ok {
 				b.path = filepath.Join(dir, fmt.Sprintf("delta-%d", cur))
-				f, err := os.Create(b.path)
-				if err != nil {
-					return nil, err
-				}
-				b.pub, err = r.WriteDelta(ctx, site, cur, f)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
+				b.pub, err = writeSnapshotFile(b.path, func(w io.Writer) (registry.Published, error) {
+					return r.WriteDelta(ctx, site, cur, w)
+				})
 				if errors.Is(err, registry.ErrNoDelta) {
 					fmt.Fprintf(stdout, "%s/%s: %v; sending a full snapshot\n", site, d, err)
 					b.path = ""
@@ -400,14 +401,9 @@ func publishFromRegistry(ctx context.Context, s *tsync.Sender, r *registry.Regis
 		if path == "" {
 			if full == "" {
 				full = filepath.Join(dir, "full")
-				f, err := os.Create(full)
-				if err != nil {
-					return nil, err
-				}
-				fullPub, err = r.WriteFull(ctx, site, f)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
+				fullPub, err = writeSnapshotFile(full, func(w io.Writer) (registry.Published, error) {
+					return r.WriteFull(ctx, site, w)
+				})
 				if err != nil {
 					return nil, err
 				}
@@ -424,4 +420,18 @@ func publishFromRegistry(ctx context.Context, s *tsync.Sender, r *registry.Regis
 		ids = append(ids, m.Transfer)
 	}
 	return ids, nil
+}
+
+// writeSnapshotFile creates the file path and writes a snapshot into it
+// with write.
+func writeSnapshotFile(path string, write func(io.Writer) (registry.Published, error)) (registry.Published, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return registry.Published{}, err
+	}
+	pub, err := write(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return pub, err
 }

@@ -90,55 +90,27 @@ func decodeItem(key, value []byte) (policy.Item, error) {
 	var err error
 	switch policy.RecordKind(key[0]) {
 	case policy.KindCredential:
-		var e policy.Entry
-		err = json.Unmarshal(value, &e)
-		it = e
+		it, err = decodeAs[policy.Entry](value, nil)
 	case policy.KindRevoked:
-		var v policy.Revocation
-		err = json.Unmarshal(value, &v)
-		it = v
+		it, err = decodeAs[policy.Revocation](value, nil)
 	case policy.KindLink:
-		var v policy.RenewalLink
-		err = json.Unmarshal(value, &v)
-		it = v
+		it, err = decodeAs[policy.RenewalLink](value, nil)
 	case policy.KindPerson:
-		var v policy.Person
-		err = json.Unmarshal(value, &v)
-		it = v
+		it, err = decodeAs[policy.Person](value, nil)
 	case policy.KindSite:
-		var v policy.Site
-		err = json.Unmarshal(value, &v)
-		it = v
+		it, err = decodeAs[policy.Site](value, nil)
 	case policy.KindDoor:
-		var v policy.Door
-		err = json.Unmarshal(value, &v)
-		v.ID = id
-		it = v
+		it, err = decodeAs(value, func(v *policy.Door) { v.ID = id })
 	case policy.KindArea:
-		var v policy.Area
-		err = json.Unmarshal(value, &v)
-		v.ID = id
-		it = v
+		it, err = decodeAs(value, func(v *policy.Area) { v.ID = id })
 	case policy.KindLevel:
-		var v policy.AccessLevel
-		err = json.Unmarshal(value, &v)
-		v.ID = id
-		it = v
+		it, err = decodeAs(value, func(v *policy.AccessLevel) { v.ID = id })
 	case policy.KindSchedule:
-		var v policy.Schedule
-		err = json.Unmarshal(value, &v)
-		v.ID = id
-		it = v
+		it, err = decodeAs(value, func(v *policy.Schedule) { v.ID = id })
 	case policy.KindHoliday:
-		var v policy.Holiday
-		err = json.Unmarshal(value, &v)
-		v.Date = id
-		it = v
+		it, err = decodeAs(value, func(v *policy.Holiday) { v.Date = id })
 	case policy.KindEvent:
-		var v policy.Event
-		err = json.Unmarshal(value, &v)
-		v.ID = id
-		it = v
+		it, err = decodeAs(value, func(v *policy.Event) { v.ID = id })
 	default:
 		return nil, fmt.Errorf("record key %x has unknown kind", key)
 	}
@@ -146,6 +118,20 @@ func decodeItem(key, value []byte) (policy.Item, error) {
 		return nil, fmt.Errorf("decode %s: %w", describeKey(key), err)
 	}
 	return it, nil
+}
+
+// decodeAs unmarshals value into a T and, when setID is not nil, lets it
+// restore the identity fields that policy keeps out of the JSON (they come
+// from the key).
+func decodeAs[T policy.Item](value []byte, setID func(*T)) (policy.Item, error) {
+	var v T
+	if err := json.Unmarshal(value, &v); err != nil {
+		return nil, err
+	}
+	if setID != nil {
+		setID(&v)
+	}
+	return v, nil
 }
 
 // describeKey renders a registry key for messages: "person p-1",
