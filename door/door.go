@@ -311,8 +311,9 @@ func NewDoor(cfg Config, pins Pins, clk clock.Clock, log *slog.Logger) (*Door, e
 // first calls report the start (the locked drive NewDoor made, and an open
 // door, fire or lockdown found then). Calls come from one goroutine per
 // observer, without the door's lock held, so fn may call the Door's
-// methods; a slow fn delays only its own later calls, never the door.
-// Changes made before Close returns are still delivered after it.
+// methods (but not Close); a slow fn delays only its own later calls, never
+// the door. Close returns once every change, its own included, has been
+// delivered.
 func (d *Door) Observe(fn func(Change)) {
 	o := newObserver(fn)
 	d.mu.Lock()
@@ -896,12 +897,18 @@ func (d *Door) Close() error {
 		d.log.Info("closed; relay driven locked")
 		d.emit(d.clk.Now(), KindLocked, CauseClose)
 	}
-	for _, o := range d.observers {
+	observers := d.observers
+	for _, o := range observers {
 		o.finish()
 	}
 	d.observers = nil
 	d.mu.Unlock()
 	d.wg.Wait()
+	// Every change, the closing one included, reaches its observers before
+	// Close returns: whoever records them may close its store afterwards.
+	for _, o := range observers {
+		<-o.exited
+	}
 	return err
 }
 

@@ -115,10 +115,12 @@ type observer struct {
 	done  bool
 	wake  chan struct{} // capacity 1: "queue or done changed"
 	fn    func(Change)
+	// exited is closed once the queue is delivered after finish.
+	exited chan struct{}
 }
 
 func newObserver(fn func(Change)) *observer {
-	o := &observer{fn: fn, wake: make(chan struct{}, 1)}
+	o := &observer{fn: fn, wake: make(chan struct{}, 1), exited: make(chan struct{})}
 	go o.run()
 	return o
 }
@@ -146,6 +148,7 @@ func (o *observer) signal() {
 }
 
 func (o *observer) run() {
+	defer close(o.exited)
 	for range o.wake {
 		for {
 			o.mu.Lock()

@@ -99,7 +99,17 @@ type HQ struct {
 	commitMu   gosync.Mutex
 	pending    []*storeReq // messages waiting for the next group commit
 	committing bool        // a caller is committing pending
+
+	ready     chan struct{} // closed once subscribed for the first time
+	readyOnce gosync.Once
 }
+
+// Ready returns a channel that is closed once Run has subscribed to the
+// devices' topics for the first time: from then on the broker keeps
+// (persistent session) what devices publish for HQ, also while HQ is away.
+// Devices that publish before that moment are served anyway, but events
+// the broker had no subscriber for wait for the device's ack timeout.
+func (h *HQ) Ready() <-chan struct{} { return h.ready }
 
 // OpenHQ opens (or creates) HQ's event store at cfg.Path. It does not
 // connect; Run does.
@@ -131,6 +141,7 @@ func OpenHQ(cfg HQConfig) (*HQ, error) {
 		db:    db,
 		path:  cfg.Path,
 		spool: cfg.Spool,
+		ready: make(chan struct{}),
 		link: link{
 			broker:       cfg.Broker,
 			clientID:     cmp.Or(cfg.ClientID, "tobira-hq"),
@@ -216,6 +227,7 @@ func (h *HQ) Run(ctx context.Context) error {
 				return
 			}
 			h.log.Info("HQ connected to broker", "broker", h.link.broker, "client_id", h.link.clientID)
+			h.readyOnce.Do(func() { close(h.ready) })
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			h.log.Warn("HQ lost broker connection", "broker", h.link.broker, "err", err)

@@ -124,8 +124,19 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error 
 	var wg gosync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Add(2)
+	// HQ subscribes first, as it would be at a real site: events published
+	// while nobody listens wait for the edge's ack timeout to be sent again
+	// (nothing is lost, but the demo would pause for it).
+	wg.Add(1)
 	go func() { defer wg.Done(); _ = hq.Run(ctx) }()
+	select {
+	case <-hq.Ready():
+	case <-time.After(10 * time.Second):
+		return errors.New("in-process HQ did not subscribe to the embedded broker within 10s")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	wg.Add(1)
 	go func() { defer wg.Done(); _ = edge.Run(ctx) }()
 
 	slot := cardsim.NewSlot()

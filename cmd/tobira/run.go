@@ -43,11 +43,12 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	// anything else is opened, so a restart never leaves a door unlocked.
 	clk := clock.System{}
 	doors := make([]*door.Door, 0, len(cfg.Doors))
-	defer func() {
+	closeDoors := func() {
 		for _, d := range doors {
-			_ = d.Close()
+			_ = d.Close() // relocks; idempotent
 		}
-	}()
+	}
+	defer closeDoors()
 	interlocks := map[string]*door.Interlock{}
 	setups := make([]door.Config, len(cfg.Doors))
 	pinNames := make([]door.PinNames, len(cfg.Doors))
@@ -114,6 +115,9 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		return err
 	}
 	defer outbox.Close()
+	// Doors close (relock) before the outbox does, so their closing
+	// changes are recorded.
+	defer closeDoors()
 	for _, r := range store.Recoveries() {
 		// The controller keeps running on break-glass credentials until HQ
 		// resends a snapshot.
