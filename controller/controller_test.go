@@ -296,10 +296,20 @@ func (r *recorder) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 // never the signing certificate (EF 0001) or another application.
 func TestTapSelectsOnlyJPKIAuthFiles(t *testing.T) {
 	jpkiAID, _ := hex.DecodeString("D392F000260100000001")
-	allowedEF := map[string]bool{"0006": true, "000a": true, "000b": true}
-	for _, card := range []*cardsim.Card{testCard(t, 0x2001, time.Now().AddDate(1, 0, 0)), cardsim.New(cardsim.Profile{})} {
+	serialEF := map[string]bool{"0006": true, "000a": true, "000b": true}
+	pinEF := map[string]bool{"0006": true, "000a": true, "000b": true, "0018": true, "0017": true}
+	for _, tc := range []struct {
+		card      *cardsim.Card
+		id        Identifier
+		allowedEF map[string]bool
+	}{
+		{testCard(t, 0x2001, time.Now().AddDate(1, 0, 0)), testIdentifier(t), serialEF},
+		{cardsim.New(cardsim.Profile{}), testIdentifier(t), serialEF},
+		{testCard(t, 0x2002, time.Now().AddDate(1, 0, 0)), pinIdentifier(t, "1234"), pinEF},
+	} {
+		card, allowedEF := tc.card, tc.allowedEF
 		rec := &recorder{t: card}
-		d := &ReaderLoop{Door: "front", Identifier: testIdentifier(t), Decider: &fakeDecider{j: &journal{}}, Lock: &fakeLock{j: &journal{}},
+		d := &ReaderLoop{Door: "front", Identifier: tc.id, Decider: &fakeDecider{j: &journal{}}, Lock: &fakeLock{j: &journal{}},
 			Events: &fakeLog{j: &journal{}}, Log: slog.New(slog.DiscardHandler)}
 		d.Handle(context.Background(), rec)
 		if len(rec.cmds) == 0 {
