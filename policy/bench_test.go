@@ -335,7 +335,7 @@ func BenchmarkDelta(b *testing.B) {
 			if err := enc.Put(Entry{Credential: benchCred(n + base + i), Person: "new"}); err != nil {
 				b.Fatal(err)
 			}
-			if err := enc.Delete(benchRevoked((base + i) % n)); err != nil {
+			if err := enc.Delete(benchDeletion(n, v, i)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -348,6 +348,20 @@ func BenchmarkDelta(b *testing.B) {
 		}
 		v++
 	}
+}
+
+// benchDeletion is the i-th record deleted by BenchmarkDelta's delta from
+// version v: first the store's revocations, one after the other; once they
+// are all gone (a long run at a small scale), the credentials that earlier
+// deltas added. Every deletion names a record that is there.
+func benchDeletion(n uint32, v uint64, i uint32) Item {
+	k := uint32(v-1)*2_500 + i
+	if k < n {
+		return benchRevoked(k)
+	}
+	k -= n
+	w, j := k/2_500, k%2_500 // added by the delta from version w+1, as its j-th new credential
+	return Entry{Credential: benchCred(n + w*10_000 + j), Person: "new"}
 }
 
 // BenchmarkImportCRL imports a CRL of TOBIRA_BENCH_SCALE serials (capped at
