@@ -211,7 +211,7 @@ type Result struct {
 
 // CommandTopic returns the topic HQ sends a device's commands to.
 func CommandTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/cmd"
+	return deviceTopic(site, device, "cmd")
 }
 
 // resultLeaf is the last level of result topics.
@@ -219,7 +219,7 @@ const resultLeaf = "result"
 
 // ResultTopic returns the topic a device reports results on.
 func ResultTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/" + resultLeaf
+	return deviceTopic(site, device, resultLeaf)
 }
 
 // ResultSubscription is the filter HQ subscribes to for every device's

@@ -41,13 +41,13 @@ const EnrollSubscription = TopicPrefix + "/+/+/" + enrollLeaf
 
 // EnrollTopic returns the topic a device publishes enrollments to.
 func EnrollTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/" + enrollLeaf
+	return deviceTopic(site, device, enrollLeaf)
 }
 
 // EnrollAckTopic returns the topic HQ acknowledges a device's enrollments
 // on.
 func EnrollAckTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/" + enrollAckLeaf
+	return deviceTopic(site, device, enrollAckLeaf)
 }
 
 // Enrollment is the payload of an enroll message.

@@ -56,13 +56,13 @@ const MarksSubscription = TopicPrefix + "/+/+/" + marksLeaf
 
 // MarksTopic returns the topic a device publishes its ticket marks to.
 func MarksTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/" + marksLeaf
+	return deviceTopic(site, device, marksLeaf)
 }
 
 // PeerMarksTopic returns the topic HQ relays other gates' marks to a
 // device on.
 func PeerMarksTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/" + peerMarksLeaf
+	return deviceTopic(site, device, peerMarksLeaf)
 }
 
 // MarkBatch is the payload of a marks message, and the signed payload of a

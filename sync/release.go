@@ -56,7 +56,7 @@ const (
 
 // ReleaseTopic returns the topic of a device's (retained) release offer.
 func ReleaseTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/" + releaseLeaf
+	return deviceTopic(site, device, releaseLeaf)
 }
 
 // ReleaseGroupTopic returns the topic of a group's (retained) release
@@ -69,7 +69,7 @@ func ReleaseGroupTopic(site, group string) string {
 // ReleaseGetTopic returns the topic on which a device asks for a piece of
 // a release binary.
 func ReleaseGetTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/" + releaseGetLeaf
+	return deviceTopic(site, device, releaseGetLeaf)
 }
 
 // ReleaseGetSubscription is the filter HQ's release server subscribes to.
@@ -78,13 +78,13 @@ const ReleaseGetSubscription = TopicPrefix + "/+/+/" + releaseGetLeaf
 // ReleaseChunkTopic returns the topic on which HQ answers a device's
 // requests with pieces of a release binary.
 func ReleaseChunkTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/" + releaseChunkLeaf
+	return deviceTopic(site, device, releaseChunkLeaf)
 }
 
 // ReleaseReportTopic returns the topic of a device's (retained) release
 // report.
 func ReleaseReportTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/" + releaseReportLeaf
+	return deviceTopic(site, device, releaseReportLeaf)
 }
 
 // ReleaseReportSubscription is the filter for every device's release

@@ -138,12 +138,12 @@ func (m Manifest) chunkLen(i int) int {
 // SnapshotTopic returns the topic of a device's (retained) snapshot
 // manifest.
 func SnapshotTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/snapshot"
+	return deviceTopic(site, device, "snapshot")
 }
 
 // ChunkTopic returns the topic of a device's snapshot chunks.
 func ChunkTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/chunk"
+	return deviceTopic(site, device, "chunk")
 }
 
 // needLeaf is the last level of need topics.
@@ -151,7 +151,7 @@ const needLeaf = "need"
 
 // NeedTopic returns the topic on which a device asks for missing chunks.
 func NeedTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/" + needLeaf
+	return deviceTopic(site, device, needLeaf)
 }
 
 // NeedSubscription is the filter HQ subscribes to for chunk requests.

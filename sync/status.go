@@ -83,7 +83,7 @@ func (f StatusFunc) Status(ctx context.Context) (Status, error) { return f(ctx) 
 
 // StatusTopic returns the topic of a device's retained status.
 func StatusTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/status"
+	return deviceTopic(site, device, "status")
 }
 
 // StatusSubscription is the filter HQ subscribes to for every device's

@@ -64,14 +64,20 @@ func CheckName(s string) error {
 	return nil
 }
 
+// deviceTopic is the topic tobira/v1/{site}/{device}/{leaf}: every
+// per-device topic of the contract is built here.
+func deviceTopic(site, device, leaf string) string {
+	return TopicPrefix + "/" + site + "/" + device + "/" + leaf
+}
+
 // EventsTopic returns the topic a device publishes its events to.
 func EventsTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/events"
+	return deviceTopic(site, device, "events")
 }
 
 // AckTopic returns the topic HQ publishes a device's acknowledgements to.
 func AckTopic(site, device string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/ack"
+	return deviceTopic(site, device, "ack")
 }
 
 // ParseEventsTopic returns the site and device of an events topic. The error
