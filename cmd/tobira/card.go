@@ -6,7 +6,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/tobira-ac/tobira/controller"
 	"github.com/tobira-ac/tobira/reader"
 )
 
@@ -25,7 +24,7 @@ func cardCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	cfg, err := controller.LoadConfig(*cfgPath)
+	cfg, err := LoadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ import (
 // runEdge runs a real controller: GPIO relays, PC/SC readers, the snapshot
 // store, the outbox and the HQ link, until ctx ends.
 func runEdge(ctx context.Context, path string, stderr io.Writer) error {
-	cfg, err := controller.LoadConfig(path)
+	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
 	}
@@ -275,7 +275,7 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 // keypad if it has one. A serial-mode reader with a keypad also gets a PIN
 // identifier, used when policy puts the door in card + PIN mode. The
 // returned func closes the keypad.
-func newIdentifiers(rc controller.ReaderConfig, v *reader.Verifier, log *slog.Logger) (id, pinID *reader.Identifier, closeKeypad func(), err error) {
+func newIdentifiers(rc ReaderConfig, v *reader.Verifier, log *slog.Logger) (id, pinID *reader.Identifier, closeKeypad func(), err error) {
 	mode, err := reader.ParseMode(rc.Mode)
 	if err != nil {
 		return nil, nil, nil, err
@@ -325,7 +325,7 @@ func newIdentifiers(rc controller.ReaderConfig, v *reader.Verifier, log *slog.Lo
 
 // policyOptions turns the configuration into the snapshot store's options:
 // break-glass credentials and each door's fallbacks.
-func policyOptions(cfg *controller.Config, log *slog.Logger) (policy.Options, error) {
+func policyOptions(cfg *Config, log *slog.Logger) (policy.Options, error) {
 	o := policy.Options{Log: log, Doors: map[string]policy.DoorOptions{}}
 	for i, b := range cfg.BreakGlass {
 		c, err := b.Credential()
@@ -335,11 +335,11 @@ func policyOptions(cfg *controller.Config, log *slog.Logger) (policy.Options, er
 		o.BreakGlass = append(o.BreakGlass, policy.BreakGlass{Credential: c, Label: b.Label})
 	}
 	for _, d := range cfg.Doors {
-		stale, err := controller.ParseFallback(d.OnStaleRevocations)
+		stale, err := ParseFallback(d.OnStaleRevocations)
 		if err != nil {
 			return o, fmt.Errorf("door %q: on_stale_revocations: %w", d.Name, err)
 		}
-		clockFB, err := controller.ParseFallback(d.OnUntrustedClock)
+		clockFB, err := ParseFallback(d.OnUntrustedClock)
 		if err != nil {
 			return o, fmt.Errorf("door %q: on_untrusted_clock: %w", d.Name, err)
 		}
@@ -376,7 +376,7 @@ func secureRelays(setups []door.Config, names []door.PinNames) error {
 // releaseAgent builds the firmware release agent when the configuration
 // pins release keys (nil otherwise). A release it activates is announced on
 // activated, and the controller then exits for systemd to start it.
-func releaseAgent(cfg *controller.Config, ecfg tsync.EdgeConfig, busy firmware.BusyChecker,
+func releaseAgent(cfg *Config, ecfg tsync.EdgeConfig, busy firmware.BusyChecker,
 	activated chan<- firmware.Manifest, log *slog.Logger) (*tsync.ReleaseAgent, error) {
 	fw := cfg.Firmware
 	if len(fw.ReleaseKeys) == 0 {
@@ -410,7 +410,7 @@ func releaseAgent(cfg *controller.Config, ecfg tsync.EdgeConfig, busy firmware.B
 }
 
 // releaseVerifier reads the pinned release public keys.
-func releaseVerifier(fw controller.FirmwareConfig) (*firmware.Verifier, error) {
+func releaseVerifier(fw FirmwareConfig) (*firmware.Verifier, error) {
 	var keys []ed25519.PublicKey
 	for i, p := range fw.ReleaseKeys {
 		b, err := os.ReadFile(p)
@@ -431,7 +431,7 @@ func releaseVerifier(fw controller.FirmwareConfig) (*firmware.Verifier, error) {
 }
 
 // hqKeys reads the pinned HQ public keys that sign snapshots and commands.
-func hqKeys(h controller.HQConfig) ([]ed25519.PublicKey, error) {
+func hqKeys(h HQConfig) ([]ed25519.PublicKey, error) {
 	keys := make([]ed25519.PublicKey, 0, len(h.Keys))
 	for i, p := range h.Keys {
 		k, err := signed.ReadPublicKey(p)
@@ -457,7 +457,7 @@ func openPins(names []string) ([]gpio.PinIO, error) {
 }
 
 // hqTLS builds the TLS configuration for an ssl:// broker (nil for tcp://).
-func hqTLS(h controller.HQConfig) (*tls.Config, error) {
+func hqTLS(h HQConfig) (*tls.Config, error) {
 	if h.CACert == "" {
 		return nil, nil
 	}
@@ -483,7 +483,7 @@ func hqTLS(h controller.HQConfig) (*tls.Config, error) {
 // checkConfig validates a configuration and the files it names, and prints
 // a summary.
 func checkConfig(path string, stdout io.Writer) error {
-	cfg, err := controller.LoadConfig(path)
+	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/tobira-ac/tobira/controller"
 	"github.com/tobira-ac/tobira/policy"
 )
 
@@ -26,7 +25,7 @@ func snapshotCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: snapshot import takes one SNAPSHOT.json", errUsage)
 	}
-	cfg, err := controller.LoadConfig(*cfgPath)
+	cfg, err := LoadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
