@@ -76,6 +76,19 @@ func TestCheckConfig(t *testing.T) {
 	}
 	anchor := writeFile(t, dir, "ca.der", string(ca.DER))
 	base := baseConfig(filepath.Join(dir, "data"), anchor)
+	// Keys as both keygens write them (cli.Keygen): an HQ key and a release
+	// key in PEM; and a release key in the base64 text of the first releases.
+	var keygenOut bytes.Buffer
+	for _, prefix := range []string{"hq", "release"} {
+		if err := cli.Execute(t.Context(), cli.Keygen("x"), []string{"--out", filepath.Join(dir, prefix)}, &keygenOut, &keygenOut); err != nil {
+			t.Fatal(err)
+		}
+	}
+	legacyRelease := writeFile(t, dir, "legacy.pub", "UeKuH+HtIVBkZpUJ9v1a0c0lJwcX9QWKp9m4MDmwqFA=\n")
+	withKeys := func(releaseKey string) string {
+		return strings.Replace(base, "[hq]\n", "[hq]\nkeys = [\""+filepath.Join(dir, "hq.pub")+"\"]\n", 1) +
+			"[firmware]\nroot = \"" + filepath.Join(dir, "fw") + "\"\nrelease_keys = [\"" + releaseKey + "\"]\n"
+	}
 	tests := []struct {
 		name    string
 		body    string
@@ -87,7 +100,10 @@ func TestCheckConfig(t *testing.T) {
 		{"anchor not a certificate", strings.Replace(base, anchor, writeFile(t, dir, "junk.pem", "hello"), 1), "junk.pem", ""},
 		{"bad key", strings.Replace(base, `relay_pin = "GPIO17"`, "relay_pin = \"GPIO17\"\npulse = \"0s\"", 1), "door[0].pulse", ""},
 		{"release key not a key", base + "[firmware]\nroot = \"" + filepath.Join(dir, "fw") + "\"\nrelease_keys = [\"" +
-			writeFile(t, dir, "release.pub", "not a key") + "\"]\n", "firmware.release_keys[0]", ""},
+			writeFile(t, dir, "bad-release.pub", "not a key") + "\"]\n", "firmware.release_keys[0]", ""},
+		{"keys from keygen", withKeys(filepath.Join(dir, "release.pub")), "", ": ok:"},
+		{"legacy release key", withKeys(legacyRelease), "", ": ok:"},
+		{"secret key pinned as a release key", withKeys(filepath.Join(dir, "hq.key")), "firmware.release_keys[0]", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -153,13 +154,26 @@ func Prepare(root *cobra.Command) {
 	root.Annotations[prepared] = "yes"
 	root.SilenceErrors, root.SilenceUsage = true, true
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{dashHint(err)} })
 	root.SetHelpCommand(helpCommand())
 	if root.Version != "" {
 		root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	}
 	root.InitDefaultHelpCmd()
 	walk(root, prepareCommand)
+}
+
+// singleDash matches pflag's error for a long flag given with one dash
+// (-config), as the standard flag package accepted.
+var singleDash = regexp.MustCompile(`^unknown shorthand flag: '.' in -([a-zA-Z][a-zA-Z-]+)$`)
+
+// dashHint adds to the error of a long flag given with one dash how to
+// spell it.
+func dashHint(err error) error {
+	if m := singleDash.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("%w (long flags take two dashes: --%s)", err, m[1])
+	}
+	return err
 }
 
 // walk calls f on c and every command below it.
