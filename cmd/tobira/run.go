@@ -172,7 +172,7 @@ func (p *edgeParts) commitTrial(ctx context.Context, g *errgroup.Group) {
 			p.agent.Refresh() // tell HQ at once
 		}
 	}
-	g.Go(func() error { return p.trial.Supervise(ctx) })
+	goPart(ctx, g, "health gate", p.trial.Supervise)
 }
 
 // openDoors drives every door's relays to their locked level, then opens
