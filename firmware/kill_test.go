@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 // TestKill9DuringInstall kills an installing process (kill -9) at random
@@ -23,7 +25,7 @@ func TestKill9DuringInstall(t *testing.T) {
 	if err := os.WriteFile(envPath, sign(t, manifestFor(t, "2.0.0", fw["v2"]), testKey("release")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(pubPath, []byte(EncodePublicKey(pub(testKey("release")))+"\n"), 0o644); err != nil {
+	if err := signed.WriteKeyPair(filepath.Join(dir, "release.key"), pubPath, testKey("release")); err != nil {
 		t.Fatal(err)
 	}
 	setup := func() string {

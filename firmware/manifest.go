@@ -266,31 +266,24 @@ func (v *Verifier) Verify(data []byte) (Manifest, error) {
 	return m, nil
 }
 
-// EncodePublicKey returns the text form of a release public key (base64).
-func EncodePublicKey(k ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(k) }
-
-// ParsePublicKey decodes the text form of a release public key. Surrounding
-// white space is ignored. Errors wrap ErrMalformed.
-func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+// parseLegacyPublicKey decodes a release public key in the base64 text of
+// the first releases (see keys.go). Surrounding white space is ignored.
+// Errors wrap ErrMalformed.
+func parseLegacyPublicKey(s string) (ed25519.PublicKey, error) {
 	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
 	if err != nil || len(b) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: release public key %.16q: want base64 of %d bytes", ErrMalformed, s, ed25519.PublicKeySize)
+		return nil, fmt.Errorf("%w: release public key %.16q: want PEM, or base64 of %d bytes", ErrMalformed, s, ed25519.PublicKeySize)
 	}
 	return ed25519.PublicKey(b), nil
 }
 
-// EncodePrivateKey returns the text form of a release private key: base64
-// of its 32-byte seed.
-func EncodePrivateKey(k ed25519.PrivateKey) string {
-	return base64.StdEncoding.EncodeToString(k.Seed())
-}
-
-// ParsePrivateKey decodes the text form of a release private key. Errors
-// wrap ErrMalformed and never quote the key.
-func ParsePrivateKey(s string) (ed25519.PrivateKey, error) {
+// parseLegacyPrivateKey decodes a release private key in the base64 seed
+// text of the first releases (see keys.go). Errors wrap ErrMalformed and
+// never quote the key.
+func parseLegacyPrivateKey(s string) (ed25519.PrivateKey, error) {
 	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
 	if err != nil || len(b) != ed25519.SeedSize {
-		return nil, fmt.Errorf("%w: release private key: want base64 of a %d-byte seed", ErrMalformed, ed25519.SeedSize)
+		return nil, fmt.Errorf("%w: release private key: want PEM, or base64 of a %d-byte seed", ErrMalformed, ed25519.SeedSize)
 	}
 	return ed25519.NewKeyFromSeed(b), nil
 }

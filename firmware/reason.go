@@ -3,7 +3,6 @@ package firmware
 import (
 	"errors"
 	"fmt"
-	"io"
 )
 
 // Refusal reasons: short, stable codes for why a release was not installed,
@@ -99,7 +98,3 @@ func PeekManifest(envelope []byte) (Manifest, error) {
 	}
 	return m, nil
 }
-
-// WriteDevices writes reports as a table: device, running, committed,
-// pending, last result, time reported.
-func WriteDevices(w io.Writer, reps []Report) error { return printDevices(w, reps) }

@@ -11,8 +11,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -214,12 +212,10 @@ func TestReleaseDeliveredThroughCuttingProxy(t *testing.T) {
 	if err != nil || r.Status != sync.ResultFailed || !strings.Contains(r.Error, "rolled_back: manual") {
 		t.Fatalf("result after rollback %+v, %v; want failed with the reason", r, err)
 	}
-	var out strings.Builder
-	if err := sync.WriteRollout(&out, "1.1.0", f.srv.Reports()); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "1 rolled back") || !strings.Contains(out.String(), "manual") {
-		t.Errorf("rollout view:\n%s", out.String())
+	// The rollout view counts it (tobira-hq release rollout prints this).
+	if r := firmware.CountRollout(sync.FirmwareReports(f.srv.Reports()), "1.1.0"); r.RolledBack != 1 ||
+		len(r.Failed) != 1 || !strings.Contains(r.Failed[0], "manual") {
+		t.Errorf("rollout of 1.1.0: %+v, want 1 rolled back (manual)", r)
 	}
 }
 
@@ -280,27 +276,27 @@ func TestReleaseTrialCommitReported(t *testing.T) {
 		t.Fatalf("result %+v, %v", r, err)
 	}
 
-	// The admin's views, from the retained reports on a fresh connection.
-	cfg := sync.HQConfig{Broker: f.m.URL(), Logger: testLogger(t)}
-	for _, tc := range []struct {
-		args []string
-		want []string
-	}{
-		{[]string{"devices", "-settle", "300ms"}, []string{"s1/door1", "1.2.0 committed", "installed"}},
-		{[]string{"rollout", "-version", "1.2.0", "-settle", "300ms"}, []string{"release 1.2.0: 1 committed, 0 on trial, 0 rolled back"}},
-	} {
-		var out, errs strings.Builder
-		if err := sync.RunReleaseCLI(ctx, cfg, tc.args, &out, &errs); err != nil {
-			t.Fatalf("%v: %v\n%s", tc.args, err, errs.String())
-		}
-		for _, w := range tc.want {
-			if !strings.Contains(out.String(), w) {
-				t.Errorf("%v: output lacks %q:\n%s", tc.args, w, out.String())
-			}
-		}
+	// The admin's views (tobira-hq release devices and rollout, tested in
+	// cmd/tobira-hq), from the retained reports on a fresh connection.
+	_, viewKey, err := signed.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := sync.RunReleaseCLI(ctx, cfg, []string{"rollout"}, io.Discard, io.Discard); !errors.Is(err, firmware.ErrUsage) {
-		t.Errorf("rollout without -version: %v, want a usage error", err)
+	view, err := sync.DialReleaseServer(ctx, sync.HQConfig{Broker: f.m.URL(), Logger: testLogger(t)}, viewKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer view.Close()
+	if err := view.WaitQuiet(ctx, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	reps := view.Reports()
+	if len(reps) != 1 || reps[0].Site != relSite || reps[0].Device != "door1" || reps[0].Firmware.Committed != "1.2.0" ||
+		reps[0].Offer == nil || reps[0].Offer.State != sync.OfferInstalled {
+		t.Errorf("retained reports %+v, want s1/door1 with 1.2.0 committed and its offer installed", reps)
+	}
+	if r := firmware.CountRollout(sync.FirmwareReports(reps), "1.2.0"); r.Committed != 1 || r.Trial != 0 || r.RolledBack != 0 {
+		t.Errorf("rollout of 1.2.0: %+v, want 1 committed", r)
 	}
 }
 

@@ -2,7 +2,7 @@
 // slot, so that pcscd (and tobira through it) sees a card, for tests,
 // demos and bring-up.
 //
-// Usage:
+// Usage (every command answers --help):
 //
 //	tobira-cardsim [--vpcd 127.0.0.1:35963] --cert auth.der [--ca-cert ca.der]
 //	               [--key card-key.pem] [--label JPKIAPICCTOKEN2] [--cert-needs-pin]
@@ -39,8 +39,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -51,6 +49,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/tobira-ac/tobira/cmd/internal/cli"
 	"github.com/tobira-ac/tobira/reader/cardsim"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 )
@@ -61,36 +62,51 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run is the whole command; it returns the exit status.
+// run is the whole command; it returns the exit status (cli.ExitCode).
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "gen-pki" {
-		if err := genPKI(args[1:], time.Now(), stdout); err != nil {
-			fmt.Fprintf(stderr, "tobira-cardsim gen-pki: %v\n", err)
-			return 1
-		}
-		return 0
+	root := newRoot()
+	root.SetIn(stdin)
+	return cli.ExitCode(cli.Execute(ctx, root, args, stdout, stderr), stderr)
+}
+
+// newRoot builds the command tree: the serving form is the root itself,
+// gen-pki its one subcommand.
+func newRoot() *cobra.Command {
+	var cfg config
+	root := &cobra.Command{
+		Use:   "tobira-cardsim --cert auth.der [flags]   (then insert / remove / status / quit on stdin)",
+		Short: "Put a simulated My Number Card into a vpcd reader slot",
+		Long: `tobira-cardsim puts a simulated My Number Card into a vpcd reader slot, so that pcscd
+(and tobira through it) sees a card. It then reads commands from standard input, one per
+line: insert, remove, status, quit; each is answered with "ok" or "error: <reason>".`,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := cfg.validate(); err != nil {
+				return err
+			}
+			return serve(c.Context(), cfg, c.InOrStdin(), c.OutOrStdout(), c.ErrOrStderr())
+		},
 	}
-	cfg, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "tobira-cardsim: %v\n", err)
-		return 2
-	}
+	cfg.register(root)
+	root.AddCommand(&cobra.Command{
+		Use:   "gen-pki DIR",
+		Short: "Write a test PKI into DIR: trust anchors, card certificates, the cards' key",
+		Args:  cobra.ExactArgs(1),
+		RunE:  func(c *cobra.Command, args []string) error { return genPKI(args[0], time.Now(), c.OutOrStdout()) },
+	})
+	return root
+}
+
+// serve builds the card and runs the stdin console until "quit", end of
+// input or ctx ends.
+func serve(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	card, err := cfg.card(log)
 	if err != nil {
-		fmt.Fprintf(stderr, "tobira-cardsim: %v\n", err)
-		return 1
+		return err
 	}
 	bridge := cardsim.NewBridge(cfg.vpcd, cardsim.VPCD{Log: log})
 	defer bridge.Close()
-	if err := console(ctx, stdin, stdout, bridge, card, cfg.connectTimeout); err != nil {
-		fmt.Fprintf(stderr, "tobira-cardsim: %v\n", err)
-		return 1
-	}
-	return 0
+	return console(ctx, stdin, stdout, bridge, card, cfg.connectTimeout)
 }
 
 // config is the parsed command line of the serving form.
@@ -112,14 +128,9 @@ type config struct {
 // validPIN reports whether pin is 4 ASCII digits.
 func validPIN(pin string) bool { return len(pin) == 4 && strings.Trim(pin, "0123456789") == "" }
 
-func parseFlags(args []string, stderr io.Writer) (config, error) {
-	var c config
-	fs := flag.NewFlagSet("tobira-cardsim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: tobira-cardsim [flags]   (then insert / remove / status / quit on stdin)\n       tobira-cardsim gen-pki DIR\nflags:\n")
-		fs.PrintDefaults()
-	}
+// register binds c's flags to the configuration.
+func (c *config) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
 	fs.StringVar(&c.vpcd, "vpcd", cardsim.DefaultVPCDAddr, "vpcd slot address (35963 is slot 0, 35964 slot 1)")
 	fs.StringVar(&c.certPath, "cert", "", `user-authentication certificate for EF 000A (DER or PEM; required unless --label "")`)
 	fs.StringVar(&c.caCertPath, "ca-cert", "", "CA certificate for EF 000B (DER or PEM)")
@@ -132,31 +143,29 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.freeAreaPIN, "free-area-pin", "", "PIN (4 digits) of the free-area application; none when empty")
 	fs.IntVar(&c.removeAfter, "remove-after", 0, "the card leaves the reader after answering this many commands (0 = never)")
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second, "how long insert waits for vpcd to accept the card")
-	if err := fs.Parse(args); err != nil {
-		return config{}, err
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
+}
+
+// validate checks the flags together; a mistake is a usage error.
+func (c *config) validate() error {
 	if c.certPath == "" && c.label != "" {
-		return config{}, errors.New(`--cert is required (or --label "" for a card without JPKI-AP)`)
+		return cli.Usagef(`--cert is required (or --label "" for a card without JPKI-AP)`)
 	}
 	if !validPIN(c.pin) {
-		return config{}, errors.New("--pin must be 4 digits")
+		return cli.Usagef("--pin must be 4 digits")
 	}
 	if c.tries < 0 || c.tries > cardsim.MaxTries {
-		return config{}, fmt.Errorf("--tries must be 0..%d", cardsim.MaxTries)
+		return cli.Usagef("--tries must be 0..%d", cardsim.MaxTries)
 	}
 	if len(c.freeAreaID) > 50 || strings.IndexFunc(c.freeAreaID, func(r rune) bool { return r < 0x21 || r > 0x7E }) >= 0 {
-		return config{}, errors.New("--free-area-id must be up to 50 printable ASCII characters without spaces")
+		return cli.Usagef("--free-area-id must be up to 50 printable ASCII characters without spaces")
 	}
 	if c.freeAreaPIN != "" && (c.freeAreaID == "" || !validPIN(c.freeAreaPIN)) {
-		return config{}, errors.New("--free-area-pin must be 4 digits and needs --free-area-id")
+		return cli.Usagef("--free-area-pin must be 4 digits and needs --free-area-id")
 	}
 	if c.removeAfter < 0 {
-		return config{}, errors.New("--remove-after must be 0 or more")
+		return cli.Usagef("--remove-after must be 0 or more")
 	}
-	return c, nil
+	return nil
 }
 
 // card builds the simulated card from the configuration; log gets a
@@ -315,16 +324,13 @@ func console(ctx context.Context, stdin io.Reader, stdout io.Writer, bridge *car
 	}
 }
 
-// genPKI writes a jpkitest.Kit into the directory named by args.
-func genPKI(args []string, now time.Time, stdout io.Writer) error {
-	if len(args) != 1 {
-		return errors.New("usage: tobira-cardsim gen-pki DIR")
-	}
+// genPKI writes a jpkitest.Kit into dir.
+func genPKI(dir string, now time.Time, stdout io.Writer) error {
 	kit, err := jpkitest.NewKit(now)
 	if err != nil {
 		return err
 	}
-	paths, err := kit.WriteDir(args[0])
+	paths, err := kit.WriteDir(dir)
 	if err != nil {
 		return err
 	}
@@ -335,6 +341,6 @@ func genPKI(args []string, now time.Time, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: serial %08x, %s with ca.pem as trust anchor\n", c.Name, c.Serial, c.Outcome)
 	}
 	fmt.Fprintf(stdout, "a card that signs: tobira-cardsim --cert %s --key %s\n",
-		filepath.Join(args[0], "card-1.der"), filepath.Join(args[0], "card-key.pem"))
+		filepath.Join(dir, "card-1.der"), filepath.Join(dir, "card-key.pem"))
 	return nil
 }

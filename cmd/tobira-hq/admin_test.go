@@ -16,7 +16,6 @@ import (
 	"time"
 
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/broker"
 	"github.com/tobira-ac/tobira/sync/signed"
 )
 
@@ -44,13 +43,7 @@ func (s *sink) ContentHash() ([32]byte, error) { return [32]byte{}, nil }
 // command send, events (CSV) and fleet against an edge on the embedded
 // broker.
 func TestAdminCommands(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	brk, err := broker.Start(ctx, "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer brk.Close()
+	ctx, brk := startBroker(t)
 	dir := t.TempDir()
 	db, spool, prefix := filepath.Join(dir, "hq.db"), filepath.Join(dir, "spool"), filepath.Join(dir, "hq")
 	var out bytes.Buffer

@@ -7,15 +7,18 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/tobira-ac/tobira/cmd/internal/cli"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
@@ -24,57 +27,80 @@ import (
 )
 
 // registryFlag registers --registry, the registry file of the admin
-// commands, on fs.
-func registryFlag(fs *flag.FlagSet) *string {
-	return fs.String("registry", "registry.db", "HQ registry (bbolt file)")
+// commands, on c.
+func registryFlag(c *cobra.Command) *string {
+	var path string
+	registryFlagVar(c, &path)
+	return &path
+}
+
+// registryFlagVar registers --registry on c, into path.
+func registryFlagVar(c *cobra.Command, path *string) {
+	c.Flags().StringVar(path, "registry", "registry.db", "HQ registry (bbolt file)")
 }
 
 // openRegistry opens the registry file for one command.
 func openRegistry(path string, log *slog.Logger) (*registry.Registry, error) {
 	if path == "" {
-		return nil, fmt.Errorf("%w: --registry is required", errUsage)
+		return nil, cli.Usagef("--registry is required")
 	}
 	return registry.Open(path, registry.Options{Logger: log})
 }
 
-// importCSV implements `tobira-hq import TABLE`.
-func importCSV(ctx context.Context, table string, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
-	reg := registryFlag(fs)
-	site := fs.String("site", "", "site the records belong to")
-	file := fs.String("csv", "", "CSV file with a header line (docs/HQ.md)")
-	if err := parse(); err != nil {
-		return err
+// importCommand is "tobira-hq import TABLE".
+func importCommand() *cobra.Command {
+	var site, file string
+	c := &cobra.Command{
+		Use:   "import TABLE --site S --csv FILE",
+		Short: "Import a CSV table into the registry: " + strings.Join(registry.Tables, ", "),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return cli.Usagef("import needs one TABLE: %s", strings.Join(registry.Tables, ", "))
+			}
+			return nil
+		},
 	}
-	if *site == "" || *file == "" {
-		return fmt.Errorf("%w: import %s needs --site and --csv", errUsage, table)
+	reg := registryFlag(c)
+	c.Flags().StringVar(&site, "site", "", "site the records belong to")
+	c.Flags().StringVar(&file, "csv", "", "CSV file with a header line (docs/HQ.md)")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if site == "" || file == "" {
+			return cli.Usagef("import %s needs --site and --csv", args[0])
+		}
+		return importCSV(c.Context(), *reg, args[0], site, file, c.OutOrStdout(), logger(c))
 	}
-	f, err := os.Open(*file)
+	return c
+}
+
+// importCSV imports table from file into the registry reg, for site.
+func importCSV(ctx context.Context, reg, table, site, file string, stdout io.Writer, log *slog.Logger) error {
+	f, err := os.Open(file)
 	if err != nil {
 		return fmt.Errorf("import %s: %w", table, err)
 	}
 	defer f.Close()
 	// Parse and validate before taking the registry's lock.
-	ch, err := registry.ParseCSV(table, *file, f)
+	ch, err := registry.ParseCSV(table, file, f)
 	if err != nil {
 		return err
 	}
-	r, err := openRegistry(*reg, log)
+	r, err := openRegistry(reg, log)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	a, err := r.Apply(ctx, *site, ch)
+	a, err := r.Apply(ctx, site, ch)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "imported %s from %s into site %s: %d put, %d deleted, revision %d\n", table, *file, *site, a.Put, a.Deleted, a.Rev)
+	fmt.Fprintf(stdout, "imported %s from %s into site %s: %d put, %d deleted, revision %d\n", table, file, site, a.Put, a.Deleted, a.Rev)
 	return nil
 }
 
 // loadVerifier reads trust anchors for enrollment checks.
 func loadVerifier(anchors string) (*reader.Verifier, error) {
 	if anchors == "" {
-		return nil, fmt.Errorf("%w: --anchors is required: the JPKI CA certificates (PEM or DER) enrollments must chain to", errUsage)
+		return nil, cli.Usagef("--anchors is required: the JPKI CA certificates (PEM or DER) enrollments must chain to")
 	}
 	certs, err := reader.LoadTrustAnchors(anchors)
 	if err != nil {
@@ -105,110 +131,168 @@ func enrollEntry(ctx context.Context, r *registry.Registry, site, person string,
 	return r.Apply(ctx, site, registry.Change{Put: []policy.Item{e}})
 }
 
-// enroll implements `tobira-hq enroll [list|approve|reject]` and
-// `tobira-hq enroll --record FILE`.
-func enroll(ctx context.Context, sub string, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
-	reg := registryFlag(fs)
-	switch sub {
-	case "list":
-		if err := parse(); err != nil {
-			return err
+// enrollment is what an enroll command was asked for.
+type enrollment struct {
+	reg, id, record, site, person, anchors, until string
+}
+
+// enrollFlags registers the flags of an approval (--person, --anchors,
+// --valid-until) on c.
+func (e *enrollment) enrollFlags(c *cobra.Command) {
+	c.Flags().StringVar(&e.person, "person", "", "person ID the credential belongs to")
+	c.Flags().StringVar(&e.anchors, "anchors", "", "JPKI CA certificates (PEM or DER) the certificate must chain to")
+	c.Flags().StringVar(&e.until, "valid-until", "", "end of the credential's validity (RFC 3339; default none)")
+}
+
+// enrollCommand is "tobira-hq enroll": with --record it enrolls from a
+// record file; its subcommands handle the enrollments devices sent.
+func enrollCommand() *cobra.Command {
+	var e enrollment
+	c := &cobra.Command{
+		Use:   "enroll --record FILE --site S --person P --anchors FILE",
+		Short: "Enroll a card from a verified enrollment record; list, approve or reject those devices sent",
+	}
+	registryFlagVar(c, &e.reg)
+	c.Flags().StringVar(&e.record, "record", "", "enrollment record file (JSON of reader.EnrollmentRecord)")
+	c.Flags().StringVar(&e.site, "site", "", "site to enroll at")
+	e.enrollFlags(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if e.record == "" || e.site == "" {
+			return cli.Usagef("enroll needs --record FILE and --site S (or a command: list, approve, reject)")
 		}
-		r, err := openRegistry(*reg, log)
+		raw, err := os.ReadFile(e.record)
 		if err != nil {
-			return err
-		}
-		defer r.Close()
-		list, err := r.PendingList()
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSITE\tDEVICE\tSEQ\tRECEIVED\tCREDENTIAL")
-		for _, p := range list {
-			cred := "(undecodable record)"
-			var rec reader.EnrollmentRecord
-			if json.Unmarshal(p.Record, &rec) == nil {
-				cred = rec.Credential.String()
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.ID, p.Site, p.Device, p.Seq, p.Received.Format(time.RFC3339), cred)
-		}
-		return tw.Flush()
-	case "approve", "reject", "":
-	default:
-		return fmt.Errorf("%w: enroll %s: want list, approve, reject or --record", errUsage, sub)
-	}
-	id := fs.String("id", "", "pending enrollment ID (enroll list)")
-	record := fs.String("record", "", "enrollment record file (JSON of reader.EnrollmentRecord)")
-	site := fs.String("site", "", "site to enroll at (with --record)")
-	person := fs.String("person", "", "person ID the credential belongs to")
-	anchors := fs.String("anchors", "", "JPKI CA certificates (PEM or DER) the certificate must chain to")
-	untilS := fs.String("valid-until", "", "end of the credential's validity (RFC 3339; default none)")
-	if err := parse(); err != nil {
-		return err
-	}
-	if sub == "reject" {
-		if *id == "" {
-			return fmt.Errorf("%w: enroll reject needs --id", errUsage)
-		}
-		r, err := openRegistry(*reg, log)
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		if err := r.DeletePending(*id); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "rejected enrollment %s\n", *id)
-		return nil
-	}
-	until, err := parseTime("valid-until", *untilS)
-	if err != nil {
-		return err
-	}
-	if *person == "" {
-		return fmt.Errorf("%w: enroll needs --person", errUsage)
-	}
-	v, err := loadVerifier(*anchors)
-	if err != nil {
-		return err
-	}
-	var raw []byte
-	switch {
-	case sub == "approve" && *id != "":
-	case sub == "" && *record != "" && *site != "":
-		if raw, err = os.ReadFile(*record); err != nil {
 			return fmt.Errorf("enroll: %w", err)
 		}
-	default:
-		return fmt.Errorf("%w: enroll needs either approve --id ID, or --record FILE --site S", errUsage)
+		return e.enroll(c.Context(), raw, c.OutOrStdout(), logger(c))
 	}
-	r, err := openRegistry(*reg, log)
+	c.AddCommand(enrollListCommand(), enrollApproveCommand(), enrollRejectCommand())
+	return c
+}
+
+// enrollListCommand is "tobira-hq enroll list".
+func enrollListCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List the enrollments devices sent, waiting for approval",
+	}
+	reg := registryFlag(c)
+	c.RunE = func(c *cobra.Command, _ []string) error { return listPending(*reg, c.OutOrStdout(), logger(c)) }
+	return c
+}
+
+// listPending prints the pending enrollments of the registry reg.
+func listPending(reg string, stdout io.Writer, log *slog.Logger) error {
+	r, err := openRegistry(reg, log)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	if sub == "approve" {
-		p, err := r.PendingByID(*id)
+	list, err := r.PendingList()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSITE\tDEVICE\tSEQ\tRECEIVED\tCREDENTIAL")
+	for _, p := range list {
+		cred := "(undecodable record)"
+		var rec reader.EnrollmentRecord
+		if json.Unmarshal(p.Record, &rec) == nil {
+			cred = rec.Credential.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.ID, p.Site, p.Device, p.Seq, p.Received.Format(time.RFC3339), cred)
+	}
+	return tw.Flush()
+}
+
+// enrollApproveCommand is "tobira-hq enroll approve".
+func enrollApproveCommand() *cobra.Command {
+	var e enrollment
+	c := &cobra.Command{
+		Use:   "approve --id ID --person P --anchors FILE [--valid-until T]",
+		Short: "Verify a pending enrollment and add its card to the allowlist",
+	}
+	registryFlagVar(c, &e.reg)
+	c.Flags().StringVar(&e.id, "id", "", "pending enrollment ID (enroll list)")
+	e.enrollFlags(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if e.id == "" {
+			return cli.Usagef("enroll approve needs --id")
+		}
+		return e.enroll(c.Context(), nil, c.OutOrStdout(), logger(c))
+	}
+	return c
+}
+
+// enrollRejectCommand is "tobira-hq enroll reject".
+func enrollRejectCommand() *cobra.Command {
+	var id string
+	c := &cobra.Command{
+		Use:   "reject --id ID",
+		Short: "Drop a pending enrollment",
+	}
+	reg := registryFlag(c)
+	c.Flags().StringVar(&id, "id", "", "pending enrollment ID (enroll list)")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if id == "" {
+			return cli.Usagef("enroll reject needs --id")
+		}
+		r, err := openRegistry(*reg, logger(c))
 		if err != nil {
 			return err
 		}
-		raw, *site = p.Record, p.Site
+		defer r.Close()
+		if err := r.DeletePending(id); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.OutOrStdout(), "rejected enrollment %s\n", id)
+		return nil
+	}
+	return c
+}
+
+// enroll verifies an enrollment record and adds its credential to the
+// allowlist: raw (with e.site), or, when e.id is set, the pending
+// enrollment e.id (which is then deleted).
+func (e *enrollment) enroll(ctx context.Context, raw []byte, stdout io.Writer, log *slog.Logger) error {
+	until, err := parseTime("valid-until", e.until)
+	if err != nil {
+		return err
+	}
+	if e.person == "" {
+		return cli.Usagef("enroll needs --person")
+	}
+	v, err := loadVerifier(e.anchors)
+	if err != nil {
+		return err
+	}
+	r, err := openRegistry(e.reg, log)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	site := e.site
+	if e.id != "" {
+		p, err := r.PendingByID(e.id)
+		if err != nil {
+			return err
+		}
+		raw, site = p.Record, p.Site
 	}
 	rec, err := verifiedEnrollment(raw, v, time.Now())
 	if err != nil {
 		return fmt.Errorf("enroll: %w", err)
 	}
-	a, err := enrollEntry(ctx, r, *site, *person, until, rec)
+	a, err := enrollEntry(ctx, r, site, e.person, until, rec)
 	if err != nil {
 		return err
 	}
-	if sub == "approve" {
-		if err := r.DeletePending(*id); err != nil {
+	if e.id != "" {
+		if err := r.DeletePending(e.id); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "enrolled %s for person %s at site %s, revision %d\n", rec.Credential, *person, *site, a.Rev)
+	fmt.Fprintf(stdout, "enrolled %s for person %s at site %s, revision %d\n", rec.Credential, e.person, site, a.Rev)
 	return nil
 }
 
@@ -236,52 +320,62 @@ func parseCertFlags(credHex, kidHex, serialHex string) (policy.CertRef, error) {
 	if credHex != "" {
 		b, err := hex.DecodeString(credHex)
 		if err != nil {
-			return policy.CertRef{}, fmt.Errorf("%w: --credential %q is not hex", errUsage, credHex)
+			return policy.CertRef{}, cli.Usagef("--credential %q is not hex", credHex)
 		}
 		c, err := credential.Parse(b)
 		if err != nil || c.Kind != credential.KindCertSerial {
-			return policy.CertRef{}, fmt.Errorf("%w: --credential %q is not a certificate credential key", errUsage, credHex)
+			return policy.CertRef{}, cli.Usagef("--credential %q is not a certificate credential key", credHex)
 		}
 		return policy.CertRef{IssuerKeyID: c.IssuerKeyID, Serial: c.Serial}, nil
 	}
 	kid, err := hex.DecodeString(kidHex)
 	if err != nil || len(kid) != credential.KeyIDLen {
-		return policy.CertRef{}, fmt.Errorf("%w: --issuer-key-id %q: want %d hex digits", errUsage, kidHex, 2*credential.KeyIDLen)
+		return policy.CertRef{}, cli.Usagef("--issuer-key-id %q: want %d hex digits", kidHex, 2*credential.KeyIDLen)
 	}
 	serial, err := registry.ParseSerial(serialHex)
 	if err != nil {
-		return policy.CertRef{}, fmt.Errorf("%w: --serial: %w", errUsage, err)
+		return policy.CertRef{}, cli.Usagef("--serial: %w", err)
 	}
 	return policy.CertRef{IssuerKeyID: kid, Serial: serial}, nil
 }
 
-// revoke implements `tobira-hq revoke`.
-func revoke(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
-	reg := registryFlag(fs)
-	site := fs.String("site", "", "site")
-	cred := fs.String("credential", "", "certificate credential key (hex, as in events)")
-	kid := fs.String("issuer-key-id", "", "issuer key ID (40 hex digits), with --serial")
-	serial := fs.String("serial", "", "certificate serial (hex), with --issuer-key-id")
-	if err := parse(); err != nil {
-		return err
+// revokeCommand is "tobira-hq revoke".
+func revokeCommand() *cobra.Command {
+	var site, cred, kid, serial string
+	c := &cobra.Command{
+		Use:   "revoke --site S (--credential HEX | --issuer-key-id HEX --serial HEX)",
+		Short: "Revoke a certificate at a site (and drop its allowlist entries)",
 	}
-	if *site == "" {
-		return fmt.Errorf("%w: revoke needs --site", errUsage)
+	reg := registryFlag(c)
+	c.Flags().StringVar(&site, "site", "", "site")
+	c.Flags().StringVar(&cred, "credential", "", "certificate credential key (hex, as in events)")
+	c.Flags().StringVar(&kid, "issuer-key-id", "", "issuer key ID (40 hex digits), with --serial")
+	c.Flags().StringVar(&serial, "serial", "", "certificate serial (hex), with --issuer-key-id")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if site == "" {
+			return cli.Usagef("revoke needs --site")
+		}
+		ref, err := parseCertFlags(cred, kid, serial)
+		if err != nil {
+			return err
+		}
+		return revoke(c.Context(), *reg, site, ref, c.OutOrStdout(), logger(c))
 	}
-	c, err := parseCertFlags(*cred, *kid, *serial)
-	if err != nil {
-		return err
-	}
-	r, err := openRegistry(*reg, log)
+	return c
+}
+
+// revoke revokes the certificate c at site in the registry reg.
+func revoke(ctx context.Context, reg, site string, c policy.CertRef, stdout io.Writer, log *slog.Logger) error {
+	r, err := openRegistry(reg, log)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	a, err := r.Revoke(ctx, *site, c)
+	a, err := r.Revoke(ctx, site, c)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "revoked %x/%x at site %s (allowlist entries removed: %d), revision %d\n", c.IssuerKeyID, c.Serial, *site, a.Deleted, a.Rev)
+	fmt.Fprintf(stdout, "revoked %x/%x at site %s (allowlist entries removed: %d), revision %d\n", c.IssuerKeyID, c.Serial, site, a.Deleted, a.Rev)
 	return nil
 }
 
@@ -301,40 +395,56 @@ func readCert(path string) (*x509.Certificate, error) {
 	return c, nil
 }
 
-// crlImport implements `tobira-hq crl import`.
-func crlImport(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
-	reg := registryFlag(fs)
-	site := fs.String("site", "", "site")
-	crlFile := fs.String("crl", "", "CRL file (DER or PEM)")
-	caFile := fs.String("ca", "", "certificate of the CA that signs the CRL (PEM or DER)")
-	if err := parse(); err != nil {
-		return err
+// crlCommand is the "crl" group: "crl import".
+func crlCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "crl",
+		Short: "Certificate revocation lists",
 	}
-	if *site == "" || *crlFile == "" || *caFile == "" {
-		return fmt.Errorf("%w: crl import needs --site, --crl and --ca", errUsage)
+	var site, crlFile, caFile string
+	imp := &cobra.Command{
+		Use:   "import --site S --crl FILE --ca FILE",
+		Short: "Import a CA's CRL into a site's revocations",
 	}
-	der, err := os.ReadFile(*crlFile)
+	reg := registryFlag(imp)
+	imp.Flags().StringVar(&site, "site", "", "site")
+	imp.Flags().StringVar(&crlFile, "crl", "", "CRL file (DER or PEM)")
+	imp.Flags().StringVar(&caFile, "ca", "", "certificate of the CA that signs the CRL (PEM or DER)")
+	imp.RunE = func(c *cobra.Command, _ []string) error {
+		if site == "" || crlFile == "" || caFile == "" {
+			return cli.Usagef("crl import needs --site, --crl and --ca")
+		}
+		return crlImport(c.Context(), *reg, site, crlFile, caFile, c.OutOrStdout(), logger(c))
+	}
+	c.AddCommand(imp)
+	return c
+}
+
+// crlImport imports the CRL in crlFile, signed by the CA in caFile, into
+// site's revocations in the registry reg.
+func crlImport(ctx context.Context, reg, site, crlFile, caFile string, stdout io.Writer, log *slog.Logger) error {
+	der, err := os.ReadFile(crlFile)
 	if err != nil {
 		return fmt.Errorf("crl import: %w", err)
 	}
 	if blk, _ := pem.Decode(der); blk != nil {
 		der = blk.Bytes
 	}
-	ca, err := readCert(*caFile)
+	ca, err := readCert(caFile)
 	if err != nil {
 		return fmt.Errorf("crl import: %w", err)
 	}
-	r, err := openRegistry(*reg, log)
+	r, err := openRegistry(reg, log)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	info, err := r.ImportCRL(ctx, *site, der, ca, time.Now())
+	info, err := r.ImportCRL(ctx, site, der, ca, time.Now())
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "imported CRL of %s into site %s: %d serials (%d new), thisUpdate %s, revision %d\n",
-		ca.Subject, *site, info.Serials, info.Applied.Put-1, info.ThisUpdate.Format(time.RFC3339), info.Applied.Rev)
+		ca.Subject, site, info.Serials, info.Applied.Put-1, info.ThisUpdate.Format(time.RFC3339), info.Applied.Rev)
 	return nil
 }
 

@@ -88,13 +88,7 @@ func enrollmentRecord(t *testing.T, kit *jpkitest.Kit, now time.Time) (credentia
 // delta, an enrollment from the device approved and sent as a delta, and
 // the fleet view without drift.
 func TestRegistryToDevice(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), cliDeadline)
-	defer cancel()
-	brk, err := broker.Start(ctx, "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer brk.Close()
+	ctx, brk := startBroker(t)
 	dir := t.TempDir()
 	reg, db, spool, prefix := filepath.Join(dir, "registry.db"), filepath.Join(dir, "hq.db"), filepath.Join(dir, "spool"), filepath.Join(dir, "hq")
 	var out bytes.Buffer
@@ -269,6 +263,20 @@ func TestRegistryToDevice(t *testing.T) {
 	// Whether the device's "offline" status reached HQ before serve stopped
 	// is a race in this test, so Online is not asserted here (sync's status
 	// tests cover the last will and the clean-stop message).
+}
+
+// startBroker starts the embedded broker for one test, with a context
+// that ends after cliDeadline; both end with the test.
+func startBroker(t *testing.T) (context.Context, *broker.Broker) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), cliDeadline)
+	t.Cleanup(cancel)
+	brk, err := broker.Start(ctx, "127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { brk.Close() })
+	return ctx, brk
 }
 
 // waitFor polls cond (an integration wait on other goroutines' network

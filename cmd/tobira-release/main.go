@@ -6,46 +6,37 @@
 //	tobira-release release keygen|sign|verify|publish|devices|rollout ...
 //	tobira-release firmware status|install|guard|rollback ...
 //
-// See docs/FIRMWARE.md.
+// Every command answers --help. See docs/FIRMWARE.md.
 package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/tobira-ac/tobira/firmware"
+	"github.com/spf13/cobra"
+
+	"github.com/tobira-ac/tobira/cmd/internal/cli"
+	"github.com/tobira-ac/tobira/cmd/internal/fwcmd"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tobira-release:", err)
-		if errors.Is(err, firmware.ErrUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() { cli.Main(run) }
+
+// run runs one command line; errors are *cli.Error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return cli.Execute(ctx, newRoot(), args, stdout, stderr)
 }
 
-const usage = "usage: tobira-release release|firmware COMMAND ...\n\n" + firmware.ReleaseUsage + "\n\n" + firmware.DeviceUsage
-
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: no command\n%s", firmware.ErrUsage, usage)
+// newRoot builds the command tree.
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:     "tobira-release",
+		Short:   "Sign and publish tobira releases; guard and switch them on a device",
+		Long:    "tobira-release signs and publishes releases (admin, offline release key) and, on a device,\nis the stable guard systemd runs before every start of tobira. See docs/FIRMWARE.md.",
+		Version: version,
 	}
-	switch args[0] {
-	case "release":
-		return firmware.RunReleaseCLI(ctx, args[1:], stdout, stderr)
-	case "firmware":
-		return firmware.RunDeviceCLI(ctx, args[1:], stdout, stderr)
-	default:
-		return fmt.Errorf("%w: unknown command %q\n%s", firmware.ErrUsage, args[0], usage)
-	}
+	root.AddCommand(fwcmd.Release(), fwcmd.Device())
+	return root
 }

@@ -6,26 +6,45 @@ import (
 	"io"
 	"time"
 
-	"github.com/tobira-ac/tobira/controller"
+	"github.com/spf13/cobra"
+
 	"github.com/tobira-ac/tobira/reader"
 )
 
-// cardCmd handles `tobira card inspect`: it waits for a card on a reader and
-// prints what it is (token type, certificate serial, issuer, validity, chain
-// result, PIN tries left) without storing anything and without touching the
-// 4 basic facts.
-func cardCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "inspect" {
-		return fmt.Errorf("%w: card inspect [--config FILE] [--reader NAME] [--wait 30s]", errUsage)
+// cardCommand is the "card" group: "card inspect".
+func cardCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "card",
+		Short: "Look at a card on a reader",
 	}
-	fs := newFlagSet("card inspect", stderr)
-	cfgPath := fs.String("config", defaultConfigPath, "configuration file (for the trust anchors and reader names)")
-	readerName := fs.String("reader", "", "PC/SC reader name (default: the first [[reader]] of the config)")
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a card")
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
+	c.AddCommand(cardInspectCommand())
+	return c
+}
+
+// cardInspectCommand is "tobira card inspect": it waits for a card on a
+// reader and prints what it is (token type, certificate serial, issuer,
+// validity, chain result, PIN tries left) without storing anything and
+// without touching the 4 basic facts.
+func cardInspectCommand() *cobra.Command {
+	var readerName string
+	var wait time.Duration
+	c := &cobra.Command{
+		Use:   "inspect [--config FILE] [--reader NAME] [--wait 30s]",
+		Short: "Print what a tapped card is; stores nothing",
 	}
-	cfg, err := controller.LoadConfig(*cfgPath)
+	cfgPath := configFlag(c, "configuration file (for the trust anchors and reader names)")
+	c.Flags().StringVar(&readerName, "reader", "", "PC/SC reader name (default: the first [[reader]] of the config)")
+	c.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for a card")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		return inspectCard(c.Context(), *cfgPath, readerName, wait, c.OutOrStdout(), c.ErrOrStderr())
+	}
+	return c
+}
+
+// inspectCard waits up to wait for a card on the reader named readerName
+// (the configuration's first reader when empty) and prints what it is.
+func inspectCard(ctx context.Context, cfgPath, readerName string, wait time.Duration, stdout, stderr io.Writer) error {
+	cfg, err := LoadConfig(cfgPath)
 	if err != nil {
 		return err
 	}
@@ -37,7 +56,7 @@ func cardCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	name := *readerName
+	name := readerName
 	if name == "" {
 		name = cfg.Readers[0].Name
 	}
@@ -46,8 +65,8 @@ func cardCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("PC/SC (is pcscd running?): %w", err)
 	}
 	defer p.Close()
-	fmt.Fprintf(stderr, "waiting up to %s for a card on %q ...\n", *wait, name)
-	waitCtx, cancel := context.WithTimeout(ctx, *wait)
+	fmt.Fprintf(stderr, "waiting up to %s for a card on %q ...\n", wait, name)
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	card, err := p.Source(name).NextCard(waitCtx)
 	if err != nil {

@@ -1,128 +1,111 @@
 // Command tobira is the edge binary of the tobira access-control controller.
 //
-//	tobira run --config /etc/tobira/tobira.toml   run the doors of a real controller
+//	tobira run [--config /etc/tobira/tobira.toml]  run the doors of a real controller
 //	tobira demo                                   the whole loop on embedded defaults
 //	tobira check-config FILE                      validate a configuration file
 //	tobira readers                                list PC/SC readers
 //	tobira card inspect                           print what a tapped card is
-//	tobira snapshot import --config FILE SNAP.json  load an allowlist snapshot locally
-//	tobira firmware ...                           release slots and the health gate
+//	tobira snapshot import [--config FILE] SNAP.json  load an allowlist snapshot locally
+//	tobira firmware status|install|guard|rollback release slots and the health gate
 //	tobira version                                print the version
+//
+// Every command answers --help.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/tobira-ac/tobira/firmware"
+	"github.com/spf13/cobra"
+
+	"github.com/tobira-ac/tobira/cmd/internal/cli"
+	"github.com/tobira-ac/tobira/cmd/internal/fwcmd"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// errUsage marks a command-line mistake (exit status 2).
-var errUsage = errors.New("usage")
-
 // defaultConfigPath is where the subcommands look for the configuration
 // file when --config is not given.
 const defaultConfigPath = "/etc/tobira/tobira.toml"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "tobira:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "tobira:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main(run) }
 
-const usage = `usage:
-  tobira run --config FILE                 run the doors configured in FILE
-  tobira demo [--verbose]                  run the whole loop on embedded defaults
-  tobira check-config FILE                 validate FILE and the files it names
-  tobira readers                           list the PC/SC readers pcscd sees
-  tobira card inspect [--config FILE] [--reader NAME]
-                                           print what a tapped card is; stores nothing
-  tobira snapshot import --config FILE SNAPSHOT.json
-                                           load an allowlist snapshot into policy.db
-  tobira firmware status|install|guard|rollback ...
-                                           release slots and the health gate (docs/FIRMWARE.md)
-  tobira version                           print the version`
-
+// run runs one command line; errors are *cli.Error.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: no command\n%s", errUsage, usage)
+	return cli.Execute(ctx, newRoot(), args, stdout, stderr)
+}
+
+// newRoot builds the command tree.
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:     "tobira",
+		Short:   "The edge controller of tobira: My Number Card readers, door relays, the HQ link",
+		Version: version,
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "run":
-		fs := newFlagSet("run", stderr)
-		cfg := fs.String("config", defaultConfigPath, "configuration file")
-		if err := parseFlags(fs, rest); err != nil {
-			return err
-		}
-		return runEdge(ctx, *cfg, stderr)
-	case "demo":
-		fs := newFlagSet("demo", stderr)
-		verbose := fs.Bool("verbose", false, "log every step to stderr")
-		if err := parseFlags(fs, rest); err != nil {
-			return err
-		}
-		return runDemo(ctx, stdout, stderr, *verbose)
-	case "check-config":
-		if len(rest) != 1 {
-			return fmt.Errorf("%w: check-config takes one FILE", errUsage)
-		}
-		return checkConfig(rest[0], stdout)
-	case "readers":
-		return listReaders(stdout)
-	case "snapshot":
-		return snapshotCmd(ctx, rest, stdout, stderr)
-	case "card":
-		return cardCmd(ctx, rest, stdout, stderr)
-	case "firmware":
-		if err := firmware.RunDeviceCLI(ctx, rest, stdout, stderr); err != nil {
-			if errors.Is(err, firmware.ErrUsage) {
-				return fmt.Errorf("%w: %w", errUsage, err)
-			}
-			return err
-		}
-		return nil
-	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "tobira", version)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, usage)
-		return nil
-	default:
-		return fmt.Errorf("%w: unknown command %q\n%s", errUsage, cmd, usage)
+	root.AddCommand(runCommand(), demoCommand(), checkConfigCommand(), readersCommand(), cardCommand(),
+		snapshotCommand(), fwcmd.Device(), versionCommand())
+	return root
+}
+
+// configFlag registers --config, the configuration file, on c.
+func configFlag(c *cobra.Command, usage string) *string {
+	return c.Flags().String("config", defaultConfigPath, usage)
+}
+
+// runCommand is "tobira run".
+func runCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "run [--config FILE]",
+		Short: "Run the doors configured in FILE (docs/CONFIG.md)",
+	}
+	cfg := configFlag(c, "configuration file")
+	c.RunE = func(c *cobra.Command, _ []string) error { return runEdge(c.Context(), *cfg, c.ErrOrStderr()) }
+	return c
+}
+
+// demoCommand is "tobira demo".
+func demoCommand() *cobra.Command {
+	var verbose bool
+	c := &cobra.Command{
+		Use:   "demo [--verbose]",
+		Short: "Run the whole loop on embedded defaults: broker, HQ, a door, simulated cards",
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runDemo(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), verbose)
+		},
+	}
+	c.Flags().BoolVar(&verbose, "verbose", false, "log every step to stderr")
+	return c
+}
+
+// checkConfigCommand is "tobira check-config".
+func checkConfigCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check-config FILE",
+		Short: "Validate FILE and the files it names",
+		Args:  cobra.ExactArgs(1),
+		RunE:  func(c *cobra.Command, args []string) error { return checkConfig(args[0], c.OutOrStdout()) },
 	}
 }
 
-// newFlagSet returns the flag set of subcommand name; its errors and help
-// go to stderr.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+// readersCommand is "tobira readers".
+func readersCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "readers",
+		Short: "List the PC/SC readers pcscd sees",
+		RunE:  func(c *cobra.Command, _ []string) error { return listReaders(c.OutOrStdout()) },
+	}
 }
 
-// parseFlags parses args into fs; a mistake is wrapped in errUsage.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+// versionCommand is "tobira version".
+func versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		RunE: func(c *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(c.OutOrStdout(), "tobira", version)
+			return err
+		},
 	}
-	return nil
 }

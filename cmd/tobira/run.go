@@ -12,10 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	gosync "sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/tobira-ac/tobira/controller"
@@ -31,96 +31,258 @@ import (
 )
 
 // runEdge runs a real controller: GPIO relays, PC/SC readers, the snapshot
-// store, the outbox and the HQ link, until ctx ends.
+// store, the outbox and the HQ link, until ctx ends. It builds the parts in
+// a safe order (the relays first), then runs them in one group until ctx
+// ends, a part fails, or a new release is activated.
 func runEdge(ctx context.Context, path string, stderr io.Writer) error {
-	cfg, err := controller.LoadConfig(path)
+	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	clk := clock.System{}
 
 	// Safety first: every relay is driven to its locked level before
 	// anything else is opened, so a restart never leaves a door unlocked.
-	clk := clock.System{}
-	doors := make([]*door.Door, 0, len(cfg.Doors))
-	closeDoors := func() {
-		for _, d := range doors {
-			_ = d.Close() // relocks; idempotent
+	doors, err := openDoors(cfg.Doors, clk, log)
+	if err != nil {
+		return err
+	}
+	defer closeDoors(doors)
+	trial, err := bootGate(ctx, cfg.Firmware, log)
+	if err != nil {
+		return err
+	}
+	verifier, err := trustVerifier(cfg.Trust)
+	if err != nil {
+		return err
+	}
+	st, err := openStores(cfg, clk, log)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	// Doors close (relock) before the outbox does, so their closing
+	// changes are recorded.
+	defer closeDoors(doors)
+	p := &edgeParts{cfg: cfg, log: log, doors: doors, trial: trial, activated: make(chan firmware.Manifest, 1)}
+	if err := p.buildLink(st, clk); err != nil {
+		return err
+	}
+	pcsc, err := reader.OpenPCSC(log)
+	if err != nil {
+		return fmt.Errorf("PC/SC (is pcscd running?): %w", err)
+	}
+	defer pcsc.Close()
+	source := func(name string) controller.CardSource { return pcsc.Source(name) }
+	closeKeypads, err := p.buildReaders(verifier, source, st, clk)
+	defer closeKeypads()
+	if err != nil {
+		return err
+	}
+	return p.run(ctx)
+}
+
+// edgeParts are the running parts of a controller, built by runEdge.
+type edgeParts struct {
+	cfg   *Config
+	log   *slog.Logger
+	doors []*door.Door
+	// trial is the release on trial (nil without one, or without a health
+	// gate).
+	trial *firmware.Trial
+	edge  *tsync.Edge
+	// agent takes release offers from HQ (nil without release keys); a
+	// release it activates is announced on activated.
+	agent     *tsync.ReleaseAgent
+	activated chan firmware.Manifest
+	activity  *controller.Activity
+	loops     []*controller.ReaderLoop
+}
+
+// errRestart ends the run group when a new release is in place.
+var errRestart = errors.New("release activated")
+
+// run runs the HQ link, the release agent, every reader loop, the health
+// gate and the systemd watchdog in one group until ctx ends, one of them
+// fails, or a new release is activated (relays are locked by the deferred
+// closes of runEdge, and systemd starts the new release, on trial).
+func (p *edgeParts) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	goPart(gctx, g, "HQ link", p.edge.Run)
+	if p.agent != nil {
+		goPart(gctx, g, "release agent", p.agent.Run)
+	}
+	var running atomic.Int32 // door loops alive, for the systemd watchdog
+	for _, loop := range p.loops {
+		running.Add(1)
+		goPart(gctx, g, fmt.Sprintf("reader %q", loop.Reader), func(ctx context.Context) error {
+			defer running.Add(-1)
+			return loop.Run(ctx)
+		})
+	}
+	p.log.Info("tobira running", "version", version, "site", p.cfg.Site, "device", p.cfg.Device,
+		"doors", len(p.doors), "readers", len(p.loops))
+	p.commitTrial(gctx, g)
+	notifySystemd(gctx, g, p.log, fmt.Sprintf("%d door(s), %d reader(s) running", len(p.doors), len(p.loops)), func() bool {
+		return int(running.Load()) == len(p.loops)
+	})
+	g.Go(func() error {
+		select {
+		case <-gctx.Done():
+			return nil
+		case m := <-p.activated:
+			p.log.Info("firmware: release activated; restarting into it", "version", m.Version)
+			return errRestart
+		}
+	})
+	err := g.Wait()
+	p.log.Info("tobira stopped")
+	if errors.Is(err, errRestart) {
+		return nil
+	}
+	return err
+}
+
+// goPart runs one part in g. Its error ends the group, named by what;
+// errors after the group ended (on shutdown) are not failures.
+func goPart(ctx context.Context, g *errgroup.Group, what string, run func(context.Context) error) {
+	g.Go(func() error {
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	})
+}
+
+// commitTrial commits the release on trial, if any, and supervises it in
+// g. This process is healthy by now: relays safe, databases open, trust
+// anchors loaded, PC/SC up, door loops and the HQ link started. HQ being
+// reachable is not required: a door must keep working offline, and so
+// must an update.
+func (p *edgeParts) commitTrial(ctx context.Context, g *errgroup.Group) {
+	if p.trial == nil {
+		return
+	}
+	if res, err := p.trial.ReportHealthy(ctx); err != nil {
+		p.log.Error("firmware: could not commit the release on trial", "err", err)
+	} else if res.Outcome != "" {
+		p.log.Info("firmware: release committed", "outcome", res.Outcome, "reason", res.Reason)
+		if p.agent != nil {
+			p.agent.Refresh() // tell HQ at once
 		}
 	}
-	defer closeDoors()
+	goPart(ctx, g, "health gate", p.trial.Supervise)
+}
+
+// openDoors drives every door's relays to their locked level, then opens
+// each door with all its pins. On an error the doors opened so far are
+// closed (relocked).
+func openDoors(cfgs []DoorConfig, clk clock.Clock, log *slog.Logger) ([]*door.Door, error) {
 	interlocks := map[string]*door.Interlock{}
-	setups := make([]door.Config, len(cfg.Doors))
-	pinNames := make([]door.PinNames, len(cfg.Doors))
-	for i, dc := range cfg.Doors {
+	setups := make([]door.Config, len(cfgs))
+	pinNames := make([]door.PinNames, len(cfgs))
+	for i, dc := range cfgs {
+		var err error
 		if setups[i], pinNames[i], err = dc.DoorSetup(interlocks); err != nil {
-			return fmt.Errorf("door %q: %w", dc.Name, err)
+			return nil, fmt.Errorf("door %q: %w", dc.Name, err)
 		}
 	}
 	// Every door's relays first, before any other pin is looked up: a
 	// mistake in one door's optional pins must not leave another door's
 	// lock undriven while the process exits.
 	if err := secureRelays(setups, pinNames); err != nil {
-		return err
+		return nil, err
 	}
-	for i, dc := range cfg.Doors {
-		dcfg, names := setups[i], pinNames[i]
-		pins, err := door.OpenPins(names)
+	doors := make([]*door.Door, 0, len(cfgs))
+	for i, dc := range cfgs {
+		d, err := openDoor(setups[i], pinNames[i], clk, log)
 		if err != nil {
-			return fmt.Errorf("door %q: %w", dc.Name, err)
-		}
-		d, err := door.NewDoor(dcfg, pins, clk, log)
-		if err != nil {
-			return fmt.Errorf("door %q: %w", dc.Name, err)
+			closeDoors(doors)
+			return nil, fmt.Errorf("door %q: %w", dc.Name, err)
 		}
 		doors = append(doors, d)
 	}
+	return doors, nil
+}
 
-	// The health gate of a release on trial: a release that systemd has
-	// restarted too often, or that never became healthy, is rolled back
-	// here and this process exits so that the previous one starts.
-	// Without firmware.root (development machines) there is no gate.
-	var trial *firmware.Trial
-	if cfg.Firmware.Root != "" {
-		trial, err = firmware.Boot(ctx, firmware.GateOptions{Root: cfg.Firmware.Root,
-			MaxAttempts: cfg.Firmware.MaxAttempts, HealthDeadline: cfg.Firmware.HealthDeadline.Duration,
-			InvocationID: os.Getenv("INVOCATION_ID"), Logger: log})
-		if err != nil {
-			return err
-		}
+// openDoor looks up a door's pins and opens it.
+func openDoor(cfg door.Config, names door.PinNames, clk clock.Clock, log *slog.Logger) (*door.Door, error) {
+	pins, err := door.OpenPins(names)
+	if err != nil {
+		return nil, err
 	}
+	return door.NewDoor(cfg, pins, clk, log)
+}
 
-	anchors, err := reader.LoadTrustAnchors(cfg.Trust.Anchors...)
-	if err != nil {
-		return fmt.Errorf("trust.anchors: %w", err)
+// closeDoors closes (relocks) doors; closing twice is harmless.
+func closeDoors(doors []*door.Door) {
+	for _, d := range doors {
+		_ = d.Close()
 	}
-	verifier, err := reader.NewVerifier(anchors)
-	if err != nil {
-		return fmt.Errorf("trust.anchors: %w", err)
+}
+
+// bootGate runs the health gate of a release on trial: a release that
+// systemd has restarted too often, or that never became healthy, is rolled
+// back here and this process exits so that the previous one starts.
+// Without firmware.root (development machines) there is no gate and no
+// trial.
+func bootGate(ctx context.Context, fw FirmwareConfig, log *slog.Logger) (*firmware.Trial, error) {
+	if fw.Root == "" {
+		return nil, nil
 	}
+	return firmware.Boot(ctx, firmware.GateOptions{Root: fw.Root, MaxAttempts: fw.MaxAttempts,
+		HealthDeadline: fw.HealthDeadline.Duration, InvocationID: os.Getenv("INVOCATION_ID"), Logger: log})
+}
+
+// trustVerifier loads the JPKI trust anchors.
+func trustVerifier(t TrustConfig) (*reader.Verifier, error) {
+	anchors, err := reader.LoadTrustAnchors(t.Anchors...)
+	if err != nil {
+		return nil, fmt.Errorf("trust.anchors: %w", err)
+	}
+	v, err := reader.NewVerifier(anchors)
+	if err != nil {
+		return nil, fmt.Errorf("trust.anchors: %w", err)
+	}
+	return v, nil
+}
+
+// stores are the controller's databases in data_dir.
+type stores struct {
+	policy *policy.Store
+	outbox *tsync.Outbox
+}
+
+// close closes both databases.
+func (s *stores) close() {
+	_ = s.outbox.Close()
+	_ = s.policy.Close()
+}
+
+// openStores opens the snapshot store and the outbox in data_dir. A
+// policy database found unusable was moved aside by policy: that is
+// recorded as an event (the controller keeps running on break-glass
+// credentials until HQ resends a snapshot).
+func openStores(cfg *Config, clk clock.Clock, log *slog.Logger) (*stores, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("data_dir: %w", err)
+		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	popts, err := policyOptions(cfg, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	store, err := policy.OpenWithOptions(filepath.Join(cfg.DataDir, "policy.db"), popts)
+	policyPath := filepath.Join(cfg.DataDir, "policy.db")
+	store, err := policy.OpenWithOptions(policyPath, popts)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer store.Close()
 	outbox, err := tsync.OpenOutbox(filepath.Join(cfg.DataDir, "events.db"))
 	if err != nil {
-		return err
+		_ = store.Close()
+		return nil, err
 	}
-	defer outbox.Close()
-	// Doors close (relock) before the outbox does, so their closing
-	// changes are recorded.
-	defer closeDoors()
 	for _, r := range store.Recoveries() {
-		// The controller keeps running on break-glass credentials until HQ
-		// resends a snapshot.
 		log.Error("policy database was unusable and has been moved aside", "path", r.Path, "moved_to", r.MovedTo, "err", r.Err)
 		if _, err := outbox.Append(tsync.Event{Time: clk.Now(), Type: "system", Reason: "policy_db_recovered",
 			Detail: fmt.Sprintf("%s moved to %s: %v", r.Path, r.MovedTo, r.Err)}); err != nil {
@@ -128,154 +290,103 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		}
 	}
 	if v, err := store.Version(); err == nil && v == 0 {
-		log.Warn("no allowlist snapshot yet: only break-glass credentials open doors until HQ sends one",
-			"path", filepath.Join(cfg.DataDir, "policy.db"))
+		log.Warn("no allowlist snapshot yet: only break-glass credentials open doors until HQ sends one", "path", policyPath)
 	}
+	return &stores{policy: store, outbox: outbox}, nil
+}
 
-	tlsCfg, err := hqTLS(cfg.HQ)
+// buildLink builds the HQ link (with what HQ may change: snapshots,
+// commands, ticket marks, when HQ keys are pinned), records every door's
+// changes in the outbox, and the release agent when release keys are
+// pinned.
+func (p *edgeParts) buildLink(st *stores, clk clock.Clock) error {
+	cfg, log := p.cfg, p.log
+	ecfg, err := linkConfig(cfg, log)
 	if err != nil {
 		return err
+	}
+	statusDoors := make([]controller.StatusDoor, len(p.doors))
+	commandDoors := map[string]controller.CommandDoor{}
+	for i, d := range p.doors {
+		statusDoors[i], commandDoors[d.Name()] = d, d
+	}
+	commands := &controller.Commands{Doors: commandDoors, Policy: st.policy, Log: log,
+		Resync: func() { p.edge.PublishStatus() }}
+	ecfg.Status = controller.DeviceStatus(version, st.policy, statusDoors, clk)
+	if len(ecfg.Keys) > 0 {
+		ecfg.Commands, ecfg.Snapshots, ecfg.Marks = commands, st.policy, st.policy
+	} else {
+		log.Warn("no hq.keys pinned: HQ's snapshots, commands and ticket marks are not accepted; events still flow")
+	}
+	if p.edge, err = tsync.NewEdge(ecfg, st.outbox); err != nil {
+		return err
+	}
+	for _, d := range p.doors {
+		controller.RecordDoorChanges(d, st.outbox, func() { p.edge.Notify(); p.edge.PublishStatus() }, log)
+	}
+	p.activity = &controller.Activity{Doors: statusDoors}
+	p.agent, err = releaseAgent(cfg, ecfg, p.activity, p.activated, log)
+	return err
+}
+
+// linkConfig is the link's part of the configuration: broker, TLS,
+// credentials, pinned HQ keys, batching.
+func linkConfig(cfg *Config, log *slog.Logger) (tsync.EdgeConfig, error) {
+	tlsCfg, err := hqTLS(cfg.HQ)
+	if err != nil {
+		return tsync.EdgeConfig{}, err
 	}
 	password := ""
 	if cfg.HQ.PasswordFile != "" {
 		b, err := os.ReadFile(cfg.HQ.PasswordFile)
 		if err != nil {
-			return fmt.Errorf("hq.password_file: %w", err)
+			return tsync.EdgeConfig{}, fmt.Errorf("hq.password_file: %w", err)
 		}
 		password = strings.TrimSpace(string(b))
 	}
 	keys, err := hqKeys(cfg.HQ)
 	if err != nil {
-		return err
+		return tsync.EdgeConfig{}, err
 	}
-	statusDoors := make([]controller.StatusDoor, len(doors))
-	commandDoors := map[string]controller.CommandDoor{}
-	for i, d := range doors {
-		statusDoors[i], commandDoors[d.Name()] = d, d
-	}
-	var edge *tsync.Edge
-	commands := &controller.Commands{Doors: commandDoors, Policy: store, Log: log,
-		Resync: func() { edge.PublishStatus() }}
-	ecfg := tsync.EdgeConfig{Broker: cfg.HQ.Broker, Site: cfg.Site, Device: cfg.Device,
+	return tsync.EdgeConfig{Broker: cfg.HQ.Broker, Site: cfg.Site, Device: cfg.Device,
 		TLS: tlsCfg, Username: cfg.HQ.Username, Password: password, Logger: log, StagingDir: cfg.DataDir,
-		Batch: cfg.HQ.Batch, Window: cfg.HQ.Window,
-		Status: controller.DeviceStatus(version, store, statusDoors, clk)}
-	if len(keys) > 0 {
-		ecfg.Keys, ecfg.Commands, ecfg.Snapshots, ecfg.Marks = keys, commands, store, store
-	} else {
-		log.Warn("no hq.keys pinned: HQ's snapshots, commands and ticket marks are not accepted; events still flow")
-	}
-	if edge, err = tsync.NewEdge(ecfg, outbox); err != nil {
-		return err
-	}
-	for _, d := range doors {
-		controller.RecordDoorChanges(d, outbox, func() { edge.Notify(); edge.PublishStatus() }, log)
-	}
+		Batch: cfg.HQ.Batch, Window: cfg.HQ.Window, Keys: keys}, nil
+}
 
-	pcsc, err := reader.OpenPCSC(log)
-	if err != nil {
-		return fmt.Errorf("PC/SC (is pcscd running?): %w", err)
-	}
-	defer pcsc.Close()
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg gosync.WaitGroup
-	errc := make(chan error, len(cfg.Readers)+3)
-	var running atomic.Int32 // door loops alive, for the systemd watchdog
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := edge.Run(ctx); err != nil {
-			errc <- fmt.Errorf("HQ link: %w", err)
+// buildReaders builds one loop per [[reader]]: its identifier (and
+// keypad), its card source (source: by PC/SC reader name) and its door.
+// The returned func closes the keypads.
+func (p *edgeParts) buildReaders(v *reader.Verifier, source func(name string) controller.CardSource, st *stores,
+	clk clock.Clock) (closeKeypads func(), err error) {
+	var closers []func()
+	closeKeypads = func() {
+		for _, c := range closers {
+			c()
 		}
-	}()
-	activity := &controller.Activity{Doors: statusDoors}
-	activated := make(chan firmware.Manifest, 1)
-	agent, err := releaseAgent(cfg, ecfg, activity, activated, log)
-	if err != nil {
-		return err
-	}
-	if agent != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := agent.Run(ctx); err != nil {
-				errc <- fmt.Errorf("release agent: %w", err)
-			}
-		}()
 	}
 	locks := map[string]*door.Door{}
-	for _, d := range doors {
+	for _, d := range p.doors {
 		locks[d.Name()] = d
 	}
-	for _, rc := range cfg.Readers {
-		identifier, pinIdentifier, closeKeypad, err := newIdentifiers(rc, verifier, log)
+	for _, rc := range p.cfg.Readers {
+		identifier, pinIdentifier, closeKeypad, err := newIdentifiers(rc, v, p.log)
 		if err != nil {
-			return fmt.Errorf("reader %q: %w", rc.Name, err)
+			return closeKeypads, fmt.Errorf("reader %q: %w", rc.Name, err)
 		}
-		defer closeKeypad()
-		loop := &controller.ReaderLoop{Door: rc.Door, Reader: rc.Name, Direction: rc.Direction,
-			Source: pcsc.Source(rc.Name), Identifier: identifier, PINIdentifier: pinIdentifier, Decider: store,
-			Lock: locks[rc.Door], Events: outbox, Enrollments: outbox, Notify: edge.Notify, Activity: activity,
-			Clock: clk, Log: log}
-		wg.Add(1)
-		running.Add(1)
-		go func() {
-			defer wg.Done()
-			defer running.Add(-1)
-			if err := loop.Run(ctx); err != nil {
-				errc <- fmt.Errorf("reader %q: %w", rc.Name, err)
-			}
-		}()
+		closers = append(closers, closeKeypad)
+		p.loops = append(p.loops, &controller.ReaderLoop{Door: rc.Door, Reader: rc.Name, Direction: rc.Direction,
+			Source: source(rc.Name), Identifier: identifier, PINIdentifier: pinIdentifier, Decider: st.policy,
+			Lock: locks[rc.Door], Events: st.outbox, Enrollments: st.outbox, Notify: p.edge.Notify, Activity: p.activity,
+			Clock: clk, Log: p.log})
 	}
-	log.Info("tobira running", "version", version, "site", cfg.Site, "device", cfg.Device,
-		"doors", len(doors), "readers", len(cfg.Readers))
-
-	// Healthy: relays safe, databases open, trust anchors loaded, PC/SC up,
-	// door loops and the HQ link started. HQ being reachable is not required:
-	// a door must keep working offline, and so must an update.
-	if trial != nil {
-		if res, err := trial.ReportHealthy(ctx); err != nil {
-			log.Error("firmware: could not commit the release on trial", "err", err)
-		} else if res.Outcome != "" {
-			log.Info("firmware: release committed", "outcome", res.Outcome, "reason", res.Reason)
-			if agent != nil {
-				agent.Refresh() // tell HQ at once
-			}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := trial.Supervise(ctx); err != nil {
-				errc <- err
-			}
-		}()
-	}
-	notifySystemd(ctx, &wg, log, fmt.Sprintf("%d door(s), %d reader(s) running", len(doors), len(cfg.Readers)), func() bool {
-		return int(running.Load()) == len(cfg.Readers)
-	})
-	select {
-	case <-ctx.Done():
-		err = nil
-	case err = <-errc:
-	case m := <-activated:
-		// A new release is in place: stop (relays locked by the deferred
-		// Close) so that systemd starts it, on trial.
-		log.Info("firmware: release activated; restarting into it", "version", m.Version)
-		err = nil
-	}
-	cancel()
-	wg.Wait()
-	log.Info("tobira stopped")
-	return err
+	return closeKeypads, nil
 }
 
 // newIdentifiers builds a reader's Identifier for its mode, opening its
 // keypad if it has one. A serial-mode reader with a keypad also gets a PIN
 // identifier, used when policy puts the door in card + PIN mode. The
 // returned func closes the keypad.
-func newIdentifiers(rc controller.ReaderConfig, v *reader.Verifier, log *slog.Logger) (id, pinID *reader.Identifier, closeKeypad func(), err error) {
+func newIdentifiers(rc ReaderConfig, v *reader.Verifier, log *slog.Logger) (id, pinID *reader.Identifier, closeKeypad func(), err error) {
 	mode, err := reader.ParseMode(rc.Mode)
 	if err != nil {
 		return nil, nil, nil, err
@@ -325,7 +436,7 @@ func newIdentifiers(rc controller.ReaderConfig, v *reader.Verifier, log *slog.Lo
 
 // policyOptions turns the configuration into the snapshot store's options:
 // break-glass credentials and each door's fallbacks.
-func policyOptions(cfg *controller.Config, log *slog.Logger) (policy.Options, error) {
+func policyOptions(cfg *Config, log *slog.Logger) (policy.Options, error) {
 	o := policy.Options{Log: log, Doors: map[string]policy.DoorOptions{}}
 	for i, b := range cfg.BreakGlass {
 		c, err := b.Credential()
@@ -335,11 +446,11 @@ func policyOptions(cfg *controller.Config, log *slog.Logger) (policy.Options, er
 		o.BreakGlass = append(o.BreakGlass, policy.BreakGlass{Credential: c, Label: b.Label})
 	}
 	for _, d := range cfg.Doors {
-		stale, err := controller.ParseFallback(d.OnStaleRevocations)
+		stale, err := ParseFallback(d.OnStaleRevocations)
 		if err != nil {
 			return o, fmt.Errorf("door %q: on_stale_revocations: %w", d.Name, err)
 		}
-		clockFB, err := controller.ParseFallback(d.OnUntrustedClock)
+		clockFB, err := ParseFallback(d.OnUntrustedClock)
 		if err != nil {
 			return o, fmt.Errorf("door %q: on_untrusted_clock: %w", d.Name, err)
 		}
@@ -376,7 +487,7 @@ func secureRelays(setups []door.Config, names []door.PinNames) error {
 // releaseAgent builds the firmware release agent when the configuration
 // pins release keys (nil otherwise). A release it activates is announced on
 // activated, and the controller then exits for systemd to start it.
-func releaseAgent(cfg *controller.Config, ecfg tsync.EdgeConfig, busy firmware.BusyChecker,
+func releaseAgent(cfg *Config, ecfg tsync.EdgeConfig, busy firmware.BusyChecker,
 	activated chan<- firmware.Manifest, log *slog.Logger) (*tsync.ReleaseAgent, error) {
 	fw := cfg.Firmware
 	if len(fw.ReleaseKeys) == 0 {
@@ -409,17 +520,14 @@ func releaseAgent(cfg *controller.Config, ecfg tsync.EdgeConfig, busy firmware.B
 		}})
 }
 
-// releaseVerifier reads the pinned release public keys.
-func releaseVerifier(fw controller.FirmwareConfig) (*firmware.Verifier, error) {
+// releaseVerifier reads the pinned release public keys (PEM, as keygen
+// writes them, or the base64 text of the first releases).
+func releaseVerifier(fw FirmwareConfig) (*firmware.Verifier, error) {
 	var keys []ed25519.PublicKey
 	for i, p := range fw.ReleaseKeys {
-		b, err := os.ReadFile(p)
+		k, err := firmware.ReadPublicKey(p)
 		if err != nil {
 			return nil, fmt.Errorf("firmware.release_keys[%d]: %w", i, err)
-		}
-		k, err := firmware.ParsePublicKey(string(b))
-		if err != nil {
-			return nil, fmt.Errorf("firmware.release_keys[%d]: %s: %w", i, p, err)
 		}
 		keys = append(keys, k)
 	}
@@ -431,7 +539,7 @@ func releaseVerifier(fw controller.FirmwareConfig) (*firmware.Verifier, error) {
 }
 
 // hqKeys reads the pinned HQ public keys that sign snapshots and commands.
-func hqKeys(h controller.HQConfig) ([]ed25519.PublicKey, error) {
+func hqKeys(h HQConfig) ([]ed25519.PublicKey, error) {
 	keys := make([]ed25519.PublicKey, 0, len(h.Keys))
 	for i, p := range h.Keys {
 		k, err := signed.ReadPublicKey(p)
@@ -457,7 +565,7 @@ func openPins(names []string) ([]gpio.PinIO, error) {
 }
 
 // hqTLS builds the TLS configuration for an ssl:// broker (nil for tcp://).
-func hqTLS(h controller.HQConfig) (*tls.Config, error) {
+func hqTLS(h HQConfig) (*tls.Config, error) {
 	if h.CACert == "" {
 		return nil, nil
 	}
@@ -483,7 +591,7 @@ func hqTLS(h controller.HQConfig) (*tls.Config, error) {
 // checkConfig validates a configuration and the files it names, and prints
 // a summary.
 func checkConfig(path string, stdout io.Writer) error {
-	cfg, err := controller.LoadConfig(path)
+	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
 	}
@@ -559,9 +667,9 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 }
 
 // notifySystemd tells systemd the service is ready and, when a watchdog is
-// configured, pings it for as long as alive reports true. Without systemd
-// ($NOTIFY_SOCKET unset) it does nothing.
-func notifySystemd(ctx context.Context, wg *gosync.WaitGroup, log *slog.Logger, status string, alive func() bool) {
+// configured, pings it in g for as long as alive reports true. Without
+// systemd ($NOTIFY_SOCKET unset) it does nothing.
+func notifySystemd(ctx context.Context, g *errgroup.Group, log *slog.Logger, status string, alive func() bool) {
 	n, err := sdnotify.New()
 	if err != nil {
 		if !errors.Is(err, sdnotify.ErrNoSocket) {
@@ -579,11 +687,10 @@ func notifySystemd(ctx context.Context, wg *gosync.WaitGroup, log *slog.Logger, 
 	if !on {
 		return
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	g.Go(func() error {
 		n.RunWatchdog(ctx, clock.System{}, timeout, alive, func(err error) {
 			log.Warn("systemd watchdog ping failed", "err", err)
 		})
-	}()
+		return nil
+	})
 }

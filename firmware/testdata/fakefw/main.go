@@ -95,15 +95,7 @@ func install(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	pubText, err := os.ReadFile(args[3])
-	if err != nil {
-		return err
-	}
-	pub, err := firmware.ParsePublicKey(string(pubText))
-	if err != nil {
-		return err
-	}
-	v, err := firmware.NewVerifier(pub)
+	v, err := firmware.ReadVerifier(args[3])
 	if err != nil {
 		return err
 	}

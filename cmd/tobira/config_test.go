@@ -1,4 +1,4 @@
-package controller
+package main
 
 import (
 	"errors"
@@ -7,21 +7,8 @@ import (
 	"time"
 )
 
-const goodConfig = `
-site = "s1"
-device = "d1"
-data_dir = "/var/lib/tobira"
-[trust]
-anchors = ["/etc/tobira/ca.pem"]
-[hq]
-broker = "tcp://127.0.0.1:1883"
-[[door]]
-name = "front"
-relay_pin = "GPIO17"
-[[reader]]
-name = "Virtual PCD 00 00"
-door = "front"
-`
+// goodConfig is a valid configuration: baseConfig with the packaged paths.
+var goodConfig = baseConfig("/var/lib/tobira", "/etc/tobira/ca.pem")
 
 func TestParseConfigDefaults(t *testing.T) {
 	c, err := ParseConfig("good.toml", []byte(goodConfig))
@@ -40,7 +27,7 @@ func TestParseConfigDefaults(t *testing.T) {
 }
 
 func TestExampleConfigIsValid(t *testing.T) {
-	c, err := LoadConfig("../deploy/tobira.example.toml")
+	c, err := LoadConfig("../../deploy/tobira.example.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +55,11 @@ func TestParseConfigErrors(t *testing.T) {
 		wantIn []string
 	}{
 		{"syntax", func(s string) string { return s + "\n[[door]\n" }, []string{"bad.toml line"}},
-		{"unknown key", func(s string) string { return strings.Replace(s, "relay_pin", "relay_pn", 1) }, []string{"unknown key door.relay_pn"}},
+		{"unknown key", func(s string) string { return strings.Replace(s, "relay_pin", "relay_pn", 1) }, []string{"bad.toml line 10: unknown key door.relay_pn"}},
+		{"array key given twice", func(s string) string {
+			return strings.Replace(s, "[hq]\n", "anchors = [\"/etc/tobira/other.pem\"]\n[hq]\n", 1)
+		}, []string{"bad.toml line 6:", "key given twice: trust.anchors (first on line 5)"}},
+		{"scalar key given twice", doorKey(`relay_pin = "GPIO18"`), []string{"bad.toml line 11:", "already been defined"}},
 		{"bad site", func(s string) string { return strings.Replace(s, `"s1"`, `"a/b"`, 1) }, []string{"site:", `"a/b"`}},
 		{"relative data dir", func(s string) string { return strings.Replace(s, `"/var/lib/tobira"`, `"data"`, 1) }, []string{"data_dir:"}},
 		{"no anchors", func(s string) string { return strings.Replace(s, `anchors = ["/etc/tobira/ca.pem"]`, ``, 1) }, []string{"trust.anchors:"}},

@@ -1,4 +1,4 @@
-package controller
+package main
 
 import (
 	"bytes"
@@ -10,16 +10,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
-
-	"github.com/BurntSushi/toml"
 
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/tomlconf"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/keypad"
@@ -300,8 +298,9 @@ var ErrConfig = errors.New("bad configuration")
 // MQTT topic level, so no '/', '+' or '#'.
 var topicSegment = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
-// LoadConfig reads, defaults and validates a configuration file. Unknown keys
-// are errors (a typo must not silently leave a default in force).
+// LoadConfig reads, defaults and validates a configuration file. Unknown and
+// duplicated keys are errors (a typo must not silently leave a default in
+// force, nor a second value silently win).
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -311,22 +310,12 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // ParseConfig is LoadConfig on bytes already read; name is used in errors.
+// The file is decoded strictly (internal/tomlconf): a syntax error, an
+// unknown key and a key given twice are errors naming the line.
 func ParseConfig(name string, b []byte) (*Config, error) {
 	var c Config
-	md, err := toml.Decode(string(b), &c)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("%w: %s line %d: %s", ErrConfig, name, pe.Position.Line, pe.Message)
-		}
-		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return nil, fmt.Errorf("%w: %s: unknown key %s", ErrConfig, name, strings.Join(keys, ", "))
+	if err := tomlconf.Decode(name, b, &c); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {

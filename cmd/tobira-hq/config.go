@@ -1,0 +1,160 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tobira-ac/tobira/internal/tomlconf"
+)
+
+// defaultConfigPath is the configuration file read when it exists and
+// neither --config nor $TOBIRA_HQ_CONFIG names another.
+const defaultConfigPath = "/etc/tobira/tobira-hq.toml"
+
+// envPrefix starts the environment variable of every setting:
+// TOBIRA_HQ_<KEY> with the key in upper case (TOBIRA_HQ_TLS_CA).
+const envPrefix = "TOBIRA_HQ_"
+
+// configEnv names the configuration file (overridden by --config).
+const configEnv = envPrefix + "CONFIG"
+
+// fileSettings are the keys of tobira-hq.toml (docs/HQ.md). Each is also
+// the environment variable TOBIRA_HQ_<KEY> and the flag --<key> (with '-'
+// for '_'; release_store is --store) of every command that takes it.
+type fileSettings struct {
+	Broker       *string `toml:"broker"`
+	TLSCA        *string `toml:"tls_ca"`
+	TLSCert      *string `toml:"tls_cert"`
+	TLSKey       *string `toml:"tls_key"`
+	ClientID     *string `toml:"client_id"`
+	DB           *string `toml:"db"`
+	Spool        *string `toml:"spool"`
+	Registry     *string `toml:"registry"`
+	Key          *string `toml:"key"`
+	Anchors      *string `toml:"anchors"`
+	ReleaseStore *string `toml:"release_store"`
+}
+
+// setting is one key of tobira-hq.toml and the flag it feeds.
+type setting struct {
+	key, flag string
+	// file returns the key's value in a file (nil when absent).
+	file func(*fileSettings) *string
+}
+
+// settings lists every key, in the order of docs/HQ.md.
+var settings = []setting{
+	{"broker", "broker", func(f *fileSettings) *string { return f.Broker }},
+	{"tls_ca", "tls-ca", func(f *fileSettings) *string { return f.TLSCA }},
+	{"tls_cert", "tls-cert", func(f *fileSettings) *string { return f.TLSCert }},
+	{"tls_key", "tls-key", func(f *fileSettings) *string { return f.TLSKey }},
+	{"client_id", "client-id", func(f *fileSettings) *string { return f.ClientID }},
+	{"db", "db", func(f *fileSettings) *string { return f.DB }},
+	{"spool", "spool", func(f *fileSettings) *string { return f.Spool }},
+	{"registry", "registry", func(f *fileSettings) *string { return f.Registry }},
+	{"key", "key", func(f *fileSettings) *string { return f.Key }},
+	{"anchors", "anchors", func(f *fileSettings) *string { return f.Anchors }},
+	{"release_store", "store", func(f *fileSettings) *string { return f.ReleaseStore }},
+}
+
+// envName is the environment variable of a setting.
+func envName(key string) string { return envPrefix + strings.ToUpper(key) }
+
+// loadSettings reads a tobira-hq.toml strictly (internal/tomlconf: unknown
+// and duplicated keys are errors naming the line); a key set to "" is an
+// error too (leave it out for the default).
+func loadSettings(path string) (*fileSettings, error) {
+	var f fileSettings
+	if err := tomlconf.Load(path, &f); err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, s := range settings {
+		if v := s.file(&f); v != nil && *v == "" {
+			errs = append(errs, fmt.Errorf("%s: %s is empty (leave the key out for the default)", path, s.key))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// settingsSource is where tobira-hq finds its settings besides its flags:
+// the environment and the default configuration file.
+type settingsSource struct {
+	lookupEnv     func(string) (string, bool)
+	defaultConfig string
+}
+
+// env returns a non-empty environment variable.
+func (s settingsSource) env(name string) (string, bool) {
+	v, ok := s.lookupEnv(name)
+	return v, ok && v != ""
+}
+
+// apply fills the setting flags of c that the command line left unset:
+// from $TOBIRA_HQ_<KEY>, else from the configuration file. Flags override
+// the environment, which overrides the file. The file is read only when c
+// takes a setting at all (help, version and keygen never read it).
+func (s settingsSource) apply(c *cobra.Command) error {
+	var todo []setting
+	for _, st := range settings {
+		if f := c.Flags().Lookup(st.flag); f != nil && !f.Changed {
+			todo = append(todo, st)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	file, path, err := s.file(c)
+	if err != nil {
+		return err
+	}
+	for _, st := range todo {
+		f := c.Flags().Lookup(st.flag)
+		if v, ok := s.env(envName(st.key)); ok {
+			if err := f.Value.Set(v); err != nil {
+				return fmt.Errorf("$%s: %w", envName(st.key), err)
+			}
+		} else if v := st.file(file); v != nil {
+			if err := f.Value.Set(*v); err != nil {
+				return fmt.Errorf("%s: %s: %w", path, st.key, err)
+			}
+		}
+	}
+	return nil
+}
+
+// file reads the configuration file: --config, else $TOBIRA_HQ_CONFIG,
+// else the default file when it exists. A file named by the flag or the
+// environment must exist; --config "" reads none.
+func (s settingsSource) file(c *cobra.Command) (*fileSettings, string, error) {
+	path, named := s.defaultConfig, false
+	if f := c.Flags().Lookup("config"); f != nil && f.Changed {
+		path, named = f.Value.String(), true
+	} else if v, ok := s.env(configEnv); ok {
+		path, named = v, true
+	}
+	if path == "" {
+		return &fileSettings{}, "", nil
+	}
+	if _, err := os.Stat(path); !named && errors.Is(err, fs.ErrNotExist) {
+		return &fileSettings{}, "", nil
+	}
+	f, err := loadSettings(path)
+	if err != nil {
+		return nil, "", err
+	}
+	return f, path, nil
+}
+
+// configFlag registers the persistent --config flag on root.
+func configFlag(root *cobra.Command) {
+	root.PersistentFlags().String("config", "", "settings file (default "+defaultConfigPath+" when it exists; $"+configEnv+")")
+}
