@@ -8,6 +8,7 @@ import (
 
 	"github.com/tobira-ac/tobira/controller"
 	"github.com/tobira-ac/tobira/reader"
+	"github.com/tobira-ac/tobira/reader/pcsc"
 )
 
 // cardCmd handles `tobira card inspect`: it waits for a card on a reader and
@@ -41,7 +42,7 @@ func cardCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if name == "" {
 		name = cfg.Readers[0].Name
 	}
-	p, err := reader.OpenPCSC(nil)
+	p, err := pcsc.Open(nil)
 	if err != nil {
 		return fmt.Errorf("PC/SC (is pcscd running?): %w", err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/keypad"
+	"github.com/tobira-ac/tobira/reader/pcsc"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/signed"
 )
@@ -172,11 +173,11 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		controller.RecordDoorChanges(d, outbox, func() { edge.Notify(); edge.PublishStatus() }, log)
 	}
 
-	pcsc, err := reader.OpenPCSC(log)
+	pc, err := pcsc.Open(log)
 	if err != nil {
 		return fmt.Errorf("PC/SC (is pcscd running?): %w", err)
 	}
-	defer pcsc.Close()
+	defer pc.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -216,7 +217,7 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		}
 		defer closeKeypad()
 		loop := &controller.ReaderLoop{Door: rc.Door, Reader: rc.Name, Direction: rc.Direction,
-			Source: pcsc.Source(rc.Name), Identifier: identifier, PINIdentifier: pinIdentifier, Decider: store,
+			Source: pc.Source(rc.Name), Identifier: identifier, PINIdentifier: pinIdentifier, Decider: store,
 			Lock: locks[rc.Door], Events: outbox, Enrollments: outbox, Notify: edge.Notify, Activity: activity,
 			Clock: clk, Log: log}
 		wg.Add(1)
@@ -536,7 +537,7 @@ func checkConfig(path string, stdout io.Writer) error {
 
 // listReaders prints the PC/SC readers pcscd knows.
 func listReaders(stdout io.Writer) error {
-	p, err := reader.OpenPCSC(nil)
+	p, err := pcsc.Open(nil)
 	if err != nil {
 		return fmt.Errorf("PC/SC (is pcscd running?): %w", err)
 	}
