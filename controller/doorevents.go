@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 
@@ -45,7 +46,7 @@ func RecordDoorChanges(d DoorObserver, events EventLog, notify func(), log *slog
 		case door.KindForcedOpen, door.KindHeldOpen, door.KindHeldPreAlarm, door.KindFireRelease:
 			level = slog.LevelWarn
 		}
-		log.Log(nil, level, "door change", "door", c.Door, "kind", kind, "cause", c.Cause)
+		log.Log(context.Background(), level, "door change", "door", c.Door, "kind", kind, "cause", c.Cause)
 		if notify != nil {
 			notify()
 		}

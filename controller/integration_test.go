@@ -18,7 +18,8 @@ import (
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/cardsim"
-	"github.com/tobira-ac/tobira/reader/pcsctest"
+	"github.com/tobira-ac/tobira/reader/pcsc"
+	"github.com/tobira-ac/tobira/reader/pcsc/pcsctest"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/mosquittotest"
 )
@@ -80,7 +81,7 @@ func TestSpineEndToEnd(t *testing.T) {
 		t.Fatal("door.New did not drive the fail-secure relay low (locked)")
 	}
 
-	pc, err := reader.OpenPCSC(log)
+	pc, err := pcsc.Open(log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,6 @@
 package door
 
-import (
-	"sync"
-	"time"
-)
+import "time"
 
 // Kind says what a Change reports.
 type Kind string
@@ -105,65 +102,4 @@ type Change struct {
 	Cause string
 	// Mode is set for KindModeChanged only: the mode now in force.
 	Mode Mode
-}
-
-// observer delivers changes to one callback from its own goroutine, in
-// order, so the door never waits for a callback.
-type observer struct {
-	mu    sync.Mutex
-	queue []Change
-	done  bool
-	wake  chan struct{} // capacity 1: "queue or done changed"
-	fn    func(Change)
-	// exited is closed once the queue is delivered after finish.
-	exited chan struct{}
-}
-
-func newObserver(fn func(Change)) *observer {
-	o := &observer{fn: fn, wake: make(chan struct{}, 1), exited: make(chan struct{})}
-	go o.run()
-	return o
-}
-
-func (o *observer) push(c Change) {
-	o.mu.Lock()
-	o.queue = append(o.queue, c)
-	o.mu.Unlock()
-	o.signal()
-}
-
-// finish lets the goroutine end once the queue is delivered.
-func (o *observer) finish() {
-	o.mu.Lock()
-	o.done = true
-	o.mu.Unlock()
-	o.signal()
-}
-
-func (o *observer) signal() {
-	select {
-	case o.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (o *observer) run() {
-	defer close(o.exited)
-	for range o.wake {
-		for {
-			o.mu.Lock()
-			if len(o.queue) == 0 {
-				done := o.done
-				o.mu.Unlock()
-				if done {
-					return
-				}
-				break
-			}
-			c := o.queue[0]
-			o.queue = o.queue[1:]
-			o.mu.Unlock()
-			o.fn(c)
-		}
-	}
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
@@ -24,7 +24,7 @@ var ErrPinReused = errors.New("GPIO line named twice")
 // named line of every chip (pinctrl-bcm2711 on a Pi 4, pinctrl-rp1 on a
 // Pi 5) under its kernel name, "GPIO17" and so on; on a Pi 4 the bcm283x
 // driver adds the same names (and header aliases such as "P1_11").
-var hostInit = gosync.OnceValue(func() error {
+var hostInit = sync.OnceValue(func() error {
 	_, err := host.Init()
 	return err
 })

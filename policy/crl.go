@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tobira-ac/tobira/internal/credential"
 )
@@ -193,7 +194,7 @@ func (s *Store) importCRL(ctx context.Context, der []byte, ca *x509.Certificate,
 			return err
 		}
 		if had {
-			if err := tx.DeleteBucket(crlBucket(kid, old.gen)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			if err := tx.DeleteBucket(crlBucket(kid, old.gen)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 				return err
 			}
 		}

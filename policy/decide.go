@@ -119,9 +119,8 @@ func (s *Store) DecideAt(req Request) Decision {
 			return s.decideBreakGlass(req, key, label)
 		}
 	}
-	legacy := req.Door == ""
 	now, clockOK := req.Now, true
-	if !legacy {
+	if req.Door != "" {
 		now, clockOK = s.TrustTime(req.Now)
 	}
 	var (
@@ -150,7 +149,7 @@ func (s *Store) DecideAt(req Request) Decision {
 			d = deny(ReasonNotEnrolled, v)
 			return nil
 		}
-		d, step, err = s.decideTx(tx, r, v, req, key, now, clockOK, legacy)
+		d, step, err = s.decideTx(txRequest{Request: req, tx: tx, rules: r, version: v, key: key, now: now, clockTrusted: clockOK})
 		return err
 	})
 	if err != nil {
@@ -173,126 +172,197 @@ func (s *Store) DecideAt(req Request) Decision {
 	return d
 }
 
-// decideTx is DecideAt's work inside the snapshot's read transaction. It
-// returns the decision and, for a grant that needs local state, the step
-// that checks and records it.
-func (s *Store) decideTx(tx *bolt.Tx, r *rules, v uint64, req Request, key []byte, now time.Time, clockOK, legacy bool) (Decision, func() (Reason, error), error) {
+// txRequest is a Request inside the snapshot's read transaction, with what
+// DecideAt found out before it.
+type txRequest struct {
+	Request
+	tx      *bolt.Tx
+	rules   *rules
+	version uint64
+	// key is the credential's allowlist key (entryKey).
+	key []byte
+	// now is the time the decision is taken at: Request.Now, or the trusted
+	// time when Request.Now is behind it.
+	now time.Time
+	// clockTrusted is false when Request.Now was behind the trusted time.
+	clockTrusted bool
+}
+
+// doorless reports whether q asks only the allowlist, revocation and
+// renewal questions (Decide, Request.Door "").
+func (q txRequest) doorless() bool { return q.Door == "" }
+
+// isCert reports whether q's credential is a certificate.
+func (q txRequest) isCert() bool { return q.Credential.Kind == credential.KindCertSerial }
+
+// deny is decideTx's answer for a denial with reason r.
+func (q txRequest) deny(r Reason) (Decision, func() (Reason, error), error) {
+	return deny(r, q.version), nil, nil
+}
+
+// decideTx is DecideAt's work inside the snapshot's read transaction, in
+// the order DecideAt documents. It returns the decision and, for a grant
+// that needs local state, the step that checks and records it.
+func (s *Store) decideTx(q txRequest) (Decision, func() (Reason, error), error) {
 	var door Door
 	var mode DoorMode
-	if !legacy {
+	if !q.doorless() {
 		var ok bool
-		if door, ok = r.doors[req.Door]; !ok {
-			return deny(ReasonUnknownDoor, v), nil, nil
+		if door, ok = q.rules.doors[q.Door]; !ok {
+			return q.deny(ReasonUnknownDoor)
 		}
-		switch mode = r.doorMode(door, now); mode {
+		switch mode = q.rules.doorMode(door, q.now); mode {
 		case ModeLocked:
-			return deny(ReasonDoorLocked, v), nil, nil
+			return q.deny(ReasonDoorLocked)
 		case ModeUnlocked:
-			return Decision{Granted: true, Reason: ReasonDoorUnlocked, SnapshotVersion: v}, nil, nil
+			return Decision{Granted: true, Reason: ReasonDoorUnlocked, SnapshotVersion: q.version}, nil, nil
 		}
 	}
-	isCert := req.Credential.Kind == credential.KindCertSerial
-	crlStale := false
-	if isCert {
-		if tx.Bucket(KindRevoked.bucket()).Get(key[1:]) != nil {
-			return deny(ReasonRevoked, v), nil, nil
-		}
-		revoked, stale, err := s.local.crlRevoked(req.Credential.IssuerKeyID, req.Credential.Serial, now)
-		if err != nil {
-			return Decision{}, nil, err
-		}
-		if revoked {
-			return deny(ReasonRevoked, v), nil, nil
-		}
-		crlStale = stale
+	revoked, crlStale, err := s.revoked(q)
+	if err != nil {
+		return Decision{}, nil, err
 	}
-	creds := tx.Bucket(KindCredential.bucket())
-	raw := creds.Get(key)
-	var flags Flags
-	hops := 0
-	if raw == nil && isCert {
-		links := tx.Bucket(KindLink.bucket())
-		cur := key[1:]
-		for {
-			prev := links.Get(cur)
-			if prev == nil {
-				break
-			}
-			if hops == s.opts.MaxRenewalHops {
-				return deny(ReasonRenewalChainTooLong, v), nil, nil
-			}
-			hops++
-			if raw = creds.Get(append([]byte{byte(credential.KindCertSerial)}, prev...)); raw != nil {
-				flags |= FlagRenewed
-				break
-			}
-			cur = prev
-		}
+	if revoked {
+		return q.deny(ReasonRevoked)
 	}
-	if raw == nil {
-		return deny(ReasonNotEnrolled, v), nil, nil
+	raw, hops, why := s.lookupEntry(q)
+	if why != "" {
+		return q.deny(why)
 	}
 	e, err := decodeEntryValue(raw)
 	if err != nil {
 		return Decision{}, nil, err
 	}
-	grant := Decision{Granted: true, Person: e.person, SnapshotVersion: v, RenewalHops: hops}
-	if legacy {
+	var flags Flags
+	if hops > 0 {
+		flags |= FlagRenewed
+	}
+	grant := Decision{Granted: true, Person: e.person, SnapshotVersion: q.version, RenewalHops: hops}
+	if q.doorless() {
 		grant.Flags = flags
 		grant.Reason = grantReason(flags, ReasonEnrolled)
 		return grant, nil, nil
 	}
-	opts, ok := s.opts.Doors[req.Door]
+	fallback, why := s.fallbacks(q, crlStale)
+	if why != "" {
+		return q.deny(why)
+	}
+	if !inWindow(q.now, e.from, e.until) {
+		return q.deny(ReasonCredentialInactive)
+	}
+	grant.Flags = flags | fallback
+	if e.event != "" {
+		return s.decideTicket(q, door, e.event, grant)
+	}
+	return s.decideMember(q, door, mode, e.person, grant)
+}
+
+// revoked reports whether q's certificate is revoked by the snapshot or by
+// an imported CRL, and whether that CRL is stale. A credential that is not
+// a certificate is never revoked.
+func (s *Store) revoked(q txRequest) (revoked, crlStale bool, err error) {
+	if !q.isCert() {
+		return false, false, nil
+	}
+	if q.tx.Bucket(KindRevoked.bucket()).Get(q.key[1:]) != nil {
+		return true, false, nil
+	}
+	return s.local.crlRevoked(q.Credential.IssuerKeyID, q.Credential.Serial, q.now)
+}
+
+// lookupEntry returns the allowlist value of q's credential, following
+// renewal links from a certificate that is not on the allowlist; hops is
+// the number of links followed. When there is no entry, why says so
+// (ReasonNotEnrolled, ReasonRenewalChainTooLong).
+func (s *Store) lookupEntry(q txRequest) (raw []byte, hops int, why Reason) {
+	creds := q.tx.Bucket(KindCredential.bucket())
+	if raw = creds.Get(q.key); raw != nil {
+		return raw, 0, ""
+	}
+	if !q.isCert() {
+		return nil, 0, ReasonNotEnrolled
+	}
+	links := q.tx.Bucket(KindLink.bucket())
+	for cur := q.key[1:]; ; {
+		prev := links.Get(cur)
+		if prev == nil {
+			return nil, hops, ReasonNotEnrolled
+		}
+		if hops == s.opts.MaxRenewalHops {
+			return nil, hops, ReasonRenewalChainTooLong
+		}
+		hops++
+		if raw = creds.Get(append([]byte{byte(credential.KindCertSerial)}, prev...)); raw != nil {
+			return raw, hops, ""
+		}
+		cur = prev
+	}
+}
+
+// fallbacks applies the door's Fallback for an untrusted clock and, for a
+// certificate, stale revocation data (the snapshot's or the imported
+// CRL's, crlStale): it returns the flags of the conditions met, or the
+// reason of a denial.
+func (s *Store) fallbacks(q txRequest, crlStale bool) (Flags, Reason) {
+	opts, ok := s.opts.Doors[q.Door]
 	if !ok {
 		opts = s.opts.DefaultDoor
 	}
-	if !clockOK {
+	var flags Flags
+	if !q.clockTrusted {
 		if opts.OnUntrustedClock == FallbackDeny {
-			return deny(ReasonClockUntrusted, v), nil, nil
+			return 0, ReasonClockUntrusted
 		}
 		flags |= FlagClockUntrusted
 	}
-	if isCert && (crlStale || r.revocationsStale(now)) {
+	if q.isCert() && (crlStale || q.rules.revocationsStale(q.now)) {
 		if opts.OnStaleRevocations == FallbackDeny {
-			return deny(ReasonRevocationsStale, v), nil, nil
+			return 0, ReasonRevocationsStale
 		}
 		flags |= FlagStaleRevocations
 	}
-	if !inWindow(now, e.from, e.until) {
-		return deny(ReasonCredentialInactive, v), nil, nil
+	return flags, ""
+}
+
+// decideTicket decides a ticket for the event named event: the event's
+// gates and window, then the single-entry rule in the returned step.
+func (s *Store) decideTicket(q txRequest, door Door, event string, grant Decision) (Decision, func() (Reason, error), error) {
+	ev, ok := q.rules.events[event]
+	if !ok || !inDoorGroup(door, ev.DoorGroup) {
+		return q.deny(ReasonTicketWrongDoor)
 	}
-	grant.Flags = flags
-	if e.event != "" {
-		ev, ok := r.events[e.event]
-		if !ok || !inDoorGroup(door, ev.DoorGroup) {
-			return deny(ReasonTicketWrongDoor, v), nil, nil
-		}
-		if now.Before(ev.Start) || !now.Before(ev.End) {
-			return deny(ReasonTicketOutsideWindow, v), nil, nil
-		}
-		grant.Reason = grantReason(flags, ReasonTicket)
-		k := bytes.Clone(key)
-		return grant, func() (Reason, error) { return s.local.ticketPass(k, ev, req.Door, req.Direction, now) }, nil
+	if q.now.Before(ev.Start) || !q.now.Before(ev.End) {
+		return q.deny(ReasonTicketOutsideWindow)
 	}
-	p := Person{ID: e.person}
-	if pv := tx.Bucket(KindPerson.bucket()).Get([]byte(e.person)); pv != nil {
-		if p, err = decodePersonValue(e.person, pv); err != nil {
+	grant.Reason = grantReason(grant.Flags, ReasonTicket)
+	k := bytes.Clone(q.key)
+	return grant, func() (Reason, error) { return s.local.ticketPass(k, ev, q.Door, q.Direction, q.now) }, nil
+}
+
+// decideMember decides the credential of person at door in mode: the
+// person's validity, access levels and schedules, card + PIN, then the
+// anti-passback rule of the door's area in the returned step.
+func (s *Store) decideMember(q txRequest, door Door, mode DoorMode, person string, grant Decision) (Decision, func() (Reason, error), error) {
+	p := Person{ID: person}
+	if pv := q.tx.Bucket(KindPerson.bucket()).Get([]byte(person)); pv != nil {
+		var err error
+		if p, err = decodePersonValue(person, pv); err != nil {
 			return Decision{}, nil, err
 		}
 	}
-	if !inWindow(now, p.ValidFrom, p.ValidUntil) {
-		return deny(ReasonPersonInactive, v), nil, nil
+	if !inWindow(q.now, p.ValidFrom, p.ValidUntil) {
+		return q.deny(ReasonPersonInactive)
 	}
-	if ok, why := r.access(p.Groups, door, now); !ok {
-		return deny(why, v), nil, nil
+	if ok, why := q.rules.access(p.Groups, door, q.now); !ok {
+		return q.deny(why)
 	}
-	if mode == ModeCardPIN && !req.PINVerified {
-		return deny(ReasonPINRequired, v), nil, nil
+	if mode == ModeCardPIN && !q.PINVerified {
+		return q.deny(ReasonPINRequired)
 	}
-	grant.Reason = grantReason(flags, ReasonEnrolled)
+	grant.Reason = grantReason(grant.Flags, ReasonEnrolled)
 	if door.Area != "" {
-		if area, ok := r.areas[door.Area]; ok && area.Passback != PassbackNone {
-			return grant, func() (Reason, error) { return s.local.passback(p.ID, area, req.Direction, now) }, nil
+		if area, ok := q.rules.areas[door.Area]; ok && area.Passback != PassbackNone {
+			return grant, func() (Reason, error) { return s.local.passback(p.ID, area, q.Direction, q.now) }, nil
 		}
 	}
 	return grant, nil, nil
@@ -355,6 +425,7 @@ func inWindow(t, from, until time.Time) bool {
 	return (from.IsZero() || !t.Before(from)) && (until.IsZero() || t.Before(until))
 }
 
+// deny returns a denial with reason r taken from snapshot version.
 func deny(r Reason, version uint64) Decision {
 	return Decision{Reason: r, SnapshotVersion: version}
 }

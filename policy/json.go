@@ -381,7 +381,7 @@ func WriteSnapshotJSON(w io.Writer, s Snapshot) error {
 		Site:    s.Site,
 	}
 	for _, p := range s.People {
-		f.People = append(f.People, personJSON{ID: p.ID, ValidFrom: p.ValidFrom, ValidUntil: p.ValidUntil, Groups: p.Groups})
+		f.People = append(f.People, personJSON(p))
 	}
 	for _, l := range s.Links {
 		f.Links = append(f.Links, linkJSON{IssuerKeyID: hex.EncodeToString(l.New.IssuerKeyID), Serial: hex.EncodeToString(l.New.Serial),

@@ -493,27 +493,54 @@ func (s *Store) ApplyFullStream(ctx context.Context, version uint64, r io.Reader
 	return nil
 }
 
+// applyFull is ApplyFullStream's work: it checks the offer, builds the new
+// snapshot aside and swaps it in.
 func (s *Store) applyFull(ctx context.Context, version uint64, r io.Reader) (uint64, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	old, err := s.Version()
+	sr, err := s.openFullStream(version, r)
 	if err != nil {
 		return 0, err
 	}
+	tmp := s.path + newSuffix
+	count, err := buildAside(ctx, tmp, version, sr)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.swapIn(tmp, version); err != nil {
+		return 0, err
+	}
+	return count, nil
+}
+
+// openFullStream reads the header of a full snapshot stream offered as
+// version, which must be newer than the stored one and the stream's own.
+func (s *Store) openFullStream(version uint64, r io.Reader) (*streamReader, error) {
+	old, err := s.Version()
+	if err != nil {
+		return nil, err
+	}
 	if version <= old {
-		return 0, fmt.Errorf("%w: offered %d, stored %d", ErrStaleVersion, version, old)
+		return nil, fmt.Errorf("%w: offered %d, stored %d", ErrStaleVersion, version, old)
 	}
 	sr, vs, err := newStreamReader(r)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if !sr.full || vs[0] != version {
-		return 0, fmt.Errorf("%w: stream is not a full snapshot of version %d (header says %v)", ErrInvalidSnapshot, version, vs)
+		return nil, fmt.Errorf("%w: stream is not a full snapshot of version %d (header says %v)", ErrInvalidSnapshot, version, vs)
 	}
-	tmp := s.path + newSuffix
+	return sr, nil
+}
+
+// buildAside writes every record of sr into a new store file at tmp, in
+// transactions of fullBatch records, checks the stream's content hash and
+// syncs the file. It returns the number of records; on failure tmp is
+// removed.
+func buildAside(ctx context.Context, tmp string, version uint64, sr *streamReader) (uint64, error) {
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("remove stale %s: %w", tmp, err)
 	}
@@ -537,38 +564,12 @@ func (s *Store) applyFull(ctx context.Context, version uint64, r io.Reader) (uin
 	var count uint64
 	for eof := false; !eof; {
 		err := ndb.Update(func(tx *bolt.Tx) error {
-			buckets := map[RecordKind]*bolt.Bucket{}
-			for i := 0; i < fullBatch; i++ {
-				rec, err := sr.next()
-				if errors.Is(err, io.EOF) {
-					eof = true
-					return writeMeta(tx, version, acc)
-				}
-				if err != nil {
-					return err
-				}
-				b := buckets[rec.kind]
-				if b == nil {
-					b = tx.Bucket(rec.kind.bucket())
-					b.FillPercent = 0.95
-					buckets[rec.kind] = b
-				}
-				if b.Get(rec.key) != nil {
-					return fmt.Errorf("%w: record %d: %s %q appears twice", ErrInvalidSnapshot, count, rec.kind, printableKey(rec.key))
-				}
-				k := append([]byte(nil), rec.key...)
-				v := append([]byte(nil), rec.value...)
-				if err := b.Put(k, v); err != nil {
-					return fmt.Errorf("write %s %q: %w", rec.kind, printableKey(k), err)
-				}
-				acc.add(rec.kind, k, v, 1)
-				if count++; count%ctxCheckEvery == 0 {
-					if err := ctx.Err(); err != nil {
-						return err
-					}
-				}
+			var err error
+			eof, err = writeBatch(ctx, tx, sr, &acc, &count)
+			if eof && err == nil {
+				err = writeMeta(tx, version, acc)
 			}
-			return nil
+			return err
 		})
 		if err != nil {
 			return 0, err
@@ -593,9 +594,52 @@ func (s *Store) applyFull(ctx context.Context, version uint64, r io.Reader) (uin
 		return 0, fmt.Errorf("close %s: %w", tmp, err)
 	}
 	done = true
+	return count, nil
+}
+
+// writeBatch writes up to fullBatch records of sr in tx, adding them to acc
+// and counting them in count; eof tells that the stream has ended. A record
+// that repeats an earlier one fails with ErrInvalidSnapshot.
+func writeBatch(ctx context.Context, tx *bolt.Tx, sr *streamReader, acc *contentAcc, count *uint64) (eof bool, err error) {
+	buckets := map[RecordKind]*bolt.Bucket{}
+	for i := 0; i < fullBatch; i++ {
+		rec, err := sr.next()
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		b := buckets[rec.kind]
+		if b == nil {
+			b = tx.Bucket(rec.kind.bucket())
+			b.FillPercent = 0.95
+			buckets[rec.kind] = b
+		}
+		if b.Get(rec.key) != nil {
+			return false, fmt.Errorf("%w: record %d: %s %q appears twice", ErrInvalidSnapshot, *count, rec.kind, printableKey(rec.key))
+		}
+		k := append([]byte(nil), rec.key...)
+		v := append([]byte(nil), rec.value...)
+		if err := b.Put(k, v); err != nil {
+			return false, fmt.Errorf("write %s %q: %w", rec.kind, printableKey(k), err)
+		}
+		acc.add(rec.kind, k, v, 1)
+		if *count++; *count%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
+		}
+	}
+	return false, nil
+}
+
+// swapIn renames the file built aside at tmp over the store file and
+// switches readers to it, with the rules of version decoded.
+func (s *Store) swapIn(tmp string, version uint64) error {
 	if err := os.Rename(tmp, s.path); err != nil {
 		_ = os.Remove(tmp)
-		return 0, fmt.Errorf("rename %s over the store: %w", tmp, err)
+		return fmt.Errorf("rename %s over the store: %w", tmp, err)
 	}
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
 		s.log.Warn("fsync directory after the snapshot swap", "err", err)
@@ -603,11 +647,11 @@ func (s *Store) applyFull(ctx context.Context, version uint64, r io.Reader) (uin
 	// From here the new version is on disk; switch readers to it.
 	db, err := openSnapshotDB(s.path)
 	if err != nil {
-		return 0, fmt.Errorf("reopen after the swap: %w", err)
+		return fmt.Errorf("reopen after the swap: %w", err)
 	}
 	var rl *rules
 	if err := db.View(func(tx *bolt.Tx) error { rl, err = loadRules(tx, version); return err }); err != nil {
-		return 0, errors.Join(err, db.Close())
+		return errors.Join(err, db.Close())
 	}
 	s.mu.Lock()
 	oldDB := s.db
@@ -617,7 +661,7 @@ func (s *Store) applyFull(ctx context.Context, version uint64, r io.Reader) (uin
 	if err := oldDB.Close(); err != nil {
 		s.log.Warn("close the replaced snapshot file", "err", err)
 	}
-	return count, nil
+	return nil
 }
 
 // ApplyDeltaStream applies a delta read from r in one transaction; refused

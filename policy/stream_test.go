@@ -302,9 +302,9 @@ func TestFullStreamRefusals(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	m := randomModel(rng, 50)
 	data, _ := encodeFull(t, m, 2)
-	dup := bytes.Clone(data)
+	// A stream that repeats its first record before the trailer.
+	var dup []byte
 	{
-		// Append a record that repeats the first one before the trailer.
 		var buf bytes.Buffer
 		enc, _ := NewSnapshotEncoder(&buf, 2)
 		it := Entry{Credential: cert(1, 1), Person: "a"}

@@ -6,9 +6,9 @@
 // The package is split in layers:
 //
 //   - Transmitter and Card are the small interfaces the JPKI code needs from
-//     a card session. PCSC and PCSCSource implement them over pcscd
-//     (github.com/ebfe/scard); package reader/cardsim implements them in
-//     process.
+//     a card session. Package reader/pcsc implements them over pcscd (it
+//     alone imports github.com/ebfe/scard, so this package is pure Go);
+//     package reader/cardsim implements them in process.
 //   - Client sends Commands and handles ISO 7816-4 transport details
 //     (61xx GET RESPONSE, 6Cxx re-send) and maps status words to errors.
 //   - Identify runs the serial-mode exchange and yields an Identity.

@@ -7,9 +7,9 @@ import (
 
 // Sentinel errors. Every error returned by Identify, Identifier.Identify
 // and Verifier.Verify satisfies errors.Is with exactly one of the sentinels
-// below (ErrReaderNotFound aside, which only PCSCSource returns), unless it
-// comes from the Transmitter itself (a transport failure) or from the
-// caller's context.
+// below (ErrReaderNotFound aside, which only a reader/pcsc Source returns),
+// unless it comes from the Transmitter itself (a transport failure) or from
+// the caller's context.
 var (
 	// ErrCardRemoved means the card left the reader during the exchange
 	// (PC/SC: removed or reset card, no smart card, reader gone).

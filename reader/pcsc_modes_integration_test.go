@@ -13,13 +13,14 @@ import (
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/cardsim"
-	"github.com/tobira-ac/tobira/reader/pcsctest"
+	"github.com/tobira-ac/tobira/reader/pcsc"
+	"github.com/tobira-ac/tobira/reader/pcsc/pcsctest"
 )
 
 // TestPCSCModes runs every identification mode through pcscd + vpcd +
 // cardsim: the acceptance checks of the reader issue.
 func TestPCSCModes(t *testing.T) {
-	p, ctx := pcsctest.OpenPCSC(t, slog.LevelDebug, integrationTimeout)
+	p, ctx := pcsctest.Open(t, slog.LevelDebug, integrationTimeout)
 	pk := pki(t)
 	src := p.Source(pcsctest.Reader)
 	bridge := cardsim.NewBridge(pcsctest.VPCDAddr, cardsim.VPCD{Retry: 20 * time.Millisecond})
@@ -135,7 +136,7 @@ func TestPCSCModes(t *testing.T) {
 }
 
 func TestPCSCInspect(t *testing.T) {
-	p, ctx := pcsctest.OpenPCSC(t, slog.LevelDebug, integrationTimeout)
+	p, ctx := pcsctest.Open(t, slog.LevelDebug, integrationTimeout)
 	pk := pki(t)
 	card := cardsim.New(cardsim.Profile{TokenLabel: cardsim.LabelMyNumberCard, AuthCert: pk.untrusted, Tries: 2})
 	pcsctest.Insert(t, card)
@@ -166,7 +167,7 @@ func TestPCSCInspect(t *testing.T) {
 // vanish, as on unplug and pcscd restart) and starts it again: the same
 // PCSC and sources serve cards again, with several sources in use at once.
 func TestPCSCRecovery(t *testing.T) {
-	p, ctx := pcsctest.OpenPCSC(t, slog.LevelDebug, integrationTimeout)
+	p, ctx := pcsctest.Open(t, slog.LevelDebug, integrationTimeout)
 	pk := pki(t)
 	src := p.Source(pcsctest.Reader)
 	other := p.Source("Virtual PCD 00 01")
@@ -247,7 +248,7 @@ func TestPCSCRecovery(t *testing.T) {
 // Each iteration verifies the right PIN, so the card's counter stays full.
 func BenchmarkPCSCIdentifyPIN(b *testing.B) {
 	pcsctest.Start(b)
-	p, err := reader.OpenPCSC(slog.New(slog.DiscardHandler))
+	p, err := pcsc.Open(slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}

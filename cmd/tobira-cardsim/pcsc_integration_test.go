@@ -17,11 +17,12 @@ import (
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/cardsim"
-	"github.com/tobira-ac/tobira/reader/pcsctest"
+	"github.com/tobira-ac/tobira/reader/pcsc"
+	"github.com/tobira-ac/tobira/reader/pcsc/pcsctest"
 )
 
 // These tests run the acceptance checks of the reader issue through the
-// real stack with this command as the card: reader.PCSC -> pcscd -> vpcd
+// real stack with this command as the card: pcsc.Conn -> pcscd -> vpcd
 // -> tobira-cardsim (run in process, driven on its stdin).
 
 // integrationTimeout bounds each integration test, so that a hung PC/SC
@@ -101,7 +102,7 @@ func (k *scriptedKeypad) ReadPIN(ctx context.Context, maxLen int) (*reader.PIN, 
 
 // nextCard waits for the card, retrying while the reader is unavailable
 // (as the controller does).
-func nextCard(ctx context.Context, t *testing.T, src *reader.PCSCSource) reader.Card {
+func nextCard(ctx context.Context, t *testing.T, src *pcsc.Source) reader.Card {
 	t.Helper()
 	var err error
 	for range 100 {
@@ -122,7 +123,7 @@ func nextCard(ctx context.Context, t *testing.T, src *reader.PCSCSource) reader.
 // checked" list through pcscd + vpcd + tobira-cardsim, with the card made
 // from this command's flags.
 func TestPCSCAcceptance(t *testing.T) {
-	p, ctx := pcsctest.OpenPCSC(t, slog.LevelInfo, integrationTimeout)
+	p, ctx := pcsctest.Open(t, slog.LevelInfo, integrationTimeout)
 	src := p.Source(pcsctest.Reader)
 	dir := kitDir(t)
 	v := kitVerifier(t, dir)
@@ -262,7 +263,7 @@ func TestPCSCAcceptance(t *testing.T) {
 // card is inserted again and the same PCSC source identifies it in mode
 // pin.
 func TestPCSCReaderUnplugged(t *testing.T) {
-	p, ctx := pcsctest.OpenPCSC(t, slog.LevelInfo, integrationTimeout)
+	p, ctx := pcsctest.Open(t, slog.LevelInfo, integrationTimeout)
 	src := p.Source(pcsctest.Reader)
 	dir := kitDir(t)
 	v := kitVerifier(t, dir)

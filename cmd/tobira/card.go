@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/reader"
+	"github.com/tobira-ac/tobira/reader/pcsc"
 )
 
 // cardCommand is the "card" group: "card inspect".
@@ -60,7 +61,7 @@ func inspectCard(ctx context.Context, cfgPath, readerName string, wait time.Dura
 	if name == "" {
 		name = cfg.Readers[0].Name
 	}
-	p, err := reader.OpenPCSC(nil)
+	p, err := pcsc.Open(nil)
 	if err != nil {
 		return fmt.Errorf("PC/SC (is pcscd running?): %w", err)
 	}

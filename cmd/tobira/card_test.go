@@ -10,7 +10,7 @@ import (
 
 	"github.com/tobira-ac/tobira/reader/cardsim"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
-	"github.com/tobira-ac/tobira/reader/pcsctest"
+	"github.com/tobira-ac/tobira/reader/pcsc/pcsctest"
 )
 
 // TestCardInspect runs `tobira card inspect` against a simulated card

@@ -16,7 +16,7 @@ import (
 	"github.com/tobira-ac/tobira/cmd/internal/cli/clitest"
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
-	"github.com/tobira-ac/tobira/reader/pcsctest"
+	"github.com/tobira-ac/tobira/reader/pcsc/pcsctest"
 )
 
 // TestDemo runs the whole demo in-process and checks its table and summary.

@@ -26,6 +26,7 @@ import (
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/keypad"
+	"github.com/tobira-ac/tobira/reader/pcsc"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/signed"
 )
@@ -69,12 +70,12 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	if err := p.buildLink(st, clk); err != nil {
 		return err
 	}
-	pcsc, err := reader.OpenPCSC(log)
+	pc, err := pcsc.Open(log)
 	if err != nil {
 		return fmt.Errorf("PC/SC (is pcscd running?): %w", err)
 	}
-	defer pcsc.Close()
-	source := func(name string) controller.CardSource { return pcsc.Source(name) }
+	defer pc.Close()
+	source := func(name string) controller.CardSource { return pc.Source(name) }
 	closeKeypads, err := p.buildReaders(verifier, source, st, clk)
 	defer closeKeypads()
 	if err != nil {
@@ -644,7 +645,7 @@ func checkConfig(path string, stdout io.Writer) error {
 
 // listReaders prints the PC/SC readers pcscd knows.
 func listReaders(stdout io.Writer) error {
-	p, err := reader.OpenPCSC(nil)
+	p, err := pcsc.Open(nil)
 	if err != nil {
 		return fmt.Errorf("PC/SC (is pcscd running?): %w", err)
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader/cardsim"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
-	"github.com/tobira-ac/tobira/reader/pcsctest"
+	"github.com/tobira-ac/tobira/reader/pcsc/pcsctest"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/mosquittotest"
 	"github.com/tobira-ac/tobira/sync/signed"

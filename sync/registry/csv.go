@@ -110,42 +110,16 @@ func ParseCSV(table, name string, in io.Reader) (Change, error) {
 	cr := csv.NewReader(in)
 	cr.FieldsPerRecord = -1
 	cr.Comment = '#'
-	header, err := cr.Read()
+	header, err := readHeader(cr, table, name, cols.required, cols.optional)
 	if err != nil {
-		return Change{}, fmt.Errorf("%w: %s:1: read header: %w", ErrInvalid, name, err)
-	}
-	allowed := append(append([]string{"action"}, cols.required...), cols.optional...)
-	for i, h := range header {
-		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
-		header[i] = h
-		if !slices.Contains(allowed, h) {
-			return Change{}, fmt.Errorf("%w: %s:1: %s: unknown column; %s takes %s", ErrInvalid, name, h, table, strings.Join(allowed, ", "))
-		}
-		if slices.Index(header[:i], h) >= 0 {
-			return Change{}, fmt.Errorf("%w: %s:1: %s: column appears twice", ErrInvalid, name, h)
-		}
-	}
-	for _, c := range cols.required {
-		if !slices.Contains(header, c) {
-			return Change{}, fmt.Errorf("%w: %s:1: %s: required column missing", ErrInvalid, name, c)
-		}
+		return Change{}, err
 	}
 	val, err := newValidator()
 	if err != nil {
 		return Change{}, err
 	}
-	var (
-		errs    []error
-		ch      Change
-		firstAt = map[string]int{}              // registry key -> line
-		scheds  = map[string]*policy.Schedule{} // schedules by ID, for merging
-		order   []string
-	)
-	add := func(e error) {
-		if len(errs) < maxLineErrors {
-			errs = append(errs, e)
-		}
-	}
+	p := &csvParse{table: table, name: name, header: header, val: val,
+		firstAt: map[string]int{}, scheds: map[string]*policy.Schedule{}}
 	for {
 		fields, err := cr.Read()
 		if err == io.EOF {
@@ -157,84 +131,148 @@ func ParseCSV(table, name string, in io.Reader) (Change, error) {
 			if errors.As(err, &pe) {
 				line = pe.Line
 			}
-			add(&LineError{File: name, Line: line, Err: err})
+			p.add(&LineError{File: name, Line: line, Err: err})
 			if pe == nil {
 				break
 			}
 			continue
 		}
-		if len(fields) != len(header) {
-			line, _ := cr.FieldPos(0)
-			add(&LineError{File: name, Line: line, Err: fmt.Errorf("%d fields, the header has %d", len(fields), len(header))})
-			continue
-		}
 		line, _ := cr.FieldPos(0)
-		rw := row{file: name, line: line, cols: make(map[string]string, len(header))}
-		for i, h := range header {
-			rw.cols[h] = fields[i]
-		}
-		del := false
-		switch a := rw.get("action"); a {
-		case "", "put":
-		case "delete":
-			del = true
-		default:
-			add(rw.fail("action", "%q, want put or delete", a))
-			continue
-		}
-		it, err := parseRow(table, rw)
-		if err != nil {
-			add(err)
-			continue
-		}
-		k, err := itemKey(it)
-		if err != nil {
-			add(&LineError{File: name, Line: line, Err: err})
-			continue
-		}
-		if s, isSched := it.(policy.Schedule); isSched && !del {
-			if prev, ok := scheds[s.ID]; ok {
-				prev.Windows = append(prev.Windows, s.Windows...)
-				prev.Special = append(prev.Special, s.Special...)
-				continue
-			}
-			scheds[s.ID] = &s
-			order = append(order, s.ID)
-			firstAt[string(k)] = line
-			continue
-		}
-		if prev, dup := firstAt[string(k)]; dup {
-			add(&LineError{File: name, Line: line, Err: fmt.Errorf("%s already on line %d", describeKey(k), prev)})
-			continue
-		}
-		firstAt[string(k)] = line
-		if del {
-			ch.Delete = append(ch.Delete, it)
-			continue
-		}
-		if err := val.check(it); err != nil {
-			add(&LineError{File: name, Line: line, Err: err})
-			continue
-		}
-		ch.Put = append(ch.Put, it)
+		p.line(line, fields)
 	}
-	for _, id := range order {
-		s := *scheds[id]
-		if err := val.check(s); err != nil {
+	return p.result()
+}
+
+// readHeader reads the header line of table and checks its columns: each
+// known, none twice, every required one present. It returns the column
+// names, trimmed (and without a UTF-8 byte order mark).
+func readHeader(cr *csv.Reader, table, name string, required, optional []string) ([]string, error) {
+	header, err := cr.Read()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s:1: read header: %w", ErrInvalid, name, err)
+	}
+	allowed := append(append([]string{"action"}, required...), optional...)
+	for i, h := range header {
+		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
+		header[i] = h
+		if !slices.Contains(allowed, h) {
+			return nil, fmt.Errorf("%w: %s:1: %s: unknown column; %s takes %s", ErrInvalid, name, h, table, strings.Join(allowed, ", "))
+		}
+		if slices.Index(header[:i], h) >= 0 {
+			return nil, fmt.Errorf("%w: %s:1: %s: column appears twice", ErrInvalid, name, h)
+		}
+	}
+	for _, c := range required {
+		if !slices.Contains(header, c) {
+			return nil, fmt.Errorf("%w: %s:1: %s: required column missing", ErrInvalid, name, c)
+		}
+	}
+	return header, nil
+}
+
+// csvParse collects the lines of one CSV input into a Change, and the
+// problems of its lines.
+type csvParse struct {
+	table, name string
+	header      []string
+	val         validator
+	errs        []error
+	ch          Change
+	firstAt     map[string]int              // registry key -> line
+	scheds      map[string]*policy.Schedule // schedules by ID, for merging
+	order       []string                    // schedule IDs in input order
+}
+
+// add records the problem of a line; beyond maxLineErrors it is dropped.
+func (p *csvParse) add(e error) {
+	if len(p.errs) < maxLineErrors {
+		p.errs = append(p.errs, e)
+	}
+}
+
+// line parses the line numbered line and adds its put or delete to the
+// change, or its problem to the errors.
+func (p *csvParse) line(line int, fields []string) {
+	if len(fields) != len(p.header) {
+		p.add(&LineError{File: p.name, Line: line, Err: fmt.Errorf("%d fields, the header has %d", len(fields), len(p.header))})
+		return
+	}
+	rw := row{file: p.name, line: line, cols: make(map[string]string, len(p.header))}
+	for i, h := range p.header {
+		rw.cols[h] = fields[i]
+	}
+	del := false
+	switch a := rw.get("action"); a {
+	case "", "put":
+	case "delete":
+		del = true
+	default:
+		p.add(rw.fail("action", "%q, want put or delete", a))
+		return
+	}
+	it, err := parseRow(p.table, rw)
+	if err != nil {
+		p.add(err)
+		return
+	}
+	k, err := itemKey(it)
+	if err != nil {
+		p.add(&LineError{File: p.name, Line: line, Err: err})
+		return
+	}
+	if s, isSched := it.(policy.Schedule); isSched && !del {
+		p.addSchedule(s, k, line)
+		return
+	}
+	if prev, dup := p.firstAt[string(k)]; dup {
+		p.add(&LineError{File: p.name, Line: line, Err: fmt.Errorf("%s already on line %d", describeKey(k), prev)})
+		return
+	}
+	p.firstAt[string(k)] = line
+	if del {
+		p.ch.Delete = append(p.ch.Delete, it)
+		return
+	}
+	if err := p.val.check(it); err != nil {
+		p.add(&LineError{File: p.name, Line: line, Err: err})
+		return
+	}
+	p.ch.Put = append(p.ch.Put, it)
+}
+
+// addSchedule merges the windows of a schedule line (key k) into the
+// schedule of the same ID from earlier lines; result checks them together.
+func (p *csvParse) addSchedule(s policy.Schedule, k []byte, line int) {
+	if prev, ok := p.scheds[s.ID]; ok {
+		prev.Windows = append(prev.Windows, s.Windows...)
+		prev.Special = append(prev.Special, s.Special...)
+		return
+	}
+	p.scheds[s.ID] = &s
+	p.order = append(p.order, s.ID)
+	p.firstAt[string(k)] = line
+}
+
+// result checks the merged schedules and returns the change, or ErrInvalid
+// with every problem found.
+func (p *csvParse) result() (Change, error) {
+	for _, id := range p.order {
+		s := *p.scheds[id]
+		if err := p.val.check(s); err != nil {
 			k, _ := itemKey(s)
-			add(&LineError{File: name, Line: firstAt[string(k)], Column: "schedule", Err: err})
+			p.add(&LineError{File: p.name, Line: p.firstAt[string(k)], Column: "schedule", Err: err})
 			continue
 		}
-		ch.Put = append(ch.Put, s)
+		p.ch.Put = append(p.ch.Put, s)
 	}
-	if len(errs) > 0 {
+	if len(p.errs) > 0 {
 		more := ""
-		if len(errs) == maxLineErrors {
+		if len(p.errs) == maxLineErrors {
 			more = fmt.Sprintf(" (first %d shown)", maxLineErrors)
 		}
-		return Change{}, fmt.Errorf("%w: %s: %d bad lines%s, nothing applied:\n%w", ErrInvalid, name, len(errs), more, errors.Join(errs...))
+		return Change{}, fmt.Errorf("%w: %s: %d bad lines%s, nothing applied:\n%w", ErrInvalid, p.name, len(p.errs), more, errors.Join(p.errs...))
 	}
-	return ch, nil
+	return p.ch, nil
 }
 
 // parseRow turns one line of table into an item.

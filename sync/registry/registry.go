@@ -205,122 +205,18 @@ func (r *Registry) Apply(ctx context.Context, site string, ch Change) (Applied, 
 	if err := checkSite(site); err != nil {
 		return Applied{}, err
 	}
-	val, err := newValidator()
+	puts, dels, err := prepareChange(site, ch)
 	if err != nil {
 		return Applied{}, err
-	}
-	type prepared struct {
-		key  []byte
-		item []byte
-	}
-	puts := make([]prepared, 0, len(ch.Put))
-	seen := make(map[string]int, len(ch.Put))
-	for i, it := range ch.Put {
-		if err := val.check(it); err != nil {
-			return Applied{}, fmt.Errorf("%w: site %s: put %d: %w", ErrInvalid, site, i, err)
-		}
-		k, v, err := encodeItem(it)
-		if err != nil {
-			return Applied{}, fmt.Errorf("%w: site %s: put %d: %w", ErrInvalid, site, i, err)
-		}
-		if j, dup := seen[string(k)]; dup {
-			return Applied{}, fmt.Errorf("%w: site %s: put %d repeats put %d (%s)", ErrInvalid, site, i, j, describeKey(k))
-		}
-		seen[string(k)] = i
-		puts = append(puts, prepared{k, v})
-	}
-	dels := make([][]byte, 0, len(ch.Delete))
-	for i, it := range ch.Delete {
-		k, err := itemKey(it)
-		if err != nil {
-			return Applied{}, fmt.Errorf("%w: site %s: delete %d: %w", ErrInvalid, site, i, err)
-		}
-		if _, dup := seen[string(k)]; dup {
-			return Applied{}, fmt.Errorf("%w: site %s: delete %d of %s, which the same change puts", ErrInvalid, site, i, describeKey(k))
-		}
-		dels = append(dels, k)
 	}
 	var out Applied
 	err = r.db.Update(func(tx *bolt.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		sb, err := siteBucket(tx, site, true)
-		if err != nil {
-			return err
-		}
-		meta := sb.Bucket(bucketMeta)
-		rev := u64(meta.Get(keyRev)) + 1
-		recs, dead, log := sb.Bucket(bucketRec), sb.Bucket(bucketDead), sb.Bucket(bucketLog)
-		recs.FillPercent, log.FillPercent = 0.9, 1
-		for _, p := range puts {
-			rec := record{Rev: rev, Created: rev, Item: p.item}
-			if old := recs.Get(p.key); old != nil {
-				var o record
-				if err := json.Unmarshal(old, &o); err != nil {
-					return fmt.Errorf("decode record %s: %w", describeKey(p.key), err)
-				}
-				if bytes.Equal(o.Item, p.item) {
-					continue
-				}
-				rec.Created, rec.Hist = o.Created, o.Hist
-				if err := log.Delete(logKey(o.Rev, p.key)); err != nil {
-					return err
-				}
-			} else if old := dead.Get(p.key); old != nil {
-				var o record
-				if err := json.Unmarshal(old, &o); err != nil {
-					return fmt.Errorf("decode tombstone %s: %w", describeKey(p.key), err)
-				}
-				rec.Hist = append(o.Hist, [2]uint64{o.Created, o.Deleted})
-				if len(rec.Hist) > maxHistory {
-					// Forget the oldest lifetime: deltas from before its end
-					// could be wrong, so they are no longer offered.
-					floor := max(u64(meta.Get(keyFloor)), rec.Hist[0][1])
-					if err := meta.Put(keyFloor, be64(floor)); err != nil {
-						return err
-					}
-					rec.Hist = rec.Hist[1:]
-				}
-				if err := dead.Delete(p.key); err != nil {
-					return err
-				}
-				if err := log.Delete(logKey(o.Rev, p.key)); err != nil {
-					return err
-				}
-			}
-			if err := putRecord(recs, log, p.key, rec); err != nil {
-				return err
-			}
-			out.Put++
-		}
-		for _, k := range dels {
-			old := recs.Get(k)
-			if old == nil {
-				continue
-			}
-			var o record
-			if err := json.Unmarshal(old, &o); err != nil {
-				return fmt.Errorf("decode record %s: %w", describeKey(k), err)
-			}
-			if err := log.Delete(logKey(o.Rev, k)); err != nil {
-				return err
-			}
-			if err := recs.Delete(k); err != nil {
-				return err
-			}
-			o.Rev, o.Deleted = rev, rev
-			if err := putRecord(dead, log, k, o); err != nil {
-				return err
-			}
-			out.Deleted++
-		}
-		if out.Put+out.Deleted == 0 {
-			out.Rev = rev - 1
-			return nil
-		}
-		out.Rev = rev
-		return meta.Put(keyRev, be64(rev))
+		var err error
+		out, err = applyTx(tx, site, puts, dels)
+		return err
 	})
 	if err != nil {
 		return Applied{}, fmt.Errorf("apply %d puts and %d deletes to site %s in %s: %w", len(puts), len(dels), site, r.path, err)
@@ -329,6 +225,176 @@ func (r *Registry) Apply(ctx context.Context, site string, ch Change) (Applied, 
 		r.log.Info("registry changed", "site", site, "rev", out.Rev, "put", out.Put, "deleted", out.Deleted)
 	}
 	return out, nil
+}
+
+// preparedPut is one validated put of a Change: its registry key and its
+// item as JSON.
+type preparedPut struct {
+	key  []byte
+	item []byte
+}
+
+// prepareChange validates ch before any write: every put against the
+// policy model, no key put twice or both put and deleted. It returns the
+// puts and the registry keys of the deletes.
+func prepareChange(site string, ch Change) ([]preparedPut, [][]byte, error) {
+	val, err := newValidator()
+	if err != nil {
+		return nil, nil, err
+	}
+	puts := make([]preparedPut, 0, len(ch.Put))
+	seen := make(map[string]int, len(ch.Put))
+	for i, it := range ch.Put {
+		if err := val.check(it); err != nil {
+			return nil, nil, fmt.Errorf("%w: site %s: put %d: %w", ErrInvalid, site, i, err)
+		}
+		k, v, err := encodeItem(it)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: site %s: put %d: %w", ErrInvalid, site, i, err)
+		}
+		if j, dup := seen[string(k)]; dup {
+			return nil, nil, fmt.Errorf("%w: site %s: put %d repeats put %d (%s)", ErrInvalid, site, i, j, describeKey(k))
+		}
+		seen[string(k)] = i
+		puts = append(puts, preparedPut{k, v})
+	}
+	dels := make([][]byte, 0, len(ch.Delete))
+	for i, it := range ch.Delete {
+		k, err := itemKey(it)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: site %s: delete %d: %w", ErrInvalid, site, i, err)
+		}
+		if _, dup := seen[string(k)]; dup {
+			return nil, nil, fmt.Errorf("%w: site %s: delete %d of %s, which the same change puts", ErrInvalid, site, i, describeKey(k))
+		}
+		dels = append(dels, k)
+	}
+	return puts, dels, nil
+}
+
+// applyTx writes puts and deletes dels in tx under the site's next
+// revision, and bumps the revision when anything changed.
+func applyTx(tx *bolt.Tx, site string, puts []preparedPut, dels [][]byte) (Applied, error) {
+	sb, err := siteBucket(tx, site, true)
+	if err != nil {
+		return Applied{}, err
+	}
+	meta := sb.Bucket(bucketMeta)
+	c := siteChange{meta: meta, recs: sb.Bucket(bucketRec), dead: sb.Bucket(bucketDead), log: sb.Bucket(bucketLog),
+		rev: u64(meta.Get(keyRev)) + 1}
+	c.recs.FillPercent, c.log.FillPercent = 0.9, 1
+	var out Applied
+	for _, p := range puts {
+		changed, err := c.put(p)
+		if err != nil {
+			return Applied{}, err
+		}
+		if changed {
+			out.Put++
+		}
+	}
+	for _, k := range dels {
+		deleted, err := c.delete(k)
+		if err != nil {
+			return Applied{}, err
+		}
+		if deleted {
+			out.Deleted++
+		}
+	}
+	if out.Put+out.Deleted == 0 {
+		out.Rev = c.rev - 1
+		return out, nil
+	}
+	out.Rev = c.rev
+	return out, meta.Put(keyRev, be64(c.rev))
+}
+
+// siteChange is one change of a site's records, at revision rev, inside a
+// write transaction: the site's buckets.
+type siteChange struct {
+	meta, recs, dead, log *bolt.Bucket
+	rev                   uint64
+}
+
+// put stores p as the key's new version, or as a new lifetime of a deleted
+// key; it reports false, writing nothing, when the stored record is the
+// same.
+func (c siteChange) put(p preparedPut) (bool, error) {
+	rec := record{Rev: c.rev, Created: c.rev, Item: p.item}
+	if old := c.recs.Get(p.key); old != nil {
+		var o record
+		if err := json.Unmarshal(old, &o); err != nil {
+			return false, fmt.Errorf("decode record %s: %w", describeKey(p.key), err)
+		}
+		if bytes.Equal(o.Item, p.item) {
+			return false, nil
+		}
+		rec.Created, rec.Hist = o.Created, o.Hist
+		if err := c.log.Delete(logKey(o.Rev, p.key)); err != nil {
+			return false, err
+		}
+	} else if old := c.dead.Get(p.key); old != nil {
+		hist, err := c.revive(p.key, old)
+		if err != nil {
+			return false, err
+		}
+		rec.Hist = hist
+	}
+	if err := putRecord(c.recs, c.log, p.key, rec); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// revive removes the tombstone old of key k and returns the key's earlier
+// lifetimes, the one the tombstone ended included. Beyond maxHistory the
+// oldest lifetime is forgotten: deltas from before its end could be wrong,
+// so the site's delta floor rises past it.
+func (c siteChange) revive(k, old []byte) ([][2]uint64, error) {
+	var o record
+	if err := json.Unmarshal(old, &o); err != nil {
+		return nil, fmt.Errorf("decode tombstone %s: %w", describeKey(k), err)
+	}
+	hist := append(o.Hist, [2]uint64{o.Created, o.Deleted})
+	if len(hist) > maxHistory {
+		floor := max(u64(c.meta.Get(keyFloor)), hist[0][1])
+		if err := c.meta.Put(keyFloor, be64(floor)); err != nil {
+			return nil, err
+		}
+		hist = hist[1:]
+	}
+	if err := c.dead.Delete(k); err != nil {
+		return nil, err
+	}
+	if err := c.log.Delete(logKey(o.Rev, k)); err != nil {
+		return nil, err
+	}
+	return hist, nil
+}
+
+// delete turns the live record of k into a tombstone; it reports false when
+// there is no live record.
+func (c siteChange) delete(k []byte) (bool, error) {
+	old := c.recs.Get(k)
+	if old == nil {
+		return false, nil
+	}
+	var o record
+	if err := json.Unmarshal(old, &o); err != nil {
+		return false, fmt.Errorf("decode record %s: %w", describeKey(k), err)
+	}
+	if err := c.log.Delete(logKey(o.Rev, k)); err != nil {
+		return false, err
+	}
+	if err := c.recs.Delete(k); err != nil {
+		return false, err
+	}
+	o.Rev, o.Deleted = c.rev, c.rev
+	if err := putRecord(c.dead, c.log, k, o); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // putRecord stores rec under k in b and indexes it in log.

@@ -1,4 +1,9 @@
-package reader
+// Package pcsc is the PC/SC transport of package reader: it talks to pcscd
+// through github.com/ebfe/scard and yields reader.Card sessions. It is the
+// only package of tobira that imports ebfe/scard (as periph.io keeps its
+// drivers in host and its interfaces in conn): package reader stays pure Go
+// and is tested with in-process cards, this package with pcscd and vpcd.
+package pcsc
 
 import (
 	"context"
@@ -11,6 +16,8 @@ import (
 	"time"
 
 	"github.com/ebfe/scard"
+
+	"github.com/tobira-ac/tobira/reader"
 )
 
 // statusWaitBackstop bounds one SCardGetStatusChange call. Waits are
@@ -18,23 +25,23 @@ import (
 // the window in which a cancel can arrive before the wait has begun.
 const statusWaitBackstop = time.Second
 
-// PCSC is a connection to the PC/SC service (pcscd) through one
-// scard.Context, used to list readers. Each PCSCSource made from it opens a
+// Conn is a connection to the PC/SC service (pcscd) through one
+// scard.Context, used to list readers. Each Source made from it opens a
 // context of its own for waiting and card I/O: pcsc-lite serialises the
 // calls on one context, so a wait for a card on one door's reader must not
 // share a context with another door's card exchange. Close releases all of
 // them.
-type PCSC struct {
+type Conn struct {
 	log  *slog.Logger
 	sctx *scard.Context
 
 	mu      sync.Mutex
-	sources []*PCSCSource
+	sources []*Source
 	closed  bool
 }
 
-// OpenPCSC connects to pcscd. log may be nil for slog.Default().
-func OpenPCSC(log *slog.Logger) (*PCSC, error) {
+// Open connects to pcscd. log may be nil for slog.Default().
+func Open(log *slog.Logger) (*Conn, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -42,7 +49,7 @@ func OpenPCSC(log *slog.Logger) (*PCSC, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open PC/SC (is pcscd running?): %w", err)
 	}
-	return &PCSC{log: log, sctx: sctx}, nil
+	return &Conn{log: log, sctx: sctx}, nil
 }
 
 // isServiceLost reports whether a PC/SC error means the context is no
@@ -58,19 +65,19 @@ func isServiceLost(err error) bool {
 
 // Readers lists the readers pcscd knows; none is an empty list, not an
 // error. After a pcscd restart the connection is re-established.
-func (p *PCSC) Readers() ([]string, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
+func (c *Conn) Readers() ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return nil, errors.New("list PC/SC readers: connection closed")
 	}
-	names, err := p.sctx.ListReaders()
+	names, err := c.sctx.ListReaders()
 	if isServiceLost(err) {
-		p.log.Info("PC/SC service lost; reconnecting", "err", err)
+		c.log.Info("PC/SC service lost; reconnecting", "err", err)
 		if sctx, rerr := scard.EstablishContext(); rerr == nil {
-			_ = p.sctx.Release()
-			p.sctx = sctx
-			names, err = p.sctx.ListReaders()
+			_ = c.sctx.Release()
+			c.sctx = sctx
+			names, err = c.sctx.ListReaders()
 		}
 	}
 	if errors.Is(err, scard.ErrNoReadersAvailable) {
@@ -85,20 +92,20 @@ func (p *PCSC) Readers() ([]string, error) {
 // Close releases the PC/SC contexts of p and of all its sources. Blocking
 // NextCard and Done calls are cancelled; their callers should have ended
 // them through their contexts first.
-func (p *PCSC) Close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return nil
 	}
-	p.closed = true
+	c.closed = true
 	var errs []error
-	for _, s := range p.sources {
+	for _, s := range c.sources {
 		if err := s.release(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := p.sctx.Release(); err != nil && !isServiceLost(err) {
+	if err := c.sctx.Release(); err != nil && !isServiceLost(err) {
 		errs = append(errs, fmt.Errorf("release PC/SC context: %w", err))
 	}
 	return errors.Join(errs...)
@@ -106,18 +113,18 @@ func (p *PCSC) Close() error {
 
 // Source returns the card source for the reader named readerName. The name
 // is checked when NextCard is called.
-func (p *PCSC) Source(readerName string) *PCSCSource {
-	s := &PCSCSource{p: p, reader: readerName, log: p.log.With("reader", readerName)}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.sources = append(p.sources, s)
+func (c *Conn) Source(readerName string) *Source {
+	s := &Source{conn: c, reader: readerName, log: c.log.With("reader", readerName)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sources = append(c.sources, s)
 	return s
 }
 
-// checkReader fails with ErrReaderNotFound, listing the available readers,
-// when name is not one of them.
-func (p *PCSC) checkReader(name string) error {
-	names, err := p.Readers()
+// checkReader fails with reader.ErrReaderNotFound, listing the available
+// readers, when name is not one of them.
+func (c *Conn) checkReader(name string) error {
+	names, err := c.Readers()
 	if err != nil {
 		return err
 	}
@@ -132,14 +139,14 @@ func (p *PCSC) checkReader(name string) error {
 		}
 		avail = strings.Join(quoted, ", ")
 	}
-	return fmt.Errorf("%w: %q; available readers: %s", ErrReaderNotFound, name, avail)
+	return fmt.Errorf("%w: %q; available readers: %s", reader.ErrReaderNotFound, name, avail)
 }
 
-// PCSCSource yields the card sessions of one PC/SC reader. NextCard and the
+// Source yields the card sessions of one PC/SC reader. NextCard and the
 // Done of the cards it returns must not be called concurrently (one door
 // handles one card at a time).
-type PCSCSource struct {
-	p      *PCSC
+type Source struct {
+	conn   *Conn
 	reader string
 	log    *slog.Logger
 
@@ -160,10 +167,10 @@ func cardEvents(ev scard.StateFlag) uint32 { return uint32(ev) >> 16 }
 
 // context returns the source's own PC/SC context, establishing it on first
 // use.
-func (s *PCSCSource) context() (*scard.Context, error) {
-	s.p.mu.Lock()
-	defer s.p.mu.Unlock()
-	if s.p.closed {
+func (s *Source) context() (*scard.Context, error) {
+	s.conn.mu.Lock()
+	defer s.conn.mu.Unlock()
+	if s.conn.closed {
 		return nil, fmt.Errorf("reader %q: PC/SC connection closed", s.reader)
 	}
 	if s.sctx == nil {
@@ -178,9 +185,9 @@ func (s *PCSCSource) context() (*scard.Context, error) {
 
 // dropContext releases the source's context after pcscd was lost, so the
 // next call establishes a new one.
-func (s *PCSCSource) dropContext(cause error) {
-	s.p.mu.Lock()
-	defer s.p.mu.Unlock()
+func (s *Source) dropContext(cause error) {
+	s.conn.mu.Lock()
+	defer s.conn.mu.Unlock()
 	s.log.Info("PC/SC service lost; the next wait reconnects", "err", cause)
 	if s.sctx != nil {
 		_ = s.sctx.Release()
@@ -189,8 +196,8 @@ func (s *PCSCSource) dropContext(cause error) {
 }
 
 // release cancels and releases the source's context; the caller holds
-// s.p.mu.
-func (s *PCSCSource) release() error {
+// s.conn.mu.
+func (s *Source) release() error {
 	if s.sctx == nil {
 		return nil
 	}
@@ -223,16 +230,16 @@ func waitChange(ctx context.Context, sctx *scard.Context, rs []scard.ReaderState
 // a session whose Done did not see it leave is not taken again: NextCard
 // first waits for the reader to be empty, or for the reader's card event
 // counter to show that a card was taken away and presented again. A name
-// that pcscd does not list gives ErrReaderNotFound with the available
+// that pcscd does not list gives reader.ErrReaderNotFound with the available
 // readers.
-func (s *PCSCSource) NextCard(ctx context.Context) (Card, error) {
+func (s *Source) NextCard(ctx context.Context) (reader.Card, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sctx, err := s.context()
 	if err != nil {
 		return nil, err
 	}
-	if err := s.p.checkReader(s.reader); err != nil {
+	if err := s.conn.checkReader(s.reader); err != nil {
 		return nil, err
 	}
 	state := scard.StateUnaware
@@ -245,7 +252,7 @@ func (s *PCSCSource) NextCard(ctx context.Context) (Card, error) {
 		case errors.Is(err, scard.ErrTimeout), errors.Is(err, scard.ErrCancelled):
 			continue
 		case errors.Is(err, scard.ErrUnknownReader):
-			return nil, fmt.Errorf("wait for card: %w: %q disappeared", ErrReaderNotFound, s.reader)
+			return nil, fmt.Errorf("wait for card: %w: %q disappeared", reader.ErrReaderNotFound, s.reader)
 		case isServiceLost(err):
 			s.dropContext(err)
 			return nil, fmt.Errorf("wait for card in reader %q: %w", s.reader, err)
@@ -255,7 +262,7 @@ func (s *PCSCSource) NextCard(ctx context.Context) (Card, error) {
 		ev := rs[0].EventState
 		state = ev &^ scard.StateChanged
 		if ev&(scard.StateUnknown|scard.StateIgnore) != 0 {
-			return nil, fmt.Errorf("wait for card: %w: %q disappeared", ErrReaderNotFound, s.reader)
+			return nil, fmt.Errorf("wait for card: %w: %q disappeared", reader.ErrReaderNotFound, s.reader)
 		}
 		if s.waitAbsent {
 			switch {
@@ -272,7 +279,7 @@ func (s *PCSCSource) NextCard(ctx context.Context) (Card, error) {
 		if ev&scard.StatePresent == 0 || ev&scard.StateMute != 0 {
 			continue
 		}
-		card, err := sctx.Connect(s.reader, scard.ShareShared, scard.ProtocolAny)
+		sc, err := sctx.Connect(s.reader, scard.ShareShared, scard.ProtocolAny)
 		if err != nil {
 			if isRemoval(err) {
 				continue
@@ -287,38 +294,68 @@ func (s *PCSCSource) NextCard(ctx context.Context) (Card, error) {
 			continue
 		}
 		s.lastEvents = cardEvents(ev)
-		s.log.Debug("card connected", "atr", fmt.Sprintf("%X", rs[0].Atr), "protocol", card.ActiveProtocol(), "events", s.lastEvents)
-		return &pcscCard{src: s, card: card, busy: make(chan struct{}, 1)}, nil
+		s.log.Debug("card connected", "atr", fmt.Sprintf("%X", rs[0].Atr), "protocol", sc.ActiveProtocol(), "events", s.lastEvents)
+		return &card{src: s, card: sc, busy: make(chan struct{}, 1)}, nil
 	}
 }
 
 // waitEmpty waits until the reader has no card (or is gone). It must not
 // run concurrently with NextCard (it uses the source's context).
-func (s *PCSCSource) waitEmpty(ctx context.Context) error {
+func (s *Source) waitEmpty(ctx context.Context) error {
 	sctx, err := s.context()
 	if err != nil {
 		return err
 	}
+	err = waitState(ctx, sctx, s.reader, scard.StateEmpty|scard.StateUnknown|scard.StateIgnore|scard.StateUnavailable)
+	if errors.Is(err, scard.ErrUnknownReader) {
+		return nil
+	}
+	return err
+}
+
+// waitState waits on sctx until the state of the reader named name has one
+// of the flags in until, or ctx ends.
+func waitState(ctx context.Context, sctx *scard.Context, name string, until scard.StateFlag) error {
 	state := scard.StateUnaware
 	for {
-		rs := []scard.ReaderState{{Reader: s.reader, CurrentState: state}}
+		rs := []scard.ReaderState{{Reader: name, CurrentState: state}}
 		err := waitChange(ctx, sctx, rs)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, scard.ErrTimeout), errors.Is(err, scard.ErrCancelled):
 			continue
-		case errors.Is(err, scard.ErrUnknownReader):
-			return nil
 		case err != nil:
 			return err
 		}
 		ev := rs[0].EventState
-		if ev&(scard.StateEmpty|scard.StateUnknown|scard.StateIgnore|scard.StateUnavailable) != 0 {
+		if ev&until != 0 {
 			return nil
 		}
 		state = ev &^ scard.StateChanged
 	}
+}
+
+// WaitCard waits until pcscd reports a card in the reader named readerName
+// (present true) or the reader empty (present false), or ctx ends. It opens
+// a PC/SC context of its own, so it may run beside the waits of a Source.
+// pcscd polls some readers (vpcd among them), so a card taken away and
+// presented again at once can go unseen: tests that need pcscd to see a
+// removal wait for it here.
+func WaitCard(ctx context.Context, readerName string, present bool) error {
+	want, what := scard.StateEmpty, "empty"
+	if present {
+		want, what = scard.StatePresent, "holding a card"
+	}
+	sctx, err := scard.EstablishContext()
+	if err != nil {
+		return fmt.Errorf("wait for reader %q to be %s: open PC/SC context: %w", readerName, what, err)
+	}
+	defer func() { _ = sctx.Release() }()
+	if err := waitState(ctx, sctx, readerName, want); err != nil {
+		return fmt.Errorf("wait for reader %q to be %s: %w", readerName, what, err)
+	}
+	return nil
 }
 
 // isRemoval reports whether a PC/SC error means the card (or its reader)
@@ -335,9 +372,9 @@ func isRemoval(err error) bool {
 	return false
 }
 
-// pcscCard is one card session on a PC/SC reader.
-type pcscCard struct {
-	src  *PCSCSource
+// card is one card session on a PC/SC reader.
+type card struct {
+	src  *Source
 	card *scard.Card
 	// busy is held (a token in the channel) while a PC/SC call on card runs,
 	// including a transmit whose caller gave up when its context ended.
@@ -352,8 +389,8 @@ type transmitResult struct {
 
 // Transmit sends cmd and returns the answer. When ctx ends first it
 // returns at once; the transmit in flight finishes in the background and
-// Done waits for it. Removal errors are mapped to ErrCardRemoved.
-func (c *pcscCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+// Done waits for it. Removal errors are mapped to reader.ErrCardRemoved.
+func (c *card) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	select {
 	case c.busy <- struct{}{}:
 	case <-ctx.Done():
@@ -361,7 +398,7 @@ func (c *pcscCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	}
 	if c.disconnected {
 		<-c.busy
-		return nil, fmt.Errorf("transmit to reader %q after Done: %w", c.src.reader, ErrCardRemoved)
+		return nil, fmt.Errorf("transmit to reader %q after Done: %w", c.src.reader, reader.ErrCardRemoved)
 	}
 	ch := make(chan transmitResult, 1)
 	go func() {
@@ -384,15 +421,15 @@ func (c *pcscCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	}
 }
 
-// transmitError describes a failed transmit, mapping it to ErrCardRemoved
-// when the card is gone. Only the command header is named: the data may be
-// a PIN.
-func (c *pcscCard) transmitError(ctx context.Context, cmd []byte, err error) error {
+// transmitError describes a failed transmit, mapping it to
+// reader.ErrCardRemoved when the card is gone. Only the command header is
+// named: the data may be a PIN.
+func (c *card) transmitError(ctx context.Context, cmd []byte, err error) error {
 	hdr := cmd[:min(len(cmd), 4)]
 	// Readers often report a card pulled mid-command as a communication
 	// error before they report the removal itself: ask the reader.
 	if isRemoval(err) || c.leftReader(ctx) {
-		return fmt.Errorf("transmit % X to reader %q: %w (%w)", hdr, c.src.reader, ErrCardRemoved, err)
+		return fmt.Errorf("transmit % X to reader %q: %w (%w)", hdr, c.src.reader, reader.ErrCardRemoved, err)
 	}
 	return fmt.Errorf("transmit % X to reader %q: %w", hdr, c.src.reader, err)
 }
@@ -404,7 +441,7 @@ const removalSettle = time.Second
 
 // leftReader reports whether the card has left the reader, waiting up to
 // removalSettle (bounded by ctx) for the reader to notice.
-func (c *pcscCard) leftReader(ctx context.Context) bool {
+func (c *card) leftReader(ctx context.Context) bool {
 	st, err := c.card.Status()
 	switch {
 	case err != nil && isRemoval(err):
@@ -420,7 +457,7 @@ func (c *pcscCard) leftReader(ctx context.Context) bool {
 // Done disconnects (leaving the card powered) and waits, bounded by ctx,
 // until the card has left the reader. If ctx ends first, the source waits
 // for an empty reader before its next card.
-func (c *pcscCard) Done(ctx context.Context) error {
+func (c *card) Done(ctx context.Context) error {
 	s := c.src
 	s.mu.Lock()
 	defer s.mu.Unlock()

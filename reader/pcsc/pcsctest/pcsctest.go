@@ -25,10 +25,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ebfe/scard"
-
-	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/cardsim"
+	"github.com/tobira-ac/tobira/reader/pcsc"
 )
 
 // Well-known names of the vpcd stack.
@@ -111,14 +109,14 @@ func StopPCSCD(t testing.TB) (restart func()) {
 	}
 }
 
-// OpenPCSC starts the stack (Start) and opens a reader.PCSC on it that logs
-// to the test's output at level and is closed, its error checked, when the
+// Open starts the stack (Start) and opens a pcsc.Conn on it that logs to
+// the test's output at level and is closed, its error checked, when the
 // test ends. The context it returns ends after timeout, which bounds a test
 // that a hung PC/SC call would otherwise stall.
-func OpenPCSC(t testing.TB, level slog.Level, timeout time.Duration) (*reader.PCSC, context.Context) {
+func Open(t testing.TB, level slog.Level, timeout time.Duration) (*pcsc.Conn, context.Context) {
 	t.Helper()
 	Start(t)
-	p, err := reader.OpenPCSC(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: level})))
+	p, err := pcsc.Open(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: level})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,23 +154,10 @@ func Insert(t testing.TB, c *cardsim.Card) *cardsim.Bridge {
 // to see a removal wait for it here.
 func WaitCard(t testing.TB, present bool) {
 	t.Helper()
-	sctx, err := scard.EstablishContext()
-	if err != nil {
-		t.Fatalf("pcsctest: establish context: %v", err)
-	}
-	defer sctx.Release()
-	deadline := time.Now().Add(readyTimeout)
-	state := scard.StateUnaware
-	for {
-		rs := []scard.ReaderState{{Reader: Reader, CurrentState: state}}
-		if err := sctx.GetStatusChange(rs, time.Until(deadline)); err != nil {
-			t.Fatalf("pcsctest: wait for reader %q to be %s: %v", Reader, map[bool]string{true: "present", false: "empty"}[present], err)
-		}
-		ev := rs[0].EventState
-		if present && ev&scard.StatePresent != 0 || !present && ev&scard.StateEmpty != 0 {
-			return
-		}
-		state = ev &^ scard.StateChanged
+	ctx, cancel := context.WithTimeout(t.Context(), readyTimeout)
+	defer cancel()
+	if err := pcsc.WaitCard(ctx, Reader, present); err != nil {
+		t.Fatalf("pcsctest: %v", err)
 	}
 }
 
@@ -191,7 +176,8 @@ func lock(t testing.TB) {
 	if err != nil {
 		t.Fatalf("pcsctest: open lock: %v", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
 		t.Logf("pcsctest: waiting for another test to release %s", LockPath)
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
 	}
@@ -276,15 +262,16 @@ func waitReader(ctx context.Context, out *syncBuffer) error {
 	}
 }
 
+// readerListed reports why pcscd does not list Reader, nil when it does.
 func readerListed() error {
-	sctx, err := scard.EstablishContext()
+	p, err := pcsc.Open(slog.New(slog.DiscardHandler))
 	if err != nil {
-		return fmt.Errorf("establish context: %w", err)
+		return err
 	}
-	defer sctx.Release()
-	names, err := sctx.ListReaders()
+	defer p.Close()
+	names, err := p.Readers()
 	if err != nil {
-		return fmt.Errorf("list readers: %w", err)
+		return err
 	}
 	if !slices.Contains(names, Reader) {
 		return fmt.Errorf("readers %q", names)
