@@ -15,12 +15,12 @@ import (
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/cardsim"
 	"github.com/tobira-ac/tobira/reader/pcsctest"
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
 )
 
 // TestSpineEndToEnd runs one door on real parts: pcscd + vpcd + the card

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // ErrUsage marks a command-line mistake in RunReleaseCLI or RunDeviceCLI
@@ -154,7 +155,7 @@ func keygen(dir, name string, stdout io.Writer) error {
 	if err := writeFileAtomic(pubPath, []byte(EncodePublicKey(pub)+"\n"), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "key %s: secret %s, public %s\n", KeyID(pub), keyPath, pubPath)
+	fmt.Fprintf(stdout, "key %s: secret %s, public %s\n", signed.KeyID(pub), keyPath, pubPath)
 	return nil
 }
 

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
 )
 
 // benchScale skips unless TOBIRA_BENCH_SCALE is set, and returns the

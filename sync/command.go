@@ -15,7 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/internal/clock"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // Command actions (docs/PROTOCOL.md).

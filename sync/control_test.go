@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/internal/faultproxy"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/faultproxy"
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
-	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 // memSink is a SnapshotSink in memory: full replaces, delta appends.

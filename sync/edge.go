@@ -16,7 +16,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tobira-ac/tobira/internal/clock"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // Edge defaults.

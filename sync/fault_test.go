@@ -23,9 +23,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/internal/faultproxy"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/faultproxy"
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
 )
 
 // fullScale reports whether TOBIRA_BENCH_SCALE=full asks for the big runs.

@@ -24,7 +24,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // testKey returns a deterministic Ed25519 key for seed byte b.

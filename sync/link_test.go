@@ -15,9 +15,9 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/tobira-ac/tobira/internal/broker"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/broker"
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
 )
 
 // linkDeadline bounds each wait on a real broker; it is an integration

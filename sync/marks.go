@@ -12,8 +12,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
-	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 // Ticket used-marks: the gates of one venue (one site) share the "used"

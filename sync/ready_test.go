@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/internal/broker"
 	"github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/broker"
 )
 
 // TestHQReady: Ready stays open until Run has subscribed, then closes.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/firmware"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // KindRelease is the signed.Envelope kind of a ReleaseOffer.

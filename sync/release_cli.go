@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/firmware"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // ReleaseUsage documents RunReleaseCLI's commands over MQTT.

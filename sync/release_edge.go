@@ -20,7 +20,7 @@ import (
 
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/clock"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // ReleaseAgent defaults.

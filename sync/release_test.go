@@ -22,10 +22,10 @@ import (
 
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
+	"github.com/tobira-ac/tobira/internal/faultproxy"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/faultproxy"
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
-	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 const relSite = "s1"

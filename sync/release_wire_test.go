@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 var testSHA = hex.EncodeToString(make([]byte, sha256.Size))

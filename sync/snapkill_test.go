@@ -25,10 +25,10 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
-	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 // Environment of the snapshot child (see TestMain).

@@ -19,10 +19,10 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
-	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 // ticket returns ticket credential i.

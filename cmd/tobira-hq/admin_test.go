@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/internal/broker"
+	"github.com/tobira-ac/tobira/internal/signed"
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/broker"
-	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 // sink is a SnapshotSink in memory.

@@ -41,9 +41,9 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tobira-ac/tobira/firmware"
+	"github.com/tobira-ac/tobira/internal/signed"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/registry"
-	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 var version = "dev"

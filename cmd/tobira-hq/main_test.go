@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/internal/broker"
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/broker"
 )
 
 // TestServeAndEvents runs `tobira-hq serve` against the embedded broker, has

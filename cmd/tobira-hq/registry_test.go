@@ -19,13 +19,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/internal/broker"
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/broker"
-	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 // cliDeadline bounds waits on the embedded broker in these tests.

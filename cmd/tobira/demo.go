@@ -22,6 +22,7 @@ import (
 
 	"github.com/tobira-ac/tobira/controller"
 	"github.com/tobira-ac/tobira/door"
+	"github.com/tobira-ac/tobira/internal/broker"
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
@@ -29,7 +30,6 @@ import (
 	"github.com/tobira-ac/tobira/reader/cardsim"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/broker"
 )
 
 // demoCard is one simulated card the demo taps, with the reason it must get.

@@ -21,13 +21,13 @@ import (
 	"github.com/tobira-ac/tobira/controller"
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/firmware"
-	"github.com/tobira-ac/tobira/firmware/sdnotify"
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/sdnotify"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/keypad"
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 // runEdge runs a real controller: GPIO relays, PC/SC readers, the snapshot

@@ -18,13 +18,13 @@ import (
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader/cardsim"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 	"github.com/tobira-ac/tobira/reader/pcsctest"
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
-	"github.com/tobira-ac/tobira/sync/signed"
 )
 
 // testRelay is a simulated GPIO line registered in periph's registry, so

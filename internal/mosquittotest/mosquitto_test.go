@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
 )
 
 // dialable reports whether addr accepts a TCP connection.

@@ -9,7 +9,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/tobira-ac/tobira/sync/broker"
+	"github.com/tobira-ac/tobira/internal/broker"
 )
 
 // connect returns a connected paho client; it is disconnected in Cleanup.

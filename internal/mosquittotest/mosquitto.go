@@ -15,7 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 )
@@ -36,7 +36,7 @@ type Mosquitto struct {
 	opts   Options
 	scheme string
 
-	mu   gosync.Mutex
+	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
 	log  *bytes.Buffer // combined output of every run
@@ -228,7 +228,7 @@ func freePort() (int, error) {
 // lockedWriter serialises writes of mosquitto's stdout and stderr into one
 // buffer.
 type lockedWriter struct {
-	mu *gosync.Mutex
+	mu *sync.Mutex
 	w  *bytes.Buffer
 }
 

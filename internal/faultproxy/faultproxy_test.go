@@ -8,7 +8,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/tobira-ac/tobira/sync/faultproxy"
+	"github.com/tobira-ac/tobira/internal/faultproxy"
 )
 
 // echoServer accepts connections on loopback and echoes what it reads.

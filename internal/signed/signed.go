@@ -1,6 +1,8 @@
 // Package signed is tobira's Ed25519 signed envelope: HQ signs what changes
-// a door's behaviour (commands, snapshot manifests), and the device opens
-// it only with a key it pins.
+// a door's behaviour (commands, snapshot manifests, ticket marks, release
+// offers), and the device opens it only with a key it pins. KeyID and the
+// PEM key files are shared with firmware's release manifests, so that an
+// HQ key and a release key are named and stored the same way.
 //
 // # Format
 //

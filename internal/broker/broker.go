@@ -13,7 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	gosync "sync"
+	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -25,7 +25,7 @@ type Broker struct {
 	srv       *mqtt.Server
 	addr      string
 	done      chan struct{} // closed once the broker has stopped
-	closeOnce gosync.Once
+	closeOnce sync.Once
 	closeErr  error
 }
 

@@ -16,7 +16,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 )
 
@@ -48,11 +48,11 @@ type Proxy struct {
 	conn atomic.Int64
 	down atomic.Bool
 
-	mu     gosync.Mutex
+	mu     sync.Mutex
 	rnd    *rand.Rand
 	active map[net.Conn]net.Conn // client -> server
 	closed bool
-	wg     gosync.WaitGroup
+	wg     sync.WaitGroup
 }
 
 // Start listens on a free 127.0.0.1 port and forwards every connection to
@@ -213,7 +213,7 @@ func (p *Proxy) serve(client net.Conn) {
 	var left atomic.Int64
 	left.Store(budget)
 	limited := budget >= 0
-	var once gosync.Once
+	var once sync.Once
 	cut := func(dir string) {
 		once.Do(func() {
 			p.cuts.Add(1)
@@ -222,7 +222,7 @@ func (p *Proxy) serve(client net.Conn) {
 			server.Close()
 		})
 	}
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); p.pipe(server, client, limited, &left, func() { cut("client->target") }) }()
 	go func() { defer wg.Done(); p.pipe(client, server, limited, &left, func() { cut("target->client") }) }()
