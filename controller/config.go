@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -23,7 +22,7 @@ import (
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/keypad"
-	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // Config is the edge binary's configuration, read from a TOML file. The
@@ -296,10 +295,6 @@ const (
 // the key and the problem.
 var ErrConfig = errors.New("bad configuration")
 
-// topicSegment is what a site or device name may look like: it becomes an
-// MQTT topic level, so no '/', '+' or '#'.
-var topicSegment = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
 // LoadConfig reads, defaults and validates a configuration file. Unknown keys
 // are errors (a typo must not silently leave a default in force).
 func LoadConfig(path string) (*Config, error) {
@@ -391,11 +386,12 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
-	if !topicSegment.MatchString(c.Site) {
-		bad("site", "%q must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit", c.Site)
+	// Site and device are MQTT topic levels: the contract's one name rule.
+	if err := proto.CheckName(c.Site); err != nil {
+		bad("site", "%v", err)
 	}
-	if !topicSegment.MatchString(c.Device) {
-		bad("device", "%q must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit", c.Device)
+	if err := proto.CheckName(c.Device); err != nil {
+		bad("device", "%v", err)
 	}
 	if !filepath.IsAbs(c.DataDir) {
 		bad("data_dir", "%q must be an absolute path", c.DataDir)
@@ -598,8 +594,8 @@ func (k *KeypadConfig) validate(key string, bad func(key, format string, args ..
 }
 
 func (h *HQConfig) validate(bad func(key, format string, args ...any)) {
-	if h.Batch < 1 || h.Batch > tsync.MaxBatch {
-		bad("hq.batch", "%d must be between 1 and %d", h.Batch, tsync.MaxBatch)
+	if h.Batch < 1 || h.Batch > proto.MaxBatch {
+		bad("hq.batch", "%d must be between 1 and %d", h.Batch, proto.MaxBatch)
 	}
 	if h.Window < 1 || h.Window > 256 {
 		bad("hq.window", "%d must be between 1 and 256", h.Window)

@@ -26,6 +26,8 @@ import (
 
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
+	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
 
 // testCA issues certificates for the test.
@@ -192,35 +194,35 @@ func TestShippedACLConfinesDevices(t *testing.T) {
 	// Reading: d2 subscribes to everything of d1 (and of everyone); HQ
 	// writes to d1; only d1 receives.
 	d2sees := collect(t, d2, "tobira/v1/#")
-	d1sees := collect(t, d1, sync.AckTopic("s1", "d1"))
-	d1cmds := collect(t, d1, sync.CommandTopic("s1", "d1"))
-	publish(t, hq, sync.AckTopic("s1", "d1"), []byte(`{"seq":1}`))
-	publish(t, hq, sync.CommandTopic("s1", "d1"), []byte(`cmd-for-d1`))
-	publish(t, hq, sync.AckTopic("s1", "d2"), []byte(`{"seq":2}`))
-	expectOnly(t, d1sees, sync.AckTopic("s1", "d1")+` {"seq":1}`)
-	expectOnly(t, d1cmds, sync.CommandTopic("s1", "d1")+" cmd-for-d1")
+	d1sees := collect(t, d1, proto.AckTopic("s1", "d1"))
+	d1cmds := collect(t, d1, proto.CommandTopic("s1", "d1"))
+	publish(t, hq, proto.AckTopic("s1", "d1"), []byte(`{"seq":1}`))
+	publish(t, hq, proto.CommandTopic("s1", "d1"), []byte(`cmd-for-d1`))
+	publish(t, hq, proto.AckTopic("s1", "d2"), []byte(`{"seq":2}`))
+	expectOnly(t, d1sees, proto.AckTopic("s1", "d1")+` {"seq":1}`)
+	expectOnly(t, d1cmds, proto.CommandTopic("s1", "d1")+" cmd-for-d1")
 	// d2's wildcard subscription reaches its own ack (allowed) and
 	// nothing of d1's: the ack for d2 is the first and only thing it sees.
-	expectOnly(t, d2sees, sync.AckTopic("s1", "d2")+` {"seq":2}`)
+	expectOnly(t, d2sees, proto.AckTopic("s1", "d2")+` {"seq":2}`)
 
 	// Writing: d2 forges d1's events, status and results, then d1 sends
 	// its own; HQ receives only d1's.
 	hqsees := collect(t, hq, "tobira/v1/+/+/+")
-	for _, topic := range []string{sync.EventsTopic("s1", "d1"), sync.StatusTopic("s1", "d1"), sync.ResultTopic("s1", "d1"),
-		sync.EventsTopic("s2", "d1"), sync.AckTopic("s1", "d1")} {
+	for _, topic := range []string{proto.EventsTopic("s1", "d1"), proto.StatusTopic("s1", "d1"), proto.ResultTopic("s1", "d1"),
+		proto.EventsTopic("s2", "d1"), proto.AckTopic("s1", "d1")} {
 		publish(t, d2, topic, []byte("forged-by-d2"))
 	}
-	publish(t, d1, sync.EventsTopic("s1", "d1"), []byte("from-d1"))
-	expectOnly(t, hqsees, sync.EventsTopic("s1", "d1")+" from-d1")
+	publish(t, d1, proto.EventsTopic("s1", "d1"), []byte("from-d1"))
+	expectOnly(t, hqsees, proto.EventsTopic("s1", "d1")+" from-d1")
 	select {
 	case got := <-d1sees:
 		t.Fatalf("d1 received %q, forged by d2", got)
 	default:
 	}
 	// A device cannot pose as HQ either: d1 cannot command d2.
-	publish(t, d1, sync.CommandTopic("s1", "d2"), []byte("forged-by-d1"))
-	publish(t, hq, sync.AckTopic("s1", "d2"), []byte(`{"seq":3}`))
-	expectOnly(t, d2sees, sync.AckTopic("s1", "d2")+` {"seq":3}`)
+	publish(t, d1, proto.CommandTopic("s1", "d2"), []byte("forged-by-d1"))
+	publish(t, hq, proto.AckTopic("s1", "d2"), []byte(`{"seq":3}`))
+	expectOnly(t, d2sees, proto.AckTopic("s1", "d2")+` {"seq":3}`)
 }
 
 // clientTLS returns a TLS config presenting a certificate for cn.
@@ -263,7 +265,7 @@ func TestEdgeAndHQThroughShippedACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := sameEvents(got, want); d != "" {
+	if d := prototest.DiffEvents(got, want); d != "" {
 		t.Fatal(d)
 	}
 	waitFor(t, "the device's status at HQ", func() bool { return fleetEntry(t, h).Online })

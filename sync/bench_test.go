@@ -20,6 +20,7 @@ import (
 
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // benchScale skips unless TOBIRA_BENCH_SCALE is set, and returns the
@@ -54,11 +55,11 @@ func TestPerfDrainVersusMosquittoClients(t *testing.T) {
 	}
 	w := bufio.NewWriter(lines)
 	for first := uint64(1); first <= uint64(n); first += batch {
-		evs := make([]sync.Event, 0, batch)
+		evs := make([]proto.Event, 0, batch)
 		for s := first; s < first+batch && s <= uint64(n); s++ {
 			evs = append(evs, seqEvent(s))
 		}
-		b, _ := json.Marshal(sync.Batch{Device: "d1", Site: "s1", Events: evs})
+		b, _ := json.Marshal(proto.Batch{Device: "d1", Site: "s1", Events: evs})
 		payloadBytes += int64(len(b))
 		w.Write(b)
 		w.WriteByte('\n')
@@ -148,7 +149,7 @@ func TestPerfTapToHQLatency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.OnEvent(func(string, string, sync.Event) { stored <- time.Now() })
+	h.OnEvent(func(string, string, proto.Event) { stored <- time.Now() })
 	runUntilCleanup(t, h.Run, func(error) { h.Close() })
 	e := runEdge(t, m.URL(), ob, 0, 0)
 	// Warm up: the first event waits for both connections.

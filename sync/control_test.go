@@ -21,6 +21,7 @@ import (
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // memSink is a SnapshotSink in memory: full replaces, delta appends.
@@ -116,22 +117,22 @@ func TestCommandsSnapshotsAndStatus(t *testing.T) {
 	t.Cleanup(func() { hcancel(); <-hdone; h.Close() })
 
 	var cmdMu gosync.Mutex
-	var got []sync.Command
+	var got []proto.Command
 	sink := &memSink{}
 	ob := newOutbox(t)
 	e, err := sync.NewEdge(sync.EdgeConfig{
 		Broker: p.URL("tcp"), Site: "s1", Device: "d1", Keys: []ed25519.PublicKey{oldPub, pub},
-		Commands: sync.CommandFunc(func(_ context.Context, c sync.Command) error {
+		Commands: sync.CommandFunc(func(_ context.Context, c proto.Command) error {
 			cmdMu.Lock()
 			defer cmdMu.Unlock()
 			got = append(got, c)
 			return nil
 		}),
 		Snapshots: sink,
-		Status: sync.StatusFunc(func(context.Context) (sync.Status, error) {
+		Status: sync.StatusFunc(func(context.Context) (proto.Status, error) {
 			v, _ := sink.Version()
-			return sync.Status{Version: "test-1", Snapshot: sync.SnapshotStatus{Version: v},
-				Doors: []sync.DoorStatus{{Name: "main-gate", State: "locked", Mode: "normal"}}, ClockTrusted: true}, nil
+			return proto.Status{Version: "test-1", Snapshot: proto.SnapshotStatus{Version: v},
+				Doors: []proto.DoorStatus{{Name: "main-gate", State: "locked", Mode: "normal"}}, ClockTrusted: true}, nil
 		}),
 		NeedInterval: 300 * time.Millisecond, ConnectRetry: 100 * time.Millisecond, MaxReconnect: 200 * time.Millisecond,
 		Logger: testLogger(t),
@@ -158,11 +159,11 @@ func TestCommandsSnapshotsAndStatus(t *testing.T) {
 	defer s.Close()
 
 	// A command is carried out once; its replay is refused.
-	c, err := s.SendCommand(ctx, sync.Command{Site: "s1", Device: "d1", Action: sync.ActionUnlock, Door: "main-gate"})
+	c, err := s.SendCommand(ctx, proto.Command{Site: "s1", Device: "d1", Action: proto.ActionUnlock, Door: "main-gate"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := s.WaitResult(ctx, c.ID); err != nil || r.Status != sync.ResultDone {
+	if r, err := s.WaitResult(ctx, c.ID); err != nil || r.Status != proto.ResultDone {
 		t.Fatalf("unlock result %+v, %v; want done", r, err)
 	}
 	if _, err := s.SendCommand(ctx, c); err != nil { // the same ID again
@@ -170,7 +171,7 @@ func TestCommandsSnapshotsAndStatus(t *testing.T) {
 	}
 	waitFor(t, "HQ to store the refusal of the replay", func() bool {
 		r, ok, _ := h.Result(c.ID)
-		return ok && r.Status == sync.ResultRefused
+		return ok && r.Status == proto.ResultRefused
 	})
 	cmdMu.Lock()
 	if len(got) != 1 || got[0].ID != c.ID || got[0].Door != "main-gate" {
@@ -186,7 +187,7 @@ func TestCommandsSnapshotsAndStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := s.WaitResult(ctx, man.Transfer); err != nil || r.Status != sync.ResultDone || r.Version != 1 {
+	if r, err := s.WaitResult(ctx, man.Transfer); err != nil || r.Status != proto.ResultDone || r.Version != 1 {
 		t.Fatalf("snapshot v1 result %+v, %v; want done at version 1", r, err)
 	}
 	if sink.version != 1 || !bytes.Equal(sink.content, v1) {
@@ -208,7 +209,7 @@ func TestCommandsSnapshotsAndStatus(t *testing.T) {
 		t.Fatalf("fleet %+v, want drift towards version 2 while the device is offline", d)
 	}
 	p.SetDown(false)
-	if r, err := s.WaitResult(ctx, man2.Transfer); err != nil || r.Status != sync.ResultDone || r.Version != 2 {
+	if r, err := s.WaitResult(ctx, man2.Transfer); err != nil || r.Status != proto.ResultDone || r.Version != 2 {
 		t.Fatalf("delta result %+v, %v; want done at version 2", r, err)
 	}
 	if !bytes.Equal(sink.content, append(append([]byte(nil), v1...), delta...)) {

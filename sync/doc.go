@@ -5,7 +5,7 @@
 // and chunked, resumable, signed snapshots, each answered with a result.
 //
 // The package is named after what it does, not after the standard library's
-// sync, which code in this package imports as gosync.
+// sync, which code in this package imports as sync.
 //
 // # Parts
 //

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +17,7 @@ import (
 
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // Edge defaults.
@@ -136,14 +137,14 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 	if err := checkBrokerURL(cfg.Broker); err != nil {
 		return nil, err
 	}
-	if err := CheckName(cfg.Site); err != nil {
+	if err := proto.CheckName(cfg.Site); err != nil {
 		return nil, fmt.Errorf("%w: site: %w", ErrConfig, err)
 	}
-	if err := CheckName(cfg.Device); err != nil {
+	if err := proto.CheckName(cfg.Device); err != nil {
 		return nil, fmt.Errorf("%w: device: %w", ErrConfig, err)
 	}
-	if cfg.Batch < 0 || cfg.Batch > MaxBatch {
-		return nil, fmt.Errorf("%w: batch %d, want 1..%d (0 for %d)", ErrConfig, cfg.Batch, MaxBatch, DefaultBatch)
+	if cfg.Batch < 0 || cfg.Batch > proto.MaxBatch {
+		return nil, fmt.Errorf("%w: batch %d, want 1..%d (0 for %d)", ErrConfig, cfg.Batch, proto.MaxBatch, proto.DefaultBatch)
 	}
 	if cfg.Window < 0 {
 		return nil, fmt.Errorf("%w: window %d is negative", ErrConfig, cfg.Window)
@@ -163,7 +164,7 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 		return nil, fmt.Errorf("new edge %s/%s: %w", cfg.Site, cfg.Device, err)
 	}
 	eng.clk = cmp.Or(cfg.Clock, clock.Clock(clock.System{}))
-	eng.batch = cmp.Or(cfg.Batch, DefaultBatch)
+	eng.batch = cmp.Or(cfg.Batch, proto.DefaultBatch)
 	eng.window = cmp.Or(cfg.Window, DefaultWindow)
 	eng.ackTimeout = cmp.Or(cfg.AckTimeout, DefaultAckTimeout)
 	eng.retryDelay = cmp.Or(cfg.RetryDelay, DefaultRetryDelay)
@@ -184,7 +185,7 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 			clk:      eng.clk,
 			log:      eng.log,
 			interval: cmp.Or(cfg.StatusInterval, DefaultStatusInterval),
-			topic:    StatusTopic(cfg.Site, cfg.Device),
+			topic:    proto.StatusTopic(cfg.Site, cfg.Device),
 			kick:     make(chan struct{}, 1),
 		},
 		link: link{
@@ -237,25 +238,25 @@ func (e *Edge) Run(ctx context.Context) error {
 	var hg handlerGroup
 	site, device := e.eng.site, e.eng.device
 	var pub pahoPublisher
-	sendResult := func(ctx context.Context, r Result) {
+	sendResult := func(ctx context.Context, r proto.Result) {
 		b, err := json.Marshal(r)
 		if err == nil {
-			err = pub.publish(ctx, ResultTopic(site, device), b)
+			err = pub.publish(ctx, proto.ResultTopic(site, device), b)
 		}
 		if err != nil {
 			e.eng.log.Warn("cannot publish result", "id", r.ID, "status", r.Status, "err", err)
 		}
 	}
 	subs := []subscription{{
-		topic:   AckTopic(site, device),
+		topic:   proto.AckTopic(site, device),
 		handler: func(_ context.Context, _ mqtt.Client, topic string, payload []byte) { e.eng.onAck(topic, payload) },
 	}, {
-		topic:   EnrollAckTopic(site, device),
+		topic:   proto.EnrollAckTopic(site, device),
 		handler: func(_ context.Context, _ mqtt.Client, topic string, payload []byte) { e.enroll.onAck(topic, payload) },
 	}}
 	if e.marks != nil {
 		subs = append(subs, subscription{
-			topic: PeerMarksTopic(site, device),
+			topic: proto.PeerMarksTopic(site, device),
 			handler: func(ctx context.Context, _ mqtt.Client, topic string, payload []byte) {
 				e.marks.onPeerMarks(ctx, topic, payload)
 			},
@@ -263,7 +264,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	}
 	if e.cmds != nil {
 		subs = append(subs, subscription{
-			topic: CommandTopic(site, device),
+			topic: proto.CommandTopic(site, device),
 			handler: func(ctx context.Context, _ mqtt.Client, _ string, payload []byte) {
 				sendResult(ctx, e.cmds.handle(ctx, payload))
 			},
@@ -271,20 +272,20 @@ func (e *Edge) Run(ctx context.Context) error {
 	}
 	if e.snaps != nil {
 		e.snaps.report = sendResult
-		e.snaps.need = func(ctx context.Context, n Need) {
+		e.snaps.need = func(ctx context.Context, n proto.Need) {
 			b, err := json.Marshal(n)
 			if err == nil {
-				err = pub.publish(ctx, NeedTopic(site, device), b)
+				err = pub.publish(ctx, proto.NeedTopic(site, device), b)
 			}
 			if err != nil {
 				e.eng.log.Warn("cannot ask for snapshot chunks", "transfer", n.Transfer, "err", err)
 			}
 		}
 		subs = append(subs,
-			subscription{topic: SnapshotTopic(site, device), handler: func(ctx context.Context, _ mqtt.Client, _ string, p []byte) {
+			subscription{topic: proto.SnapshotTopic(site, device), handler: func(ctx context.Context, _ mqtt.Client, _ string, p []byte) {
 				e.snaps.onManifest(ctx, p)
 			}},
-			subscription{topic: ChunkTopic(site, device), handler: func(ctx context.Context, _ mqtt.Client, _ string, p []byte) {
+			subscription{topic: proto.ChunkTopic(site, device), handler: func(ctx context.Context, _ mqtt.Client, _ string, p []byte) {
 				e.snaps.onChunk(ctx, p)
 			}})
 	}
@@ -308,7 +309,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	}
 	opts := e.link.options().
 		SetCleanSession(true). // the outbox, not the broker, keeps what is unsent
-		SetWill(e.status.topic, string(offlineStatus(e.eng.site, e.eng.device)), 1, true).
+		SetWill(e.status.topic, string(proto.OfflineStatus(e.eng.site, e.eng.device)), 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			if !hg.enter() {
 				return
@@ -340,7 +341,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	e.eng.pub = pub
 	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
 
-	var bg gosync.WaitGroup
+	var bg sync.WaitGroup
 	bg.Go(func() { e.status.run(ctx, pub) })
 	bg.Go(func() { e.enroll.run(ctx, pub, e.eng.up.Load) })
 	if e.marks != nil {
@@ -354,7 +355,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	if e.eng.up.Load() {
 		// A clean disconnect does not fire the will: say offline ourselves.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		if perr := pub.publishRetained(sctx, e.status.topic, offlineStatus(e.eng.site, e.eng.device)); perr != nil {
+		if perr := pub.publishRetained(sctx, e.status.topic, proto.OfflineStatus(e.eng.site, e.eng.device)); perr != nil {
 			e.eng.log.Warn("cannot publish offline status", "topic", e.status.topic, "err", perr)
 		}
 		cancel()

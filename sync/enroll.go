@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // Enrollment intake: a device in enroll mode produces enrollment records
@@ -27,81 +28,19 @@ import (
 // (re)connection and every ack timeout. HQ stores a record once per
 // (site, device, seq) and acknowledges it again when it comes twice.
 
-// Enrollment limits.
-const (
-	// MaxEnrollmentPayload bounds an enroll payload in bytes.
-	MaxEnrollmentPayload = 64 << 10
-	// enrollLeaf and enrollAckLeaf are the last topic levels.
-	enrollLeaf    = "enroll"
-	enrollAckLeaf = "enroll-ack"
-)
-
-// EnrollSubscription is the filter HQ subscribes to for enrollments.
-const EnrollSubscription = TopicPrefix + "/+/+/" + enrollLeaf
-
-// EnrollTopic returns the topic a device publishes enrollments to.
-func EnrollTopic(site, device string) string {
-	return deviceTopic(site, device, enrollLeaf)
-}
-
-// EnrollAckTopic returns the topic HQ acknowledges a device's enrollments
-// on.
-func EnrollAckTopic(site, device string) string {
-	return deviceTopic(site, device, enrollAckLeaf)
-}
-
-// Enrollment is the payload of an enroll message.
-type Enrollment struct {
-	// Site and Device name the sender; they must match the topic.
-	Site string `json:"site"`
-	// Device is the sending device.
-	Device string `json:"device"`
-	// Seq is the device's enrollment sequence number (from 1, never
-	// repeated; separate from the events' numbers).
-	Seq uint64 `json:"seq"`
-	// Record is the enrollment record: a JSON object, opaque to this
-	// package (the JSON encoding of reader.EnrollmentRecord).
-	Record json.RawMessage `json:"record"`
-}
-
-// DecodeEnrollment parses an enroll payload received on topic. The error
-// wraps ErrMalformed.
-func DecodeEnrollment(topic string, payload []byte) (Enrollment, error) {
-	site, device, err := parseDeviceTopic(topic, enrollLeaf)
-	if err != nil {
-		return Enrollment{}, err
-	}
-	if len(payload) > MaxEnrollmentPayload {
-		return Enrollment{}, fmt.Errorf("%w: enroll payload is %d bytes, max %d", ErrMalformed, len(payload), MaxEnrollmentPayload)
-	}
-	var e Enrollment
-	if err := json.Unmarshal(payload, &e); err != nil {
-		return Enrollment{}, fmt.Errorf("%w: enroll payload: %w", ErrMalformed, err)
-	}
-	switch {
-	case e.Site != site || e.Device != device:
-		return Enrollment{}, fmt.Errorf("%w: enrollment is from %s/%s but topic names %s/%s", ErrMalformed, e.Site, e.Device, site, device)
-	case e.Seq == 0:
-		return Enrollment{}, fmt.Errorf("%w: enrollment has seq 0", ErrMalformed)
-	case len(bytes.TrimSpace(e.Record)) == 0 || bytes.TrimSpace(e.Record)[0] != '{':
-		return Enrollment{}, fmt.Errorf("%w: enrollment seq %d has no record object", ErrMalformed, e.Seq)
-	}
-	return e, nil
-}
-
 // EnrollmentSink is where HQ puts the enrollments devices send: the admin
 // CLI's registry stores them pending approval. StoreEnrollment must be
 // idempotent for one (site, device, seq); HQ acknowledges the record only
 // when it returns nil.
 type EnrollmentSink interface {
-	StoreEnrollment(ctx context.Context, e Enrollment) error
+	StoreEnrollment(ctx context.Context, e proto.Enrollment) error
 }
 
 // EnrollmentSinkFunc adapts a function to EnrollmentSink.
-type EnrollmentSinkFunc func(ctx context.Context, e Enrollment) error
+type EnrollmentSinkFunc func(ctx context.Context, e proto.Enrollment) error
 
 // StoreEnrollment implements EnrollmentSink.
-func (f EnrollmentSinkFunc) StoreEnrollment(ctx context.Context, e Enrollment) error {
+func (f EnrollmentSinkFunc) StoreEnrollment(ctx context.Context, e proto.Enrollment) error {
 	return f(ctx, e)
 }
 
@@ -121,10 +60,10 @@ var (
 func (o *Outbox) AppendEnrollment(record []byte) (uint64, error) {
 	rec := bytes.TrimSpace(record)
 	if len(rec) == 0 || rec[0] != '{' || !json.Valid(rec) {
-		return 0, fmt.Errorf("append enrollment to outbox %s: %w: record is not a JSON object", o.path, ErrInvalidEvent)
+		return 0, fmt.Errorf("append enrollment to outbox %s: %w: record is not a JSON object", o.path, proto.ErrInvalidEvent)
 	}
-	if len(rec) > MaxEnrollmentPayload/2 {
-		return 0, fmt.Errorf("append enrollment to outbox %s: %w: record is %d bytes, max %d", o.path, ErrInvalidEvent, len(rec), MaxEnrollmentPayload/2)
+	if len(rec) > proto.MaxEnrollmentPayload/2 {
+		return 0, fmt.Errorf("append enrollment to outbox %s: %w: record is %d bytes, max %d", o.path, proto.ErrInvalidEvent, len(rec), proto.MaxEnrollmentPayload/2)
 	}
 	var seq uint64
 	err := o.db.Update(func(tx *bolt.Tx) error {
@@ -143,11 +82,11 @@ func (o *Outbox) AppendEnrollment(record []byte) (uint64, error) {
 
 // PendingEnrollments returns the enrollments HQ has not acknowledged yet,
 // oldest first.
-func (o *Outbox) PendingEnrollments() ([]Enrollment, error) {
-	var out []Enrollment
+func (o *Outbox) PendingEnrollments() ([]proto.Enrollment, error) {
+	var out []proto.Enrollment
 	err := o.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEnrollments).ForEach(func(k, v []byte) error {
-			out = append(out, Enrollment{Seq: seqOf(k), Record: bytes.Clone(v)})
+			out = append(out, proto.Enrollment{Seq: seqOf(k), Record: bytes.Clone(v)})
 			return nil
 		})
 	})
@@ -183,7 +122,7 @@ func (l *enrollLoop) nudge() { wake(l.kick) }
 
 // onAck applies an enroll-ack payload.
 func (l *enrollLoop) onAck(topic string, payload []byte) {
-	seq, err := DecodeAck(payload)
+	seq, err := proto.DecodeAck(payload)
 	if err != nil {
 		l.log.Warn("rejected enrollment ack", "topic", topic, "err", err)
 		return
@@ -198,7 +137,7 @@ func (l *enrollLoop) onAck(topic string, payload []byte) {
 // run publishes every pending enrollment when nudged (connection, Notify)
 // and again every ack timeout while any is pending, until ctx ends.
 func (l *enrollLoop) run(ctx context.Context, pub publisher, connected func() bool) {
-	topic := EnrollTopic(l.site, l.device)
+	topic := proto.EnrollTopic(l.site, l.device)
 	for {
 		var fire <-chan time.Time
 		pending, err := l.ob.PendingEnrollments()
@@ -240,7 +179,7 @@ func (l *enrollLoop) run(ctx context.Context, pub publisher, connected func() bo
 // handleEnrollment stores one enrollment through the sink and acknowledges
 // it.
 func (h *HQ) handleEnrollment(ctx context.Context, pub func(ctx context.Context, topic string, payload []byte) error, topic string, payload []byte) {
-	e, err := DecodeEnrollment(topic, payload)
+	e, err := proto.DecodeEnrollment(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected enrollment message", "topic", topic, "bytes", len(payload), "err", err)
 		return
@@ -250,7 +189,7 @@ func (h *HQ) handleEnrollment(ctx context.Context, pub func(ctx context.Context,
 		return
 	}
 	h.log.Info("enrollment received, pending approval", "site", e.Site, "device", e.Device, "seq", e.Seq)
-	if err := pub(ctx, EnrollAckTopic(e.Site, e.Device), EncodeAck(e.Seq)); err != nil {
+	if err := pub(ctx, proto.EnrollAckTopic(e.Site, e.Device), proto.EncodeAck(e.Seq)); err != nil {
 		h.log.Warn("cannot acknowledge enrollment; the device will send it again", "site", e.Site, "device", e.Device, "seq", e.Seq, "err", err)
 	}
 }

@@ -5,15 +5,6 @@ import "errors"
 // Errors returned by this package. They are wrapped with the input that
 // caused them; test for them with errors.Is.
 var (
-	// ErrInvalidEvent means an event breaks the rules of the wire format
-	// (missing type or time, a field too long). Outbox.Append refuses such an
-	// event so that the edge never queues something HQ would reject.
-	ErrInvalidEvent = errors.New("invalid event")
-
-	// ErrMalformed means a message from the other end, or its topic, could
-	// not be decoded or breaks the protocol (bad JSON, wrong site or device,
-	// sequence number 0, gaps inside a batch, too big). Nothing is stored.
-	ErrMalformed = errors.New("malformed message")
 
 	// ErrAckAhead means an acknowledgement names a sequence number the
 	// outbox never assigned. It points at two devices sharing one name or at

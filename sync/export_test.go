@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 
+	"github.com/tobira-ac/tobira/sync/proto"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -23,7 +24,7 @@ func StagedChunks(path string) (transfer string, have, chunks int, err error) {
 		if b == nil || b.Get(keyManifest) == nil {
 			return nil
 		}
-		var m Manifest
+		var m proto.Manifest
 		if err := json.Unmarshal(b.Get(keyManifest), &m); err != nil {
 			return fmt.Errorf("decode staged manifest: %w", err)
 		}

@@ -26,6 +26,8 @@ import (
 	"github.com/tobira-ac/tobira/internal/faultproxy"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
+	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
 
 // fullScale reports whether TOBIRA_BENCH_SCALE=full asks for the big runs.
@@ -59,7 +61,7 @@ func TestMain(m *testing.M) {
 
 // seqEvent returns the event the tests make as sequence number seq: its
 // content follows from seq, so that HQ's copy can be checked.
-func seqEvent(seq uint64) sync.Event {
+func seqEvent(seq uint64) proto.Event {
 	ev := testEvent(int(seq))
 	ev.Seq = seq
 	ev.Detail = "event " + strconv.FormatUint(seq, 10)
@@ -72,7 +74,7 @@ func appendBacklog(t testing.TB, ob *sync.Outbox, first, last uint64) {
 	t.Helper()
 	for lo := first; lo <= last; lo += 10000 {
 		hi := min(lo+9999, last)
-		evs := make([]sync.Event, 0, hi-lo+1)
+		evs := make([]proto.Event, 0, hi-lo+1)
 		for s := lo; s <= hi; s++ {
 			evs = append(evs, seqEvent(s))
 		}
@@ -125,7 +127,7 @@ func crashChild() int {
 			break
 		}
 		n := min(1+last%7, total-last) // 1..7 events per transaction
-		evs := make([]sync.Event, 0, n)
+		evs := make([]proto.Event, 0, n)
 		for s := last + 1; s <= last+n; s++ {
 			evs = append(evs, seqEvent(s))
 		}
@@ -167,11 +169,11 @@ func checkHQExactly(t *testing.T, h *sync.HQ, newEvents *atomic.Int64, n uint64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := make([]sync.Event, 0, n)
+	want := make([]proto.Event, 0, n)
 	for s := uint64(1); s <= n; s++ {
 		want = append(want, seqEvent(s))
 	}
-	if d := sameEvents(got, want); d != "" {
+	if d := prototest.DiffEvents(got, want); d != "" {
 		t.Fatalf("HQ holds other events than made: %s", d)
 	}
 }

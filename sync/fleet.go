@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // HQ buckets besides the events (bbolt):
@@ -29,8 +30,8 @@ var (
 
 // statusRecord is a device's last status as HQ stores it.
 type statusRecord struct {
-	Status   Status    `json:"status"`
-	Received time.Time `json:"received"`
+	Status   proto.Status `json:"status"`
+	Received time.Time    `json:"received"`
 }
 
 // handleStatus stores a device's status or last will. It returns the
@@ -39,7 +40,7 @@ func (h *HQ) handleStatus(topic string, payload []byte) (site, device string, ca
 	if len(payload) == 0 {
 		return "", "", false // a cleared retained message
 	}
-	site, device, st, err := DecodeStatus(topic, payload)
+	site, device, st, err := proto.DecodeStatus(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected status message", "topic", topic, "bytes", len(payload), "err", err)
 		return "", "", false
@@ -97,7 +98,7 @@ func (h *HQ) loadDevices() error {
 
 // handleResult stores a device's command or snapshot result.
 func (h *HQ) handleResult(topic string, payload []byte) {
-	r, err := DecodeResult(topic, payload)
+	r, err := proto.DecodeResult(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected result message", "topic", topic, "bytes", len(payload), "err", err)
 		return
@@ -117,8 +118,8 @@ func (h *HQ) handleResult(topic string, payload []byte) {
 
 // Result returns the stored result of a command or snapshot transfer ID,
 // and false when none arrived.
-func (h *HQ) Result(id string) (Result, bool, error) {
-	var r Result
+func (h *HQ) Result(id string) (proto.Result, bool, error) {
+	var r proto.Result
 	var ok bool
 	err := h.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketResults).Get([]byte(id))
@@ -129,14 +130,14 @@ func (h *HQ) Result(id string) (Result, bool, error) {
 		return json.Unmarshal(v, &r)
 	})
 	if err != nil {
-		return Result{}, false, fmt.Errorf("read result %s from %s: %w", id, h.path, err)
+		return proto.Result{}, false, fmt.Errorf("read result %s from %s: %w", id, h.path, err)
 	}
 	return r, ok, nil
 }
 
 // handleNeed re-sends the chunks a device asks for, from the spool.
 func (h *HQ) handleNeed(ctx context.Context, c mqtt.Client, topic string, payload []byte) {
-	site, device, n, err := DecodeNeed(topic, payload)
+	site, device, n, err := proto.DecodeNeed(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected need message", "topic", topic, "err", err)
 		return
@@ -174,16 +175,16 @@ func (h *HQ) handleNeed(ctx context.Context, c mqtt.Client, topic string, payloa
 }
 
 // publishChunk reads chunk i of m from f and publishes it at QoS 1.
-func publishChunk(ctx context.Context, clk clock.Clock, c mqtt.Client, f io.ReaderAt, m Manifest, i int) error {
-	data := make([]byte, m.chunkLen(i))
+func publishChunk(ctx context.Context, clk clock.Clock, c mqtt.Client, f io.ReaderAt, m proto.Manifest, i int) error {
+	data := make([]byte, m.ChunkLen(i))
 	if _, err := f.ReadAt(data, int64(i)*int64(m.ChunkSize)); err != nil {
 		return fmt.Errorf("read chunk %d of %s: %w", i, m.Transfer, err)
 	}
-	payload, err := EncodeChunk(m.Transfer, i, data)
+	payload, err := proto.EncodeChunk(m.Transfer, i, data)
 	if err != nil {
 		return err
 	}
-	if err := waitToken(ctx, clk, c.Publish(ChunkTopic(m.Site, m.Device), 1, false, payload), DefaultTokenTimeout); err != nil {
+	if err := waitToken(ctx, clk, c.Publish(proto.ChunkTopic(m.Site, m.Device), 1, false, payload), DefaultTokenTimeout); err != nil {
 		return fmt.Errorf("publish chunk %d of %s: %w", i, m.Transfer, err)
 	}
 	return nil
@@ -200,7 +201,7 @@ type DeviceInfo struct {
 	// Seen is when HQ received the last status.
 	Seen time.Time `json:"seen,omitzero"`
 	// Status is the last status received (zero when none).
-	Status Status `json:"status"`
+	Status proto.Status `json:"status"`
 	// Acked is the highest sequence number up to which HQ holds every
 	// event of the device.
 	Acked uint64 `json:"acked"`
@@ -286,27 +287,27 @@ func (h *HQ) Fleet() ([]DeviceInfo, error) {
 func spoolData(spool, transfer string) string { return filepath.Join(spool, transfer+".bin") }
 
 // readSpoolManifest reads the manifest of transfer from the spool.
-func readSpoolManifest(spool, transfer string) (Manifest, error) {
+func readSpoolManifest(spool, transfer string) (proto.Manifest, error) {
 	return readManifestFile(filepath.Join(spool, filepath.Base(transfer)+".manifest.json"))
 }
 
 // readLatest reads the manifest last published to site/device.
-func readLatest(spool, site, device string) (Manifest, error) {
+func readLatest(spool, site, device string) (proto.Manifest, error) {
 	return readManifestFile(filepath.Join(spool, "latest", site, device+".json"))
 }
 
 // readManifestFile reads and checks a manifest JSON file.
-func readManifestFile(path string) (Manifest, error) {
+func readManifestFile(path string) (proto.Manifest, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return Manifest{}, fmt.Errorf("read manifest: %w", err)
+		return proto.Manifest{}, fmt.Errorf("read manifest: %w", err)
 	}
-	var m Manifest
+	var m proto.Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return Manifest{}, fmt.Errorf("decode manifest %s: %w", path, err)
+		return proto.Manifest{}, fmt.Errorf("decode manifest %s: %w", path, err)
 	}
-	if err := m.check(); err != nil {
-		return Manifest{}, fmt.Errorf("manifest %s: %w", path, err)
+	if err := m.Validate(); err != nil {
+		return proto.Manifest{}, fmt.Errorf("manifest %s: %w", path, err)
 	}
 	return m, nil
 }

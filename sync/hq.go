@@ -9,8 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // HQ file layout (bbolt):
@@ -93,15 +93,15 @@ type HQ struct {
 	relay       *relay
 	enrollments EnrollmentSink
 
-	mu      gosync.Mutex
-	onEvent func(site, device string, ev Event)
+	mu      sync.Mutex
+	onEvent func(site, device string, ev proto.Event)
 
-	commitMu   gosync.Mutex
+	commitMu   sync.Mutex
 	pending    []*storeReq // messages waiting for the next group commit
 	committing bool        // a caller is committing pending
 
 	ready     chan struct{} // closed once subscribed for the first time
-	readyOnce gosync.Once
+	readyOnce sync.Once
 }
 
 // Ready returns a channel that is closed once Run has subscribed to the
@@ -161,7 +161,7 @@ func OpenHQ(cfg HQConfig) (*HQ, error) {
 // OnEvent sets a callback for each newly stored event (not for duplicates).
 // It is called after the event is committed, possibly from several
 // goroutines at once, and must not block for long. nil removes it.
-func (h *HQ) OnEvent(fn func(site, device string, ev Event)) {
+func (h *HQ) OnEvent(fn func(site, device string, ev proto.Event)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.onEvent = fn
@@ -190,28 +190,32 @@ func (h *HQ) Run(ctx context.Context) error {
 			return
 		}
 		defer hg.leave()
-		switch t := m.Topic(); {
-		case strings.HasSuffix(t, "/status"):
+		// Each handler decodes its topic again; a topic that does not
+		// parse goes to the events handler, which logs and drops it.
+		t := m.Topic()
+		_, _, leaf, _ := proto.ParseTopic(t)
+		switch leaf {
+		case proto.LeafStatus:
 			if site, device, online := h.handleStatus(t, m.Payload()); online {
 				h.catchUpMarks(ctx, pub, site, device)
 			}
-		case strings.HasSuffix(t, "/"+marksLeaf):
+		case proto.LeafMarks:
 			h.handleMarks(ctx, pub, t, m.Payload())
-		case strings.HasSuffix(t, "/"+enrollLeaf):
+		case proto.LeafEnroll:
 			if h.enrollments != nil {
 				h.handleEnrollment(ctx, pub, t, m.Payload())
 			}
-		case strings.HasSuffix(t, "/"+resultLeaf):
+		case proto.LeafResult:
 			h.handleResult(t, m.Payload())
-		case strings.HasSuffix(t, "/"+needLeaf):
+		case proto.LeafNeed:
 			h.handleNeed(ctx, c, t, m.Payload())
 		default:
 			h.handle(ctx, c, t, m.Payload())
 		}
 	}
-	filters := map[string]byte{EventsSubscription: 1, StatusSubscription: 1, ResultSubscription: 1, NeedSubscription: 1, MarksSubscription: 1}
+	filters := map[string]byte{proto.EventsSubscription: 1, proto.StatusSubscription: 1, proto.ResultSubscription: 1, proto.NeedSubscription: 1, proto.MarksSubscription: 1}
 	if h.enrollments != nil {
-		filters[EnrollSubscription] = 1
+		filters[proto.EnrollSubscription] = 1
 	}
 	opts := h.link.options().
 		SetCleanSession(false). // the broker keeps our subscription and queues events while we are away
@@ -223,7 +227,7 @@ func (h *HQ) Run(ctx context.Context) error {
 			// Subscribe on every connection: the broker may have lost the
 			// session (restart without persistence).
 			if err := waitToken(ctx, h.clk, c.SubscribeMultiple(filters, onEvents), DefaultTokenTimeout); err != nil {
-				h.log.Error("cannot subscribe to events, status and results", "topic", EventsSubscription, "broker", h.link.broker, "err", err)
+				h.log.Error("cannot subscribe to events, status and results", "topic", proto.EventsSubscription, "broker", h.link.broker, "err", err)
 				return
 			}
 			h.log.Info("HQ connected to broker", "broker", h.link.broker, "client_id", h.link.clientID)
@@ -254,8 +258,8 @@ func (h *HQ) handle(ctx context.Context, c mqtt.Client, topic string, payload []
 	if err != nil || ack == 0 {
 		return
 	}
-	ackTopic := AckTopic(site, device)
-	if err := waitToken(ctx, h.clk, c.Publish(ackTopic, 1, false, EncodeAck(ack)), DefaultTokenTimeout); err != nil {
+	ackTopic := proto.AckTopic(site, device)
+	if err := waitToken(ctx, h.clk, c.Publish(ackTopic, 1, false, proto.EncodeAck(ack)), DefaultTokenTimeout); err != nil {
 		h.log.Warn("cannot publish ack; the device will send again", "topic", ackTopic, "seq", ack, "err", err)
 	}
 }
@@ -273,14 +277,14 @@ func (h *HQ) Ingest(topic string, payload []byte) (ack uint64, err error) {
 
 // ingest is Ingest, also returning the site and device.
 func (h *HQ) ingest(topic string, payload []byte) (site, device string, ack uint64, err error) {
-	site, device, err = ParseEventsTopic(topic)
+	site, device, err = proto.ParseEventsTopic(topic)
 	if err == nil {
-		var b Batch
-		b, err = DecodeBatch(payload)
+		var b proto.Batch
+		b, err = proto.DecodeBatch(payload)
 		switch {
 		case err != nil:
 		case b.Site != site || b.Device != device:
-			err = fmt.Errorf("%w: payload is from %s/%s but topic names %s/%s", ErrMalformed, b.Site, b.Device, site, device)
+			err = fmt.Errorf("%w: payload is from %s/%s but topic names %s/%s", proto.ErrMalformed, b.Site, b.Device, site, device)
 		default:
 			return h.store(topic, site, device, b.Events)
 		}
@@ -292,11 +296,11 @@ func (h *HQ) ingest(topic string, payload []byte) (site, device string, ack uint
 // storeReq is one events message waiting to be stored.
 type storeReq struct {
 	topic, site, device string
-	evs                 []Event
-	vals                [][]byte // evs encoded as stored, made before the transaction
-	ack                 uint64   // result: the device's new ack point
-	added               []Event  // result: events not held before
-	dups                int      // result: events already held
+	evs                 []proto.Event
+	vals                [][]byte      // evs encoded as stored, made before the transaction
+	ack                 uint64        // result: the device's new ack point
+	added               []proto.Event // result: events not held before
+	dups                int           // result: events already held
 	err                 error
 	done                chan struct{} // closed once committed (or failed)
 }
@@ -308,7 +312,7 @@ type storeReq struct {
 // the first caller commits every message queued so far, in rounds until
 // none is left, while the others wait for their round. Each caller still
 // returns, and acks, only after its own events are on disk.
-func (h *HQ) store(topic, site, device string, evs []Event) (string, string, uint64, error) {
+func (h *HQ) store(topic, site, device string, evs []proto.Event) (string, string, uint64, error) {
 	req := &storeReq{topic: topic, site: site, device: device, evs: evs, vals: make([][]byte, len(evs)), done: make(chan struct{})}
 	// Encode outside the transaction: handlers do it in parallel, and the
 	// writer holds bbolt's lock only to put.
@@ -419,15 +423,15 @@ func (h *HQ) storeTx(tx *bolt.Tx, r *storeReq) error {
 
 // Events returns the stored events of one device in sequence order,
 // including any held beyond a gap.
-func (h *HQ) Events(site, device string) ([]Event, error) {
-	var evs []Event
+func (h *HQ) Events(site, device string) ([]proto.Event, error) {
+	var evs []proto.Event
 	err := h.db.View(func(tx *bolt.Tx) error {
 		dev := tx.Bucket(bucketDevices).Bucket([]byte(site + "/" + device))
 		if dev == nil {
 			return nil
 		}
 		return dev.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			var ev Event
+			var ev proto.Event
 			if err := json.Unmarshal(v, &ev); err != nil {
 				return fmt.Errorf("decode event key %x: %w", k, err)
 			}

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
+	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers (log handlers).
@@ -51,7 +53,7 @@ func openHQ(t *testing.T, path string, buf *syncBuffer) *sync.HQ {
 // batchPayload encodes events first..last (inclusive) of a device.
 func batchPayload(t *testing.T, site, device string, first, last int) []byte {
 	t.Helper()
-	b := sync.Batch{Site: site, Device: device}
+	b := proto.Batch{Site: site, Device: device}
 	for i := first; i <= last; i++ {
 		ev := testEvent(i)
 		ev.Seq = uint64(i)
@@ -76,7 +78,7 @@ func storedSeqs(t *testing.T, h *sync.HQ, site, device string) string {
 
 func TestHQAcksOnlyContiguous(t *testing.T) {
 	h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), nil)
-	topic := sync.EventsTopic("s1", "d1")
+	topic := proto.EventsTopic("s1", "d1")
 	steps := []struct {
 		first, last int
 		wantAck     uint64
@@ -109,7 +111,7 @@ func TestHQDropsDuplicatesAndAcksAgain(t *testing.T) {
 	h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), nil)
 	var mu gosync.Mutex
 	var seen []uint64
-	h.OnEvent(func(site, device string, ev sync.Event) {
+	h.OnEvent(func(site, device string, ev proto.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		if site != "s1" || device != "d1" {
@@ -117,7 +119,7 @@ func TestHQDropsDuplicatesAndAcksAgain(t *testing.T) {
 		}
 		seen = append(seen, ev.Seq)
 	})
-	topic := sync.EventsTopic("s1", "d1")
+	topic := proto.EventsTopic("s1", "d1")
 	steps := []struct {
 		first, last int
 		wantAck     uint64
@@ -151,7 +153,7 @@ func TestHQDropsDuplicatesAndAcksAgain(t *testing.T) {
 func TestHQKeepsDevicesApart(t *testing.T) {
 	h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), nil)
 	for _, dev := range []struct{ site, device string }{{"s1", "d1"}, {"s1", "d2"}, {"s2", "d1"}} {
-		if ack, err := h.Ingest(sync.EventsTopic(dev.site, dev.device), batchPayload(t, dev.site, dev.device, 1, 2)); err != nil || ack != 2 {
+		if ack, err := h.Ingest(proto.EventsTopic(dev.site, dev.device), batchPayload(t, dev.site, dev.device, 1, 2)); err != nil || ack != 2 {
 			t.Fatalf("Ingest for %s/%s = %d, %v; want 2", dev.site, dev.device, ack, err)
 		}
 	}
@@ -173,16 +175,16 @@ func TestHQRejectsMalformed(t *testing.T) {
 		topic   string
 		payload func(t *testing.T) []byte
 	}{
-		{"bad JSON", sync.EventsTopic("s1", "d1"), func(*testing.T) []byte { return []byte(`{"site":`) }},
-		{"other device than topic", sync.EventsTopic("s1", "d2"), good},
-		{"other site than topic", sync.EventsTopic("s2", "d1"), good},
-		{"seq 0", sync.EventsTopic("s1", "d1"), func(t *testing.T) []byte {
+		{"bad JSON", proto.EventsTopic("s1", "d1"), func(*testing.T) []byte { return []byte(`{"site":`) }},
+		{"other device than topic", proto.EventsTopic("s1", "d2"), good},
+		{"other site than topic", proto.EventsTopic("s2", "d1"), good},
+		{"seq 0", proto.EventsTopic("s1", "d1"), func(t *testing.T) []byte {
 			return bytes.Replace(good(t), []byte(`"seq":1`), []byte(`"seq":0`), 1)
 		}},
-		{"gap in batch", sync.EventsTopic("s1", "d1"), func(t *testing.T) []byte {
+		{"gap in batch", proto.EventsTopic("s1", "d1"), func(t *testing.T) []byte {
 			return bytes.Replace(good(t), []byte(`"seq":2`), []byte(`"seq":3`), 1)
 		}},
-		{"too big", sync.EventsTopic("s1", "d1"), func(*testing.T) []byte { return bytes.Repeat([]byte(" "), sync.MaxPayload+1) }},
+		{"too big", proto.EventsTopic("s1", "d1"), func(*testing.T) []byte { return bytes.Repeat([]byte(" "), proto.MaxPayload+1) }},
 		{"not an events topic", "tobira/v1/s1/d1/ack", good},
 		{"wildcard in topic", "tobira/v1/s1/#/events", good},
 	}
@@ -191,7 +193,7 @@ func TestHQRejectsMalformed(t *testing.T) {
 			var logs syncBuffer
 			h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), &logs)
 			ack, err := h.Ingest(tt.topic, tt.payload(t))
-			if !errors.Is(err, sync.ErrMalformed) || ack != 0 {
+			if !errors.Is(err, proto.ErrMalformed) || ack != 0 {
 				t.Fatalf("Ingest = %d, %v; want 0, ErrMalformed", ack, err)
 			}
 			if n, err := h.Count(); err != nil || n != 0 {
@@ -211,7 +213,7 @@ func TestHQStoreSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic := sync.EventsTopic("s1", "d1")
+	topic := proto.EventsTopic("s1", "d1")
 	for _, r := range [][2]int{{1, 3}, {5, 6}} {
 		if _, err := h.Ingest(topic, batchPayload(t, "s1", "d1", r[0], r[1])); err != nil {
 			t.Fatal(err)
@@ -229,13 +231,13 @@ func TestHQStoreSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []sync.Event{}
+	want := []proto.Event{}
 	for _, i := range []int{1, 2, 3, 5, 6} {
 		ev := testEvent(i)
 		ev.Seq = uint64(i)
 		want = append(want, ev)
 	}
-	if d := sameEvents(evs, want); d != "" {
+	if d := prototest.DiffEvents(evs, want); d != "" {
 		t.Fatalf("after reopen: %s", d)
 	}
 	if ack, err := h.Ingest(topic, batchPayload(t, "s1", "d1", 4, 4)); err != nil || ack != 6 {
@@ -264,7 +266,7 @@ func TestHQGroupCommitsConcurrentIngests(t *testing.T) {
 	const devices, batches, size = 3, 40, 25
 	h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), nil)
 	var stored atomic.Int64
-	h.OnEvent(func(string, string, sync.Event) { stored.Add(1) })
+	h.OnEvent(func(string, string, proto.Event) { stored.Add(1) })
 	var wg gosync.WaitGroup
 	errs := make(chan error, devices*batches)
 	for d := range devices {
@@ -274,7 +276,7 @@ func TestHQGroupCommitsConcurrentIngests(t *testing.T) {
 			payload := batchPayload(t, "s1", device, first, first+size-1)
 			for range 2 { // each batch twice: duplicates in the same or another group
 				wg.Go(func() {
-					if _, err := h.Ingest(sync.EventsTopic("s1", device), payload); err != nil {
+					if _, err := h.Ingest(proto.EventsTopic("s1", device), payload); err != nil {
 						errs <- err
 					}
 				})

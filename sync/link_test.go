@@ -18,6 +18,8 @@ import (
 	"github.com/tobira-ac/tobira/internal/broker"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
+	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
 
 // linkDeadline bounds each wait on a real broker; it is an integration
@@ -54,7 +56,7 @@ func runHQ(t *testing.T, url string, newEvents *atomic.Int64) *sync.HQ {
 		t.Fatal(err)
 	}
 	if newEvents != nil {
-		h.OnEvent(func(string, string, sync.Event) { newEvents.Add(1) })
+		h.OnEvent(func(string, string, proto.Event) { newEvents.Add(1) })
 	}
 	runUntilCleanup(t, h.Run, func(err error) {
 		if err != nil {
@@ -95,13 +97,13 @@ func waitDrained(t *testing.T, e *sync.Edge) {
 }
 
 // checkHQHolds checks that HQ stored exactly want for s1/d1, once each.
-func checkHQHolds(t *testing.T, h *sync.HQ, newEvents *atomic.Int64, want []sync.Event) {
+func checkHQHolds(t *testing.T, h *sync.HQ, newEvents *atomic.Int64, want []proto.Event) {
 	t.Helper()
 	got, err := h.Events("s1", "d1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := sameEvents(got, want); d != "" {
+	if d := prototest.DiffEvents(got, want); d != "" {
 		t.Fatalf("HQ holds other events than appended: %s", d)
 	}
 	if n, err := h.Count(); err != nil || n != len(want) {
@@ -200,7 +202,7 @@ func publish(t *testing.T, c mqtt.Client, topic string, payload []byte) {
 func subscribeAcks(t *testing.T, c mqtt.Client, site, device string) <-chan string {
 	t.Helper()
 	acks := make(chan string, 100)
-	tok := c.Subscribe(sync.AckTopic(site, device), 1, func(_ mqtt.Client, m mqtt.Message) { acks <- string(m.Payload()) })
+	tok := c.Subscribe(proto.AckTopic(site, device), 1, func(_ mqtt.Client, m mqtt.Message) { acks <- string(m.Payload()) })
 	if !tok.WaitTimeout(linkDeadline) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
@@ -234,7 +236,7 @@ func TestHQDedupesResentBatchThroughBroker(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("HQ never acknowledged the probe")
 		}
-		publish(t, c, sync.EventsTopic("s1", "probe"), probe)
+		publish(t, c, proto.EventsTopic("s1", "probe"), probe)
 		select {
 		case <-probeAcks:
 			acked = true
@@ -243,7 +245,7 @@ func TestHQDedupesResentBatchThroughBroker(t *testing.T) {
 	}
 
 	acks := subscribeAcks(t, c, "s1", "d1")
-	topic := sync.EventsTopic("s1", "d1")
+	topic := proto.EventsTopic("s1", "d1")
 	publish(t, c, topic, []byte(`{"device":"d1","site":"s1","events":[{"seq":0}]}`)) // rejected, not acked
 	batch := batchPayload(t, "s1", "d1", 1, 3)
 	for i := 1; i <= 2; i++ {
@@ -272,7 +274,7 @@ func TestNewEdgeChecksConfig(t *testing.T) {
 		{"broker without host", func(c *sync.EdgeConfig) { c.Broker = "tcp://" }},
 		{"no site", func(c *sync.EdgeConfig) { c.Site = "" }},
 		{"device with wildcard", func(c *sync.EdgeConfig) { c.Device = "d#" }},
-		{"batch too big", func(c *sync.EdgeConfig) { c.Batch = sync.MaxBatch + 1 }},
+		{"batch too big", func(c *sync.EdgeConfig) { c.Batch = proto.MaxBatch + 1 }},
 		{"negative window", func(c *sync.EdgeConfig) { c.Window = -1 }},
 		{"negative ack timeout", func(c *sync.EdgeConfig) { c.AckTimeout = -time.Second }},
 	}

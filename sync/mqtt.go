@@ -5,7 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/url"
-	gosync "sync"
+	"sync"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -102,9 +102,9 @@ func waitToken(ctx context.Context, clk clock.Clock, tok mqtt.Token, d time.Dura
 // handlerGroup tracks paho callbacks in flight so that Run can wait for them
 // before returning: after Run, nothing touches the Outbox or the HQ file.
 type handlerGroup struct {
-	mu     gosync.Mutex
+	mu     sync.Mutex
 	closed bool
-	wg     gosync.WaitGroup
+	wg     sync.WaitGroup
 }
 
 // enter registers a callback; false means Run is ending and the callback

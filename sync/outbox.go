@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tobira-ac/tobira/sync/proto"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -102,10 +103,10 @@ func (o *Outbox) Path() string { return o.path }
 // U+FFFD, and a Detail longer than MaxDetailLen is cut. An event that still
 // breaks the field rules is refused with ErrInvalidEvent: HQ would reject
 // it, and it would block the outbox.
-func (o *Outbox) Append(ev Event) (Event, error) {
-	evs, err := o.AppendAll([]Event{ev})
+func (o *Outbox) Append(ev proto.Event) (proto.Event, error) {
+	evs, err := o.AppendAll([]proto.Event{ev})
 	if err != nil {
-		return Event{}, err
+		return proto.Event{}, err
 	}
 	return evs[0], nil
 }
@@ -114,12 +115,12 @@ func (o *Outbox) Append(ev Event) (Event, error) {
 // either all of them are stored, with consecutive sequence numbers in the
 // order given, or none. It returns the stored events. One invalid event
 // refuses the whole call with ErrInvalidEvent.
-func (o *Outbox) AppendAll(evs []Event) ([]Event, error) {
-	out := make([]Event, len(evs))
+func (o *Outbox) AppendAll(evs []proto.Event) ([]proto.Event, error) {
+	out := make([]proto.Event, len(evs))
 	for i, ev := range evs {
-		ev = ev.normalized()
+		ev = ev.Normalized()
 		ev.Seq = 0
-		if err := ev.check(); err != nil {
+		if err := ev.Validate(); err != nil {
 			return nil, fmt.Errorf("append to outbox %s: event %d of %d: %w", o.path, i, len(evs), err)
 		}
 		out[i] = ev
@@ -157,8 +158,8 @@ func (o *Outbox) AppendAll(evs []Event) ([]Event, error) {
 
 // Pending returns up to max events with a sequence number above after, in
 // ascending order. max <= 0 means no limit.
-func (o *Outbox) Pending(after uint64, max int) ([]Event, error) {
-	var evs []Event
+func (o *Outbox) Pending(after uint64, max int) ([]proto.Event, error) {
+	var evs []proto.Event
 	if after == math.MaxUint64 {
 		return nil, nil
 	}
@@ -169,7 +170,7 @@ func (o *Outbox) Pending(after uint64, max int) ([]Event, error) {
 			k, v = c.Seek(seqKey(after + 1))
 		}
 		for ; k != nil && (max <= 0 || len(evs) < max); k, v = c.Next() {
-			var ev Event
+			var ev proto.Event
 			if err := json.Unmarshal(v, &ev); err != nil {
 				return fmt.Errorf("decode event key %x: %w", k, err)
 			}

@@ -15,16 +15,18 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
+	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
 
 // base is the time of the first test event.
 var base = time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
 
 // testEvent returns a plausible decision event number i.
-func testEvent(i int) sync.Event {
-	return sync.Event{
+func testEvent(i int) proto.Event {
+	return proto.Event{
 		Time:       base.Add(time.Duration(i) * time.Second),
-		Type:       sync.TypeDecision,
+		Type:       proto.TypeDecision,
 		Door:       "main-gate",
 		Granted:    i%3 != 0,
 		Reason:     "enrolled",
@@ -52,9 +54,9 @@ func newOutbox(t *testing.T) *sync.Outbox {
 }
 
 // appendN appends events first..first+n-1 and returns what was stored.
-func appendN(t *testing.T, ob *sync.Outbox, first, n int) []sync.Event {
+func appendN(t *testing.T, ob *sync.Outbox, first, n int) []proto.Event {
 	t.Helper()
-	var out []sync.Event
+	var out []proto.Event
 	for i := first; i < first+n; i++ {
 		ev, err := ob.Append(testEvent(i))
 		if err != nil {
@@ -66,7 +68,7 @@ func appendN(t *testing.T, ob *sync.Outbox, first, n int) []sync.Event {
 }
 
 // seqs returns the sequence numbers of evs.
-func seqs(evs []sync.Event) []uint64 {
+func seqs(evs []proto.Event) []uint64 {
 	var s []uint64
 	for _, ev := range evs {
 		s = append(s, ev.Seq)
@@ -97,7 +99,7 @@ func TestOutboxAppendAssignsSequence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := sameEvents(pending, append([]sync.Event{got}, more...)); d != "" {
+	if d := prototest.DiffEvents(pending, append([]proto.Event{got}, more...)); d != "" {
 		t.Errorf("Pending differs from what Append returned: %s", d)
 	}
 	if n, err := ob.Depth(); err != nil || n != 5 {
@@ -225,7 +227,7 @@ func TestOutboxDurableAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := sameEvents(got, stored[4:]); d != "" {
+	if d := prototest.DiffEvents(got, stored[4:]); d != "" {
 		t.Fatalf("after reopen: %s", d)
 	}
 }
@@ -233,25 +235,25 @@ func TestOutboxDurableAcrossReopen(t *testing.T) {
 func TestOutboxRefusesInvalidEvent(t *testing.T) {
 	tests := []struct {
 		name string
-		edit func(ev *sync.Event)
+		edit func(ev *proto.Event)
 	}{
-		{"no type", func(ev *sync.Event) { ev.Type = "" }},
-		{"no time", func(ev *sync.Event) { ev.Time = time.Time{} }},
-		{"negative decision time", func(ev *sync.Event) { ev.DecisionUS = -1 }},
-		{"long type", func(ev *sync.Event) { ev.Type = strings.Repeat("t", sync.MaxTypeLen+1) }},
-		{"long door", func(ev *sync.Event) { ev.Door = strings.Repeat("d", sync.MaxDoorLen+1) }},
-		{"long reason", func(ev *sync.Event) { ev.Reason = strings.Repeat("r", sync.MaxReasonLen+1) }},
-		{"long credential", func(ev *sync.Event) { ev.Credential = strings.Repeat("0", sync.MaxCredentialLen+1) }},
-		{"long token", func(ev *sync.Event) { ev.Token = strings.Repeat("k", sync.MaxTokenLen+1) }},
-		{"year 10000", func(ev *sync.Event) { ev.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
-		{"door too long once made valid UTF-8", func(ev *sync.Event) { ev.Door = strings.Repeat("\xffa", sync.MaxDoorLen/2) }},
+		{"no type", func(ev *proto.Event) { ev.Type = "" }},
+		{"no time", func(ev *proto.Event) { ev.Time = time.Time{} }},
+		{"negative decision time", func(ev *proto.Event) { ev.DecisionUS = -1 }},
+		{"long type", func(ev *proto.Event) { ev.Type = strings.Repeat("t", proto.MaxTypeLen+1) }},
+		{"long door", func(ev *proto.Event) { ev.Door = strings.Repeat("d", proto.MaxDoorLen+1) }},
+		{"long reason", func(ev *proto.Event) { ev.Reason = strings.Repeat("r", proto.MaxReasonLen+1) }},
+		{"long credential", func(ev *proto.Event) { ev.Credential = strings.Repeat("0", proto.MaxCredentialLen+1) }},
+		{"long token", func(ev *proto.Event) { ev.Token = strings.Repeat("k", proto.MaxTokenLen+1) }},
+		{"year 10000", func(ev *proto.Event) { ev.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"door too long once made valid UTF-8", func(ev *proto.Event) { ev.Door = strings.Repeat("\xffa", proto.MaxDoorLen/2) }},
 	}
 	ob := newOutbox(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ev := testEvent(1)
 			tt.edit(&ev)
-			if _, err := ob.Append(ev); !errors.Is(err, sync.ErrInvalidEvent) {
+			if _, err := ob.Append(ev); !errors.Is(err, proto.ErrInvalidEvent) {
 				t.Fatalf("Append = %v, want ErrInvalidEvent", err)
 			}
 			if s, _ := ob.LastSeq(); s != 0 {
@@ -268,8 +270,8 @@ func TestOutboxNormalizesEvent(t *testing.T) {
 		wantDetail string
 	}{
 		{"short", "relay did not answer", "relay did not answer"},
-		{"long ASCII cut", strings.Repeat("x", sync.MaxDetailLen+10), strings.Repeat("x", sync.MaxDetailLen)},
-		{"long cut at a character boundary", "x" + strings.Repeat("é", sync.MaxDetailLen), "x" + strings.Repeat("é", (sync.MaxDetailLen-1)/2)},
+		{"long ASCII cut", strings.Repeat("x", proto.MaxDetailLen+10), strings.Repeat("x", proto.MaxDetailLen)},
+		{"long cut at a character boundary", "x" + strings.Repeat("é", proto.MaxDetailLen), "x" + strings.Repeat("é", (proto.MaxDetailLen-1)/2)},
 		{"invalid UTF-8 replaced", "bad \xff byte", "bad \uFFFD byte"},
 	}
 	ob := newOutbox(t)
@@ -285,15 +287,15 @@ func TestOutboxNormalizesEvent(t *testing.T) {
 				t.Fatalf("stored detail %q (%d bytes), want %q (%d bytes)", got.Detail, len(got.Detail), tt.wantDetail, len(tt.wantDetail))
 			}
 			// What the edge stores, HQ accepts unchanged.
-			p, err := json.Marshal(sync.Batch{Site: "s1", Device: "d1", Events: []sync.Event{got}})
+			p, err := json.Marshal(proto.Batch{Site: "s1", Device: "d1", Events: []proto.Event{got}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := sync.DecodeBatch(p)
+			b, err := proto.DecodeBatch(p)
 			if err != nil {
 				t.Fatalf("HQ would reject the stored event: %v", err)
 			}
-			if d := sameEvents(b.Events, []sync.Event{got}); d != "" {
+			if d := prototest.DiffEvents(b.Events, []proto.Event{got}); d != "" {
 				t.Fatalf("HQ would see another event: %s", d)
 			}
 		})

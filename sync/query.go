@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tobira-ac/tobira/sync/proto"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -41,11 +42,11 @@ type StoredEvent struct {
 	Site string `json:"site"`
 	// Device is the sending device.
 	Device string `json:"device"`
-	Event
+	proto.Event
 }
 
 // match reports whether ev of site/device is selected by q.
-func (q EventQuery) match(ev Event) bool {
+func (q EventQuery) match(ev proto.Event) bool {
 	switch {
 	case !q.From.IsZero() && ev.Time.Before(q.From):
 	case !q.To.IsZero() && !ev.Time.Before(q.To):
@@ -53,7 +54,7 @@ func (q EventQuery) match(ev Event) bool {
 	case q.Credential != "" && !strings.EqualFold(ev.Credential, q.Credential):
 	case q.Type != "" && ev.Type != q.Type:
 	case q.Reason != "" && ev.Reason != q.Reason:
-	case q.Granted != nil && (ev.Type != TypeDecision || ev.Granted != *q.Granted):
+	case q.Granted != nil && (ev.Type != proto.TypeDecision || ev.Granted != *q.Granted):
 	default:
 		return true
 	}
@@ -81,7 +82,7 @@ func (h *HQ) Query(q EventQuery, fn func(StoredEvent) error) error {
 				return nil
 			}
 			return evs.ForEach(func(k, v []byte) error {
-				var ev Event
+				var ev proto.Event
 				if err := json.Unmarshal(v, &ev); err != nil {
 					return fmt.Errorf("decode event %s seq %d: %w", name, seqOf(k), err)
 				}

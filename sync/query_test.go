@@ -8,12 +8,13 @@ import (
 	"testing"
 
 	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 func TestHQQuery(t *testing.T) {
 	h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), nil)
 	for _, dev := range []string{"d1", "d2"} {
-		evs := make([]sync.Event, 0, 6)
+		evs := make([]proto.Event, 0, 6)
 		for i := 1; i <= 6; i++ {
 			ev := testEvent(i)
 			ev.Seq = uint64(i)
@@ -22,8 +23,8 @@ func TestHQQuery(t *testing.T) {
 			}
 			evs = append(evs, ev)
 		}
-		b, _ := json.Marshal(sync.Batch{Site: "s1", Device: dev, Events: evs})
-		if _, err := h.Ingest(sync.EventsTopic("s1", dev), b); err != nil {
+		b, _ := json.Marshal(proto.Batch{Site: "s1", Device: dev, Events: evs})
+		if _, err := h.Ingest(proto.EventsTopic("s1", dev), b); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // ReleaseUsage documents RunReleaseCLI's commands over MQTT.
@@ -110,8 +111,8 @@ func releasePublish(ctx context.Context, cfg HQConfig, fs *flag.FlagSet, parse f
 	site := fs.String("site", "", "site of the devices and groups")
 	fs.Var(&devices, "device", "device to offer the release to (repeatable)")
 	fs.Var(&groups, "group", "group to offer the release to (repeatable)")
-	chunk := fs.Int("chunk", DefaultReleaseChunkSize, "largest chunk a device may ask for")
-	lifetime := fs.Duration("lifetime", DefaultReleaseOfferLifetime, "validity of the offer")
+	chunk := fs.Int("chunk", proto.DefaultReleaseChunkSize, "largest chunk a device may ask for")
+	lifetime := fs.Duration("lifetime", proto.DefaultReleaseOfferLifetime, "validity of the offer")
 	wait := fs.Duration("wait", 0, "serve chunks and wait this long for the devices' results")
 	if err := parse(); err != nil {
 		return err
@@ -165,7 +166,7 @@ func releasePublish(ctx context.Context, cfg HQConfig, fs *flag.FlagSet, parse f
 
 // WriteReleaseDevices writes one line per device: running, committed,
 // pending, last trial and last offer.
-func WriteReleaseDevices(w io.Writer, reps []ReleaseReport) error {
+func WriteReleaseDevices(w io.Writer, reps []proto.ReleaseReport) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tRUNNING\tCOMMITTED\tPENDING\tLAST TRIAL\tLAST OFFER\tREPORTED")
 	for _, r := range reps {
@@ -184,7 +185,7 @@ func WriteReleaseDevices(w io.Writer, reps []ReleaseReport) error {
 
 // WriteRollout writes the rollout of version: counts, the devices that
 // rolled it back (with the reason) and those that refused its offer.
-func WriteRollout(w io.Writer, version string, reps []ReleaseReport) error {
+func WriteRollout(w io.Writer, version string, reps []proto.ReleaseReport) error {
 	r := firmware.CountRollout(FirmwareReports(reps), version)
 	fmt.Fprintf(w, "release %s: %d committed, %d on trial, %d rolled back, %d not yet\n",
 		version, r.Committed, r.Trial, r.RolledBack, r.Other)
@@ -192,7 +193,7 @@ func WriteRollout(w io.Writer, version string, reps []ReleaseReport) error {
 		fmt.Fprintf(w, "  rolled back: %s\n", f)
 	}
 	for _, rep := range reps {
-		if o := rep.Offer; o != nil && o.Version == version && o.State != OfferInstalled {
+		if o := rep.Offer; o != nil && o.Version == version && o.State != proto.OfferInstalled {
 			fmt.Fprintf(w, "  offer %s: %s/%s %s %s\n", o.State, rep.Site, rep.Device, o.Reason, o.Error)
 		}
 	}

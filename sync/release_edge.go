@@ -12,7 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +21,7 @@ import (
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // ReleaseAgent defaults.
@@ -114,7 +115,7 @@ type ReleaseAgent struct {
 	kick   chan struct{} // asks for a report, capacity 1
 	up     atomic.Bool
 
-	mu      gosync.Mutex
+	mu      sync.Mutex
 	c       mqtt.Client
 	rec     offerRecord
 	waiting map[fetchKey]chan []byte
@@ -125,7 +126,7 @@ type offerRecord struct {
 	// Accepted is the issue time of the last offer accepted.
 	Accepted time.Time `json:"accepted,omitzero"`
 	// Outcome is the outcome of the last offer handled.
-	Outcome *OfferOutcome `json:"outcome,omitempty"`
+	Outcome *proto.OfferOutcome `json:"outcome,omitempty"`
 	// Concluded is set once the trial of an installed offer has been
 	// reported with a Result.
 	Concluded bool `json:"concluded,omitempty"`
@@ -146,14 +147,14 @@ func NewReleaseAgent(edge EdgeConfig, rc ReleaseConfig) (*ReleaseAgent, error) {
 	if err := checkBrokerURL(edge.Broker); err != nil {
 		return nil, err
 	}
-	if err := CheckName(edge.Site); err != nil {
+	if err := proto.CheckName(edge.Site); err != nil {
 		return nil, fmt.Errorf("%w: site: %w", ErrConfig, err)
 	}
-	if err := CheckName(edge.Device); err != nil {
+	if err := proto.CheckName(edge.Device); err != nil {
 		return nil, fmt.Errorf("%w: device: %w", ErrConfig, err)
 	}
 	for _, g := range rc.Groups {
-		if err := CheckName(g); err != nil {
+		if err := proto.CheckName(g); err != nil {
 			return nil, fmt.Errorf("%w: release group: %w", ErrConfig, err)
 		}
 	}
@@ -253,9 +254,9 @@ func (a *ReleaseAgent) Run(ctx context.Context) error {
 	}
 	defer a.running.Store(false)
 	var hg handlerGroup
-	filters := map[string]byte{ReleaseTopic(a.site, a.device): 1, ReleaseChunkTopic(a.site, a.device): 1}
+	filters := map[string]byte{proto.ReleaseTopic(a.site, a.device): 1, proto.ReleaseChunkTopic(a.site, a.device): 1}
 	for _, g := range a.groups {
-		filters[ReleaseGroupTopic(a.site, g)] = 1
+		filters[proto.ReleaseGroupTopic(a.site, g)] = 1
 	}
 	onMessage := func(_ mqtt.Client, m mqtt.Message) {
 		if !hg.enter() {
@@ -263,7 +264,7 @@ func (a *ReleaseAgent) Run(ctx context.Context) error {
 		}
 		defer hg.leave()
 		switch t := m.Topic(); t {
-		case ReleaseChunkTopic(a.site, a.device):
+		case proto.ReleaseChunkTopic(a.site, a.device):
 			a.onChunk(m.Payload())
 		default:
 			if len(m.Payload()) == 0 {
@@ -295,7 +296,7 @@ func (a *ReleaseAgent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	c.Connect() // with ConnectRetry the token completes only once connected
 
-	var bg gosync.WaitGroup
+	var bg sync.WaitGroup
 	bg.Go(func() { a.work(ctx) })
 	bg.Go(func() { a.reportLoop(ctx) })
 	bg.Wait()
@@ -351,30 +352,30 @@ func (a *ReleaseAgent) work(ctx context.Context) {
 // arrived while it waited, or nil.
 func (a *ReleaseAgent) handle(ctx context.Context, env []byte) []byte {
 	now := a.clk.Now()
-	o, err := OpenReleaseOffer(a.v, env)
+	o, err := proto.OpenReleaseOffer(a.v, env)
 	if err == nil {
 		err = a.addressed(o, now)
 	}
 	rec := a.current()
 	if err != nil {
-		a.finish(ctx, rec, OfferOutcome{ID: o.ID, State: OfferRefused}, err)
+		a.finish(ctx, rec, proto.OfferOutcome{ID: o.ID, State: proto.OfferRefused}, err)
 		return nil
 	}
-	if last := rec.Outcome; last != nil && last.ID == o.ID && (last.State == OfferInstalled || last.State == OfferRefused) {
+	if last := rec.Outcome; last != nil && last.ID == o.ID && (last.State == proto.OfferInstalled || last.State == proto.OfferRefused) {
 		a.log.Debug("release offer handled before", "id", o.ID, "state", last.State)
 		return nil
 	}
 	if (rec.Outcome == nil || rec.Outcome.ID != o.ID) && o.Issued.Before(rec.Accepted) {
 		err := fmt.Errorf("%w: release offer %s issued %s, before the last accepted one (%s)",
-			ErrReplayed, o.ID, o.Issued.Format(time.RFC3339), rec.Accepted.Format(time.RFC3339))
-		a.finish(ctx, rec, OfferOutcome{ID: o.ID, State: OfferRefused}, err)
+			proto.ErrReplayed, o.ID, o.Issued.Format(time.RFC3339), rec.Accepted.Format(time.RFC3339))
+		a.finish(ctx, rec, proto.OfferOutcome{ID: o.ID, State: proto.OfferRefused}, err)
 		return nil
 	}
 	m, err := a.inst.Check(ctx, o.Manifest)
-	out := OfferOutcome{ID: o.ID, Version: m.Version}
+	out := proto.OfferOutcome{ID: o.ID, Version: m.Version}
 	if errors.Is(err, firmware.ErrAlreadyInstalled) {
 		a.log.Info("offered release already installed", "id", o.ID, "version", m.Version)
-		out.State, out.Time = OfferInstalled, a.clk.Now().UTC()
+		out.State, out.Time = proto.OfferInstalled, a.clk.Now().UTC()
 		a.record(offerRecord{Accepted: o.Issued, Outcome: &out, Concluded: rec.Concluded && rec.Outcome != nil && rec.Outcome.Version == m.Version})
 		return nil
 	}
@@ -383,13 +384,13 @@ func (a *ReleaseAgent) handle(ctx context.Context, env []byte) []byte {
 			out.Version = pm.Version // unverified: for the report only
 		}
 		rec.Accepted = o.Issued
-		out.State = OfferRefused
+		out.State = proto.OfferRefused
 		a.finish(ctx, rec, out, err)
 		return nil
 	}
 	a.log.Info("release offer accepted; fetching", "id", o.ID, "version", m.Version, "bytes", m.Size)
 	rec = offerRecord{Accepted: o.Issued}
-	out.State, out.Time = OfferDownloading, a.clk.Now().UTC()
+	out.State, out.Time = proto.OfferDownloading, a.clk.Now().UTC()
 	a.record(offerRecord{Accepted: o.Issued, Outcome: &out})
 	fetcher := &releaseFetcher{a: a, id: o.ID, sha: m.SHA256, max: o.ChunkSize}
 	for {
@@ -402,29 +403,29 @@ func (a *ReleaseAgent) handle(ctx context.Context, env []byte) []byte {
 		}
 		switch {
 		case err == nil:
-			out.State = OfferInstalled
+			out.State = proto.OfferInstalled
 			a.finish(ctx, rec, out, nil)
 			if a.onActive != nil {
 				a.onActive(m)
 			}
 			return nil
 		case errors.Is(err, firmware.ErrBusy), errors.Is(err, firmware.ErrOutsideWindow), errors.Is(err, firmware.ErrTrialPending):
-			if last := a.current().Outcome; last == nil || last.State != OfferWaiting || last.Reason != firmware.RefusalReason(err) {
-				out.State, out.Reason, out.Error, out.Time = OfferWaiting, firmware.RefusalReason(err), err.Error(), a.clk.Now().UTC()
+			if last := a.current().Outcome; last == nil || last.State != proto.OfferWaiting || last.Reason != firmware.RefusalReason(err) {
+				out.State, out.Reason, out.Error, out.Time = proto.OfferWaiting, firmware.RefusalReason(err), err.Error(), a.clk.Now().UTC()
 				a.log.Info("release staged; waiting to switch", "id", o.ID, "version", m.Version, "reason", out.Reason)
 				a.record(offerRecord{Accepted: o.Issued, Outcome: &out})
 			}
 		case errors.Is(err, firmware.ErrHashMismatch), firmware.RefusalReason(err) == firmware.RefusedOther:
-			out.State = OfferFailed
+			out.State = proto.OfferFailed
 			a.finish(ctx, rec, out, err)
 		default:
-			out.State = OfferRefused
+			out.State = proto.OfferRefused
 			a.finish(ctx, rec, out, err)
 			return nil
 		}
 		if !a.clk.Now().Before(o.Expires) {
-			out.State = OfferRefused
-			a.finish(ctx, rec, out, fmt.Errorf("%w: release offer %s expired at %s while waiting", ErrExpired, o.ID, o.Expires.Format(time.RFC3339)))
+			out.State = proto.OfferRefused
+			a.finish(ctx, rec, out, fmt.Errorf("%w: release offer %s expired at %s while waiting", proto.ErrExpired, o.ID, o.Expires.Format(time.RFC3339)))
 			return nil
 		}
 		t := a.clk.NewTimer(a.retry)
@@ -441,13 +442,13 @@ func (a *ReleaseAgent) handle(ctx context.Context, env []byte) []byte {
 }
 
 // addressed checks that o is for this device and valid now.
-func (a *ReleaseAgent) addressed(o ReleaseOffer, now time.Time) error {
+func (a *ReleaseAgent) addressed(o proto.ReleaseOffer, now time.Time) error {
 	switch {
 	case o.Site != a.site || (o.Device != "" && o.Device != a.device) || (o.Group != "" && !slices.Contains(a.groups, o.Group)):
 		return fmt.Errorf("%w: release offer %s is for site %s device %q group %q; this is %s/%s in groups %v",
-			ErrWrongDevice, o.ID, o.Site, o.Device, o.Group, a.site, a.device, a.groups)
+			proto.ErrWrongDevice, o.ID, o.Site, o.Device, o.Group, a.site, a.device, a.groups)
 	case !now.Before(o.Expires):
-		return fmt.Errorf("%w: release offer %s expired at %s", ErrExpired, o.ID, o.Expires.Format(time.RFC3339))
+		return fmt.Errorf("%w: release offer %s expired at %s", proto.ErrExpired, o.ID, o.Expires.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -472,15 +473,15 @@ func (a *ReleaseAgent) record(rec offerRecord) {
 
 // finish records the outcome out of an offer (with err's reason), and
 // publishes a Result for it. base holds the record fields to keep.
-func (a *ReleaseAgent) finish(ctx context.Context, base offerRecord, out OfferOutcome, err error) {
+func (a *ReleaseAgent) finish(ctx context.Context, base offerRecord, out proto.OfferOutcome, err error) {
 	out.Time = a.clk.Now().UTC()
 	out.Reason, out.Error = "", ""
-	status := ResultDone
+	status := proto.ResultDone
 	if err != nil {
 		out.Reason, out.Error = offerReason(err), err.Error()
-		status = ResultFailed
-		if out.State == OfferRefused {
-			status = ResultRefused
+		status = proto.ResultFailed
+		if out.State == proto.OfferRefused {
+			status = proto.ResultRefused
 		}
 		a.log.Warn("release offer not installed", "id", out.ID, "version", out.Version, "state", out.State, "reason", out.Reason, "err", err)
 	} else {
@@ -488,14 +489,14 @@ func (a *ReleaseAgent) finish(ctx context.Context, base offerRecord, out OfferOu
 	}
 	base.Outcome, base.Concluded = &out, false
 	a.record(base)
-	a.sendResult(ctx, Result{ID: out.ID, Kind: KindRelease, Site: a.site, Device: a.device, Status: status, Error: out.Error, Time: out.Time})
+	a.sendResult(ctx, proto.Result{ID: out.ID, Kind: proto.KindRelease, Site: a.site, Device: a.device, Status: status, Error: out.Error, Time: out.Time})
 }
 
 // sendResult publishes r on the device's result topic.
-func (a *ReleaseAgent) sendResult(ctx context.Context, r Result) {
+func (a *ReleaseAgent) sendResult(ctx context.Context, r proto.Result) {
 	b, err := json.Marshal(r)
 	if err == nil {
-		err = a.publish(ctx, ResultTopic(a.site, a.device), b, false)
+		err = a.publish(ctx, proto.ResultTopic(a.site, a.device), b, false)
 	}
 	if err != nil && ctx.Err() == nil {
 		a.log.Warn("cannot publish release result", "id", r.ID, "status", r.Status, "err", err)
@@ -525,18 +526,18 @@ func (a *ReleaseAgent) report(ctx context.Context) {
 	a.mu.Lock()
 	rec := a.rec
 	a.mu.Unlock()
-	var concl *Result
-	if o := rec.Outcome; o != nil && o.State == OfferInstalled && !rec.Concluded && st.Last != nil && st.Last.Version == o.Version && st.Pending == "" {
-		r := Result{ID: o.ID, Kind: KindRelease, Site: a.site, Device: a.device, Status: ResultDone, Time: a.clk.Now().UTC()}
+	var concl *proto.Result
+	if o := rec.Outcome; o != nil && o.State == proto.OfferInstalled && !rec.Concluded && st.Last != nil && st.Last.Version == o.Version && st.Pending == "" {
+		r := proto.Result{ID: o.ID, Kind: proto.KindRelease, Site: a.site, Device: a.device, Status: proto.ResultDone, Time: a.clk.Now().UTC()}
 		if st.Last.Outcome != firmware.OutcomeCommitted {
-			r.Status, r.Error = ResultFailed, fmt.Sprintf("release %s %s: %s", o.Version, st.Last.Outcome, st.Last.Reason)
+			r.Status, r.Error = proto.ResultFailed, fmt.Sprintf("release %s %s: %s", o.Version, st.Last.Outcome, st.Last.Reason)
 		}
 		concl = &r
 	}
-	rep := ReleaseReport{Site: a.site, Device: a.device, Time: a.clk.Now().UTC(), Firmware: st, Offer: rec.Outcome}
+	rep := proto.ReleaseReport{Site: a.site, Device: a.device, Time: a.clk.Now().UTC(), Firmware: st, Offer: rec.Outcome}
 	b, err := json.Marshal(rep)
 	if err == nil {
-		err = a.publish(ctx, ReleaseReportTopic(a.site, a.device), b, true)
+		err = a.publish(ctx, proto.ReleaseReportTopic(a.site, a.device), b, true)
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -560,7 +561,7 @@ func (a *ReleaseAgent) report(ctx context.Context) {
 
 // onChunk hands a chunk to the Fetch waiting for it; others are dropped.
 func (a *ReleaseAgent) onChunk(payload []byte) {
-	sha, off, data, err := DecodeReleaseChunk(payload)
+	sha, off, data, err := proto.DecodeReleaseChunk(payload)
 	if err != nil {
 		a.log.Warn("dropped release chunk", "err", err)
 		return
@@ -606,11 +607,11 @@ func (f *releaseFetcher) Fetch(ctx context.Context, offset int64, n int) ([]byte
 		delete(a.waiting, key)
 		a.mu.Unlock()
 	}()
-	b, err := json.Marshal(ReleaseGet{ID: f.id, SHA256: f.sha, Offset: offset, Length: n})
+	b, err := json.Marshal(proto.ReleaseGet{ID: f.id, SHA256: f.sha, Offset: offset, Length: n})
 	if err != nil {
 		return nil, fmt.Errorf("encode release request at offset %d: %w", offset, err)
 	}
-	if err := a.publish(ctx, ReleaseGetTopic(a.site, a.device), b, false); err != nil {
+	if err := a.publish(ctx, proto.ReleaseGetTopic(a.site, a.device), b, false); err != nil {
 		return nil, fmt.Errorf("ask HQ for %d bytes of release %s at offset %d: %w", n, f.sha, offset, err)
 	}
 	t := a.clk.NewTimer(a.timeout)
@@ -629,4 +630,20 @@ func (f *releaseFetcher) Fetch(ctx context.Context, offset int64, n int) ([]byte
 	case <-ctx.Done():
 		return nil, fmt.Errorf("fetch release %s at offset %d: %w", f.sha, offset, ctx.Err())
 	}
+}
+
+// errOfferReason maps an offer refusal to its Reason code.
+func offerReason(err error) string {
+	switch {
+	case errors.Is(err, proto.ErrWrongDevice):
+		return proto.OfferReasonWrongDevice
+	case errors.Is(err, proto.ErrExpired):
+		return proto.OfferReasonExpired
+	case errors.Is(err, proto.ErrReplayed):
+		return proto.OfferReasonReplayed
+	case errors.Is(err, signed.ErrMalformed), errors.Is(err, signed.ErrWrongKind),
+		errors.Is(err, signed.ErrUnknownKey), errors.Is(err, signed.ErrBadSignature), errors.Is(err, proto.ErrMalformed):
+		return proto.OfferReasonSignature
+	}
+	return firmware.RefusalReason(err)
 }

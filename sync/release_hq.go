@@ -14,7 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +22,7 @@ import (
 
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // ReleaseServer is HQ's end of firmware delivery over MQTT: it publishes
@@ -38,13 +39,13 @@ type ReleaseServer struct {
 	served atomic.Int64
 	hg     handlerGroup
 
-	mu       gosync.Mutex
-	releases map[string]releaseFile   // by SHA-256
-	reports  map[string]ReleaseReport // by site/device
-	results  map[string]Result        // by offer id/site/device
-	changed  chan struct{}            // closed and replaced on every report or result
-	lastSeen time.Time                // when the last report or result arrived
-	ready    chan struct{}            // closed once subscribed
+	mu       sync.Mutex
+	releases map[string]releaseFile         // by SHA-256
+	reports  map[string]proto.ReleaseReport // by site/device
+	results  map[string]proto.Result        // by offer id/site/device
+	changed  chan struct{}                  // closed and replaced on every report or result
+	lastSeen time.Time                      // when the last report or result arrived
+	ready    chan struct{}                  // closed once subscribed
 	readyOK  atomic.Bool
 }
 
@@ -71,8 +72,8 @@ func DialReleaseServer(ctx context.Context, cfg HQConfig, priv ed25519.PrivateKe
 		clk:      cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
 		log:      cmp.Or(cfg.Logger, slog.Default()),
 		releases: map[string]releaseFile{},
-		reports:  map[string]ReleaseReport{},
-		results:  map[string]Result{},
+		reports:  map[string]proto.ReleaseReport{},
+		results:  map[string]proto.Result{},
 		changed:  make(chan struct{}),
 		ready:    make(chan struct{}),
 	}
@@ -82,11 +83,11 @@ func DialReleaseServer(ctx context.Context, cfg HQConfig, priv ed25519.PrivateKe
 		}
 	}
 	l := link{
-		broker: cfg.Broker, clientID: cmp.Or(cfg.ClientID, "tobira-hq-release-"+NewCommandID()[:8]),
+		broker: cfg.Broker, clientID: cmp.Or(cfg.ClientID, "tobira-hq-release-"+proto.NewCommandID()[:8]),
 		tls: cfg.TLS, username: cfg.Username, password: cfg.Password,
 		connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry), maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
 	}
-	filters := map[string]byte{ReleaseGetSubscription: 1, ReleaseReportSubscription: 1, ResultSubscription: 1}
+	filters := map[string]byte{proto.ReleaseGetSubscription: 1, proto.ReleaseReportSubscription: 1, proto.ResultSubscription: 1}
 	opts := l.options().SetConnectRetry(false).SetCleanSession(true).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			if !s.hg.enter() {
@@ -188,7 +189,7 @@ type ReleasePublication struct {
 // Publish signs one offer per addressed device and group and publishes
 // each, retained, on its release topic (a device that connects later still
 // gets it). It returns the offers as sent; their IDs name the results.
-func (s *ReleaseServer) Publish(ctx context.Context, p ReleasePublication) ([]ReleaseOffer, error) {
+func (s *ReleaseServer) Publish(ctx context.Context, p ReleasePublication) ([]proto.ReleaseOffer, error) {
 	m, err := firmware.PeekManifest(p.Envelope)
 	if err != nil {
 		return nil, fmt.Errorf("publish release: %w", err)
@@ -203,26 +204,26 @@ func (s *ReleaseServer) Publish(ctx context.Context, p ReleasePublication) ([]Re
 		return nil, fmt.Errorf("publish release %s: no device or group addressed", m.Version)
 	}
 	now := s.clk.Now().UTC().Truncate(time.Second)
-	base := ReleaseOffer{Site: p.Site, Issued: now, Expires: now.Add(cmp.Or(p.Lifetime, DefaultReleaseOfferLifetime)),
-		ChunkSize: cmp.Or(p.ChunkSize, DefaultReleaseChunkSize), Manifest: p.Envelope}
+	base := proto.ReleaseOffer{Site: p.Site, Issued: now, Expires: now.Add(cmp.Or(p.Lifetime, proto.DefaultReleaseOfferLifetime)),
+		ChunkSize: cmp.Or(p.ChunkSize, proto.DefaultReleaseChunkSize), Manifest: p.Envelope}
 	type target struct {
-		offer ReleaseOffer
+		offer proto.ReleaseOffer
 		topic string
 	}
 	var targets []target
 	for _, d := range p.Devices {
 		o := base
-		o.ID, o.Device = NewCommandID(), d
-		targets = append(targets, target{o, ReleaseTopic(p.Site, d)})
+		o.ID, o.Device = proto.NewCommandID(), d
+		targets = append(targets, target{o, proto.ReleaseTopic(p.Site, d)})
 	}
 	for _, g := range p.Groups {
 		o := base
-		o.ID, o.Group = NewCommandID(), g
-		targets = append(targets, target{o, ReleaseGroupTopic(p.Site, g)})
+		o.ID, o.Group = proto.NewCommandID(), g
+		targets = append(targets, target{o, proto.ReleaseGroupTopic(p.Site, g)})
 	}
-	var sent []ReleaseOffer
+	var sent []proto.ReleaseOffer
 	for _, t := range targets {
-		env, err := SignReleaseOffer(s.priv, t.offer)
+		env, err := proto.SignReleaseOffer(s.priv, t.offer)
 		if err != nil {
 			return sent, fmt.Errorf("publish release %s: %w", m.Version, err)
 		}
@@ -255,12 +256,13 @@ func (s *ReleaseServer) onMessage(c mqtt.Client, msg mqtt.Message) {
 	if len(msg.Payload()) == 0 {
 		return // a cleared retained message
 	}
-	if _, _, err := parseDeviceTopic(t, releaseGetLeaf); err == nil {
+	_, _, leaf, _ := proto.ParseTopic(t)
+	if leaf == proto.LeafReleaseGet {
 		s.serve(c, t, msg.Payload())
 		return
 	}
-	if _, _, err := parseDeviceTopic(t, releaseReportLeaf); err == nil {
-		r, err := DecodeReleaseReport(t, msg.Payload())
+	if leaf == proto.LeafReleaseReport {
+		r, err := proto.DecodeReleaseReport(t, msg.Payload())
 		if err != nil {
 			s.log.Warn("rejected release report", "topic", t, "err", err)
 			return
@@ -274,12 +276,12 @@ func (s *ReleaseServer) onMessage(c mqtt.Client, msg mqtt.Message) {
 		})
 		return
 	}
-	r, err := DecodeResult(t, msg.Payload())
+	r, err := proto.DecodeResult(t, msg.Payload())
 	if err != nil {
 		s.log.Warn("rejected result message", "topic", t, "err", err)
 		return
 	}
-	if r.Kind == KindRelease && r.ID != "" {
+	if r.Kind == proto.KindRelease && r.ID != "" {
 		s.note(func() { s.results[r.ID+"/"+r.Site+"/"+r.Device] = r })
 	}
 }
@@ -296,7 +298,7 @@ func (s *ReleaseServer) note(change func()) {
 
 // serve answers one chunk request.
 func (s *ReleaseServer) serve(c mqtt.Client, topic string, payload []byte) {
-	site, device, g, err := DecodeReleaseGet(topic, payload)
+	site, device, g, err := proto.DecodeReleaseGet(topic, payload)
 	if err != nil {
 		s.log.Warn("rejected release request", "topic", topic, "err", err)
 		return
@@ -323,12 +325,12 @@ func (s *ReleaseServer) serve(c mqtt.Client, topic string, payload []byte) {
 			return
 		}
 	}
-	out, err := EncodeReleaseChunk(g.SHA256, g.Offset, data)
+	out, err := proto.EncodeReleaseChunk(g.SHA256, g.Offset, data)
 	if err != nil {
 		s.log.Error("cannot encode release chunk", "err", err)
 		return
 	}
-	if err := waitToken(context.Background(), s.clk, c.Publish(ReleaseChunkTopic(site, device), 1, false, out), DefaultTokenTimeout); err != nil {
+	if err := waitToken(context.Background(), s.clk, c.Publish(proto.ReleaseChunkTopic(site, device), 1, false, out), DefaultTokenTimeout); err != nil {
 		s.log.Warn("cannot send release chunk; the device will ask again", "site", site, "device", device, "offset", g.Offset, "err", err)
 		return
 	}
@@ -340,10 +342,10 @@ func (s *ReleaseServer) Served() int64 { return s.served.Load() }
 
 // Reports returns the release reports received so far, sorted by site and
 // device.
-func (s *ReleaseServer) Reports() []ReleaseReport {
+func (s *ReleaseServer) Reports() []proto.ReleaseReport {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]ReleaseReport, 0, len(s.reports))
+	out := make([]proto.ReleaseReport, 0, len(s.reports))
 	for _, r := range s.reports {
 		out = append(out, r)
 	}
@@ -355,7 +357,7 @@ func (s *ReleaseServer) Reports() []ReleaseReport {
 
 // WaitReport returns the first report of site/device that satisfies ok,
 // waiting until one arrives or ctx ends.
-func (s *ReleaseServer) WaitReport(ctx context.Context, site, device string, ok func(ReleaseReport) bool) (ReleaseReport, error) {
+func (s *ReleaseServer) WaitReport(ctx context.Context, site, device string, ok func(proto.ReleaseReport) bool) (proto.ReleaseReport, error) {
 	for {
 		s.mu.Lock()
 		r, have := s.reports[site+"/"+device]
@@ -374,7 +376,7 @@ func (s *ReleaseServer) WaitReport(ctx context.Context, site, device string, ok 
 
 // WaitResult returns the release result of offer id from site/device,
 // waiting until it arrives or ctx ends.
-func (s *ReleaseServer) WaitResult(ctx context.Context, id, site, device string) (Result, error) {
+func (s *ReleaseServer) WaitResult(ctx context.Context, id, site, device string) (proto.Result, error) {
 	for {
 		s.mu.Lock()
 		r, have := s.results[id+"/"+site+"/"+device]
@@ -386,7 +388,7 @@ func (s *ReleaseServer) WaitResult(ctx context.Context, id, site, device string)
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return Result{}, fmt.Errorf("wait for the release result of %s from %s/%s: %w", id, site, device, ctx.Err())
+			return proto.Result{}, fmt.Errorf("wait for the release result of %s from %s/%s: %w", id, site, device, ctx.Err())
 		}
 	}
 }
@@ -421,7 +423,7 @@ func (s *ReleaseServer) Close() {
 // FirmwareReports converts release reports to firmware.Report for
 // firmware.CountRollout and firmware.WriteDevices (device named
 // site/device).
-func FirmwareReports(reps []ReleaseReport) []firmware.Report {
+func FirmwareReports(reps []proto.ReleaseReport) []firmware.Report {
 	out := make([]firmware.Report, len(reps))
 	for i, r := range reps {
 		out[i] = firmware.Report{Device: r.Site + "/" + r.Device, Status: r.Firmware, Reported: r.Time}

@@ -26,6 +26,7 @@ import (
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 const relSite = "s1"
@@ -183,11 +184,11 @@ func TestReleaseDeliveredThroughCuttingProxy(t *testing.T) {
 		t.Fatalf("after activation: %+v, want 1.1.0 on trial over 1.0.0", st)
 	}
 	r, err := f.srv.WaitResult(ctx, offers[0].ID, relSite, "gate1")
-	if err != nil || r.Status != sync.ResultDone {
+	if err != nil || r.Status != proto.ResultDone {
 		t.Fatalf("result %+v, %v; want done", r, err)
 	}
-	if _, err := f.srv.WaitReport(ctx, relSite, "gate1", func(r sync.ReleaseReport) bool {
-		return r.Offer != nil && r.Offer.ID == offers[0].ID && r.Offer.State == sync.OfferInstalled && r.Firmware.Pending == "1.1.0"
+	if _, err := f.srv.WaitReport(ctx, relSite, "gate1", func(r proto.ReleaseReport) bool {
+		return r.Offer != nil && r.Offer.ID == offers[0].ID && r.Offer.State == proto.OfferInstalled && r.Firmware.Pending == "1.1.0"
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestReleaseDeliveredThroughCuttingProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.agent.Refresh()
-	rep, err := f.srv.WaitReport(ctx, relSite, "gate1", func(r sync.ReleaseReport) bool {
+	rep, err := f.srv.WaitReport(ctx, relSite, "gate1", func(r proto.ReleaseReport) bool {
 		return r.Firmware.Last != nil && r.Firmware.Last.Outcome == firmware.OutcomeRolledBack
 	})
 	if err != nil {
@@ -208,10 +209,10 @@ func TestReleaseDeliveredThroughCuttingProxy(t *testing.T) {
 		t.Errorf("report after rollback: %+v", rep.Firmware)
 	}
 	r, err = f.srv.WaitResult(ctx, offers[0].ID, relSite, "gate1")
-	for err == nil && r.Status == sync.ResultDone {
+	for err == nil && r.Status == proto.ResultDone {
 		r, err = waitChangedResult(ctx, f.srv, offers[0].ID, "gate1")
 	}
-	if err != nil || r.Status != sync.ResultFailed || !strings.Contains(r.Error, "rolled_back: manual") {
+	if err != nil || r.Status != proto.ResultFailed || !strings.Contains(r.Error, "rolled_back: manual") {
 		t.Fatalf("result after rollback %+v, %v; want failed with the reason", r, err)
 	}
 	var out strings.Builder
@@ -225,10 +226,10 @@ func TestReleaseDeliveredThroughCuttingProxy(t *testing.T) {
 
 // waitChangedResult polls for a newer result of id (the first one, done,
 // is replaced by the trial's end).
-func waitChangedResult(ctx context.Context, srv *sync.ReleaseServer, id, device string) (sync.Result, error) {
+func waitChangedResult(ctx context.Context, srv *sync.ReleaseServer, id, device string) (proto.Result, error) {
 	for {
 		r, err := srv.WaitResult(ctx, id, relSite, device)
-		if err != nil || r.Status != sync.ResultDone {
+		if err != nil || r.Status != proto.ResultDone {
 			return r, err
 		}
 		select {
@@ -266,17 +267,17 @@ func TestReleaseTrialCommitReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.agent.Refresh()
-	rep, err := f.srv.WaitReport(ctx, relSite, "door1", func(r sync.ReleaseReport) bool {
+	rep, err := f.srv.WaitReport(ctx, relSite, "door1", func(r proto.ReleaseReport) bool {
 		return r.Firmware.Committed == "1.2.0" && r.Firmware.Pending == ""
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Offer == nil || rep.Offer.ID != offers[0].ID || rep.Offer.State != sync.OfferInstalled {
+	if rep.Offer == nil || rep.Offer.ID != offers[0].ID || rep.Offer.State != proto.OfferInstalled {
 		t.Errorf("offer outcome %+v", rep.Offer)
 	}
 	r, err := f.srv.WaitResult(ctx, offers[0].ID, relSite, "door1")
-	if err != nil || r.Status != sync.ResultDone {
+	if err != nil || r.Status != proto.ResultDone {
 		t.Fatalf("result %+v, %v", r, err)
 	}
 
@@ -322,13 +323,13 @@ func TestReleaseOffersRefused(t *testing.T) {
 			reason: firmware.RefusedExpired},
 		{name: "wrong arch", edit: func(m *firmware.Manifest) { m.Arch = "linux/mips" }, reason: firmware.RefusedWrongArch},
 		{name: "not targeted", edit: func(m *firmware.Manifest) { m.Targets = []string{"group:lobby"} }, reason: firmware.RefusedNotTargeted},
-		{name: "forged offer", reason: sync.OfferReasonSignature, noID: true, raw: func(env []byte, self string) []byte {
+		{name: "forged offer", reason: proto.OfferReasonSignature, noID: true, raw: func(env []byte, self string) []byte {
 			return mustSignOffer(t, strangerHQ, offer(env, self, hour, hour.Add(time.Hour)))
 		}},
-		{name: "expired offer", reason: sync.OfferReasonExpired, raw: func(env []byte, self string) []byte {
+		{name: "expired offer", reason: proto.OfferReasonExpired, raw: func(env []byte, self string) []byte {
 			return mustSignOffer(t, f.hqPriv, offer(env, self, hour.Add(-2*time.Hour), hour.Add(-time.Hour)))
 		}},
-		{name: "other device", reason: sync.OfferReasonWrongDevice, raw: func(env []byte, self string) []byte {
+		{name: "other device", reason: proto.OfferReasonWrongDevice, raw: func(env []byte, self string) []byte {
 			return mustSignOffer(t, f.hqPriv, offer(env, "elsewhere", hour, hour.Add(time.Hour)))
 		}},
 	}
@@ -345,11 +346,11 @@ func TestReleaseOffersRefused(t *testing.T) {
 			id := ""
 			if tc.raw != nil {
 				o := tc.raw(env, name)
-				if err := f.srv.PublishRaw(ctx, sync.ReleaseTopic(relSite, name), o); err != nil {
+				if err := f.srv.PublishRaw(ctx, proto.ReleaseTopic(relSite, name), o); err != nil {
 					t.Fatal(err)
 				}
 				if !tc.noID {
-					oo, err := sync.OpenReleaseOffer(mustVerifier(t, f.hqPub), o)
+					oo, err := proto.OpenReleaseOffer(mustVerifier(t, f.hqPub), o)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -362,8 +363,8 @@ func TestReleaseOffersRefused(t *testing.T) {
 				}
 				id = offers[0].ID
 			}
-			rep, err := f.srv.WaitReport(ctx, relSite, name, func(r sync.ReleaseReport) bool {
-				return r.Offer != nil && r.Offer.State == sync.OfferRefused
+			rep, err := f.srv.WaitReport(ctx, relSite, name, func(r proto.ReleaseReport) bool {
+				return r.Offer != nil && r.Offer.State == proto.OfferRefused
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -373,7 +374,7 @@ func TestReleaseOffersRefused(t *testing.T) {
 			}
 			if id != "" {
 				r, err := f.srv.WaitResult(ctx, id, relSite, name)
-				if err != nil || r.Status != sync.ResultRefused || r.Error != rep.Offer.Error {
+				if err != nil || r.Status != proto.ResultRefused || r.Error != rep.Offer.Error {
 					t.Errorf("result %+v, %v; want refused with the report's error", r, err)
 				}
 			}
@@ -389,14 +390,14 @@ func TestReleaseOffersRefused(t *testing.T) {
 	}
 }
 
-func offer(env []byte, device string, issued, expires time.Time) sync.ReleaseOffer {
-	return sync.ReleaseOffer{ID: sync.NewCommandID(), Site: relSite, Device: device, Issued: issued, Expires: expires,
+func offer(env []byte, device string, issued, expires time.Time) proto.ReleaseOffer {
+	return proto.ReleaseOffer{ID: proto.NewCommandID(), Site: relSite, Device: device, Issued: issued, Expires: expires,
 		ChunkSize: 4096, Manifest: env}
 }
 
-func mustSignOffer(t *testing.T, priv ed25519.PrivateKey, o sync.ReleaseOffer) []byte {
+func mustSignOffer(t *testing.T, priv ed25519.PrivateKey, o proto.ReleaseOffer) []byte {
 	t.Helper()
-	env, err := sync.SignReleaseOffer(priv, o)
+	env, err := proto.SignReleaseOffer(priv, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,13 +13,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	gosync "sync"
+	"sync"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tobira-ac/tobira/internal/clock"
-	"github.com/tobira-ac/tobira/internal/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // Sender is HQ's one-shot publisher for the admin CLI: it signs and sends
@@ -32,8 +32,8 @@ type Sender struct {
 	clk   clock.Clock
 	log   *slog.Logger
 
-	mu      gosync.Mutex
-	results map[string]Result
+	mu      sync.Mutex
+	results map[string]proto.Result
 	arrived chan struct{} // closed and replaced when a result arrives
 }
 
@@ -51,11 +51,11 @@ func DialSender(ctx context.Context, cfg HQConfig, priv ed25519.PrivateKey) (*Se
 		spool:   cfg.Spool,
 		clk:     cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
 		log:     cmp.Or(cfg.Logger, slog.Default()),
-		results: map[string]Result{},
+		results: map[string]proto.Result{},
 		arrived: make(chan struct{}),
 	}
 	l := link{
-		broker: cfg.Broker, clientID: cmp.Or(cfg.ClientID, "tobira-hq-cli-"+NewCommandID()[:8]),
+		broker: cfg.Broker, clientID: cmp.Or(cfg.ClientID, "tobira-hq-cli-"+proto.NewCommandID()[:8]),
 		tls: cfg.TLS, username: cfg.Username, password: cfg.Password,
 		connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry), maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
 	}
@@ -63,16 +63,16 @@ func DialSender(ctx context.Context, cfg HQConfig, priv ed25519.PrivateKey) (*Se
 	if err := waitToken(ctx, s.clk, s.c.Connect(), DefaultTokenTimeout); err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.Broker, err)
 	}
-	if err := waitToken(ctx, s.clk, s.c.Subscribe(ResultSubscription, 1, s.onResult), DefaultTokenTimeout); err != nil {
+	if err := waitToken(ctx, s.clk, s.c.Subscribe(proto.ResultSubscription, 1, s.onResult), DefaultTokenTimeout); err != nil {
 		s.c.Disconnect(disconnectQuiesce)
-		return nil, fmt.Errorf("subscribe to %s on %s: %w", ResultSubscription, cfg.Broker, err)
+		return nil, fmt.Errorf("subscribe to %s on %s: %w", proto.ResultSubscription, cfg.Broker, err)
 	}
 	return s, nil
 }
 
 // onResult records a device's result.
 func (s *Sender) onResult(_ mqtt.Client, m mqtt.Message) {
-	r, err := DecodeResult(m.Topic(), m.Payload())
+	r, err := proto.DecodeResult(m.Topic(), m.Payload())
 	if err != nil {
 		s.log.Warn("rejected result message", "topic", m.Topic(), "err", err)
 		return
@@ -87,7 +87,7 @@ func (s *Sender) onResult(_ mqtt.Client, m mqtt.Message) {
 // WaitResult returns the result of the command or transfer id, waiting
 // until it arrives or ctx ends. Results that arrived since DialSender
 // count.
-func (s *Sender) WaitResult(ctx context.Context, id string) (Result, error) {
+func (s *Sender) WaitResult(ctx context.Context, id string) (proto.Result, error) {
 	for {
 		s.mu.Lock()
 		r, ok := s.results[id]
@@ -99,7 +99,7 @@ func (s *Sender) WaitResult(ctx context.Context, id string) (Result, error) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return Result{}, fmt.Errorf("wait for the result of %s: %w", id, ctx.Err())
+			return proto.Result{}, fmt.Errorf("wait for the result of %s: %w", id, ctx.Err())
 		}
 	}
 }
@@ -107,9 +107,9 @@ func (s *Sender) WaitResult(ctx context.Context, id string) (Result, error) {
 // SendCommand fills in c's ID (when empty), Issued (now, when zero) and
 // Expires (Issued + 5 minutes, when zero), signs it and publishes it to
 // the device's command topic. It returns the command as sent.
-func (s *Sender) SendCommand(ctx context.Context, c Command) (Command, error) {
+func (s *Sender) SendCommand(ctx context.Context, c proto.Command) (proto.Command, error) {
 	if c.ID == "" {
-		c.ID = NewCommandID()
+		c.ID = proto.NewCommandID()
 	}
 	if c.Issued.IsZero() {
 		c.Issued = s.clk.Now().UTC().Truncate(time.Second)
@@ -117,11 +117,11 @@ func (s *Sender) SendCommand(ctx context.Context, c Command) (Command, error) {
 	if c.Expires.IsZero() {
 		c.Expires = c.Issued.Add(5 * time.Minute)
 	}
-	env, err := SignCommand(s.priv, c)
+	env, err := proto.SignCommand(s.priv, c)
 	if err != nil {
 		return c, err
 	}
-	if err := waitToken(ctx, s.clk, s.c.Publish(CommandTopic(c.Site, c.Device), 1, false, env), DefaultTokenTimeout); err != nil {
+	if err := waitToken(ctx, s.clk, s.c.Publish(proto.CommandTopic(c.Site, c.Device), 1, false, env), DefaultTokenTimeout); err != nil {
 		return c, fmt.Errorf("publish command %s to %s/%s: %w", c.ID, c.Site, c.Device, err)
 	}
 	return c, nil
@@ -150,49 +150,42 @@ type SnapshotOffer struct {
 // the Sender has one, so that HQ can re-send missing chunks), publishes
 // the signed manifest retained on the device's snapshot topic and then
 // every chunk. It returns the manifest; its Transfer is the result ID.
-func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (Manifest, error) {
+func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Manifest, error) {
 	f, err := os.Open(o.Path)
 	if err != nil {
-		return Manifest{}, fmt.Errorf("publish snapshot: %w", err)
+		return proto.Manifest{}, fmt.Errorf("publish snapshot: %w", err)
 	}
 	defer f.Close()
 	h := sha256.New()
 	size, err := io.Copy(h, f)
 	if err != nil {
-		return Manifest{}, fmt.Errorf("publish snapshot: hash %s: %w", o.Path, err)
+		return proto.Manifest{}, fmt.Errorf("publish snapshot: hash %s: %w", o.Path, err)
 	}
 	var id [16]byte
 	_, _ = rand.Read(id[:])
-	m := Manifest{
+	m := proto.Manifest{
 		Transfer: hex.EncodeToString(id[:]), Site: o.Site, Device: o.Device,
-		Type: SnapshotFull, Version: o.Version, From: o.From, Size: size, SHA256: hex.EncodeToString(h.Sum(nil)),
-		ChunkSize: cmp.Or(o.ChunkSize, DefaultChunkSize), Issued: s.clk.Now().UTC().Truncate(time.Second),
+		Type: proto.SnapshotFull, Version: o.Version, From: o.From, Size: size, SHA256: hex.EncodeToString(h.Sum(nil)),
+		ChunkSize: cmp.Or(o.ChunkSize, proto.DefaultChunkSize), Issued: s.clk.Now().UTC().Truncate(time.Second),
 	}
 	if o.From != 0 {
-		m.Type = SnapshotDelta
+		m.Type = proto.SnapshotDelta
 	}
 	if o.ContentHash != ([32]byte{}) {
 		m.ContentHash = hex.EncodeToString(o.ContentHash[:])
 	}
 	m.Chunks = int((size + int64(m.ChunkSize) - 1) / int64(m.ChunkSize))
-	if err := m.check(); err != nil {
-		return Manifest{}, fmt.Errorf("publish snapshot %s: %w", o.Path, err)
-	}
-	raw, err := json.Marshal(m)
+	env, err := proto.SignManifest(s.priv, m)
 	if err != nil {
-		return Manifest{}, fmt.Errorf("publish snapshot: encode manifest: %w", err)
-	}
-	env, err := signed.Sign(KindSnapshot, raw, s.priv)
-	if err != nil {
-		return Manifest{}, fmt.Errorf("publish snapshot: %w", err)
+		return proto.Manifest{}, fmt.Errorf("publish snapshot %s: %w", o.Path, err)
 	}
 	if s.spool != "" {
-		if err := s.spoolOffer(f, m, raw); err != nil {
-			return Manifest{}, err
+		if err := s.spoolOffer(f, m); err != nil {
+			return proto.Manifest{}, err
 		}
 	}
-	if err := waitToken(ctx, s.clk, s.c.Publish(SnapshotTopic(m.Site, m.Device), 1, true, env), DefaultTokenTimeout); err != nil {
-		return Manifest{}, fmt.Errorf("publish snapshot manifest %s to %s/%s: %w", m.Transfer, m.Site, m.Device, err)
+	if err := waitToken(ctx, s.clk, s.c.Publish(proto.SnapshotTopic(m.Site, m.Device), 1, true, env), DefaultTokenTimeout); err != nil {
+		return proto.Manifest{}, fmt.Errorf("publish snapshot manifest %s to %s/%s: %w", m.Transfer, m.Site, m.Device, err)
 	}
 	for i := range m.Chunks {
 		if err := publishChunk(ctx, s.clk, s.c, f, m, i); err != nil {
@@ -205,7 +198,11 @@ func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (Manifest
 }
 
 // spoolOffer copies the payload and manifest into the spool.
-func (s *Sender) spoolOffer(f *os.File, m Manifest, raw []byte) error {
+func (s *Sender) spoolOffer(f *os.File, m proto.Manifest) error {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("publish snapshot: encode manifest: %w", err)
+	}
 	latest := filepath.Join(s.spool, "latest", m.Site)
 	if err := os.MkdirAll(latest, 0o700); err != nil {
 		return fmt.Errorf("publish snapshot: spool: %w", err)
@@ -236,18 +233,18 @@ func (s *Sender) spoolOffer(f *os.File, m Manifest, raw []byte) error {
 // the broker holds, collected for wait after subscribing (retained
 // messages come at once; wait bounds how long to listen for them).
 // Devices that never published a status are missing.
-func (s *Sender) DeviceStatuses(ctx context.Context, site string, wait time.Duration) (map[string]Status, error) {
-	if err := CheckName(site); err != nil {
+func (s *Sender) DeviceStatuses(ctx context.Context, site string, wait time.Duration) (map[string]proto.Status, error) {
+	if err := proto.CheckName(site); err != nil {
 		return nil, fmt.Errorf("%w: site: %w", ErrConfig, err)
 	}
-	var mu gosync.Mutex
-	out := map[string]Status{}
-	filter := TopicPrefix + "/" + site + "/+/status"
+	var mu sync.Mutex
+	out := map[string]proto.Status{}
+	filter := proto.TopicPrefix + "/" + site + "/+/status"
 	tok := s.c.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
 		if len(m.Payload()) == 0 {
 			return
 		}
-		_, device, st, err := DecodeStatus(m.Topic(), m.Payload())
+		_, device, st, err := proto.DecodeStatus(m.Topic(), m.Payload())
 		if err != nil {
 			s.log.Warn("rejected status message", "topic", m.Topic(), "err", err)
 			return

@@ -22,6 +22,7 @@ import (
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // cachedFixture returns the path and content hash of the fixture snapshot
@@ -148,7 +149,7 @@ func TestPerfFullSnapshotPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	applied := time.Since(start)
-	if r.Status != sync.ResultDone || r.Version != 2 {
+	if r.Status != proto.ResultDone || r.Version != 2 {
 		t.Fatalf("result %+v, want done at version 2", r)
 	}
 	if got, err := store.ContentHash(); err != nil || got != hash {
@@ -255,7 +256,7 @@ func TestPerfDeltaToManyDevices(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Status != sync.ResultDone || r.Version != 2 {
+		if r.Status != proto.ResultDone || r.Version != 2 {
 			t.Fatalf("device %d: result %+v, want done at version 2", i, r)
 		}
 	}

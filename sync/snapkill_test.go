@@ -29,6 +29,7 @@ import (
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // Environment of the snapshot child (see TestMain).
@@ -134,16 +135,16 @@ func storeState(t testing.TB, path string) (uint64, [32]byte) {
 
 // storeStatus reports a policy store's version and content hash in status.
 func storeStatus(s *policy.Store) sync.StatusSource {
-	return sync.StatusFunc(func(context.Context) (sync.Status, error) {
+	return sync.StatusFunc(func(context.Context) (proto.Status, error) {
 		v, err := s.Version()
 		if err != nil {
-			return sync.Status{}, err
+			return proto.Status{}, err
 		}
 		h, err := s.ContentHash()
 		if err != nil {
-			return sync.Status{}, err
+			return proto.Status{}, err
 		}
-		return sync.Status{Version: "test", Snapshot: sync.SnapshotStatus{Version: v, Hash: hex.EncodeToString(h[:])}, ClockTrusted: true}, nil
+		return proto.Status{Version: "test", Snapshot: proto.SnapshotStatus{Version: v, Hash: hex.EncodeToString(h[:])}, ClockTrusted: true}, nil
 	})
 }
 
@@ -288,7 +289,7 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	// publication runs while the child is killed and restarted, and HQ
 	// re-sends what the device asks for from its spool.
 	published := make(chan error, 1)
-	var man sync.Manifest
+	var man proto.Manifest
 	go func() {
 		var err error
 		man, err = snd.PublishSnapshot(ctx, sync.SnapshotOffer{Site: "s1", Device: "d1", Version: 2, Path: newPath,
@@ -359,7 +360,7 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Status != sync.ResultDone || r.Version != 2 {
+	if r.Status != proto.ResultDone || r.Version != 2 {
 		t.Fatalf("transfer result %+v, want done at version 2", r)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -43,6 +43,7 @@ import (
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/signed"
 	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 	"github.com/tobira-ac/tobira/sync/registry"
 )
 
@@ -397,17 +398,17 @@ func tail(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.W
 		return err
 	}
 	lines := make(chan tsync.StoredEvent, 1024)
-	opts := mqtt.NewClientOptions().AddBroker(*bf.url).SetClientID("tobira-hq-tail-" + tsync.NewCommandID()[:8]).
+	opts := mqtt.NewClientOptions().AddBroker(*bf.url).SetClientID("tobira-hq-tail-" + proto.NewCommandID()[:8]).
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(true).SetOrderMatters(true)
 	if tc != nil {
 		opts.SetTLSConfig(tc)
 	}
 	onEvents := func(_ mqtt.Client, m mqtt.Message) {
-		site, device, err := tsync.ParseEventsTopic(m.Topic())
+		site, device, err := proto.ParseEventsTopic(m.Topic())
 		if err != nil {
 			return
 		}
-		b, err := tsync.DecodeBatch(m.Payload())
+		b, err := proto.DecodeBatch(m.Payload())
 		if err != nil {
 			log.Warn("malformed events message", "topic", m.Topic(), "err", err)
 			return
@@ -420,7 +421,7 @@ func tail(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.W
 			}
 		}
 	}
-	opts.SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(tsync.EventsSubscription, 0, onEvents) })
+	opts.SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(proto.EventsSubscription, 0, onEvents) })
 	c := mqtt.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(tsync.DefaultTokenTimeout) || tok.Error() != nil {
 		return fmt.Errorf("connect to %s: %v", *bf.url, tok.Error())
@@ -529,7 +530,7 @@ func waitResults(ctx context.Context, s *tsync.Sender, d time.Duration, ids []st
 		}
 		b, _ := json.Marshal(r)
 		fmt.Fprintln(stdout, string(b))
-		if r.Status != tsync.ResultDone {
+		if r.Status != proto.ResultDone {
 			bad = append(bad, fmt.Sprintf("%s/%s %s: %s: %s", r.Site, r.Device, id, r.Status, r.Error))
 		}
 	}
@@ -562,7 +563,7 @@ func publishSnapshot(ctx context.Context, fs *flag.FlagSet, parse func() error, 
 	var devices listFlag
 	fs.Var(&devices, "device", "device name (repeat for several)")
 	spool := fs.String("spool", "", "the HQ service's spool directory, so it can re-send missing chunks")
-	chunk := fs.Int("chunk-size", tsync.DefaultChunkSize, "chunk size in bytes")
+	chunk := fs.Int("chunk-size", proto.DefaultChunkSize, "chunk size in bytes")
 	wait := fs.Duration("wait", 0, "wait this long for every device's result (0: do not wait)")
 	bf := addBroker(fs)
 	if err := parse(); err != nil {
@@ -612,7 +613,7 @@ func publishSnapshot(ctx context.Context, fs *flag.FlagSet, parse func() error, 
 // sendCommand implements `tobira-hq command send`.
 func sendCommand(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.Writer, log *slog.Logger) error {
 	key := fs.String("key", "", "HQ signing key (PREFIX.key from keygen)")
-	var c tsync.Command
+	var c proto.Command
 	fs.StringVar(&c.Site, "site", "", "site of the device")
 	fs.StringVar(&c.Device, "device", "", "device")
 	fs.StringVar(&c.Action, "action", "", "unlock, set_mode, lockdown, release, resync or forgive_apb")

@@ -20,6 +20,7 @@ import (
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 	"github.com/tobira-ac/tobira/sync/registry"
 )
 
@@ -220,7 +221,7 @@ type registrySink struct {
 }
 
 // StoreEnrollment implements tsync.EnrollmentSink.
-func (s registrySink) StoreEnrollment(_ context.Context, e tsync.Enrollment) error {
+func (s registrySink) StoreEnrollment(_ context.Context, e proto.Enrollment) error {
 	r, err := registry.Open(s.path, registry.Options{Logger: s.log})
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // cliDeadline bounds waits on the embedded broker in these tests.
@@ -44,16 +45,16 @@ func writeCSV(t *testing.T, dir, name, body string) string {
 // storeStatus reports a policy store's snapshot in the device status, as
 // the controller does.
 func storeStatus(s *policy.Store) tsync.StatusSource {
-	return tsync.StatusFunc(func(context.Context) (tsync.Status, error) {
+	return tsync.StatusFunc(func(context.Context) (proto.Status, error) {
 		v, err := s.Version()
 		if err != nil {
-			return tsync.Status{}, err
+			return proto.Status{}, err
 		}
 		h, err := s.ContentHash()
 		if err != nil {
-			return tsync.Status{}, err
+			return proto.Status{}, err
 		}
-		return tsync.Status{Snapshot: tsync.SnapshotStatus{Version: v, Hash: hex.EncodeToString(h[:])}, ClockTrusted: true}, nil
+		return proto.Status{Snapshot: proto.SnapshotStatus{Version: v, Hash: hex.EncodeToString(h[:])}, ClockTrusted: true}, nil
 	})
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/keypad"
 	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // runEdge runs a real controller: GPIO relays, PC/SC readers, the snapshot
@@ -122,7 +123,7 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 		// The controller keeps running on break-glass credentials until HQ
 		// resends a snapshot.
 		log.Error("policy database was unusable and has been moved aside", "path", r.Path, "moved_to", r.MovedTo, "err", r.Err)
-		if _, err := outbox.Append(tsync.Event{Time: clk.Now(), Type: "system", Reason: "policy_db_recovered",
+		if _, err := outbox.Append(proto.Event{Time: clk.Now(), Type: "system", Reason: "policy_db_recovered",
 			Detail: fmt.Sprintf("%s moved to %s: %v", r.Path, r.MovedTo, r.Err)}); err != nil {
 			log.Error("event not stored", "reason", "policy_db_recovered", "err", err)
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 	"github.com/tobira-ac/tobira/reader/pcsctest"
 	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // testRelay is a simulated GPIO line registered in periph's registry, so
@@ -149,17 +150,17 @@ door = "front"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := sender.WaitResult(ctx, man.Transfer); err != nil || r.Status != tsync.ResultDone || r.Version != 1 {
+	if r, err := sender.WaitResult(ctx, man.Transfer); err != nil || r.Status != proto.ResultDone || r.Version != 1 {
 		t.Fatalf("snapshot result %+v, %v\n%s", r, err, stderr.String())
 	}
 
 	card := cardsim.New(cardsim.Profile{TokenLabel: "JPKIAPICCTOKEN2", AuthCert: der, CACert: ca.DER, AuthKey: key, PIN: "1234", Tries: 3})
-	decisions := func() []tsync.Event {
+	decisions := func() []proto.Event {
 		evs, err := hq.Events("e2e", "ctl-1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out []tsync.Event
+		var out []proto.Event
 		for _, ev := range evs {
 			if ev.Type == "decision" {
 				out = append(out, ev)
@@ -194,11 +195,11 @@ door = "front"
 	waitFor(t, "the relay relocked after the pulse", 10*time.Second, func() bool { return relay.Read() == gpio.Low })
 
 	// HQ locks the door down; the same card is then refused.
-	cmd, err := sender.SendCommand(ctx, tsync.Command{Site: "e2e", Device: "ctl-1", Action: tsync.ActionLockdown})
+	cmd, err := sender.SendCommand(ctx, proto.Command{Site: "e2e", Device: "ctl-1", Action: proto.ActionLockdown})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := sender.WaitResult(ctx, cmd.ID); err != nil || r.Status != tsync.ResultDone {
+	if r, err := sender.WaitResult(ctx, cmd.ID); err != nil || r.Status != proto.ResultDone {
 		t.Fatalf("lockdown result %+v, %v", r, err)
 	}
 	tap(2)

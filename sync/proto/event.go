@@ -1,4 +1,4 @@
-package sync
+package proto
 
 import (
 	"fmt"
@@ -20,7 +20,8 @@ const (
 )
 
 // Field limits. They keep a full batch well below MaxPayload even when every
-// character needs JSON escaping. Outbox.Append and DecodeBatch enforce them.
+// character needs JSON escaping. The edge's outbox (Event.Validate) and
+// DecodeBatch enforce them.
 const (
 	// MaxTypeLen bounds Event.Type.
 	MaxTypeLen = 32
@@ -44,7 +45,7 @@ const (
 // credential.Key() (issuer key ID and certificate serial, or a free-area ID),
 // never a name, a My Number or a certificate's validity dates.
 type Event struct {
-	// Seq is the device's sequence number, assigned by Outbox.Append:
+	// Seq is the device's sequence number, assigned by the edge's outbox:
 	// 1, 2, 3, ... never repeated for the device.
 	Seq uint64 `json:"seq"`
 	// Time is when it happened, by the device's clock, in UTC.
@@ -67,11 +68,11 @@ type Event struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// normalized returns ev as the outbox stores it: time in UTC, strings made
+// Normalized returns ev as the edge's outbox stores it: time in UTC, strings made
 // valid UTF-8 (JSON would replace invalid bytes with the longer U+FFFD on
 // the way, and HQ would then find the field too long), and Detail, which is
 // free text, cut to MaxDetailLen at a character boundary.
-func (ev Event) normalized() Event {
+func (ev Event) Normalized() Event {
 	ev.Time = ev.Time.UTC()
 	for _, p := range []*string{&ev.Type, &ev.Door, &ev.Reason, &ev.Credential, &ev.Token, &ev.Detail} {
 		*p = strings.ToValidUTF8(*p, "\uFFFD")
@@ -86,9 +87,20 @@ func (ev Event) normalized() Event {
 	return ev
 }
 
-// check reports whether ev obeys the field rules, except for Seq, which the
-// caller checks where it matters.
-func (ev Event) check() error {
+// Equal reports whether ev and o are the same event: every field equal,
+// Time as the same instant (a decoded time has no monotonic reading and
+// may have another location).
+func (ev Event) Equal(o Event) bool {
+	if !ev.Time.Equal(o.Time) {
+		return false
+	}
+	ev.Time, o.Time = time.Time{}, time.Time{}
+	return ev == o
+}
+
+// Validate reports whether ev obeys the field rules, except for Seq, which
+// the caller checks where it matters. The error wraps ErrInvalidEvent.
+func (ev Event) Validate() error {
 	if ev.Type == "" {
 		return fmt.Errorf("%w: empty type", ErrInvalidEvent)
 	}

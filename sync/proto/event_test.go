@@ -1,4 +1,4 @@
-package sync
+package proto
 
 import (
 	"encoding/json"
@@ -15,8 +15,8 @@ func FuzzNormalizedEventAcceptedByHQ(f *testing.F) {
 	f.Add("", "", "", "", string(make([]byte, 2000)), int64(-62135596800))
 	f.Fuzz(func(t *testing.T, door, reason, cred, token, detail string, unix int64) {
 		ev := Event{Seq: 1, Time: time.Unix(unix, 0), Type: TypeDoor, Door: door, Reason: reason,
-			Credential: cred, Token: token, Detail: detail}.normalized()
-		if ev.check() != nil {
+			Credential: cred, Token: token, Detail: detail}.Normalized()
+		if ev.Validate() != nil {
 			return // Append refuses it: nothing stored, nothing to jam
 		}
 		if len(ev.Detail) > MaxDetailLen {

@@ -1,8 +1,9 @@
-package sync
+package proto
 
 // Firmware releases over MQTT: the wire format (offers, chunk requests,
-// chunks, reports) shared by the edge agent (release_edge.go) and HQ's
-// release server (release_hq.go). docs/PROTOCOL.md, "Firmware releases".
+// chunks, reports) shared by the edge's release agent (sync.ReleaseAgent)
+// and HQ's release server (hq.ReleaseServer). docs/PROTOCOL.md, "Firmware
+// releases".
 
 import (
 	"crypto/ed25519"
@@ -10,9 +11,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/tobira-ac/tobira/firmware"
@@ -41,55 +40,12 @@ const (
 	// 32-byte SHA-256 of the binary, 8-byte offset.
 	releaseChunkHeader = 4 + sha256.Size + 8
 	// maxReleasePayload bounds the JSON messages of the release protocol
-	// (offer, get, report).
+	// (get, report, and an offer apart from its manifest).
 	maxReleasePayload = 64 << 10
+	// maxOfferPayload bounds an offer: the JSON around the manifest and
+	// the manifest.
+	maxOfferPayload = maxReleasePayload + firmware.MaxEnvelopeSize
 )
-
-// Last topic levels of the release protocol.
-const (
-	releaseLeaf       = "release"
-	releaseGetLeaf    = "release-get"
-	releaseChunkLeaf  = "release-chunk"
-	releaseReportLeaf = "release-report"
-	groupsLevel       = "groups"
-)
-
-// ReleaseTopic returns the topic of a device's (retained) release offer.
-func ReleaseTopic(site, device string) string {
-	return deviceTopic(site, device, releaseLeaf)
-}
-
-// ReleaseGroupTopic returns the topic of a group's (retained) release
-// offer: tobira/v1/{site}/groups/{group}/release. Every device of the
-// group subscribes to it.
-func ReleaseGroupTopic(site, group string) string {
-	return TopicPrefix + "/" + site + "/" + groupsLevel + "/" + group + "/" + releaseLeaf
-}
-
-// ReleaseGetTopic returns the topic on which a device asks for a piece of
-// a release binary.
-func ReleaseGetTopic(site, device string) string {
-	return deviceTopic(site, device, releaseGetLeaf)
-}
-
-// ReleaseGetSubscription is the filter HQ's release server subscribes to.
-const ReleaseGetSubscription = TopicPrefix + "/+/+/" + releaseGetLeaf
-
-// ReleaseChunkTopic returns the topic on which HQ answers a device's
-// requests with pieces of a release binary.
-func ReleaseChunkTopic(site, device string) string {
-	return deviceTopic(site, device, releaseChunkLeaf)
-}
-
-// ReleaseReportTopic returns the topic of a device's (retained) release
-// report.
-func ReleaseReportTopic(site, device string) string {
-	return deviceTopic(site, device, releaseReportLeaf)
-}
-
-// ReleaseReportSubscription is the filter for every device's release
-// report.
-const ReleaseReportSubscription = TopicPrefix + "/+/+/" + releaseReportLeaf
 
 // ReleaseOffer is the signed payload (kind KindRelease, signed by an HQ key
 // the device pins) that offers a release to one device or to a group. It
@@ -119,9 +75,9 @@ type ReleaseOffer struct {
 	Manifest []byte `json:"manifest"`
 }
 
-// check reports whether o is well formed (not whether it is valid now or
-// for this device). Errors wrap ErrMalformed.
-func (o ReleaseOffer) check() error {
+// Validate reports whether o is well formed (not whether it is valid now
+// or for the device that holds it). Errors wrap ErrMalformed.
+func (o ReleaseOffer) Validate() error {
 	if b, err := hex.DecodeString(o.ID); err != nil || len(b) != 16 || hex.EncodeToString(b) != o.ID {
 		return fmt.Errorf("%w: release offer id %q is not 32 lower-case hex digits", ErrMalformed, o.ID)
 	}
@@ -150,37 +106,19 @@ func (o ReleaseOffer) check() error {
 // SignReleaseOffer checks o and returns its signed envelope (HQ side).
 func SignReleaseOffer(priv ed25519.PrivateKey, o ReleaseOffer) ([]byte, error) {
 	o.Issued, o.Expires = o.Issued.UTC(), o.Expires.UTC()
-	if err := o.check(); err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(o)
-	if err != nil {
-		return nil, fmt.Errorf("encode release offer %s: %w", o.ID, err)
-	}
-	return signed.Sign(KindRelease, b, priv)
+	return signJSON(priv, KindRelease, o)
 }
 
 // OpenReleaseOffer verifies a release offer envelope with v and decodes
 // it. It checks the offer's form only: address, expiry and replay are the
 // receiver's business. Errors wrap ErrMalformed or one of signed's errors.
 func OpenReleaseOffer(v *signed.Verifier, envelope []byte) (ReleaseOffer, error) {
-	payload, _, err := v.Open(KindRelease, envelope)
-	if err != nil {
-		return ReleaseOffer{}, fmt.Errorf("release offer envelope: %w", err)
-	}
-	return parseReleaseOffer(payload)
+	return openJSON[ReleaseOffer](v, KindRelease, envelope, maxOfferPayload)
 }
 
 // parseReleaseOffer decodes and checks an offer payload.
 func parseReleaseOffer(payload []byte) (ReleaseOffer, error) {
-	if len(payload) > maxReleasePayload+firmware.MaxEnvelopeSize {
-		return ReleaseOffer{}, fmt.Errorf("%w: release offer of %d bytes", ErrMalformed, len(payload))
-	}
-	var o ReleaseOffer
-	if err := json.Unmarshal(payload, &o); err != nil {
-		return ReleaseOffer{}, fmt.Errorf("%w: release offer payload: %w", ErrMalformed, err)
-	}
-	return o, o.check()
+	return decodeJSON[ReleaseOffer]("release offer", payload, maxOfferPayload)
 }
 
 // ReleaseGet is the payload of a device's request for a piece of a
@@ -197,8 +135,8 @@ type ReleaseGet struct {
 	Length int `json:"length"`
 }
 
-// check reports whether g is well formed. Errors wrap ErrMalformed.
-func (g ReleaseGet) check() error {
+// Validate reports whether g is well formed. Errors wrap ErrMalformed.
+func (g ReleaseGet) Validate() error {
 	if b, err := hex.DecodeString(g.SHA256); err != nil || len(b) != sha256.Size || hex.EncodeToString(b) != g.SHA256 {
 		return fmt.Errorf("%w: release get: sha256 %q is not 64 lower-case hex digits", ErrMalformed, g.SHA256)
 	}
@@ -211,7 +149,7 @@ func (g ReleaseGet) check() error {
 // DecodeReleaseGet parses a release request from topic. The error wraps
 // ErrMalformed.
 func DecodeReleaseGet(topic string, payload []byte) (site, device string, g ReleaseGet, err error) {
-	site, device, err = parseDeviceTopic(topic, releaseGetLeaf)
+	site, device, err = parseDeviceTopic(topic, LeafReleaseGet)
 	if err != nil {
 		return "", "", ReleaseGet{}, err
 	}
@@ -221,7 +159,7 @@ func DecodeReleaseGet(topic string, payload []byte) (site, device string, g Rele
 	if err := json.Unmarshal(payload, &g); err != nil {
 		return "", "", ReleaseGet{}, fmt.Errorf("%w: release get payload: %w", ErrMalformed, err)
 	}
-	if err := g.check(); err != nil {
+	if err := g.Validate(); err != nil {
 		return "", "", ReleaseGet{}, err
 	}
 	return site, device, g, nil
@@ -328,7 +266,7 @@ type ReleaseReport struct {
 // DecodeReleaseReport parses a release report from topic and checks that
 // its site and device match the topic. The error wraps ErrMalformed.
 func DecodeReleaseReport(topic string, payload []byte) (ReleaseReport, error) {
-	site, device, err := parseDeviceTopic(topic, releaseReportLeaf)
+	site, device, err := parseDeviceTopic(topic, LeafReleaseReport)
 	if err != nil {
 		return ReleaseReport{}, err
 	}
@@ -343,29 +281,4 @@ func DecodeReleaseReport(topic string, payload []byte) (ReleaseReport, error) {
 		return ReleaseReport{}, fmt.Errorf("%w: release report of %s/%s on topic %q", ErrMalformed, r.Site, r.Device, topic)
 	}
 	return r, nil
-}
-
-// parseGroupReleaseTopic returns site and group of a group offer topic.
-func parseGroupReleaseTopic(topic string) (site, group string, err error) {
-	parts := strings.Split(topic, "/")
-	if len(parts) != 6 || parts[0]+"/"+parts[1] != TopicPrefix || parts[3] != groupsLevel || parts[5] != releaseLeaf {
-		return "", "", fmt.Errorf("%w: topic %q is not a group release topic", ErrMalformed, topic)
-	}
-	return parts[2], parts[4], nil
-}
-
-// errOfferReason maps an offer refusal to its Reason code.
-func offerReason(err error) string {
-	switch {
-	case errors.Is(err, ErrWrongDevice):
-		return OfferReasonWrongDevice
-	case errors.Is(err, ErrExpired):
-		return OfferReasonExpired
-	case errors.Is(err, ErrReplayed):
-		return OfferReasonReplayed
-	case errors.Is(err, signed.ErrMalformed), errors.Is(err, signed.ErrWrongKind),
-		errors.Is(err, signed.ErrUnknownKey), errors.Is(err, signed.ErrBadSignature), errors.Is(err, ErrMalformed):
-		return OfferReasonSignature
-	}
-	return firmware.RefusalReason(err)
 }

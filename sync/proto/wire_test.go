@@ -1,16 +1,16 @@
-package sync_test
+package proto_test
 
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
+	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
 
 // readFixture returns a file from testdata.
@@ -23,42 +23,23 @@ func readFixture(t testing.TB, name string) []byte {
 	return b
 }
 
-// sameEvents reports how two event lists differ ("" when equal), comparing
-// times as instants.
-func sameEvents(got, want []sync.Event) string {
-	if len(got) != len(want) {
-		return fmt.Sprintf("%d events, want %d", len(got), len(want))
-	}
-	for i := range got {
-		g, w := got[i], want[i]
-		if !g.Time.Equal(w.Time) {
-			return fmt.Sprintf("event %d: time %v, want %v", i, g.Time, w.Time)
-		}
-		g.Time, w.Time = time.Time{}, time.Time{}
-		if g != w {
-			return fmt.Sprintf("event %d: %+v, want %+v", i, g, w)
-		}
-	}
-	return ""
-}
-
 func TestDecodeBatchFixture(t *testing.T) {
-	b, err := sync.DecodeBatch(readFixture(t, "batch.json"))
+	b, err := proto.DecodeBatch(readFixture(t, "batch.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b.Site != "tokyo-hq" || b.Device != "gate-01" {
 		t.Errorf("site/device = %s/%s, want tokyo-hq/gate-01", b.Site, b.Device)
 	}
-	want := []sync.Event{
-		{Seq: 41, Time: time.Date(2026, 4, 1, 8, 59, 58, 120e6, time.UTC), Type: sync.TypeDecision, Door: "main-gate",
+	want := []proto.Event{
+		{Seq: 41, Time: time.Date(2026, 4, 1, 8, 59, 58, 120e6, time.UTC), Type: proto.TypeDecision, Door: "main-gate",
 			Granted: true, Reason: "enrolled", Credential: "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a10f4240", Token: "mynumber", DecisionUS: 1840},
-		{Seq: 42, Time: time.Date(2026, 4, 1, 8, 59, 59, 500e6, time.UTC), Type: sync.TypeDecision, Door: "main-gate",
+		{Seq: 42, Time: time.Date(2026, 4, 1, 8, 59, 59, 500e6, time.UTC), Type: proto.TypeDecision, Door: "main-gate",
 			Reason: "revoked", Credential: "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a10f4241", Token: "mynumber", DecisionUS: 912},
-		{Seq: 43, Time: time.Date(2026, 4, 1, 9, 0, 3, 0, time.UTC), Type: sync.TypeDoor, Door: "main-gate",
+		{Seq: 43, Time: time.Date(2026, 4, 1, 9, 0, 3, 0, time.UTC), Type: proto.TypeDoor, Door: "main-gate",
 			Reason: "held_open", Detail: "open for 30s"},
 	}
-	if d := sameEvents(b.Events, want); d != "" {
+	if d := prototest.DiffEvents(b.Events, want); d != "" {
 		t.Error(d)
 	}
 }
@@ -102,14 +83,14 @@ func TestDecodeBatchRejects(t *testing.T) {
 		{"not JSON", []byte("hello"), "invalid character"},
 		{"array", []byte("[]"), "cannot unmarshal"},
 		{"trailing data", append(readFixture(t, "batch.json"), []byte(" {}")...), "invalid character"},
-		{"too big", []byte(`{"pad":"` + strings.Repeat("x", sync.MaxPayload) + `"}`), "max"},
+		{"too big", []byte(`{"pad":"` + strings.Repeat("x", proto.MaxPayload) + `"}`), "max"},
 		{"no site", mutate(t, func(m map[string]any) { delete(m, "site") }), "site"},
 		{"site with slash", mutate(t, func(m map[string]any) { m["site"] = "a/b" }), "site"},
 		{"device wildcard", mutate(t, func(m map[string]any) { m["device"] = "+" }), "device"},
-		{"device too long", mutate(t, func(m map[string]any) { m["device"] = strings.Repeat("d", sync.MaxNameLen+1) }), "device"},
+		{"device too long", mutate(t, func(m map[string]any) { m["device"] = strings.Repeat("d", proto.MaxNameLen+1) }), "device"},
 		{"no events", mutate(t, func(m map[string]any) { m["events"] = []any{} }), "0 events"},
 		{"null events", mutate(t, func(m map[string]any) { m["events"] = nil }), "0 events"},
-		{"too many events", mutate(t, manyEvents(sync.MaxBatch+1)), "1001 events"},
+		{"too many events", mutate(t, manyEvents(proto.MaxBatch+1)), "1001 events"},
 		{"seq 0", mutate(t, func(m map[string]any) {
 			m["events"] = []any{map[string]any{"seq": 0, "time": "2026-04-01T00:00:00Z", "type": "door"}}
 		}), "seq 0"},
@@ -125,13 +106,13 @@ func TestDecodeBatchRejects(t *testing.T) {
 		{"no type", mutate(t, func(m map[string]any) { delete(event(m, 0), "type") }), "empty type"},
 		{"no time", mutate(t, func(m map[string]any) { delete(event(m, 1), "time") }), "zero time"},
 		{"bad time", mutate(t, func(m map[string]any) { event(m, 1)["time"] = "yesterday" }), "cannot parse"},
-		{"detail too long", mutate(t, func(m map[string]any) { event(m, 2)["detail"] = strings.Repeat("x", sync.MaxDetailLen+1) }), "detail"},
+		{"detail too long", mutate(t, func(m map[string]any) { event(m, 2)["detail"] = strings.Repeat("x", proto.MaxDetailLen+1) }), "detail"},
 		{"negative decision time", mutate(t, func(m map[string]any) { event(m, 0)["decision_us"] = -5 }), "decision_us"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := sync.DecodeBatch(tt.payload)
-			if !errors.Is(err, sync.ErrMalformed) {
+			_, err := proto.DecodeBatch(tt.payload)
+			if !errors.Is(err, proto.ErrMalformed) {
 				t.Fatalf("err = %v, want ErrMalformed", err)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
@@ -146,7 +127,7 @@ func TestDecodeBatchIgnoresUnknownFields(t *testing.T) {
 		m["firmware"] = "2.0"
 		event(m, 0)["lane"] = 3
 	})
-	b, err := sync.DecodeBatch(p)
+	b, err := proto.DecodeBatch(p)
 	if err != nil {
 		t.Fatalf("a newer device's extra fields must be accepted: %v", err)
 	}
@@ -180,17 +161,17 @@ func TestDecodeAck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.payload, func(t *testing.T) {
-			got, err := sync.DecodeAck([]byte(tt.payload))
+			got, err := proto.DecodeAck([]byte(tt.payload))
 			if tt.wantErr == "" {
 				if err != nil || got != tt.want {
 					t.Fatalf("DecodeAck = %d, %v; want %d", got, err, tt.want)
 				}
-				if back, err := sync.DecodeAck(sync.EncodeAck(got)); err != nil || back != got {
+				if back, err := proto.DecodeAck(proto.EncodeAck(got)); err != nil || back != got {
 					t.Fatalf("EncodeAck round trip = %d, %v; want %d", back, err, got)
 				}
 				return
 			}
-			if !errors.Is(err, sync.ErrMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
+			if !errors.Is(err, proto.ErrMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("DecodeAck = %d, %v; want ErrMalformed mentioning %q", got, err, tt.wantErr)
 			}
 		})
@@ -198,10 +179,10 @@ func TestDecodeAck(t *testing.T) {
 }
 
 func TestTopics(t *testing.T) {
-	if got, want := sync.EventsTopic("tokyo-hq", "gate-01"), "tobira/v1/tokyo-hq/gate-01/events"; got != want {
+	if got, want := proto.EventsTopic("tokyo-hq", "gate-01"), "tobira/v1/tokyo-hq/gate-01/events"; got != want {
 		t.Errorf("EventsTopic = %q, want %q", got, want)
 	}
-	if got, want := sync.AckTopic("tokyo-hq", "gate-01"), "tobira/v1/tokyo-hq/gate-01/ack"; got != want {
+	if got, want := proto.AckTopic("tokyo-hq", "gate-01"), "tobira/v1/tokyo-hq/gate-01/ack"; got != want {
 		t.Errorf("AckTopic = %q, want %q", got, want)
 	}
 	tests := []struct {
@@ -222,9 +203,9 @@ func TestTopics(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.topic, func(t *testing.T) {
-			site, device, err := sync.ParseEventsTopic(tt.topic)
+			site, device, err := proto.ParseEventsTopic(tt.topic)
 			if tt.site == "" {
-				if !errors.Is(err, sync.ErrMalformed) {
+				if !errors.Is(err, proto.ErrMalformed) {
 					t.Fatalf("ParseEventsTopic = %q, %q, %v; want ErrMalformed", site, device, err)
 				}
 				return
@@ -232,7 +213,7 @@ func TestTopics(t *testing.T) {
 			if err != nil || site != tt.site || device != tt.device {
 				t.Fatalf("ParseEventsTopic = %q, %q, %v; want %q, %q", site, device, err, tt.site, tt.device)
 			}
-			if back := sync.EventsTopic(site, device); back != tt.topic {
+			if back := proto.EventsTopic(site, device); back != tt.topic {
 				t.Fatalf("EventsTopic(ParseEventsTopic(%q)) = %q", tt.topic, back)
 			}
 		})
@@ -250,17 +231,17 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(`{"events":null}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		b, err := sync.DecodeBatch(payload)
+		b, err := proto.DecodeBatch(payload)
 		if err != nil {
-			if !errors.Is(err, sync.ErrMalformed) {
+			if !errors.Is(err, proto.ErrMalformed) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
 			return
 		}
-		if sync.CheckName(b.Site) != nil || sync.CheckName(b.Device) != nil {
+		if proto.CheckName(b.Site) != nil || proto.CheckName(b.Device) != nil {
 			t.Fatalf("accepted bad names %q/%q", b.Site, b.Device)
 		}
-		if len(b.Events) == 0 || len(b.Events) > sync.MaxBatch {
+		if len(b.Events) == 0 || len(b.Events) > proto.MaxBatch {
 			t.Fatalf("accepted %d events", len(b.Events))
 		}
 		for i, ev := range b.Events {
@@ -275,14 +256,14 @@ func FuzzDecodeBatch(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encode accepted batch: %v", err)
 		}
-		b2, err := sync.DecodeBatch(again)
+		b2, err := proto.DecodeBatch(again)
 		if err != nil {
 			t.Fatalf("re-encoded batch rejected: %v", err)
 		}
 		if b2.Site != b.Site || b2.Device != b.Device {
 			t.Fatalf("round trip changed names")
 		}
-		if d := sameEvents(b2.Events, b.Events); d != "" {
+		if d := prototest.DiffEvents(b2.Events, b.Events); d != "" {
 			t.Fatalf("round trip: %s", d)
 		}
 	})
@@ -295,14 +276,14 @@ func FuzzParseEventsTopic(f *testing.F) {
 	f.Add("tobira/v1/+/+/events")
 	f.Add("tobira/v1/a/b/ack")
 	f.Fuzz(func(t *testing.T, topic string) {
-		site, device, err := sync.ParseEventsTopic(topic)
+		site, device, err := proto.ParseEventsTopic(topic)
 		if err != nil {
-			if !errors.Is(err, sync.ErrMalformed) {
+			if !errors.Is(err, proto.ErrMalformed) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
 			return
 		}
-		if sync.EventsTopic(site, device) != topic {
+		if proto.EventsTopic(site, device) != topic {
 			t.Fatalf("accepted %q as %q/%q", topic, site, device)
 		}
 	})
@@ -318,9 +299,9 @@ func FuzzDecodeAck(f *testing.F) {
 	f.Add([]byte(`{"seq":1e3}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		seq, err := sync.DecodeAck(payload)
+		seq, err := proto.DecodeAck(payload)
 		if err != nil {
-			if !errors.Is(err, sync.ErrMalformed) {
+			if !errors.Is(err, proto.ErrMalformed) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
 			return
@@ -328,8 +309,53 @@ func FuzzDecodeAck(f *testing.F) {
 		if seq == 0 {
 			t.Fatal("accepted seq 0")
 		}
-		if back, err := sync.DecodeAck(sync.EncodeAck(seq)); err != nil || back != seq {
+		if back, err := proto.DecodeAck(proto.EncodeAck(seq)); err != nil || back != seq {
 			t.Fatalf("round trip of %d = %d, %v", seq, back, err)
 		}
 	})
+}
+
+// EncodeBatch gives the bytes json.Marshal(Batch) gives, and splits a batch
+// that would exceed MaxPayload into the longest prefix that fits.
+func TestEncodeBatch(t *testing.T) {
+	event := func(seq uint64) proto.Event {
+		return proto.Event{Seq: seq, Time: time.Date(2026, 4, 1, 9, 0, int(seq), 0, time.UTC), Type: proto.TypeDoor, Door: "d", Reason: "opened"}
+	}
+	encode := func(evs []proto.Event) ([]byte, int, error) {
+		raws := make([][]byte, len(evs))
+		for i, ev := range evs {
+			b, err := json.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raws[i] = b
+		}
+		return proto.EncodeBatch("s1", "d1", evs[0].Seq, raws)
+	}
+	small := []proto.Event{event(1), event(2)}
+	got, n, err := encode(small)
+	want, _ := json.Marshal(proto.Batch{Site: "s1", Device: "d1", Events: small})
+	if err != nil || n != 2 || string(got) != string(want) {
+		t.Fatalf("EncodeBatch = %s, %d, %v; want %s, 2", got, n, err, want)
+	}
+
+	evs := make([]proto.Event, proto.MaxBatch)
+	for i := range evs {
+		evs[i] = event(uint64(i + 1))
+		evs[i].Detail = strings.Repeat("\x01", proto.MaxDetailLen) // 6 bytes each in JSON
+	}
+	payload, n, err := encode(evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(payload) > proto.MaxPayload || n == 0 || n == len(evs) {
+		t.Fatalf("encode took %d of %d events in %d bytes; want a prefix within %d bytes", n, len(evs), len(payload), proto.MaxPayload)
+	}
+	b, err := proto.DecodeBatch(payload)
+	if err != nil {
+		t.Fatalf("split batch rejected: %v", err)
+	}
+	if len(b.Events) != n || b.Events[0].Seq != 1 {
+		t.Fatalf("payload holds %d events from seq %d, want %d from 1", len(b.Events), b.Events[0].Seq, n)
+	}
 }

@@ -1,25 +1,17 @@
-package sync
+package proto
 
 import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strings"
 )
 
-// Protocol constants (docs/PROTOCOL.md).
+// Limits of events messages (docs/PROTOCOL.md).
 const (
-	// TopicPrefix is the first two levels of every tobira topic.
-	TopicPrefix = "tobira/v1"
-	// EventsSubscription is the filter HQ subscribes to: every device's
-	// events topic.
-	EventsSubscription = TopicPrefix + "/+/+/events"
-	// MaxNameLen bounds a site or device name.
-	MaxNameLen = 64
 	// MaxBatch is the most events one events message may carry.
 	MaxBatch = 1000
 	// DefaultBatch is how many events the edge puts in one message unless
-	// EdgeConfig.Batch says otherwise.
+	// configured otherwise (sync.EdgeConfig.Batch).
 	DefaultBatch = 100
 	// MaxPayload is the largest events or ack payload accepted, in bytes.
 	MaxPayload = 1 << 20
@@ -44,56 +36,6 @@ type Batch struct {
 type Ack struct {
 	// Seq is the highest sequence number up to which HQ holds every event.
 	Seq uint64 `json:"seq"`
-}
-
-// CheckName reports whether s may be used as a site or device name: 1 to
-// MaxNameLen characters from A-Z a-z 0-9 '.' '_' '-'. Names are topic levels,
-// so MQTT's '/', '+' and '#' are excluded.
-func CheckName(s string) error {
-	if s == "" || len(s) > MaxNameLen {
-		return fmt.Errorf("name %q is %d bytes, want 1..%d", s, len(s), MaxNameLen)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return fmt.Errorf("name %q has byte 0x%02x at %d; allowed are A-Z a-z 0-9 . _ -", s, c, i)
-		}
-	}
-	return nil
-}
-
-// deviceTopic is the topic tobira/v1/{site}/{device}/{leaf}: every
-// per-device topic of the contract is built here.
-func deviceTopic(site, device, leaf string) string {
-	return TopicPrefix + "/" + site + "/" + device + "/" + leaf
-}
-
-// EventsTopic returns the topic a device publishes its events to.
-func EventsTopic(site, device string) string {
-	return deviceTopic(site, device, "events")
-}
-
-// AckTopic returns the topic HQ publishes a device's acknowledgements to.
-func AckTopic(site, device string) string {
-	return deviceTopic(site, device, "ack")
-}
-
-// ParseEventsTopic returns the site and device of an events topic. The error
-// wraps ErrMalformed.
-func ParseEventsTopic(topic string) (site, device string, err error) {
-	parts := strings.Split(topic, "/")
-	if len(parts) != 5 || parts[0]+"/"+parts[1] != TopicPrefix || parts[4] != "events" {
-		return "", "", fmt.Errorf("%w: topic %q is not %s/{site}/{device}/events", ErrMalformed, topic, TopicPrefix)
-	}
-	if err := CheckName(parts[2]); err != nil {
-		return "", "", fmt.Errorf("%w: topic %q: site: %w", ErrMalformed, topic, err)
-	}
-	if err := CheckName(parts[3]); err != nil {
-		return "", "", fmt.Errorf("%w: topic %q: device: %w", ErrMalformed, topic, err)
-	}
-	return parts[2], parts[3], nil
 }
 
 // DecodeBatch parses and checks an events payload: valid JSON of at most
@@ -125,11 +67,44 @@ func DecodeBatch(payload []byte) (Batch, error) {
 		case i > 0 && (b.Events[i-1].Seq == math.MaxUint64 || ev.Seq != b.Events[i-1].Seq+1):
 			return Batch{}, fmt.Errorf("%w: events payload: event %d has seq %d after seq %d; want consecutive", ErrMalformed, i, ev.Seq, b.Events[i-1].Seq)
 		}
-		if err := ev.check(); err != nil {
+		if err := ev.Validate(); err != nil {
 			return Batch{}, fmt.Errorf("%w: events payload: event seq %d: %w", ErrMalformed, ev.Seq, err)
 		}
 	}
 	return b, nil
+}
+
+// EncodeBatch builds the events payload of site/device from events already
+// encoded as JSON (as the edge's outbox stores them), with the same bytes
+// json.Marshal(Batch) would give: the longest prefix of events that fits in
+// MaxPayload. first is the sequence number of events[0], for the error. It
+// returns the payload and how many events it holds.
+func EncodeBatch(site, device string, first uint64, events [][]byte) (payload []byte, n int, err error) {
+	head, err := json.Marshal(Batch{Device: device, Site: site})
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode batch header: %w", err)
+	}
+	// head ends in `"events":null}`; cut "null}" and add the array.
+	head = head[:len(head)-len("null}")]
+	size := len(head) + len("[]}")
+	for n < len(events) && size+len(events[n])+1 <= MaxPayload {
+		size += len(events[n]) + 1
+		n++
+	}
+	if n == 0 {
+		return nil, 0, fmt.Errorf("event seq %d alone exceeds %d bytes", first, MaxPayload)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, head...)
+	b = append(b, '[')
+	for i, r := range events[:n] {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, r...)
+	}
+	b = append(b, ']', '}')
+	return b, n, nil
 }
 
 // EncodeAck returns the ack payload for seq.
