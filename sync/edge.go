@@ -16,6 +16,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -110,7 +111,7 @@ type EdgeConfig struct {
 // protocol.
 type Edge struct {
 	eng     *engine
-	link    link
+	link    mqttconn.Settings
 	status  *statusLoop
 	cmds    *commandIntake
 	snaps   *snapshotIntake
@@ -134,8 +135,8 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 	if ob == nil {
 		return nil, fmt.Errorf("%w: edge needs an outbox", ErrConfig)
 	}
-	if err := checkBrokerURL(cfg.Broker); err != nil {
-		return nil, err
+	if err := mqttconn.CheckBrokerURL(cfg.Broker); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if err := proto.CheckName(cfg.Site); err != nil {
 		return nil, fmt.Errorf("%w: site: %w", ErrConfig, err)
@@ -188,14 +189,14 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 			topic:    proto.StatusTopic(cfg.Site, cfg.Device),
 			kick:     make(chan struct{}, 1),
 		},
-		link: link{
-			broker:       cfg.Broker,
-			clientID:     cmp.Or(cfg.ClientID, "tobira-"+cfg.Site+"-"+cfg.Device),
-			tls:          cfg.TLS,
-			username:     cfg.Username,
-			password:     cfg.Password,
-			connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry),
-			maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
+		link: mqttconn.Settings{
+			Broker:       cfg.Broker,
+			ClientID:     cmp.Or(cfg.ClientID, "tobira-"+cfg.Site+"-"+cfg.Device),
+			TLS:          cfg.TLS,
+			Username:     cfg.Username,
+			Password:     cfg.Password,
+			ConnectRetry: cmp.Or(cfg.ConnectRetry, mqttconn.DefaultConnectRetry),
+			MaxReconnect: cmp.Or(cfg.MaxReconnect, mqttconn.DefaultMaxReconnect),
 		},
 	}
 	e.enroll = &enrollLoop{ob: ob, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
@@ -235,7 +236,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	}
 	defer e.running.Store(false)
 
-	var hg handlerGroup
+	var hg mqttconn.HandlerGroup
 	site, device := e.eng.site, e.eng.device
 	var pub pahoPublisher
 	sendResult := func(ctx context.Context, r proto.Result) {
@@ -296,10 +297,10 @@ func (e *Edge) Run(ctx context.Context) error {
 		route[s.topic] = s.handler
 	}
 	onMessage := func(c mqtt.Client, m mqtt.Message) {
-		if !hg.enter() {
+		if !hg.Enter() {
 			return
 		}
-		defer hg.leave()
+		defer hg.Leave()
 		h, ok := route[m.Topic()]
 		if !ok {
 			e.eng.log.Warn("message on an unexpected topic dropped", "topic", m.Topic(), "bytes", len(m.Payload()))
@@ -307,20 +308,20 @@ func (e *Edge) Run(ctx context.Context) error {
 		}
 		h(ctx, c, m.Topic(), m.Payload())
 	}
-	opts := e.link.options().
+	opts := e.link.Options().
 		SetCleanSession(true). // the outbox, not the broker, keeps what is unsent
 		SetWill(e.status.topic, string(proto.OfflineStatus(e.eng.site, e.eng.device)), 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
-			if !hg.enter() {
+			if !hg.Enter() {
 				return
 			}
-			defer hg.leave()
+			defer hg.Leave()
 			// Paho runs this in its own goroutine, so waiting is allowed.
-			if err := waitToken(ctx, e.eng.clk, c.SubscribeMultiple(filters, onMessage), DefaultTokenTimeout); err != nil {
+			if err := mqttconn.WaitToken(ctx, e.eng.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout); err != nil {
 				e.eng.log.Error("cannot subscribe; sending anyway, acks and commands will be missed until reconnect",
-					"topics", len(filters), "broker", e.link.broker, "err", err)
+					"topics", len(filters), "broker", e.link.Broker, "err", err)
 			} else {
-				e.eng.log.Info("connected to broker", "broker", e.link.broker, "client_id", e.link.clientID)
+				e.eng.log.Info("connected to broker", "broker", e.link.Broker, "client_id", e.link.ClientID)
 			}
 			e.eng.onConnect()
 			e.status.nudge()
@@ -333,7 +334,7 @@ func (e *Edge) Run(ctx context.Context) error {
 			}
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			e.eng.log.Warn("lost broker connection", "broker", e.link.broker, "err", err)
+			e.eng.log.Warn("lost broker connection", "broker", e.link.Broker, "err", err)
 			e.eng.onConnectionLost()
 		})
 	c := mqtt.NewClient(opts)
@@ -360,10 +361,10 @@ func (e *Edge) Run(ctx context.Context) error {
 		}
 		cancel()
 	}
-	c.Disconnect(disconnectQuiesce)
-	hg.closeAndWait()
+	c.Disconnect(mqttconn.DisconnectQuiesce)
+	hg.CloseAndWait()
 	e.eng.up.Store(false)
-	e.eng.log.Info("edge link stopped", "broker", e.link.broker, "acked", e.eng.acked.Load())
+	e.eng.log.Info("edge link stopped", "broker", e.link.Broker, "acked", e.eng.acked.Load())
 	return err
 }
 
@@ -399,10 +400,10 @@ type pahoPublisher struct {
 
 // publish implements publisher.
 func (p pahoPublisher) publish(ctx context.Context, topic string, payload []byte) error {
-	return waitToken(ctx, p.clk, p.c.Publish(topic, 1, false, payload), DefaultTokenTimeout)
+	return mqttconn.WaitToken(ctx, p.clk, p.c.Publish(topic, 1, false, payload), mqttconn.DefaultTokenTimeout)
 }
 
 // publishRetained implements retainedPublisher.
 func (p pahoPublisher) publishRetained(ctx context.Context, topic string, payload []byte) error {
-	return waitToken(ctx, p.clk, p.c.Publish(topic, 1, true, payload), DefaultTokenTimeout)
+	return mqttconn.WaitToken(ctx, p.clk, p.c.Publish(topic, 1, true, payload), mqttconn.DefaultTokenTimeout)
 }

@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -27,22 +28,6 @@ import (
 // not cumulative), and sends every unacknowledged record again after each
 // (re)connection and every ack timeout. HQ stores a record once per
 // (site, device, seq) and acknowledges it again when it comes twice.
-
-// EnrollmentSink is where HQ puts the enrollments devices send: the admin
-// CLI's registry stores them pending approval. StoreEnrollment must be
-// idempotent for one (site, device, seq); HQ acknowledges the record only
-// when it returns nil.
-type EnrollmentSink interface {
-	StoreEnrollment(ctx context.Context, e proto.Enrollment) error
-}
-
-// EnrollmentSinkFunc adapts a function to EnrollmentSink.
-type EnrollmentSinkFunc func(ctx context.Context, e proto.Enrollment) error
-
-// StoreEnrollment implements EnrollmentSink.
-func (f EnrollmentSinkFunc) StoreEnrollment(ctx context.Context, e proto.Enrollment) error {
-	return f(ctx, e)
-}
 
 // Outbox layout for enrollments:
 //
@@ -67,12 +52,12 @@ func (o *Outbox) AppendEnrollment(record []byte) (uint64, error) {
 	}
 	var seq uint64
 	err := o.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		seq = seqOf(meta.Get(keyEnrollSeq)) + 1
-		if err := tx.Bucket(bucketEnrollments).Put(seqKey(seq), bytes.Clone(rec)); err != nil {
+		meta := tx.Bucket(boltfile.MetaBucket)
+		seq = boltfile.SeqOf(meta.Get(keyEnrollSeq)) + 1
+		if err := tx.Bucket(bucketEnrollments).Put(boltfile.SeqKey(seq), bytes.Clone(rec)); err != nil {
 			return err
 		}
-		return meta.Put(keyEnrollSeq, seqKey(seq))
+		return meta.Put(keyEnrollSeq, boltfile.SeqKey(seq))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("append enrollment to outbox %s: %w", o.path, err)
@@ -86,7 +71,7 @@ func (o *Outbox) PendingEnrollments() ([]proto.Enrollment, error) {
 	var out []proto.Enrollment
 	err := o.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEnrollments).ForEach(func(k, v []byte) error {
-			out = append(out, proto.Enrollment{Seq: seqOf(k), Record: bytes.Clone(v)})
+			out = append(out, proto.Enrollment{Seq: boltfile.SeqOf(k), Record: bytes.Clone(v)})
 			return nil
 		})
 	})
@@ -99,7 +84,7 @@ func (o *Outbox) PendingEnrollments() ([]proto.Enrollment, error) {
 // AckEnrollment deletes the enrollment seq (HQ stored it). An unknown seq
 // deletes nothing and is not an error.
 func (o *Outbox) AckEnrollment(seq uint64) error {
-	err := o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEnrollments).Delete(seqKey(seq)) })
+	err := o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEnrollments).Delete(boltfile.SeqKey(seq)) })
 	if err != nil {
 		return fmt.Errorf("ack enrollment %d in outbox %s: %w", seq, o.path, err)
 	}
@@ -173,23 +158,5 @@ func (l *enrollLoop) run(ctx context.Context, pub publisher, connected func() bo
 		if ctx.Err() != nil {
 			return
 		}
-	}
-}
-
-// handleEnrollment stores one enrollment through the sink and acknowledges
-// it.
-func (h *HQ) handleEnrollment(ctx context.Context, pub func(ctx context.Context, topic string, payload []byte) error, topic string, payload []byte) {
-	e, err := proto.DecodeEnrollment(topic, payload)
-	if err != nil {
-		h.log.Warn("rejected enrollment message", "topic", topic, "bytes", len(payload), "err", err)
-		return
-	}
-	if err := h.enrollments.StoreEnrollment(ctx, e); err != nil {
-		h.log.Error("cannot store enrollment; the device will send it again", "site", e.Site, "device", e.Device, "seq", e.Seq, "err", err)
-		return
-	}
-	h.log.Info("enrollment received, pending approval", "site", e.Site, "device", e.Device, "seq", e.Seq)
-	if err := pub(ctx, proto.EnrollAckTopic(e.Site, e.Device), proto.EncodeAck(e.Seq)); err != nil {
-		h.log.Warn("cannot acknowledge enrollment; the device will send it again", "site", e.Site, "device", e.Device, "seq", e.Seq, "err", err)
 	}
 }

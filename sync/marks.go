@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
@@ -72,7 +73,7 @@ func (l *markLoop) nudge() { wake(l.kick) }
 func (l *markLoop) cursor() (uint64, error) {
 	var c uint64
 	err := l.ob.db.View(func(tx *bolt.Tx) error {
-		c = seqOf(tx.Bucket(bucketMeta).Get(keyMarksCursor))
+		c = boltfile.SeqOf(tx.Bucket(boltfile.MetaBucket).Get(keyMarksCursor))
 		return nil
 	})
 	return c, err
@@ -80,7 +81,7 @@ func (l *markLoop) cursor() (uint64, error) {
 
 // setCursor persists the cursor.
 func (l *markLoop) setCursor(c uint64) error {
-	return l.ob.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyMarksCursor, seqKey(c)) })
+	return l.ob.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(boltfile.MetaBucket).Put(keyMarksCursor, boltfile.SeqKey(c)) })
 }
 
 // run publishes new marks when nudged and every interval until ctx ends.

@@ -14,32 +14,15 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/tobira-ac/tobira/sync"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
 
-// base is the time of the first test event.
-var base = time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
-
-// testEvent returns a plausible decision event number i.
-func testEvent(i int) proto.Event {
-	return proto.Event{
-		Time:       base.Add(time.Duration(i) * time.Second),
-		Type:       proto.TypeDecision,
-		Door:       "main-gate",
-		Granted:    i%3 != 0,
-		Reason:     "enrolled",
-		Credential: fmt.Sprintf("01%s%06x", strings.Repeat("a1", 20), i),
-		Token:      "mynumber",
-		DecisionUS: int64(900 + i),
-	}
-}
-
 // openOutbox opens path and closes it in Cleanup.
-func openOutbox(t *testing.T, path string) *sync.Outbox {
+func openOutbox(t *testing.T, path string) *tsync.Outbox {
 	t.Helper()
-	ob, err := sync.OpenOutbox(path)
+	ob, err := tsync.OpenOutbox(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,37 +31,14 @@ func openOutbox(t *testing.T, path string) *sync.Outbox {
 }
 
 // newOutbox opens a fresh outbox in a temporary directory.
-func newOutbox(t *testing.T) *sync.Outbox {
+func newOutbox(t *testing.T) *tsync.Outbox {
 	t.Helper()
 	return openOutbox(t, filepath.Join(t.TempDir(), "events.db"))
 }
 
-// appendN appends events first..first+n-1 and returns what was stored.
-func appendN(t *testing.T, ob *sync.Outbox, first, n int) []proto.Event {
-	t.Helper()
-	var out []proto.Event
-	for i := first; i < first+n; i++ {
-		ev, err := ob.Append(testEvent(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, ev)
-	}
-	return out
-}
-
-// seqs returns the sequence numbers of evs.
-func seqs(evs []proto.Event) []uint64 {
-	var s []uint64
-	for _, ev := range evs {
-		s = append(s, ev.Seq)
-	}
-	return s
-}
-
 func TestOutboxAppendAssignsSequence(t *testing.T) {
 	ob := newOutbox(t)
-	in := testEvent(1)
+	in := prototest.Event(1)
 	in.Seq = 99 // ignored: the outbox assigns
 	in.Time = in.Time.In(time.FixedZone("JST", 9*3600))
 	got, err := ob.Append(in)
@@ -91,9 +51,9 @@ func TestOutboxAppendAssignsSequence(t *testing.T) {
 	if got.Time.Location() != time.UTC || !got.Time.Equal(in.Time) {
 		t.Errorf("stored time %v, want %v in UTC", got.Time, in.Time)
 	}
-	more := appendN(t, ob, 2, 4)
-	if fmt.Sprint(seqs(more)) != "[2 3 4 5]" {
-		t.Errorf("seqs %v, want [2 3 4 5]", seqs(more))
+	more := prototest.AppendN(t, ob, 2, 4)
+	if fmt.Sprint(prototest.Seqs(more)) != "[2 3 4 5]" {
+		t.Errorf("seqs %v, want [2 3 4 5]", prototest.Seqs(more))
 	}
 	pending, err := ob.Pending(0, 0)
 	if err != nil {
@@ -112,7 +72,7 @@ func TestOutboxAppendAssignsSequence(t *testing.T) {
 
 func TestOutboxPending(t *testing.T) {
 	ob := newOutbox(t)
-	appendN(t, ob, 1, 5)
+	prototest.AppendN(t, ob, 1, 5)
 	tests := []struct {
 		after uint64
 		max   int
@@ -133,7 +93,7 @@ func TestOutboxPending(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := fmt.Sprint(seqs(evs)); got != tt.want {
+			if got := fmt.Sprint(prototest.Seqs(evs)); got != tt.want {
 				t.Fatalf("Pending = %s, want %s", got, tt.want)
 			}
 		})
@@ -142,7 +102,7 @@ func TestOutboxPending(t *testing.T) {
 
 func TestOutboxAck(t *testing.T) {
 	ob := newOutbox(t)
-	appendN(t, ob, 1, 5)
+	prototest.AppendN(t, ob, 1, 5)
 	steps := []struct {
 		ack         uint64
 		wantRemoved int
@@ -153,8 +113,8 @@ func TestOutboxAck(t *testing.T) {
 		{3, 3, nil, "[4 5]"},
 		{3, 0, nil, "[4 5]"}, // repeated ack
 		{2, 0, nil, "[4 5]"}, // stale ack
-		{6, 0, sync.ErrAckAhead, "[4 5]"},
-		{math.MaxUint64, 0, sync.ErrAckAhead, "[4 5]"},
+		{6, 0, tsync.ErrAckAhead, "[4 5]"},
+		{math.MaxUint64, 0, tsync.ErrAckAhead, "[4 5]"},
 		{4, 1, nil, "[5]"},
 		{5, 1, nil, "[]"},
 	}
@@ -167,7 +127,7 @@ func TestOutboxAck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := fmt.Sprint(seqs(evs)); got != s.wantLeft {
+		if got := fmt.Sprint(prototest.Seqs(evs)); got != s.wantLeft {
 			t.Fatalf("after Ack(%d) left %s, want %s", s.ack, got, s.wantLeft)
 		}
 		if n, err := ob.Depth(); err != nil || n != len(evs) {
@@ -178,18 +138,18 @@ func TestOutboxAck(t *testing.T) {
 
 func TestOutboxSequenceSurvivesEmptyingAndReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	ob, err := sync.OpenOutbox(path)
+	ob, err := tsync.OpenOutbox(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	appendN(t, ob, 1, 3)
+	prototest.AppendN(t, ob, 1, 3)
 	if _, err := ob.Ack(3); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := ob.Depth(); n != 0 {
 		t.Fatalf("Depth = %d after acking everything", n)
 	}
-	if ev := appendN(t, ob, 4, 1)[0]; ev.Seq != 4 {
+	if ev := prototest.AppendN(t, ob, 4, 1)[0]; ev.Seq != 4 {
 		t.Fatalf("Append after emptying got seq %d, want 4", ev.Seq)
 	}
 	if _, err := ob.Ack(4); err != nil {
@@ -203,18 +163,18 @@ func TestOutboxSequenceSurvivesEmptyingAndReopen(t *testing.T) {
 	if s, err := ob.LastSeq(); err != nil || s != 4 {
 		t.Fatalf("LastSeq after reopen = %d, %v; want 4", s, err)
 	}
-	if ev := appendN(t, ob, 5, 1)[0]; ev.Seq != 5 {
+	if ev := prototest.AppendN(t, ob, 5, 1)[0]; ev.Seq != 5 {
 		t.Fatalf("Append after reopen got seq %d, want 5", ev.Seq)
 	}
 }
 
 func TestOutboxDurableAcrossReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	ob, err := sync.OpenOutbox(path)
+	ob, err := tsync.OpenOutbox(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored := appendN(t, ob, 1, 10)
+	stored := prototest.AppendN(t, ob, 1, 10)
 	if _, err := ob.Ack(4); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +211,7 @@ func TestOutboxRefusesInvalidEvent(t *testing.T) {
 	ob := newOutbox(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ev := testEvent(1)
+			ev := prototest.Event(1)
 			tt.edit(&ev)
 			if _, err := ob.Append(ev); !errors.Is(err, proto.ErrInvalidEvent) {
 				t.Fatalf("Append = %v, want ErrInvalidEvent", err)
@@ -277,7 +237,7 @@ func TestOutboxNormalizesEvent(t *testing.T) {
 	ob := newOutbox(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ev := testEvent(1)
+			ev := prototest.Event(1)
 			ev.Detail = tt.detail
 			got, err := ob.Append(ev)
 			if err != nil {
@@ -322,14 +282,7 @@ func TestOpenOutboxBadFile(t *testing.T) {
 			if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("snapshot")); return err }); err != nil {
 				t.Fatal(err)
 			}
-		}, sync.ErrBadFile},
-		{"HQ store", func(t *testing.T, path string) {
-			h, err := sync.OpenHQ(sync.HQConfig{Path: path})
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.Close()
-		}, sync.ErrBadFile},
+		}, tsync.ErrBadFile},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -339,7 +292,7 @@ func TestOpenOutboxBadFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ob, err := sync.OpenOutbox(path)
+			ob, err := tsync.OpenOutbox(path)
 			if err == nil {
 				ob.Close()
 				t.Fatal("OpenOutbox accepted a file that is not an outbox")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"sync"
@@ -458,4 +459,30 @@ func (si *snapshotIntake) run(ctx context.Context, interval time.Duration, conne
 		}
 		si.mu.Unlock()
 	}
+}
+
+// StagedTransfer reports the snapshot transfer staged in the outbox file:
+// its ID ("" when none), how many of its chunks are on disk, and how many
+// it has. After a restart the Edge resumes the transfer from there.
+func (o *Outbox) StagedTransfer() (transfer string, have, chunks int, err error) {
+	err = o.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTransfer)
+		raw := b.Get(keyManifest)
+		if raw == nil {
+			return nil
+		}
+		var m proto.Manifest
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return fmt.Errorf("decode staged manifest: %w", err)
+		}
+		transfer, chunks = m.Transfer, m.Chunks
+		for _, x := range b.Get(keyHave) {
+			have += bits.OnesCount8(x)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("read staged snapshot of outbox %s: %w", o.path, err)
+	}
+	return transfer, have, chunks, nil
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/broker"
 	"github.com/tobira-ac/tobira/internal/signed"
 	tsync "github.com/tobira-ac/tobira/sync"
@@ -159,7 +160,7 @@ func TestAdminCommands(t *testing.T) {
 	if err := run(ctx, []string{"fleet", "--db", db, "--spool", spool, "--format", "json"}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	var d tsync.DeviceInfo
+	var d hq.DeviceInfo
 	if err := json.Unmarshal(out.Bytes(), &d); err != nil {
 		t.Fatalf("fleet output %q: %v", &out, err)
 	}

@@ -41,10 +41,11 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tobira-ac/tobira/firmware"
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/registry"
+	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/internal/signed"
-	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
-	"github.com/tobira-ac/tobira/sync/registry"
 )
 
 var version = "dev"
@@ -117,12 +118,12 @@ func addBroker(fs *flag.FlagSet) brokerFlags {
 
 // hqConfig returns an HQ configuration holding the broker URL, the TLS
 // configuration and log.
-func (f brokerFlags) hqConfig(log *slog.Logger) (tsync.HQConfig, error) {
+func (f brokerFlags) hqConfig(log *slog.Logger) (hq.Config, error) {
 	tc, err := f.tls()
 	if err != nil {
-		return tsync.HQConfig{}, err
+		return hq.Config{}, err
 	}
-	return tsync.HQConfig{Broker: *f.url, TLS: tc, Logger: log}, nil
+	return hq.Config{Broker: *f.url, TLS: tc, Logger: log}, nil
 }
 
 // tls returns the TLS configuration, nil when no TLS flag is set.
@@ -201,7 +202,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		hq, err := tsync.OpenHQ(cfg)
+		hq, err := hq.Open(cfg)
 		if err != nil {
 			return err
 		}
@@ -255,7 +256,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		err = tsync.RunReleaseCLI(ctx, cfg, fs.Args(), stdout, stderr)
+		err = hq.RunReleaseCLI(ctx, cfg, fs.Args(), stdout, stderr)
 		if errors.Is(err, firmware.ErrUsage) {
 			return fmt.Errorf("%w: %s", errUsage, strings.TrimPrefix(err.Error(), "usage: "))
 		}
@@ -270,11 +271,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // openStore opens the HQ store without a broker, for the offline commands.
 // A missing file is an error: reading must not create an empty store.
-func openStore(db, spool string) (*tsync.HQ, error) {
+func openStore(db, spool string) (*hq.Service, error) {
 	if _, err := os.Stat(db); err != nil {
 		return nil, fmt.Errorf("open HQ store: %w", err)
 	}
-	return tsync.OpenHQ(tsync.HQConfig{Path: db, Spool: spool, Logger: slog.New(slog.DiscardHandler)})
+	return hq.Open(hq.Config{Path: db, Spool: spool, Logger: slog.New(slog.DiscardHandler)})
 }
 
 // parseTime parses an optional RFC 3339 flag value.
@@ -315,7 +316,7 @@ func newEventWriter(w io.Writer, format string) (*eventWriter, error) {
 }
 
 // write writes one event.
-func (w *eventWriter) write(ev tsync.StoredEvent) error {
+func (w *eventWriter) write(ev hq.StoredEvent) error {
 	if w.json != nil {
 		return w.json.Encode(ev)
 	}
@@ -336,7 +337,7 @@ func (w *eventWriter) flush() error {
 // events implements `tobira-hq events`.
 func events(fs *flag.FlagSet, parse func() error, stdout io.Writer) error {
 	db := fs.String("db", "hq.db", "HQ store (bbolt file)")
-	var q tsync.EventQuery
+	var q hq.EventQuery
 	fs.StringVar(&q.Site, "site", "", "only this site")
 	fs.StringVar(&q.Device, "device", "", "only this device")
 	fs.StringVar(&q.Door, "door", "", "only this door")
@@ -397,7 +398,7 @@ func tail(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.W
 	if err != nil {
 		return err
 	}
-	lines := make(chan tsync.StoredEvent, 1024)
+	lines := make(chan hq.StoredEvent, 1024)
 	opts := mqtt.NewClientOptions().AddBroker(*bf.url).SetClientID("tobira-hq-tail-" + proto.NewCommandID()[:8]).
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(true).SetOrderMatters(true)
 	if tc != nil {
@@ -415,7 +416,7 @@ func tail(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.W
 		}
 		for _, ev := range b.Events {
 			select {
-			case lines <- tsync.StoredEvent{Site: site, Device: device, Event: ev}:
+			case lines <- hq.StoredEvent{Site: site, Device: device, Event: ev}:
 			case <-ctx.Done():
 				return
 			}
@@ -423,7 +424,7 @@ func tail(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout io.W
 	}
 	opts.SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(proto.EventsSubscription, 0, onEvents) })
 	c := mqtt.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(tsync.DefaultTokenTimeout) || tok.Error() != nil {
+	if tok := c.Connect(); !tok.WaitTimeout(mqttconn.DefaultTokenTimeout) || tok.Error() != nil {
 		return fmt.Errorf("connect to %s: %v", *bf.url, tok.Error())
 	}
 	defer c.Disconnect(250)
@@ -497,7 +498,7 @@ func orDash(s string) string {
 }
 
 // dial reads the signing key and connects a Sender.
-func dial(ctx context.Context, bf brokerFlags, keyFile, spool string, log *slog.Logger) (*tsync.Sender, error) {
+func dial(ctx context.Context, bf brokerFlags, keyFile, spool string, log *slog.Logger) (*hq.Sender, error) {
 	if keyFile == "" {
 		return nil, fmt.Errorf("%w: --key is required (see tobira-hq keygen)", errUsage)
 	}
@@ -510,12 +511,12 @@ func dial(ctx context.Context, bf brokerFlags, keyFile, spool string, log *slog.
 		return nil, err
 	}
 	cfg.Spool = spool
-	return tsync.DialSender(ctx, cfg, priv)
+	return hq.DialSender(ctx, cfg, priv)
 }
 
 // waitResults waits up to d for the results of ids and prints them; an id
 // without a result, or a result other than done, is an error.
-func waitResults(ctx context.Context, s *tsync.Sender, d time.Duration, ids []string, stdout io.Writer) error {
+func waitResults(ctx context.Context, s *hq.Sender, d time.Duration, ids []string, stdout io.Writer) error {
 	if d <= 0 {
 		return nil
 	}
@@ -599,7 +600,7 @@ func publishSnapshot(ctx context.Context, fs *flag.FlagSet, parse func() error, 
 	defer s.Close()
 	var ids []string
 	for _, d := range devices {
-		m, err := s.PublishSnapshot(ctx, tsync.SnapshotOffer{Site: *site, Device: d, Version: *ver, From: *from, Path: *file, ChunkSize: *chunk})
+		m, err := s.PublishSnapshot(ctx, hq.SnapshotOffer{Site: *site, Device: d, Version: *ver, From: *from, Path: *file, ChunkSize: *chunk})
 		if err != nil {
 			return err
 		}

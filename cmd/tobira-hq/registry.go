@@ -16,12 +16,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
-	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
-	"github.com/tobira-ac/tobira/sync/registry"
 )
 
 // registryFlag registers --registry, the registry file of the admin
@@ -220,7 +220,7 @@ type registrySink struct {
 	log  *slog.Logger
 }
 
-// StoreEnrollment implements tsync.EnrollmentSink.
+// StoreEnrollment implements hq.EnrollmentSink.
 func (s registrySink) StoreEnrollment(_ context.Context, e proto.Enrollment) error {
 	r, err := registry.Open(s.path, registry.Options{Logger: s.log})
 	if err != nil {
@@ -342,7 +342,7 @@ func crlImport(ctx context.Context, fs *flag.FlagSet, parse func() error, stdout
 // publishFromRegistry builds each device's snapshot from the registry (a
 // delta from the version its retained status reports when asked and
 // possible, else full) and publishes it.
-func publishFromRegistry(ctx context.Context, s *tsync.Sender, r *registry.Registry, site string, devices []string, delta bool,
+func publishFromRegistry(ctx context.Context, s *hq.Sender, r *registry.Registry, site string, devices []string, delta bool,
 	chunk int, statusWait time.Duration, stdout io.Writer) ([]string, error) {
 	statuses, err := s.DeviceStatuses(ctx, site, statusWait)
 	if err != nil {
@@ -411,7 +411,7 @@ func publishFromRegistry(ctx context.Context, s *tsync.Sender, r *registry.Regis
 			}
 			path, pub = full, fullPub
 		}
-		m, err := s.PublishSnapshot(ctx, tsync.SnapshotOffer{Site: site, Device: d, Version: pub.Version, From: pub.From,
+		m, err := s.PublishSnapshot(ctx, hq.SnapshotOffer{Site: site, Device: d, Version: pub.Version, From: pub.From,
 			Path: path, ChunkSize: chunk, ContentHash: pub.Hash})
 		if err != nil {
 			return nil, err

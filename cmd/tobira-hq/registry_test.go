@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/broker"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/internal/signed"
@@ -157,7 +158,7 @@ func TestRegistryToDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sender, err := tsync.DialSender(ctx, tsync.HQConfig{Broker: brk.URL(), Logger: slog.New(slog.DiscardHandler)}, priv)
+	sender, err := hq.DialSender(ctx, hq.Config{Broker: brk.URL(), Logger: slog.New(slog.DiscardHandler)}, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestRegistryToDevice(t *testing.T) {
 	if err := cli("fleet", "--db", db, "--spool", spool, "--format", "json"); err != nil {
 		t.Fatal(err)
 	}
-	var dev tsync.DeviceInfo
+	var dev hq.DeviceInfo
 	if err := json.Unmarshal(out.Bytes(), &dev); err != nil {
 		t.Fatalf("fleet json: %v\n%s", err, out.String())
 	}

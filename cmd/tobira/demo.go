@@ -22,6 +22,7 @@ import (
 
 	"github.com/tobira-ac/tobira/controller"
 	"github.com/tobira-ac/tobira/door"
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/broker"
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/credential"
@@ -75,7 +76,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error 
 		return fmt.Errorf("start embedded MQTT broker: %w", err)
 	}
 	defer brk.Close()
-	hq, err := tsync.OpenHQ(tsync.HQConfig{Broker: brk.URL(), ClientID: "tobira-hq-demo",
+	hq, err := hq.Open(hq.Config{Broker: brk.URL(), ClientID: "tobira-hq-demo",
 		Path: filepath.Join(dir, "hq.db"), Logger: log})
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/signed"
@@ -24,7 +25,6 @@ import (
 	"github.com/tobira-ac/tobira/reader/cardsim"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 	"github.com/tobira-ac/tobira/reader/pcsctest"
-	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -104,15 +104,15 @@ door = "front"
 `)
 
 	spool := filepath.Join(dir, "spool") // HQ resends snapshot chunks a device asks for from here
-	hq, err := tsync.OpenHQ(tsync.HQConfig{Broker: mq.URL(), ClientID: "hq-e2e", Path: filepath.Join(dir, "hq.db"), Spool: spool})
+	hqs, err := hq.Open(hq.Config{Broker: mq.URL(), ClientID: "hq-e2e", Path: filepath.Join(dir, "hq.db"), Spool: spool})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer hq.Close()
+	defer hqs.Close()
 	var stderr bytes.Buffer
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 2)
-	go func() { done <- hq.Run(runCtx) }()
+	go func() { done <- hqs.Run(runCtx) }()
 	go func() {
 		done <- run(runCtx, []string{"run", "--config", cfg}, &bytes.Buffer{}, &syncWriter{w: &stderr})
 	}()
@@ -133,12 +133,12 @@ door = "front"
 	waitFor(t, "the relay driven locked at start", 20*time.Second, func() bool { return relay.Read() == gpio.Low })
 
 	waitFor(t, "the device online at HQ", 20*time.Second, func() bool {
-		fleet, err := hq.Fleet()
+		fleet, err := hqs.Fleet()
 		return err == nil && len(fleet) == 1 && fleet[0].Online
 	})
 
 	// HQ pushes a signed full snapshot enrolling the card.
-	sender, err := tsync.DialSender(ctx, tsync.HQConfig{Broker: mq.URL(), ClientID: "hq-e2e-sender", Spool: spool}, priv)
+	sender, err := hq.DialSender(ctx, hq.Config{Broker: mq.URL(), ClientID: "hq-e2e-sender", Spool: spool}, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ door = "front"
 	snapPath := filepath.Join(dir, "snap-1.bin")
 	writeSnapshotStream(t, snapPath, credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: ca.Cert.SubjectKeyId,
 		Serial: big.NewInt(0x7e570001).Bytes()})
-	man, err := sender.PublishSnapshot(ctx, tsync.SnapshotOffer{Site: "e2e", Device: "ctl-1", Version: 1, Path: snapPath})
+	man, err := sender.PublishSnapshot(ctx, hq.SnapshotOffer{Site: "e2e", Device: "ctl-1", Version: 1, Path: snapPath})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ door = "front"
 
 	card := cardsim.New(cardsim.Profile{TokenLabel: "JPKIAPICCTOKEN2", AuthCert: der, CACert: ca.DER, AuthKey: key, PIN: "1234", Tries: 3})
 	decisions := func() []proto.Event {
-		evs, err := hq.Events("e2e", "ctl-1")
+		evs, err := hqs.Events("e2e", "ctl-1")
 		if err != nil {
 			t.Fatal(err)
 		}

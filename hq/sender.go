@@ -1,4 +1,4 @@
-package sync
+package hq
 
 import (
 	"cmp"
@@ -19,6 +19,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -39,9 +40,9 @@ type Sender struct {
 
 // DialSender connects to cfg.Broker (cfg.Path is not used) and subscribes
 // to every device's results. priv signs what the Sender sends.
-func DialSender(ctx context.Context, cfg HQConfig, priv ed25519.PrivateKey) (*Sender, error) {
-	if err := checkBrokerURL(cfg.Broker); err != nil {
-		return nil, err
+func DialSender(ctx context.Context, cfg Config, priv ed25519.PrivateKey) (*Sender, error) {
+	if err := mqttconn.CheckBrokerURL(cfg.Broker); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if len(priv) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: sender needs an Ed25519 private key", ErrConfig)
@@ -54,17 +55,17 @@ func DialSender(ctx context.Context, cfg HQConfig, priv ed25519.PrivateKey) (*Se
 		results: map[string]proto.Result{},
 		arrived: make(chan struct{}),
 	}
-	l := link{
-		broker: cfg.Broker, clientID: cmp.Or(cfg.ClientID, "tobira-hq-cli-"+proto.NewCommandID()[:8]),
-		tls: cfg.TLS, username: cfg.Username, password: cfg.Password,
-		connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry), maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
+	l := mqttconn.Settings{
+		Broker: cfg.Broker, ClientID: cmp.Or(cfg.ClientID, "tobira-hq-cli-"+proto.NewCommandID()[:8]),
+		TLS: cfg.TLS, Username: cfg.Username, Password: cfg.Password,
+		ConnectRetry: cmp.Or(cfg.ConnectRetry, mqttconn.DefaultConnectRetry), MaxReconnect: cmp.Or(cfg.MaxReconnect, mqttconn.DefaultMaxReconnect),
 	}
-	s.c = mqtt.NewClient(l.options().SetConnectRetry(false).SetCleanSession(true))
-	if err := waitToken(ctx, s.clk, s.c.Connect(), DefaultTokenTimeout); err != nil {
+	s.c = mqtt.NewClient(l.Options().SetConnectRetry(false).SetCleanSession(true))
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Connect(), mqttconn.DefaultTokenTimeout); err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.Broker, err)
 	}
-	if err := waitToken(ctx, s.clk, s.c.Subscribe(proto.ResultSubscription, 1, s.onResult), DefaultTokenTimeout); err != nil {
-		s.c.Disconnect(disconnectQuiesce)
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Subscribe(proto.ResultSubscription, 1, s.onResult), mqttconn.DefaultTokenTimeout); err != nil {
+		s.c.Disconnect(mqttconn.DisconnectQuiesce)
 		return nil, fmt.Errorf("subscribe to %s on %s: %w", proto.ResultSubscription, cfg.Broker, err)
 	}
 	return s, nil
@@ -121,7 +122,7 @@ func (s *Sender) SendCommand(ctx context.Context, c proto.Command) (proto.Comman
 	if err != nil {
 		return c, err
 	}
-	if err := waitToken(ctx, s.clk, s.c.Publish(proto.CommandTopic(c.Site, c.Device), 1, false, env), DefaultTokenTimeout); err != nil {
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(proto.CommandTopic(c.Site, c.Device), 1, false, env), mqttconn.DefaultTokenTimeout); err != nil {
 		return c, fmt.Errorf("publish command %s to %s/%s: %w", c.ID, c.Site, c.Device, err)
 	}
 	return c, nil
@@ -184,7 +185,7 @@ func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Ma
 			return proto.Manifest{}, err
 		}
 	}
-	if err := waitToken(ctx, s.clk, s.c.Publish(proto.SnapshotTopic(m.Site, m.Device), 1, true, env), DefaultTokenTimeout); err != nil {
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(proto.SnapshotTopic(m.Site, m.Device), 1, true, env), mqttconn.DefaultTokenTimeout); err != nil {
 		return proto.Manifest{}, fmt.Errorf("publish snapshot manifest %s to %s/%s: %w", m.Transfer, m.Site, m.Device, err)
 	}
 	for i := range m.Chunks {
@@ -253,7 +254,7 @@ func (s *Sender) DeviceStatuses(ctx context.Context, site string, wait time.Dura
 		out[device] = st
 		mu.Unlock()
 	})
-	if err := waitToken(ctx, s.clk, tok, DefaultTokenTimeout); err != nil {
+	if err := mqttconn.WaitToken(ctx, s.clk, tok, mqttconn.DefaultTokenTimeout); err != nil {
 		return nil, fmt.Errorf("subscribe to %s: %w", filter, err)
 	}
 	t := s.clk.NewTimer(wait)
@@ -262,7 +263,7 @@ func (s *Sender) DeviceStatuses(ctx context.Context, site string, wait time.Dura
 	case <-t.C():
 	}
 	t.Stop()
-	if err := waitToken(ctx, s.clk, s.c.Unsubscribe(filter), DefaultTokenTimeout); err != nil && ctx.Err() == nil {
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Unsubscribe(filter), mqttconn.DefaultTokenTimeout); err != nil && ctx.Err() == nil {
 		s.log.Warn("cannot unsubscribe", "topic", filter, "err", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -274,4 +275,4 @@ func (s *Sender) DeviceStatuses(ctx context.Context, site string, wait time.Dura
 }
 
 // Close disconnects.
-func (s *Sender) Close() { s.c.Disconnect(disconnectQuiesce) }
+func (s *Sender) Close() { s.c.Disconnect(mqttconn.DisconnectQuiesce) }

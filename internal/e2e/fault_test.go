@@ -1,4 +1,4 @@
-package sync_test
+package e2e_test
 
 // Fault tests of the events link on a real mosquitto: a backlog drained, the
 // broker killed mid-drain, a proxy that cuts the connection at random
@@ -17,15 +17,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/faultproxy"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
-	"github.com/tobira-ac/tobira/sync"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
@@ -62,7 +63,7 @@ func TestMain(m *testing.M) {
 // seqEvent returns the event the tests make as sequence number seq: its
 // content follows from seq, so that HQ's copy can be checked.
 func seqEvent(seq uint64) proto.Event {
-	ev := testEvent(int(seq))
+	ev := prototest.Event(int(seq))
 	ev.Seq = seq
 	ev.Detail = "event " + strconv.FormatUint(seq, 10)
 	return ev
@@ -70,7 +71,7 @@ func seqEvent(seq uint64) proto.Event {
 
 // appendBacklog appends events seq first..last in transactions of up to
 // 10000 events.
-func appendBacklog(t testing.TB, ob *sync.Outbox, first, last uint64) {
+func appendBacklog(t testing.TB, ob *tsync.Outbox, first, last uint64) {
 	t.Helper()
 	for lo := first; lo <= last; lo += 10000 {
 		hi := min(lo+9999, last)
@@ -98,13 +99,13 @@ func crashChild() int {
 		fmt.Fprintln(os.Stderr, "crash child:", err)
 		return 2
 	}
-	ob, err := sync.OpenOutbox(os.Getenv(envCrashOutbox))
+	ob, err := tsync.OpenOutbox(os.Getenv(envCrashOutbox))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crash child:", err)
 		return 2
 	}
 	defer ob.Close()
-	e, err := sync.NewEdge(sync.EdgeConfig{
+	e, err := tsync.NewEdge(tsync.EdgeConfig{
 		Broker: os.Getenv(envCrashBroker), Site: "s1", Device: "d1", Batch: 50, Window: 4,
 		AckTimeout: 2 * time.Second, RetryDelay: 100 * time.Millisecond,
 		ConnectRetry: 100 * time.Millisecond, MaxReconnect: 300 * time.Millisecond,
@@ -151,7 +152,7 @@ func crashChild() int {
 
 // checkHQExactly checks that HQ holds seqEvent(1..n) of s1/d1, each once:
 // every event when n is small, the counts and ack point always.
-func checkHQExactly(t *testing.T, h *sync.HQ, newEvents *atomic.Int64, n uint64) {
+func checkHQExactly(t *testing.T, h *hq.Service, newEvents *atomic.Int64, n uint64) {
 	t.Helper()
 	if a, err := h.Acked("s1", "d1"); err != nil || a != n {
 		t.Fatalf("HQ Acked = %d, %v; want %d", a, err, n)
@@ -286,7 +287,7 @@ func TestEdgeSurvivesSIGKILL(t *testing.T) {
 	t.Logf("kill seed %d", seed)
 
 	var logs bytes.Buffer
-	var logMu gosync.Mutex
+	var logMu sync.Mutex
 	t.Cleanup(func() {
 		if t.Failed() {
 			logMu.Lock()
@@ -339,7 +340,7 @@ func TestEdgeSurvivesSIGKILL(t *testing.T) {
 
 // lockedBuffer lets two child pipes write into one buffer.
 type lockedBuffer struct {
-	mu *gosync.Mutex
+	mu *sync.Mutex
 	b  *bytes.Buffer
 }
 

@@ -1,4 +1,4 @@
-package sync_test
+package e2e_test
 
 // Integration test of the HQ -> device direction and of status on a real
 // mosquitto: signed commands with results, chunked snapshots resumed after
@@ -13,20 +13,21 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/faultproxy"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/signed"
-	"github.com/tobira-ac/tobira/sync"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // memSink is a SnapshotSink in memory: full replaces, delta appends.
 type memSink struct {
-	mu      gosync.Mutex
+	mu      sync.Mutex
 	version uint64
 	content []byte
 }
@@ -65,7 +66,7 @@ func (s *memSink) ApplyDeltaStream(_ context.Context, from, to uint64, r io.Read
 func (s *memSink) ContentHash() ([32]byte, error) { return [32]byte{}, nil }
 
 // fleetEntry returns HQ's fleet view of s1/d1.
-func fleetEntry(t *testing.T, h *sync.HQ) sync.DeviceInfo {
+func fleetEntry(t *testing.T, h *hq.Service) hq.DeviceInfo {
 	t.Helper()
 	fl, err := h.Fleet()
 	if err != nil {
@@ -76,7 +77,7 @@ func fleetEntry(t *testing.T, h *sync.HQ) sync.DeviceInfo {
 			return d
 		}
 	}
-	return sync.DeviceInfo{}
+	return hq.DeviceInfo{}
 }
 
 // writeFile writes b to a new file in dir.
@@ -106,7 +107,7 @@ func TestCommandsSnapshotsAndStatus(t *testing.T) {
 	}()
 	spool := t.TempDir()
 
-	h, err := sync.OpenHQ(sync.HQConfig{Broker: m.URL(), Path: filepath.Join(t.TempDir(), "hq.db"), Spool: spool,
+	h, err := hq.Open(hq.Config{Broker: m.URL(), Path: filepath.Join(t.TempDir(), "hq.db"), Spool: spool,
 		ClientID: "hq", ConnectRetry: 100 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -116,20 +117,20 @@ func TestCommandsSnapshotsAndStatus(t *testing.T) {
 	go func() { hdone <- h.Run(hctx) }()
 	t.Cleanup(func() { hcancel(); <-hdone; h.Close() })
 
-	var cmdMu gosync.Mutex
+	var cmdMu sync.Mutex
 	var got []proto.Command
 	sink := &memSink{}
 	ob := newOutbox(t)
-	e, err := sync.NewEdge(sync.EdgeConfig{
+	e, err := tsync.NewEdge(tsync.EdgeConfig{
 		Broker: p.URL("tcp"), Site: "s1", Device: "d1", Keys: []ed25519.PublicKey{oldPub, pub},
-		Commands: sync.CommandFunc(func(_ context.Context, c proto.Command) error {
+		Commands: tsync.CommandFunc(func(_ context.Context, c proto.Command) error {
 			cmdMu.Lock()
 			defer cmdMu.Unlock()
 			got = append(got, c)
 			return nil
 		}),
 		Snapshots: sink,
-		Status: sync.StatusFunc(func(context.Context) (proto.Status, error) {
+		Status: tsync.StatusFunc(func(context.Context) (proto.Status, error) {
 			v, _ := sink.Version()
 			return proto.Status{Version: "test-1", Snapshot: proto.SnapshotStatus{Version: v},
 				Doors: []proto.DoorStatus{{Name: "main-gate", State: "locked", Mode: "normal"}}, ClockTrusted: true}, nil
@@ -152,7 +153,7 @@ func TestCommandsSnapshotsAndStatus(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), linkDeadline)
 	defer cancel()
-	s, err := sync.DialSender(ctx, sync.HQConfig{Broker: m.URL(), Spool: spool, Logger: testLogger(t)}, priv)
+	s, err := hq.DialSender(ctx, hq.Config{Broker: m.URL(), Spool: spool, Logger: testLogger(t)}, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +183,7 @@ func TestCommandsSnapshotsAndStatus(t *testing.T) {
 	// A full snapshot in many chunks.
 	v1 := make([]byte, 300<<10)
 	rand.Read(v1)
-	man, err := s.PublishSnapshot(ctx, sync.SnapshotOffer{Site: "s1", Device: "d1", Version: 1,
+	man, err := s.PublishSnapshot(ctx, hq.SnapshotOffer{Site: "s1", Device: "d1", Version: 1,
 		Path: writeFile(t, t.TempDir(), "v1.snap", v1), ChunkSize: 16 << 10})
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +201,7 @@ func TestCommandsSnapshotsAndStatus(t *testing.T) {
 	p.SetDown(true)
 	waitFor(t, "the last will to mark the device offline", func() bool { return !fleetEntry(t, h).Online })
 	delta := bytes.Repeat([]byte("delta!"), 10000)
-	man2, err := s.PublishSnapshot(ctx, sync.SnapshotOffer{Site: "s1", Device: "d1", Version: 2, From: 1,
+	man2, err := s.PublishSnapshot(ctx, hq.SnapshotOffer{Site: "s1", Device: "d1", Version: 2, From: 1,
 		Path: writeFile(t, t.TempDir(), "v2.delta", delta), ChunkSize: 8 << 10})
 	if err != nil {
 		t.Fatal(err)

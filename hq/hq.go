@@ -1,4 +1,4 @@
-package sync
+package hq
 
 import (
 	"bytes"
@@ -16,7 +16,9 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -30,13 +32,14 @@ import (
 // (<site>/<device> is one bucket name; names cannot contain '/'.)
 var (
 	bucketDevices = []byte("devices")
+	bucketEvents  = []byte("events")
 	keyCount      = []byte("count")
 	keyAcked      = []byte("acked")
 	hqFormat      = []byte("tobira-hq-v1")
 )
 
 // HQConfig configures an HQ. Path is required; Broker is required for Run.
-type HQConfig struct {
+type Config struct {
 	// Broker is the paho broker URL, e.g. "tcp://127.0.0.1:1883".
 	Broker string
 	// ClientID is the MQTT client ID; default "tobira-hq". HQ uses a
@@ -81,11 +84,11 @@ type HQConfig struct {
 // again.
 //
 // The bbolt store is the spine's stand-in for a real database.
-type HQ struct {
+type Service struct {
 	db      *bolt.DB
 	path    string
 	spool   string
-	link    link
+	link    mqttconn.Settings
 	clk     clock.Clock
 	log     *slog.Logger
 	running atomic.Bool
@@ -109,17 +112,17 @@ type HQ struct {
 // (persistent session) what devices publish for HQ, also while HQ is away.
 // Devices that publish before that moment are served anyway, but events
 // the broker had no subscriber for wait for the device's ack timeout.
-func (h *HQ) Ready() <-chan struct{} { return h.ready }
+func (h *Service) Ready() <-chan struct{} { return h.ready }
 
 // OpenHQ opens (or creates) HQ's event store at cfg.Path. It does not
 // connect; Run does.
-func OpenHQ(cfg HQConfig) (*HQ, error) {
+func Open(cfg Config) (*Service, error) {
 	if cfg.Path == "" {
 		return nil, fmt.Errorf("%w: HQ needs a store path", ErrConfig)
 	}
 	if cfg.Broker != "" {
-		if err := checkBrokerURL(cfg.Broker); err != nil {
-			return nil, err
+		if err := mqttconn.CheckBrokerURL(cfg.Broker); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
 	if cfg.Key != nil && len(cfg.Key) != ed25519.PrivateKeySize {
@@ -127,29 +130,29 @@ func OpenHQ(cfg HQConfig) (*HQ, error) {
 	}
 	// The map freelist finds free pages in a large store faster (it
 	// lives in memory only; the file format is the same).
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: openLockTimeout, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: boltfile.OpenTimeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open HQ store %s: %w", cfg.Path, err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		return initLayout(tx, hqFormat, bucketDevices, bucketStatus, bucketResults)
+		return boltfile.Init(tx, hqFormat, bucketDevices, bucketStatus, bucketResults)
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open HQ store %s: %w", cfg.Path, err)
 	}
-	return &HQ{
+	return &Service{
 		db:    db,
 		path:  cfg.Path,
 		spool: cfg.Spool,
 		ready: make(chan struct{}),
-		link: link{
-			broker:       cfg.Broker,
-			clientID:     cmp.Or(cfg.ClientID, "tobira-hq"),
-			tls:          cfg.TLS,
-			username:     cfg.Username,
-			password:     cfg.Password,
-			connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry),
-			maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
+		link: mqttconn.Settings{
+			Broker:       cfg.Broker,
+			ClientID:     cmp.Or(cfg.ClientID, "tobira-hq"),
+			TLS:          cfg.TLS,
+			Username:     cfg.Username,
+			Password:     cfg.Password,
+			ConnectRetry: cmp.Or(cfg.ConnectRetry, mqttconn.DefaultConnectRetry),
+			MaxReconnect: cmp.Or(cfg.MaxReconnect, mqttconn.DefaultMaxReconnect),
 		},
 		clk:         cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
 		log:         cmp.Or(cfg.Logger, slog.Default()),
@@ -161,7 +164,7 @@ func OpenHQ(cfg HQConfig) (*HQ, error) {
 // OnEvent sets a callback for each newly stored event (not for duplicates).
 // It is called after the event is committed, possibly from several
 // goroutines at once, and must not block for long. nil removes it.
-func (h *HQ) OnEvent(fn func(site, device string, ev proto.Event)) {
+func (h *Service) OnEvent(fn func(site, device string, ev proto.Event)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.onEvent = fn
@@ -171,8 +174,8 @@ func (h *HQ) OnEvent(fn func(site, device string, ev proto.Event)) {
 // subscribes to EventsSubscription at QoS 1, and stores and acknowledges
 // events until ctx ends. It returns nil when ctx ends, after a clean
 // disconnect and after every message handler has finished.
-func (h *HQ) Run(ctx context.Context) error {
-	if h.link.broker == "" {
+func (h *Service) Run(ctx context.Context) error {
+	if h.link.Broker == "" {
 		return fmt.Errorf("%w: HQ %s has no broker URL", ErrConfig, h.path)
 	}
 	if !h.running.CompareAndSwap(false, true) {
@@ -183,13 +186,13 @@ func (h *HQ) Run(ctx context.Context) error {
 	if err := h.loadDevices(); err != nil {
 		return err
 	}
-	var hg handlerGroup
+	var hg mqttconn.HandlerGroup
 	var pub func(ctx context.Context, topic string, payload []byte) error
 	onEvents := func(c mqtt.Client, m mqtt.Message) {
-		if !hg.enter() {
+		if !hg.Enter() {
 			return
 		}
-		defer hg.leave()
+		defer hg.Leave()
 		// Each handler decodes its topic again; a topic that does not
 		// parse goes to the events handler, which logs and drops it.
 		t := m.Topic()
@@ -217,49 +220,49 @@ func (h *HQ) Run(ctx context.Context) error {
 	if h.enrollments != nil {
 		filters[proto.EnrollSubscription] = 1
 	}
-	opts := h.link.options().
+	opts := h.link.Options().
 		SetCleanSession(false). // the broker keeps our subscription and queues events while we are away
 		SetOnConnectHandler(func(c mqtt.Client) {
-			if !hg.enter() {
+			if !hg.Enter() {
 				return
 			}
-			defer hg.leave()
+			defer hg.Leave()
 			// Subscribe on every connection: the broker may have lost the
 			// session (restart without persistence).
-			if err := waitToken(ctx, h.clk, c.SubscribeMultiple(filters, onEvents), DefaultTokenTimeout); err != nil {
-				h.log.Error("cannot subscribe to events, status and results", "topic", proto.EventsSubscription, "broker", h.link.broker, "err", err)
+			if err := mqttconn.WaitToken(ctx, h.clk, c.SubscribeMultiple(filters, onEvents), mqttconn.DefaultTokenTimeout); err != nil {
+				h.log.Error("cannot subscribe to events, status and results", "topic", proto.EventsSubscription, "broker", h.link.Broker, "err", err)
 				return
 			}
-			h.log.Info("HQ connected to broker", "broker", h.link.broker, "client_id", h.link.clientID)
+			h.log.Info("HQ connected to broker", "broker", h.link.Broker, "client_id", h.link.ClientID)
 			h.readyOnce.Do(func() { close(h.ready) })
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			h.log.Warn("HQ lost broker connection", "broker", h.link.broker, "err", err)
+			h.log.Warn("HQ lost broker connection", "broker", h.link.Broker, "err", err)
 		})
 	// Messages queued for our persistent session can arrive before
 	// OnConnect subscribes; route them too.
 	opts.SetDefaultPublishHandler(onEvents)
 	c := mqtt.NewClient(opts)
 	pub = func(ctx context.Context, topic string, payload []byte) error {
-		return waitToken(ctx, h.clk, c.Publish(topic, 1, false, payload), DefaultTokenTimeout)
+		return mqttconn.WaitToken(ctx, h.clk, c.Publish(topic, 1, false, payload), mqttconn.DefaultTokenTimeout)
 	}
 	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
 
 	<-ctx.Done()
-	c.Disconnect(disconnectQuiesce)
-	hg.closeAndWait()
-	h.log.Info("HQ link stopped", "broker", h.link.broker)
+	c.Disconnect(mqttconn.DisconnectQuiesce)
+	hg.CloseAndWait()
+	h.log.Info("HQ link stopped", "broker", h.link.Broker)
 	return nil
 }
 
 // handle stores one events message and publishes the device's ack.
-func (h *HQ) handle(ctx context.Context, c mqtt.Client, topic string, payload []byte) {
+func (h *Service) handle(ctx context.Context, c mqtt.Client, topic string, payload []byte) {
 	site, device, ack, err := h.ingest(topic, payload)
 	if err != nil || ack == 0 {
 		return
 	}
 	ackTopic := proto.AckTopic(site, device)
-	if err := waitToken(ctx, h.clk, c.Publish(ackTopic, 1, false, proto.EncodeAck(ack)), DefaultTokenTimeout); err != nil {
+	if err := mqttconn.WaitToken(ctx, h.clk, c.Publish(ackTopic, 1, false, proto.EncodeAck(ack)), mqttconn.DefaultTokenTimeout); err != nil {
 		h.log.Warn("cannot publish ack; the device will send again", "topic", ackTopic, "seq", ack, "err", err)
 	}
 }
@@ -270,13 +273,13 @@ func (h *HQ) handle(ctx context.Context, c mqtt.Client, topic string, payload []
 // message (ErrMalformed) is logged with its topic and stores nothing. Run
 // calls Ingest for every message; it is exported for other transports and
 // tests.
-func (h *HQ) Ingest(topic string, payload []byte) (ack uint64, err error) {
+func (h *Service) Ingest(topic string, payload []byte) (ack uint64, err error) {
 	_, _, ack, err = h.ingest(topic, payload)
 	return ack, err
 }
 
 // ingest is Ingest, also returning the site and device.
-func (h *HQ) ingest(topic string, payload []byte) (site, device string, ack uint64, err error) {
+func (h *Service) ingest(topic string, payload []byte) (site, device string, ack uint64, err error) {
 	site, device, err = proto.ParseEventsTopic(topic)
 	if err == nil {
 		var b proto.Batch
@@ -312,7 +315,7 @@ type storeReq struct {
 // the first caller commits every message queued so far, in rounds until
 // none is left, while the others wait for their round. Each caller still
 // returns, and acks, only after its own events are on disk.
-func (h *HQ) store(topic, site, device string, evs []proto.Event) (string, string, uint64, error) {
+func (h *Service) store(topic, site, device string, evs []proto.Event) (string, string, uint64, error) {
 	req := &storeReq{topic: topic, site: site, device: device, evs: evs, vals: make([][]byte, len(evs)), done: make(chan struct{})}
 	// Encode outside the transaction: handlers do it in parallel, and the
 	// writer holds bbolt's lock only to put.
@@ -349,7 +352,7 @@ func (h *HQ) store(topic, site, device string, evs []proto.Event) (string, strin
 }
 
 // commit stores reqs in one transaction and completes each.
-func (h *HQ) commit(reqs []*storeReq) {
+func (h *Service) commit(reqs []*storeReq) {
 	err := h.db.Update(func(tx *bolt.Tx) error {
 		added := 0
 		for _, r := range reqs {
@@ -359,8 +362,8 @@ func (h *HQ) commit(reqs []*storeReq) {
 			}
 			added += len(r.added)
 		}
-		meta := tx.Bucket(bucketMeta)
-		return meta.Put(keyCount, seqKey(seqOf(meta.Get(keyCount))+uint64(added)))
+		meta := tx.Bucket(boltfile.MetaBucket)
+		return meta.Put(keyCount, boltfile.SeqKey(boltfile.SeqOf(meta.Get(keyCount))+uint64(added)))
 	})
 	h.mu.Lock()
 	fn := h.onEvent
@@ -383,7 +386,7 @@ func (h *HQ) commit(reqs []*storeReq) {
 }
 
 // storeTx stores the events of r in tx and sets r's results.
-func (h *HQ) storeTx(tx *bolt.Tx, r *storeReq) error {
+func (h *Service) storeTx(tx *bolt.Tx, r *storeReq) error {
 	dev, err := tx.Bucket(bucketDevices).CreateBucketIfNotExists([]byte(r.site + "/" + r.device))
 	if err != nil {
 		return fmt.Errorf("create device bucket: %w", err)
@@ -397,7 +400,7 @@ func (h *HQ) storeTx(tx *bolt.Tx, r *storeReq) error {
 	held.FillPercent = 0.9
 	for i, ev := range r.evs {
 		v := r.vals[i]
-		k := seqKey(ev.Seq)
+		k := boltfile.SeqKey(ev.Seq)
 		if old := held.Get(k); old != nil {
 			r.dups++
 			if !bytes.Equal(old, v) {
@@ -410,11 +413,11 @@ func (h *HQ) storeTx(tx *bolt.Tx, r *storeReq) error {
 		}
 		r.added = append(r.added, ev)
 	}
-	ack := seqOf(dev.Get(keyAcked))
-	for ack < ^uint64(0) && held.Get(seqKey(ack+1)) != nil {
+	ack := boltfile.SeqOf(dev.Get(keyAcked))
+	for ack < ^uint64(0) && held.Get(boltfile.SeqKey(ack+1)) != nil {
 		ack++
 	}
-	if err := dev.Put(keyAcked, seqKey(ack)); err != nil {
+	if err := dev.Put(keyAcked, boltfile.SeqKey(ack)); err != nil {
 		return fmt.Errorf("store ack point: %w", err)
 	}
 	r.ack = ack
@@ -423,7 +426,7 @@ func (h *HQ) storeTx(tx *bolt.Tx, r *storeReq) error {
 
 // Events returns the stored events of one device in sequence order,
 // including any held beyond a gap.
-func (h *HQ) Events(site, device string) ([]proto.Event, error) {
+func (h *Service) Events(site, device string) ([]proto.Event, error) {
 	var evs []proto.Event
 	err := h.db.View(func(tx *bolt.Tx) error {
 		dev := tx.Bucket(bucketDevices).Bucket([]byte(site + "/" + device))
@@ -447,11 +450,11 @@ func (h *HQ) Events(site, device string) ([]proto.Event, error) {
 
 // Acked returns the highest sequence number up to which HQ holds every
 // event of the device (what it acknowledges), 0 for an unknown device.
-func (h *HQ) Acked(site, device string) (uint64, error) {
+func (h *Service) Acked(site, device string) (uint64, error) {
 	var seq uint64
 	err := h.db.View(func(tx *bolt.Tx) error {
 		if dev := tx.Bucket(bucketDevices).Bucket([]byte(site + "/" + device)); dev != nil {
-			seq = seqOf(dev.Get(keyAcked))
+			seq = boltfile.SeqOf(dev.Get(keyAcked))
 		}
 		return nil
 	})
@@ -462,10 +465,10 @@ func (h *HQ) Acked(site, device string) (uint64, error) {
 }
 
 // Count returns how many events HQ stores, over all devices.
-func (h *HQ) Count() (int, error) {
+func (h *Service) Count() (int, error) {
 	var n uint64
 	err := h.db.View(func(tx *bolt.Tx) error {
-		n = seqOf(tx.Bucket(bucketMeta).Get(keyCount))
+		n = boltfile.SeqOf(tx.Bucket(boltfile.MetaBucket).Get(keyCount))
 		return nil
 	})
 	if err != nil {
@@ -475,7 +478,7 @@ func (h *HQ) Count() (int, error) {
 }
 
 // Close closes the store. Call it after Run has returned.
-func (h *HQ) Close() error {
+func (h *Service) Close() error {
 	if err := h.db.Close(); err != nil {
 		return fmt.Errorf("close HQ store %s: %w", h.path, err)
 	}

@@ -1,4 +1,4 @@
-package sync
+package hq
 
 import (
 	"cmp"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -37,7 +38,7 @@ type ReleaseServer struct {
 	clk    clock.Clock
 	log    *slog.Logger
 	served atomic.Int64
-	hg     handlerGroup
+	hg     mqttconn.HandlerGroup
 
 	mu       sync.Mutex
 	releases map[string]releaseFile         // by SHA-256
@@ -60,9 +61,9 @@ type releaseFile struct {
 // results, and indexes the releases in store (store/<version>/release.json
 // with store/<version>/tobira, as `tobira-release release publish` lays
 // them out; "" for none). priv signs the offers.
-func DialReleaseServer(ctx context.Context, cfg HQConfig, priv ed25519.PrivateKey, store string) (*ReleaseServer, error) {
-	if err := checkBrokerURL(cfg.Broker); err != nil {
-		return nil, err
+func DialReleaseServer(ctx context.Context, cfg Config, priv ed25519.PrivateKey, store string) (*ReleaseServer, error) {
+	if err := mqttconn.CheckBrokerURL(cfg.Broker); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if len(priv) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: release server needs an Ed25519 private key", ErrConfig)
@@ -82,19 +83,19 @@ func DialReleaseServer(ctx context.Context, cfg HQConfig, priv ed25519.PrivateKe
 			return nil, err
 		}
 	}
-	l := link{
-		broker: cfg.Broker, clientID: cmp.Or(cfg.ClientID, "tobira-hq-release-"+proto.NewCommandID()[:8]),
-		tls: cfg.TLS, username: cfg.Username, password: cfg.Password,
-		connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry), maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
+	l := mqttconn.Settings{
+		Broker: cfg.Broker, ClientID: cmp.Or(cfg.ClientID, "tobira-hq-release-"+proto.NewCommandID()[:8]),
+		TLS: cfg.TLS, Username: cfg.Username, Password: cfg.Password,
+		ConnectRetry: cmp.Or(cfg.ConnectRetry, mqttconn.DefaultConnectRetry), MaxReconnect: cmp.Or(cfg.MaxReconnect, mqttconn.DefaultMaxReconnect),
 	}
 	filters := map[string]byte{proto.ReleaseGetSubscription: 1, proto.ReleaseReportSubscription: 1, proto.ResultSubscription: 1}
-	opts := l.options().SetConnectRetry(false).SetCleanSession(true).
+	opts := l.Options().SetConnectRetry(false).SetCleanSession(true).
 		SetOnConnectHandler(func(c mqtt.Client) {
-			if !s.hg.enter() {
+			if !s.hg.Enter() {
 				return
 			}
-			defer s.hg.leave()
-			if err := waitToken(context.Background(), s.clk, c.SubscribeMultiple(filters, s.onMessage), DefaultTokenTimeout); err != nil {
+			defer s.hg.Leave()
+			if err := mqttconn.WaitToken(context.Background(), s.clk, c.SubscribeMultiple(filters, s.onMessage), mqttconn.DefaultTokenTimeout); err != nil {
 				s.log.Error("release server cannot subscribe", "broker", cfg.Broker, "err", err)
 				return
 			}
@@ -103,16 +104,16 @@ func DialReleaseServer(ctx context.Context, cfg HQConfig, priv ed25519.PrivateKe
 			}
 		})
 	s.c = mqtt.NewClient(opts)
-	if err := waitToken(ctx, s.clk, s.c.Connect(), DefaultTokenTimeout); err != nil {
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Connect(), mqttconn.DefaultTokenTimeout); err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.Broker, err)
 	}
-	t := s.clk.NewTimer(DefaultTokenTimeout)
+	t := s.clk.NewTimer(mqttconn.DefaultTokenTimeout)
 	defer t.Stop()
 	select {
 	case <-s.ready:
 		return s, nil
 	case <-t.C():
-		err := fmt.Errorf("subscribe to release topics on %s: no answer within %v", cfg.Broker, DefaultTokenTimeout)
+		err := fmt.Errorf("subscribe to release topics on %s: no answer within %v", cfg.Broker, mqttconn.DefaultTokenTimeout)
 		s.Close()
 		return nil, err
 	case <-ctx.Done():
@@ -227,7 +228,7 @@ func (s *ReleaseServer) Publish(ctx context.Context, p ReleasePublication) ([]pr
 		if err != nil {
 			return sent, fmt.Errorf("publish release %s: %w", m.Version, err)
 		}
-		if err := waitToken(ctx, s.clk, s.c.Publish(t.topic, 1, true, env), DefaultTokenTimeout); err != nil {
+		if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(t.topic, 1, true, env), mqttconn.DefaultTokenTimeout); err != nil {
 			return sent, fmt.Errorf("publish release %s offer %s to %s: %w", m.Version, t.offer.ID, t.topic, err)
 		}
 		s.log.Info("published release offer", "version", m.Version, "id", t.offer.ID, "topic", t.topic)
@@ -240,7 +241,7 @@ func (s *ReleaseServer) Publish(ctx context.Context, p ReleasePublication) ([]pr
 // for tests and for clearing an offer (an empty envelope deletes the
 // retained one).
 func (s *ReleaseServer) PublishRaw(ctx context.Context, topic string, envelope []byte) error {
-	if err := waitToken(ctx, s.clk, s.c.Publish(topic, 1, true, envelope), DefaultTokenTimeout); err != nil {
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(topic, 1, true, envelope), mqttconn.DefaultTokenTimeout); err != nil {
 		return fmt.Errorf("publish %d bytes to %s: %w", len(envelope), topic, err)
 	}
 	return nil
@@ -248,10 +249,10 @@ func (s *ReleaseServer) PublishRaw(ctx context.Context, topic string, envelope [
 
 // onMessage routes a chunk request, a report or a result.
 func (s *ReleaseServer) onMessage(c mqtt.Client, msg mqtt.Message) {
-	if !s.hg.enter() {
+	if !s.hg.Enter() {
 		return
 	}
-	defer s.hg.leave()
+	defer s.hg.Leave()
 	t := msg.Topic()
 	if len(msg.Payload()) == 0 {
 		return // a cleared retained message
@@ -330,7 +331,7 @@ func (s *ReleaseServer) serve(c mqtt.Client, topic string, payload []byte) {
 		s.log.Error("cannot encode release chunk", "err", err)
 		return
 	}
-	if err := waitToken(context.Background(), s.clk, c.Publish(proto.ReleaseChunkTopic(site, device), 1, false, out), DefaultTokenTimeout); err != nil {
+	if err := mqttconn.WaitToken(context.Background(), s.clk, c.Publish(proto.ReleaseChunkTopic(site, device), 1, false, out), mqttconn.DefaultTokenTimeout); err != nil {
 		s.log.Warn("cannot send release chunk; the device will ask again", "site", site, "device", device, "offset", g.Offset, "err", err)
 		return
 	}
@@ -416,8 +417,8 @@ func (s *ReleaseServer) WaitQuiet(ctx context.Context, d time.Duration) error {
 
 // Close disconnects and waits for message handlers in flight.
 func (s *ReleaseServer) Close() {
-	s.c.Disconnect(disconnectQuiesce)
-	s.hg.closeAndWait()
+	s.c.Disconnect(mqttconn.DisconnectQuiesce)
+	s.hg.CloseAndWait()
 }
 
 // FirmwareReports converts release reports to firmware.Report for

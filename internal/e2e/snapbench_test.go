@@ -1,4 +1,4 @@
-package sync_test
+package e2e_test
 
 // Snapshot performance on a real mosquitto: a big full snapshot pushed to
 // one device, and a delta pushed to many devices, each applied into a real
@@ -18,10 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
-	"github.com/tobira-ac/tobira/sync"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -73,11 +74,11 @@ func benchEdge(t *testing.T, url, device, base string, key ed25519.PublicKey) *p
 	if err != nil {
 		t.Fatal(err)
 	}
-	ob, err := sync.OpenOutbox(filepath.Join(dir, "events.db"))
+	ob, err := tsync.OpenOutbox(filepath.Join(dir, "events.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := sync.NewEdge(sync.EdgeConfig{
+	e, err := tsync.NewEdge(tsync.EdgeConfig{
 		Broker: url, Site: "s1", Device: device, Keys: []ed25519.PublicKey{key}, Snapshots: store,
 		Status: storeStatus(store), StatusInterval: time.Hour, NeedInterval: time.Second,
 		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: discardLogger(),
@@ -97,7 +98,7 @@ func benchEdge(t *testing.T, url, device, base string, key ed25519.PublicKey) *p
 
 // waitVersion waits until HQ's fleet shows every device of devs with
 // snapshot version v (their status, published after the apply).
-func waitVersion(t *testing.T, h *sync.HQ, v uint64, devs int) {
+func waitVersion(t *testing.T, h *hq.Service, v uint64, devs int) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%d devices online at version %d", devs, v), func() bool {
 		fl, err := h.Fleet()
@@ -127,19 +128,19 @@ func TestPerfFullSnapshotPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	spool := t.TempDir()
-	h := runHQWith(t, m.URL(), sync.HQConfig{Spool: spool})
+	h := runHQWith(t, m.URL(), hq.Config{Spool: spool})
 	store := benchEdge(t, m.URL(), "d1", "", pub)
 	waitVersion(t, h, 0, 1)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Minute)
 	defer cancel()
-	snd, err := sync.DialSender(ctx, sync.HQConfig{Broker: m.URL(), Spool: spool, Logger: discardLogger()}, priv)
+	snd, err := hq.DialSender(ctx, hq.Config{Broker: m.URL(), Spool: spool, Logger: discardLogger()}, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer snd.Close()
 
 	start := time.Now()
-	man, err := snd.PublishSnapshot(ctx, sync.SnapshotOffer{Site: "s1", Device: "d1", Version: 2, Path: path, ContentHash: hash})
+	man, err := snd.PublishSnapshot(ctx, hq.SnapshotOffer{Site: "s1", Device: "d1", Version: 2, Path: path, ContentHash: hash})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +228,7 @@ func TestPerfDeltaToManyDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	spool := t.TempDir()
-	h := runHQWith(t, m.URL(), sync.HQConfig{Spool: spool})
+	h := runHQWith(t, m.URL(), hq.Config{Spool: spool})
 	stores := make([]*policy.Store, devices)
 	for i := range devices {
 		stores[i] = benchEdge(t, m.URL(), fmt.Sprintf("d%03d", i), basePath, pub)
@@ -235,7 +236,7 @@ func TestPerfDeltaToManyDevices(t *testing.T) {
 	waitVersion(t, h, 1, devices)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	snd, err := sync.DialSender(ctx, sync.HQConfig{Broker: m.URL(), Spool: spool, Logger: discardLogger()}, priv)
+	snd, err := hq.DialSender(ctx, hq.Config{Broker: m.URL(), Spool: spool, Logger: discardLogger()}, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestPerfDeltaToManyDevices(t *testing.T) {
 	start := time.Now()
 	transfers := make([]string, devices)
 	for i := range devices {
-		man, err := snd.PublishSnapshot(ctx, sync.SnapshotOffer{Site: "s1", Device: fmt.Sprintf("d%03d", i), Version: 2, From: 1, Path: deltaPath})
+		man, err := snd.PublishSnapshot(ctx, hq.SnapshotOffer{Site: "s1", Device: fmt.Sprintf("d%03d", i), Version: 2, From: 1, Path: deltaPath})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,9 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
-	"github.com/tobira-ac/tobira/sync/registry"
 )
 
 var discard = slog.New(slog.DiscardHandler)

@@ -1,4 +1,4 @@
-package sync_test
+package e2e_test
 
 // Performance runs on a real mosquitto, off by default: set
 // TOBIRA_BENCH_SCALE=full (1 million events) or TOBIRA_BENCH_SCALE=small.
@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
-	"github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -145,7 +145,7 @@ func TestPerfTapToHQLatency(t *testing.T) {
 	m := mosquittotest.Start(t)
 	ob := newOutbox(t)
 	stored := make(chan time.Time, 1)
-	h, err := sync.OpenHQ(sync.HQConfig{Broker: m.URL(), Path: t.TempDir() + "/hq.db", ClientID: "hq-lat", Logger: testLogger(t)})
+	h, err := hq.Open(hq.Config{Broker: m.URL(), Path: t.TempDir() + "/hq.db", ClientID: "hq-lat", Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -96,7 +97,7 @@ type ReleaseConfig struct {
 // topic tree: bulk chunks then never queue in front of the event stream's
 // acks and commands on one TCP connection.
 type ReleaseAgent struct {
-	link     link
+	link     mqttconn.Settings
 	site     string
 	device   string
 	groups   []string
@@ -144,8 +145,8 @@ type fetchKey struct {
 // edge.Keys, the pinned HQ keys, are required. It does not connect; Run
 // does.
 func NewReleaseAgent(edge EdgeConfig, rc ReleaseConfig) (*ReleaseAgent, error) {
-	if err := checkBrokerURL(edge.Broker); err != nil {
-		return nil, err
+	if err := mqttconn.CheckBrokerURL(edge.Broker); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if err := proto.CheckName(edge.Site); err != nil {
 		return nil, fmt.Errorf("%w: site: %w", ErrConfig, err)
@@ -170,14 +171,14 @@ func NewReleaseAgent(edge EdgeConfig, rc ReleaseConfig) (*ReleaseAgent, error) {
 	}
 	log := cmp.Or(edge.Logger, slog.Default()).With("site", edge.Site, "device", edge.Device)
 	a := &ReleaseAgent{
-		link: link{
-			broker:       edge.Broker,
-			clientID:     cmp.Or(edge.ClientID, "tobira-"+edge.Site+"-"+edge.Device) + "-release",
-			tls:          edge.TLS,
-			username:     edge.Username,
-			password:     edge.Password,
-			connectRetry: cmp.Or(edge.ConnectRetry, DefaultConnectRetry),
-			maxReconnect: cmp.Or(edge.MaxReconnect, DefaultMaxReconnect),
+		link: mqttconn.Settings{
+			Broker:       edge.Broker,
+			ClientID:     cmp.Or(edge.ClientID, "tobira-"+edge.Site+"-"+edge.Device) + "-release",
+			TLS:          edge.TLS,
+			Username:     edge.Username,
+			Password:     edge.Password,
+			ConnectRetry: cmp.Or(edge.ConnectRetry, mqttconn.DefaultConnectRetry),
+			MaxReconnect: cmp.Or(edge.MaxReconnect, mqttconn.DefaultMaxReconnect),
 		},
 		site: edge.Site, device: edge.Device, groups: slices.Clone(rc.Groups),
 		v: v, inst: rc.Installer, state: rc.StateFile,
@@ -253,16 +254,16 @@ func (a *ReleaseAgent) Run(ctx context.Context) error {
 		return fmt.Errorf("release agent %s/%s: %w", a.site, a.device, ErrRunning)
 	}
 	defer a.running.Store(false)
-	var hg handlerGroup
+	var hg mqttconn.HandlerGroup
 	filters := map[string]byte{proto.ReleaseTopic(a.site, a.device): 1, proto.ReleaseChunkTopic(a.site, a.device): 1}
 	for _, g := range a.groups {
 		filters[proto.ReleaseGroupTopic(a.site, g)] = 1
 	}
 	onMessage := func(_ mqtt.Client, m mqtt.Message) {
-		if !hg.enter() {
+		if !hg.Enter() {
 			return
 		}
-		defer hg.leave()
+		defer hg.Leave()
 		switch t := m.Topic(); t {
 		case proto.ReleaseChunkTopic(a.site, a.device):
 			a.onChunk(m.Payload())
@@ -273,22 +274,22 @@ func (a *ReleaseAgent) Run(ctx context.Context) error {
 			a.deliver(m.Payload())
 		}
 	}
-	opts := a.link.options().
+	opts := a.link.Options().
 		SetCleanSession(true).
 		SetOnConnectHandler(func(c mqtt.Client) {
-			if !hg.enter() {
+			if !hg.Enter() {
 				return
 			}
-			defer hg.leave()
-			if err := waitToken(ctx, a.clk, c.SubscribeMultiple(filters, onMessage), DefaultTokenTimeout); err != nil {
-				a.log.Error("cannot subscribe to release topics; offers will be missed until reconnect", "broker", a.link.broker, "err", err)
+			defer hg.Leave()
+			if err := mqttconn.WaitToken(ctx, a.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout); err != nil {
+				a.log.Error("cannot subscribe to release topics; offers will be missed until reconnect", "broker", a.link.Broker, "err", err)
 			}
 			a.up.Store(true)
 			a.Refresh()
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			a.up.Store(false)
-			a.log.Warn("release link lost its broker connection", "broker", a.link.broker, "err", err)
+			a.log.Warn("release link lost its broker connection", "broker", a.link.Broker, "err", err)
 		})
 	c := mqtt.NewClient(opts)
 	a.mu.Lock()
@@ -300,8 +301,8 @@ func (a *ReleaseAgent) Run(ctx context.Context) error {
 	bg.Go(func() { a.work(ctx) })
 	bg.Go(func() { a.reportLoop(ctx) })
 	bg.Wait()
-	c.Disconnect(disconnectQuiesce)
-	hg.closeAndWait()
+	c.Disconnect(mqttconn.DisconnectQuiesce)
+	hg.CloseAndWait()
 	a.up.Store(false)
 	return nil
 }
@@ -330,7 +331,7 @@ func (a *ReleaseAgent) publish(ctx context.Context, topic string, payload []byte
 	if c == nil {
 		return errors.New("release link not started")
 	}
-	return waitToken(ctx, a.clk, c.Publish(topic, 1, retained, payload), a.timeout)
+	return mqttconn.WaitToken(ctx, a.clk, c.Publish(topic, 1, retained, payload), a.timeout)
 }
 
 // work handles offers one at a time until ctx ends.

@@ -1,4 +1,4 @@
-package sync_test
+package hq_test
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/broker"
-	"github.com/tobira-ac/tobira/sync"
 )
 
 // TestHQReady: Ready stays open until Run has subscribed, then closes.
@@ -19,20 +19,20 @@ func TestHQReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer brk.Close()
-	hq, err := sync.OpenHQ(sync.HQConfig{Broker: brk.URL(), ClientID: "hq-ready", Path: filepath.Join(t.TempDir(), "hq.db")})
+	h, err := hq.Open(hq.Config{Broker: brk.URL(), ClientID: "hq-ready", Path: filepath.Join(t.TempDir(), "hq.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer hq.Close()
+	defer h.Close()
 	select {
-	case <-hq.Ready():
+	case <-h.Ready():
 		t.Fatal("Ready closed before Run")
 	default:
 	}
 	done := make(chan error, 1)
-	go func() { done <- hq.Run(ctx) }()
+	go func() { done <- h.Run(ctx) }()
 	select {
-	case <-hq.Ready():
+	case <-h.Ready():
 	case <-time.After(30 * time.Second):
 		t.Fatal("Ready not closed 30s after Run started against a live broker")
 	}

@@ -1,4 +1,4 @@
-package sync_test
+package e2e_test
 
 // Firmware delivery over a real mosquitto: an offer delivered and its
 // binary fetched through a proxy that cuts the connection (the download
@@ -21,11 +21,12 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/firmware"
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
 	"github.com/tobira-ac/tobira/internal/faultproxy"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/signed"
-	"github.com/tobira-ac/tobira/sync"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -38,7 +39,7 @@ type relFixture struct {
 	hqPriv  ed25519.PrivateKey
 	relPub  ed25519.PublicKey
 	relPriv ed25519.PrivateKey
-	srv     *sync.ReleaseServer
+	srv     *hq.ReleaseServer
 	dir     string
 }
 
@@ -54,7 +55,7 @@ func newRelFixture(t *testing.T) *relFixture {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	if f.srv, err = sync.DialReleaseServer(ctx, sync.HQConfig{Broker: f.m.URL(), Logger: testLogger(t)}, f.hqPriv, ""); err != nil {
+	if f.srv, err = hq.DialReleaseServer(ctx, hq.Config{Broker: f.m.URL(), Logger: testLogger(t)}, f.hqPriv, ""); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.srv.Close)
@@ -94,14 +95,14 @@ func (f *relFixture) release(t *testing.T, version string, size int, key ed25519
 type relDevice struct {
 	name      string
 	up        *firmware.Updater
-	agent     *sync.ReleaseAgent
+	agent     *tsync.ReleaseAgent
 	activated chan firmware.Manifest
 }
 
 // device installs 1.0.0 into a fresh root and runs a ReleaseAgent for
 // name on broker until the test ends. tune may change the updater and the
 // agent's configuration.
-func (f *relFixture) device(t *testing.T, name, broker string, tune func(*firmware.Updater, *sync.ReleaseConfig)) *relDevice {
+func (f *relFixture) device(t *testing.T, name, broker string, tune func(*firmware.Updater, *tsync.ReleaseConfig)) *relDevice {
 	t.Helper()
 	v, err := firmware.NewVerifier(f.relPub)
 	if err != nil {
@@ -115,13 +116,13 @@ func (f *relFixture) device(t *testing.T, name, broker string, tune func(*firmwa
 		t.Fatalf("bootstrap 1.0.0: %v", err)
 	}
 	d := &relDevice{name: name, up: up, activated: make(chan firmware.Manifest, 1)}
-	rc := sync.ReleaseConfig{Installer: up, StateFile: filepath.Join(root, "..", "release-agent.json"),
+	rc := tsync.ReleaseConfig{Installer: up, StateFile: filepath.Join(root, "..", "release-agent.json"),
 		RequestTimeout: time.Second, RetryInterval: 200 * time.Millisecond, Groups: []string{"gates"},
 		OnActivated: func(m firmware.Manifest) { d.activated <- m }}
 	if tune != nil {
 		tune(up, &rc)
 	}
-	d.agent, err = sync.NewReleaseAgent(sync.EdgeConfig{Broker: broker, Site: relSite, Device: name,
+	d.agent, err = tsync.NewReleaseAgent(tsync.EdgeConfig{Broker: broker, Site: relSite, Device: name,
 		Keys: []ed25519.PublicKey{f.hqPub}, ConnectRetry: 100 * time.Millisecond, MaxReconnect: 200 * time.Millisecond,
 		Logger: testLogger(t)}, rc)
 	if err != nil {
@@ -160,7 +161,7 @@ func TestReleaseDeliveredThroughCuttingProxy(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	offers, err := f.srv.Publish(ctx, sync.ReleasePublication{Site: relSite, Devices: []string{"gate1"}, Envelope: env, ChunkSize: chunk})
+	offers, err := f.srv.Publish(ctx, hq.ReleasePublication{Site: relSite, Devices: []string{"gate1"}, Envelope: env, ChunkSize: chunk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestReleaseDeliveredThroughCuttingProxy(t *testing.T) {
 		t.Fatalf("result after rollback %+v, %v; want failed with the reason", r, err)
 	}
 	var out strings.Builder
-	if err := sync.WriteRollout(&out, "1.1.0", f.srv.Reports()); err != nil {
+	if err := hq.WriteRollout(&out, "1.1.0", f.srv.Reports()); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "1 rolled back") || !strings.Contains(out.String(), "manual") {
@@ -226,7 +227,7 @@ func TestReleaseDeliveredThroughCuttingProxy(t *testing.T) {
 
 // waitChangedResult polls for a newer result of id (the first one, done,
 // is replaced by the trial's end).
-func waitChangedResult(ctx context.Context, srv *sync.ReleaseServer, id, device string) (proto.Result, error) {
+func waitChangedResult(ctx context.Context, srv *hq.ReleaseServer, id, device string) (proto.Result, error) {
 	for {
 		r, err := srv.WaitResult(ctx, id, relSite, device)
 		if err != nil || r.Status != proto.ResultDone {
@@ -250,7 +251,7 @@ func TestReleaseTrialCommitReported(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	// To the device's group: the offer names the group, not the device.
-	offers, err := f.srv.Publish(ctx, sync.ReleasePublication{Site: relSite, Groups: []string{"gates"}, Envelope: env})
+	offers, err := f.srv.Publish(ctx, hq.ReleasePublication{Site: relSite, Groups: []string{"gates"}, Envelope: env})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +283,7 @@ func TestReleaseTrialCommitReported(t *testing.T) {
 	}
 
 	// The admin's views, from the retained reports on a fresh connection.
-	cfg := sync.HQConfig{Broker: f.m.URL(), Logger: testLogger(t)}
+	cfg := hq.Config{Broker: f.m.URL(), Logger: testLogger(t)}
 	for _, tc := range []struct {
 		args []string
 		want []string
@@ -291,7 +292,7 @@ func TestReleaseTrialCommitReported(t *testing.T) {
 		{[]string{"rollout", "-version", "1.2.0", "-settle", "300ms"}, []string{"release 1.2.0: 1 committed, 0 on trial, 0 rolled back"}},
 	} {
 		var out, errs strings.Builder
-		if err := sync.RunReleaseCLI(ctx, cfg, tc.args, &out, &errs); err != nil {
+		if err := hq.RunReleaseCLI(ctx, cfg, tc.args, &out, &errs); err != nil {
 			t.Fatalf("%v: %v\n%s", tc.args, err, errs.String())
 		}
 		for _, w := range tc.want {
@@ -300,7 +301,7 @@ func TestReleaseTrialCommitReported(t *testing.T) {
 			}
 		}
 	}
-	if err := sync.RunReleaseCLI(ctx, cfg, []string{"rollout"}, io.Discard, io.Discard); !errors.Is(err, firmware.ErrUsage) {
+	if err := hq.RunReleaseCLI(ctx, cfg, []string{"rollout"}, io.Discard, io.Discard); !errors.Is(err, firmware.ErrUsage) {
 		t.Errorf("rollout without -version: %v, want a usage error", err)
 	}
 }
@@ -357,7 +358,7 @@ func TestReleaseOffersRefused(t *testing.T) {
 					id = oo.ID
 				}
 			} else {
-				offers, err := f.srv.Publish(ctx, sync.ReleasePublication{Site: relSite, Devices: []string{name}, Envelope: env})
+				offers, err := f.srv.Publish(ctx, hq.ReleasePublication{Site: relSite, Devices: []string{name}, Envelope: env})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -417,7 +418,7 @@ func TestReleaseDownloadRateBounded(t *testing.T) {
 	f := newRelFixture(t)
 	const size, rate, chunk = 320 << 10, 64 << 10, 16 << 10
 	fake := clocktest.New(time.Now())
-	d := f.device(t, "lane1", f.m.URL(), func(u *firmware.Updater, _ *sync.ReleaseConfig) {
+	d := f.device(t, "lane1", f.m.URL(), func(u *firmware.Updater, _ *tsync.ReleaseConfig) {
 		u.Clock, u.RateLimit, u.ChunkSize = fake, rate, chunk
 	})
 	env, bin := f.release(t, "1.3.0", size, nil, nil)
@@ -426,7 +427,7 @@ func TestReleaseDownloadRateBounded(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	if _, err := f.srv.Publish(ctx, sync.ReleasePublication{Site: relSite, Devices: []string{"lane1"}, Envelope: env, ChunkSize: chunk}); err != nil {
+	if _, err := f.srv.Publish(ctx, hq.ReleasePublication{Site: relSite, Devices: []string{"lane1"}, Envelope: env, ChunkSize: chunk}); err != nil {
 		t.Fatal(err)
 	}
 	// Only the updater's rate limiter (and its retry pause) wait on the

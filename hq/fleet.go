@@ -1,4 +1,4 @@
-package sync
+package hq
 
 import (
 	"context"
@@ -15,7 +15,9 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -36,7 +38,7 @@ type statusRecord struct {
 
 // handleStatus stores a device's status or last will. It returns the
 // device and whether it just came online (for the ticket-mark catch-up).
-func (h *HQ) handleStatus(topic string, payload []byte) (site, device string, cameOnline bool) {
+func (h *Service) handleStatus(topic string, payload []byte) (site, device string, cameOnline bool) {
 	if len(payload) == 0 {
 		return "", "", false // a cleared retained message
 	}
@@ -77,7 +79,7 @@ func (h *HQ) handleStatus(topic string, payload []byte) (site, device string, ca
 
 // loadDevices tells the mark relay about every device HQ has stored (as
 // offline until it speaks).
-func (h *HQ) loadDevices() error {
+func (h *Service) loadDevices() error {
 	err := h.db.View(func(tx *bolt.Tx) error {
 		note := func(k []byte) error {
 			if site, device, ok := strings.Cut(string(k), "/"); ok {
@@ -97,7 +99,7 @@ func (h *HQ) loadDevices() error {
 }
 
 // handleResult stores a device's command or snapshot result.
-func (h *HQ) handleResult(topic string, payload []byte) {
+func (h *Service) handleResult(topic string, payload []byte) {
 	r, err := proto.DecodeResult(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected result message", "topic", topic, "bytes", len(payload), "err", err)
@@ -118,7 +120,7 @@ func (h *HQ) handleResult(topic string, payload []byte) {
 
 // Result returns the stored result of a command or snapshot transfer ID,
 // and false when none arrived.
-func (h *HQ) Result(id string) (proto.Result, bool, error) {
+func (h *Service) Result(id string) (proto.Result, bool, error) {
 	var r proto.Result
 	var ok bool
 	err := h.db.View(func(tx *bolt.Tx) error {
@@ -136,7 +138,7 @@ func (h *HQ) Result(id string) (proto.Result, bool, error) {
 }
 
 // handleNeed re-sends the chunks a device asks for, from the spool.
-func (h *HQ) handleNeed(ctx context.Context, c mqtt.Client, topic string, payload []byte) {
+func (h *Service) handleNeed(ctx context.Context, c mqtt.Client, topic string, payload []byte) {
 	site, device, n, err := proto.DecodeNeed(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected need message", "topic", topic, "err", err)
@@ -184,7 +186,7 @@ func publishChunk(ctx context.Context, clk clock.Clock, c mqtt.Client, f io.Read
 	if err != nil {
 		return err
 	}
-	if err := waitToken(ctx, clk, c.Publish(proto.ChunkTopic(m.Site, m.Device), 1, false, payload), DefaultTokenTimeout); err != nil {
+	if err := mqttconn.WaitToken(ctx, clk, c.Publish(proto.ChunkTopic(m.Site, m.Device), 1, false, payload), mqttconn.DefaultTokenTimeout); err != nil {
 		return fmt.Errorf("publish chunk %d of %s: %w", i, m.Transfer, err)
 	}
 	return nil
@@ -218,7 +220,7 @@ type DeviceInfo struct {
 
 // Fleet returns every device HQ has heard of (by events or status),
 // sorted by site and device.
-func (h *HQ) Fleet() ([]DeviceInfo, error) {
+func (h *Service) Fleet() ([]DeviceInfo, error) {
 	byName := map[string]*DeviceInfo{}
 	get := func(name string) *DeviceInfo {
 		if d, ok := byName[name]; ok {
@@ -236,7 +238,7 @@ func (h *HQ) Fleet() ([]DeviceInfo, error) {
 	}
 	err := h.db.View(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketDevices).ForEachBucket(func(k []byte) error {
-			get(string(k)).Acked = seqOf(tx.Bucket(bucketDevices).Bucket(k).Get(keyAcked))
+			get(string(k)).Acked = boltfile.SeqOf(tx.Bucket(bucketDevices).Bucket(k).Get(keyAcked))
 			return nil
 		})
 		if err != nil {

@@ -1,4 +1,4 @@
-package sync_test
+package e2e_test
 
 // Proves that the shipped mosquitto config and ACL (deploy/mosquitto/)
 // confine each device to its own topics: a real mosquitto with TLS client
@@ -24,8 +24,9 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
-	"github.com/tobira-ac/tobira/sync"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
@@ -117,11 +118,11 @@ func tlsClient(t *testing.T, ca *testCA, url, cn string, serial int64) (mqtt.Cli
 // pointed at files in a temporary directory and at a loopback port.
 func shippedBroker(t *testing.T, ca *testCA) *mosquittotest.Mosquitto {
 	t.Helper()
-	conf, err := os.ReadFile("../deploy/mosquitto/mosquitto.conf")
+	conf, err := os.ReadFile("../../deploy/mosquitto/mosquitto.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	acl, err := os.ReadFile("../deploy/mosquitto/acl")
+	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +240,7 @@ func clientTLS(t *testing.T, ca *testCA, cn string, serial int64) *tls.Config {
 func TestEdgeAndHQThroughShippedACL(t *testing.T) {
 	ca := newTestCA(t)
 	m := shippedBroker(t, ca)
-	h, err := sync.OpenHQ(sync.HQConfig{Broker: m.URL(), Path: filepath.Join(t.TempDir(), "hq.db"), ClientID: "hq",
+	h, err := hq.Open(hq.Config{Broker: m.URL(), Path: filepath.Join(t.TempDir(), "hq.db"), ClientID: "hq",
 		TLS: clientTLS(t, ca, "tobira-hq", 20), ConnectRetry: 100 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -250,8 +251,8 @@ func TestEdgeAndHQThroughShippedACL(t *testing.T) {
 	t.Cleanup(func() { hcancel(); <-hdone; h.Close() })
 
 	ob := newOutbox(t)
-	want := appendN(t, ob, 1, 25)
-	e, err := sync.NewEdge(sync.EdgeConfig{Broker: m.URL(), Site: "s1", Device: "d1", TLS: clientTLS(t, ca, "s1/d1", 21),
+	want := prototest.AppendN(t, ob, 1, 25)
+	e, err := tsync.NewEdge(tsync.EdgeConfig{Broker: m.URL(), Site: "s1", Device: "d1", TLS: clientTLS(t, ca, "s1/d1", 21),
 		Batch: 10, ConnectRetry: 100 * time.Millisecond, Logger: testLogger(t)}, ob)
 	if err != nil {
 		t.Fatal(err)

@@ -1,25 +1,24 @@
-package sync_test
+package hq_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/sync/proto"
 	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers (log handlers).
 type syncBuffer struct {
-	mu gosync.Mutex
+	mu sync.Mutex
 	b  bytes.Buffer
 }
 
@@ -36,44 +35,18 @@ func (s *syncBuffer) String() string {
 }
 
 // openHQ opens an HQ store at path with logs into buf (nil: test output).
-func openHQ(t *testing.T, path string, buf *syncBuffer) *sync.HQ {
+func openHQ(t *testing.T, path string, buf *syncBuffer) *hq.Service {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	if buf != nil {
 		log = slog.New(slog.NewTextHandler(buf, nil))
 	}
-	h, err := sync.OpenHQ(sync.HQConfig{Path: path, Logger: log})
+	h, err := hq.Open(hq.Config{Path: path, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
 	return h
-}
-
-// batchPayload encodes events first..last (inclusive) of a device.
-func batchPayload(t *testing.T, site, device string, first, last int) []byte {
-	t.Helper()
-	b := proto.Batch{Site: site, Device: device}
-	for i := first; i <= last; i++ {
-		ev := testEvent(i)
-		ev.Seq = uint64(i)
-		b.Events = append(b.Events, ev)
-	}
-	p, err := json.Marshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// storedSeqs returns the sequence numbers HQ holds for a device.
-func storedSeqs(t *testing.T, h *sync.HQ, site, device string) string {
-	t.Helper()
-	evs, err := h.Events(site, device)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprint(seqs(evs))
 }
 
 func TestHQAcksOnlyContiguous(t *testing.T) {
@@ -91,14 +64,14 @@ func TestHQAcksOnlyContiguous(t *testing.T) {
 		{7, 9, 9, "[1 2 3 4 5 6 7 8 9]"},
 	}
 	for _, s := range steps {
-		ack, err := h.Ingest(topic, batchPayload(t, "s1", "d1", s.first, s.last))
+		ack, err := h.Ingest(topic, prototest.BatchPayload(t, "s1", "d1", s.first, s.last))
 		if err != nil {
 			t.Fatalf("Ingest %d..%d: %v", s.first, s.last, err)
 		}
 		if ack != s.wantAck {
 			t.Fatalf("Ingest %d..%d acked %d, want %d", s.first, s.last, ack, s.wantAck)
 		}
-		if got := storedSeqs(t, h, "s1", "d1"); got != s.wantStored {
+		if got := prototest.StoredSeqs(t, h, "s1", "d1"); got != s.wantStored {
 			t.Fatalf("after %d..%d stored %s, want %s", s.first, s.last, got, s.wantStored)
 		}
 		if a, err := h.Acked("s1", "d1"); err != nil || a != s.wantAck {
@@ -109,7 +82,7 @@ func TestHQAcksOnlyContiguous(t *testing.T) {
 
 func TestHQDropsDuplicatesAndAcksAgain(t *testing.T) {
 	h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), nil)
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	var seen []uint64
 	h.OnEvent(func(site, device string, ev proto.Event) {
 		mu.Lock()
@@ -132,7 +105,7 @@ func TestHQDropsDuplicatesAndAcksAgain(t *testing.T) {
 		{1, 1, 5, 5, "[1 2 3 4 5]"}, // an old one: the ack is still the high point
 	}
 	for _, s := range steps {
-		ack, err := h.Ingest(topic, batchPayload(t, "s1", "d1", s.first, s.last))
+		ack, err := h.Ingest(topic, prototest.BatchPayload(t, "s1", "d1", s.first, s.last))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,23 +126,23 @@ func TestHQDropsDuplicatesAndAcksAgain(t *testing.T) {
 func TestHQKeepsDevicesApart(t *testing.T) {
 	h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), nil)
 	for _, dev := range []struct{ site, device string }{{"s1", "d1"}, {"s1", "d2"}, {"s2", "d1"}} {
-		if ack, err := h.Ingest(proto.EventsTopic(dev.site, dev.device), batchPayload(t, dev.site, dev.device, 1, 2)); err != nil || ack != 2 {
+		if ack, err := h.Ingest(proto.EventsTopic(dev.site, dev.device), prototest.BatchPayload(t, dev.site, dev.device, 1, 2)); err != nil || ack != 2 {
 			t.Fatalf("Ingest for %s/%s = %d, %v; want 2", dev.site, dev.device, ack, err)
 		}
 	}
 	if n, err := h.Count(); err != nil || n != 6 {
 		t.Fatalf("Count = %d, %v; want 6", n, err)
 	}
-	if got := storedSeqs(t, h, "s2", "d1"); got != "[1 2]" {
+	if got := prototest.StoredSeqs(t, h, "s2", "d1"); got != "[1 2]" {
 		t.Fatalf("s2/d1 holds %s, want [1 2]", got)
 	}
-	if got := storedSeqs(t, h, "s9", "d9"); got != "[]" {
+	if got := prototest.StoredSeqs(t, h, "s9", "d9"); got != "[]" {
 		t.Fatalf("unknown device holds %s, want []", got)
 	}
 }
 
 func TestHQRejectsMalformed(t *testing.T) {
-	good := func(t *testing.T) []byte { return batchPayload(t, "s1", "d1", 1, 2) }
+	good := func(t *testing.T) []byte { return prototest.BatchPayload(t, "s1", "d1", 1, 2) }
 	tests := []struct {
 		name    string
 		topic   string
@@ -209,13 +182,13 @@ func TestHQRejectsMalformed(t *testing.T) {
 
 func TestHQStoreSurvivesReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hq.db")
-	h, err := sync.OpenHQ(sync.HQConfig{Path: path})
+	h, err := hq.Open(hq.Config{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	topic := proto.EventsTopic("s1", "d1")
 	for _, r := range [][2]int{{1, 3}, {5, 6}} {
-		if _, err := h.Ingest(topic, batchPayload(t, "s1", "d1", r[0], r[1])); err != nil {
+		if _, err := h.Ingest(topic, prototest.BatchPayload(t, "s1", "d1", r[0], r[1])); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -233,30 +206,15 @@ func TestHQStoreSurvivesReopen(t *testing.T) {
 	}
 	want := []proto.Event{}
 	for _, i := range []int{1, 2, 3, 5, 6} {
-		ev := testEvent(i)
+		ev := prototest.Event(i)
 		ev.Seq = uint64(i)
 		want = append(want, ev)
 	}
 	if d := prototest.DiffEvents(evs, want); d != "" {
 		t.Fatalf("after reopen: %s", d)
 	}
-	if ack, err := h.Ingest(topic, batchPayload(t, "s1", "d1", 4, 4)); err != nil || ack != 6 {
+	if ack, err := h.Ingest(topic, prototest.BatchPayload(t, "s1", "d1", 4, 4)); err != nil || ack != 6 {
 		t.Fatalf("filling the gap after reopen acked %d, %v; want 6", ack, err)
-	}
-}
-
-func TestOpenHQRefusesOutbox(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "events.db")
-	ob, err := sync.OpenOutbox(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob.Close()
-	if h, err := sync.OpenHQ(sync.HQConfig{Path: path}); !errors.Is(err, sync.ErrBadFile) {
-		if err == nil {
-			h.Close()
-		}
-		t.Fatalf("OpenHQ on an outbox file = %v, want ErrBadFile", err)
 	}
 }
 
@@ -267,13 +225,13 @@ func TestHQGroupCommitsConcurrentIngests(t *testing.T) {
 	h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), nil)
 	var stored atomic.Int64
 	h.OnEvent(func(string, string, proto.Event) { stored.Add(1) })
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	errs := make(chan error, devices*batches)
 	for d := range devices {
 		device := fmt.Sprintf("d%d", d)
 		for b := range batches {
 			first := b*size + 1
-			payload := batchPayload(t, "s1", device, first, first+size-1)
+			payload := prototest.BatchPayload(t, "s1", device, first, first+size-1)
 			for range 2 { // each batch twice: duplicates in the same or another group
 				wg.Go(func() {
 					if _, err := h.Ingest(proto.EventsTopic("s1", device), payload); err != nil {
@@ -298,5 +256,16 @@ func TestHQGroupCommitsConcurrentIngests(t *testing.T) {
 	}
 	if got := stored.Load(); got != devices*batches*size {
 		t.Errorf("OnEvent called %d times, want %d", got, devices*batches*size)
+	}
+}
+
+func TestHQRunNeedsBroker(t *testing.T) {
+	h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), nil)
+	if err := h.Run(t.Context()); !errors.Is(err, hq.ErrConfig) {
+		t.Fatalf("Run without broker = %v, want ErrConfig", err)
+	}
+	_, err := hq.Open(hq.Config{Path: filepath.Join(t.TempDir(), "x.db"), Broker: "mqtt//oops"})
+	if !errors.Is(err, hq.ErrConfig) {
+		t.Fatalf("OpenHQ with a bad broker URL = %v, want ErrConfig", err)
 	}
 }

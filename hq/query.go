@@ -1,4 +1,4 @@
-package sync
+package hq
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/sync/proto"
 	bolt "go.etcd.io/bbolt"
 )
@@ -68,7 +69,7 @@ var errStop = errors.New("stop")
 // device and sequence number. It scans the selected devices' events: the
 // bbolt store has no secondary indexes (see docs/PROTOCOL.md, caveats). An
 // error from fn ends the query and is returned.
-func (h *HQ) Query(q EventQuery, fn func(StoredEvent) error) error {
+func (h *Service) Query(q EventQuery, fn func(StoredEvent) error) error {
 	n := 0
 	err := h.db.View(func(tx *bolt.Tx) error {
 		devs := tx.Bucket(bucketDevices)
@@ -84,7 +85,7 @@ func (h *HQ) Query(q EventQuery, fn func(StoredEvent) error) error {
 			return evs.ForEach(func(k, v []byte) error {
 				var ev proto.Event
 				if err := json.Unmarshal(v, &ev); err != nil {
-					return fmt.Errorf("decode event %s seq %d: %w", name, seqOf(k), err)
+					return fmt.Errorf("decode event %s seq %d: %w", name, boltfile.SeqOf(k), err)
 				}
 				if !q.match(ev) {
 					return nil

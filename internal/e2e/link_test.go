@@ -1,11 +1,10 @@
-package sync_test
+package e2e_test
 
 // Integration tests: Edge and HQ through a real mosquitto and through the
 // embedded broker, on loopback.
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -15,9 +14,10 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/broker"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
-	"github.com/tobira-ac/tobira/sync"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
@@ -44,11 +44,23 @@ func runUntilCleanup(t *testing.T, run func(context.Context) error, stopped func
 	})
 }
 
+// newOutbox opens a fresh outbox in a temporary directory and closes it
+// when the test ends.
+func newOutbox(t *testing.T) *tsync.Outbox {
+	t.Helper()
+	ob, err := tsync.OpenOutbox(filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	return ob
+}
+
 // runHQ opens an HQ store and runs it against url until the test ends. It
 // counts OnEvent calls into newEvents.
-func runHQ(t *testing.T, url string, newEvents *atomic.Int64) *sync.HQ {
+func runHQ(t *testing.T, url string, newEvents *atomic.Int64) *hq.Service {
 	t.Helper()
-	h, err := sync.OpenHQ(sync.HQConfig{
+	h, err := hq.Open(hq.Config{
 		Broker: url, Path: filepath.Join(t.TempDir(), "hq.db"), ClientID: "hq-" + t.Name(),
 		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: testLogger(t),
 	})
@@ -68,9 +80,9 @@ func runHQ(t *testing.T, url string, newEvents *atomic.Int64) *sync.HQ {
 }
 
 // runEdge runs an Edge for ob against url until the test ends.
-func runEdge(t *testing.T, url string, ob *sync.Outbox, batch, window int) *sync.Edge {
+func runEdge(t *testing.T, url string, ob *tsync.Outbox, batch, window int) *tsync.Edge {
 	t.Helper()
-	e, err := sync.NewEdge(sync.EdgeConfig{
+	e, err := tsync.NewEdge(tsync.EdgeConfig{
 		Broker: url, Site: "s1", Device: "d1", Batch: batch, Window: window,
 		AckTimeout: 2 * time.Second, RetryDelay: 200 * time.Millisecond,
 		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: testLogger(t),
@@ -87,7 +99,7 @@ func runEdge(t *testing.T, url string, ob *sync.Outbox, batch, window int) *sync
 }
 
 // waitDrained waits, within linkDeadline, until HQ acknowledged everything.
-func waitDrained(t *testing.T, e *sync.Edge) {
+func waitDrained(t *testing.T, e *tsync.Edge) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), linkDeadline)
 	defer cancel()
@@ -97,7 +109,7 @@ func waitDrained(t *testing.T, e *sync.Edge) {
 }
 
 // checkHQHolds checks that HQ stored exactly want for s1/d1, once each.
-func checkHQHolds(t *testing.T, h *sync.HQ, newEvents *atomic.Int64, want []proto.Event) {
+func checkHQHolds(t *testing.T, h *hq.Service, newEvents *atomic.Int64, want []proto.Event) {
 	t.Helper()
 	got, err := h.Events("s1", "d1")
 	if err != nil {
@@ -135,12 +147,12 @@ func TestEdgeToHQ(t *testing.T) {
 		t.Run(br.name, func(t *testing.T) {
 			url := br.start(t)
 			ob := newOutbox(t)
-			want := appendN(t, ob, 1, 120) // queued before the link is up
+			want := prototest.AppendN(t, ob, 1, 120) // queued before the link is up
 			var newEvents atomic.Int64
 			h := runHQ(t, url, &newEvents)
 			e := runEdge(t, url, ob, 40, 2)
 			for i := 121; i <= 250; i++ { // appended while the link runs
-				want = append(want, appendN(t, ob, i, 1)...)
+				want = append(want, prototest.AppendN(t, ob, i, 1)...)
 				e.Notify()
 			}
 			waitDrained(t, e)
@@ -163,12 +175,12 @@ func TestEdgeDeliversAfterBrokerRestart(t *testing.T) {
 	h := runHQ(t, m.URL(), &newEvents)
 	e := runEdge(t, m.URL(), ob, 0, 0)
 
-	want := appendN(t, ob, 1, 10)
+	want := prototest.AppendN(t, ob, 1, 10)
 	e.Notify()
 	waitDrained(t, e)
 
 	m.Stop()
-	want = append(want, appendN(t, ob, 11, 10)...) // the broker is down
+	want = append(want, prototest.AppendN(t, ob, 11, 10)...) // the broker is down
 	e.Notify()
 	if n, err := ob.Depth(); err != nil || n != 10 {
 		t.Fatalf("outbox depth %d, %v while the broker is down; want 10", n, err)
@@ -230,7 +242,7 @@ func TestHQDedupesResentBatchThroughBroker(t *testing.T) {
 	// Wait until HQ is subscribed: send a probe device's batch until it is
 	// acknowledged.
 	probeAcks := subscribeAcks(t, c, "s1", "probe")
-	probe := batchPayload(t, "s1", "probe", 1, 1)
+	probe := prototest.BatchPayload(t, "s1", "probe", 1, 1)
 	deadline := time.Now().Add(linkDeadline)
 	for acked := false; !acked; {
 		if time.Now().After(deadline) {
@@ -247,66 +259,18 @@ func TestHQDedupesResentBatchThroughBroker(t *testing.T) {
 	acks := subscribeAcks(t, c, "s1", "d1")
 	topic := proto.EventsTopic("s1", "d1")
 	publish(t, c, topic, []byte(`{"device":"d1","site":"s1","events":[{"seq":0}]}`)) // rejected, not acked
-	batch := batchPayload(t, "s1", "d1", 1, 3)
+	batch := prototest.BatchPayload(t, "s1", "d1", 1, 3)
 	for i := 1; i <= 2; i++ {
 		publish(t, c, topic, batch)
 		if a := nextAck(t, acks); a != `{"seq":3}` {
 			t.Fatalf("ack after sending the batch %d times = %s, want {\"seq\":3}", i, a)
 		}
 	}
-	if got := storedSeqs(t, h, "s1", "d1"); got != "[1 2 3]" {
+	if got := prototest.StoredSeqs(t, h, "s1", "d1"); got != "[1 2 3]" {
 		t.Fatalf("HQ holds %s, want [1 2 3]", got)
 	}
 	if n, p := newEvents.Load(), int64(1+3); n != p {
 		t.Fatalf("OnEvent called %d times, want %d (probe + 3)", n, p)
-	}
-}
-
-func TestNewEdgeChecksConfig(t *testing.T) {
-	ob := newOutbox(t)
-	good := sync.EdgeConfig{Broker: "tcp://127.0.0.1:1883", Site: "s1", Device: "d1"}
-	tests := []struct {
-		name string
-		edit func(c *sync.EdgeConfig)
-	}{
-		{"no broker", func(c *sync.EdgeConfig) { c.Broker = "" }},
-		{"broker scheme", func(c *sync.EdgeConfig) { c.Broker = "http://127.0.0.1:1883" }},
-		{"broker without host", func(c *sync.EdgeConfig) { c.Broker = "tcp://" }},
-		{"no site", func(c *sync.EdgeConfig) { c.Site = "" }},
-		{"device with wildcard", func(c *sync.EdgeConfig) { c.Device = "d#" }},
-		{"batch too big", func(c *sync.EdgeConfig) { c.Batch = proto.MaxBatch + 1 }},
-		{"negative window", func(c *sync.EdgeConfig) { c.Window = -1 }},
-		{"negative ack timeout", func(c *sync.EdgeConfig) { c.AckTimeout = -time.Second }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := good
-			tt.edit(&cfg)
-			if _, err := sync.NewEdge(cfg, ob); !errors.Is(err, sync.ErrConfig) {
-				t.Fatalf("NewEdge = %v, want ErrConfig", err)
-			}
-		})
-	}
-	if _, err := sync.NewEdge(good, nil); !errors.Is(err, sync.ErrConfig) {
-		t.Fatalf("NewEdge without outbox = %v, want ErrConfig", err)
-	}
-	e, err := sync.NewEdge(good, ob)
-	if err != nil {
-		t.Fatalf("NewEdge with a good config: %v", err)
-	}
-	if e.Acked() != 0 {
-		t.Fatalf("Acked of a fresh outbox = %d", e.Acked())
-	}
-}
-
-func TestHQRunNeedsBroker(t *testing.T) {
-	h := openHQ(t, filepath.Join(t.TempDir(), "hq.db"), nil)
-	if err := h.Run(t.Context()); !errors.Is(err, sync.ErrConfig) {
-		t.Fatalf("Run without broker = %v, want ErrConfig", err)
-	}
-	_, err := sync.OpenHQ(sync.HQConfig{Path: filepath.Join(t.TempDir(), "x.db"), Broker: "mqtt//oops"})
-	if !errors.Is(err, sync.ErrConfig) {
-		t.Fatalf("OpenHQ with a bad broker URL = %v, want ErrConfig", err)
 	}
 }
 
@@ -334,12 +298,12 @@ func TestRunStopsWhileBrokerUnreachable(t *testing.T) {
 	url := "tcp://" + l.Addr().String()
 
 	ob := newOutbox(t)
-	appendN(t, ob, 1, 3)
-	e, err := sync.NewEdge(sync.EdgeConfig{Broker: url, Site: "s1", Device: "d1", ConnectRetry: 20 * time.Millisecond, Logger: testLogger(t)}, ob)
+	prototest.AppendN(t, ob, 1, 3)
+	e, err := tsync.NewEdge(tsync.EdgeConfig{Broker: url, Site: "s1", Device: "d1", ConnectRetry: 20 * time.Millisecond, Logger: testLogger(t)}, ob)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := sync.OpenHQ(sync.HQConfig{Broker: url, Path: filepath.Join(t.TempDir(), "hq.db"), ConnectRetry: 20 * time.Millisecond, Logger: testLogger(t)})
+	h, err := hq.Open(hq.Config{Broker: url, Path: filepath.Join(t.TempDir(), "hq.db"), ConnectRetry: 20 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package sync
+package hq
 
 import (
 	"context"
@@ -29,7 +29,7 @@ keygen, sign and verify are firmware.RunReleaseCLI's (offline release key).`
 // devices and rollout talk to the broker of cfg; keygen, sign and verify
 // are handed to firmware.RunReleaseCLI. Usage mistakes wrap
 // firmware.ErrUsage.
-func RunReleaseCLI(ctx context.Context, cfg HQConfig, args []string, stdout, stderr io.Writer) error {
+func RunReleaseCLI(ctx context.Context, cfg Config, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: no release command\n%s", firmware.ErrUsage, ReleaseUsage)
 	}
@@ -104,7 +104,7 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 // releasePublish is "release publish".
-func releasePublish(ctx context.Context, cfg HQConfig, fs *flag.FlagSet, parse func() error, stdout io.Writer) error {
+func releasePublish(ctx context.Context, cfg Config, fs *flag.FlagSet, parse func() error, stdout io.Writer) error {
 	var devices, groups listFlag
 	key := fs.String("key", "", "HQ signing key (PEM, as for commands and snapshots)")
 	store := fs.String("store", "", "release store directory")

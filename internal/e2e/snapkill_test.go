@@ -1,4 +1,4 @@
-package sync_test
+package e2e_test
 
 // The edge killed with SIGKILL while it receives and applies a large full
 // snapshot from HQ: a child process (this test binary, selected by
@@ -19,16 +19,17 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	gosync "sync"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
-	"github.com/tobira-ac/tobira/sync"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -134,8 +135,8 @@ func storeState(t testing.TB, path string) (uint64, [32]byte) {
 }
 
 // storeStatus reports a policy store's version and content hash in status.
-func storeStatus(s *policy.Store) sync.StatusSource {
-	return sync.StatusFunc(func(context.Context) (proto.Status, error) {
+func storeStatus(s *policy.Store) tsync.StatusSource {
+	return tsync.StatusFunc(func(context.Context) (proto.Status, error) {
 		v, err := s.Version()
 		if err != nil {
 			return proto.Status{}, err
@@ -165,12 +166,12 @@ func snapChild() int {
 		return fail(err)
 	}
 	defer store.Close()
-	ob, err := sync.OpenOutbox(os.Getenv(envSnapOutbox))
+	ob, err := tsync.OpenOutbox(os.Getenv(envSnapOutbox))
 	if err != nil {
 		return fail(err)
 	}
 	defer ob.Close()
-	e, err := sync.NewEdge(sync.EdgeConfig{
+	e, err := tsync.NewEdge(tsync.EdgeConfig{
 		Broker: os.Getenv(envSnapBroker), Site: "s1", Device: "d1",
 		Keys: []ed25519.PublicKey{key}, Snapshots: store, Status: storeStatus(store),
 		NeedInterval: 300 * time.Millisecond, StatusInterval: time.Second,
@@ -191,7 +192,14 @@ func snapChild() int {
 // staged.
 func killPhase(t *testing.T, dir string) (string, int) {
 	t.Helper()
-	transfer, have, chunks, err := sync.StagedChunks(filepath.Join(dir, "events.db"))
+	ob, err := tsync.OpenOutbox(filepath.Join(dir, "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	transfer, have, chunks, err := ob.StagedTransfer()
+	if cerr := ob.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,12 +247,12 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	spool := t.TempDir()
-	h := runHQWith(t, m.URL(), sync.HQConfig{Spool: spool})
+	h := runHQWith(t, m.URL(), hq.Config{Spool: spool})
 
 	seed := uint64(time.Now().UnixNano())
 	rnd := rand.New(rand.NewPCG(seed, seed))
 	t.Logf("kill seed %d", seed)
-	logs := lockedBuffer{mu: &gosync.Mutex{}, b: &bytes.Buffer{}}
+	logs := lockedBuffer{mu: &sync.Mutex{}, b: &bytes.Buffer{}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			logs.mu.Lock()
@@ -277,7 +285,7 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), linkDeadline)
 	defer cancel()
-	snd, err := sync.DialSender(ctx, sync.HQConfig{Broker: m.URL(), Spool: spool, Logger: discardLogger()}, priv)
+	snd, err := hq.DialSender(ctx, hq.Config{Broker: m.URL(), Spool: spool, Logger: discardLogger()}, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +300,7 @@ func TestSnapshotSurvivesSIGKILL(t *testing.T) {
 	var man proto.Manifest
 	go func() {
 		var err error
-		man, err = snd.PublishSnapshot(ctx, sync.SnapshotOffer{Site: "s1", Device: "d1", Version: 2, Path: newPath,
+		man, err = snd.PublishSnapshot(ctx, hq.SnapshotOffer{Site: "s1", Device: "d1", Version: 2, Path: newPath,
 			ChunkSize: 16 << 10, ContentHash: newHash})
 		published <- err
 	}()

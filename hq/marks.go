@@ -1,4 +1,4 @@
-package sync
+package hq
 
 import (
 	"context"
@@ -87,7 +87,7 @@ func (r *relay) sign(b proto.MarkBatch) ([]byte, error) {
 }
 
 // handleMarks relays a device's marks to the other devices of its site.
-func (h *HQ) handleMarks(ctx context.Context, pub func(ctx context.Context, topic string, payload []byte) error, topic string, payload []byte) {
+func (h *Service) handleMarks(ctx context.Context, pub func(ctx context.Context, topic string, payload []byte) error, topic string, payload []byte) {
 	b, err := proto.DecodeMarks(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected marks message", "topic", topic, "bytes", len(payload), "err", err)
@@ -113,7 +113,7 @@ func (h *HQ) handleMarks(ctx context.Context, pub func(ctx context.Context, topi
 }
 
 // catchUpMarks sends a device that came online the site's mark set.
-func (h *HQ) catchUpMarks(ctx context.Context, pub func(ctx context.Context, topic string, payload []byte) error, site, device string) {
+func (h *Service) catchUpMarks(ctx context.Context, pub func(ctx context.Context, topic string, payload []byte) error, site, device string) {
 	if h.relay.key == nil {
 		return
 	}

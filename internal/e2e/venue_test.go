@@ -1,4 +1,4 @@
-package sync_test
+package e2e_test
 
 // Ticket used-marks between the gates of one venue, and enrollment intake,
 // through a real mosquitto.
@@ -18,11 +18,12 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
-	"github.com/tobira-ac/tobira/sync"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -57,7 +58,7 @@ func venueStore(t *testing.T, n int) *policy.Store {
 
 // watchedMarks wraps a MarkStore and reports each merge.
 type watchedMarks struct {
-	sync.MarkStore
+	tsync.MarkStore
 	merged chan []policy.UsedMark
 }
 
@@ -68,13 +69,13 @@ func (w watchedMarks) MergeUsedMarks(ctx context.Context, marks []policy.UsedMar
 }
 
 // runGate runs an Edge named device with marks against url.
-func runGate(t *testing.T, url, device string, marks sync.MarkStore, key ed25519.PublicKey) (*sync.Edge, *sync.Outbox) {
+func runGate(t *testing.T, url, device string, marks tsync.MarkStore, key ed25519.PublicKey) (*tsync.Edge, *tsync.Outbox) {
 	t.Helper()
-	ob, err := sync.OpenOutbox(filepath.Join(t.TempDir(), "events.db"))
+	ob, err := tsync.OpenOutbox(filepath.Join(t.TempDir(), "events.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := sync.NewEdge(sync.EdgeConfig{
+	e, err := tsync.NewEdge(tsync.EdgeConfig{
 		Broker: url, Site: "venue", Device: device, Marks: marks, Keys: []ed25519.PublicKey{key},
 		AckTimeout: 2 * time.Second, ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond,
 		MarkInterval:   time.Hour, // only Notify and connections prompt it: the measured delay is the push path
@@ -93,12 +94,12 @@ func runGate(t *testing.T, url, device string, marks sync.MarkStore, key ed25519
 }
 
 // runHQWith runs an HQ with cfg (Broker and Path filled in).
-func runHQWith(t *testing.T, url string, cfg sync.HQConfig) *sync.HQ {
+func runHQWith(t *testing.T, url string, cfg hq.Config) *hq.Service {
 	t.Helper()
 	cfg.Broker, cfg.Path, cfg.ClientID = url, filepath.Join(t.TempDir(), "hq.db"), "hq-"+t.Name()
 	cfg.ConnectRetry, cfg.MaxReconnect = 200*time.Millisecond, 500*time.Millisecond
 	cfg.Logger = discardLogger()
-	h, err := sync.OpenHQ(cfg)
+	h, err := hq.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func runHQWith(t *testing.T, url string, cfg sync.HQConfig) *sync.HQ {
 }
 
 // waitOnline polls HQ's fleet until every device is online.
-func waitOnline(t *testing.T, h *sync.HQ, devices ...string) {
+func waitOnline(t *testing.T, h *hq.Service, devices ...string) {
 	t.Helper()
 	deadline := time.Now().Add(linkDeadline)
 	for time.Now().Before(deadline) {
@@ -137,7 +138,7 @@ func TestTicketUsedAtOneGateIsRefusedAtTheOther(t *testing.T) {
 	const tickets = 200
 	m := mosquittotest.Start(t)
 	key := testKeyPair(t)
-	h := runHQWith(t, m.URL(), sync.HQConfig{Key: key})
+	h := runHQWith(t, m.URL(), hq.Config{Key: key})
 	s1, s2 := venueStore(t, tickets), venueStore(t, tickets)
 	w2 := watchedMarks{MarkStore: s2, merged: make(chan []policy.UsedMark, 16)}
 	e1, _ := runGate(t, m.URL(), "gate-1", s1, key.Public().(ed25519.PublicKey))
@@ -266,14 +267,14 @@ func TestEnrollmentReachesHQOnce(t *testing.T) {
 	m := mosquittotest.Start(t)
 	got := make(chan proto.Enrollment, 8)
 	var calls atomic.Int32
-	h := runHQWith(t, m.URL(), sync.HQConfig{Enrollments: sync.EnrollmentSinkFunc(func(_ context.Context, e proto.Enrollment) error {
+	h := runHQWith(t, m.URL(), hq.Config{Enrollments: hq.EnrollmentSinkFunc(func(_ context.Context, e proto.Enrollment) error {
 		if calls.Add(1) == 1 {
 			return fmt.Errorf("registry busy")
 		}
 		got <- e
 		return nil
 	})})
-	ob, err := sync.OpenOutbox(filepath.Join(t.TempDir(), "events.db"))
+	ob, err := tsync.OpenOutbox(filepath.Join(t.TempDir(), "events.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +287,7 @@ func TestEnrollmentReachesHQOnce(t *testing.T) {
 	if err != nil || seq != 1 {
 		t.Fatalf("AppendEnrollment = %d, %v; want 1", seq, err)
 	}
-	e, err := sync.NewEdge(sync.EdgeConfig{Broker: m.URL(), Site: "s1", Device: "enroller", AckTimeout: 300 * time.Millisecond,
+	e, err := tsync.NewEdge(tsync.EdgeConfig{Broker: m.URL(), Site: "s1", Device: "enroller", AckTimeout: 300 * time.Millisecond,
 		ConnectRetry: 200 * time.Millisecond, Logger: discardLogger()}, ob)
 	if err != nil {
 		t.Fatal(err)
