@@ -44,7 +44,7 @@ test: deps-test deps-build fmt-check vet
 # latency, gate-to-gate ticket delay) at TOBIRA_BENCH_SCALE=small.
 bench: deps-test deps-build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
-	TOBIRA_BENCH_SCALE=small $(GO) test -count=1 -timeout 30m -run 'TestPerf' -v ./sync | grep -E '^(=== RUN|--- |ok|FAIL)|figure|events/s|p50|p99|ratio' || true
+	TOBIRA_BENCH_SCALE=small $(GO) test -count=1 -timeout 30m -run 'TestPerf' -v ./internal/e2e | grep -E '^(=== RUN|--- |ok|FAIL)|figure|events/s|p50|p99|ratio' || true
 
 # make bench-full: the figures of docs/PERFORMANCE.md at full scale (10
 # million credentials, a 1-million-event backlog). Takes tens of minutes and
@@ -53,7 +53,7 @@ bench-full: deps-test deps-build
 	cd policy && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'Decide' -benchtime 300000x -timeout 60m .
 	cd policy && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'ApplyFull|ImportCRL' -benchtime 1x -timeout 60m .
 	cd policy && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'Delta' -benchtime 5x -timeout 60m .
-	TOBIRA_BENCH_SCALE=full $(GO) test -count=1 -timeout 60m -run 'TestPerf' -v ./sync
+	TOBIRA_BENCH_SCALE=full $(GO) test -count=1 -timeout 60m -run 'TestPerf' -v ./internal/e2e
 
 clean:
 	rm -rf $(BIN)

@@ -24,7 +24,7 @@ func (f EnrollmentSinkFunc) StoreEnrollment(ctx context.Context, e proto.Enrollm
 
 // handleEnrollment stores one enrollment through the sink and acknowledges
 // it.
-func (h *Service) handleEnrollment(ctx context.Context, pub func(ctx context.Context, topic string, payload []byte) error, topic string, payload []byte) {
+func (h *Service) handleEnrollment(ctx context.Context, pub publishFunc, topic string, payload []byte) {
 	e, err := proto.DecodeEnrollment(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected enrollment message", "topic", topic, "bytes", len(payload), "err", err)

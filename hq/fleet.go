@@ -12,12 +12,9 @@ import (
 	"strings"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/internal/boltfile"
-	"github.com/tobira-ac/tobira/internal/clock"
-	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -36,9 +33,17 @@ type statusRecord struct {
 	Received time.Time    `json:"received"`
 }
 
-// handleStatus stores a device's status or last will. It returns the
-// device and whether it just came online (for the ticket-mark catch-up).
-func (h *Service) handleStatus(topic string, payload []byte) (site, device string, cameOnline bool) {
+// handleStatus stores a device's status or last will, and sends a device
+// that just came online its site's ticket marks.
+func (h *Service) handleStatus(ctx context.Context, pub publishFunc, topic string, payload []byte) {
+	if site, device, online := h.storeStatus(topic, payload); online {
+		h.catchUpMarks(ctx, pub, site, device)
+	}
+}
+
+// storeStatus stores a device's status or last will. It returns the
+// device and whether it just came online.
+func (h *Service) storeStatus(topic string, payload []byte) (site, device string, cameOnline bool) {
 	if len(payload) == 0 {
 		return "", "", false // a cleared retained message
 	}
@@ -99,7 +104,7 @@ func (h *Service) loadDevices() error {
 }
 
 // handleResult stores a device's command or snapshot result.
-func (h *Service) handleResult(topic string, payload []byte) {
+func (h *Service) handleResult(_ context.Context, _ publishFunc, topic string, payload []byte) {
 	r, err := proto.DecodeResult(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected result message", "topic", topic, "bytes", len(payload), "err", err)
@@ -138,7 +143,7 @@ func (h *Service) Result(id string) (proto.Result, bool, error) {
 }
 
 // handleNeed re-sends the chunks a device asks for, from the spool.
-func (h *Service) handleNeed(ctx context.Context, c mqtt.Client, topic string, payload []byte) {
+func (h *Service) handleNeed(ctx context.Context, pub publishFunc, topic string, payload []byte) {
 	site, device, n, err := proto.DecodeNeed(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected need message", "topic", topic, "err", err)
@@ -166,7 +171,7 @@ func (h *Service) handleNeed(ctx context.Context, c mqtt.Client, topic string, p
 	sent := 0
 	for _, r := range n.Missing {
 		for i := r[0]; i <= r[1] && i < m.Chunks; i++ {
-			if err := publishChunk(ctx, h.clk, c, f, m, i); err != nil {
+			if err := publishChunk(ctx, pub, f, m, i); err != nil {
 				h.log.Warn("cannot re-send chunk", "topic", topic, "transfer", m.Transfer, "index", i, "err", err)
 				return
 			}
@@ -177,7 +182,7 @@ func (h *Service) handleNeed(ctx context.Context, c mqtt.Client, topic string, p
 }
 
 // publishChunk reads chunk i of m from f and publishes it at QoS 1.
-func publishChunk(ctx context.Context, clk clock.Clock, c mqtt.Client, f io.ReaderAt, m proto.Manifest, i int) error {
+func publishChunk(ctx context.Context, pub publishFunc, f io.ReaderAt, m proto.Manifest, i int) error {
 	data := make([]byte, m.ChunkLen(i))
 	if _, err := f.ReadAt(data, int64(i)*int64(m.ChunkSize)); err != nil {
 		return fmt.Errorf("read chunk %d of %s: %w", i, m.Transfer, err)
@@ -186,7 +191,7 @@ func publishChunk(ctx context.Context, clk clock.Clock, c mqtt.Client, f io.Read
 	if err != nil {
 		return err
 	}
-	if err := mqttconn.WaitToken(ctx, clk, c.Publish(proto.ChunkTopic(m.Site, m.Device), 1, false, payload), mqttconn.DefaultTokenTimeout); err != nil {
+	if err := pub(ctx, proto.ChunkTopic(m.Site, m.Device), payload); err != nil {
 		return fmt.Errorf("publish chunk %d of %s: %w", i, m.Transfer, err)
 	}
 	return nil
@@ -279,7 +284,7 @@ func (h *Service) Fleet() ([]DeviceInfo, error) {
 	return out, nil
 }
 
-// Spool layout (HQConfig.Spool), written by Sender.PublishSnapshot:
+// Spool layout (Config.Spool), written by Sender.PublishSnapshot:
 //
 //	<transfer>.manifest.json     the Manifest
 //	<transfer>.bin               the payload

@@ -22,7 +22,7 @@ import (
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
-// HQ file layout (bbolt):
+// Store file layout (bbolt):
 //
 //	meta/format                  = "tobira-hq-v1"
 //	meta/count                   = 8-byte big-endian: events stored, all devices
@@ -38,7 +38,8 @@ var (
 	hqFormat      = []byte("tobira-hq-v1")
 )
 
-// HQConfig configures an HQ. Path is required; Broker is required for Run.
+// Config configures a Service. Path is required; Broker is required for
+// Run.
 type Config struct {
 	// Broker is the paho broker URL, e.g. "tcp://127.0.0.1:1883".
 	Broker string
@@ -54,10 +55,10 @@ type Config struct {
 	// Password is the optional MQTT password.
 	Password string
 	// ConnectRetry is the pause between attempts of the first connection;
-	// default DefaultConnectRetry.
+	// default mqttconn.DefaultConnectRetry.
 	ConnectRetry time.Duration
 	// MaxReconnect caps the back-off between reconnection attempts; default
-	// DefaultMaxReconnect.
+	// mqttconn.DefaultMaxReconnect.
 	MaxReconnect time.Duration
 	// Spool is the directory of published snapshots (see
 	// Sender.PublishSnapshot); HQ answers devices' requests for missing
@@ -76,12 +77,27 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// HQ is the headquarters end of the link. It subscribes to every device's
-// events topic, stores each event once by (site, device, seq), and
+// settings returns c's broker settings, with clientID when c names none.
+func (c Config) settings(clientID string) mqttconn.Settings {
+	return mqttconn.Settings{
+		Broker:       c.Broker,
+		ClientID:     cmp.Or(c.ClientID, clientID),
+		TLS:          c.TLS,
+		Username:     c.Username,
+		Password:     c.Password,
+		ConnectRetry: cmp.Or(c.ConnectRetry, mqttconn.DefaultConnectRetry),
+		MaxReconnect: cmp.Or(c.MaxReconnect, mqttconn.DefaultMaxReconnect),
+	}
+}
+
+// Service is the headquarters end of the link. It subscribes to every
+// device's events topic, stores each event once by (site, device, seq), and
 // acknowledges to each device the highest sequence number up to which it
 // holds every event. Events that arrive ahead of a gap are kept, and
 // acknowledged once the gap fills. A duplicate is dropped and acknowledged
-// again.
+// again. It also keeps the devices' status and results (Fleet, Result),
+// re-sends the snapshot chunks devices ask for, relays ticket marks between
+// the gates of a site, and takes enrollments.
 //
 // The bbolt store is the spine's stand-in for a real database.
 type Service struct {
@@ -114,7 +130,7 @@ type Service struct {
 // the broker had no subscriber for wait for the device's ack timeout.
 func (h *Service) Ready() <-chan struct{} { return h.ready }
 
-// OpenHQ opens (or creates) HQ's event store at cfg.Path. It does not
+// Open opens (or creates) HQ's event store at cfg.Path. It does not
 // connect; Run does.
 func Open(cfg Config) (*Service, error) {
 	if cfg.Path == "" {
@@ -141,19 +157,11 @@ func Open(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("open HQ store %s: %w", cfg.Path, err)
 	}
 	return &Service{
-		db:    db,
-		path:  cfg.Path,
-		spool: cfg.Spool,
-		ready: make(chan struct{}),
-		link: mqttconn.Settings{
-			Broker:       cfg.Broker,
-			ClientID:     cmp.Or(cfg.ClientID, "tobira-hq"),
-			TLS:          cfg.TLS,
-			Username:     cfg.Username,
-			Password:     cfg.Password,
-			ConnectRetry: cmp.Or(cfg.ConnectRetry, mqttconn.DefaultConnectRetry),
-			MaxReconnect: cmp.Or(cfg.MaxReconnect, mqttconn.DefaultMaxReconnect),
-		},
+		db:          db,
+		path:        cfg.Path,
+		spool:       cfg.Spool,
+		ready:       make(chan struct{}),
+		link:        cfg.settings("tobira-hq"),
 		clk:         cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
 		log:         cmp.Or(cfg.Logger, slog.Default()),
 		relay:       newRelay(cfg.Key),
@@ -170,10 +178,41 @@ func (h *Service) OnEvent(fn func(site, device string, ev proto.Event)) {
 	h.onEvent = fn
 }
 
+// publishFunc publishes one QoS 1 message and waits for the broker's
+// PUBACK.
+type publishFunc func(ctx context.Context, topic string, payload []byte) error
+
+// publisher returns the publishFunc of client c.
+func publisher(c mqtt.Client, clk clock.Clock) publishFunc {
+	return func(ctx context.Context, topic string, payload []byte) error {
+		return mqttconn.WaitToken(ctx, clk, c.Publish(topic, 1, false, payload), mqttconn.DefaultTokenTimeout)
+	}
+}
+
+// route handles the messages of one leaf of every device; pub answers.
+type route func(ctx context.Context, pub publishFunc, topic string, payload []byte)
+
+// routes returns what Run subscribes to, by leaf: every device's events,
+// status, results, chunk requests and ticket marks, and its enrollments
+// when the Service has a sink for them.
+func (h *Service) routes() map[proto.Leaf]route {
+	r := map[proto.Leaf]route{
+		proto.LeafEvents: h.handleEvents,
+		proto.LeafStatus: h.handleStatus,
+		proto.LeafResult: h.handleResult,
+		proto.LeafNeed:   h.handleNeed,
+		proto.LeafMarks:  h.handleMarks,
+	}
+	if h.enrollments != nil {
+		r[proto.LeafEnroll] = h.handleEnrollment
+	}
+	return r
+}
+
 // Run connects to the broker (retrying, and reconnecting after a loss),
-// subscribes to EventsSubscription at QoS 1, and stores and acknowledges
-// events until ctx ends. It returns nil when ctx ends, after a clean
-// disconnect and after every message handler has finished.
+// subscribes to the topics of routes at QoS 1, and stores, acknowledges and
+// answers what devices send until ctx ends. It returns nil when ctx ends,
+// after a clean disconnect and after every message handler has finished.
 func (h *Service) Run(ctx context.Context) error {
 	if h.link.Broker == "" {
 		return fmt.Errorf("%w: HQ %s has no broker URL", ErrConfig, h.path)
@@ -186,39 +225,25 @@ func (h *Service) Run(ctx context.Context) error {
 	if err := h.loadDevices(); err != nil {
 		return err
 	}
+	routes := h.routes()
+	filters := make(map[string]byte, len(routes))
+	for leaf := range routes {
+		filters[proto.Subscription(leaf)] = 1
+	}
 	var hg mqttconn.HandlerGroup
-	var pub func(ctx context.Context, topic string, payload []byte) error
-	onEvents := func(c mqtt.Client, m mqtt.Message) {
+	var pub publishFunc
+	onMessage := func(_ mqtt.Client, m mqtt.Message) {
 		if !hg.Enter() {
 			return
 		}
 		defer hg.Leave()
-		// Each handler decodes its topic again; a topic that does not
-		// parse goes to the events handler, which logs and drops it.
-		t := m.Topic()
-		_, _, leaf, _ := proto.ParseTopic(t)
-		switch leaf {
-		case proto.LeafStatus:
-			if site, device, online := h.handleStatus(t, m.Payload()); online {
-				h.catchUpMarks(ctx, pub, site, device)
-			}
-		case proto.LeafMarks:
-			h.handleMarks(ctx, pub, t, m.Payload())
-		case proto.LeafEnroll:
-			if h.enrollments != nil {
-				h.handleEnrollment(ctx, pub, t, m.Payload())
-			}
-		case proto.LeafResult:
-			h.handleResult(t, m.Payload())
-		case proto.LeafNeed:
-			h.handleNeed(ctx, c, t, m.Payload())
-		default:
-			h.handle(ctx, c, t, m.Payload())
+		_, _, leaf, err := proto.ParseTopic(m.Topic())
+		r, ok := routes[leaf]
+		if err != nil || !ok {
+			h.log.Warn("message on an unexpected topic dropped", "topic", m.Topic(), "bytes", len(m.Payload()), "err", err)
+			return
 		}
-	}
-	filters := map[string]byte{proto.EventsSubscription: 1, proto.StatusSubscription: 1, proto.ResultSubscription: 1, proto.NeedSubscription: 1, proto.MarksSubscription: 1}
-	if h.enrollments != nil {
-		filters[proto.EnrollSubscription] = 1
+		r(ctx, pub, m.Topic(), m.Payload())
 	}
 	opts := h.link.Options().
 		SetCleanSession(false). // the broker keeps our subscription and queues events while we are away
@@ -229,8 +254,8 @@ func (h *Service) Run(ctx context.Context) error {
 			defer hg.Leave()
 			// Subscribe on every connection: the broker may have lost the
 			// session (restart without persistence).
-			if err := mqttconn.WaitToken(ctx, h.clk, c.SubscribeMultiple(filters, onEvents), mqttconn.DefaultTokenTimeout); err != nil {
-				h.log.Error("cannot subscribe to events, status and results", "topic", proto.EventsSubscription, "broker", h.link.Broker, "err", err)
+			if err := mqttconn.WaitToken(ctx, h.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout); err != nil {
+				h.log.Error("cannot subscribe to the devices' topics", "topics", len(filters), "broker", h.link.Broker, "err", err)
 				return
 			}
 			h.log.Info("HQ connected to broker", "broker", h.link.Broker, "client_id", h.link.ClientID)
@@ -241,11 +266,9 @@ func (h *Service) Run(ctx context.Context) error {
 		})
 	// Messages queued for our persistent session can arrive before
 	// OnConnect subscribes; route them too.
-	opts.SetDefaultPublishHandler(onEvents)
+	opts.SetDefaultPublishHandler(onMessage)
 	c := mqtt.NewClient(opts)
-	pub = func(ctx context.Context, topic string, payload []byte) error {
-		return mqttconn.WaitToken(ctx, h.clk, c.Publish(topic, 1, false, payload), mqttconn.DefaultTokenTimeout)
-	}
+	pub = publisher(c, h.clk)
 	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
 
 	<-ctx.Done()
@@ -255,14 +278,14 @@ func (h *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-// handle stores one events message and publishes the device's ack.
-func (h *Service) handle(ctx context.Context, c mqtt.Client, topic string, payload []byte) {
+// handleEvents stores one events message and publishes the device's ack.
+func (h *Service) handleEvents(ctx context.Context, pub publishFunc, topic string, payload []byte) {
 	site, device, ack, err := h.ingest(topic, payload)
 	if err != nil || ack == 0 {
 		return
 	}
 	ackTopic := proto.AckTopic(site, device)
-	if err := mqttconn.WaitToken(ctx, h.clk, c.Publish(ackTopic, 1, false, proto.EncodeAck(ack)), mqttconn.DefaultTokenTimeout); err != nil {
+	if err := pub(ctx, ackTopic, proto.EncodeAck(ack)); err != nil {
 		h.log.Warn("cannot publish ack; the device will send again", "topic", ackTopic, "seq", ack, "err", err)
 	}
 }

@@ -87,7 +87,7 @@ func (r *relay) sign(b proto.MarkBatch) ([]byte, error) {
 }
 
 // handleMarks relays a device's marks to the other devices of its site.
-func (h *Service) handleMarks(ctx context.Context, pub func(ctx context.Context, topic string, payload []byte) error, topic string, payload []byte) {
+func (h *Service) handleMarks(ctx context.Context, pub publishFunc, topic string, payload []byte) {
 	b, err := proto.DecodeMarks(topic, payload)
 	if err != nil {
 		h.log.Warn("rejected marks message", "topic", topic, "bytes", len(payload), "err", err)
@@ -96,7 +96,7 @@ func (h *Service) handleMarks(ctx context.Context, pub func(ctx context.Context,
 	h.relay.seen(b.Site, b.Device, true)
 	peers := h.relay.absorb(b)
 	if h.relay.key == nil {
-		h.log.Warn("ticket marks not relayed: HQ has no signing key (HQConfig.Key)", "topic", topic)
+		h.log.Warn("ticket marks not relayed: HQ has no signing key (Config.Key)", "topic", topic)
 		return
 	}
 	env, err := h.relay.sign(b)
@@ -113,7 +113,7 @@ func (h *Service) handleMarks(ctx context.Context, pub func(ctx context.Context,
 }
 
 // catchUpMarks sends a device that came online the site's mark set.
-func (h *Service) catchUpMarks(ctx context.Context, pub func(ctx context.Context, topic string, payload []byte) error, site, device string) {
+func (h *Service) catchUpMarks(ctx context.Context, pub publishFunc, site, device string) {
 	if h.relay.key == nil {
 		return
 	}

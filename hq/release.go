@@ -83,11 +83,7 @@ func DialReleaseServer(ctx context.Context, cfg Config, priv ed25519.PrivateKey,
 			return nil, err
 		}
 	}
-	l := mqttconn.Settings{
-		Broker: cfg.Broker, ClientID: cmp.Or(cfg.ClientID, "tobira-hq-release-"+proto.NewCommandID()[:8]),
-		TLS: cfg.TLS, Username: cfg.Username, Password: cfg.Password,
-		ConnectRetry: cmp.Or(cfg.ConnectRetry, mqttconn.DefaultConnectRetry), MaxReconnect: cmp.Or(cfg.MaxReconnect, mqttconn.DefaultMaxReconnect),
-	}
+	l := cfg.settings("tobira-hq-release-" + proto.NewCommandID()[:8])
 	filters := map[string]byte{proto.ReleaseGetSubscription: 1, proto.ReleaseReportSubscription: 1, proto.ResultSubscription: 1}
 	opts := l.Options().SetConnectRetry(false).SetCleanSession(true).
 		SetOnConnectHandler(func(c mqtt.Client) {

@@ -55,11 +55,7 @@ func DialSender(ctx context.Context, cfg Config, priv ed25519.PrivateKey) (*Send
 		results: map[string]proto.Result{},
 		arrived: make(chan struct{}),
 	}
-	l := mqttconn.Settings{
-		Broker: cfg.Broker, ClientID: cmp.Or(cfg.ClientID, "tobira-hq-cli-"+proto.NewCommandID()[:8]),
-		TLS: cfg.TLS, Username: cfg.Username, Password: cfg.Password,
-		ConnectRetry: cmp.Or(cfg.ConnectRetry, mqttconn.DefaultConnectRetry), MaxReconnect: cmp.Or(cfg.MaxReconnect, mqttconn.DefaultMaxReconnect),
-	}
+	l := cfg.settings("tobira-hq-cli-" + proto.NewCommandID()[:8])
 	s.c = mqtt.NewClient(l.Options().SetConnectRetry(false).SetCleanSession(true))
 	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Connect(), mqttconn.DefaultTokenTimeout); err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.Broker, err)
@@ -189,7 +185,7 @@ func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Ma
 		return proto.Manifest{}, fmt.Errorf("publish snapshot manifest %s to %s/%s: %w", m.Transfer, m.Site, m.Device, err)
 	}
 	for i := range m.Chunks {
-		if err := publishChunk(ctx, s.clk, s.c, f, m, i); err != nil {
+		if err := publishChunk(ctx, publisher(s.c, s.clk), f, m, i); err != nil {
 			return m, err
 		}
 	}

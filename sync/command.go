@@ -43,7 +43,26 @@ type commandIntake struct {
 	log    *slog.Logger
 	site   string
 	device string
+	report func(ctx context.Context, r proto.Result) // publishes a result
 }
+
+// routes implements feature: HQ's signed commands, each answered with a
+// Result.
+func (ci *commandIntake) routes() []route {
+	return []route{{topic: proto.CommandTopic(ci.site, ci.device), handle: func(ctx context.Context, _ string, payload []byte) {
+		ci.report(ctx, ci.handle(ctx, payload))
+	}}}
+}
+
+// connected implements feature: commands are not asked for; HQ resends
+// what it still wants done.
+func (ci *commandIntake) connected(context.Context) {}
+
+// run implements feature: the intake has no loop.
+func (ci *commandIntake) run(context.Context) {}
+
+// notify implements feature.
+func (ci *commandIntake) notify() {}
 
 // handle verifies one command message and carries it out; the Result says
 // what happened.

@@ -12,12 +12,6 @@ import (
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
-// publisher sends one QoS 1 message and returns when the broker took it or
-// it failed. The edge's engine needs nothing else from MQTT.
-type publisher interface {
-	publish(ctx context.Context, topic string, payload []byte) error
-}
-
 // flight is a batch published and not yet acknowledged by HQ.
 type flight struct {
 	first, last uint64
@@ -71,7 +65,18 @@ func newEngine(ob *Outbox, site, device string) (*engine, error) {
 	return e, nil
 }
 
-// notify wakes the loop without blocking.
+// routes implements feature: HQ's acks of the events.
+func (e *engine) routes() []route {
+	return []route{{topic: proto.AckTopic(e.site, e.device), handle: func(_ context.Context, topic string, payload []byte) {
+		e.onAck(topic, payload)
+	}}}
+}
+
+// connected implements feature.
+func (e *engine) connected(context.Context) { e.onConnect() }
+
+// notify implements feature: an event was appended; it wakes the loop
+// without blocking.
 func (e *engine) notify() { wake(e.kick) }
 
 // wake sends on kick, a channel of capacity 1 that a loop waits on, unless
@@ -84,15 +89,19 @@ func wake(kick chan<- struct{}) {
 }
 
 // waitRound waits for a loop's next round: until ctx ends, a wake-up
-// arrives on kick, or d passes on clk. It reports whether ctx is still
+// arrives on kick, or d passes on clk (d <= 0: no time limit). It reports whether ctx is still
 // live.
 func waitRound(ctx context.Context, clk clock.Clock, kick <-chan struct{}, d time.Duration) bool {
-	t := clk.NewTimer(d)
-	defer t.Stop()
+	var fire <-chan time.Time // d <= 0: no timer
+	if d > 0 {
+		t := clk.NewTimer(d)
+		defer t.Stop()
+		fire = t.C()
+	}
 	select {
 	case <-ctx.Done():
 	case <-kick:
-	case <-t.C():
+	case <-fire:
 	}
 	return ctx.Err() == nil
 }
@@ -183,10 +192,11 @@ type loopState struct {
 	retryAt  time.Time // after a failure: do not publish before this
 }
 
-// run publishes pending events in order, at most window batches ahead of
-// HQ's acknowledgement, until ctx ends. It re-sends from the last ack after a
-// reconnection or when the oldest batch waits longer than ackTimeout.
-func (e *engine) run(ctx context.Context) error {
+// run implements feature: it publishes pending events in order, at most
+// window batches ahead of HQ's acknowledgement, until ctx ends. It re-sends
+// from the last ack after a reconnection or when the oldest batch waits
+// longer than ackTimeout.
+func (e *engine) run(ctx context.Context) {
 	st := loopState{next: e.acked.Load()}
 	for ctx.Err() == nil {
 		now := e.clk.Now()
@@ -215,7 +225,6 @@ func (e *engine) run(ctx context.Context) error {
 		}
 		e.wait(ctx, &st)
 	}
-	return nil
 }
 
 // rewind forgets what is in flight so that the next fill starts again right

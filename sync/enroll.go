@@ -94,6 +94,8 @@ func (o *Outbox) AckEnrollment(seq uint64) error {
 // enrollLoop sends the outbox's enrollments to HQ and applies HQ's acks.
 type enrollLoop struct {
 	ob         *Outbox
+	pub        publisher
+	up         func() bool // connected and subscribed
 	clk        clock.Clock
 	log        *slog.Logger
 	site       string
@@ -104,6 +106,19 @@ type enrollLoop struct {
 
 // nudge wakes the loop without blocking.
 func (l *enrollLoop) nudge() { wake(l.kick) }
+
+// routes implements feature: HQ's per-record acks.
+func (l *enrollLoop) routes() []route {
+	return []route{{topic: proto.EnrollAckTopic(l.site, l.device), handle: func(_ context.Context, topic string, payload []byte) {
+		l.onAck(topic, payload)
+	}}}
+}
+
+// connected implements feature: everything pending is sent again.
+func (l *enrollLoop) connected(context.Context) { l.nudge() }
+
+// notify implements feature: an enrollment may have been appended.
+func (l *enrollLoop) notify() { l.nudge() }
 
 // onAck applies an enroll-ack payload.
 func (l *enrollLoop) onAck(topic string, payload []byte) {
@@ -119,43 +134,35 @@ func (l *enrollLoop) onAck(topic string, payload []byte) {
 	l.log.Info("enrollment stored by HQ", "seq", seq)
 }
 
-// run publishes every pending enrollment when nudged (connection, Notify)
-// and again every ack timeout while any is pending, until ctx ends.
-func (l *enrollLoop) run(ctx context.Context, pub publisher, connected func() bool) {
-	topic := proto.EnrollTopic(l.site, l.device)
+// run implements feature: it publishes every pending enrollment when
+// nudged (connection, Notify) and again every ack timeout while any is
+// pending, until ctx ends.
+func (l *enrollLoop) run(ctx context.Context) {
 	for {
-		var fire <-chan time.Time
 		pending, err := l.ob.PendingEnrollments()
 		if err != nil {
 			l.log.Error("cannot read enrollments", "err", err)
 		}
-		if len(pending) > 0 && connected() {
-			for _, e := range pending {
-				e.Site, e.Device = l.site, l.device
-				b, err := json.Marshal(e)
-				if err == nil {
-					err = pub.publish(ctx, topic, b)
-				}
-				if err != nil {
-					l.log.Warn("cannot send enrollment, will retry", "seq", e.Seq, "err", err)
-					break
-				}
-			}
+		if len(pending) > 0 && l.up() {
+			l.send(ctx, pending)
 		}
-		var t clock.Timer
+		var again time.Duration // 0: only when nudged
 		if len(pending) > 0 || err != nil {
-			t = l.clk.NewTimer(l.ackTimeout)
-			fire = t.C()
+			again = l.ackTimeout
 		}
-		select {
-		case <-ctx.Done():
-		case <-l.kick:
-		case <-fire:
+		if !waitRound(ctx, l.clk, l.kick, again) {
+			return
 		}
-		if t != nil {
-			t.Stop()
-		}
-		if ctx.Err() != nil {
+	}
+}
+
+// send publishes pending, oldest first, until one fails.
+func (l *enrollLoop) send(ctx context.Context, pending []proto.Enrollment) {
+	topic := proto.EnrollTopic(l.site, l.device)
+	for _, e := range pending {
+		e.Site, e.Device = l.site, l.device
+		if err := publishJSON(ctx, l.pub, topic, e); err != nil {
+			l.log.Warn("cannot send enrollment, will retry", "seq", e.Seq, "err", err)
 			return
 		}
 	}

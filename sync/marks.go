@@ -2,7 +2,6 @@ package sync
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -57,6 +56,8 @@ var keyMarksCursor = []byte("marks_cursor")
 type markLoop struct {
 	store    MarkStore
 	ob       *Outbox
+	pub      publisher
+	up       func() bool // connected and subscribed
 	v        *signed.Verifier
 	clk      clock.Clock
 	log      *slog.Logger
@@ -68,6 +69,17 @@ type markLoop struct {
 
 // nudge wakes the loop without blocking.
 func (l *markLoop) nudge() { wake(l.kick) }
+
+// routes implements feature: the other gates' marks, relayed by HQ.
+func (l *markLoop) routes() []route {
+	return []route{{topic: proto.PeerMarksTopic(l.site, l.device), handle: l.onPeerMarks}}
+}
+
+// connected implements feature: marks recorded offline go out now.
+func (l *markLoop) connected(context.Context) { l.nudge() }
+
+// notify implements feature: a mark may have been recorded.
+func (l *markLoop) notify() { l.nudge() }
 
 // cursor reads the persisted cursor.
 func (l *markLoop) cursor() (uint64, error) {
@@ -84,11 +96,12 @@ func (l *markLoop) setCursor(c uint64) error {
 	return l.ob.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(boltfile.MetaBucket).Put(keyMarksCursor, boltfile.SeqKey(c)) })
 }
 
-// run publishes new marks when nudged and every interval until ctx ends.
-func (l *markLoop) run(ctx context.Context, pub publisher, connected func() bool) {
+// run implements feature: it publishes new marks when nudged and every
+// interval until ctx ends.
+func (l *markLoop) run(ctx context.Context) {
 	for {
-		if connected() {
-			if err := l.send(ctx, pub); err != nil && ctx.Err() == nil {
+		if l.up() {
+			if err := l.send(ctx); err != nil && ctx.Err() == nil {
 				l.log.Warn("cannot send ticket marks, will retry", "err", err)
 			}
 		}
@@ -99,7 +112,7 @@ func (l *markLoop) run(ctx context.Context, pub publisher, connected func() bool
 }
 
 // send publishes every mark recorded after the cursor.
-func (l *markLoop) send(ctx context.Context, pub publisher) error {
+func (l *markLoop) send(ctx context.Context) error {
 	cur, err := l.cursor()
 	if err != nil {
 		return fmt.Errorf("read mark cursor: %w", err)
@@ -111,11 +124,8 @@ func (l *markLoop) send(ctx context.Context, pub publisher) error {
 			return fmt.Errorf("read marks after %d: %w", cur, err)
 		}
 		if len(marks) > 0 {
-			b, err := json.Marshal(proto.MarkBatch{Site: l.site, Device: l.device, Marks: wireMarks(marks)})
-			if err != nil {
-				return fmt.Errorf("encode %d marks: %w", len(marks), err)
-			}
-			if err := pub.publish(ctx, topic, b); err != nil {
+			b := proto.MarkBatch{Site: l.site, Device: l.device, Marks: wireMarks(marks)}
+			if err := publishJSON(ctx, l.pub, topic, b); err != nil {
 				return fmt.Errorf("publish %d marks to %s: %w", len(marks), topic, err)
 			}
 			l.log.Debug("sent ticket marks", "marks", len(marks), "cursor", next)

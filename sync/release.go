@@ -145,14 +145,8 @@ type fetchKey struct {
 // edge.Keys, the pinned HQ keys, are required. It does not connect; Run
 // does.
 func NewReleaseAgent(edge EdgeConfig, rc ReleaseConfig) (*ReleaseAgent, error) {
-	if err := mqttconn.CheckBrokerURL(edge.Broker); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	if err := proto.CheckName(edge.Site); err != nil {
-		return nil, fmt.Errorf("%w: site: %w", ErrConfig, err)
-	}
-	if err := proto.CheckName(edge.Device); err != nil {
-		return nil, fmt.Errorf("%w: device: %w", ErrConfig, err)
+	if err := edge.checkLink(); err != nil {
+		return nil, err
 	}
 	for _, g := range rc.Groups {
 		if err := proto.CheckName(g); err != nil {
@@ -171,15 +165,7 @@ func NewReleaseAgent(edge EdgeConfig, rc ReleaseConfig) (*ReleaseAgent, error) {
 	}
 	log := cmp.Or(edge.Logger, slog.Default()).With("site", edge.Site, "device", edge.Device)
 	a := &ReleaseAgent{
-		link: mqttconn.Settings{
-			Broker:       edge.Broker,
-			ClientID:     cmp.Or(edge.ClientID, "tobira-"+edge.Site+"-"+edge.Device) + "-release",
-			TLS:          edge.TLS,
-			Username:     edge.Username,
-			Password:     edge.Password,
-			ConnectRetry: cmp.Or(edge.ConnectRetry, mqttconn.DefaultConnectRetry),
-			MaxReconnect: cmp.Or(edge.MaxReconnect, mqttconn.DefaultMaxReconnect),
-		},
+		link: edge.settings("-release"),
 		site: edge.Site, device: edge.Device, groups: slices.Clone(rc.Groups),
 		v: v, inst: rc.Installer, state: rc.StateFile,
 		clk:      cmp.Or(edge.Clock, clock.Clock(clock.System{})),

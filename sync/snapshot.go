@@ -70,6 +70,10 @@ type snapshotIntake struct {
 	need   func(ctx context.Context, n proto.Need)   // publishes a need
 	poke   func()                                    // status changed
 	fail   func(err string)                          // records the last refusal for status
+	up     func() bool                               // connected and subscribed
+	// needEvery is how long the intake waits without a new chunk before
+	// it asks HQ for the missing ones.
+	needEvery time.Duration
 
 	mu       sync.Mutex
 	staged   *proto.Manifest
@@ -441,8 +445,25 @@ func (si *snapshotIntake) onConnect(ctx context.Context) {
 	}
 }
 
-// run asks for missing chunks whenever no chunk came for interval.
-func (si *snapshotIntake) run(ctx context.Context, interval time.Duration, connected func() bool) {
+// routes implements feature: the retained signed manifest and the chunks
+// of a device's snapshots.
+func (si *snapshotIntake) routes() []route {
+	return []route{
+		{topic: proto.SnapshotTopic(si.site, si.device), handle: func(ctx context.Context, _ string, p []byte) { si.onManifest(ctx, p) }},
+		{topic: proto.ChunkTopic(si.site, si.device), handle: func(ctx context.Context, _ string, p []byte) { si.onChunk(ctx, p) }},
+	}
+}
+
+// connected implements feature.
+func (si *snapshotIntake) connected(ctx context.Context) { si.onConnect(ctx) }
+
+// notify implements feature: snapshots come from HQ only.
+func (si *snapshotIntake) notify() {}
+
+// run implements feature: it asks for missing chunks whenever no chunk
+// came for needEvery, until ctx ends.
+func (si *snapshotIntake) run(ctx context.Context) {
+	interval := si.needEvery
 	for {
 		t := si.clk.NewTimer(interval)
 		select {
@@ -452,7 +473,7 @@ func (si *snapshotIntake) run(ctx context.Context, interval time.Duration, conne
 		case <-t.C():
 		}
 		si.mu.Lock()
-		if si.staged != nil && si.missing > 0 && connected() && !si.clk.Now().Before(si.lastSeen.Add(interval)) {
+		if si.staged != nil && si.missing > 0 && si.up() && !si.clk.Now().Before(si.lastSeen.Add(interval)) {
 			si.log.Info("snapshot chunks missing; asking HQ", "transfer", si.staged.Transfer, "missing", si.missing)
 			si.lastSeen = si.clk.Now()
 			si.need(ctx, si.needMsg())

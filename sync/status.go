@@ -27,11 +27,6 @@ type StatusFunc func(ctx context.Context) (proto.Status, error)
 // Status implements StatusSource.
 func (f StatusFunc) Status(ctx context.Context) (proto.Status, error) { return f(ctx) }
 
-// retainedPublisher publishes one retained QoS 1 message.
-type retainedPublisher interface {
-	publishRetained(ctx context.Context, topic string, payload []byte) error
-}
-
 // statusLoop publishes the device's status when connected, when nudged
 // and every interval.
 type statusLoop struct {
@@ -41,12 +36,22 @@ type statusLoop struct {
 	log      *slog.Logger
 	interval time.Duration
 	topic    string
+	pub      retainedPublisher
 	kick     chan struct{}
 	snapErr  func() string // last snapshot refusal, may be nil
 }
 
 // nudge asks for a status message soon; it never blocks.
 func (s *statusLoop) nudge() { wake(s.kick) }
+
+// routes implements feature: the status is sent only.
+func (s *statusLoop) routes() []route { return nil }
+
+// connected implements feature: a new connection gets a fresh status.
+func (s *statusLoop) connected(context.Context) { s.nudge() }
+
+// notify implements feature: events alone do not change the status.
+func (s *statusLoop) notify() {}
 
 // make assembles the current status.
 func (s *statusLoop) make(ctx context.Context) proto.Status {
@@ -69,8 +74,9 @@ func (s *statusLoop) make(ctx context.Context) proto.Status {
 	return st
 }
 
-// run publishes until ctx ends.
-func (s *statusLoop) run(ctx context.Context, pub retainedPublisher) {
+// run implements feature: it publishes when connected, when nudged and
+// every interval, until ctx ends.
+func (s *statusLoop) run(ctx context.Context) {
 	for {
 		if !waitRound(ctx, s.clk, s.kick, s.interval) {
 			return
@@ -83,7 +89,7 @@ func (s *statusLoop) run(ctx context.Context, pub retainedPublisher) {
 			s.log.Error("cannot encode status", "err", err)
 			continue
 		}
-		if err := pub.publishRetained(ctx, s.topic, b); err != nil && ctx.Err() == nil {
+		if err := s.pub.publishRetained(ctx, s.topic, b); err != nil && ctx.Err() == nil {
 			s.log.Warn("cannot publish status", "topic", s.topic, "err", err)
 		}
 	}
