@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
-CMDS := tobira tobira-hq tobira-cardsim tobira-release
+CMDS := tobira tobira-hq tobira-cardsim tobira-release tobira-demo
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # vpcd listens on fixed ports, so test packages that use it must not overlap:
@@ -27,7 +27,7 @@ build: deps-build
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 demo: build
-	$(BIN)/tobira demo
+	$(BIN)/tobira-demo
 
 vet:
 	$(GO) vet ./...

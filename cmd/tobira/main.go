@@ -1,7 +1,6 @@
 // Command tobira is the edge binary of the tobira access-control controller.
 //
 //	tobira run --config /etc/tobira/tobira.toml   run the doors of a real controller
-//	tobira demo                                   the whole loop on embedded defaults
 //	tobira check-config FILE                      validate a configuration file
 //	tobira readers                                list PC/SC readers
 //	tobira card inspect                           print what a tapped card is
@@ -50,7 +49,6 @@ func main() {
 
 const usage = `usage:
   tobira run --config FILE                 run the doors configured in FILE
-  tobira demo [--verbose]                  run the whole loop on embedded defaults
   tobira check-config FILE                 validate FILE and the files it names
   tobira readers                           list the PC/SC readers pcscd sees
   tobira card inspect [--config FILE] [--reader NAME]
@@ -74,13 +72,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return runEdge(ctx, *cfg, stderr)
-	case "demo":
-		fs := newFlagSet("demo", stderr)
-		verbose := fs.Bool("verbose", false, "log every step to stderr")
-		if err := parseFlags(fs, rest); err != nil {
-			return err
-		}
-		return runDemo(ctx, stdout, stderr, *verbose)
 	case "check-config":
 		if len(rest) != 1 {
 			return fmt.Errorf("%w: check-config takes one FILE", errUsage)
