@@ -266,6 +266,6 @@ func TestHQRunNeedsBroker(t *testing.T) {
 	}
 	_, err := hq.Open(hq.Config{Path: filepath.Join(t.TempDir(), "x.db"), Broker: "mqtt//oops"})
 	if !errors.Is(err, hq.ErrConfig) {
-		t.Fatalf("OpenHQ with a bad broker URL = %v, want ErrConfig", err)
+		t.Fatalf("Open with a bad broker URL = %v, want ErrConfig", err)
 	}
 }
