@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +26,7 @@ import (
 
 // testPKI is one CA and a shared leaf key, made once per test binary (RSA
 // key generation is slow).
-var testPKI = gosync.OnceValues(func() (*jpkitest.CA, *rsa.PrivateKey) {
+var testPKI = sync.OnceValues(func() (*jpkitest.CA, *rsa.PrivateKey) {
 	now := time.Now()
 	ca, err := jpkitest.NewCA("controller-test", now.AddDate(-1, 0, 0), now.AddDate(5, 0, 0))
 	if err != nil {
@@ -92,7 +92,7 @@ func testIdentifier(t testing.TB) *reader.Identifier {
 
 // journal records the order in which the fakes were used.
 type journal struct {
-	mu    gosync.Mutex
+	mu    sync.Mutex
 	steps []string
 }
 

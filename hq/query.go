@@ -7,9 +7,10 @@ import (
 	"strings"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/sync/proto"
-	bolt "go.etcd.io/bbolt"
 )
 
 // EventQuery selects stored events. Zero fields match everything.

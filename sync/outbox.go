@@ -7,9 +7,10 @@ import (
 	"math"
 	"sync/atomic"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/sync/proto"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Outbox file layout (bbolt):
