@@ -107,26 +107,17 @@ func (si *snapshotIntake) stagingPath(transfer string) string {
 func (si *snapshotIntake) load() error {
 	si.mu.Lock()
 	defer si.mu.Unlock()
-	return si.ob.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTransfer)
-		raw := b.Get(keyManifest)
-		if raw == nil {
-			return nil
+	m, have, err := si.ob.staged()
+	if err != nil || m == nil {
+		return err
+	}
+	si.staged, si.have, si.missing = m, have, 0
+	for i := range m.Chunks {
+		if !si.hasChunk(i) {
+			si.missing++
 		}
-		var m proto.Manifest
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return fmt.Errorf("decode staged snapshot manifest: %w", err)
-		}
-		si.staged = &m
-		si.have = append([]byte(nil), b.Get(keyHave)...)
-		si.missing = 0
-		for i := range m.Chunks {
-			if !si.hasChunk(i) {
-				si.missing++
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // hasChunk reports whether chunk i of the staged transfer is on disk.
@@ -486,24 +477,36 @@ func (si *snapshotIntake) run(ctx context.Context) {
 // its ID ("" when none), how many of its chunks are on disk, and how many
 // it has. After a restart the Edge resumes the transfer from there.
 func (o *Outbox) StagedTransfer() (transfer string, have, chunks int, err error) {
-	err = o.db.View(func(tx *bolt.Tx) error {
+	m, bitmap, err := o.staged()
+	if err != nil || m == nil {
+		return "", 0, 0, err
+	}
+	for _, x := range bitmap {
+		have += bits.OnesCount8(x)
+	}
+	return m.Transfer, have, m.Chunks, nil
+}
+
+// staged returns the manifest of the staged transfer (nil when none) and
+// the bitmap of its chunks on disk.
+func (o *Outbox) staged() (*proto.Manifest, []byte, error) {
+	var m *proto.Manifest
+	var have []byte
+	err := o.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTransfer)
 		raw := b.Get(keyManifest)
 		if raw == nil {
 			return nil
 		}
-		var m proto.Manifest
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return fmt.Errorf("decode staged manifest: %w", err)
+		m = new(proto.Manifest)
+		if err := json.Unmarshal(raw, m); err != nil {
+			return fmt.Errorf("decode staged snapshot manifest: %w", err)
 		}
-		transfer, chunks = m.Transfer, m.Chunks
-		for _, x := range b.Get(keyHave) {
-			have += bits.OnesCount8(x)
-		}
+		have = bytes.Clone(b.Get(keyHave))
 		return nil
 	})
 	if err != nil {
-		return "", 0, 0, fmt.Errorf("read staged snapshot of outbox %s: %w", o.path, err)
+		return nil, nil, fmt.Errorf("read staged snapshot of outbox %s: %w", o.path, err)
 	}
-	return transfer, have, chunks, nil
+	return m, have, nil
 }
