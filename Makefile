@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
-CMDS := tobira tobira-hq tobira-cardsim tobira-release
+CMDS := tobira tobira-hq tobira-cardsim tobira-release tobira-demo
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # vpcd listens on fixed ports, so test packages that use it must not overlap:
@@ -36,7 +36,7 @@ build: deps-build
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 demo: build
-	$(BIN)/tobira demo
+	$(BIN)/tobira-demo
 
 vet:
 	$(GO) vet ./...
@@ -69,7 +69,7 @@ test-race: deps-test deps-build
 # latency, gate-to-gate ticket delay) at TOBIRA_BENCH_SCALE=small.
 bench: deps-test deps-build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
-	TOBIRA_BENCH_SCALE=small $(GO) test -count=1 -timeout 30m -run 'TestPerf' -v ./sync | grep -E '^(=== RUN|--- |ok|FAIL)|figure|events/s|p50|p99|ratio' || true
+	TOBIRA_BENCH_SCALE=small $(GO) test -count=1 -timeout 30m -run 'TestPerf' -v ./internal/e2e | grep -E '^(=== RUN|--- |ok|FAIL)|figure|events/s|p50|p99|ratio' || true
 
 # make bench-full: the figures of docs/PERFORMANCE.md at full scale (10
 # million credentials, a 1-million-event backlog). Takes tens of minutes and
@@ -78,7 +78,7 @@ bench-full: deps-test deps-build
 	cd policy && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'Decide' -benchtime 300000x -timeout 60m .
 	cd policy && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'ApplyFull|ImportCRL' -benchtime 1x -timeout 60m .
 	cd policy && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'Delta' -benchtime 5x -timeout 60m .
-	TOBIRA_BENCH_SCALE=full $(GO) test -count=1 -timeout 60m -run 'TestPerf' -v ./sync
+	TOBIRA_BENCH_SCALE=full $(GO) test -count=1 -timeout 60m -run 'TestPerf' -v ./internal/e2e
 
 clean:
 	rm -rf $(BIN)

@@ -11,6 +11,7 @@ import (
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
 	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 type nopLock struct{}
@@ -63,7 +64,7 @@ func BenchmarkHandle(b *testing.B) {
 
 type discardLog struct{}
 
-func (discardLog) Append(ev tsync.Event) (tsync.Event, error) { ev.Seq = 1; return ev, nil }
+func (discardLog) Append(ev proto.Event) (proto.Event, error) { ev.Seq = 1; return ev, nil }
 
 // oneDoorSnapshot is a version-1 snapshot with one door that every person of
 // group "staff" may open at any time, and the given entries (their people

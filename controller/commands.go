@@ -10,7 +10,7 @@ import (
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
-	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // CommandDoor is what an HQ command needs of a door (door.Door).
@@ -48,20 +48,20 @@ var ErrUnknownDoor = errors.New("no such door on this controller")
 const causeHQ = "hq_command"
 
 // HandleCommand carries out one command.
-func (c *Commands) HandleCommand(ctx context.Context, cmd tsync.Command) error {
+func (c *Commands) HandleCommand(ctx context.Context, cmd proto.Command) error {
 	log := c.Log
 	if log == nil {
 		log = slog.Default()
 	}
 	log.Info("HQ command", "id", cmd.ID, "action", cmd.Action, "door", cmd.Door, "mode", cmd.Mode)
 	switch cmd.Action {
-	case tsync.ActionUnlock:
+	case proto.ActionUnlock:
 		d, err := c.door(cmd.Door)
 		if err != nil {
 			return err
 		}
 		return d.AdminGrant(ctx)
-	case tsync.ActionSetMode:
+	case proto.ActionSetMode:
 		d, err := c.door(cmd.Door)
 		if err != nil {
 			return err
@@ -71,16 +71,16 @@ func (c *Commands) HandleCommand(ctx context.Context, cmd tsync.Command) error {
 			return fmt.Errorf("command %s: %w", cmd.ID, err)
 		}
 		return d.SetMode(ctx, m, causeHQ)
-	case tsync.ActionLockdown:
+	case proto.ActionLockdown:
 		return c.setModes(ctx, cmd.Door, door.ModeLockedDown)
-	case tsync.ActionRelease:
+	case proto.ActionRelease:
 		return c.setModes(ctx, cmd.Door, door.ModeNormal)
-	case tsync.ActionResync:
+	case proto.ActionResync:
 		if c.Resync != nil {
 			c.Resync()
 		}
 		return nil
-	case tsync.ActionForgiveAPB:
+	case proto.ActionForgiveAPB:
 		key, err := hex.DecodeString(cmd.Credential)
 		if err != nil {
 			return fmt.Errorf("command %s: credential %q is not hex", cmd.ID, cmd.Credential)

@@ -13,7 +13,7 @@ import (
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
-	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 type cmdDoor struct{ calls []string }
@@ -44,22 +44,22 @@ func TestCommands(t *testing.T) {
 	key, _ := credential.Credential{Kind: credential.KindFreeArea, ID: "EMP-1"}.Key()
 	stranger, _ := credential.Credential{Kind: credential.KindFreeArea, ID: "EMP-2"}.Key()
 	tests := []struct {
-		cmd            tsync.Command
+		cmd            proto.Command
 		front, back    string
 		forgiven, resy string
 		wantErr        string
 	}{
-		{cmd: tsync.Command{Action: tsync.ActionUnlock, Door: "front"}, front: "admin-grant"},
-		{cmd: tsync.Command{Action: tsync.ActionUnlock, Door: "side"}, wantErr: "no such door"},
-		{cmd: tsync.Command{Action: tsync.ActionSetMode, Door: "back", Mode: "unlocked"}, back: "mode:unlocked:hq_command"},
-		{cmd: tsync.Command{Action: tsync.ActionSetMode, Door: "back", Mode: "ajar"}, wantErr: "ajar"},
-		{cmd: tsync.Command{Action: tsync.ActionLockdown}, front: "mode:locked_down:hq_command", back: "mode:locked_down:hq_command"},
-		{cmd: tsync.Command{Action: tsync.ActionRelease, Door: "front"}, front: "mode:normal:hq_command"},
-		{cmd: tsync.Command{Action: tsync.ActionResync}, resy: "resync"},
-		{cmd: tsync.Command{Action: tsync.ActionForgiveAPB, Credential: hex.EncodeToString(key)}, forgiven: "p-1"},
-		{cmd: tsync.Command{Action: tsync.ActionForgiveAPB, Credential: hex.EncodeToString(stranger)}, wantErr: "not enrolled"},
-		{cmd: tsync.Command{Action: tsync.ActionForgiveAPB, Credential: "zz"}, wantErr: "not hex"},
-		{cmd: tsync.Command{Action: "reboot"}, wantErr: `unknown action "reboot"`},
+		{cmd: proto.Command{Action: proto.ActionUnlock, Door: "front"}, front: "admin-grant"},
+		{cmd: proto.Command{Action: proto.ActionUnlock, Door: "side"}, wantErr: "no such door"},
+		{cmd: proto.Command{Action: proto.ActionSetMode, Door: "back", Mode: "unlocked"}, back: "mode:unlocked:hq_command"},
+		{cmd: proto.Command{Action: proto.ActionSetMode, Door: "back", Mode: "ajar"}, wantErr: "ajar"},
+		{cmd: proto.Command{Action: proto.ActionLockdown}, front: "mode:locked_down:hq_command", back: "mode:locked_down:hq_command"},
+		{cmd: proto.Command{Action: proto.ActionRelease, Door: "front"}, front: "mode:normal:hq_command"},
+		{cmd: proto.Command{Action: proto.ActionResync}, resy: "resync"},
+		{cmd: proto.Command{Action: proto.ActionForgiveAPB, Credential: hex.EncodeToString(key)}, forgiven: "p-1"},
+		{cmd: proto.Command{Action: proto.ActionForgiveAPB, Credential: hex.EncodeToString(stranger)}, wantErr: "not enrolled"},
+		{cmd: proto.Command{Action: proto.ActionForgiveAPB, Credential: "zz"}, wantErr: "not hex"},
+		{cmd: proto.Command{Action: "reboot"}, wantErr: `unknown action "reboot"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.cmd.Action+"/"+tt.cmd.Door, func(t *testing.T) {
@@ -128,7 +128,7 @@ func TestDeviceStatus(t *testing.T) {
 	if st.Version != "v1.2.3" || st.Snapshot.Version != 7 || !strings.HasPrefix(st.Snapshot.Hash, "ab00") || !st.ClockTrusted {
 		t.Errorf("status = %+v", st)
 	}
-	want := []tsync.DoorStatus{{Name: "front", State: "locked", Mode: "normal"}, {Name: "lab", State: "forced_open", Mode: "locked_down"}}
+	want := []proto.DoorStatus{{Name: "front", State: "locked", Mode: "normal"}, {Name: "lab", State: "forced_open", Mode: "locked_down"}}
 	if len(st.Doors) != 2 || st.Doors[0] != want[0] || st.Doors[1] != want[1] {
 		t.Errorf("doors = %+v, want %+v", st.Doors, want)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
-	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // CardSource yields the cards presented at one reader.
@@ -49,7 +49,7 @@ type Lock interface {
 
 // EventLog stores events durably until HQ acknowledges them (sync.Outbox).
 type EventLog interface {
-	Append(ev tsync.Event) (tsync.Event, error)
+	Append(ev proto.Event) (proto.Event, error)
 }
 
 // Identifier turns a card session into an identity (reader.Identifier,
@@ -82,7 +82,7 @@ type Tap struct {
 	// certificate; DecideTime is the time policy took.
 	ReadTime, DecideTime time.Duration
 	// Event is the event as stored in the outbox (Seq 0 if storing failed).
-	Event tsync.Event
+	Event proto.Event
 	// LockErr is set when the lock could not be driven for a grant.
 	LockErr error
 	// EnrollmentSeq is the enrollment record's number in the outbox (enroll
@@ -196,7 +196,7 @@ func (d *ReaderLoop) Handle(ctx context.Context, card reader.Transmitter) Tap {
 	}
 	tap.DecideTime = clk.Now().Sub(decideStart)
 
-	ev := tsync.Event{
+	ev := proto.Event{
 		Time:       start,
 		Type:       "decision",
 		Door:       d.Door,
@@ -235,7 +235,7 @@ func (d *ReaderLoop) Handle(ctx context.Context, card reader.Transmitter) Tap {
 				reason = string(policy.ReasonLockedDown)
 			}
 			log.Error("lock did not open for a grant", "door", d.Door, "reason", reason, "err", err)
-			if _, err := d.Events.Append(tsync.Event{Time: clk.Now(), Type: "door", Door: d.Door,
+			if _, err := d.Events.Append(proto.Event{Time: clk.Now(), Type: "door", Door: d.Door,
 				Reason: reason, Detail: err.Error()}); err != nil {
 				log.Error("event not stored", "door", d.Door, "reason", reason, "err", err)
 			}

@@ -21,7 +21,7 @@ import (
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/cardsim"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
-	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // testPKI is one CA and a shared leaf key, made once per test binary (RSA
@@ -146,13 +146,13 @@ func (f *fakeLock) Indicate(_ context.Context, s door.Signal) error {
 type fakeLog struct {
 	j      *journal
 	err    error
-	events []tsync.Event
+	events []proto.Event
 }
 
-func (f *fakeLog) Append(ev tsync.Event) (tsync.Event, error) {
+func (f *fakeLog) Append(ev proto.Event) (proto.Event, error) {
 	f.j.add("append:" + ev.Type)
 	if f.err != nil {
-		return tsync.Event{}, f.err
+		return proto.Event{}, f.err
 	}
 	ev.Seq = uint64(len(f.events) + 1)
 	f.events = append(f.events, ev)

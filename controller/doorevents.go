@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/tobira-ac/tobira/door"
-	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // DoorObserver is what RecordDoorChanges needs of a door.
@@ -36,7 +36,7 @@ func RecordDoorChanges(d DoorObserver, events EventLog, notify func(), log *slog
 		if kind == "" {
 			kind = "locked"
 		}
-		ev := tsync.Event{Time: c.Time, Type: "door", Door: c.Door, Reason: kind, Detail: strings.Join(detail, " ")}
+		ev := proto.Event{Time: c.Time, Type: "door", Door: c.Door, Reason: kind, Detail: strings.Join(detail, " ")}
 		if _, err := events.Append(ev); err != nil {
 			log.Error("door event not stored", "door", c.Door, "kind", kind, "err", err)
 			return

@@ -13,15 +13,16 @@ import (
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/tobira-ac/tobira/door"
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/cardsim"
 	"github.com/tobira-ac/tobira/reader/pcsc"
 	"github.com/tobira-ac/tobira/reader/pcsc/pcsctest"
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
 )
 
 // TestSpineEndToEnd runs one door on real parts: pcscd + vpcd + the card
@@ -59,11 +60,11 @@ func TestSpineEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer outbox.Close()
-	hq, err := tsync.OpenHQ(tsync.HQConfig{Broker: mq.URL(), ClientID: "hq-spine-test", Path: filepath.Join(dir, "hq.db"), Logger: log})
+	h, err := hq.Open(hq.Config{Broker: mq.URL(), ClientID: "hq-spine-test", Path: filepath.Join(dir, "hq.db"), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer hq.Close()
+	defer h.Close()
 	edge, err := tsync.NewEdge(tsync.EdgeConfig{Broker: mq.URL(), Site: "test-site", Device: "door-ctl-1", Logger: log}, outbox)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +101,7 @@ func TestSpineEndToEnd(t *testing.T) {
 
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{}, 3)
-	go func() { _ = hq.Run(runCtx); done <- struct{}{} }()
+	go func() { _ = h.Run(runCtx); done <- struct{}{} }()
 	go func() { _ = edge.Run(runCtx); done <- struct{}{} }()
 	go func() { _ = loop.Run(runCtx); done <- struct{}{} }()
 	defer func() {
@@ -159,7 +160,7 @@ func TestSpineEndToEnd(t *testing.T) {
 	if depth, err := outbox.Depth(); err != nil || depth != 0 {
 		t.Errorf("outbox depth after HQ ack = %d (%v), want 0", depth, err)
 	}
-	evs, err := hq.Events("test-site", "door-ctl-1")
+	evs, err := h.Events("test-site", "door-ctl-1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/internal/clock"
 	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // StatusDoor is what the device status needs of a door (door.Door).
@@ -33,9 +34,9 @@ func DeviceStatus(version string, store SnapshotInfo, doors []StatusDoor, clk cl
 	if clk == nil {
 		clk = clock.System{}
 	}
-	return func(context.Context) (tsync.Status, error) {
+	return func(context.Context) (proto.Status, error) {
 		now := clk.Now()
-		st := tsync.Status{Time: now, Version: version}
+		st := proto.Status{Time: now, Version: version}
 		v, err := store.Version()
 		if err != nil {
 			return st, fmt.Errorf("status: snapshot version: %w", err)
@@ -51,7 +52,7 @@ func DeviceStatus(version string, store SnapshotInfo, doors []StatusDoor, clk cl
 		_, st.ClockTrusted = store.TrustTime(now)
 		for _, d := range doors {
 			s := d.Status()
-			st.Doors = append(st.Doors, tsync.DoorStatus{Name: d.Name(), State: DoorState(s), Mode: string(s.Mode)})
+			st.Doors = append(st.Doors, proto.DoorStatus{Name: d.Name(), State: DoorState(s), Mode: string(s.Mode)})
 		}
 		return st, nil
 	}

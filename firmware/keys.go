@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // Release keys are written in one format, the PEM files of every tobira

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // TestKill9DuringInstall kills an installing process (kill -9) at random

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // Limits on outside bytes.
@@ -128,17 +130,11 @@ type Envelope struct {
 
 // Signature is one Ed25519 signature of an envelope's manifest bytes.
 type Signature struct {
-	// KeyID names the signing key (see KeyID).
+	// KeyID names the signing key (signed.KeyID: the same identifier as
+	// the HQ keys of the signed envelope).
 	KeyID string `json:"key_id"`
 	// Sig is the 64-byte Ed25519 signature (base64 in JSON).
 	Sig []byte `json:"sig"`
-}
-
-// KeyID returns the identifier of a release public key: the hex of the
-// first 8 bytes of its SHA-256.
-func KeyID(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256(pub)
-	return hex.EncodeToString(sum[:8])
 }
 
 // Sign validates m, encodes it and signs the bytes with every key. The
@@ -157,7 +153,7 @@ func Sign(m Manifest, keys ...ed25519.PrivateKey) ([]byte, error) {
 	env := Envelope{Manifest: body}
 	for _, k := range keys {
 		env.Signatures = append(env.Signatures, Signature{
-			KeyID: KeyID(k.Public().(ed25519.PublicKey)),
+			KeyID: signed.KeyID(k.Public().(ed25519.PublicKey)),
 			Sig:   ed25519.Sign(k, signedBytes(body)),
 		})
 	}
@@ -229,7 +225,7 @@ func NewVerifier(keys ...ed25519.PublicKey) (*Verifier, error) {
 		if len(k) != ed25519.PublicKeySize {
 			return nil, fmt.Errorf("%w: release public key %d: %d bytes, want %d", ErrMalformed, i, len(k), ed25519.PublicKeySize)
 		}
-		v.keys[KeyID(k)] = slices.Clone(k)
+		v.keys[signed.KeyID(k)] = slices.Clone(k)
 	}
 	return v, nil
 }

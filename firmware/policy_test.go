@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // fakeRoot makes an update root by hand: dummy slots for versions, current
@@ -67,7 +68,7 @@ func TestCheckPolicy(t *testing.T) {
 	unknownField := func() []byte {
 		body := []byte(`{"version":"3.0.0","arch":"` + hostArch() + `","size":1,"sha256":"` + good().SHA256 +
 			`","issued":"2026-01-01T00:00:00Z","expires":"2099-01-01T00:00:00Z","reboot_into_recovery":true}`)
-		env := Envelope{Manifest: body, Signatures: []Signature{{KeyID: KeyID(pub(release)), Sig: ed25519.Sign(release, signedBytes(body))}}}
+		env := Envelope{Manifest: body, Signatures: []Signature{{KeyID: signed.KeyID(pub(release)), Sig: ed25519.Sign(release, signedBytes(body))}}}
 		data, _ := json.Marshal(env)
 		return data
 	}

@@ -5,18 +5,19 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tobira-ac/tobira/internal/clock"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/mqttconn"
+	"github.com/tobira-ac/tobira/internal/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // Edge defaults.
@@ -35,9 +36,9 @@ type EdgeConfig struct {
 	// Broker is the paho broker URL, e.g. "tcp://127.0.0.1:1883" or
 	// "ssl://hq.example:8883".
 	Broker string
-	// Site is the site name (see CheckName).
+	// Site is the site name (see proto.CheckName).
 	Site string
-	// Device is the device name (see CheckName).
+	// Device is the device name (see proto.CheckName).
 	Device string
 	// ClientID is the MQTT client ID; default "tobira-"+Site+"-"+Device
 	// (unique per broker, as MQTT requires).
@@ -49,8 +50,8 @@ type EdgeConfig struct {
 	Username string
 	// Password is the optional MQTT password.
 	Password string
-	// Batch is the most events per message; default DefaultBatch, at most
-	// MaxBatch.
+	// Batch is the most events per message; default proto.DefaultBatch,
+	// at most proto.MaxBatch.
 	Batch int
 	// Window is the most batches awaiting HQ's ack at once; default
 	// DefaultWindow.
@@ -62,10 +63,10 @@ type EdgeConfig struct {
 	// DefaultRetryDelay.
 	RetryDelay time.Duration
 	// ConnectRetry is the pause between attempts of the first connection;
-	// default DefaultConnectRetry.
+	// default mqttconn.DefaultConnectRetry (2s).
 	ConnectRetry time.Duration
 	// MaxReconnect caps the back-off between reconnection attempts; default
-	// DefaultMaxReconnect.
+	// mqttconn.DefaultMaxReconnect (10s).
 	MaxReconnect time.Duration
 	// Status supplies the device facts of the retained status message
 	// (version, snapshot, doors, clock trust); nil publishes link facts
@@ -103,28 +104,72 @@ type EdgeConfig struct {
 	Logger *slog.Logger
 }
 
-// Edge is the device end of the HQ link. It publishes the outbox's events to
-// HQ in sequence order at QoS 1 and deletes them from the outbox when HQ
-// acknowledges them (not when the broker does). See the package doc for the
-// protocol.
-type Edge struct {
-	eng     *engine
-	link    link
-	status  *statusLoop
-	cmds    *commandIntake
-	snaps   *snapshotIntake
-	marks   *markLoop
-	enroll  *enrollLoop
-	needIvl time.Duration
-	running atomic.Bool
+// settings returns c's broker settings; the client ID gets suffix when c
+// names none (the ReleaseAgent's connection is the Edge's plus
+// "-release").
+func (c EdgeConfig) settings(suffix string) mqttconn.Settings {
+	return mqttconn.Settings{
+		Broker:       c.Broker,
+		ClientID:     cmp.Or(c.ClientID, "tobira-"+c.Site+"-"+c.Device) + suffix,
+		TLS:          c.TLS,
+		Username:     c.Username,
+		Password:     c.Password,
+		ConnectRetry: cmp.Or(c.ConnectRetry, mqttconn.DefaultConnectRetry),
+		MaxReconnect: cmp.Or(c.MaxReconnect, mqttconn.DefaultMaxReconnect),
+	}
 }
 
-// subscription is a topic the Edge subscribes to on every connection
-// (acks, commands, snapshots), and its handler. Handlers run in their own
-// goroutines.
-type subscription struct {
-	topic   string
-	handler func(ctx context.Context, c mqtt.Client, topic string, payload []byte)
+// checkLink checks what every connection of the device needs: broker URL,
+// site and device names.
+func (c EdgeConfig) checkLink() error {
+	if err := mqttconn.CheckBrokerURL(c.Broker); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := proto.CheckName(c.Site); err != nil {
+		return fmt.Errorf("%w: site: %w", ErrConfig, err)
+	}
+	if err := proto.CheckName(c.Device); err != nil {
+		return fmt.Errorf("%w: device: %w", ErrConfig, err)
+	}
+	return nil
+}
+
+// check reports whether c is usable for an Edge.
+func (c EdgeConfig) check() error {
+	if err := c.checkLink(); err != nil {
+		return err
+	}
+	if c.Batch < 0 || c.Batch > proto.MaxBatch {
+		return fmt.Errorf("%w: batch %d, want 1..%d (0 for %d)", ErrConfig, c.Batch, proto.MaxBatch, proto.DefaultBatch)
+	}
+	if c.Window < 0 {
+		return fmt.Errorf("%w: window %d is negative", ErrConfig, c.Window)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"ack timeout", c.AckTimeout}, {"retry delay", c.RetryDelay}, {"connect retry", c.ConnectRetry},
+		{"max reconnect", c.MaxReconnect}, {"status interval", c.StatusInterval}, {"need interval", c.NeedInterval},
+		{"mark interval", c.MarkInterval}} {
+		if d.v < 0 {
+			return fmt.Errorf("%w: %s %v is negative", ErrConfig, d.name, d.v)
+		}
+	}
+	return nil
+}
+
+// Edge is the device end of the HQ link. It publishes the outbox's events to
+// HQ in sequence order at QoS 1 and deletes them from the outbox when HQ
+// acknowledges them (not when the broker does), and runs the other
+// features its EdgeConfig asks for: status, enrollments, commands,
+// snapshots, ticket marks. See the package doc.
+type Edge struct {
+	eng      *engine
+	status   *statusLoop
+	features []feature // eng and status first
+	link     mqttconn.Settings
+	pub      *clientPublisher
+	running  atomic.Bool
 }
 
 // NewEdge checks cfg and returns an Edge that sends ob's events. It does not
@@ -133,246 +178,198 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 	if ob == nil {
 		return nil, fmt.Errorf("%w: edge needs an outbox", ErrConfig)
 	}
-	if err := checkBrokerURL(cfg.Broker); err != nil {
+	if err := cfg.check(); err != nil {
 		return nil, err
-	}
-	if err := CheckName(cfg.Site); err != nil {
-		return nil, fmt.Errorf("%w: site: %w", ErrConfig, err)
-	}
-	if err := CheckName(cfg.Device); err != nil {
-		return nil, fmt.Errorf("%w: device: %w", ErrConfig, err)
-	}
-	if cfg.Batch < 0 || cfg.Batch > MaxBatch {
-		return nil, fmt.Errorf("%w: batch %d, want 1..%d (0 for %d)", ErrConfig, cfg.Batch, MaxBatch, DefaultBatch)
-	}
-	if cfg.Window < 0 {
-		return nil, fmt.Errorf("%w: window %d is negative", ErrConfig, cfg.Window)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"ack timeout", cfg.AckTimeout}, {"retry delay", cfg.RetryDelay}, {"connect retry", cfg.ConnectRetry},
-		{"max reconnect", cfg.MaxReconnect}, {"status interval", cfg.StatusInterval}, {"need interval", cfg.NeedInterval},
-		{"mark interval", cfg.MarkInterval}} {
-		if d.v < 0 {
-			return nil, fmt.Errorf("%w: %s %v is negative", ErrConfig, d.name, d.v)
-		}
 	}
 	eng, err := newEngine(ob, cfg.Site, cfg.Device)
 	if err != nil {
 		return nil, fmt.Errorf("new edge %s/%s: %w", cfg.Site, cfg.Device, err)
 	}
 	eng.clk = cmp.Or(cfg.Clock, clock.Clock(clock.System{}))
-	eng.batch = cmp.Or(cfg.Batch, DefaultBatch)
+	eng.batch = cmp.Or(cfg.Batch, proto.DefaultBatch)
 	eng.window = cmp.Or(cfg.Window, DefaultWindow)
 	eng.ackTimeout = cmp.Or(cfg.AckTimeout, DefaultAckTimeout)
 	eng.retryDelay = cmp.Or(cfg.RetryDelay, DefaultRetryDelay)
-	log := cmp.Or(cfg.Logger, slog.Default())
-	eng.log = log.With("site", cfg.Site, "device", cfg.Device)
-	var v *signed.Verifier
-	if cfg.Commands != nil || cfg.Snapshots != nil || cfg.Marks != nil {
-		if v, err = signed.NewVerifier(cfg.Keys...); err != nil {
-			return nil, fmt.Errorf("%w: commands, snapshots and ticket marks need pinned HQ keys: %w", ErrConfig, err)
-		}
-	}
+	eng.log = cmp.Or(cfg.Logger, slog.Default()).With("site", cfg.Site, "device", cfg.Device)
+	pub := &clientPublisher{clk: eng.clk}
+	eng.pub = pub
 	e := &Edge{
-		eng:     eng,
-		needIvl: cmp.Or(cfg.NeedInterval, DefaultNeedInterval),
-		status: &statusLoop{
-			src:      cfg.Status,
-			eng:      eng,
-			clk:      eng.clk,
-			log:      eng.log,
+		eng: eng,
+		status: &statusLoop{src: cfg.Status, eng: eng, pub: pub, clk: eng.clk, log: eng.log,
 			interval: cmp.Or(cfg.StatusInterval, DefaultStatusInterval),
-			topic:    StatusTopic(cfg.Site, cfg.Device),
-			kick:     make(chan struct{}, 1),
-		},
-		link: link{
-			broker:       cfg.Broker,
-			clientID:     cmp.Or(cfg.ClientID, "tobira-"+cfg.Site+"-"+cfg.Device),
-			tls:          cfg.TLS,
-			username:     cfg.Username,
-			password:     cfg.Password,
-			connectRetry: cmp.Or(cfg.ConnectRetry, DefaultConnectRetry),
-			maxReconnect: cmp.Or(cfg.MaxReconnect, DefaultMaxReconnect),
-		},
+			topic:    proto.StatusTopic(cfg.Site, cfg.Device), kick: make(chan struct{}, 1)},
+		link: cfg.settings(""),
+		pub:  pub,
 	}
-	e.enroll = &enrollLoop{ob: ob, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
-		ackTimeout: eng.ackTimeout, kick: make(chan struct{}, 1)}
-	if cfg.Marks != nil {
-		e.marks = &markLoop{store: cfg.Marks, ob: ob, v: v, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
-			interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval), kick: make(chan struct{}, 1)}
+	e.features = []feature{eng, e.status, &enrollLoop{ob: ob, pub: pub, up: eng.up.Load, clk: eng.clk, log: eng.log,
+		site: cfg.Site, device: cfg.Device, ackTimeout: eng.ackTimeout, kick: make(chan struct{}, 1)}}
+	signedFeatures, err := e.signedFeatures(cfg, ob)
+	if err != nil {
+		return nil, fmt.Errorf("new edge %s/%s: %w", cfg.Site, cfg.Device, err)
 	}
-	if cfg.Commands != nil {
-		e.cmds = &commandIntake{v: v, h: cfg.Commands, ob: ob, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device}
-	}
-	if cfg.Snapshots != nil {
-		e.snaps = &snapshotIntake{
-			v: v, sink: cfg.Snapshots, ob: ob, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
-			dir: cmp.Or(cfg.StagingDir, filepath.Dir(ob.Path())),
-		}
-		if err := e.snaps.load(); err != nil {
-			return nil, fmt.Errorf("new edge %s/%s: %w", cfg.Site, cfg.Device, err)
-		}
-		var lastErr atomic.Value
-		lastErr.Store("")
-		e.snaps.fail = func(s string) { lastErr.Store(s) }
-		e.snaps.poke = e.status.nudge
-		e.status.snapErr = func() string { return lastErr.Load().(string) }
-	}
+	e.features = append(e.features, signedFeatures...)
 	return e, nil
 }
 
+// signedFeatures returns the features that take messages signed by HQ,
+// those cfg asks for: ticket marks, commands, snapshots. They need
+// cfg.Keys.
+func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox) ([]feature, error) {
+	if cfg.Marks == nil && cfg.Commands == nil && cfg.Snapshots == nil {
+		return nil, nil
+	}
+	v, err := signed.NewVerifier(cfg.Keys...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: commands, snapshots and ticket marks need pinned HQ keys: %w", ErrConfig, err)
+	}
+	eng := e.eng
+	results := resultSender{pub: e.pub, topic: proto.ResultTopic(cfg.Site, cfg.Device), log: eng.log}
+	var fs []feature
+	if cfg.Marks != nil {
+		fs = append(fs, &markLoop{store: cfg.Marks, ob: ob, pub: e.pub, up: eng.up.Load, v: v, clk: eng.clk, log: eng.log,
+			site: cfg.Site, device: cfg.Device, interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval), kick: make(chan struct{}, 1)})
+	}
+	if cfg.Commands != nil {
+		fs = append(fs, &commandIntake{v: v, h: cfg.Commands, ob: ob, clk: eng.clk, log: eng.log,
+			site: cfg.Site, device: cfg.Device, report: results.send})
+	}
+	if cfg.Snapshots != nil {
+		si, err := e.snapshotIntake(cfg, ob, v, results)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, si)
+	}
+	return fs, nil
+}
+
+// snapshotIntake returns the snapshot feature, restored from the outbox
+// file, and wires its refusals into the status.
+func (e *Edge) snapshotIntake(cfg EdgeConfig, ob *Outbox, v *signed.Verifier, results resultSender) (*snapshotIntake, error) {
+	eng := e.eng
+	needTopic := proto.NeedTopic(cfg.Site, cfg.Device)
+	var lastErr atomic.Value
+	lastErr.Store("")
+	si := &snapshotIntake{
+		v: v, sink: cfg.Snapshots, ob: ob, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
+		dir:    cmp.Or(cfg.StagingDir, filepath.Dir(ob.Path())),
+		report: results.send,
+		need: func(ctx context.Context, n proto.Need) {
+			if err := publishJSON(ctx, e.pub, needTopic, n); err != nil {
+				eng.log.Warn("cannot ask for snapshot chunks", "transfer", n.Transfer, "err", err)
+			}
+		},
+		poke:      e.status.nudge,
+		fail:      func(s string) { lastErr.Store(s) },
+		up:        eng.up.Load,
+		needEvery: cmp.Or(cfg.NeedInterval, DefaultNeedInterval),
+	}
+	if err := si.load(); err != nil {
+		return nil, err
+	}
+	e.status.snapErr = func() string { return lastErr.Load().(string) }
+	return si, nil
+}
+
 // Run connects to the broker (retrying until it succeeds, and reconnecting
-// after a loss), subscribes to the device's ack topic, and publishes pending
-// events until ctx ends. After a reconnection or an ack timeout it sends
-// every unacknowledged event again. It returns nil when ctx ends, after a
-// clean disconnect, and only then may the outbox be closed.
+// after a loss), subscribes to the topics of the Edge's features, and
+// publishes pending events until ctx ends. After a reconnection or an ack
+// timeout it sends every unacknowledged event again. It returns nil when
+// ctx ends, after a clean disconnect, and only then may the outbox be
+// closed.
 func (e *Edge) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("edge %s: %w", e.eng.topic, ErrRunning)
 	}
 	defer e.running.Store(false)
 
-	var hg handlerGroup
-	site, device := e.eng.site, e.eng.device
-	var pub pahoPublisher
-	sendResult := func(ctx context.Context, r Result) {
-		b, err := json.Marshal(r)
-		if err == nil {
-			err = pub.publish(ctx, ResultTopic(site, device), b)
+	var hg mqttconn.HandlerGroup
+	c := mqtt.NewClient(e.options(ctx, &hg))
+	e.pub.c = c
+	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
+
+	var wg sync.WaitGroup
+	for _, f := range e.features {
+		wg.Go(func() { f.run(ctx) })
+	}
+	wg.Wait()
+	if e.eng.up.Load() {
+		e.sayOffline(ctx)
+	}
+	c.Disconnect(mqttconn.DisconnectQuiesce)
+	hg.CloseAndWait()
+	e.eng.up.Store(false)
+	e.eng.log.Info("edge link stopped", "broker", e.link.Broker, "acked", e.eng.acked.Load())
+	return nil
+}
+
+// options returns the paho options of Run: a clean session (the outbox,
+// not the broker, keeps what is unsent), the offline status as last will,
+// and on every connection a subscription to every feature's routes, whose
+// handlers hg tracks.
+func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.ClientOptions {
+	routes := map[string]func(context.Context, string, []byte){}
+	for _, f := range e.features {
+		for _, r := range f.routes() {
+			routes[r.topic] = r.handle
 		}
-		if err != nil {
-			e.eng.log.Warn("cannot publish result", "id", r.ID, "status", r.Status, "err", err)
-		}
 	}
-	subs := []subscription{{
-		topic:   AckTopic(site, device),
-		handler: func(_ context.Context, _ mqtt.Client, topic string, payload []byte) { e.eng.onAck(topic, payload) },
-	}, {
-		topic:   EnrollAckTopic(site, device),
-		handler: func(_ context.Context, _ mqtt.Client, topic string, payload []byte) { e.enroll.onAck(topic, payload) },
-	}}
-	if e.marks != nil {
-		subs = append(subs, subscription{
-			topic: PeerMarksTopic(site, device),
-			handler: func(ctx context.Context, _ mqtt.Client, topic string, payload []byte) {
-				e.marks.onPeerMarks(ctx, topic, payload)
-			},
-		})
+	filters := make(map[string]byte, len(routes))
+	for topic := range routes {
+		filters[topic] = 1
 	}
-	if e.cmds != nil {
-		subs = append(subs, subscription{
-			topic: CommandTopic(site, device),
-			handler: func(ctx context.Context, _ mqtt.Client, _ string, payload []byte) {
-				sendResult(ctx, e.cmds.handle(ctx, payload))
-			},
-		})
-	}
-	if e.snaps != nil {
-		e.snaps.report = sendResult
-		e.snaps.need = func(ctx context.Context, n Need) {
-			b, err := json.Marshal(n)
-			if err == nil {
-				err = pub.publish(ctx, NeedTopic(site, device), b)
-			}
-			if err != nil {
-				e.eng.log.Warn("cannot ask for snapshot chunks", "transfer", n.Transfer, "err", err)
-			}
-		}
-		subs = append(subs,
-			subscription{topic: SnapshotTopic(site, device), handler: func(ctx context.Context, _ mqtt.Client, _ string, p []byte) {
-				e.snaps.onManifest(ctx, p)
-			}},
-			subscription{topic: ChunkTopic(site, device), handler: func(ctx context.Context, _ mqtt.Client, _ string, p []byte) {
-				e.snaps.onChunk(ctx, p)
-			}})
-	}
-	filters := make(map[string]byte, len(subs))
-	route := make(map[string]func(context.Context, mqtt.Client, string, []byte), len(subs))
-	for _, s := range subs {
-		filters[s.topic] = 1
-		route[s.topic] = s.handler
-	}
-	onMessage := func(c mqtt.Client, m mqtt.Message) {
-		if !hg.enter() {
+	onMessage := func(_ mqtt.Client, m mqtt.Message) {
+		if !hg.Enter() {
 			return
 		}
-		defer hg.leave()
-		h, ok := route[m.Topic()]
+		defer hg.Leave()
+		handle, ok := routes[m.Topic()]
 		if !ok {
 			e.eng.log.Warn("message on an unexpected topic dropped", "topic", m.Topic(), "bytes", len(m.Payload()))
 			return
 		}
-		h(ctx, c, m.Topic(), m.Payload())
+		handle(ctx, m.Topic(), m.Payload())
 	}
-	opts := e.link.options().
-		SetCleanSession(true). // the outbox, not the broker, keeps what is unsent
-		SetWill(e.status.topic, string(offlineStatus(e.eng.site, e.eng.device)), 1, true).
+	return e.link.Options().
+		SetCleanSession(true).
+		SetWill(e.status.topic, string(proto.OfflineStatus(e.eng.site, e.eng.device)), 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
-			if !hg.enter() {
+			if !hg.Enter() {
 				return
 			}
-			defer hg.leave()
+			defer hg.Leave()
 			// Paho runs this in its own goroutine, so waiting is allowed.
-			if err := waitToken(ctx, e.eng.clk, c.SubscribeMultiple(filters, onMessage), DefaultTokenTimeout); err != nil {
+			if err := mqttconn.WaitToken(ctx, e.eng.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout); err != nil {
 				e.eng.log.Error("cannot subscribe; sending anyway, acks and commands will be missed until reconnect",
-					"topics", len(filters), "broker", e.link.broker, "err", err)
+					"topics", len(filters), "broker", e.link.Broker, "err", err)
 			} else {
-				e.eng.log.Info("connected to broker", "broker", e.link.broker, "client_id", e.link.clientID)
+				e.eng.log.Info("connected to broker", "broker", e.link.Broker, "client_id", e.link.ClientID)
 			}
-			e.eng.onConnect()
-			e.status.nudge()
-			e.enroll.nudge()
-			if e.marks != nil {
-				e.marks.nudge()
-			}
-			if e.snaps != nil {
-				e.snaps.onConnect(ctx)
+			for _, f := range e.features {
+				f.connected(ctx)
 			}
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			e.eng.log.Warn("lost broker connection", "broker", e.link.broker, "err", err)
+			e.eng.log.Warn("lost broker connection", "broker", e.link.Broker, "err", err)
 			e.eng.onConnectionLost()
 		})
-	c := mqtt.NewClient(opts)
-	pub = pahoPublisher{c: c, clk: e.eng.clk}
-	e.eng.pub = pub
-	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
+}
 
-	var bg gosync.WaitGroup
-	bg.Go(func() { e.status.run(ctx, pub) })
-	bg.Go(func() { e.enroll.run(ctx, pub, e.eng.up.Load) })
-	if e.marks != nil {
-		bg.Go(func() { e.marks.run(ctx, pub, e.eng.up.Load) })
+// sayOffline publishes the offline status: a clean disconnect does not
+// fire the will.
+func (e *Edge) sayOffline(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if err := e.pub.publishRetained(sctx, e.status.topic, proto.OfflineStatus(e.eng.site, e.eng.device)); err != nil {
+		e.eng.log.Warn("cannot publish offline status", "topic", e.status.topic, "err", err)
 	}
-	if e.snaps != nil {
-		bg.Go(func() { e.snaps.run(ctx, e.needIvl, e.eng.up.Load) })
-	}
-	err := e.eng.run(ctx)
-	bg.Wait()
-	if e.eng.up.Load() {
-		// A clean disconnect does not fire the will: say offline ourselves.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		if perr := pub.publishRetained(sctx, e.status.topic, offlineStatus(e.eng.site, e.eng.device)); perr != nil {
-			e.eng.log.Warn("cannot publish offline status", "topic", e.status.topic, "err", perr)
-		}
-		cancel()
-	}
-	c.Disconnect(disconnectQuiesce)
-	hg.closeAndWait()
-	e.eng.up.Store(false)
-	e.eng.log.Info("edge link stopped", "broker", e.link.broker, "acked", e.eng.acked.Load())
-	return err
 }
 
 // Notify tells the Edge that an event or an enrollment was appended, or a
 // ticket mark recorded, so that it publishes soon. It never blocks.
 func (e *Edge) Notify() {
-	e.eng.notify()
-	e.enroll.nudge()
-	if e.marks != nil {
-		e.marks.nudge()
+	for _, f := range e.features {
+		f.notify()
 	}
 }
 
@@ -388,20 +385,3 @@ func (e *Edge) Acked() uint64 { return e.eng.acked.Load() }
 // appended so far was acknowledged by HQ, or the ctx error when ctx ends
 // first.
 func (e *Edge) WaitDrained(ctx context.Context) error { return e.eng.waitDrained(ctx) }
-
-// pahoPublisher publishes through a paho client at QoS 1 and waits for the
-// broker's PUBACK.
-type pahoPublisher struct {
-	c   mqtt.Client
-	clk clock.Clock
-}
-
-// publish implements publisher.
-func (p pahoPublisher) publish(ctx context.Context, topic string, payload []byte) error {
-	return waitToken(ctx, p.clk, p.c.Publish(topic, 1, false, payload), DefaultTokenTimeout)
-}
-
-// publishRetained implements retainedPublisher.
-func (p pahoPublisher) publishRetained(ctx context.Context, topic string, payload []byte) error {
-	return waitToken(ctx, p.clk, p.c.Publish(topic, 1, true, payload), DefaultTokenTimeout)
-}

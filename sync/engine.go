@@ -2,22 +2,15 @@ package sync
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
-
-// publisher sends one QoS 1 message and returns when the broker took it or
-// it failed. The edge's engine needs nothing else from MQTT.
-type publisher interface {
-	publish(ctx context.Context, topic string, payload []byte) error
-}
 
 // flight is a batch published and not yet acknowledged by HQ.
 type flight struct {
@@ -47,7 +40,7 @@ type engine struct {
 	gen   atomic.Uint64 // bumped on every (re)connection
 	up    atomic.Bool   // connected and subscribed
 
-	drainMu gosync.Mutex
+	drainMu sync.Mutex
 	drainCh chan struct{} // closed and replaced whenever acked moves
 
 	idle func() // test hook: called each time the loop is about to wait
@@ -63,7 +56,7 @@ func newEngine(ob *Outbox, site, device string) (*engine, error) {
 		ob:      ob,
 		site:    site,
 		device:  device,
-		topic:   EventsTopic(site, device),
+		topic:   proto.EventsTopic(site, device),
 		kick:    make(chan struct{}, 1),
 		drainCh: make(chan struct{}),
 	}
@@ -72,7 +65,18 @@ func newEngine(ob *Outbox, site, device string) (*engine, error) {
 	return e, nil
 }
 
-// notify wakes the loop without blocking.
+// routes implements feature: HQ's acks of the events.
+func (e *engine) routes() []route {
+	return []route{{topic: proto.AckTopic(e.site, e.device), handle: func(_ context.Context, topic string, payload []byte) {
+		e.onAck(topic, payload)
+	}}}
+}
+
+// connected implements feature.
+func (e *engine) connected(context.Context) { e.onConnect() }
+
+// notify implements feature: an event was appended; it wakes the loop
+// without blocking.
 func (e *engine) notify() { wake(e.kick) }
 
 // wake sends on kick, a channel of capacity 1 that a loop waits on, unless
@@ -85,15 +89,19 @@ func wake(kick chan<- struct{}) {
 }
 
 // waitRound waits for a loop's next round: until ctx ends, a wake-up
-// arrives on kick, or d passes on clk. It reports whether ctx is still
+// arrives on kick, or d passes on clk (d <= 0: no time limit). It reports whether ctx is still
 // live.
 func waitRound(ctx context.Context, clk clock.Clock, kick <-chan struct{}, d time.Duration) bool {
-	t := clk.NewTimer(d)
-	defer t.Stop()
+	var fire <-chan time.Time // d <= 0: no timer
+	if d > 0 {
+		t := clk.NewTimer(d)
+		defer t.Stop()
+		fire = t.C()
+	}
 	select {
 	case <-ctx.Done():
 	case <-kick:
-	case <-t.C():
+	case <-fire:
 	}
 	return ctx.Err() == nil
 }
@@ -115,7 +123,7 @@ func (e *engine) onConnectionLost() {
 // onAck takes an ack payload from HQ. A malformed ack, or one for a sequence
 // number the outbox never assigned, is logged and dropped.
 func (e *engine) onAck(topic string, payload []byte) {
-	seq, err := DecodeAck(payload)
+	seq, err := proto.DecodeAck(payload)
 	if err != nil {
 		e.log.Warn("rejected ack", "topic", topic, "bytes", len(payload), "err", err)
 		return
@@ -184,10 +192,11 @@ type loopState struct {
 	retryAt  time.Time // after a failure: do not publish before this
 }
 
-// run publishes pending events in order, at most window batches ahead of
-// HQ's acknowledgement, until ctx ends. It re-sends from the last ack after a
-// reconnection or when the oldest batch waits longer than ackTimeout.
-func (e *engine) run(ctx context.Context) error {
+// run implements feature: it publishes pending events in order, at most
+// window batches ahead of HQ's acknowledgement, until ctx ends. It re-sends
+// from the last ack after a reconnection or when the oldest batch waits
+// longer than ackTimeout.
+func (e *engine) run(ctx context.Context) {
 	st := loopState{next: e.acked.Load()}
 	for ctx.Err() == nil {
 		now := e.clk.Now()
@@ -216,7 +225,6 @@ func (e *engine) run(ctx context.Context) error {
 		}
 		e.wait(ctx, &st)
 	}
-	return nil
 }
 
 // rewind forgets what is in flight so that the next fill starts again right
@@ -264,7 +272,7 @@ func (e *engine) fill(ctx context.Context, st *loopState) error {
 		if len(raws) == 0 {
 			return nil
 		}
-		payload, n, err := e.encodeRaw(first, raws)
+		payload, n, err := proto.EncodeBatch(e.site, e.device, first, raws)
 		if err != nil {
 			return err
 		}
@@ -277,56 +285,6 @@ func (e *engine) fill(ctx context.Context, st *loopState) error {
 		st.next = last
 	}
 	return nil
-}
-
-// encode returns the payload for the longest prefix of evs that fits in
-// MaxPayload, and that prefix's length.
-func (e *engine) encode(evs []Event) ([]byte, int, error) {
-	if len(evs) == 0 {
-		return nil, 0, errors.New("encode: no events")
-	}
-	raws := make([][]byte, len(evs))
-	for i, ev := range evs {
-		b, err := json.Marshal(ev)
-		if err != nil {
-			return nil, 0, fmt.Errorf("encode event seq %d: %w", ev.Seq, err)
-		}
-		raws[i] = b
-	}
-	return e.encodeRaw(evs[0].Seq, raws)
-}
-
-// encodeRaw builds a Batch payload from events already encoded as JSON (as
-// the outbox stores them), with the same bytes json.Marshal(Batch) would
-// give: the longest prefix that fits in MaxPayload. first is the sequence
-// number of raws[0].
-func (e *engine) encodeRaw(first uint64, raws [][]byte) ([]byte, int, error) {
-	head, err := json.Marshal(Batch{Device: e.device, Site: e.site})
-	if err != nil {
-		return nil, 0, fmt.Errorf("encode batch header: %w", err)
-	}
-	// head ends in `"events":null}`; cut "null}" and add the array.
-	head = head[:len(head)-len("null}")]
-	size := len(head) + len("[]}")
-	n := 0
-	for n < len(raws) && size+len(raws[n])+1 <= MaxPayload {
-		size += len(raws[n]) + 1
-		n++
-	}
-	if n == 0 {
-		return nil, 0, fmt.Errorf("event seq %d alone exceeds %d bytes", first, MaxPayload)
-	}
-	b := make([]byte, 0, size)
-	b = append(b, head...)
-	b = append(b, '[')
-	for i, r := range raws[:n] {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, r...)
-	}
-	b = append(b, ']', '}')
-	return b, n, nil
 }
 
 // wait blocks until something changes, the ack timeout of the oldest batch

@@ -12,16 +12,17 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // fakePublisher records published batches and fails while fail > 0.
 type fakePublisher struct {
-	mu   gosync.Mutex
+	mu   sync.Mutex
 	sent []string // "first..last" per publish
 	fail int
 }
@@ -33,11 +34,11 @@ func (p *fakePublisher) publish(_ context.Context, topic string, payload []byte)
 		p.fail--
 		return errors.New("broker unreachable")
 	}
-	b, err := DecodeBatch(payload)
+	b, err := proto.DecodeBatch(payload)
 	if err != nil {
 		return fmt.Errorf("engine published a malformed batch: %w", err)
 	}
-	if topic != EventsTopic(b.Site, b.Device) {
+	if topic != proto.EventsTopic(b.Site, b.Device) {
 		return fmt.Errorf("batch of %s/%s published to %s", b.Site, b.Device, topic)
 	}
 	p.sent = append(p.sent, fmt.Sprintf("%d..%d", b.Events[0].Seq, b.Events[len(b.Events)-1].Seq))
@@ -67,8 +68,8 @@ type harness struct {
 }
 
 // testEngineEvent returns a valid event number i.
-func testEngineEvent(i int) Event {
-	return Event{Time: time.Date(2026, 4, 1, 9, 0, i, 0, time.UTC), Type: TypeDoor, Door: "d", Reason: "opened"}
+func testEngineEvent(i int) proto.Event {
+	return proto.Event{Time: time.Date(2026, 4, 1, 9, 0, i, 0, time.UTC), Type: proto.TypeDoor, Door: "d", Reason: "opened"}
 }
 
 // newHarness makes an engine over a fresh outbox holding n events.
@@ -102,8 +103,8 @@ func newHarness(t *testing.T, n, batch, window int) *harness {
 // start runs the engine until the test ends and waits for its first pause.
 func (h *harness) start() {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.e.run(ctx) }()
+	done := make(chan struct{})
+	go func() { h.e.run(ctx); close(done) }()
 	h.t.Cleanup(func() {
 		cancel()
 		// Release the engine from its pause; it sees ctx and returns.
@@ -111,10 +112,7 @@ func (h *harness) start() {
 			select {
 			case h.resume <- struct{}{}:
 			case <-h.paused:
-			case err := <-done:
-				if err != nil {
-					h.t.Errorf("run returned %v after cancel, want nil", err)
-				}
+			case <-done:
 				return
 			}
 		}
@@ -140,7 +138,7 @@ func (h *harness) add(n int) {
 }
 
 // ack delivers HQ's ack for seq.
-func (h *harness) ack(seq uint64) { h.e.onAck(AckTopic("s1", "d1"), EncodeAck(seq)) }
+func (h *harness) ack(seq uint64) { h.e.onAck(proto.AckTopic("s1", "d1"), proto.EncodeAck(seq)) }
 
 // expect checks what was published since the last check.
 func (h *harness) expect(what, want string) {
@@ -273,7 +271,7 @@ func TestEngineRejectsBadAcks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, 3, 10, 4)
-			h.e.onAck(AckTopic("s1", "d1"), []byte(tt.payload))
+			h.e.onAck(proto.AckTopic("s1", "d1"), []byte(tt.payload))
 			if got := h.e.ackIn.Load(); got != 0 {
 				t.Fatalf("a bad ack moved the ack point to %d", got)
 			}
@@ -324,30 +322,6 @@ func TestEngineStartsFromOutbox(t *testing.T) {
 				t.Fatalf("acked = %d, want %d", got, tt.wantAcked)
 			}
 		})
-	}
-}
-
-func TestEngineSplitsOversizedBatch(t *testing.T) {
-	h := newHarness(t, 0, MaxBatch, 4)
-	evs := make([]Event, MaxBatch)
-	for i := range evs {
-		evs[i] = testEngineEvent(i)
-		evs[i].Seq = uint64(i + 1)
-		evs[i].Detail = strings.Repeat("\x01", MaxDetailLen) // 6 bytes each in JSON
-	}
-	payload, n, err := h.e.encode(evs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(payload) > MaxPayload || n == 0 || n == len(evs) {
-		t.Fatalf("encode took %d of %d events in %d bytes; want a prefix within %d bytes", n, len(evs), len(payload), MaxPayload)
-	}
-	b, err := DecodeBatch(payload)
-	if err != nil {
-		t.Fatalf("split batch rejected: %v", err)
-	}
-	if len(b.Events) != n || b.Events[0].Seq != 1 {
-		t.Fatalf("payload holds %d events from seq %d, want %d from 1", len(b.Events), b.Events[0].Seq, n)
 	}
 }
 

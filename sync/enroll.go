@@ -10,7 +10,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // Enrollment intake: a device in enroll mode produces enrollment records
@@ -26,84 +28,6 @@ import (
 // not cumulative), and sends every unacknowledged record again after each
 // (re)connection and every ack timeout. HQ stores a record once per
 // (site, device, seq) and acknowledges it again when it comes twice.
-
-// Enrollment limits.
-const (
-	// MaxEnrollmentPayload bounds an enroll payload in bytes.
-	MaxEnrollmentPayload = 64 << 10
-	// enrollLeaf and enrollAckLeaf are the last topic levels.
-	enrollLeaf    = "enroll"
-	enrollAckLeaf = "enroll-ack"
-)
-
-// EnrollSubscription is the filter HQ subscribes to for enrollments.
-const EnrollSubscription = TopicPrefix + "/+/+/" + enrollLeaf
-
-// EnrollTopic returns the topic a device publishes enrollments to.
-func EnrollTopic(site, device string) string {
-	return deviceTopic(site, device, enrollLeaf)
-}
-
-// EnrollAckTopic returns the topic HQ acknowledges a device's enrollments
-// on.
-func EnrollAckTopic(site, device string) string {
-	return deviceTopic(site, device, enrollAckLeaf)
-}
-
-// Enrollment is the payload of an enroll message.
-type Enrollment struct {
-	// Site and Device name the sender; they must match the topic.
-	Site string `json:"site"`
-	// Device is the sending device.
-	Device string `json:"device"`
-	// Seq is the device's enrollment sequence number (from 1, never
-	// repeated; separate from the events' numbers).
-	Seq uint64 `json:"seq"`
-	// Record is the enrollment record: a JSON object, opaque to this
-	// package (the JSON encoding of reader.EnrollmentRecord).
-	Record json.RawMessage `json:"record"`
-}
-
-// DecodeEnrollment parses an enroll payload received on topic. The error
-// wraps ErrMalformed.
-func DecodeEnrollment(topic string, payload []byte) (Enrollment, error) {
-	site, device, err := parseDeviceTopic(topic, enrollLeaf)
-	if err != nil {
-		return Enrollment{}, err
-	}
-	if len(payload) > MaxEnrollmentPayload {
-		return Enrollment{}, fmt.Errorf("%w: enroll payload is %d bytes, max %d", ErrMalformed, len(payload), MaxEnrollmentPayload)
-	}
-	var e Enrollment
-	if err := json.Unmarshal(payload, &e); err != nil {
-		return Enrollment{}, fmt.Errorf("%w: enroll payload: %w", ErrMalformed, err)
-	}
-	switch {
-	case e.Site != site || e.Device != device:
-		return Enrollment{}, fmt.Errorf("%w: enrollment is from %s/%s but topic names %s/%s", ErrMalformed, e.Site, e.Device, site, device)
-	case e.Seq == 0:
-		return Enrollment{}, fmt.Errorf("%w: enrollment has seq 0", ErrMalformed)
-	case len(bytes.TrimSpace(e.Record)) == 0 || bytes.TrimSpace(e.Record)[0] != '{':
-		return Enrollment{}, fmt.Errorf("%w: enrollment seq %d has no record object", ErrMalformed, e.Seq)
-	}
-	return e, nil
-}
-
-// EnrollmentSink is where HQ puts the enrollments devices send: the admin
-// CLI's registry stores them pending approval. StoreEnrollment must be
-// idempotent for one (site, device, seq); HQ acknowledges the record only
-// when it returns nil.
-type EnrollmentSink interface {
-	StoreEnrollment(ctx context.Context, e Enrollment) error
-}
-
-// EnrollmentSinkFunc adapts a function to EnrollmentSink.
-type EnrollmentSinkFunc func(ctx context.Context, e Enrollment) error
-
-// StoreEnrollment implements EnrollmentSink.
-func (f EnrollmentSinkFunc) StoreEnrollment(ctx context.Context, e Enrollment) error {
-	return f(ctx, e)
-}
 
 // Outbox layout for enrollments:
 //
@@ -121,19 +45,19 @@ var (
 func (o *Outbox) AppendEnrollment(record []byte) (uint64, error) {
 	rec := bytes.TrimSpace(record)
 	if len(rec) == 0 || rec[0] != '{' || !json.Valid(rec) {
-		return 0, fmt.Errorf("append enrollment to outbox %s: %w: record is not a JSON object", o.path, ErrInvalidEvent)
+		return 0, fmt.Errorf("append enrollment to outbox %s: %w: record is not a JSON object", o.path, proto.ErrInvalidEvent)
 	}
-	if len(rec) > MaxEnrollmentPayload/2 {
-		return 0, fmt.Errorf("append enrollment to outbox %s: %w: record is %d bytes, max %d", o.path, ErrInvalidEvent, len(rec), MaxEnrollmentPayload/2)
+	if len(rec) > proto.MaxEnrollmentPayload/2 {
+		return 0, fmt.Errorf("append enrollment to outbox %s: %w: record is %d bytes, max %d", o.path, proto.ErrInvalidEvent, len(rec), proto.MaxEnrollmentPayload/2)
 	}
 	var seq uint64
 	err := o.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		seq = seqOf(meta.Get(keyEnrollSeq)) + 1
-		if err := tx.Bucket(bucketEnrollments).Put(seqKey(seq), bytes.Clone(rec)); err != nil {
+		meta := tx.Bucket(boltfile.MetaBucket)
+		seq = boltfile.SeqOf(meta.Get(keyEnrollSeq)) + 1
+		if err := tx.Bucket(bucketEnrollments).Put(boltfile.SeqKey(seq), bytes.Clone(rec)); err != nil {
 			return err
 		}
-		return meta.Put(keyEnrollSeq, seqKey(seq))
+		return meta.Put(keyEnrollSeq, boltfile.SeqKey(seq))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("append enrollment to outbox %s: %w", o.path, err)
@@ -143,11 +67,11 @@ func (o *Outbox) AppendEnrollment(record []byte) (uint64, error) {
 
 // PendingEnrollments returns the enrollments HQ has not acknowledged yet,
 // oldest first.
-func (o *Outbox) PendingEnrollments() ([]Enrollment, error) {
-	var out []Enrollment
+func (o *Outbox) PendingEnrollments() ([]proto.Enrollment, error) {
+	var out []proto.Enrollment
 	err := o.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEnrollments).ForEach(func(k, v []byte) error {
-			out = append(out, Enrollment{Seq: seqOf(k), Record: bytes.Clone(v)})
+			out = append(out, proto.Enrollment{Seq: boltfile.SeqOf(k), Record: bytes.Clone(v)})
 			return nil
 		})
 	})
@@ -160,7 +84,7 @@ func (o *Outbox) PendingEnrollments() ([]Enrollment, error) {
 // AckEnrollment deletes the enrollment seq (HQ stored it). An unknown seq
 // deletes nothing and is not an error.
 func (o *Outbox) AckEnrollment(seq uint64) error {
-	err := o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEnrollments).Delete(seqKey(seq)) })
+	err := o.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEnrollments).Delete(boltfile.SeqKey(seq)) })
 	if err != nil {
 		return fmt.Errorf("ack enrollment %d in outbox %s: %w", seq, o.path, err)
 	}
@@ -170,6 +94,8 @@ func (o *Outbox) AckEnrollment(seq uint64) error {
 // enrollLoop sends the outbox's enrollments to HQ and applies HQ's acks.
 type enrollLoop struct {
 	ob         *Outbox
+	pub        publisher
+	up         func() bool // connected and subscribed
 	clk        clock.Clock
 	log        *slog.Logger
 	site       string
@@ -181,9 +107,22 @@ type enrollLoop struct {
 // nudge wakes the loop without blocking.
 func (l *enrollLoop) nudge() { wake(l.kick) }
 
+// routes implements feature: HQ's per-record acks.
+func (l *enrollLoop) routes() []route {
+	return []route{{topic: proto.EnrollAckTopic(l.site, l.device), handle: func(_ context.Context, topic string, payload []byte) {
+		l.onAck(topic, payload)
+	}}}
+}
+
+// connected implements feature: everything pending is sent again.
+func (l *enrollLoop) connected(context.Context) { l.nudge() }
+
+// notify implements feature: an enrollment may have been appended.
+func (l *enrollLoop) notify() { l.nudge() }
+
 // onAck applies an enroll-ack payload.
 func (l *enrollLoop) onAck(topic string, payload []byte) {
-	seq, err := DecodeAck(payload)
+	seq, err := proto.DecodeAck(payload)
 	if err != nil {
 		l.log.Warn("rejected enrollment ack", "topic", topic, "err", err)
 		return
@@ -195,62 +134,36 @@ func (l *enrollLoop) onAck(topic string, payload []byte) {
 	l.log.Info("enrollment stored by HQ", "seq", seq)
 }
 
-// run publishes every pending enrollment when nudged (connection, Notify)
-// and again every ack timeout while any is pending, until ctx ends.
-func (l *enrollLoop) run(ctx context.Context, pub publisher, connected func() bool) {
-	topic := EnrollTopic(l.site, l.device)
+// run implements feature: it publishes every pending enrollment when
+// nudged (connection, Notify) and again every ack timeout while any is
+// pending, until ctx ends.
+func (l *enrollLoop) run(ctx context.Context) {
 	for {
-		var fire <-chan time.Time
 		pending, err := l.ob.PendingEnrollments()
 		if err != nil {
 			l.log.Error("cannot read enrollments", "err", err)
 		}
-		if len(pending) > 0 && connected() {
-			for _, e := range pending {
-				e.Site, e.Device = l.site, l.device
-				b, err := json.Marshal(e)
-				if err == nil {
-					err = pub.publish(ctx, topic, b)
-				}
-				if err != nil {
-					l.log.Warn("cannot send enrollment, will retry", "seq", e.Seq, "err", err)
-					break
-				}
-			}
+		if len(pending) > 0 && l.up() {
+			l.send(ctx, pending)
 		}
-		var t clock.Timer
+		var again time.Duration // 0: only when nudged
 		if len(pending) > 0 || err != nil {
-			t = l.clk.NewTimer(l.ackTimeout)
-			fire = t.C()
+			again = l.ackTimeout
 		}
-		select {
-		case <-ctx.Done():
-		case <-l.kick:
-		case <-fire:
-		}
-		if t != nil {
-			t.Stop()
-		}
-		if ctx.Err() != nil {
+		if !waitRound(ctx, l.clk, l.kick, again) {
 			return
 		}
 	}
 }
 
-// handleEnrollment stores one enrollment through the sink and acknowledges
-// it.
-func (h *HQ) handleEnrollment(ctx context.Context, pub func(ctx context.Context, topic string, payload []byte) error, topic string, payload []byte) {
-	e, err := DecodeEnrollment(topic, payload)
-	if err != nil {
-		h.log.Warn("rejected enrollment message", "topic", topic, "bytes", len(payload), "err", err)
-		return
-	}
-	if err := h.enrollments.StoreEnrollment(ctx, e); err != nil {
-		h.log.Error("cannot store enrollment; the device will send it again", "site", e.Site, "device", e.Device, "seq", e.Seq, "err", err)
-		return
-	}
-	h.log.Info("enrollment received, pending approval", "site", e.Site, "device", e.Device, "seq", e.Seq)
-	if err := pub(ctx, EnrollAckTopic(e.Site, e.Device), EncodeAck(e.Seq)); err != nil {
-		h.log.Warn("cannot acknowledge enrollment; the device will send it again", "site", e.Site, "device", e.Device, "seq", e.Seq, "err", err)
+// send publishes pending, oldest first, until one fails.
+func (l *enrollLoop) send(ctx context.Context, pending []proto.Enrollment) {
+	topic := proto.EnrollTopic(l.site, l.device)
+	for _, e := range pending {
+		e.Site, e.Device = l.site, l.device
+		if err := publishJSON(ctx, l.pub, topic, e); err != nil {
+			l.log.Warn("cannot send enrollment, will retry", "seq", e.Seq, "err", err)
+			return
+		}
 	}
 }

@@ -1,33 +1,29 @@
 package sync
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/tobira-ac/tobira/internal/boltfile"
+)
 
 // Errors returned by this package. They are wrapped with the input that
-// caused them; test for them with errors.Is.
+// caused them; test for them with errors.Is. Messages that break the wire
+// contract are reported with the errors of sync/proto.
 var (
-	// ErrInvalidEvent means an event breaks the rules of the wire format
-	// (missing type or time, a field too long). Outbox.Append refuses such an
-	// event so that the edge never queues something HQ would reject.
-	ErrInvalidEvent = errors.New("invalid event")
-
-	// ErrMalformed means a message from the other end, or its topic, could
-	// not be decoded or breaks the protocol (bad JSON, wrong site or device,
-	// sequence number 0, gaps inside a batch, too big). Nothing is stored.
-	ErrMalformed = errors.New("malformed message")
-
 	// ErrAckAhead means an acknowledgement names a sequence number the
 	// outbox never assigned. It points at two devices sharing one name or at
 	// an outbox file that was replaced; nothing is deleted.
 	ErrAckAhead = errors.New("acknowledgement ahead of the outbox")
 
-	// ErrBadFile means a bbolt file opened but does not hold what it should
-	// (another program's data, or a layout of a newer version).
-	ErrBadFile = errors.New("unexpected database layout")
+	// ErrBadFile means the outbox file opened but does not hold what it
+	// should (HQ's store, another program's data, or a layout of a newer
+	// version).
+	ErrBadFile = boltfile.ErrBadFile
 
-	// ErrConfig means an EdgeConfig or HQConfig is unusable.
+	// ErrConfig means an EdgeConfig or a ReleaseConfig is unusable.
 	ErrConfig = errors.New("invalid configuration")
 
 	// ErrRunning means Run was called while an earlier Run of the same Edge
-	// or HQ had not returned.
+	// or ReleaseAgent had not returned.
 	ErrRunning = errors.New("already running")
 )

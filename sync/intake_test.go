@@ -17,14 +17,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // testKey returns a deterministic Ed25519 key for seed byte b.
@@ -36,7 +37,7 @@ func testKey(b byte) ed25519.PrivateKey {
 // content, a delta appends to it. fail makes the next apply fail after
 // reading everything.
 type fakeSink struct {
-	mu      gosync.Mutex
+	mu      sync.Mutex
 	version uint64
 	content []byte
 	applies int
@@ -102,12 +103,12 @@ type intakeRig struct {
 	ob      *Outbox
 	clk     *clocktest.Fake
 	sink    *fakeSink
-	handled []Command
+	handled []proto.Command
 	hErr    error
 	cmds    *commandIntake
 	snaps   *snapshotIntake
-	results []Result
-	needs   []Need
+	results []proto.Result
+	needs   []proto.Need
 }
 
 // newIntakeRig opens an outbox in dir (or a new one) pinning testKey(1)
@@ -129,11 +130,11 @@ func newIntakeRig(t *testing.T, dir string, sink *fakeSink) *intakeRig {
 	r := &intakeRig{t: t, dir: dir, ob: ob, clk: clocktest.New(base0), sink: sink}
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	r.cmds = &commandIntake{v: v, ob: ob, clk: r.clk, log: log, site: "s1", device: "d1",
-		h: CommandFunc(func(_ context.Context, c Command) error { r.handled = append(r.handled, c); return r.hErr })}
+		h: CommandFunc(func(_ context.Context, c proto.Command) error { r.handled = append(r.handled, c); return r.hErr })}
 	r.snaps = &snapshotIntake{v: v, sink: sink, ob: ob, dir: filepath.Join(dir, "staging"), clk: r.clk, log: log,
 		site: "s1", device: "d1",
-		report: func(_ context.Context, res Result) { r.results = append(r.results, res) },
-		need:   func(_ context.Context, n Need) { r.needs = append(r.needs, n) },
+		report: func(_ context.Context, res proto.Result) { r.results = append(r.results, res) },
+		need:   func(_ context.Context, n proto.Need) { r.needs = append(r.needs, n) },
 		poke:   func() {},
 		fail:   func(string) {},
 	}
@@ -147,21 +148,21 @@ func newIntakeRig(t *testing.T, dir string, sink *fakeSink) *intakeRig {
 var base0 = time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
 
 // command returns a valid unlock command for s1/d1 issued now.
-func command(id byte) Command {
-	return Command{
+func command(id byte) proto.Command {
+	return proto.Command{
 		ID: hex.EncodeToString(bytes.Repeat([]byte{id}, 16)), Site: "s1", Device: "d1",
-		Issued: base0, Expires: base0.Add(5 * time.Minute), Action: ActionUnlock, Door: "main-gate",
+		Issued: base0, Expires: base0.Add(5 * time.Minute), Action: proto.ActionUnlock, Door: "main-gate",
 	}
 }
 
 // signCmd signs c with key, bypassing SignCommand's checks.
-func signCmd(t *testing.T, key ed25519.PrivateKey, c Command) []byte {
+func signCmd(t *testing.T, key ed25519.PrivateKey, c proto.Command) []byte {
 	t.Helper()
 	b, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := signed.Sign(KindCommand, b, key)
+	env, err := signed.Sign(proto.KindCommand, b, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,43 +178,43 @@ func TestCommandIntake(t *testing.T) {
 		wantStatus string
 		wantErr    error
 	}{
-		{"valid unlock", func(t *testing.T) []byte { return signCmd(t, testKey(1), command(1)) }, 0, nil, ResultDone, nil},
-		{"second pinned key", func(t *testing.T) []byte { return signCmd(t, testKey(2), command(1)) }, 0, nil, ResultDone, nil},
-		{"unpinned key", func(t *testing.T) []byte { return signCmd(t, testKey(3), command(1)) }, 0, nil, ResultRefused, signed.ErrUnknownKey},
+		{"valid unlock", func(t *testing.T) []byte { return signCmd(t, testKey(1), command(1)) }, 0, nil, proto.ResultDone, nil},
+		{"second pinned key", func(t *testing.T) []byte { return signCmd(t, testKey(2), command(1)) }, 0, nil, proto.ResultDone, nil},
+		{"unpinned key", func(t *testing.T) []byte { return signCmd(t, testKey(3), command(1)) }, 0, nil, proto.ResultRefused, signed.ErrUnknownKey},
 		{"forged payload", func(t *testing.T) []byte {
 			var e signed.Envelope
 			json.Unmarshal(signCmd(t, testKey(1), command(1)), &e)
 			e.Payload = bytes.Replace(e.Payload, []byte("main-gate"), []byte("back-door"), 1)
 			b, _ := json.Marshal(e)
 			return b
-		}, 0, nil, ResultRefused, signed.ErrBadSignature},
+		}, 0, nil, proto.ResultRefused, signed.ErrBadSignature},
 		{"snapshot envelope as command", func(t *testing.T) []byte {
 			b, _ := json.Marshal(command(1))
-			env, _ := signed.Sign(KindSnapshot, b, testKey(1))
+			env, _ := signed.Sign(proto.KindSnapshot, b, testKey(1))
 			return env
-		}, 0, nil, ResultRefused, signed.ErrWrongKind},
-		{"expired", func(t *testing.T) []byte { return signCmd(t, testKey(1), command(1)) }, 5 * time.Minute, nil, ResultRefused, ErrExpired},
+		}, 0, nil, proto.ResultRefused, signed.ErrWrongKind},
+		{"expired", func(t *testing.T) []byte { return signCmd(t, testKey(1), command(1)) }, 5 * time.Minute, nil, proto.ResultRefused, proto.ErrExpired},
 		{"lifetime too long", func(t *testing.T) []byte {
 			c := command(1)
-			c.Expires = c.Issued.Add(MaxCommandLifetime + time.Second)
+			c.Expires = c.Issued.Add(proto.MaxCommandLifetime + time.Second)
 			return signCmd(t, testKey(1), c)
-		}, 0, nil, ResultRefused, ErrExpired},
+		}, 0, nil, proto.ResultRefused, proto.ErrExpired},
 		{"other device", func(t *testing.T) []byte {
 			c := command(1)
 			c.Device = "d2"
 			return signCmd(t, testKey(1), c)
-		}, 0, nil, ResultRefused, ErrWrongDevice},
+		}, 0, nil, proto.ResultRefused, proto.ErrWrongDevice},
 		{"unknown action", func(t *testing.T) []byte {
 			c := command(1)
 			c.Action = "explode"
 			return signCmd(t, testKey(1), c)
-		}, 0, nil, ResultRefused, ErrMalformed},
+		}, 0, nil, proto.ResultRefused, proto.ErrMalformed},
 		{"unlock without door", func(t *testing.T) []byte {
 			c := command(1)
 			c.Door = ""
 			return signCmd(t, testKey(1), c)
-		}, 0, nil, ResultRefused, ErrMalformed},
-		{"handler fails", func(t *testing.T) []byte { return signCmd(t, testKey(1), command(1)) }, 0, errors.New("relay stuck"), ResultFailed, nil},
+		}, 0, nil, proto.ResultRefused, proto.ErrMalformed},
+		{"handler fails", func(t *testing.T) []byte { return signCmd(t, testKey(1), command(1)) }, 0, errors.New("relay stuck"), proto.ResultFailed, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -221,14 +222,14 @@ func TestCommandIntake(t *testing.T) {
 			r.hErr = tt.handlerErr
 			r.clk.Advance(tt.advance)
 			res := r.cmds.handle(t.Context(), tt.env(t))
-			if res.Status != tt.wantStatus || res.Kind != KindCommand || res.Site != "s1" || res.Device != "d1" {
+			if res.Status != tt.wantStatus || res.Kind != proto.KindCommand || res.Site != "s1" || res.Device != "d1" {
 				t.Fatalf("result %+v, want status %s", res, tt.wantStatus)
 			}
 			if tt.wantErr != nil && !strings.Contains(res.Error, tt.wantErr.Error()) {
 				t.Fatalf("result error %q, want it to say %q", res.Error, tt.wantErr)
 			}
 			wantHandled := 0
-			if tt.wantStatus != ResultRefused {
+			if tt.wantStatus != proto.ResultRefused {
 				wantHandled = 1
 			}
 			if len(r.handled) != wantHandled {
@@ -242,15 +243,15 @@ func TestCommandReplayRefusedAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
 	env := signCmd(t, testKey(1), command(7))
 	r := newIntakeRig(t, dir, &fakeSink{})
-	if res := r.cmds.handle(t.Context(), env); res.Status != ResultDone {
+	if res := r.cmds.handle(t.Context(), env); res.Status != proto.ResultDone {
 		t.Fatalf("first delivery: %+v", res)
 	}
-	if res := r.cmds.handle(t.Context(), env); res.Status != ResultRefused || !strings.Contains(res.Error, ErrReplayed.Error()) {
+	if res := r.cmds.handle(t.Context(), env); res.Status != proto.ResultRefused || !strings.Contains(res.Error, proto.ErrReplayed.Error()) {
 		t.Fatalf("replay: %+v, want refused as replayed", res)
 	}
 	r.ob.Close()
 	r2 := newIntakeRig(t, dir, &fakeSink{})
-	if res := r2.cmds.handle(t.Context(), env); res.Status != ResultRefused || !strings.Contains(res.Error, ErrReplayed.Error()) {
+	if res := r2.cmds.handle(t.Context(), env); res.Status != proto.ResultRefused || !strings.Contains(res.Error, proto.ErrReplayed.Error()) {
 		t.Fatalf("replay after reopen: %+v, want refused as replayed", res)
 	}
 	if len(r.handled)+len(r2.handled) != 1 {
@@ -258,15 +259,15 @@ func TestCommandReplayRefusedAcrossRestart(t *testing.T) {
 	}
 	// IDs are forgotten a day after expiry, when a replay is refused as
 	// expired anyway.
-	r2.clk.Advance(MaxCommandLifetime + time.Hour)
-	r2.cmds.handle(t.Context(), signCmd(t, testKey(1), Command{ID: command(8).ID, Site: "s1", Device: "d1",
-		Issued: r2.clk.Now(), Expires: r2.clk.Now().Add(time.Minute), Action: ActionResync}))
+	r2.clk.Advance(proto.MaxCommandLifetime + time.Hour)
+	r2.cmds.handle(t.Context(), signCmd(t, testKey(1), proto.Command{ID: command(8).ID, Site: "s1", Device: "d1",
+		Issued: r2.clk.Now(), Expires: r2.clk.Now().Add(time.Minute), Action: proto.ActionResync}))
 	n := 0
 	r2.ob.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketNonces).Stats().KeyN; return nil })
 	if n != 1 {
 		t.Fatalf("%d command IDs remembered after a day, want 1 (the new one)", n)
 	}
-	if res := r2.cmds.handle(t.Context(), env); res.Status != ResultRefused || !strings.Contains(res.Error, ErrExpired.Error()) {
+	if res := r2.cmds.handle(t.Context(), env); res.Status != proto.ResultRefused || !strings.Contains(res.Error, proto.ErrExpired.Error()) {
 		t.Fatalf("old replay after a day: %+v, want refused as expired", res)
 	}
 }
@@ -274,35 +275,35 @@ func TestCommandReplayRefusedAcrossRestart(t *testing.T) {
 // offer is a snapshot publication made in a test: the manifest, its
 // envelope and its chunks.
 type offer struct {
-	m      Manifest
+	m      proto.Manifest
 	env    []byte
 	chunks [][]byte
 }
 
 // makeOffer builds a signed offer of payload for s1/d1 in chunks of size
 // chunk; edit may change the manifest before signing.
-func makeOffer(t *testing.T, key ed25519.PrivateKey, transfer byte, from, version uint64, payload string, chunk int, edit func(*Manifest)) offer {
+func makeOffer(t *testing.T, key ed25519.PrivateKey, transfer byte, from, version uint64, payload string, chunk int, edit func(*proto.Manifest)) offer {
 	t.Helper()
 	sum := sha256.Sum256([]byte(payload))
-	m := Manifest{
+	m := proto.Manifest{
 		Transfer: hex.EncodeToString(bytes.Repeat([]byte{transfer}, 16)), Site: "s1", Device: "d1",
-		Type: SnapshotFull, Version: version, From: from, Size: int64(len(payload)), SHA256: hex.EncodeToString(sum[:]),
+		Type: proto.SnapshotFull, Version: version, From: from, Size: int64(len(payload)), SHA256: hex.EncodeToString(sum[:]),
 		ChunkSize: chunk, Chunks: (len(payload) + chunk - 1) / chunk, Issued: base0,
 	}
 	if from != 0 {
-		m.Type = SnapshotDelta
+		m.Type = proto.SnapshotDelta
 	}
 	if edit != nil {
 		edit(&m)
 	}
 	raw, _ := json.Marshal(m)
-	env, err := signed.Sign(KindSnapshot, raw, key)
+	env, err := signed.Sign(proto.KindSnapshot, raw, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := offer{m: m, env: env}
 	for i := 0; i*chunk < len(payload); i++ {
-		c, err := EncodeChunk(m.Transfer, i, []byte(payload[i*chunk:min((i+1)*chunk, len(payload))]))
+		c, err := proto.EncodeChunk(m.Transfer, i, []byte(payload[i*chunk:min((i+1)*chunk, len(payload))]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,7 +327,7 @@ func (r *intakeRig) deliver(o offer, order []int) {
 }
 
 // lastResult returns the last result reported.
-func (r *intakeRig) lastResult() Result {
+func (r *intakeRig) lastResult() proto.Result {
 	r.t.Helper()
 	if len(r.results) == 0 {
 		r.t.Fatal("no result reported")
@@ -346,19 +347,19 @@ func TestSnapshotIntake(t *testing.T) {
 		wantVersion uint64
 		wantContent string
 	}{
-		{"full in order", 2, func(t *testing.T) offer { return makeOffer(t, testKey(1), 1, 0, 3, v3, 5, nil) }, nil, ResultDone, nil, 3, v3},
+		{"full in order", 2, func(t *testing.T) offer { return makeOffer(t, testKey(1), 1, 0, 3, v3, 5, nil) }, nil, proto.ResultDone, nil, 3, v3},
 		{"full out of order, duplicates", 2, func(t *testing.T) offer { return makeOffer(t, testKey(2), 1, 0, 3, v3, 5, nil) },
-			[]int{7, 0, 3, 3, 1, 2, 6, 5, 4, 0}, ResultDone, nil, 3, v3},
-		{"empty full snapshot", 2, func(t *testing.T) offer { return makeOffer(t, testKey(1), 1, 0, 3, "", 5, nil) }, nil, ResultDone, nil, 3, ""},
-		{"delta", 2, func(t *testing.T) offer { return makeOffer(t, testKey(1), 1, 2, 3, "+x", 5, nil) }, nil, ResultDone, nil, 3, "old+x"},
+			[]int{7, 0, 3, 3, 1, 2, 6, 5, 4, 0}, proto.ResultDone, nil, 3, v3},
+		{"empty full snapshot", 2, func(t *testing.T) offer { return makeOffer(t, testKey(1), 1, 0, 3, "", 5, nil) }, nil, proto.ResultDone, nil, 3, ""},
+		{"delta", 2, func(t *testing.T) offer { return makeOffer(t, testKey(1), 1, 2, 3, "+x", 5, nil) }, nil, proto.ResultDone, nil, 3, "old+x"},
 		{"forged: unpinned key", 2, func(t *testing.T) offer { return makeOffer(t, testKey(3), 1, 0, 3, v3, 5, nil) }, nil,
-			ResultRefused, signed.ErrUnknownKey, 2, "old"},
+			proto.ResultRefused, signed.ErrUnknownKey, 2, "old"},
 		{"forged: content differs from the signed hash", 2, func(t *testing.T) offer {
 			o := makeOffer(t, testKey(1), 1, 0, 3, v3, 5, nil)
 			forged := makeOffer(t, testKey(1), 1, 0, 3, strings.ToUpper(v3), 5, nil)
 			o.chunks = forged.chunks
 			return o
-		}, nil, ResultRefused, ErrMismatch, 2, "old"},
+		}, nil, proto.ResultRefused, proto.ErrMismatch, 2, "old"},
 		{"truncated: manifest signed for more bytes", 2, func(t *testing.T) offer {
 			full := makeOffer(t, testKey(1), 1, 0, 3, v3, 5, nil)
 			// The attacker cuts the payload but keeps the signed size and
@@ -371,17 +372,17 @@ func TestSnapshotIntake(t *testing.T) {
 			return o
 		}, nil, "", nil, 2, "old"},
 		{"replayed: older version", 5, func(t *testing.T) offer { return makeOffer(t, testKey(1), 1, 0, 3, v3, 5, nil) }, nil,
-			ResultRefused, ErrReplayed, 5, "old"},
+			proto.ResultRefused, proto.ErrReplayed, 5, "old"},
 		{"retained manifest of the version in force", 3, func(t *testing.T) offer { return makeOffer(t, testKey(1), 1, 0, 3, v3, 5, nil) }, nil,
 			"", nil, 3, "old"},
 		{"delta out of order", 1, func(t *testing.T) offer { return makeOffer(t, testKey(1), 1, 2, 3, "+x", 5, nil) }, nil,
-			ResultRefused, ErrOutOfOrder, 1, "old"},
+			proto.ResultRefused, proto.ErrOutOfOrder, 1, "old"},
 		{"other device", 2, func(t *testing.T) offer {
-			return makeOffer(t, testKey(1), 1, 0, 3, v3, 5, func(m *Manifest) { m.Device = "d2" })
-		}, nil, ResultRefused, ErrWrongDevice, 2, "old"},
+			return makeOffer(t, testKey(1), 1, 0, 3, v3, 5, func(m *proto.Manifest) { m.Device = "d2" })
+		}, nil, proto.ResultRefused, proto.ErrWrongDevice, 2, "old"},
 		{"bad chunk count", 2, func(t *testing.T) offer {
-			return makeOffer(t, testKey(1), 1, 0, 3, v3, 5, func(m *Manifest) { m.Chunks++ })
-		}, nil, ResultRefused, ErrMalformed, 2, "old"},
+			return makeOffer(t, testKey(1), 1, 0, 3, v3, 5, func(m *proto.Manifest) { m.Chunks++ })
+		}, nil, proto.ResultRefused, proto.ErrMalformed, 2, "old"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -392,7 +393,7 @@ func TestSnapshotIntake(t *testing.T) {
 				if len(r.results) != 0 {
 					t.Fatalf("results %+v, want none", r.results)
 				}
-			} else if res := r.lastResult(); res.Status != tt.wantStatus || res.Kind != KindSnapshot ||
+			} else if res := r.lastResult(); res.Status != tt.wantStatus || res.Kind != proto.KindSnapshot ||
 				tt.wantErr != nil && !strings.Contains(res.Error, tt.wantErr.Error()) {
 				t.Fatalf("result %+v, want %s (%v)", res, tt.wantStatus, tt.wantErr)
 			}
@@ -422,7 +423,7 @@ func TestSnapshotResumesAfterRestart(t *testing.T) {
 
 	r2 := newIntakeRig(t, dir, sink)
 	r2.snaps.onConnect(t.Context())
-	want := Need{Transfer: o.m.Transfer, Missing: [][2]int{{3, 4}, {7, 13}}}
+	want := proto.Need{Transfer: o.m.Transfer, Missing: [][2]int{{3, 4}, {7, 13}}}
 	if len(r2.needs) != 1 || fmt.Sprint(r2.needs[0]) != fmt.Sprint(want) {
 		t.Fatalf("needs after restart %v, want %v", r2.needs, want)
 	}
@@ -436,7 +437,7 @@ func TestSnapshotResumesAfterRestart(t *testing.T) {
 	if v, c := sink.state(); v != 2 || c != payload || sink.applies != 1 {
 		t.Fatalf("sink holds version %d (%d applies), want version 2 applied once with the payload", v, sink.applies)
 	}
-	if res := r2.lastResult(); res.Status != ResultDone || res.ID != o.m.Transfer || res.Version != 2 {
+	if res := r2.lastResult(); res.Status != proto.ResultDone || res.ID != o.m.Transfer || res.Version != 2 {
 		t.Fatalf("result %+v", res)
 	}
 }
@@ -445,49 +446,12 @@ func TestSnapshotApplyFailureKeepsCurrent(t *testing.T) {
 	sink := &fakeSink{version: 1, content: []byte("old"), fail: errors.New("disk full")}
 	r := newIntakeRig(t, "", sink)
 	r.deliver(makeOffer(t, testKey(1), 1, 0, 2, "new", 2, nil), nil)
-	if res := r.lastResult(); res.Status != ResultFailed || !strings.Contains(res.Error, "disk full") || res.Version != 1 {
+	if res := r.lastResult(); res.Status != proto.ResultFailed || !strings.Contains(res.Error, "disk full") || res.Version != 1 {
 		t.Fatalf("result %+v, want failed with version 1", res)
 	}
 	if v, c := sink.state(); v != 1 || c != "old" {
 		t.Fatalf("sink holds %d %q, want the old snapshot", v, c)
 	}
-}
-
-func FuzzDecodeChunk(f *testing.F) {
-	c, _ := EncodeChunk(strings.Repeat("ab", 16), 3, []byte("data"))
-	f.Add(c)
-	f.Add([]byte("TBC1"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		id, i, data, err := DecodeChunk(b)
-		if err != nil {
-			return
-		}
-		again, err := EncodeChunk(id, i, data)
-		if err != nil || !bytes.Equal(again, b) {
-			t.Fatalf("DecodeChunk/EncodeChunk do not round-trip: %v", err)
-		}
-	})
-}
-
-func FuzzDecodeNeedAndStatus(f *testing.F) {
-	f.Add([]byte(`{"transfer":"00","missing":[[0,3]]}`))
-	f.Add([]byte(`{"online":true,"site":"s1","device":"d1","outbox_depth":3}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if _, _, n, err := DecodeNeed(NeedTopic("s1", "d1"), b); err == nil {
-			for _, r := range n.Missing {
-				if r[0] < 0 || r[1] < r[0] {
-					t.Fatalf("DecodeNeed accepted range %v", r)
-				}
-			}
-		}
-		if site, device, st, err := DecodeStatus(StatusTopic("s1", "d1"), b); err == nil &&
-			(site != "s1" || device != "d1" || st.Site != "s1" || st.Device != "d1") {
-			t.Fatalf("DecodeStatus returned %s/%s %+v for s1/d1", site, device, st)
-		}
-		if r, err := DecodeResult(ResultTopic("s1", "d1"), b); err == nil && (r.Site != "s1" || r.Device != "d1") {
-			t.Fatalf("DecodeResult accepted a result of %s/%s", r.Site, r.Device)
-		}
-	})
 }
 
 // With message handlers running concurrently a chunk can overtake its
@@ -502,16 +466,17 @@ func TestSnapshotChunksBeforeManifest(t *testing.T) {
 		wantStatus  string                        // "" means no result yet
 		wantMissing int
 	}{
-		{"every chunk early", 5, func(o, _ offer) [][]byte { return o.chunks }, ResultDone, 0},
+		{"every chunk early", 5, func(o, _ offer) [][]byte { return o.chunks }, proto.ResultDone, 0},
 		{"more early chunks than held: the oldest are dropped", 2,
 			func(o, _ offer) [][]byte { return o.chunks }, "", len(o18(t).chunks) - maxEarlyChunks},
 		{"early chunks of another transfer are not used", 5,
 			func(_, other offer) [][]byte { return other.chunks }, "", 8},
 		{"a forged early chunk fails the hash check", 5, func(o, _ offer) [][]byte {
 			c := append([][]byte(nil), o.chunks...)
-			c[0] = append(bytes.Clone(c[0][:chunkHeader]), "POLIC"...)
+			tr, i, _, _ := proto.DecodeChunk(c[0])
+			c[0], _ = proto.EncodeChunk(tr, i, []byte("POLIC"))
 			return c
-		}, ResultRefused, 0},
+		}, proto.ResultRefused, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -529,7 +494,7 @@ func TestSnapshotChunksBeforeManifest(t *testing.T) {
 			case tt.wantStatus != "" && r.lastResult().Status != tt.wantStatus:
 				t.Fatalf("result %+v, want %s", r.lastResult(), tt.wantStatus)
 			}
-			if tt.wantStatus == ResultDone {
+			if tt.wantStatus == proto.ResultDone {
 				if v, c := sink.state(); v != 3 || c != payload {
 					t.Fatalf("sink holds version %d %q, want 3 %q", v, c, payload)
 				}

@@ -2,14 +2,15 @@ package sync
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
 	"sync/atomic"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/tobira-ac/tobira/internal/boltfile"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // Outbox file layout (bbolt):
@@ -18,12 +19,9 @@ import (
 //	meta/last_seq  = 8-byte big-endian: the last sequence number assigned
 //	events/<seq>   = JSON Event, keyed by 8-byte big-endian seq
 var (
-	bucketMeta      = []byte("meta")
-	bucketEvents    = []byte("events")
-	keyFormat       = []byte("format")
-	keyLastSeq      = []byte("last_seq")
-	outboxFormat    = []byte("tobira-outbox-v1")
-	openLockTimeout = 2 * time.Second
+	bucketEvents = []byte("events")
+	keyLastSeq   = []byte("last_seq")
+	outboxFormat = []byte("tobira-outbox-v1")
 )
 
 // Outbox is the edge's durable queue of events not yet acknowledged by HQ: a
@@ -43,12 +41,12 @@ type Outbox struct {
 // exist. A file that is not a valid outbox is reported, never truncated or
 // rewritten. A file locked by another process is reported after a short wait.
 func OpenOutbox(path string) (*Outbox, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openLockTimeout, NoSync: false})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltfile.OpenTimeout, NoSync: false})
 	if err != nil {
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		return initLayout(tx, outboxFormat, bucketEvents, bucketNonces, bucketTransfer, bucketEnrollments)
+		return boltfile.Init(tx, outboxFormat, bucketEvents, bucketNonces, bucketTransfer, bucketEnrollments)
 	})
 	if err != nil {
 		db.Close()
@@ -66,33 +64,6 @@ func OpenOutbox(path string) (*Outbox, error) {
 	return o, nil
 }
 
-// initLayout creates the meta bucket with its format marker and the given
-// buckets in a fresh file, or checks the marker of an existing one.
-func initLayout(tx *bolt.Tx, format []byte, buckets ...[]byte) error {
-	meta := tx.Bucket(bucketMeta)
-	if meta == nil {
-		if k, _ := tx.Cursor().First(); k != nil {
-			return fmt.Errorf("%w: bucket %q present but no %q bucket", ErrBadFile, k, bucketMeta)
-		}
-		var err error
-		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
-			return fmt.Errorf("create bucket %q: %w", bucketMeta, err)
-		}
-		if err := meta.Put(keyFormat, format); err != nil {
-			return fmt.Errorf("write format marker: %w", err)
-		}
-	}
-	if got := meta.Get(keyFormat); !bytes.Equal(got, format) {
-		return fmt.Errorf("%w: format %q, want %q", ErrBadFile, got, format)
-	}
-	for _, name := range buckets {
-		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return fmt.Errorf("create bucket %q: %w", name, err)
-		}
-	}
-	return nil
-}
-
 // Path returns the outbox's file name.
 func (o *Outbox) Path() string { return o.path }
 
@@ -102,10 +73,10 @@ func (o *Outbox) Path() string { return o.path }
 // U+FFFD, and a Detail longer than MaxDetailLen is cut. An event that still
 // breaks the field rules is refused with ErrInvalidEvent: HQ would reject
 // it, and it would block the outbox.
-func (o *Outbox) Append(ev Event) (Event, error) {
-	evs, err := o.AppendAll([]Event{ev})
+func (o *Outbox) Append(ev proto.Event) (proto.Event, error) {
+	evs, err := o.AppendAll([]proto.Event{ev})
 	if err != nil {
-		return Event{}, err
+		return proto.Event{}, err
 	}
 	return evs[0], nil
 }
@@ -114,12 +85,12 @@ func (o *Outbox) Append(ev Event) (Event, error) {
 // either all of them are stored, with consecutive sequence numbers in the
 // order given, or none. It returns the stored events. One invalid event
 // refuses the whole call with ErrInvalidEvent.
-func (o *Outbox) AppendAll(evs []Event) ([]Event, error) {
-	out := make([]Event, len(evs))
+func (o *Outbox) AppendAll(evs []proto.Event) ([]proto.Event, error) {
+	out := make([]proto.Event, len(evs))
 	for i, ev := range evs {
-		ev = ev.normalized()
+		ev = ev.Normalized()
 		ev.Seq = 0
-		if err := ev.check(); err != nil {
+		if err := ev.Validate(); err != nil {
 			return nil, fmt.Errorf("append to outbox %s: event %d of %d: %w", o.path, i, len(evs), err)
 		}
 		out[i] = ev
@@ -128,10 +99,10 @@ func (o *Outbox) AppendAll(evs []Event) ([]Event, error) {
 		return out, nil
 	}
 	err := o.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
+		meta := tx.Bucket(boltfile.MetaBucket)
 		b := tx.Bucket(bucketEvents)
 		b.FillPercent = 1 // keys only ever grow: pack pages full
-		last := seqOf(meta.Get(keyLastSeq))
+		last := boltfile.SeqOf(meta.Get(keyLastSeq))
 		for i := range out {
 			if last == math.MaxUint64 {
 				return fmt.Errorf("sequence numbers exhausted")
@@ -142,11 +113,11 @@ func (o *Outbox) AppendAll(evs []Event) ([]Event, error) {
 			if err != nil {
 				return fmt.Errorf("encode event seq %d: %w", last, err)
 			}
-			if err := b.Put(seqKey(last), v); err != nil {
+			if err := b.Put(boltfile.SeqKey(last), v); err != nil {
 				return fmt.Errorf("store event seq %d: %w", last, err)
 			}
 		}
-		return meta.Put(keyLastSeq, seqKey(last))
+		return meta.Put(keyLastSeq, boltfile.SeqKey(last))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("append to outbox %s: %w", o.path, err)
@@ -157,8 +128,8 @@ func (o *Outbox) AppendAll(evs []Event) ([]Event, error) {
 
 // Pending returns up to max events with a sequence number above after, in
 // ascending order. max <= 0 means no limit.
-func (o *Outbox) Pending(after uint64, max int) ([]Event, error) {
-	var evs []Event
+func (o *Outbox) Pending(after uint64, max int) ([]proto.Event, error) {
+	var evs []proto.Event
 	if after == math.MaxUint64 {
 		return nil, nil
 	}
@@ -166,10 +137,10 @@ func (o *Outbox) Pending(after uint64, max int) ([]Event, error) {
 		c := tx.Bucket(bucketEvents).Cursor()
 		k, v := c.First()
 		if after > 0 {
-			k, v = c.Seek(seqKey(after + 1))
+			k, v = c.Seek(boltfile.SeqKey(after + 1))
 		}
 		for ; k != nil && (max <= 0 || len(evs) < max); k, v = c.Next() {
-			var ev Event
+			var ev proto.Event
 			if err := json.Unmarshal(v, &ev); err != nil {
 				return fmt.Errorf("decode event key %x: %w", k, err)
 			}
@@ -192,9 +163,9 @@ func (o *Outbox) pendingRaw(after uint64, max int) (first uint64, raws [][]byte,
 	}
 	err = o.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()
-		k, v := c.Seek(seqKey(after + 1))
+		k, v := c.Seek(boltfile.SeqKey(after + 1))
 		for ; k != nil && (max <= 0 || len(raws) < max); k, v = c.Next() {
-			seq := seqOf(k)
+			seq := boltfile.SeqOf(k)
 			if len(raws) == 0 {
 				first = seq
 			} else if seq != first+uint64(len(raws)) {
@@ -215,7 +186,7 @@ func (o *Outbox) pendingRaw(after uint64, max int) (first uint64, raws [][]byte,
 // and returns ErrAckAhead.
 func (o *Outbox) Ack(seq uint64) (removed int, err error) {
 	err = o.db.Update(func(tx *bolt.Tx) error {
-		if last := seqOf(tx.Bucket(bucketMeta).Get(keyLastSeq)); seq > last {
+		if last := boltfile.SeqOf(tx.Bucket(boltfile.MetaBucket).Get(keyLastSeq)); seq > last {
 			return fmt.Errorf("%w: last assigned seq is %d", ErrAckAhead, last)
 		}
 		b := tx.Bucket(bucketEvents)
@@ -225,7 +196,7 @@ func (o *Outbox) Ack(seq uint64) (removed int, err error) {
 		// collect the keys, then delete them.
 		var keys [][]byte
 		c := b.Cursor()
-		for k, _ := c.First(); k != nil && seqOf(k) <= seq; k, _ = c.Next() {
+		for k, _ := c.First(); k != nil && boltfile.SeqOf(k) <= seq; k, _ = c.Next() {
 			keys = append(keys, bytes.Clone(k))
 		}
 		for _, k := range keys {
@@ -255,7 +226,7 @@ func (o *Outbox) Depth() (int, error) {
 func (o *Outbox) LastSeq() (uint64, error) {
 	var seq uint64
 	err := o.db.View(func(tx *bolt.Tx) error {
-		seq = seqOf(tx.Bucket(bucketMeta).Get(keyLastSeq))
+		seq = boltfile.SeqOf(tx.Bucket(boltfile.MetaBucket).Get(keyLastSeq))
 		return nil
 	})
 	if err != nil {
@@ -271,10 +242,10 @@ func (o *Outbox) acked() (uint64, error) {
 	var seq uint64
 	err := o.db.View(func(tx *bolt.Tx) error {
 		if k, _ := tx.Bucket(bucketEvents).Cursor().First(); k != nil {
-			seq = max(seqOf(k), 1) - 1
+			seq = max(boltfile.SeqOf(k), 1) - 1
 			return nil
 		}
-		seq = seqOf(tx.Bucket(bucketMeta).Get(keyLastSeq))
+		seq = boltfile.SeqOf(tx.Bucket(boltfile.MetaBucket).Get(keyLastSeq))
 		return nil
 	})
 	if err != nil {
@@ -289,15 +260,4 @@ func (o *Outbox) Close() error {
 		return fmt.Errorf("close outbox %s: %w", o.path, err)
 	}
 	return nil
-}
-
-// seqKey encodes a sequence number as a bbolt key.
-func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
-
-// seqOf decodes a key made by seqKey; a missing value is 0.
-func seqOf(k []byte) uint64 {
-	if len(k) != 8 {
-		return 0
-	}
-	return binary.BigEndian.Uint64(k)
 }

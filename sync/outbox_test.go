@@ -14,30 +14,15 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/tobira-ac/tobira/sync"
+	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
+	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
 
-// base is the time of the first test event.
-var base = time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
-
-// testEvent returns a plausible decision event number i.
-func testEvent(i int) sync.Event {
-	return sync.Event{
-		Time:       base.Add(time.Duration(i) * time.Second),
-		Type:       sync.TypeDecision,
-		Door:       "main-gate",
-		Granted:    i%3 != 0,
-		Reason:     "enrolled",
-		Credential: fmt.Sprintf("01%s%06x", strings.Repeat("a1", 20), i),
-		Token:      "mynumber",
-		DecisionUS: int64(900 + i),
-	}
-}
-
 // openOutbox opens path and closes it in Cleanup.
-func openOutbox(t *testing.T, path string) *sync.Outbox {
+func openOutbox(t *testing.T, path string) *tsync.Outbox {
 	t.Helper()
-	ob, err := sync.OpenOutbox(path)
+	ob, err := tsync.OpenOutbox(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,37 +31,14 @@ func openOutbox(t *testing.T, path string) *sync.Outbox {
 }
 
 // newOutbox opens a fresh outbox in a temporary directory.
-func newOutbox(t *testing.T) *sync.Outbox {
+func newOutbox(t *testing.T) *tsync.Outbox {
 	t.Helper()
 	return openOutbox(t, filepath.Join(t.TempDir(), "events.db"))
 }
 
-// appendN appends events first..first+n-1 and returns what was stored.
-func appendN(t *testing.T, ob *sync.Outbox, first, n int) []sync.Event {
-	t.Helper()
-	var out []sync.Event
-	for i := first; i < first+n; i++ {
-		ev, err := ob.Append(testEvent(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, ev)
-	}
-	return out
-}
-
-// seqs returns the sequence numbers of evs.
-func seqs(evs []sync.Event) []uint64 {
-	var s []uint64
-	for _, ev := range evs {
-		s = append(s, ev.Seq)
-	}
-	return s
-}
-
 func TestOutboxAppendAssignsSequence(t *testing.T) {
 	ob := newOutbox(t)
-	in := testEvent(1)
+	in := prototest.Event(1)
 	in.Seq = 99 // ignored: the outbox assigns
 	in.Time = in.Time.In(time.FixedZone("JST", 9*3600))
 	got, err := ob.Append(in)
@@ -89,15 +51,15 @@ func TestOutboxAppendAssignsSequence(t *testing.T) {
 	if got.Time.Location() != time.UTC || !got.Time.Equal(in.Time) {
 		t.Errorf("stored time %v, want %v in UTC", got.Time, in.Time)
 	}
-	more := appendN(t, ob, 2, 4)
-	if fmt.Sprint(seqs(more)) != "[2 3 4 5]" {
-		t.Errorf("seqs %v, want [2 3 4 5]", seqs(more))
+	more := prototest.AppendN(t, ob, 2, 4)
+	if fmt.Sprint(prototest.Seqs(more)) != "[2 3 4 5]" {
+		t.Errorf("seqs %v, want [2 3 4 5]", prototest.Seqs(more))
 	}
 	pending, err := ob.Pending(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := sameEvents(pending, append([]sync.Event{got}, more...)); d != "" {
+	if d := prototest.DiffEvents(pending, append([]proto.Event{got}, more...)); d != "" {
 		t.Errorf("Pending differs from what Append returned: %s", d)
 	}
 	if n, err := ob.Depth(); err != nil || n != 5 {
@@ -110,7 +72,7 @@ func TestOutboxAppendAssignsSequence(t *testing.T) {
 
 func TestOutboxPending(t *testing.T) {
 	ob := newOutbox(t)
-	appendN(t, ob, 1, 5)
+	prototest.AppendN(t, ob, 1, 5)
 	tests := []struct {
 		after uint64
 		max   int
@@ -131,7 +93,7 @@ func TestOutboxPending(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := fmt.Sprint(seqs(evs)); got != tt.want {
+			if got := fmt.Sprint(prototest.Seqs(evs)); got != tt.want {
 				t.Fatalf("Pending = %s, want %s", got, tt.want)
 			}
 		})
@@ -140,7 +102,7 @@ func TestOutboxPending(t *testing.T) {
 
 func TestOutboxAck(t *testing.T) {
 	ob := newOutbox(t)
-	appendN(t, ob, 1, 5)
+	prototest.AppendN(t, ob, 1, 5)
 	steps := []struct {
 		ack         uint64
 		wantRemoved int
@@ -151,8 +113,8 @@ func TestOutboxAck(t *testing.T) {
 		{3, 3, nil, "[4 5]"},
 		{3, 0, nil, "[4 5]"}, // repeated ack
 		{2, 0, nil, "[4 5]"}, // stale ack
-		{6, 0, sync.ErrAckAhead, "[4 5]"},
-		{math.MaxUint64, 0, sync.ErrAckAhead, "[4 5]"},
+		{6, 0, tsync.ErrAckAhead, "[4 5]"},
+		{math.MaxUint64, 0, tsync.ErrAckAhead, "[4 5]"},
 		{4, 1, nil, "[5]"},
 		{5, 1, nil, "[]"},
 	}
@@ -165,7 +127,7 @@ func TestOutboxAck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := fmt.Sprint(seqs(evs)); got != s.wantLeft {
+		if got := fmt.Sprint(prototest.Seqs(evs)); got != s.wantLeft {
 			t.Fatalf("after Ack(%d) left %s, want %s", s.ack, got, s.wantLeft)
 		}
 		if n, err := ob.Depth(); err != nil || n != len(evs) {
@@ -176,18 +138,18 @@ func TestOutboxAck(t *testing.T) {
 
 func TestOutboxSequenceSurvivesEmptyingAndReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	ob, err := sync.OpenOutbox(path)
+	ob, err := tsync.OpenOutbox(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	appendN(t, ob, 1, 3)
+	prototest.AppendN(t, ob, 1, 3)
 	if _, err := ob.Ack(3); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := ob.Depth(); n != 0 {
 		t.Fatalf("Depth = %d after acking everything", n)
 	}
-	if ev := appendN(t, ob, 4, 1)[0]; ev.Seq != 4 {
+	if ev := prototest.AppendN(t, ob, 4, 1)[0]; ev.Seq != 4 {
 		t.Fatalf("Append after emptying got seq %d, want 4", ev.Seq)
 	}
 	if _, err := ob.Ack(4); err != nil {
@@ -201,18 +163,18 @@ func TestOutboxSequenceSurvivesEmptyingAndReopen(t *testing.T) {
 	if s, err := ob.LastSeq(); err != nil || s != 4 {
 		t.Fatalf("LastSeq after reopen = %d, %v; want 4", s, err)
 	}
-	if ev := appendN(t, ob, 5, 1)[0]; ev.Seq != 5 {
+	if ev := prototest.AppendN(t, ob, 5, 1)[0]; ev.Seq != 5 {
 		t.Fatalf("Append after reopen got seq %d, want 5", ev.Seq)
 	}
 }
 
 func TestOutboxDurableAcrossReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	ob, err := sync.OpenOutbox(path)
+	ob, err := tsync.OpenOutbox(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored := appendN(t, ob, 1, 10)
+	stored := prototest.AppendN(t, ob, 1, 10)
 	if _, err := ob.Ack(4); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +187,7 @@ func TestOutboxDurableAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := sameEvents(got, stored[4:]); d != "" {
+	if d := prototest.DiffEvents(got, stored[4:]); d != "" {
 		t.Fatalf("after reopen: %s", d)
 	}
 }
@@ -233,25 +195,25 @@ func TestOutboxDurableAcrossReopen(t *testing.T) {
 func TestOutboxRefusesInvalidEvent(t *testing.T) {
 	tests := []struct {
 		name string
-		edit func(ev *sync.Event)
+		edit func(ev *proto.Event)
 	}{
-		{"no type", func(ev *sync.Event) { ev.Type = "" }},
-		{"no time", func(ev *sync.Event) { ev.Time = time.Time{} }},
-		{"negative decision time", func(ev *sync.Event) { ev.DecisionUS = -1 }},
-		{"long type", func(ev *sync.Event) { ev.Type = strings.Repeat("t", sync.MaxTypeLen+1) }},
-		{"long door", func(ev *sync.Event) { ev.Door = strings.Repeat("d", sync.MaxDoorLen+1) }},
-		{"long reason", func(ev *sync.Event) { ev.Reason = strings.Repeat("r", sync.MaxReasonLen+1) }},
-		{"long credential", func(ev *sync.Event) { ev.Credential = strings.Repeat("0", sync.MaxCredentialLen+1) }},
-		{"long token", func(ev *sync.Event) { ev.Token = strings.Repeat("k", sync.MaxTokenLen+1) }},
-		{"year 10000", func(ev *sync.Event) { ev.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
-		{"door too long once made valid UTF-8", func(ev *sync.Event) { ev.Door = strings.Repeat("\xffa", sync.MaxDoorLen/2) }},
+		{"no type", func(ev *proto.Event) { ev.Type = "" }},
+		{"no time", func(ev *proto.Event) { ev.Time = time.Time{} }},
+		{"negative decision time", func(ev *proto.Event) { ev.DecisionUS = -1 }},
+		{"long type", func(ev *proto.Event) { ev.Type = strings.Repeat("t", proto.MaxTypeLen+1) }},
+		{"long door", func(ev *proto.Event) { ev.Door = strings.Repeat("d", proto.MaxDoorLen+1) }},
+		{"long reason", func(ev *proto.Event) { ev.Reason = strings.Repeat("r", proto.MaxReasonLen+1) }},
+		{"long credential", func(ev *proto.Event) { ev.Credential = strings.Repeat("0", proto.MaxCredentialLen+1) }},
+		{"long token", func(ev *proto.Event) { ev.Token = strings.Repeat("k", proto.MaxTokenLen+1) }},
+		{"year 10000", func(ev *proto.Event) { ev.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"door too long once made valid UTF-8", func(ev *proto.Event) { ev.Door = strings.Repeat("\xffa", proto.MaxDoorLen/2) }},
 	}
 	ob := newOutbox(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ev := testEvent(1)
+			ev := prototest.Event(1)
 			tt.edit(&ev)
-			if _, err := ob.Append(ev); !errors.Is(err, sync.ErrInvalidEvent) {
+			if _, err := ob.Append(ev); !errors.Is(err, proto.ErrInvalidEvent) {
 				t.Fatalf("Append = %v, want ErrInvalidEvent", err)
 			}
 			if s, _ := ob.LastSeq(); s != 0 {
@@ -268,14 +230,14 @@ func TestOutboxNormalizesEvent(t *testing.T) {
 		wantDetail string
 	}{
 		{"short", "relay did not answer", "relay did not answer"},
-		{"long ASCII cut", strings.Repeat("x", sync.MaxDetailLen+10), strings.Repeat("x", sync.MaxDetailLen)},
-		{"long cut at a character boundary", "x" + strings.Repeat("é", sync.MaxDetailLen), "x" + strings.Repeat("é", (sync.MaxDetailLen-1)/2)},
+		{"long ASCII cut", strings.Repeat("x", proto.MaxDetailLen+10), strings.Repeat("x", proto.MaxDetailLen)},
+		{"long cut at a character boundary", "x" + strings.Repeat("é", proto.MaxDetailLen), "x" + strings.Repeat("é", (proto.MaxDetailLen-1)/2)},
 		{"invalid UTF-8 replaced", "bad \xff byte", "bad \uFFFD byte"},
 	}
 	ob := newOutbox(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ev := testEvent(1)
+			ev := prototest.Event(1)
 			ev.Detail = tt.detail
 			got, err := ob.Append(ev)
 			if err != nil {
@@ -285,15 +247,15 @@ func TestOutboxNormalizesEvent(t *testing.T) {
 				t.Fatalf("stored detail %q (%d bytes), want %q (%d bytes)", got.Detail, len(got.Detail), tt.wantDetail, len(tt.wantDetail))
 			}
 			// What the edge stores, HQ accepts unchanged.
-			p, err := json.Marshal(sync.Batch{Site: "s1", Device: "d1", Events: []sync.Event{got}})
+			p, err := json.Marshal(proto.Batch{Site: "s1", Device: "d1", Events: []proto.Event{got}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := sync.DecodeBatch(p)
+			b, err := proto.DecodeBatch(p)
 			if err != nil {
 				t.Fatalf("HQ would reject the stored event: %v", err)
 			}
-			if d := sameEvents(b.Events, []sync.Event{got}); d != "" {
+			if d := prototest.DiffEvents(b.Events, []proto.Event{got}); d != "" {
 				t.Fatalf("HQ would see another event: %s", d)
 			}
 		})
@@ -320,14 +282,7 @@ func TestOpenOutboxBadFile(t *testing.T) {
 			if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("snapshot")); return err }); err != nil {
 				t.Fatal(err)
 			}
-		}, sync.ErrBadFile},
-		{"HQ store", func(t *testing.T, path string) {
-			h, err := sync.OpenHQ(sync.HQConfig{Path: path})
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.Close()
-		}, sync.ErrBadFile},
+		}, tsync.ErrBadFile},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -337,7 +292,7 @@ func TestOpenOutboxBadFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ob, err := sync.OpenOutbox(path)
+			ob, err := tsync.OpenOutbox(path)
 			if err == nil {
 				ob.Close()
 				t.Fatal("OpenOutbox accepted a file that is not an outbox")

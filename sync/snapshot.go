@@ -4,46 +4,29 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
-	gosync "sync"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/internal/clock"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/internal/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // Snapshot transfer limits and defaults.
 const (
-	// SnapshotFull is Manifest.Type of a full snapshot.
-	SnapshotFull = "full"
-	// SnapshotDelta is Manifest.Type of a delta.
-	SnapshotDelta = "delta"
-	// DefaultChunkSize is the chunk size HQ uses unless told otherwise.
-	DefaultChunkSize = 256 << 10
-	// MaxChunkSize bounds Manifest.ChunkSize.
-	MaxChunkSize = 1 << 20
-	// MaxSnapshotSize bounds Manifest.Size (16 GiB).
-	MaxSnapshotSize = 16 << 30
 	// DefaultNeedInterval is how long the edge waits without a new chunk
 	// before it asks HQ for the missing ones.
 	DefaultNeedInterval = 10 * time.Second
-	// maxNeedRanges bounds the ranges in one need message.
-	maxNeedRanges = 256
-	// chunkMagic starts every chunk payload.
-	chunkMagic = "TBC1"
-	// chunkHeader is the length of a chunk payload's header: magic,
-	// 16-byte transfer ID, 4-byte index.
-	chunkHeader = 4 + 16 + 4
 )
 
 // SnapshotSink is where the Edge hands verified snapshot bytes: the
@@ -60,138 +43,6 @@ type SnapshotSink interface {
 	// ContentHash returns the SHA-256 content hash of the snapshot in
 	// force, as reported in status.
 	ContentHash() ([32]byte, error)
-}
-
-// Manifest is the signed description of a snapshot transfer to one device.
-// Field names are part of the protocol.
-type Manifest struct {
-	// Transfer is the transfer's ID: 32 lower-case hex digits, fresh for
-	// every publication.
-	Transfer string `json:"transfer"`
-	// Site and Device address the device.
-	Site string `json:"site"`
-	// Device is the addressed device.
-	Device string `json:"device"`
-	// Type is SnapshotFull or SnapshotDelta.
-	Type string `json:"type"`
-	// Version is the snapshot version the device has once applied.
-	Version uint64 `json:"version"`
-	// From is the version a delta applies to (0 for full).
-	From uint64 `json:"from,omitempty"`
-	// Size is the payload's length in bytes.
-	Size int64 `json:"size"`
-	// SHA256 is the hex SHA-256 of the payload.
-	SHA256 string `json:"sha256"`
-	// ChunkSize is the length of every chunk but the last.
-	ChunkSize int `json:"chunk_size"`
-	// Chunks is ceil(Size / ChunkSize).
-	Chunks int `json:"chunks"`
-	// Issued is when HQ published it.
-	Issued time.Time `json:"issued"`
-	// ContentHash, when set, is the hex policy content hash the device's
-	// store reports once the snapshot is applied; HQ compares it with the
-	// status's snapshot hash to show drift. Devices do not need it.
-	ContentHash string `json:"content_hash,omitempty"`
-}
-
-// check reports whether m is well formed.
-func (m Manifest) check() error {
-	if b, err := hex.DecodeString(m.Transfer); err != nil || len(b) != 16 || hex.EncodeToString(b) != m.Transfer {
-		return fmt.Errorf("%w: snapshot transfer id %q is not 32 lower-case hex digits", ErrMalformed, m.Transfer)
-	}
-	if err := CheckName(m.Site); err != nil {
-		return fmt.Errorf("%w: snapshot %s: site: %w", ErrMalformed, m.Transfer, err)
-	}
-	if err := CheckName(m.Device); err != nil {
-		return fmt.Errorf("%w: snapshot %s: device: %w", ErrMalformed, m.Transfer, err)
-	}
-	switch {
-	case m.Type != SnapshotFull && m.Type != SnapshotDelta:
-		return fmt.Errorf("%w: snapshot %s: type %q, want full or delta", ErrMalformed, m.Transfer, m.Type)
-	case m.Version == 0:
-		return fmt.Errorf("%w: snapshot %s: version 0", ErrMalformed, m.Transfer)
-	case m.Type == SnapshotFull && m.From != 0:
-		return fmt.Errorf("%w: snapshot %s: full snapshot with from %d", ErrMalformed, m.Transfer, m.From)
-	case m.Type == SnapshotDelta && (m.From == 0 || m.From >= m.Version):
-		return fmt.Errorf("%w: snapshot %s: delta from %d to %d", ErrMalformed, m.Transfer, m.From, m.Version)
-	case m.Size < 0 || m.Size > MaxSnapshotSize:
-		return fmt.Errorf("%w: snapshot %s: size %d, want 0..%d", ErrMalformed, m.Transfer, m.Size, int64(MaxSnapshotSize))
-	case m.ChunkSize < 1 || m.ChunkSize > MaxChunkSize:
-		return fmt.Errorf("%w: snapshot %s: chunk size %d, want 1..%d", ErrMalformed, m.Transfer, m.ChunkSize, MaxChunkSize)
-	case int64(m.Chunks) != (m.Size+int64(m.ChunkSize)-1)/int64(m.ChunkSize):
-		return fmt.Errorf("%w: snapshot %s: %d chunks of %d for %d bytes", ErrMalformed, m.Transfer, m.Chunks, m.ChunkSize, m.Size)
-	}
-	if b, err := hex.DecodeString(m.SHA256); err != nil || len(b) != sha256.Size {
-		return fmt.Errorf("%w: snapshot %s: sha256 %q", ErrMalformed, m.Transfer, m.SHA256)
-	}
-	return nil
-}
-
-// chunkLen returns the length of chunk i.
-func (m Manifest) chunkLen(i int) int {
-	if i == m.Chunks-1 {
-		return int(m.Size - int64(i)*int64(m.ChunkSize))
-	}
-	return m.ChunkSize
-}
-
-// SnapshotTopic returns the topic of a device's (retained) snapshot
-// manifest.
-func SnapshotTopic(site, device string) string {
-	return deviceTopic(site, device, "snapshot")
-}
-
-// ChunkTopic returns the topic of a device's snapshot chunks.
-func ChunkTopic(site, device string) string {
-	return deviceTopic(site, device, "chunk")
-}
-
-// needLeaf is the last level of need topics.
-const needLeaf = "need"
-
-// NeedTopic returns the topic on which a device asks for missing chunks.
-func NeedTopic(site, device string) string {
-	return deviceTopic(site, device, needLeaf)
-}
-
-// NeedSubscription is the filter HQ subscribes to for chunk requests.
-const NeedSubscription = TopicPrefix + "/+/+/" + needLeaf
-
-// Need is the payload of a need message: the chunks of Transfer the device
-// still lacks, as inclusive index ranges.
-type Need struct {
-	// Transfer is the transfer ID.
-	Transfer string `json:"transfer"`
-	// Missing holds up to 256 [first, last] ranges of chunk indexes.
-	Missing [][2]int `json:"missing"`
-}
-
-// EncodeChunk returns the payload of chunk index of transfer.
-func EncodeChunk(transfer string, index int, data []byte) ([]byte, error) {
-	id, err := hex.DecodeString(transfer)
-	if err != nil || len(id) != 16 {
-		return nil, fmt.Errorf("encode chunk %d: transfer id %q is not 32 hex digits", index, transfer)
-	}
-	if index < 0 || index > math.MaxUint32 {
-		return nil, fmt.Errorf("encode chunk %d of %s: index out of range", index, transfer)
-	}
-	b := make([]byte, 0, chunkHeader+len(data))
-	b = append(b, chunkMagic...)
-	b = append(b, id...)
-	b = binary.BigEndian.AppendUint32(b, uint32(index))
-	return append(b, data...), nil
-}
-
-// DecodeChunk splits a chunk payload into its transfer ID, index and
-// data. The error wraps ErrMalformed.
-func DecodeChunk(payload []byte) (transfer string, index int, data []byte, err error) {
-	if len(payload) < chunkHeader || string(payload[:4]) != chunkMagic {
-		return "", 0, nil, fmt.Errorf("%w: chunk payload of %d bytes has no %q header", ErrMalformed, len(payload), chunkMagic)
-	}
-	if len(payload) > chunkHeader+MaxChunkSize {
-		return "", 0, nil, fmt.Errorf("%w: chunk payload is %d bytes, max %d", ErrMalformed, len(payload), chunkHeader+MaxChunkSize)
-	}
-	return hex.EncodeToString(payload[4:20]), int(binary.BigEndian.Uint32(payload[20:24])), payload[chunkHeader:], nil
 }
 
 // Edge state of a snapshot transfer in the outbox file, bucket "transfer":
@@ -215,13 +66,17 @@ type snapshotIntake struct {
 	log    *slog.Logger
 	site   string
 	device string
-	report func(ctx context.Context, r Result) // publishes a result
-	need   func(ctx context.Context, n Need)   // publishes a need
-	poke   func()                              // status changed
-	fail   func(err string)                    // records the last refusal for status
+	report func(ctx context.Context, r proto.Result) // publishes a result
+	need   func(ctx context.Context, n proto.Need)   // publishes a need
+	poke   func()                                    // status changed
+	fail   func(err string)                          // records the last refusal for status
+	up     func() bool                               // connected and subscribed
+	// needEvery is how long the intake waits without a new chunk before
+	// it asks HQ for the missing ones.
+	needEvery time.Duration
 
-	mu       gosync.Mutex
-	staged   *Manifest
+	mu       sync.Mutex
+	staged   *proto.Manifest
 	have     []byte
 	missing  int
 	lastSeen time.Time // last chunk or manifest
@@ -252,26 +107,17 @@ func (si *snapshotIntake) stagingPath(transfer string) string {
 func (si *snapshotIntake) load() error {
 	si.mu.Lock()
 	defer si.mu.Unlock()
-	return si.ob.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTransfer)
-		raw := b.Get(keyManifest)
-		if raw == nil {
-			return nil
+	m, have, err := si.ob.staged()
+	if err != nil || m == nil {
+		return err
+	}
+	si.staged, si.have, si.missing = m, have, 0
+	for i := range m.Chunks {
+		if !si.hasChunk(i) {
+			si.missing++
 		}
-		var m Manifest
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return fmt.Errorf("decode staged snapshot manifest: %w", err)
-		}
-		si.staged = &m
-		si.have = append([]byte(nil), b.Get(keyHave)...)
-		si.missing = 0
-		for i := range m.Chunks {
-			if !si.hasChunk(i) {
-				si.missing++
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // hasChunk reports whether chunk i of the staged transfer is on disk.
@@ -280,8 +126,8 @@ func (si *snapshotIntake) hasChunk(i int) bool {
 }
 
 // result builds a snapshot Result for transfer.
-func (si *snapshotIntake) result(transfer, status string, err error, version uint64) Result {
-	r := Result{ID: transfer, Kind: KindSnapshot, Site: si.site, Device: si.device, Status: status,
+func (si *snapshotIntake) result(transfer, status string, err error, version uint64) proto.Result {
+	r := proto.Result{ID: transfer, Kind: proto.KindSnapshot, Site: si.site, Device: si.device, Status: status,
 		Version: version, Time: si.clk.Now().UTC()}
 	if err != nil {
 		r.Error = err.Error()
@@ -301,7 +147,7 @@ func (si *snapshotIntake) onManifest(ctx context.Context, envelope []byte) {
 		}
 		si.log.Warn("refused snapshot", "transfer", m.Transfer, "version", m.Version, "err", err)
 		si.fail(err.Error())
-		si.report(ctx, si.result(m.Transfer, ResultRefused, err, si.version()))
+		si.report(ctx, si.result(m.Transfer, proto.ResultRefused, err, si.version()))
 		return
 	}
 	if si.staged != nil && si.staged.Transfer == m.Transfer {
@@ -318,7 +164,7 @@ func (si *snapshotIntake) onManifest(ctx context.Context, envelope []byte) {
 	if err := si.stage(m); err != nil {
 		si.log.Error("cannot stage snapshot", "transfer", m.Transfer, "err", err)
 		si.fail(err.Error())
-		si.report(ctx, si.result(m.Transfer, ResultFailed, err, si.version()))
+		si.report(ctx, si.result(m.Transfer, proto.ResultFailed, err, si.version()))
 		return
 	}
 	si.log.Info("receiving snapshot", "transfer", m.Transfer, "type", m.Type, "version", m.Version,
@@ -341,20 +187,13 @@ var errCurrent = fmt.Errorf("snapshot version already in force")
 
 // checkManifest verifies a manifest envelope against the pinned keys, the
 // device and the version in force.
-func (si *snapshotIntake) checkManifest(envelope []byte) (Manifest, error) {
-	payload, _, err := si.v.Open(KindSnapshot, envelope)
+func (si *snapshotIntake) checkManifest(envelope []byte) (proto.Manifest, error) {
+	m, err := proto.OpenManifest(si.v, envelope)
 	if err != nil {
-		return Manifest{}, fmt.Errorf("snapshot envelope: %w", err)
-	}
-	var m Manifest
-	if err := json.Unmarshal(payload, &m); err != nil {
-		return Manifest{}, fmt.Errorf("%w: snapshot manifest: %w", ErrMalformed, err)
-	}
-	if err := m.check(); err != nil {
 		return m, err
 	}
 	if m.Site != si.site || m.Device != si.device {
-		return m, fmt.Errorf("%w: snapshot %s is for %s/%s, this is %s/%s", ErrWrongDevice, m.Transfer, m.Site, m.Device, si.site, si.device)
+		return m, fmt.Errorf("%w: snapshot %s is for %s/%s, this is %s/%s", proto.ErrWrongDevice, m.Transfer, m.Site, m.Device, si.site, si.device)
 	}
 	cur, err := si.sink.Version()
 	if err != nil {
@@ -364,9 +203,9 @@ func (si *snapshotIntake) checkManifest(envelope []byte) (Manifest, error) {
 	case m.Version == cur:
 		return m, errCurrent
 	case m.Version < cur:
-		return m, fmt.Errorf("%w: snapshot %s has version %d, version %d is in force", ErrReplayed, m.Transfer, m.Version, cur)
-	case m.Type == SnapshotDelta && m.From != cur:
-		return m, fmt.Errorf("%w: delta %s applies to version %d, version %d is in force", ErrOutOfOrder, m.Transfer, m.From, cur)
+		return m, fmt.Errorf("%w: snapshot %s has version %d, version %d is in force", proto.ErrReplayed, m.Transfer, m.Version, cur)
+	case m.Type == proto.SnapshotDelta && m.From != cur:
+		return m, fmt.Errorf("%w: delta %s applies to version %d, version %d is in force", proto.ErrOutOfOrder, m.Transfer, m.From, cur)
 	}
 	return m, nil
 }
@@ -381,7 +220,7 @@ func (si *snapshotIntake) version() uint64 {
 }
 
 // stage creates the staging file for m and records m as staged.
-func (si *snapshotIntake) stage(m Manifest) error {
+func (si *snapshotIntake) stage(m proto.Manifest) error {
 	if err := os.MkdirAll(si.dir, 0o700); err != nil {
 		return fmt.Errorf("create snapshot staging directory: %w", err)
 	}
@@ -439,7 +278,7 @@ func (si *snapshotIntake) discard() {
 
 // onChunk handles a chunk message.
 func (si *snapshotIntake) onChunk(ctx context.Context, payload []byte) {
-	transfer, i, data, err := DecodeChunk(payload)
+	transfer, i, data, err := proto.DecodeChunk(payload)
 	if err != nil {
 		si.log.Warn("dropped chunk", "err", err)
 		return
@@ -462,7 +301,7 @@ func (si *snapshotIntake) onChunk(ctx context.Context, payload []byte) {
 // called with mu held.
 func (si *snapshotIntake) accept(ctx context.Context, i int, data []byte) (finished bool) {
 	m := si.staged
-	if i >= m.Chunks || len(data) != m.chunkLen(i) {
+	if i >= m.Chunks || len(data) != m.ChunkLen(i) {
 		si.log.Warn("dropped chunk that does not fit the manifest", "transfer", m.Transfer, "index", i,
 			"bytes", len(data), "chunks", m.Chunks)
 		return false
@@ -483,7 +322,7 @@ func (si *snapshotIntake) accept(ctx context.Context, i int, data []byte) (finis
 }
 
 // store writes chunk i durably, then marks it received.
-func (si *snapshotIntake) store(m *Manifest, i int, data []byte) error {
+func (si *snapshotIntake) store(m *proto.Manifest, i int, data []byte) error {
 	f, err := os.OpenFile(si.stagingPath(m.Transfer), os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("open staging file: %w", err)
@@ -516,48 +355,48 @@ func (si *snapshotIntake) finish(ctx context.Context) {
 	defer si.discard()
 	if cur := si.version(); cur == m.Version {
 		// Applied before a crash that came before the clean-up.
-		si.report(ctx, si.result(m.Transfer, ResultDone, nil, cur))
+		si.report(ctx, si.result(m.Transfer, proto.ResultDone, nil, cur))
 		return
 	}
 	f, err := os.Open(si.stagingPath(m.Transfer))
 	if err != nil {
-		si.refuse(ctx, m, ResultFailed, fmt.Errorf("open staged snapshot: %w", err))
+		si.refuse(ctx, m, proto.ResultFailed, fmt.Errorf("open staged snapshot: %w", err))
 		return
 	}
 	defer f.Close()
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
-		si.refuse(ctx, m, ResultFailed, fmt.Errorf("hash staged snapshot: %w", err))
+		si.refuse(ctx, m, proto.ResultFailed, fmt.Errorf("hash staged snapshot: %w", err))
 		return
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); n != m.Size || got != m.SHA256 {
-		si.refuse(ctx, m, ResultRefused, fmt.Errorf("%w: %d bytes with sha256 %s, manifest says %d bytes with %s",
-			ErrMismatch, n, got, m.Size, m.SHA256))
+		si.refuse(ctx, m, proto.ResultRefused, fmt.Errorf("%w: %d bytes with sha256 %s, manifest says %d bytes with %s",
+			proto.ErrMismatch, n, got, m.Size, m.SHA256))
 		return
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		si.refuse(ctx, m, ResultFailed, fmt.Errorf("rewind staged snapshot: %w", err))
+		si.refuse(ctx, m, proto.ResultFailed, fmt.Errorf("rewind staged snapshot: %w", err))
 		return
 	}
 	r := io.LimitReader(f, m.Size)
-	if m.Type == SnapshotFull {
+	if m.Type == proto.SnapshotFull {
 		err = si.sink.ApplyFullStream(ctx, m.Version, r)
 	} else {
 		err = si.sink.ApplyDeltaStream(ctx, m.From, m.Version, r)
 	}
 	if err != nil {
-		si.refuse(ctx, m, ResultFailed, fmt.Errorf("apply %s snapshot version %d: %w", m.Type, m.Version, err))
+		si.refuse(ctx, m, proto.ResultFailed, fmt.Errorf("apply %s snapshot version %d: %w", m.Type, m.Version, err))
 		return
 	}
 	si.log.Info("applied snapshot", "transfer", m.Transfer, "type", m.Type, "version", m.Version, "bytes", m.Size)
 	si.fail("")
-	si.report(ctx, si.result(m.Transfer, ResultDone, nil, si.version()))
+	si.report(ctx, si.result(m.Transfer, proto.ResultDone, nil, si.version()))
 	si.poke()
 }
 
 // refuse reports a snapshot that was not applied.
-func (si *snapshotIntake) refuse(ctx context.Context, m Manifest, status string, err error) {
+func (si *snapshotIntake) refuse(ctx context.Context, m proto.Manifest, status string, err error) {
 	si.log.Warn("snapshot not applied; the current one stays", "transfer", m.Transfer, "version", m.Version, "err", err)
 	si.fail(err.Error())
 	si.report(ctx, si.result(m.Transfer, status, err, si.version()))
@@ -566,9 +405,9 @@ func (si *snapshotIntake) refuse(ctx context.Context, m Manifest, status string,
 
 // needMsg lists the missing chunks of the staged transfer, called with mu
 // held.
-func (si *snapshotIntake) needMsg() Need {
-	n := Need{Transfer: si.staged.Transfer}
-	for i := 0; i < si.staged.Chunks && len(n.Missing) < maxNeedRanges; i++ {
+func (si *snapshotIntake) needMsg() proto.Need {
+	n := proto.Need{Transfer: si.staged.Transfer}
+	for i := 0; i < si.staged.Chunks && len(n.Missing) < proto.MaxNeedRanges; i++ {
 		if si.hasChunk(i) {
 			continue
 		}
@@ -597,8 +436,25 @@ func (si *snapshotIntake) onConnect(ctx context.Context) {
 	}
 }
 
-// run asks for missing chunks whenever no chunk came for interval.
-func (si *snapshotIntake) run(ctx context.Context, interval time.Duration, connected func() bool) {
+// routes implements feature: the retained signed manifest and the chunks
+// of a device's snapshots.
+func (si *snapshotIntake) routes() []route {
+	return []route{
+		{topic: proto.SnapshotTopic(si.site, si.device), handle: func(ctx context.Context, _ string, p []byte) { si.onManifest(ctx, p) }},
+		{topic: proto.ChunkTopic(si.site, si.device), handle: func(ctx context.Context, _ string, p []byte) { si.onChunk(ctx, p) }},
+	}
+}
+
+// connected implements feature.
+func (si *snapshotIntake) connected(ctx context.Context) { si.onConnect(ctx) }
+
+// notify implements feature: snapshots come from HQ only.
+func (si *snapshotIntake) notify() {}
+
+// run implements feature: it asks for missing chunks whenever no chunk
+// came for needEvery, until ctx ends.
+func (si *snapshotIntake) run(ctx context.Context) {
+	interval := si.needEvery
 	for {
 		t := si.clk.NewTimer(interval)
 		select {
@@ -608,7 +464,7 @@ func (si *snapshotIntake) run(ctx context.Context, interval time.Duration, conne
 		case <-t.C():
 		}
 		si.mu.Lock()
-		if si.staged != nil && si.missing > 0 && connected() && !si.clk.Now().Before(si.lastSeen.Add(interval)) {
+		if si.staged != nil && si.missing > 0 && si.up() && !si.clk.Now().Before(si.lastSeen.Add(interval)) {
 			si.log.Info("snapshot chunks missing; asking HQ", "transfer", si.staged.Transfer, "missing", si.missing)
 			si.lastSeen = si.clk.Now()
 			si.need(ctx, si.needMsg())
@@ -617,26 +473,40 @@ func (si *snapshotIntake) run(ctx context.Context, interval time.Duration, conne
 	}
 }
 
-// DecodeNeed parses a need payload from topic. The error wraps
-// ErrMalformed.
-func DecodeNeed(topic string, payload []byte) (site, device string, n Need, err error) {
-	site, device, err = parseDeviceTopic(topic, needLeaf)
-	if err != nil {
-		return "", "", Need{}, err
+// StagedTransfer reports the snapshot transfer staged in the outbox file:
+// its ID ("" when none), how many of its chunks are on disk, and how many
+// it has. After a restart the Edge resumes the transfer from there.
+func (o *Outbox) StagedTransfer() (transfer string, have, chunks int, err error) {
+	m, bitmap, err := o.staged()
+	if err != nil || m == nil {
+		return "", 0, 0, err
 	}
-	if len(payload) > maxStatusPayload {
-		return "", "", Need{}, fmt.Errorf("%w: need payload is %d bytes", ErrMalformed, len(payload))
+	for _, x := range bitmap {
+		have += bits.OnesCount8(x)
 	}
-	if err := json.Unmarshal(payload, &n); err != nil {
-		return "", "", Need{}, fmt.Errorf("%w: need payload: %w", ErrMalformed, err)
-	}
-	if len(n.Missing) == 0 || len(n.Missing) > maxNeedRanges {
-		return "", "", Need{}, fmt.Errorf("%w: need has %d ranges, want 1..%d", ErrMalformed, len(n.Missing), maxNeedRanges)
-	}
-	for _, r := range n.Missing {
-		if r[0] < 0 || r[1] < r[0] {
-			return "", "", Need{}, fmt.Errorf("%w: need range %v", ErrMalformed, r)
+	return m.Transfer, have, m.Chunks, nil
+}
+
+// staged returns the manifest of the staged transfer (nil when none) and
+// the bitmap of its chunks on disk.
+func (o *Outbox) staged() (*proto.Manifest, []byte, error) {
+	var m *proto.Manifest
+	var have []byte
+	err := o.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTransfer)
+		raw := b.Get(keyManifest)
+		if raw == nil {
+			return nil
 		}
+		m = new(proto.Manifest)
+		if err := json.Unmarshal(raw, m); err != nil {
+			return fmt.Errorf("decode staged snapshot manifest: %w", err)
+		}
+		have = bytes.Clone(b.Get(keyHave))
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read staged snapshot of outbox %s: %w", o.path, err)
 	}
-	return site, device, n, nil
+	return m, have, nil
 }

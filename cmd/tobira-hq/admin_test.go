@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/internal/signed"
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // sink is a SnapshotSink in memory.
@@ -71,7 +73,7 @@ func TestAdminCommands(t *testing.T) {
 	}
 	defer ob.Close()
 	for _, door := range []string{"front", "back", "front"} {
-		if _, err := ob.Append(tsync.Event{Time: time.Now(), Type: "decision", Door: door, Reason: "enrolled", Granted: true}); err != nil {
+		if _, err := ob.Append(proto.Event{Time: time.Now(), Type: "decision", Door: door, Reason: "enrolled", Granted: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -80,15 +82,15 @@ func TestAdminCommands(t *testing.T) {
 	sk := &sink{}
 	edge, err := tsync.NewEdge(tsync.EdgeConfig{Broker: brk.URL(), Site: "s1", Device: "d1", Keys: []ed25519.PublicKey{pub},
 		Snapshots: sk, NeedInterval: 200 * time.Millisecond,
-		Commands: tsync.CommandFunc(func(_ context.Context, c tsync.Command) error {
+		Commands: tsync.CommandFunc(func(_ context.Context, c proto.Command) error {
 			mu.Lock()
 			defer mu.Unlock()
 			unlocked = append(unlocked, c.Door)
 			return nil
 		}),
-		Status: tsync.StatusFunc(func(context.Context) (tsync.Status, error) {
+		Status: tsync.StatusFunc(func(context.Context) (proto.Status, error) {
 			v, _ := sk.Version()
-			return tsync.Status{Version: "edge-test", Snapshot: tsync.SnapshotStatus{Version: v}}, nil
+			return proto.Status{Version: "edge-test", Snapshot: proto.SnapshotStatus{Version: v}}, nil
 		}),
 	}, ob)
 	if err != nil {
@@ -151,7 +153,7 @@ func TestAdminCommands(t *testing.T) {
 	if err := run(ctx, []string{"fleet", "--db", db, "--spool", spool, "--format", "json"}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	var d tsync.DeviceInfo
+	var d hq.DeviceInfo
 	if err := json.Unmarshal(out.Bytes(), &d); err != nil {
 		t.Fatalf("fleet output %q: %v", &out, err)
 	}

@@ -16,16 +16,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
-	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/internal/mqttconn"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // openStore opens the HQ store without a broker, for the offline commands.
 // A missing file is an error: reading must not create an empty store.
-func openStore(db, spool string) (*tsync.HQ, error) {
+func openStore(db, spool string) (*hq.Service, error) {
 	if _, err := os.Stat(db); err != nil {
 		return nil, fmt.Errorf("open HQ store: %w", err)
 	}
-	return tsync.OpenHQ(tsync.HQConfig{Path: db, Spool: spool, Logger: slog.New(slog.DiscardHandler)})
+	return hq.Open(hq.Config{Path: db, Spool: spool, Logger: slog.New(slog.DiscardHandler)})
 }
 
 // parseTime parses an optional RFC 3339 flag value.
@@ -66,7 +68,7 @@ func newEventWriter(w io.Writer, format string) (*eventWriter, error) {
 }
 
 // write writes one event.
-func (w *eventWriter) write(ev tsync.StoredEvent) error {
+func (w *eventWriter) write(ev hq.StoredEvent) error {
 	if w.json != nil {
 		return w.json.Encode(ev)
 	}
@@ -87,7 +89,7 @@ func (w *eventWriter) flush() error {
 // eventsCommand is "tobira-hq events": query and export stored events.
 func eventsCommand() *cobra.Command {
 	var db, granted, from, to, format string
-	var q tsync.EventQuery
+	var q hq.EventQuery
 	c := &cobra.Command{
 		Use:   "events [filters] [--format json|csv]",
 		Short: "Query and export stored events (times RFC 3339)",
@@ -127,17 +129,17 @@ func eventsCommand() *cobra.Command {
 }
 
 // events writes the events of db that match q in format.
-func events(db string, q tsync.EventQuery, format string, stdout io.Writer) error {
+func events(db string, q hq.EventQuery, format string, stdout io.Writer) error {
 	w, err := newEventWriter(stdout, format)
 	if err != nil {
 		return err
 	}
-	hq, err := openStore(db, "")
+	svc, err := openStore(db, "")
 	if err != nil {
 		return err
 	}
-	defer hq.Close()
-	if err := hq.Query(q, w.write); err != nil {
+	defer svc.Close()
+	if err := svc.Query(q, w.write); err != nil {
 		return err
 	}
 	return w.flush()
@@ -169,33 +171,33 @@ func tail(ctx context.Context, bf *brokerFlags, format string, stdout io.Writer,
 	if err != nil {
 		return err
 	}
-	lines := make(chan tsync.StoredEvent, 1024)
-	opts := mqtt.NewClientOptions().AddBroker(bf.url).SetClientID("tobira-hq-tail-" + tsync.NewCommandID()[:8]).
+	lines := make(chan hq.StoredEvent, 1024)
+	opts := mqtt.NewClientOptions().AddBroker(bf.url).SetClientID("tobira-hq-tail-" + proto.NewCommandID()[:8]).
 		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(true).SetOrderMatters(true)
 	if tc != nil {
 		opts.SetTLSConfig(tc)
 	}
 	onEvents := func(_ mqtt.Client, m mqtt.Message) {
-		site, device, err := tsync.ParseEventsTopic(m.Topic())
+		site, device, err := proto.ParseEventsTopic(m.Topic())
 		if err != nil {
 			return
 		}
-		b, err := tsync.DecodeBatch(m.Payload())
+		b, err := proto.DecodeBatch(m.Payload())
 		if err != nil {
 			log.Warn("malformed events message", "topic", m.Topic(), "err", err)
 			return
 		}
 		for _, ev := range b.Events {
 			select {
-			case lines <- tsync.StoredEvent{Site: site, Device: device, Event: ev}:
+			case lines <- hq.StoredEvent{Site: site, Device: device, Event: ev}:
 			case <-ctx.Done():
 				return
 			}
 		}
 	}
-	opts.SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(tsync.EventsSubscription, 0, onEvents) })
+	opts.SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe(proto.EventsSubscription, 0, onEvents) })
 	c := mqtt.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(tsync.DefaultTokenTimeout) || tok.Error() != nil {
+	if tok := c.Connect(); !tok.WaitTimeout(mqttconn.DefaultTokenTimeout) || tok.Error() != nil {
 		return fmt.Errorf("connect to %s: %v", bf.url, tok.Error())
 	}
 	defer c.Disconnect(250)

@@ -37,8 +37,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
-	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/internal/signed"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -102,12 +102,12 @@ func addBrokerFlags(c *cobra.Command) *brokerFlags {
 
 // hqConfig returns an HQ configuration holding the broker URL, the TLS
 // configuration and log.
-func (f *brokerFlags) hqConfig(log *slog.Logger) (tsync.HQConfig, error) {
+func (f *brokerFlags) hqConfig(log *slog.Logger) (hq.Config, error) {
 	tc, err := f.tls()
 	if err != nil {
-		return tsync.HQConfig{}, err
+		return hq.Config{}, err
 	}
-	return tsync.HQConfig{Broker: f.url, TLS: tc, Logger: log}, nil
+	return hq.Config{Broker: f.url, TLS: tc, Logger: log}, nil
 }
 
 // tls returns the TLS configuration, nil when no TLS setting is given.
@@ -169,13 +169,13 @@ func serveCommand() *cobra.Command {
 				return err
 			}
 		}
-		hq, err := tsync.OpenHQ(cfg)
+		svc, err := hq.Open(cfg)
 		if err != nil {
 			return err
 		}
-		defer hq.Close()
+		defer svc.Close()
 		log.Info("tobira-hq serving", "version", version, "broker", cfg.Broker, "db", db, "spool", spool)
-		return hq.Run(c.Context())
+		return svc.Run(c.Context())
 	}
 	return c
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
 	"github.com/tobira-ac/tobira/cmd/internal/cli/clitest"
 	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // TestServeAndEvents runs `tobira-hq serve` against the embedded broker, has
@@ -37,7 +38,7 @@ func TestServeAndEvents(t *testing.T) {
 	}
 	defer ob.Close()
 	for i := range 3 {
-		if _, err := ob.Append(tsync.Event{Time: time.Now(), Type: "decision", Door: "front", Reason: "not_enrolled", DecisionUS: int64(i)}); err != nil {
+		if _, err := ob.Append(proto.Event{Time: time.Now(), Type: "decision", Door: "front", Reason: "not_enrolled", DecisionUS: int64(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -65,7 +66,7 @@ func TestServeAndEvents(t *testing.T) {
 	sc := bufio.NewScanner(&out)
 	var seqs []uint64
 	for sc.Scan() {
-		var ev tsync.Event
+		var ev proto.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatalf("events printed a non-JSON line %q: %v", sc.Text(), err)
 		}

@@ -19,11 +19,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
-	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/registry"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // registryFlag registers --registry, the registry file of the admin
@@ -303,8 +304,8 @@ type registrySink struct {
 	log  *slog.Logger
 }
 
-// StoreEnrollment implements tsync.EnrollmentSink.
-func (s registrySink) StoreEnrollment(_ context.Context, e tsync.Enrollment) error {
+// StoreEnrollment implements hq.EnrollmentSink.
+func (s registrySink) StoreEnrollment(_ context.Context, e proto.Enrollment) error {
 	r, err := registry.Open(s.path, registry.Options{Logger: s.log})
 	if err != nil {
 		return err
@@ -451,7 +452,7 @@ func crlImport(ctx context.Context, reg, site, crlFile, caFile string, stdout io
 // publishFromRegistry builds each device's snapshot from the registry (a
 // delta from the version its retained status reports when asked and
 // possible, else full) and publishes it.
-func publishFromRegistry(ctx context.Context, s *tsync.Sender, r *registry.Registry, site string, devices []string, delta bool,
+func publishFromRegistry(ctx context.Context, s *hq.Sender, r *registry.Registry, site string, devices []string, delta bool,
 	chunk int, statusWait time.Duration, stdout io.Writer) ([]string, error) {
 	statuses, err := s.DeviceStatuses(ctx, site, statusWait)
 	if err != nil {
@@ -520,7 +521,7 @@ func publishFromRegistry(ctx context.Context, s *tsync.Sender, r *registry.Regis
 			}
 			path, pub = full, fullPub
 		}
-		m, err := s.PublishSnapshot(ctx, tsync.SnapshotOffer{Site: site, Device: d, Version: pub.Version, From: pub.From,
+		m, err := s.PublishSnapshot(ctx, hq.SnapshotOffer{Site: site, Device: d, Version: pub.Version, From: pub.From,
 			Path: path, ChunkSize: chunk, ContentHash: pub.Hash})
 		if err != nil {
 			return nil, err

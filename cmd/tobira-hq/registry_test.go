@@ -19,13 +19,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/internal/broker"
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/broker"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // cliDeadline bounds waits on the embedded broker in these tests.
@@ -44,16 +46,16 @@ func writeCSV(t *testing.T, dir, name, body string) string {
 // storeStatus reports a policy store's snapshot in the device status, as
 // the controller does.
 func storeStatus(s *policy.Store) tsync.StatusSource {
-	return tsync.StatusFunc(func(context.Context) (tsync.Status, error) {
+	return tsync.StatusFunc(func(context.Context) (proto.Status, error) {
 		v, err := s.Version()
 		if err != nil {
-			return tsync.Status{}, err
+			return proto.Status{}, err
 		}
 		h, err := s.ContentHash()
 		if err != nil {
-			return tsync.Status{}, err
+			return proto.Status{}, err
 		}
-		return tsync.Status{Snapshot: tsync.SnapshotStatus{Version: v, Hash: hex.EncodeToString(h[:])}, ClockTrusted: true}, nil
+		return proto.Status{Snapshot: proto.SnapshotStatus{Version: v, Hash: hex.EncodeToString(h[:])}, ClockTrusted: true}, nil
 	})
 }
 
@@ -150,7 +152,7 @@ func TestRegistryToDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sender, err := tsync.DialSender(ctx, tsync.HQConfig{Broker: brk.URL(), Logger: slog.New(slog.DiscardHandler)}, priv)
+	sender, err := hq.DialSender(ctx, hq.Config{Broker: brk.URL(), Logger: slog.New(slog.DiscardHandler)}, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +255,7 @@ func TestRegistryToDevice(t *testing.T) {
 	if err := cli("fleet", "--db", db, "--spool", spool, "--format", "json"); err != nil {
 		t.Fatal(err)
 	}
-	var dev tsync.DeviceInfo
+	var dev hq.DeviceInfo
 	if err := json.Unmarshal(out.Bytes(), &dev); err != nil {
 		t.Fatalf("fleet json: %v\n%s", err, out.String())
 	}

@@ -15,8 +15,9 @@ import (
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
 	"github.com/tobira-ac/tobira/cmd/internal/fwcmd"
 	"github.com/tobira-ac/tobira/firmware"
-	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/internal/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // releaseCommand is the "release" group: firmware releases over MQTT
@@ -54,8 +55,8 @@ func releasePublishCommand() *cobra.Command {
 	f.StringVar(&p.site, "site", "", "site of the devices and groups")
 	f.StringArrayVar(&p.devices, "device", nil, "device to offer the release to (repeatable)")
 	f.StringArrayVar(&p.groups, "group", nil, "group to offer the release to (repeatable)")
-	f.IntVar(&p.chunk, "chunk", tsync.DefaultReleaseChunkSize, "largest chunk a device may ask for")
-	f.DurationVar(&p.lifetime, "lifetime", tsync.DefaultReleaseOfferLifetime, "validity of the offer")
+	f.IntVar(&p.chunk, "chunk", proto.DefaultReleaseChunkSize, "largest chunk a device may ask for")
+	f.DurationVar(&p.lifetime, "lifetime", proto.DefaultReleaseOfferLifetime, "validity of the offer")
 	f.DurationVar(&p.wait, "wait", 0, "serve chunks and wait this long for the devices' results")
 	bf := addBrokerFlags(c)
 	c.RunE = func(c *cobra.Command, args []string) error {
@@ -78,7 +79,7 @@ func releasePublishCommand() *cobra.Command {
 // run offers the release envelope in envPath (with binary added to the
 // store when given), then serves chunks and reports the devices' results
 // until --wait ends.
-func (p *releasePublish) run(ctx context.Context, cfg tsync.HQConfig, envPath, binary string, stdout io.Writer) error {
+func (p *releasePublish) run(ctx context.Context, cfg hq.Config, envPath, binary string, stdout io.Writer) error {
 	priv, err := signed.ReadPrivateKey(p.key)
 	if err != nil {
 		return err
@@ -87,7 +88,7 @@ func (p *releasePublish) run(ctx context.Context, cfg tsync.HQConfig, envPath, b
 	if err != nil {
 		return fmt.Errorf("read release %s: %w", envPath, err)
 	}
-	s, err := tsync.DialReleaseServer(ctx, cfg, priv, p.store)
+	s, err := hq.DialReleaseServer(ctx, cfg, priv, p.store)
 	if err != nil {
 		return err
 	}
@@ -97,7 +98,7 @@ func (p *releasePublish) run(ctx context.Context, cfg tsync.HQConfig, envPath, b
 			return err
 		}
 	}
-	offers, err := s.Publish(ctx, tsync.ReleasePublication{Site: p.site, Devices: p.devices, Groups: p.groups, Envelope: env,
+	offers, err := s.Publish(ctx, hq.ReleasePublication{Site: p.site, Devices: p.devices, Groups: p.groups, Envelope: env,
 		ChunkSize: p.chunk, Lifetime: p.lifetime})
 	for _, o := range offers {
 		group := ""
@@ -155,7 +156,7 @@ func releaseServeCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		s, err := tsync.DialReleaseServer(c.Context(), cfg, key, store)
+		s, err := hq.DialReleaseServer(c.Context(), cfg, key, store)
 		if err != nil {
 			return err
 		}
@@ -209,7 +210,7 @@ func releaseRolloutCommand() *cobra.Command {
 
 // releaseReports collects the retained release reports from the broker,
 // until none arrived for settle.
-func releaseReports(c *cobra.Command, bf *brokerFlags, settle time.Duration) ([]tsync.ReleaseReport, error) {
+func releaseReports(c *cobra.Command, bf *brokerFlags, settle time.Duration) ([]proto.ReleaseReport, error) {
 	cfg, err := bf.hqConfig(logger(c))
 	if err != nil {
 		return nil, err
@@ -218,7 +219,7 @@ func releaseReports(c *cobra.Command, bf *brokerFlags, settle time.Duration) ([]
 	if err != nil {
 		return nil, err
 	}
-	s, err := tsync.DialReleaseServer(c.Context(), cfg, key, "")
+	s, err := hq.DialReleaseServer(c.Context(), cfg, key, "")
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +232,7 @@ func releaseReports(c *cobra.Command, bf *brokerFlags, settle time.Duration) ([]
 
 // writeReleaseDevices writes one line per device: running, committed,
 // pending, last trial and last offer.
-func writeReleaseDevices(w io.Writer, reps []tsync.ReleaseReport) error {
+func writeReleaseDevices(w io.Writer, reps []proto.ReleaseReport) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tRUNNING\tCOMMITTED\tPENDING\tLAST TRIAL\tLAST OFFER\tREPORTED")
 	for _, r := range reps {
@@ -250,15 +251,15 @@ func writeReleaseDevices(w io.Writer, reps []tsync.ReleaseReport) error {
 
 // writeRollout writes the rollout of version: counts, the devices that
 // rolled it back (with the reason) and those that refused its offer.
-func writeRollout(w io.Writer, version string, reps []tsync.ReleaseReport) error {
-	r := firmware.CountRollout(tsync.FirmwareReports(reps), version)
+func writeRollout(w io.Writer, version string, reps []proto.ReleaseReport) error {
+	r := firmware.CountRollout(hq.FirmwareReports(reps), version)
 	fmt.Fprintf(w, "release %s: %d committed, %d on trial, %d rolled back, %d not yet\n",
 		version, r.Committed, r.Trial, r.RolledBack, r.Other)
 	for _, f := range r.Failed {
 		fmt.Fprintf(w, "  rolled back: %s\n", f)
 	}
 	for _, rep := range reps {
-		if o := rep.Offer; o != nil && o.Version == version && o.State != tsync.OfferInstalled {
+		if o := rep.Offer; o != nil && o.Version == version && o.State != proto.OfferInstalled {
 			fmt.Fprintf(w, "  offer %s: %s/%s %s %s\n", o.State, rep.Site, rep.Device, o.Reason, o.Error)
 		}
 	}

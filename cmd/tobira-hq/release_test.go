@@ -10,19 +10,19 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tobira-ac/tobira/firmware"
-	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // sampleReports are three devices' reports about release 1.2.0: one
 // committed it after its offer, one rolled it back, one refused the offer.
-func sampleReports(now time.Time) []tsync.ReleaseReport {
-	return []tsync.ReleaseReport{
+func sampleReports(now time.Time) []proto.ReleaseReport {
+	return []proto.ReleaseReport{
 		{Site: "s1", Device: "door1", Time: now, Firmware: firmware.Status{Running: "1.2.0", Committed: "1.2.0"},
-			Offer: &tsync.OfferOutcome{ID: "o1", Version: "1.2.0", State: tsync.OfferInstalled, Time: now}},
+			Offer: &proto.OfferOutcome{ID: "o1", Version: "1.2.0", State: proto.OfferInstalled, Time: now}},
 		{Site: "s1", Device: "door2", Time: now, Firmware: firmware.Status{Running: "1.1.0", Committed: "1.1.0",
 			Last: &firmware.Result{Version: "1.2.0", Outcome: firmware.OutcomeRolledBack, Reason: firmware.ReasonManual, At: now}}},
 		{Site: "s1", Device: "gate1", Time: now, Firmware: firmware.Status{Running: "1.1.0", Committed: "1.1.0"},
-			Offer: &tsync.OfferOutcome{ID: "o2", Version: "1.2.0", State: tsync.OfferRefused, Reason: tsync.OfferReasonSignature, Time: now}},
+			Offer: &proto.OfferOutcome{ID: "o2", Version: "1.2.0", State: proto.OfferRefused, Reason: proto.OfferReasonSignature, Time: now}},
 	}
 }
 
@@ -66,7 +66,7 @@ func TestReleaseDevicesOverMQTT(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tok := c.Publish(tsync.ReleaseReportTopic(r.Site, r.Device), 1, true, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		if tok := c.Publish(proto.ReleaseReportTopic(r.Site, r.Device), 1, true, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish report: %v", tok.Error())
 		}
 	}

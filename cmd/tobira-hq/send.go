@@ -12,12 +12,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
-	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/internal/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // dial reads the signing key and connects a Sender.
-func dial(ctx context.Context, bf *brokerFlags, keyFile, spool string, log *slog.Logger) (*tsync.Sender, error) {
+func dial(ctx context.Context, bf *brokerFlags, keyFile, spool string, log *slog.Logger) (*hq.Sender, error) {
 	if keyFile == "" {
 		return nil, cli.Usagef("--key is required (see tobira-hq keygen)")
 	}
@@ -30,12 +31,12 @@ func dial(ctx context.Context, bf *brokerFlags, keyFile, spool string, log *slog
 		return nil, err
 	}
 	cfg.Spool = spool
-	return tsync.DialSender(ctx, cfg, priv)
+	return hq.DialSender(ctx, cfg, priv)
 }
 
 // waitResults waits up to d for the results of ids and prints them; an id
 // without a result, or a result other than done, is an error.
-func waitResults(ctx context.Context, s *tsync.Sender, d time.Duration, ids []string, stdout io.Writer) error {
+func waitResults(ctx context.Context, s *hq.Sender, d time.Duration, ids []string, stdout io.Writer) error {
 	if d <= 0 {
 		return nil
 	}
@@ -50,7 +51,7 @@ func waitResults(ctx context.Context, s *tsync.Sender, d time.Duration, ids []st
 		}
 		b, _ := json.Marshal(r)
 		fmt.Fprintln(stdout, string(b))
-		if r.Status != tsync.ResultDone {
+		if r.Status != proto.ResultDone {
 			bad = append(bad, fmt.Sprintf("%s/%s %s: %s: %s", r.Site, r.Device, id, r.Status, r.Error))
 		}
 	}
@@ -104,7 +105,7 @@ From a payload file (--file): that file as version N (a delta from M with --delt
 	f.StringVar(&p.site, "site", "", "site of the devices")
 	f.StringArrayVar(&p.devices, "device", nil, "device name (repeat for several)")
 	f.StringVar(&p.spool, "spool", "", "the HQ service's spool directory, so it can re-send missing chunks")
-	f.IntVar(&p.chunk, "chunk-size", tsync.DefaultChunkSize, "chunk size in bytes")
+	f.IntVar(&p.chunk, "chunk-size", proto.DefaultChunkSize, "chunk size in bytes")
 	f.DurationVar(&p.wait, "wait", 0, "wait this long for every device's result (0: do not wait)")
 	bf := addBrokerFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
@@ -154,7 +155,7 @@ func (p *snapshotPublish) fromFile(ctx context.Context, bf *brokerFlags, stdout 
 	defer s.Close()
 	var ids []string
 	for _, d := range p.devices {
-		m, err := s.PublishSnapshot(ctx, tsync.SnapshotOffer{Site: p.site, Device: d, Version: p.version, From: p.from,
+		m, err := s.PublishSnapshot(ctx, hq.SnapshotOffer{Site: p.site, Device: d, Version: p.version, From: p.from,
 			Path: p.file, ChunkSize: p.chunk})
 		if err != nil {
 			return err
@@ -179,7 +180,7 @@ func commandCommand() *cobra.Command {
 // commandSendCommand is "tobira-hq command send".
 func commandSendCommand() *cobra.Command {
 	var key string
-	var cmd tsync.Command
+	var cmd proto.Command
 	var ttl, wait time.Duration
 	c := &cobra.Command{
 		Use:   "send --site S --device D --action A [--door D] [--mode M] [--credential HEX]",
@@ -207,7 +208,7 @@ func commandSendCommand() *cobra.Command {
 
 // sendCommand signs c, valid for ttl, sends it and waits up to wait for
 // its result.
-func sendCommand(ctx context.Context, bf *brokerFlags, key string, c tsync.Command, ttl, wait time.Duration,
+func sendCommand(ctx context.Context, bf *brokerFlags, key string, c proto.Command, ttl, wait time.Duration,
 	stdout io.Writer, log *slog.Logger) error {
 	s, err := dial(ctx, bf, key, "", log)
 	if err != nil {

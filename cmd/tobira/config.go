@@ -21,7 +21,7 @@ import (
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/keypad"
-	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // Config is the edge binary's configuration, read from a TOML file. The
@@ -587,8 +587,8 @@ func (k *KeypadConfig) validate(key string, bad func(key, format string, args ..
 }
 
 func (h *HQConfig) validate(bad func(key, format string, args ...any)) {
-	if h.Batch < 1 || h.Batch > tsync.MaxBatch {
-		bad("hq.batch", "%d must be between 1 and %d", h.Batch, tsync.MaxBatch)
+	if h.Batch < 1 || h.Batch > proto.MaxBatch {
+		bad("hq.batch", "%d must be between 1 and %d", h.Batch, proto.MaxBatch)
 	}
 	if h.Window < 1 || h.Window > 256 {
 		bad("hq.window", "%d must be between 1 and 256", h.Window)

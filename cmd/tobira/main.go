@@ -1,7 +1,6 @@
 // Command tobira is the edge binary of the tobira access-control controller.
 //
 //	tobira run [--config /etc/tobira/tobira.toml]  run the doors of a real controller
-//	tobira demo                                   the whole loop on embedded defaults
 //	tobira check-config FILE                      validate a configuration file
 //	tobira readers                                list PC/SC readers
 //	tobira card inspect                           print what a tapped card is
@@ -44,7 +43,7 @@ func newRoot() *cobra.Command {
 		Short:   "The edge controller of tobira: My Number Card readers, door relays, the HQ link",
 		Version: version,
 	}
-	root.AddCommand(runCommand(), demoCommand(), checkConfigCommand(), readersCommand(), cardCommand(),
+	root.AddCommand(runCommand(), checkConfigCommand(), readersCommand(), cardCommand(),
 		snapshotCommand(), fwcmd.Device(), versionCommand())
 	return root
 }
@@ -62,20 +61,6 @@ func runCommand() *cobra.Command {
 	}
 	cfg := configFlag(c, "configuration file")
 	c.RunE = func(c *cobra.Command, _ []string) error { return runEdge(c.Context(), *cfg, c.ErrOrStderr()) }
-	return c
-}
-
-// demoCommand is "tobira demo".
-func demoCommand() *cobra.Command {
-	var verbose bool
-	c := &cobra.Command{
-		Use:   "demo [--verbose]",
-		Short: "Run the whole loop on embedded defaults: broker, HQ, a door, simulated cards",
-		RunE: func(c *cobra.Command, _ []string) error {
-			return runDemo(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), verbose)
-		},
-	}
-	c.Flags().BoolVar(&verbose, "verbose", false, "log every step to stderr")
 	return c
 }
 

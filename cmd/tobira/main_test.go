@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,26 +17,6 @@ import (
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 	"github.com/tobira-ac/tobira/reader/pcsc/pcsctest"
 )
-
-// TestDemo runs the whole demo in-process and checks its table and summary.
-func TestDemo(t *testing.T) {
-	var out, errOut bytes.Buffer
-	if err := run(t.Context(), []string{"demo"}, &out, &errOut); err != nil {
-		t.Fatalf("demo failed: %v\nstdout:\n%s\nstderr:\n%s", err, &out, &errOut)
-	}
-	text := out.String()
-	for _, want := range []string{"enrolled", "not_enrolled", "revoked", "expired", "untrusted_issuer", "not_my_number_card",
-		"unlocked, relocked after"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, text)
-		}
-	}
-	// 6 decisions, and the door's changes: driven locked at start, unlocked
-	// for the grant, relocked.
-	if !regexp.MustCompile(`(?m)^demo: 6 taps, 1 granted, 5 denied, 9 events acknowledged by HQ$`).MatchString(text) {
-		t.Errorf("summary line missing or wrong:\n%s", text)
-	}
-}
 
 func writeFile(t *testing.T, dir, name, body string) string {
 	t.Helper()

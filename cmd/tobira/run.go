@@ -21,14 +21,15 @@ import (
 	"github.com/tobira-ac/tobira/controller"
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/firmware"
-	"github.com/tobira-ac/tobira/firmware/sdnotify"
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/sdnotify"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/keypad"
 	"github.com/tobira-ac/tobira/reader/pcsc"
 	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // runEdge runs a real controller: GPIO relays, PC/SC readers, the snapshot
@@ -285,7 +286,7 @@ func openStores(cfg *Config, clk clock.Clock, log *slog.Logger) (*stores, error)
 	}
 	for _, r := range store.Recoveries() {
 		log.Error("policy database was unusable and has been moved aside", "path", r.Path, "moved_to", r.MovedTo, "err", r.Err)
-		if _, err := outbox.Append(tsync.Event{Time: clk.Now(), Type: "system", Reason: "policy_db_recovered",
+		if _, err := outbox.Append(proto.Event{Time: clk.Now(), Type: "system", Reason: "policy_db_recovered",
 			Detail: fmt.Sprintf("%s moved to %s: %v", r.Path, r.MovedTo, r.Err)}); err != nil {
 			log.Error("event not stored", "reason", "policy_db_recovered", "err", err)
 		}

@@ -17,14 +17,15 @@ import (
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader/cardsim"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 	"github.com/tobira-ac/tobira/reader/pcsc/pcsctest"
-	tsync "github.com/tobira-ac/tobira/sync"
-	"github.com/tobira-ac/tobira/sync/mosquittotest"
-	"github.com/tobira-ac/tobira/sync/signed"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // testRelay is a simulated GPIO line registered in periph's registry, so
@@ -103,15 +104,15 @@ door = "front"
 `)
 
 	spool := filepath.Join(dir, "spool") // HQ resends snapshot chunks a device asks for from here
-	hq, err := tsync.OpenHQ(tsync.HQConfig{Broker: mq.URL(), ClientID: "hq-e2e", Path: filepath.Join(dir, "hq.db"), Spool: spool})
+	svc, err := hq.Open(hq.Config{Broker: mq.URL(), ClientID: "hq-e2e", Path: filepath.Join(dir, "hq.db"), Spool: spool})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer hq.Close()
+	defer svc.Close()
 	var stderr bytes.Buffer
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 2)
-	go func() { done <- hq.Run(runCtx) }()
+	go func() { done <- svc.Run(runCtx) }()
 	go func() {
 		done <- run(runCtx, []string{"run", "--config", cfg}, &bytes.Buffer{}, &syncWriter{w: &stderr})
 	}()
@@ -132,12 +133,12 @@ door = "front"
 	waitFor(t, "the relay driven locked at start", 20*time.Second, func() bool { return relay.Read() == gpio.Low })
 
 	waitFor(t, "the device online at HQ", 20*time.Second, func() bool {
-		fleet, err := hq.Fleet()
+		fleet, err := svc.Fleet()
 		return err == nil && len(fleet) == 1 && fleet[0].Online
 	})
 
 	// HQ pushes a signed full snapshot enrolling the card.
-	sender, err := tsync.DialSender(ctx, tsync.HQConfig{Broker: mq.URL(), ClientID: "hq-e2e-sender", Spool: spool}, priv)
+	sender, err := hq.DialSender(ctx, hq.Config{Broker: mq.URL(), ClientID: "hq-e2e-sender", Spool: spool}, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,21 +146,21 @@ door = "front"
 	snapPath := filepath.Join(dir, "snap-1.bin")
 	writeSnapshotStream(t, snapPath, credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: ca.Cert.SubjectKeyId,
 		Serial: big.NewInt(0x7e570001).Bytes()})
-	man, err := sender.PublishSnapshot(ctx, tsync.SnapshotOffer{Site: "e2e", Device: "ctl-1", Version: 1, Path: snapPath})
+	man, err := sender.PublishSnapshot(ctx, hq.SnapshotOffer{Site: "e2e", Device: "ctl-1", Version: 1, Path: snapPath})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := sender.WaitResult(ctx, man.Transfer); err != nil || r.Status != tsync.ResultDone || r.Version != 1 {
+	if r, err := sender.WaitResult(ctx, man.Transfer); err != nil || r.Status != proto.ResultDone || r.Version != 1 {
 		t.Fatalf("snapshot result %+v, %v\n%s", r, err, stderr.String())
 	}
 
 	card := cardsim.New(cardsim.Profile{TokenLabel: "JPKIAPICCTOKEN2", AuthCert: der, CACert: ca.DER, AuthKey: key, PIN: "1234", Tries: 3})
-	decisions := func() []tsync.Event {
-		evs, err := hq.Events("e2e", "ctl-1")
+	decisions := func() []proto.Event {
+		evs, err := svc.Events("e2e", "ctl-1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out []tsync.Event
+		var out []proto.Event
 		for _, ev := range evs {
 			if ev.Type == "decision" {
 				out = append(out, ev)
@@ -194,11 +195,11 @@ door = "front"
 	waitFor(t, "the relay relocked after the pulse", 10*time.Second, func() bool { return relay.Read() == gpio.Low })
 
 	// HQ locks the door down; the same card is then refused.
-	cmd, err := sender.SendCommand(ctx, tsync.Command{Site: "e2e", Device: "ctl-1", Action: tsync.ActionLockdown})
+	cmd, err := sender.SendCommand(ctx, proto.Command{Site: "e2e", Device: "ctl-1", Action: proto.ActionLockdown})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := sender.WaitResult(ctx, cmd.ID); err != nil || r.Status != tsync.ResultDone {
+	if r, err := sender.WaitResult(ctx, cmd.ID); err != nil || r.Status != proto.ResultDone {
 		t.Fatalf("lockdown result %+v, %v", r, err)
 	}
 	tap(2)

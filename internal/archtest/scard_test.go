@@ -8,12 +8,12 @@ import (
 	"testing"
 )
 
-// scard is the PC/SC binding. It needs cgo and libpcsclite, so every
+// scardPath is the PC/SC binding. It needs cgo and libpcsclite, so every
 // package that imports it makes its binaries cgo-linked and unbuildable
 // without the PC/SC headers.
-const scard = "github.com/ebfe/scard"
+const scardPath = "github.com/ebfe/scard"
 
-// scardOwner is the only package that may import scard: reader/pcsc is the
+// scardOwner is the only package that may import scardPath: reader/pcsc is the
 // PC/SC transport, as periph.io keeps its drivers in host and its
 // interfaces in conn. Package reader (the JPKI protocol, certificate checks,
 // the Card interface) stays pure Go, so HQ can verify enrollments with it
@@ -47,12 +47,12 @@ func directImports(t *testing.T) map[string][]string {
 
 func TestOnlyReaderPCSCImportsScard(t *testing.T) {
 	imports := directImports(t)
-	if !slices.Contains(imports[scardOwner], scard) {
-		t.Fatalf("%s does not import %s: the import listing is broken or the owner moved", scardOwner, scard)
+	if !slices.Contains(imports[scardOwner], scardPath) {
+		t.Fatalf("%s does not import %s: the import listing is broken or the owner moved", scardOwner, scardPath)
 	}
 	for pkg, imps := range imports {
-		if pkg != scardOwner && slices.Contains(imps, scard) {
-			t.Errorf("%s imports %s: only %s may (reach cards through reader.Card)", pkg, scard, scardOwner)
+		if pkg != scardOwner && slices.Contains(imps, scardPath) {
+			t.Errorf("%s imports %s: only %s may (reach cards through reader.Card)", pkg, scardPath, scardOwner)
 		}
 	}
 }
@@ -64,8 +64,8 @@ func TestReaderIsPureGo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go list -deps %s: %v%s", readerPkg, err, stderr(err))
 	}
-	if slices.Contains(strings.Fields(string(out)), scard) {
-		t.Errorf("%s depends on %s: the PC/SC transport belongs in %s", readerPkg, scard, scardOwner)
+	if slices.Contains(strings.Fields(string(out)), scardPath) {
+		t.Errorf("%s depends on %s: the PC/SC transport belongs in %s", readerPkg, scardPath, scardOwner)
 	}
 }
 

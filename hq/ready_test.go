@@ -1,0 +1,43 @@
+package hq_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/internal/broker"
+)
+
+// TestHQReady: Ready stays open until Run has subscribed, then closes.
+func TestHQReady(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	brk, err := broker.Start(context.WithoutCancel(ctx), "127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer brk.Close()
+	h, err := hq.Open(hq.Config{Broker: brk.URL(), ClientID: "hq-ready", Path: filepath.Join(t.TempDir(), "hq.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	select {
+	case <-h.Ready():
+		t.Fatal("Ready closed before Run")
+	default:
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	select {
+	case <-h.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("Ready not closed 30s after Run started against a live broker")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,274 @@
+package hq
+
+import (
+	"cmp"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/mqttconn"
+	"github.com/tobira-ac/tobira/sync/proto"
+)
+
+// Sender is HQ's one-shot publisher for the admin CLI: it signs and sends
+// commands and snapshots, and collects the devices' results. It holds its
+// own broker connection, next to a running HQ service.
+type Sender struct {
+	c     mqtt.Client
+	priv  ed25519.PrivateKey
+	spool string
+	clk   clock.Clock
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	results map[string]proto.Result
+	arrived chan struct{} // closed and replaced when a result arrives
+}
+
+// DialSender connects to cfg.Broker (cfg.Path is not used) and subscribes
+// to every device's results. priv signs what the Sender sends.
+func DialSender(ctx context.Context, cfg Config, priv ed25519.PrivateKey) (*Sender, error) {
+	if err := mqttconn.CheckBrokerURL(cfg.Broker); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if len(priv) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("%w: sender needs an Ed25519 private key", ErrConfig)
+	}
+	s := &Sender{
+		priv:    priv,
+		spool:   cfg.Spool,
+		clk:     cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
+		log:     cmp.Or(cfg.Logger, slog.Default()),
+		results: map[string]proto.Result{},
+		arrived: make(chan struct{}),
+	}
+	l := cfg.settings("tobira-hq-cli-" + proto.NewCommandID()[:8])
+	s.c = mqtt.NewClient(l.Options().SetConnectRetry(false).SetCleanSession(true))
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Connect(), mqttconn.DefaultTokenTimeout); err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", cfg.Broker, err)
+	}
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Subscribe(proto.ResultSubscription, 1, s.onResult), mqttconn.DefaultTokenTimeout); err != nil {
+		s.c.Disconnect(mqttconn.DisconnectQuiesce)
+		return nil, fmt.Errorf("subscribe to %s on %s: %w", proto.ResultSubscription, cfg.Broker, err)
+	}
+	return s, nil
+}
+
+// onResult records a device's result.
+func (s *Sender) onResult(_ mqtt.Client, m mqtt.Message) {
+	r, err := proto.DecodeResult(m.Topic(), m.Payload())
+	if err != nil {
+		s.log.Warn("rejected result message", "topic", m.Topic(), "err", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.results[r.ID] = r
+	close(s.arrived)
+	s.arrived = make(chan struct{})
+}
+
+// WaitResult returns the result of the command or transfer id, waiting
+// until it arrives or ctx ends. Results that arrived since DialSender
+// count.
+func (s *Sender) WaitResult(ctx context.Context, id string) (proto.Result, error) {
+	for {
+		s.mu.Lock()
+		r, ok := s.results[id]
+		ch := s.arrived
+		s.mu.Unlock()
+		if ok {
+			return r, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return proto.Result{}, fmt.Errorf("wait for the result of %s: %w", id, ctx.Err())
+		}
+	}
+}
+
+// SendCommand fills in c's ID (when empty), Issued (now, when zero) and
+// Expires (Issued + 5 minutes, when zero), signs it and publishes it to
+// the device's command topic. It returns the command as sent.
+func (s *Sender) SendCommand(ctx context.Context, c proto.Command) (proto.Command, error) {
+	if c.ID == "" {
+		c.ID = proto.NewCommandID()
+	}
+	if c.Issued.IsZero() {
+		c.Issued = s.clk.Now().UTC().Truncate(time.Second)
+	}
+	if c.Expires.IsZero() {
+		c.Expires = c.Issued.Add(5 * time.Minute)
+	}
+	env, err := proto.SignCommand(s.priv, c)
+	if err != nil {
+		return c, err
+	}
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(proto.CommandTopic(c.Site, c.Device), 1, false, env), mqttconn.DefaultTokenTimeout); err != nil {
+		return c, fmt.Errorf("publish command %s to %s/%s: %w", c.ID, c.Site, c.Device, err)
+	}
+	return c, nil
+}
+
+// SnapshotOffer is what Sender.PublishSnapshot publishes.
+type SnapshotOffer struct {
+	// Site and Device address the device.
+	Site string
+	// Device is the addressed device.
+	Device string
+	// Version is the version the device has after applying it.
+	Version uint64
+	// From, when not 0, makes it a delta from that version.
+	From uint64
+	// Path is the payload file (opaque to sync: the policy format).
+	Path string
+	// ChunkSize is the chunk size; default DefaultChunkSize.
+	ChunkSize int
+	// ContentHash, when not zero, is the content hash the device reports
+	// after applying it (Manifest.ContentHash, for drift in the fleet view).
+	ContentHash [32]byte
+}
+
+// PublishSnapshot hashes the offer's file, copies it into the spool (when
+// the Sender has one, so that HQ can re-send missing chunks), publishes
+// the signed manifest retained on the device's snapshot topic and then
+// every chunk. It returns the manifest; its Transfer is the result ID.
+func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Manifest, error) {
+	f, err := os.Open(o.Path)
+	if err != nil {
+		return proto.Manifest{}, fmt.Errorf("publish snapshot: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return proto.Manifest{}, fmt.Errorf("publish snapshot: hash %s: %w", o.Path, err)
+	}
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	m := proto.Manifest{
+		Transfer: hex.EncodeToString(id[:]), Site: o.Site, Device: o.Device,
+		Type: proto.SnapshotFull, Version: o.Version, From: o.From, Size: size, SHA256: hex.EncodeToString(h.Sum(nil)),
+		ChunkSize: cmp.Or(o.ChunkSize, proto.DefaultChunkSize), Issued: s.clk.Now().UTC().Truncate(time.Second),
+	}
+	if o.From != 0 {
+		m.Type = proto.SnapshotDelta
+	}
+	if o.ContentHash != ([32]byte{}) {
+		m.ContentHash = hex.EncodeToString(o.ContentHash[:])
+	}
+	m.Chunks = int((size + int64(m.ChunkSize) - 1) / int64(m.ChunkSize))
+	env, err := proto.SignManifest(s.priv, m)
+	if err != nil {
+		return proto.Manifest{}, fmt.Errorf("publish snapshot %s: %w", o.Path, err)
+	}
+	if s.spool != "" {
+		if err := s.spoolOffer(f, m); err != nil {
+			return proto.Manifest{}, err
+		}
+	}
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(proto.SnapshotTopic(m.Site, m.Device), 1, true, env), mqttconn.DefaultTokenTimeout); err != nil {
+		return proto.Manifest{}, fmt.Errorf("publish snapshot manifest %s to %s/%s: %w", m.Transfer, m.Site, m.Device, err)
+	}
+	for i := range m.Chunks {
+		if err := publishChunk(ctx, publisher(s.c, s.clk), f, m, i); err != nil {
+			return m, err
+		}
+	}
+	s.log.Info("published snapshot", "site", m.Site, "device", m.Device, "transfer", m.Transfer,
+		"type", m.Type, "version", m.Version, "bytes", m.Size, "chunks", m.Chunks)
+	return m, nil
+}
+
+// spoolOffer copies the payload and manifest into the spool.
+func (s *Sender) spoolOffer(f *os.File, m proto.Manifest) error {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("publish snapshot: encode manifest: %w", err)
+	}
+	latest := filepath.Join(s.spool, "latest", m.Site)
+	if err := os.MkdirAll(latest, 0o700); err != nil {
+		return fmt.Errorf("publish snapshot: spool: %w", err)
+	}
+	out, err := os.OpenFile(spoolData(s.spool, m.Transfer), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("publish snapshot: spool: %w", err)
+	}
+	_, err = io.Copy(out, io.NewSectionReader(f, 0, m.Size))
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("publish snapshot: spool copy of %s: %w", f.Name(), err)
+	}
+	for _, p := range []string{filepath.Join(s.spool, m.Transfer+".manifest.json"), filepath.Join(latest, m.Device+".json")} {
+		if err := os.WriteFile(p, raw, 0o600); err != nil {
+			return fmt.Errorf("publish snapshot: spool: %w", err)
+		}
+	}
+	return nil
+}
+
+// DeviceStatuses returns the retained status of every device of site that
+// the broker holds, collected for wait after subscribing (retained
+// messages come at once; wait bounds how long to listen for them).
+// Devices that never published a status are missing.
+func (s *Sender) DeviceStatuses(ctx context.Context, site string, wait time.Duration) (map[string]proto.Status, error) {
+	if err := proto.CheckName(site); err != nil {
+		return nil, fmt.Errorf("%w: site: %w", ErrConfig, err)
+	}
+	var mu sync.Mutex
+	out := map[string]proto.Status{}
+	filter := proto.TopicPrefix + "/" + site + "/+/status"
+	tok := s.c.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
+		if len(m.Payload()) == 0 {
+			return
+		}
+		_, device, st, err := proto.DecodeStatus(m.Topic(), m.Payload())
+		if err != nil {
+			s.log.Warn("rejected status message", "topic", m.Topic(), "err", err)
+			return
+		}
+		mu.Lock()
+		out[device] = st
+		mu.Unlock()
+	})
+	if err := mqttconn.WaitToken(ctx, s.clk, tok, mqttconn.DefaultTokenTimeout); err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", filter, err)
+	}
+	t := s.clk.NewTimer(wait)
+	select {
+	case <-ctx.Done():
+	case <-t.C():
+	}
+	t.Stop()
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Unsubscribe(filter), mqttconn.DefaultTokenTimeout); err != nil && ctx.Err() == nil {
+		s.log.Warn("cannot unsubscribe", "topic", filter, "err", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("collect statuses of site %s: %w", site, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return out, nil
+}
+
+// Close disconnects.
+func (s *Sender) Close() { s.c.Disconnect(mqttconn.DisconnectQuiesce) }
