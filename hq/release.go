@@ -6,10 +6,8 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -418,7 +416,7 @@ func (s *ReleaseServer) Close() {
 }
 
 // FirmwareReports converts release reports to firmware.Report for
-// firmware.CountRollout and firmware.WriteDevices (device named
+// firmware.CountRollout and the release views of tobira-hq (device named
 // site/device).
 func FirmwareReports(reps []proto.ReleaseReport) []firmware.Report {
 	out := make([]firmware.Report, len(reps))
@@ -426,19 +424,4 @@ func FirmwareReports(reps []proto.ReleaseReport) []firmware.Report {
 		out[i] = firmware.Report{Device: r.Site + "/" + r.Device, Status: r.Firmware, Reported: r.Time}
 	}
 	return out
-}
-
-// errNoRelease is returned by the CLI when a release file is missing.
-var errNoRelease = errors.New("release not found")
-
-// readRelease reads a release envelope file.
-func readRelease(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", errNoRelease, path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read release %s: %w", path, err)
-	}
-	return data, nil
 }

@@ -125,7 +125,7 @@ func (r *Registry) DeletePending(id string) error {
 func (r *Registry) Revoke(ctx context.Context, site string, c policy.CertRef) (Applied, error) {
 	entry := policy.Entry{Credential: credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: c.IssuerKeyID, Serial: c.Serial}}
 	a, err := r.Apply(ctx, site, Change{
-		Put:    []policy.Item{policy.Revocation{IssuerKeyID: c.IssuerKeyID, Serial: c.Serial}},
+		Put:    []policy.Item{policy.Revocation(c)},
 		Delete: []policy.Item{entry},
 	})
 	if err != nil {

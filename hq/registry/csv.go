@@ -316,7 +316,7 @@ func parseRow(table string, r row) (policy.Item, error) {
 		if err != nil {
 			return nil, err
 		}
-		return policy.Revocation{IssuerKeyID: c.IssuerKeyID, Serial: c.Serial}, nil
+		return policy.Revocation(c), nil
 	case "doors":
 		d := policy.Door{ID: r.get("door"), Groups: r.list("groups"), Area: r.get("area"), DefaultMode: policy.DoorMode(r.get("default_mode"))}
 		for _, m := range r.list("modes") {
