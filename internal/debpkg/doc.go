@@ -9,6 +9,7 @@
 // skip, naming what is missing; with CI=true they fail instead.
 //
 // The debootstrapped root is cached as a tarball under the user's cache
-// directory (os.UserCacheDir()/tobira), so only the first run downloads it;
+// directory (os.UserCacheDir()/tobira, or $TMPDIR/tobira without a home), so
+// only the first run downloads it;
 // TOBIRA_DEBIAN_MIRROR overrides the mirror (default http://deb.debian.org/debian).
 package debpkg

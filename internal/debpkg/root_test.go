@@ -96,9 +96,10 @@ func cachedRootTarball(t *testing.T) string {
 	sum := sha256.Sum256([]byte("bookworm minbase " + mirror + " " + include))
 	cache, err := os.UserCacheDir()
 	if err != nil {
-		t.Fatalf("cache directory for the Debian root: %v", err)
+		cache = os.TempDir() // no HOME: $TMPDIR
 	}
 	cache = filepath.Join(cache, "tobira")
+	removeStaleWork(cache)
 	tarball := filepath.Join(cache, "debian-bookworm-"+hex.EncodeToString(sum[:6])+".tar")
 	if _, err := os.Stat(tarball); err == nil {
 		return tarball
@@ -122,6 +123,17 @@ func cachedRootTarball(t *testing.T) string {
 	}
 	t.Logf("debootstrapped Debian 12 from %s in %v, cached as %s", mirror, time.Since(start).Round(time.Second), tarball)
 	return tarball
+}
+
+// removeStaleWork deletes debootstrap work directories of runs that were
+// killed (a run that ends removes its own) once they are an hour old.
+func removeStaleWork(cache string) {
+	stale, _ := filepath.Glob(filepath.Join(cache, "debootstrap-*"))
+	for _, dir := range stale {
+		if fi, err := os.Stat(dir); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			os.RemoveAll(dir)
+		}
+	}
 }
 
 // systemctlStub stands in for systemctl in the root, which runs no
