@@ -67,10 +67,15 @@ PKG_ARCHS ?= amd64 arm64 armhf
 PKG_VERSION ?= $(shell deploy/debian/version '$(VERSION)')
 DIST ?= dist
 
-.PHONY: package deps-package
+.PHONY: package deps-package clean-package
 
 deps-package:
 	@scripts/install-deps package
 
 package: deps-package
 	deploy/debian/build --version '$(PKG_VERSION)' --out '$(DIST)' $(PKG_ARCHS)
+
+clean-package:
+	rm -rf '$(DIST)'
+
+clean: clean-package
