@@ -82,3 +82,25 @@ bench-full: deps-test deps-build
 
 clean:
 	rm -rf $(BIN)
+
+# ---- Debian packages (docs/DEPLOYMENT.md, "Install from the package") ----
+# make package: tobira, tobira-hq and tobira-tools for amd64, arm64 and armhf
+# into dist/, built with dpkg-deb by deploy/debian/build. The version comes
+# from the git tag (v1.2.0 -> 1.2.0; untagged: 0.0.0~git<date>.<hash>);
+# override with PKG_VERSION=1.2.3, pick architectures with PKG_ARCHS=arm64.
+PKG_ARCHS ?= amd64 arm64 armhf
+PKG_VERSION ?= $(shell deploy/debian/version '$(VERSION)')
+DIST ?= dist
+
+.PHONY: package deps-package clean-package
+
+deps-package:
+	@scripts/install-deps package
+
+package: deps-package
+	deploy/debian/build --version '$(PKG_VERSION)' --out '$(DIST)' $(PKG_ARCHS)
+
+clean-package:
+	rm -rf '$(DIST)'
+
+clean: clean-package

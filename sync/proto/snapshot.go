@@ -141,7 +141,7 @@ func EncodeChunk(transfer string, index int, data []byte) ([]byte, error) {
 	if err != nil || len(id) != 16 {
 		return nil, fmt.Errorf("encode chunk %d: transfer id %q is not 32 hex digits", index, transfer)
 	}
-	if index < 0 || index > math.MaxUint32 {
+	if index < 0 || uint64(index) > math.MaxUint32 {
 		return nil, fmt.Errorf("encode chunk %d of %s: index out of range", index, transfer)
 	}
 	b := make([]byte, 0, chunkHeader+len(data))
