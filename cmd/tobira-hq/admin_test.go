@@ -11,7 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +23,7 @@ import (
 
 // sink is a SnapshotSink in memory.
 type sink struct {
-	mu      gosync.Mutex
+	mu      sync.Mutex
 	version uint64
 	content []byte
 }
@@ -78,7 +78,7 @@ func TestAdminCommands(t *testing.T) {
 		}
 	}
 	var unlocked []string
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	sk := &sink{}
 	edge, err := tsync.NewEdge(tsync.EdgeConfig{Broker: brk.URL(), Site: "s1", Device: "d1", Keys: []ed25519.PublicKey{pub},
 		Snapshots: sk, NeedInterval: 200 * time.Millisecond,
@@ -165,7 +165,7 @@ func TestAdminCommands(t *testing.T) {
 // lockedLog is a log writer that the test may read while the service
 // writes.
 type lockedLog struct {
-	mu gosync.Mutex
+	mu sync.Mutex
 	b  bytes.Buffer
 }
 

@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +30,7 @@ import (
 
 // testRelay is a simulated GPIO line registered in periph's registry, so
 // that `tobira run` finds it by name exactly as it finds GPIO17 on a Pi.
-var testRelay = gosync.OnceValue(func() *gpiotest.Pin {
+var testRelay = sync.OnceValue(func() *gpiotest.Pin {
 	p := &gpiotest.Pin{N: "TOBIRA_TEST_RELAY", Num: 4242, L: gpio.High} // left energised, as after a crash
 	if err := gpioreg.Register(p); err != nil {
 		panic(err)
@@ -249,7 +249,7 @@ func writeSnapshotStream(t *testing.T, path string, cred credential.Credential) 
 
 // syncWriter serialises writes from the process's goroutines.
 type syncWriter struct {
-	mu gosync.Mutex
+	mu sync.Mutex
 	w  *bytes.Buffer
 }
 
