@@ -8,7 +8,6 @@ package proto
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -34,11 +33,6 @@ const (
 	// told otherwise: small enough that one chunk never holds up the
 	// device's other traffic for long.
 	DefaultReleaseChunkSize = 64 << 10
-	// releaseChunkMagic starts every release chunk payload.
-	releaseChunkMagic = "TBF1"
-	// releaseChunkHeader is the length of a release chunk's header: magic,
-	// 32-byte SHA-256 of the binary, 8-byte offset.
-	releaseChunkHeader = 4 + sha256.Size + 8
 	// maxReleasePayload bounds the JSON messages of the release protocol
 	// (get, report, and an offer apart from its manifest).
 	maxReleasePayload = 64 << 10
@@ -168,34 +162,23 @@ func DecodeReleaseGet(topic string, payload []byte) (site, device string, g Rele
 // EncodeReleaseChunk returns the payload of a release chunk: "TBF1", the
 // 32-byte SHA-256 of the binary, the 8-byte big-endian offset, then data.
 func EncodeReleaseChunk(sha string, offset int64, data []byte) ([]byte, error) {
-	sum, err := hex.DecodeString(sha)
-	if err != nil || len(sum) != sha256.Size {
-		return nil, fmt.Errorf("encode release chunk at %d: sha256 %q is not 64 hex digits", offset, sha)
+	if offset < 0 {
+		return nil, fmt.Errorf("encode release chunk of %s: offset %d out of range", sha, offset)
 	}
-	if offset < 0 || len(data) > MaxChunkSize {
-		return nil, fmt.Errorf("encode release chunk of %s: offset %d, %d bytes out of range", sha, offset, len(data))
-	}
-	b := make([]byte, 0, releaseChunkHeader+len(data))
-	b = append(b, releaseChunkMagic...)
-	b = append(b, sum...)
-	b = binary.BigEndian.AppendUint64(b, uint64(offset))
-	return append(b, data...), nil
+	return releaseFrame.encode(sha, uint64(offset), data)
 }
 
 // DecodeReleaseChunk splits a release chunk payload. The error wraps
 // ErrMalformed.
 func DecodeReleaseChunk(payload []byte) (sha string, offset int64, data []byte, err error) {
-	if len(payload) < releaseChunkHeader || string(payload[:4]) != releaseChunkMagic {
-		return "", 0, nil, fmt.Errorf("%w: release chunk of %d bytes has no %q header", ErrMalformed, len(payload), releaseChunkMagic)
+	sha, off, data, err := releaseFrame.decode(payload)
+	if err != nil {
+		return "", 0, nil, err
 	}
-	if len(payload) > releaseChunkHeader+MaxChunkSize {
-		return "", 0, nil, fmt.Errorf("%w: release chunk is %d bytes, max %d", ErrMalformed, len(payload), releaseChunkHeader+MaxChunkSize)
-	}
-	off := binary.BigEndian.Uint64(payload[4+sha256.Size:])
 	if off >= firmware.MaxReleaseSize {
 		return "", 0, nil, fmt.Errorf("%w: release chunk offset %d", ErrMalformed, off)
 	}
-	return hex.EncodeToString(payload[4 : 4+sha256.Size]), int64(off), payload[releaseChunkHeader:], nil
+	return sha, int64(off), data, nil
 }
 
 // Offer states in a ReleaseReport.

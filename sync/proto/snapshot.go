@@ -3,11 +3,9 @@ package proto
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/tobira-ac/tobira/internal/signed"
@@ -30,11 +28,6 @@ const (
 	MaxSnapshotSize = 16 << 30
 	// MaxNeedRanges bounds the ranges in one need message.
 	MaxNeedRanges = 256
-	// chunkMagic starts every chunk payload.
-	chunkMagic = "TBC1"
-	// chunkHeader is the length of a chunk payload's header: magic,
-	// 16-byte transfer ID, 4-byte index.
-	chunkHeader = 4 + 16 + 4
 )
 
 // Manifest is the signed description of a snapshot transfer to one device.
@@ -135,32 +128,20 @@ type Need struct {
 	Missing [][2]int `json:"missing"`
 }
 
-// EncodeChunk returns the payload of chunk index of transfer.
+// EncodeChunk returns the payload of chunk index of transfer: "TBC1", the
+// 16-byte transfer ID, the 4-byte big-endian index, then data.
 func EncodeChunk(transfer string, index int, data []byte) ([]byte, error) {
-	id, err := hex.DecodeString(transfer)
-	if err != nil || len(id) != 16 {
-		return nil, fmt.Errorf("encode chunk %d: transfer id %q is not 32 hex digits", index, transfer)
-	}
-	if index < 0 || uint64(index) > math.MaxUint32 {
+	if index < 0 {
 		return nil, fmt.Errorf("encode chunk %d of %s: index out of range", index, transfer)
 	}
-	b := make([]byte, 0, chunkHeader+len(data))
-	b = append(b, chunkMagic...)
-	b = append(b, id...)
-	b = binary.BigEndian.AppendUint32(b, uint32(index))
-	return append(b, data...), nil
+	return snapshotFrame.encode(transfer, uint64(index), data)
 }
 
 // DecodeChunk splits a chunk payload into its transfer ID, index and
 // data. The error wraps ErrMalformed.
 func DecodeChunk(payload []byte) (transfer string, index int, data []byte, err error) {
-	if len(payload) < chunkHeader || string(payload[:4]) != chunkMagic {
-		return "", 0, nil, fmt.Errorf("%w: chunk payload of %d bytes has no %q header", ErrMalformed, len(payload), chunkMagic)
-	}
-	if len(payload) > chunkHeader+MaxChunkSize {
-		return "", 0, nil, fmt.Errorf("%w: chunk payload is %d bytes, max %d", ErrMalformed, len(payload), chunkHeader+MaxChunkSize)
-	}
-	return hex.EncodeToString(payload[4:20]), int(binary.BigEndian.Uint32(payload[20:24])), payload[chunkHeader:], nil
+	transfer, pos, data, err := snapshotFrame.decode(payload)
+	return transfer, int(pos), data, err
 }
 
 // DecodeNeed parses a need payload from topic. The error wraps
