@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -174,4 +175,90 @@ func TestDashboardUsesRegisteredMetrics(t *testing.T) {
 	}
 	sort.Strings(unused)
 	t.Logf("metrics not on the dashboard: %v", unused)
+}
+
+// edgeMetricsAddr finds the address tobira run's metrics listener got
+// (listen = "127.0.0.1:0") in its log.
+func edgeMetricsAddr(t *testing.T, log *syncWriter) string {
+	t.Helper()
+	re := regexp.MustCompile(`metrics listener serving /metrics"? addr=(\S+)`)
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	m := re.FindStringSubmatch(log.w.String())
+	if m == nil {
+		t.Fatalf("no metrics listener in the log:\n%s", log.w.String())
+	}
+	return m[1]
+}
+
+// checkRunMetrics scrapes both listeners after TestRunEndToEnd's two taps
+// (one granted, one refused in lockdown) and checks the values moved.
+func checkRunMetrics(t *testing.T, edgeAddr, hqAddr string, svc *hq.Service) {
+	t.Helper()
+	front := map[string]string{"door": "front"}
+	// The edge's outbox drains once HQ acks; the ack may still be on its way.
+	waitFor(t, "the edge's outbox drained (tobira_outbox_depth 0)", 10*time.Second, func() bool {
+		v, ok := metricValue(scrape(t, edgeAddr), "tobira_outbox_depth", nil)
+		return ok && v == 0
+	})
+	edge := scrape(t, edgeAddr)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"tobira_taps_total", map[string]string{"door": "front", "result": "granted", "reason": "enrolled"}, 1},
+		{"tobira_taps_total", map[string]string{"door": "front", "result": "denied", "reason": "locked_down"}, 1},
+		{"tobira_read_seconds", front, 2},
+		{"tobira_decide_seconds", front, 2},
+		{"tobira_outbox_depth", nil, 0},
+		{"tobira_outbox_oldest_event_age_seconds", nil, 0},
+		{"tobira_link_connected", nil, 1},
+		{"tobira_snapshot_version", nil, 1},
+		{"tobira_door_mode", map[string]string{"door": "front", "mode": "locked_down"}, 1},
+		{"tobira_door_mode", map[string]string{"door": "front", "mode": "normal"}, 0},
+		{"tobira_door_state", map[string]string{"door": "front", "state": "locked"}, 1},
+		{"tobira_door_alarm", map[string]string{"door": "front", "kind": "forced_open"}, 0},
+	} {
+		if v, ok := metricValue(edge, c.name, c.labels); !ok || v != c.want {
+			t.Errorf("edge %s%v = %v (present %t), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+	if v, ok := metricValue(edge, "tobira_snapshot_age_seconds", nil); !ok || v < 0 || v > 120 {
+		t.Errorf("edge tobira_snapshot_age_seconds = %v (present %t), want a few seconds", v, ok)
+	}
+	if _, ok := metricValue(edge, "tobira_clock_trusted", nil); !ok {
+		t.Error("edge tobira_clock_trusted missing")
+	}
+
+	stored, err := svc.Count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := map[string]string{"site": "e2e", "device": "ctl-1"}
+	hqFams := scrape(t, hqAddr)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"tobira_hq_events_stored_total", nil, float64(stored)},
+		{"tobira_hq_devices_online", nil, 1},
+		{"tobira_hq_device_unacked_events", dev, 0},
+	} {
+		if v, ok := metricValue(hqFams, c.name, c.labels); !ok || v != c.want {
+			t.Errorf("HQ %s%v = %v (present %t), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+	if stored < 2 {
+		t.Errorf("HQ stores %d events, want the two decisions at least", stored)
+	}
+	for _, name := range []string{"tobira_hq_event_batches_total", "tobira_hq_store_commit_seconds"} {
+		if v, ok := metricValue(hqFams, name, nil); !ok || v < 1 {
+			t.Errorf("HQ %s = %v (present %t), want >= 1", name, v, ok)
+		}
+	}
+	if v, ok := metricValue(hqFams, "tobira_hq_device_last_event_age_seconds", dev); !ok || v > 60 {
+		t.Errorf("HQ tobira_hq_device_last_event_age_seconds = %v (present %t), want a recent event", v, ok)
+	}
 }
