@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
@@ -24,7 +26,8 @@ func (nopLock) Indicate(context.Context, door.Signal) error { return nil }
 // BenchmarkHandle measures one whole tap in-process: the card simulator's
 // answers, certificate verification, Decide on a real bbolt snapshot, and
 // the event appended to a real fsync'd outbox (the lock is a no-op). The
-// sub-benchmark without the outbox shows tobira's own decision work.
+// sub-benchmark without the outbox shows tobira's own decision work, and
+// the one with metrics what counting the tap adds to it.
 func BenchmarkHandle(b *testing.B) {
 	ca, _ := testPKI()
 	card := testCard(b, 0x4001, time.Now().AddDate(1, 0, 0))
@@ -44,15 +47,22 @@ func BenchmarkHandle(b *testing.B) {
 	}
 	defer outbox.Close()
 	v := testIdentifier(b)
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, bc := range []struct {
-		name   string
-		events EventLog
+		name    string
+		events  EventLog
+		metrics TapRecorder
 	}{
-		{"outbox=bbolt-fsync", outbox},
-		{"outbox=none", discardLog{}},
+		{"outbox=bbolt-fsync", outbox, nil},
+		{"outbox=none", discardLog{}, nil},
+		{"outbox=none,metrics=on", discardLog{}, m},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			d := &ReaderLoop{Door: "bench", Identifier: v, Decider: store, Lock: nopLock{}, Events: bc.events, Log: slog.New(slog.DiscardHandler)}
+			d := &ReaderLoop{Door: "bench", Identifier: v, Decider: store, Lock: nopLock{}, Events: bc.events, Metrics: bc.metrics,
+				Log: slog.New(slog.DiscardHandler)}
 			for b.Loop() {
 				if tap := d.Handle(context.Background(), card); !tap.Decision.Granted {
 					b.Fatalf("tap denied: %+v %v", tap.Decision, tap.ReadErr)
@@ -77,4 +87,17 @@ func oneDoorSnapshot(doorID string, entries ...policy.Entry) policy.Snapshot {
 		snap.People = append(snap.People, policy.Person{ID: e.Person, Groups: []string{"staff"}})
 	}
 	return snap
+}
+
+// BenchmarkRecordTap measures what Metrics adds to one tap.
+func BenchmarkRecordTap(b *testing.B) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	tap := Tap{Door: "bench", Decision: policy.Decision{Granted: true, Reason: policy.ReasonEnrolled},
+		ReadTime: 200 * time.Millisecond, DecideTime: 20 * time.Microsecond}
+	for b.Loop() {
+		m.RecordTap(tap)
+	}
 }

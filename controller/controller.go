@@ -123,6 +123,8 @@ type ReaderLoop struct {
 	Activity *Activity
 	// OnTap, if set, is called after each tap.
 	OnTap func(Tap)
+	// Metrics, if set, counts each tap (controller.Metrics).
+	Metrics TapRecorder
 	// Clock is the time source (clock.System{} when nil).
 	Clock clock.Clock
 	// Log receives structured logs (slog.Default() when nil).
@@ -257,6 +259,9 @@ func (d *ReaderLoop) Handle(ctx context.Context, card reader.Transmitter) Tap {
 		attrs = append(attrs, "err", tap.ReadErr)
 	}
 	log.Info("tap", attrs...)
+	if d.Metrics != nil {
+		d.Metrics.RecordTap(tap)
+	}
 	if d.OnTap != nil {
 		d.OnTap(tap)
 	}

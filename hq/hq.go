@@ -14,6 +14,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/internal/boltfile"
@@ -71,6 +72,12 @@ type Config struct {
 	// Enrollments stores the enrollment records devices send; nil: HQ
 	// does not subscribe to enrollments.
 	Enrollments EnrollmentSink
+	// Metrics, if set, receives HQ's Prometheus metrics (ingest, lag,
+	// devices online, store latency, refused messages).
+	Metrics prometheus.Registerer
+	// DeviceMetricsTTL is how long a device keeps its per-device series
+	// after its last events message; default DefaultDeviceMetricsTTL.
+	DeviceMetricsTTL time.Duration
 	// Clock times waits on the broker; default clock.System{}.
 	Clock clock.Clock
 	// Logger receives HQ's logs; default slog.Default().
@@ -111,6 +118,7 @@ type Service struct {
 
 	relay       *relay
 	enrollments EnrollmentSink
+	metrics     *metrics
 
 	mu      sync.Mutex
 	onEvent func(site, device string, ev proto.Event)
@@ -156,7 +164,7 @@ func Open(cfg Config) (*Service, error) {
 		db.Close()
 		return nil, fmt.Errorf("open HQ store %s: %w", cfg.Path, err)
 	}
-	return &Service{
+	h := &Service{
 		db:          db,
 		path:        cfg.Path,
 		spool:       cfg.Spool,
@@ -166,7 +174,12 @@ func Open(cfg Config) (*Service, error) {
 		log:         cmp.Or(cfg.Logger, slog.Default()),
 		relay:       newRelay(cfg.Key),
 		enrollments: cfg.Enrollments,
-	}, nil
+	}
+	if h.metrics, err = newMetrics(cfg.Metrics, h, cfg.DeviceMetricsTTL); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%w: metrics: %w", ErrConfig, err)
+	}
+	return h, nil
 }
 
 // OnEvent sets a callback for each newly stored event (not for duplicates).
@@ -240,6 +253,7 @@ func (h *Service) Run(ctx context.Context) error {
 		_, _, leaf, err := proto.ParseTopic(m.Topic())
 		r, ok := routes[leaf]
 		if err != nil || !ok {
+			h.metrics.refused.WithLabelValues(refusedUnexpectedTopic).Inc()
 			h.log.Warn("message on an unexpected topic dropped", "topic", m.Topic(), "bytes", len(m.Payload()), "err", err)
 			return
 		}
@@ -310,11 +324,12 @@ func (h *Service) ingest(topic string, payload []byte) (site, device string, ack
 		switch {
 		case err != nil:
 		case b.Site != site || b.Device != device:
-			err = fmt.Errorf("%w: payload is from %s/%s but topic names %s/%s", proto.ErrMalformed, b.Site, b.Device, site, device)
+			err = fmt.Errorf("%w: %w: payload is from %s/%s but topic names %s/%s", proto.ErrMalformed, errWrongDevice, b.Site, b.Device, site, device)
 		default:
 			return h.store(topic, site, device, b.Events)
 		}
 	}
+	h.metrics.refused.WithLabelValues(refusedReason(err)).Inc()
 	h.log.Warn("rejected events message", "topic", topic, "bytes", len(payload), "err", err)
 	return "", "", 0, err
 }
@@ -376,6 +391,7 @@ func (h *Service) store(topic, site, device string, evs []proto.Event) (string, 
 
 // commit stores reqs in one transaction and completes each.
 func (h *Service) commit(reqs []*storeReq) {
+	start := h.clk.Now()
 	err := h.db.Update(func(tx *bolt.Tx) error {
 		added := 0
 		for _, r := range reqs {
@@ -388,6 +404,7 @@ func (h *Service) commit(reqs []*storeReq) {
 		meta := tx.Bucket(boltfile.MetaBucket)
 		return meta.Put(keyCount, boltfile.SeqKey(boltfile.SeqOf(meta.Get(keyCount))+uint64(added)))
 	})
+	h.metrics.committed(reqs, h.clk.Now().Sub(start), err)
 	h.mu.Lock()
 	fn := h.onEvent
 	h.mu.Unlock()

@@ -39,6 +39,21 @@ func (r *relay) seen(site, device string, online bool) bool {
 	return online && (!known || !was)
 }
 
+// online counts the devices whose last word says online.
+func (r *relay) online() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, devs := range r.devices {
+		for _, on := range devs {
+			if on {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // absorb records marks and returns the site's other devices.
 func (r *relay) absorb(b proto.MarkBatch) []string {
 	r.mu.Lock()

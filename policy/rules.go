@@ -116,6 +116,7 @@ func (c *compiledSchedule) active(t time.Time, holidays map[string]bool) bool {
 // rules are the small record kinds of one snapshot version, decoded.
 type rules struct {
 	version   uint64
+	appliedAt time.Time // when this process applied (or, at open, found) the version
 	site      Site
 	loc       *time.Location
 	doors     map[string]Door

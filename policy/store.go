@@ -234,6 +234,9 @@ func open(path string, opts Options, recoverCorrupt bool) (*Store, error) {
 	}
 	if err := db.View(func(tx *bolt.Tx) error {
 		r, err := loadRules(tx, v)
+		if r != nil {
+			r.appliedAt = s.clk.Now()
+		}
 		s.rules.Store(r)
 		return err
 	}); err != nil {
@@ -435,6 +438,29 @@ func (s *Store) Version() (uint64, error) {
 		return 0, fmt.Errorf("read snapshot version from %s: %w", s.path, err)
 	}
 	return v, nil
+}
+
+// Freshness tells how current the store's data is, for status and
+// monitoring.
+type Freshness struct {
+	// Version is the snapshot's version (0: none yet).
+	Version uint64
+	// AppliedAt is when this process applied the snapshot, or opened the
+	// store holding it.
+	AppliedAt time.Time
+	// RevocationsAt is when HQ's revocation data in the snapshot was
+	// current (zero when HQ sets none).
+	RevocationsAt time.Time
+}
+
+// Freshness returns the version, apply time and revocation data time of
+// the snapshot in force. It reads memory only.
+func (s *Store) Freshness() Freshness {
+	r := s.rules.Load()
+	if r == nil {
+		return Freshness{}
+	}
+	return Freshness{Version: r.version, AppliedAt: r.appliedAt, RevocationsAt: r.site.RevocationsAt}
 }
 
 // ContentHash is the SHA-256 over the canonical content (HQ compares it to
@@ -653,6 +679,7 @@ func (s *Store) swapIn(tmp string, version uint64) error {
 	if err := db.View(func(tx *bolt.Tx) error { rl, err = loadRules(tx, version); return err }); err != nil {
 		return errors.Join(err, db.Close())
 	}
+	rl.appliedAt = s.clk.Now()
 	s.mu.Lock()
 	oldDB := s.db
 	s.db = db
@@ -767,6 +794,7 @@ func (s *Store) applyDelta(ctx context.Context, from, to uint64, r io.Reader) (u
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("commit: %w", err)
 	}
+	rl.appliedAt = s.clk.Now()
 	s.rules.Store(rl)
 	return count, nil
 }

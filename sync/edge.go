@@ -381,6 +381,10 @@ func (e *Edge) PublishStatus() { e.status.nudge() }
 // (known from the outbox at NewEdge, then from HQ's acks).
 func (e *Edge) Acked() uint64 { return e.eng.acked.Load() }
 
+// Connected reports whether the link is connected to the broker and
+// subscribed.
+func (e *Edge) Connected() bool { return e.eng.up.Load() }
+
 // WaitDrained returns nil when the outbox is empty, that is every event
 // appended so far was acknowledged by HQ, or the ctx error when ctx ends
 // first.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -219,6 +220,29 @@ func (o *Outbox) Ack(seq uint64) (removed int, err error) {
 // cheap to call; the error is always nil and stays for compatibility.
 func (o *Outbox) Depth() (int, error) {
 	return int(o.depth.Load()), nil
+}
+
+// Oldest returns the time of the oldest event waiting for acknowledgement;
+// ok is false when the outbox is empty.
+func (o *Outbox) Oldest() (t time.Time, ok bool, err error) {
+	err = o.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketEvents).Cursor().First()
+		if k == nil {
+			return nil
+		}
+		var ev struct {
+			Time time.Time `json:"time"`
+		}
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return fmt.Errorf("decode event key %x: %w", k, err)
+		}
+		t, ok = ev.Time, true
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("read oldest event of outbox %s: %w", o.path, err)
+	}
+	return t, ok, nil
 }
 
 // LastSeq returns the last sequence number assigned (0 before the first

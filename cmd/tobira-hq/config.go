@@ -27,17 +27,18 @@ const configEnv = envPrefix + "CONFIG"
 // the environment variable TOBIRA_HQ_<KEY> and the flag --<key> (with '-'
 // for '_'; release_store is --store) of every command that takes it.
 type fileSettings struct {
-	Broker       *string `toml:"broker"`
-	TLSCA        *string `toml:"tls_ca"`
-	TLSCert      *string `toml:"tls_cert"`
-	TLSKey       *string `toml:"tls_key"`
-	ClientID     *string `toml:"client_id"`
-	DB           *string `toml:"db"`
-	Spool        *string `toml:"spool"`
-	Registry     *string `toml:"registry"`
-	Key          *string `toml:"key"`
-	Anchors      *string `toml:"anchors"`
-	ReleaseStore *string `toml:"release_store"`
+	Broker        *string `toml:"broker"`
+	TLSCA         *string `toml:"tls_ca"`
+	TLSCert       *string `toml:"tls_cert"`
+	TLSKey        *string `toml:"tls_key"`
+	ClientID      *string `toml:"client_id"`
+	DB            *string `toml:"db"`
+	Spool         *string `toml:"spool"`
+	Registry      *string `toml:"registry"`
+	Key           *string `toml:"key"`
+	Anchors       *string `toml:"anchors"`
+	ReleaseStore  *string `toml:"release_store"`
+	MetricsListen *string `toml:"metrics_listen"`
 }
 
 // setting is one key of tobira-hq.toml and the flag it feeds.
@@ -60,6 +61,7 @@ var settings = []setting{
 	{"key", "key", func(f *fileSettings) *string { return f.Key }},
 	{"anchors", "anchors", func(f *fileSettings) *string { return f.Anchors }},
 	{"release_store", "store", func(f *fileSettings) *string { return f.ReleaseStore }},
+	{"metrics_listen", "metrics-listen", func(f *fileSettings) *string { return f.MetricsListen }},
 }
 
 // envName is the environment variable of a setting.

@@ -143,7 +143,7 @@ func logger(c *cobra.Command) *slog.Logger {
 
 // serveCommand is "tobira-hq serve".
 func serveCommand() *cobra.Command {
-	var db, clientID, spool, reg, keyFile string
+	var db, clientID, spool, reg, keyFile, metricsListen string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Store and acknowledge events, keep device status, re-send snapshot chunks, take enrollments, relay ticket marks",
@@ -153,14 +153,19 @@ func serveCommand() *cobra.Command {
 	c.Flags().StringVar(&spool, "spool", "", "directory of published snapshots (see snapshot publish)")
 	c.Flags().StringVar(&reg, "registry", "", "HQ registry: enrollments from devices wait there for approval (empty: not taken)")
 	c.Flags().StringVar(&keyFile, "key", "", "HQ signing key: signs the ticket marks relayed between gates (empty: not relayed)")
+	c.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics on /metrics (empty: off)")
 	bf := addBrokerFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		log := logger(c)
+		metrics, err := openMetrics(metricsListen)
+		if err != nil {
+			return err
+		}
 		cfg, err := bf.hqConfig(log)
 		if err != nil {
 			return err
 		}
-		cfg.ClientID, cfg.Path, cfg.Spool = clientID, db, spool
+		cfg.ClientID, cfg.Path, cfg.Spool, cfg.Metrics = clientID, db, spool, metrics.registerer()
 		if reg != "" {
 			cfg.Enrollments = registrySink{path: reg, log: log}
 		}
@@ -175,7 +180,7 @@ func serveCommand() *cobra.Command {
 		}
 		defer svc.Close()
 		log.Info("tobira-hq serving", "version", version, "broker", cfg.Broker, "db", db, "spool", spool)
-		return svc.Run(c.Context())
+		return runService(c.Context(), svc, metrics, log)
 	}
 	return c
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/metricshttp"
 	"github.com/tobira-ac/tobira/internal/tomlconf"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
@@ -47,6 +48,15 @@ type Config struct {
 	BreakGlass []BreakGlassConfig `toml:"break_glass"`
 	// Firmware is the self-update health gate (docs/FIRMWARE.md).
 	Firmware FirmwareConfig `toml:"firmware"`
+	// Metrics is the opt-in Prometheus listener (docs/DEPLOYMENT.md).
+	Metrics MetricsConfig `toml:"metrics"`
+}
+
+// MetricsConfig is the opt-in Prometheus metrics listener.
+type MetricsConfig struct {
+	// Listen is the host:port serving /metrics, e.g. "127.0.0.1:9469";
+	// empty (the default) serves no metrics.
+	Listen string `toml:"listen"`
 }
 
 // FirmwareConfig is the health gate of signed releases (docs/FIRMWARE.md).
@@ -401,6 +411,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.HQ.validate(bad)
+	if c.Metrics.Listen != "" {
+		if err := metricshttp.CheckAddr(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", "%v", err)
+		}
+	}
 	if c.Firmware.Root != "" && !filepath.IsAbs(c.Firmware.Root) {
 		bad("firmware.root", "%q must be an absolute path", c.Firmware.Root)
 	}

@@ -24,6 +24,13 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.LogLevel != "info" {
 		t.Errorf("default log level = %q", c.LogLevel)
 	}
+	if c.Metrics.Listen != "" {
+		t.Errorf("metrics on by default: listen = %q", c.Metrics.Listen)
+	}
+	c, err = ParseConfig("metrics.toml", []byte(goodConfig+"[metrics]\nlisten = \"127.0.0.1:9469\"\n"))
+	if err != nil || c.Metrics.Listen != "127.0.0.1:9469" {
+		t.Errorf("[metrics] listen: %v, %+v", err, c.Metrics)
+	}
 }
 
 func TestExampleConfigIsValid(t *testing.T) {
@@ -71,6 +78,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"firmware relative root", func(s string) string { return s + "[firmware]\nroot = \"fw\"\n" }, []string{"firmware.root:"}},
 		{"firmware deadline too short", func(s string) string { return s + "[firmware]\nhealth_deadline = \"1s\"\n" }, []string{"firmware.health_deadline: 1s"}},
 		{"firmware attempts", func(s string) string { return s + "[firmware]\nmax_attempts = 1000\n" }, []string{"firmware.max_attempts: 1000"}},
+		{"metrics listen without port", func(s string) string { return s + "[metrics]\nlisten = \"127.0.0.1\"\n" }, []string{"metrics.listen:", `"127.0.0.1" is not host:port`}},
+		{"metrics listen bad port", func(s string) string { return s + "[metrics]\nlisten = \"127.0.0.1:prom\"\n" }, []string{"metrics.listen:", `port "prom"`}},
+		{"metrics unknown key", func(s string) string { return s + "[metrics]\nport = 9469\n" }, []string{"unknown key metrics.port"}},
 		{"no doors", func(s string) string { return s[:strings.Index(s, "[[door]]")] }, []string{"door: at least one"}},
 		{"duplicate door", func(s string) string { return s + s[strings.Index(s, "[[door]]"):] }, []string{`door[1].name: "front" is also used by door[0]`, "door[1].relay_pin:", `reader[1].name: "Virtual PCD 00 00" is also reader[0]`}},
 		{"no readers", func(s string) string { return s[:strings.Index(s, "[[reader]]")] }, []string{"reader: at least one [[reader]]"}},

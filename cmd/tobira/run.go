@@ -82,6 +82,9 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := p.buildMetrics(st, clk); err != nil {
+		return err
+	}
 	return p.run(ctx)
 }
 
@@ -100,6 +103,8 @@ type edgeParts struct {
 	activated chan firmware.Manifest
 	activity  *controller.Activity
 	loops     []*controller.ReaderLoop
+	// metrics serves the registry on its listener (nil: metrics off).
+	metrics *edgeMetrics
 }
 
 // errRestart ends the run group when a new release is in place.
@@ -112,6 +117,9 @@ var errRestart = errors.New("release activated")
 func (p *edgeParts) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	goPart(gctx, g, "HQ link", p.edge.Run)
+	if p.metrics != nil {
+		goPart(gctx, g, "metrics listener", p.metrics.serve)
+	}
 	if p.agent != nil {
 		goPart(gctx, g, "release agent", p.agent.Run)
 	}

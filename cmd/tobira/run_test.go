@@ -13,12 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/metricshttp"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
@@ -55,7 +57,8 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // found by name, a card through pcscd + vpcd, HQ over a real mosquitto. HQ
 // pushes a signed snapshot, a card is granted and the relay unlocks and
 // relocks, HQ locks the door down with a signed command, the same card is
-// then refused, and every event reaches HQ.
+// then refused, and every event reaches HQ. Both metrics listeners are on
+// (127.0.0.1:0): the scrapes after the taps show them counted.
 func TestRunEndToEnd(t *testing.T) {
 	pcsctest.Start(t)
 	mq := mosquittotest.Start(t)
@@ -101,27 +104,36 @@ pulse = "300ms"
 [[reader]]
 name = "`+pcsctest.Reader+`"
 door = "front"
+[metrics]
+listen = "127.0.0.1:0"
 `)
 
 	spool := filepath.Join(dir, "spool") // HQ resends snapshot chunks a device asks for from here
-	svc, err := hq.Open(hq.Config{Broker: mq.URL(), ClientID: "hq-e2e", Path: filepath.Join(dir, "hq.db"), Spool: spool})
+	hqReg := prometheus.NewRegistry()
+	svc, err := hq.Open(hq.Config{Broker: mq.URL(), ClientID: "hq-e2e", Path: filepath.Join(dir, "hq.db"), Spool: spool, Metrics: hqReg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer svc.Close()
+	hqLn, err := metricshttp.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var stderr bytes.Buffer
 	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 2)
+	done := make(chan error, 3)
 	go func() { done <- svc.Run(runCtx) }()
+	go func() { done <- metricshttp.Serve(runCtx, hqLn, hqReg, nil) }()
+	runLog := &syncWriter{w: &stderr}
 	go func() {
-		done <- run(runCtx, []string{"run", "--config", cfg}, &bytes.Buffer{}, &syncWriter{w: &stderr})
+		done <- run(runCtx, []string{"run", "--config", cfg}, &bytes.Buffer{}, runLog)
 	}()
 	stopped := false
 	shutdown := func() {
 		if !stopped {
 			stopped = true
 			stop()
-			for range 2 {
+			for range 3 {
 				if err := <-done; err != nil {
 					t.Errorf("stopped with %v", err)
 				}
@@ -207,6 +219,7 @@ door = "front"
 	if !d[0].Granted || d[0].Reason != "enrolled" || d[1].Granted || d[1].Reason != "locked_down" {
 		t.Errorf("decisions at HQ = %+v", d)
 	}
+	checkRunMetrics(t, edgeMetricsAddr(t, runLog), hqLn.Addr().String(), svc)
 	if relay.Read() != gpio.Low {
 		t.Error("relay unlocked during lockdown")
 	}
