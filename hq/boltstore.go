@@ -43,15 +43,20 @@ type statusRecord struct {
 	Received time.Time    `json:"received"`
 }
 
-// boltStore is the Store in one bbolt file: one process at a time.
-type boltStore struct {
+// BoltStore is the Store in one bbolt file, HQ's embedded default: one
+// process at a time.
+type BoltStore struct {
 	db   *bolt.DB
 	path string
 	log  *slog.Logger
 }
 
-// openBolt opens (or creates) the bbolt store at path.
-func openBolt(path string, log *slog.Logger) (*boltStore, error) {
+// OpenBoltStore opens (or creates) the bbolt store at path; log receives
+// its warnings (nil: slog.Default()).
+func OpenBoltStore(path string, log *slog.Logger) (*BoltStore, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	// The map freelist finds free pages in a large store faster (it
 	// lives in memory only; the file format is the same).
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltfile.OpenTimeout, FreelistType: bolt.FreelistMapType})
@@ -64,12 +69,12 @@ func openBolt(path string, log *slog.Logger) (*boltStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("open HQ store %s: %w", path, err)
 	}
-	return &boltStore{db: db, path: path, log: log}, nil
+	return &BoltStore{db: db, path: path, log: log}, nil
 }
 
 // StoreEvents implements EventStore in one bbolt transaction (fsync'd on
 // commit).
-func (s *boltStore) StoreEvents(_ context.Context, batches []EventBatch) ([]BatchResult, error) {
+func (s *BoltStore) StoreEvents(_ context.Context, batches []EventBatch) ([]BatchResult, error) {
 	var res []BatchResult
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		res = make([]BatchResult, len(batches)) // bbolt may not retry, but stay correct if it did
@@ -90,7 +95,7 @@ func (s *boltStore) StoreEvents(_ context.Context, batches []EventBatch) ([]Batc
 }
 
 // storeTx stores the events of b in tx and sets r.
-func (s *boltStore) storeTx(tx *bolt.Tx, b EventBatch, r *BatchResult) error {
+func (s *BoltStore) storeTx(tx *bolt.Tx, b EventBatch, r *BatchResult) error {
 	dev, err := tx.Bucket(bucketDevices).CreateBucketIfNotExists([]byte(b.Site + "/" + b.Device))
 	if err != nil {
 		return fmt.Errorf("create device bucket: %w", err)
@@ -129,7 +134,7 @@ func (s *boltStore) storeTx(tx *bolt.Tx, b EventBatch, r *BatchResult) error {
 }
 
 // Events implements EventStore.
-func (s *boltStore) Events(_ context.Context, site, device string) ([]proto.Event, error) {
+func (s *BoltStore) Events(_ context.Context, site, device string) ([]proto.Event, error) {
 	var evs []proto.Event
 	err := s.db.View(func(tx *bolt.Tx) error {
 		dev := tx.Bucket(bucketDevices).Bucket([]byte(site + "/" + device))
@@ -152,7 +157,7 @@ func (s *boltStore) Events(_ context.Context, site, device string) ([]proto.Even
 }
 
 // Acked implements EventStore.
-func (s *boltStore) Acked(_ context.Context, site, device string) (uint64, error) {
+func (s *BoltStore) Acked(_ context.Context, site, device string) (uint64, error) {
 	var seq uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if dev := tx.Bucket(bucketDevices).Bucket([]byte(site + "/" + device)); dev != nil {
@@ -167,7 +172,7 @@ func (s *boltStore) Acked(_ context.Context, site, device string) (uint64, error
 }
 
 // Count implements EventStore.
-func (s *boltStore) Count(context.Context) (int, error) {
+func (s *BoltStore) Count(context.Context) (int, error) {
 	var n uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		n = boltfile.SeqOf(tx.Bucket(boltfile.MetaBucket).Get(keyCount))
@@ -184,7 +189,7 @@ var errStop = errors.New("stop")
 
 // Query implements EventStore. It scans the selected devices' events: the
 // bbolt store has no secondary indexes (see docs/PROTOCOL.md, caveats).
-func (s *boltStore) Query(_ context.Context, q EventQuery, fn func(StoredEvent) error) error {
+func (s *BoltStore) Query(_ context.Context, q EventQuery, fn func(StoredEvent) error) error {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		devs := tx.Bucket(bucketDevices)
@@ -226,7 +231,7 @@ func (s *boltStore) Query(_ context.Context, q EventQuery, fn func(StoredEvent) 
 }
 
 // PutStatus implements DeviceStore.
-func (s *boltStore) PutStatus(_ context.Context, site, device string, st proto.Status, received time.Time) error {
+func (s *BoltStore) PutStatus(_ context.Context, site, device string, st proto.Status, received time.Time) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketStatus)
 		key := []byte(site + "/" + device)
@@ -251,7 +256,7 @@ func (s *boltStore) PutStatus(_ context.Context, site, device string, st proto.S
 }
 
 // Devices implements DeviceStore.
-func (s *boltStore) Devices(context.Context) ([]DeviceRecord, error) {
+func (s *BoltStore) Devices(context.Context) ([]DeviceRecord, error) {
 	byName := map[string]*DeviceRecord{}
 	get := func(name string) *DeviceRecord {
 		if d, ok := byName[name]; ok {
@@ -297,7 +302,7 @@ func (s *boltStore) Devices(context.Context) ([]DeviceRecord, error) {
 }
 
 // PutResult implements DeviceStore.
-func (s *boltStore) PutResult(_ context.Context, r proto.Result, _ time.Time) error {
+func (s *BoltStore) PutResult(_ context.Context, r proto.Result, _ time.Time) error {
 	b, err := json.Marshal(r)
 	if err == nil {
 		err = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketResults).Put([]byte(r.ID), b) })
@@ -309,7 +314,7 @@ func (s *boltStore) PutResult(_ context.Context, r proto.Result, _ time.Time) er
 }
 
 // Result implements DeviceStore.
-func (s *boltStore) Result(_ context.Context, id string) (proto.Result, bool, error) {
+func (s *BoltStore) Result(_ context.Context, id string) (proto.Result, bool, error) {
 	var r proto.Result
 	var ok bool
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -326,8 +331,26 @@ func (s *boltStore) Result(_ context.Context, id string) (proto.Result, bool, er
 	return r, ok, nil
 }
 
+// EachResult calls fn for every stored result, by ID; an error from fn
+// ends it and is returned.
+func (s *BoltStore) EachResult(_ context.Context, fn func(proto.Result) error) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketResults).ForEach(func(k, v []byte) error {
+			var r proto.Result
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode result %s: %w", k, err)
+			}
+			return fn(r)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("read results from %s: %w", s.path, err)
+	}
+	return nil
+}
+
 // Close implements Store.
-func (s *boltStore) Close() error {
+func (s *BoltStore) Close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close HQ store %s: %w", s.path, err)
 	}

@@ -131,7 +131,7 @@ func Open(cfg Config) (*Service, error) {
 	log := cmp.Or(cfg.Logger, slog.Default())
 	st, name := cfg.Store, cmp.Or(cfg.Path, "the HQ store")
 	if st == nil {
-		bs, err := openBolt(cfg.Path, log)
+		bs, err := OpenBoltStore(cfg.Path, log)
 		if err != nil {
 			return nil, err
 		}
