@@ -23,8 +23,14 @@ func TestExampleSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	example, err := os.ReadFile("../../deploy/tobira-hq.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range settings {
-		if s.file(f) == nil {
+		if s.commented && (s.file(f) != nil || !bytes.Contains(example, []byte("\n# "+s.key+" "))) {
+			t.Errorf("the example does not show %s commented out", s.key)
+		} else if !s.commented && s.file(f) == nil {
 			t.Errorf("the example does not show %s", s.key)
 		}
 		if !bytes.Contains(doc, []byte("| `"+s.key+"` |")) {
