@@ -8,30 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
-
-// HQ buckets besides the events (bbolt):
-//
-//	status/<site>/<device>   = JSON statusRecord: the device's last status
-//	results/<id>             = JSON Result, by command or transfer ID
-var (
-	bucketStatus  = []byte("status")
-	bucketResults = []byte("results")
-)
-
-// statusRecord is a device's last status as HQ stores it.
-type statusRecord struct {
-	Status   proto.Status `json:"status"`
-	Received time.Time    `json:"received"`
-}
 
 // handleStatus stores a device's status or last will, and sends a device
 // that just came online its site's ticket marks.
@@ -53,24 +33,7 @@ func (h *Service) storeStatus(topic string, payload []byte) (site, device string
 		return "", "", false
 	}
 	cameOnline = h.relay.seen(site, device, st.Online)
-	err = h.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketStatus)
-		key := []byte(site + "/" + device)
-		if old := b.Get(key); old != nil && !st.Online {
-			// The will says only "offline": keep the last known facts.
-			var prev statusRecord
-			if json.Unmarshal(old, &prev) == nil {
-				prev.Status.Online = false
-				st = prev.Status
-			}
-		}
-		rec, err := json.Marshal(statusRecord{Status: st, Received: h.clk.Now().UTC()})
-		if err != nil {
-			return err
-		}
-		return b.Put(key, rec)
-	})
-	if err != nil {
+	if err := h.st.PutStatus(context.Background(), site, device, st, h.clk.Now().UTC()); err != nil {
 		h.log.Error("cannot store status", "topic", topic, "err", err)
 		return site, device, cameOnline
 	}
@@ -85,20 +48,12 @@ func (h *Service) storeStatus(topic string, payload []byte) (site, device string
 // loadDevices tells the mark relay about every device HQ has stored (as
 // offline until it speaks).
 func (h *Service) loadDevices() error {
-	err := h.db.View(func(tx *bolt.Tx) error {
-		note := func(k []byte) error {
-			if site, device, ok := strings.Cut(string(k), "/"); ok {
-				h.relay.seen(site, device, false)
-			}
-			return nil
-		}
-		if err := tx.Bucket(bucketDevices).ForEachBucket(note); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketStatus).ForEach(func(k, _ []byte) error { return note(k) })
-	})
+	devs, err := h.st.Devices(context.Background())
 	if err != nil {
-		return fmt.Errorf("load devices from %s: %w", h.path, err)
+		return fmt.Errorf("load devices: %w", err)
+	}
+	for _, d := range devs {
+		h.relay.seen(d.Site, d.Device, false)
 	}
 	return nil
 }
@@ -114,11 +69,7 @@ func (h *Service) handleResult(_ context.Context, _ publishFunc, topic string, p
 	if r.ID == "" {
 		return
 	}
-	b, err := json.Marshal(r)
-	if err == nil {
-		err = h.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketResults).Put([]byte(r.ID), b) })
-	}
-	if err != nil {
+	if err := h.st.PutResult(context.Background(), r, h.clk.Now().UTC()); err != nil {
 		h.log.Error("cannot store result", "topic", topic, "id", r.ID, "err", err)
 	}
 }
@@ -126,20 +77,7 @@ func (h *Service) handleResult(_ context.Context, _ publishFunc, topic string, p
 // Result returns the stored result of a command or snapshot transfer ID,
 // and false when none arrived.
 func (h *Service) Result(id string) (proto.Result, bool, error) {
-	var r proto.Result
-	var ok bool
-	err := h.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketResults).Get([]byte(id))
-		if v == nil {
-			return nil
-		}
-		ok = true
-		return json.Unmarshal(v, &r)
-	})
-	if err != nil {
-		return proto.Result{}, false, fmt.Errorf("read result %s from %s: %w", id, h.path, err)
-	}
-	return r, ok, nil
+	return h.st.Result(context.Background(), id)
 }
 
 // handleNeed re-sends the chunks a device asks for, from the spool.
@@ -226,44 +164,13 @@ type DeviceInfo struct {
 // Fleet returns every device HQ has heard of (by events or status),
 // sorted by site and device.
 func (h *Service) Fleet() ([]DeviceInfo, error) {
-	byName := map[string]*DeviceInfo{}
-	get := func(name string) *DeviceInfo {
-		if d, ok := byName[name]; ok {
-			return d
-		}
-		d := &DeviceInfo{}
-		for i := 0; i < len(name); i++ {
-			if name[i] == '/' {
-				d.Site, d.Device = name[:i], name[i+1:]
-				break
-			}
-		}
-		byName[name] = d
-		return d
-	}
-	err := h.db.View(func(tx *bolt.Tx) error {
-		err := tx.Bucket(bucketDevices).ForEachBucket(func(k []byte) error {
-			get(string(k)).Acked = boltfile.SeqOf(tx.Bucket(bucketDevices).Bucket(k).Get(keyAcked))
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bucketStatus).ForEach(func(k, v []byte) error {
-			var rec statusRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decode status of %s: %w", k, err)
-			}
-			d := get(string(k))
-			d.Status, d.Seen, d.Online = rec.Status, rec.Received, rec.Status.Online
-			return nil
-		})
-	})
+	devs, err := h.st.Devices(context.Background())
 	if err != nil {
-		return nil, fmt.Errorf("read fleet from %s: %w", h.path, err)
+		return nil, fmt.Errorf("read fleet: %w", err)
 	}
-	out := make([]DeviceInfo, 0, len(byName))
-	for _, d := range byName {
+	out := make([]DeviceInfo, 0, len(devs))
+	for _, rec := range devs {
+		d := DeviceInfo{Site: rec.Site, Device: rec.Device, Online: rec.Status.Online, Seen: rec.Seen, Status: rec.Status, Acked: rec.Acked}
 		if h.spool != "" {
 			if m, err := readLatest(h.spool, d.Site, d.Device); err == nil {
 				d.ExpectedVersion, d.ExpectedHash = m.Version, m.ContentHash
@@ -273,14 +180,8 @@ func (h *Service) Fleet() ([]DeviceInfo, error) {
 				h.log.Warn("cannot read latest published snapshot", "site", d.Site, "device", d.Device, "err", err)
 			}
 		}
-		out = append(out, *d)
+		out = append(out, d)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Site != out[j].Site {
-			return out[i].Site < out[j].Site
-		}
-		return out[i].Device < out[j].Device
-	})
 	return out, nil
 }
 

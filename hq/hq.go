@@ -1,12 +1,10 @@
 package hq
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -15,40 +13,26 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
-	bolt "go.etcd.io/bbolt"
 
-	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
-// Store file layout (bbolt):
-//
-//	meta/format                  = "tobira-hq-v1"
-//	meta/count                   = 8-byte big-endian: events stored, all devices
-//	devices/<site>/<device>/acked = 8-byte big-endian: highest contiguous seq
-//	devices/<site>/<device>/events/<seq> = JSON Event, keyed by 8-byte big-endian seq
-//
-// (<site>/<device> is one bucket name; names cannot contain '/'.)
-var (
-	bucketDevices = []byte("devices")
-	bucketEvents  = []byte("events")
-	keyCount      = []byte("count")
-	keyAcked      = []byte("acked")
-	hqFormat      = []byte("tobira-hq-v1")
-)
-
-// Config configures a Service. Path is required; Broker is required for
-// Run.
+// Config configures a Service. Path or Store is required; Broker is
+// required for Run.
 type Config struct {
 	// Broker is the paho broker URL, e.g. "tcp://127.0.0.1:1883".
 	Broker string
 	// ClientID is the MQTT client ID; default "tobira-hq". HQ uses a
 	// persistent session, so the broker queues events while HQ is away.
 	ClientID string
-	// Path is the bbolt file that stores events.
+	// Path is the bbolt file that stores events, status and results,
+	// when Store is nil.
 	Path string
+	// Store, when set, is where HQ keeps events, status and results
+	// instead of Path (e.g. PostgreSQL, hq/pgstore). The Service closes it.
+	Store Store
 	// TLS, when set, is used for ssl:// and wss:// brokers.
 	TLS *tls.Config
 	// Username is the optional MQTT user name.
@@ -106,10 +90,10 @@ func (c Config) settings(clientID string) mqttconn.Settings {
 // re-sends the snapshot chunks devices ask for, relays ticket marks between
 // the gates of a site, and takes enrollments.
 //
-// The bbolt store is the spine's stand-in for a real database.
+// Its data is in a Store: a bbolt file by default, or PostgreSQL.
 type Service struct {
-	db      *bolt.DB
-	path    string
+	st      Store
+	path    string // names the store in messages
 	spool   string
 	link    mqttconn.Settings
 	clk     clock.Clock
@@ -138,10 +122,10 @@ type Service struct {
 // the broker had no subscriber for wait for the device's ack timeout.
 func (h *Service) Ready() <-chan struct{} { return h.ready }
 
-// Open opens (or creates) HQ's event store at cfg.Path. It does not
-// connect; Run does.
+// Open opens (or creates) HQ's store: cfg.Store, else the bbolt file at
+// cfg.Path. It does not connect; Run does.
 func Open(cfg Config) (*Service, error) {
-	if cfg.Path == "" {
+	if cfg.Path == "" && cfg.Store == nil {
 		return nil, fmt.Errorf("%w: HQ needs a store path", ErrConfig)
 	}
 	if cfg.Broker != "" {
@@ -152,31 +136,29 @@ func Open(cfg Config) (*Service, error) {
 	if cfg.Key != nil && len(cfg.Key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: HQ key is %d bytes, want an Ed25519 private key", ErrConfig, len(cfg.Key))
 	}
-	// The map freelist finds free pages in a large store faster (it
-	// lives in memory only; the file format is the same).
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: boltfile.OpenTimeout, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return nil, fmt.Errorf("open HQ store %s: %w", cfg.Path, err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		return boltfile.Init(tx, hqFormat, bucketDevices, bucketStatus, bucketResults)
-	}); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open HQ store %s: %w", cfg.Path, err)
+	log := cmp.Or(cfg.Logger, slog.Default())
+	st, name := cfg.Store, cmp.Or(cfg.Path, "the HQ store")
+	if st == nil {
+		bs, err := OpenBoltStore(cfg.Path, log)
+		if err != nil {
+			return nil, err
+		}
+		st = bs
 	}
 	h := &Service{
-		db:          db,
-		path:        cfg.Path,
+		st:          st,
+		path:        name,
 		spool:       cfg.Spool,
 		ready:       make(chan struct{}),
 		link:        cfg.settings("tobira-hq"),
 		clk:         cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
-		log:         cmp.Or(cfg.Logger, slog.Default()),
+		log:         log,
 		relay:       newRelay(cfg.Key),
 		enrollments: cfg.Enrollments,
 	}
+	var err error
 	if h.metrics, err = newMetrics(cfg.Metrics, h, cfg.DeviceMetricsTTL); err != nil {
-		db.Close()
+		st.Close()
 		return nil, fmt.Errorf("%w: metrics: %w", ErrConfig, err)
 	}
 	return h, nil
@@ -336,36 +318,30 @@ func (h *Service) ingest(topic string, payload []byte) (site, device string, ack
 
 // storeReq is one events message waiting to be stored.
 type storeReq struct {
-	topic, site, device string
-	evs                 []proto.Event
-	vals                [][]byte      // evs encoded as stored, made before the transaction
-	ack                 uint64        // result: the device's new ack point
-	added               []proto.Event // result: events not held before
-	dups                int           // result: events already held
-	err                 error
-	done                chan struct{} // closed once committed (or failed)
+	topic string
+	batch EventBatch
+	res   BatchResult // result
+	err   error
+	done  chan struct{} // closed once committed (or failed)
 }
 
 // store saves evs of one device, skipping those already held, and returns
-// the new acknowledgement point once they are committed (fsync'd).
+// the new acknowledgement point once they are committed.
 //
 // Messages handled at the same time share one transaction (group commit):
 // the first caller commits every message queued so far, in rounds until
 // none is left, while the others wait for their round. Each caller still
-// returns, and acks, only after its own events are on disk.
+// returns, and acks, only after its own events are committed.
 func (h *Service) store(topic, site, device string, evs []proto.Event) (string, string, uint64, error) {
-	req := &storeReq{topic: topic, site: site, device: device, evs: evs, vals: make([][]byte, len(evs)), done: make(chan struct{})}
 	// Encode outside the transaction: handlers do it in parallel, and the
-	// writer holds bbolt's lock only to put.
-	for i, ev := range evs {
-		v, err := json.Marshal(ev)
-		if err != nil {
-			err = fmt.Errorf("store events from %s: encode event seq %d: %w", topic, ev.Seq, err)
-			h.log.Error("cannot store events", "topic", topic, "err", err)
-			return "", "", 0, err
-		}
-		req.vals[i] = v
+	// writer holds the store's lock only to put.
+	b, err := NewEventBatch(site, device, h.clk.Now().UTC(), evs)
+	if err != nil {
+		err = fmt.Errorf("store events from %s: %w", topic, err)
+		h.log.Error("cannot store events", "topic", topic, "err", err)
+		return "", "", 0, err
 	}
+	req := &storeReq{topic: topic, batch: b, done: make(chan struct{})}
 	h.commitMu.Lock()
 	h.pending = append(h.pending, req)
 	if h.committing {
@@ -386,38 +362,37 @@ func (h *Service) store(topic, site, device string, evs []proto.Event) (string, 
 	if req.err != nil {
 		return "", "", 0, req.err
 	}
-	return site, device, req.ack, nil
+	return site, device, req.res.Ack, nil
 }
 
 // commit stores reqs in one transaction and completes each.
 func (h *Service) commit(reqs []*storeReq) {
 	start := h.clk.Now()
-	err := h.db.Update(func(tx *bolt.Tx) error {
-		added := 0
-		for _, r := range reqs {
-			r.added, r.dups = r.added[:0], 0 // bbolt may not retry, but stay correct if it did
-			if err := h.storeTx(tx, r); err != nil {
-				return err
-			}
-			added += len(r.added)
+	batches := make([]EventBatch, len(reqs))
+	for i, r := range reqs {
+		batches[i] = r.batch
+	}
+	res, err := h.st.StoreEvents(context.Background(), batches)
+	if err == nil {
+		for i, r := range reqs {
+			r.res = res[i]
 		}
-		meta := tx.Bucket(boltfile.MetaBucket)
-		return meta.Put(keyCount, boltfile.SeqKey(boltfile.SeqOf(meta.Get(keyCount))+uint64(added)))
-	})
+	}
 	h.metrics.committed(reqs, h.clk.Now().Sub(start), err)
 	h.mu.Lock()
 	fn := h.onEvent
 	h.mu.Unlock()
 	for _, r := range reqs {
 		if err != nil {
-			r.err = fmt.Errorf("store %d events from %s in %s: %w", len(r.evs), r.topic, h.path, err)
+			r.err = fmt.Errorf("store %d events from %s in %s: %w", len(r.batch.Events), r.topic, h.path, err)
 			h.log.Error("cannot store events; the device will send again", "topic", r.topic, "err", r.err)
 		} else {
-			h.log.Debug("stored events", "topic", r.topic, "first_seq", r.evs[0].Seq, "last_seq", r.evs[len(r.evs)-1].Seq,
-				"new", len(r.added), "duplicates", r.dups, "ack", r.ack, "group", len(reqs))
+			evs := r.batch.Events
+			h.log.Debug("stored events", "topic", r.topic, "first_seq", evs[0].Seq, "last_seq", evs[len(evs)-1].Seq,
+				"new", len(r.res.Added), "duplicates", r.res.Dups, "ack", r.res.Ack, "group", len(reqs))
 			if fn != nil {
-				for _, ev := range r.added {
-					fn(r.site, r.device, ev)
+				for _, ev := range r.res.Added {
+					fn(r.batch.Site, r.batch.Device, ev)
 				}
 			}
 		}
@@ -425,102 +400,24 @@ func (h *Service) commit(reqs []*storeReq) {
 	}
 }
 
-// storeTx stores the events of r in tx and sets r's results.
-func (h *Service) storeTx(tx *bolt.Tx, r *storeReq) error {
-	dev, err := tx.Bucket(bucketDevices).CreateBucketIfNotExists([]byte(r.site + "/" + r.device))
-	if err != nil {
-		return fmt.Errorf("create device bucket: %w", err)
-	}
-	held, err := dev.CreateBucketIfNotExists(bucketEvents)
-	if err != nil {
-		return fmt.Errorf("create events bucket: %w", err)
-	}
-	// Sequence numbers mostly come in order: fill pages fully rather than
-	// splitting them in half.
-	held.FillPercent = 0.9
-	for i, ev := range r.evs {
-		v := r.vals[i]
-		k := boltfile.SeqKey(ev.Seq)
-		if old := held.Get(k); old != nil {
-			r.dups++
-			if !bytes.Equal(old, v) {
-				h.log.Warn("duplicate seq with different content; keeping the first", "topic", r.topic, "seq", ev.Seq)
-			}
-			continue
-		}
-		if err := held.Put(k, v); err != nil {
-			return fmt.Errorf("store event seq %d: %w", ev.Seq, err)
-		}
-		r.added = append(r.added, ev)
-	}
-	ack := boltfile.SeqOf(dev.Get(keyAcked))
-	for ack < ^uint64(0) && held.Get(boltfile.SeqKey(ack+1)) != nil {
-		ack++
-	}
-	if err := dev.Put(keyAcked, boltfile.SeqKey(ack)); err != nil {
-		return fmt.Errorf("store ack point: %w", err)
-	}
-	r.ack = ack
-	return nil
-}
-
 // Events returns the stored events of one device in sequence order,
 // including any held beyond a gap.
 func (h *Service) Events(site, device string) ([]proto.Event, error) {
-	var evs []proto.Event
-	err := h.db.View(func(tx *bolt.Tx) error {
-		dev := tx.Bucket(bucketDevices).Bucket([]byte(site + "/" + device))
-		if dev == nil {
-			return nil
-		}
-		return dev.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			var ev proto.Event
-			if err := json.Unmarshal(v, &ev); err != nil {
-				return fmt.Errorf("decode event key %x: %w", k, err)
-			}
-			evs = append(evs, ev)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read events of %s/%s from %s: %w", site, device, h.path, err)
-	}
-	return evs, nil
+	return h.st.Events(context.Background(), site, device)
 }
 
 // Acked returns the highest sequence number up to which HQ holds every
 // event of the device (what it acknowledges), 0 for an unknown device.
 func (h *Service) Acked(site, device string) (uint64, error) {
-	var seq uint64
-	err := h.db.View(func(tx *bolt.Tx) error {
-		if dev := tx.Bucket(bucketDevices).Bucket([]byte(site + "/" + device)); dev != nil {
-			seq = boltfile.SeqOf(dev.Get(keyAcked))
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("read ack point of %s/%s from %s: %w", site, device, h.path, err)
-	}
-	return seq, nil
+	return h.st.Acked(context.Background(), site, device)
 }
 
 // Count returns how many events HQ stores, over all devices.
 func (h *Service) Count() (int, error) {
-	var n uint64
-	err := h.db.View(func(tx *bolt.Tx) error {
-		n = boltfile.SeqOf(tx.Bucket(boltfile.MetaBucket).Get(keyCount))
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("count events in %s: %w", h.path, err)
-	}
-	return int(n), nil
+	return h.st.Count(context.Background())
 }
 
 // Close closes the store. Call it after Run has returned.
 func (h *Service) Close() error {
-	if err := h.db.Close(); err != nil {
-		return fmt.Errorf("close HQ store %s: %w", h.path, err)
-	}
-	return nil
+	return h.st.Close()
 }

@@ -95,13 +95,13 @@ func (m *metrics) committed(reqs []*storeReq, d time.Duration, err error) {
 			continue
 		}
 		m.batches.Inc()
-		m.stored.Add(float64(len(r.added)))
-		m.duplicates.Add(float64(r.dups))
+		m.stored.Add(float64(len(r.res.Added)))
+		m.duplicates.Add(float64(r.res.Dups))
 		last := uint64(0)
-		for _, ev := range r.evs {
+		for _, ev := range r.batch.Events {
 			last = max(last, ev.Seq)
 		}
-		m.devices.saw(r.site, r.device, last, r.ack)
+		m.devices.saw(r.batch.Site, r.batch.Device, last, r.res.Ack)
 	}
 }
 

@@ -1,15 +1,10 @@
 package hq
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
+	"context"
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -63,50 +58,10 @@ func (q EventQuery) match(ev proto.Event) bool {
 	return false
 }
 
-// errStop ends a Query early.
-var errStop = errors.New("stop")
-
 // Query calls fn for each stored event selected by q, in order of site,
-// device and sequence number. It scans the selected devices' events: the
-// bbolt store has no secondary indexes (see docs/PROTOCOL.md, caveats). An
-// error from fn ends the query and is returned.
+// device and sequence number. On bbolt it scans the selected devices'
+// events (no secondary indexes); PostgreSQL uses its indexes. An error
+// from fn ends the query and is returned.
 func (h *Service) Query(q EventQuery, fn func(StoredEvent) error) error {
-	n := 0
-	err := h.db.View(func(tx *bolt.Tx) error {
-		devs := tx.Bucket(bucketDevices)
-		return devs.ForEachBucket(func(name []byte) error {
-			site, device, _ := strings.Cut(string(name), "/")
-			if q.Site != "" && site != q.Site || q.Device != "" && device != q.Device {
-				return nil
-			}
-			evs := devs.Bucket(name).Bucket(bucketEvents)
-			if evs == nil {
-				return nil
-			}
-			return evs.ForEach(func(k, v []byte) error {
-				var ev proto.Event
-				if err := json.Unmarshal(v, &ev); err != nil {
-					return fmt.Errorf("decode event %s seq %d: %w", name, boltfile.SeqOf(k), err)
-				}
-				if !q.match(ev) {
-					return nil
-				}
-				if err := fn(StoredEvent{Site: site, Device: device, Event: ev}); err != nil {
-					return err
-				}
-				n++
-				if q.Limit > 0 && n >= q.Limit {
-					return errStop
-				}
-				return nil
-			})
-		})
-	})
-	if errors.Is(err, errStop) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("query events in %s: %w", h.path, err)
-	}
-	return nil
+	return h.st.Query(context.Background(), q, fn)
 }

@@ -25,7 +25,8 @@ const configEnv = envPrefix + "CONFIG"
 
 // fileSettings are the keys of tobira-hq.toml (docs/HQ.md). Each is also
 // the environment variable TOBIRA_HQ_<KEY> and the flag --<key> (with '-'
-// for '_'; release_store is --store) of every command that takes it.
+// for '_'; release_store is --store, store is --store-url) of every command
+// that takes it.
 type fileSettings struct {
 	Broker        *string `toml:"broker"`
 	TLSCA         *string `toml:"tls_ca"`
@@ -33,6 +34,8 @@ type fileSettings struct {
 	TLSKey        *string `toml:"tls_key"`
 	ClientID      *string `toml:"client_id"`
 	DB            *string `toml:"db"`
+	Store         *string `toml:"store"`
+	Retention     *string `toml:"retention_days"`
 	Spool         *string `toml:"spool"`
 	Registry      *string `toml:"registry"`
 	Key           *string `toml:"key"`
@@ -44,24 +47,29 @@ type fileSettings struct {
 // setting is one key of tobira-hq.toml and the flag it feeds.
 type setting struct {
 	key, flag string
+	// commented: the shipped example shows the key commented out, since
+	// setting it changes what a fresh install does (store: PostgreSQL).
+	commented bool
 	// file returns the key's value in a file (nil when absent).
 	file func(*fileSettings) *string
 }
 
 // settings lists every key, in the order of docs/HQ.md.
 var settings = []setting{
-	{"broker", "broker", func(f *fileSettings) *string { return f.Broker }},
-	{"tls_ca", "tls-ca", func(f *fileSettings) *string { return f.TLSCA }},
-	{"tls_cert", "tls-cert", func(f *fileSettings) *string { return f.TLSCert }},
-	{"tls_key", "tls-key", func(f *fileSettings) *string { return f.TLSKey }},
-	{"client_id", "client-id", func(f *fileSettings) *string { return f.ClientID }},
-	{"db", "db", func(f *fileSettings) *string { return f.DB }},
-	{"spool", "spool", func(f *fileSettings) *string { return f.Spool }},
-	{"registry", "registry", func(f *fileSettings) *string { return f.Registry }},
-	{"key", "key", func(f *fileSettings) *string { return f.Key }},
-	{"anchors", "anchors", func(f *fileSettings) *string { return f.Anchors }},
-	{"release_store", "store", func(f *fileSettings) *string { return f.ReleaseStore }},
-	{"metrics_listen", "metrics-listen", func(f *fileSettings) *string { return f.MetricsListen }},
+	{"broker", "broker", false, func(f *fileSettings) *string { return f.Broker }},
+	{"tls_ca", "tls-ca", false, func(f *fileSettings) *string { return f.TLSCA }},
+	{"tls_cert", "tls-cert", false, func(f *fileSettings) *string { return f.TLSCert }},
+	{"tls_key", "tls-key", false, func(f *fileSettings) *string { return f.TLSKey }},
+	{"client_id", "client-id", false, func(f *fileSettings) *string { return f.ClientID }},
+	{"db", "db", false, func(f *fileSettings) *string { return f.DB }},
+	{"store", "store-url", true, func(f *fileSettings) *string { return f.Store }},
+	{"retention_days", "retention-days", false, func(f *fileSettings) *string { return f.Retention }},
+	{"spool", "spool", false, func(f *fileSettings) *string { return f.Spool }},
+	{"registry", "registry", false, func(f *fileSettings) *string { return f.Registry }},
+	{"key", "key", false, func(f *fileSettings) *string { return f.Key }},
+	{"anchors", "anchors", false, func(f *fileSettings) *string { return f.Anchors }},
+	{"release_store", "store", false, func(f *fileSettings) *string { return f.ReleaseStore }},
+	{"metrics_listen", "metrics-listen", true, func(f *fileSettings) *string { return f.MetricsListen }},
 }
 
 // envName is the environment variable of a setting.

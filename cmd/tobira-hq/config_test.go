@@ -30,7 +30,9 @@ func TestExampleSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range settings {
-		if s.file(f) == nil && !bytes.Contains(text, []byte("\n# "+s.key+" = ")) {
+		if s.commented && (s.file(f) != nil || !bytes.Contains(text, []byte("\n# "+s.key+" "))) {
+			t.Errorf("the example does not show %s commented out", s.key)
+		} else if !s.commented && s.file(f) == nil {
 			t.Errorf("the example does not show %s", s.key)
 		}
 		if !bytes.Contains(doc, []byte("| `"+s.key+"` |")) {

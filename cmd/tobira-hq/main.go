@@ -3,6 +3,8 @@
 // status, and signs and sends snapshots and commands.
 //
 //	tobira-hq serve                                   the HQ service
+//	tobira-hq migrate --store-url postgres://...      apply the PostgreSQL schema
+//	tobira-hq migrate-store --db F --store-url URL    copy a bbolt store into PostgreSQL
 //	tobira-hq import TABLE --site S --csv FILE        people, credentials, doors, ... (docs/HQ.md)
 //	tobira-hq enroll list|approve|reject ... / enroll --record FILE ...
 //	tobira-hq revoke --site S --credential HEX
@@ -68,7 +70,7 @@ func newRoot(src settingsSource) *cobra.Command {
 	configFlag(root)
 	root.AddCommand(serveCommand(), importCommand(), enrollCommand(), revokeCommand(), crlCommand(),
 		eventsCommand(), tailCommand(), fleetCommand(), cli.Keygen("hq.keys"), snapshotCommand(), commandCommand(),
-		releaseCommand(), versionCommand())
+		releaseCommand(), migrateCommand(), migrateStoreCommand(), versionCommand())
 	noteSettings(root)
 	return root
 }
@@ -148,13 +150,14 @@ func serveCommand() *cobra.Command {
 		Use:   "serve",
 		Short: "Store and acknowledge events, keep device status, re-send snapshot chunks, take enrollments, relay ticket marks",
 	}
-	c.Flags().StringVar(&db, "db", "hq.db", "HQ store (bbolt file)")
+	c.Flags().StringVar(&db, "db", "hq.db", "HQ store (bbolt file), unless --store-url names PostgreSQL")
 	c.Flags().StringVar(&clientID, "client-id", "tobira-hq", "MQTT client ID")
 	c.Flags().StringVar(&spool, "spool", "", "directory of published snapshots (see snapshot publish)")
 	c.Flags().StringVar(&reg, "registry", "", "HQ registry: enrollments from devices wait there for approval (empty: not taken)")
 	c.Flags().StringVar(&keyFile, "key", "", "HQ signing key: signs the ticket marks relayed between gates (empty: not relayed)")
 	c.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics on /metrics (empty: off)")
 	bf := addBrokerFlags(c)
+	sf := addStoreFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		log := logger(c)
 		metrics, err := openMetrics(metricsListen)
@@ -166,6 +169,13 @@ func serveCommand() *cobra.Command {
 			return err
 		}
 		cfg.ClientID, cfg.Path, cfg.Spool, cfg.Metrics = clientID, db, spool, metrics.registerer()
+		if cfg.Store, err = sf.open(c.Context(), log); err != nil {
+			return err
+		}
+		if cfg.Store != nil {
+			defer cfg.Store.Close() // also when Open fails; a second Close is harmless
+			db = "postgres"
+		}
 		if reg != "" {
 			cfg.Enrollments = registrySink{path: reg, log: log}
 		}

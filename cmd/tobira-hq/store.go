@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/pgstore"
+	"github.com/tobira-ac/tobira/sync/proto"
+)
+
+// storeFlags select HQ's store: PostgreSQL when a URL is given, else the
+// bbolt file of --db.
+type storeFlags struct {
+	url           string
+	retentionDays int
+}
+
+// addStoreFlags registers the store flags on c.
+func addStoreFlags(c *cobra.Command) *storeFlags {
+	var s storeFlags
+	c.Flags().StringVar(&s.url, "store-url", "", "PostgreSQL store, postgres://user@host/db (empty: the bbolt file of --db)")
+	c.Flags().IntVar(&s.retentionDays, "retention-days", 0, "drop events received more than this many days ago (PostgreSQL; 0: keep all)")
+	return &s
+}
+
+// open opens the PostgreSQL store, nil when none is configured.
+func (s *storeFlags) open(ctx context.Context, log *slog.Logger) (hq.Store, error) {
+	if s.url == "" {
+		return nil, nil
+	}
+	st, err := pgstore.Open(ctx, s.url, pgstore.Options{Retention: time.Duration(s.retentionDays) * 24 * time.Hour, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// migrateCommand is "tobira-hq migrate".
+func migrateCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the PostgreSQL schema migrations built into this binary (safe to run again, and from several replicas)",
+		Args:  cobra.NoArgs,
+	}
+	sf := addStoreFlags(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if sf.url == "" {
+			return fmt.Errorf("migrate needs --store-url (setting store)")
+		}
+		applied, err := pgstore.Migrate(c.Context(), sf.url)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.OutOrStdout(), "applied %d migrations %v\n", len(applied), applied)
+		return err
+	}
+	return c
+}
+
+// migrateStoreCommand is "tobira-hq migrate-store".
+func migrateStoreCommand() *cobra.Command {
+	var db string
+	c := &cobra.Command{
+		Use:   "migrate-store",
+		Short: "Copy a bbolt HQ store (events, status, results) into PostgreSQL; running it again copies nothing twice",
+		Args:  cobra.NoArgs,
+	}
+	c.Flags().StringVar(&db, "db", "hq.db", "the bbolt HQ store to copy (stop tobira-hq serve first)")
+	sf := addStoreFlags(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if sf.url == "" {
+			return fmt.Errorf("migrate-store needs --store-url (setting store)")
+		}
+		log := logger(c)
+		src, err := hq.OpenBoltStore(db, log)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		dst, err := pgstore.Open(c.Context(), sf.url, pgstore.Options{Logger: log})
+		if err != nil {
+			return err
+		}
+		defer dst.Close()
+		n, err := copyStore(c.Context(), src, dst)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.OutOrStdout(), "copied %d events (new %d), %d devices, %d results from %s\n", n.events, n.added, n.devices, n.results, db)
+		return err
+	}
+	return c
+}
+
+// copySource is a store that migrate-store reads.
+type copySource interface {
+	hq.EventStore
+	hq.DeviceStore
+	EachResult(ctx context.Context, fn func(proto.Result) error) error
+}
+
+// copied counts what copyStore copied.
+type copied struct{ events, added, devices, results int }
+
+// copyChunk is how many events of a device copyStore stores at a time.
+const copyChunk = 5000
+
+// copyStore copies every event, status and result of src into dst.
+// Events keep their seqs (dst's dedup makes a second run store nothing)
+// and are stamped received at their own time, so retention treats them
+// by age.
+func copyStore(ctx context.Context, src copySource, dst hq.Store) (copied, error) {
+	var n copied
+	devs, err := src.Devices(ctx)
+	if err != nil {
+		return n, err
+	}
+	for _, d := range devs {
+		n.devices++
+		var evs []proto.Event
+		flush := func() error {
+			if len(evs) == 0 {
+				return nil
+			}
+			b, err := hq.NewEventBatch(d.Site, d.Device, evs[len(evs)-1].Time, evs)
+			if err != nil {
+				return err
+			}
+			res, err := dst.StoreEvents(ctx, []hq.EventBatch{b})
+			if err != nil {
+				return err
+			}
+			n.events, n.added, evs = n.events+len(evs), n.added+len(res[0].Added), nil
+			return nil
+		}
+		err := src.Query(ctx, hq.EventQuery{Site: d.Site, Device: d.Device}, func(ev hq.StoredEvent) error {
+			if evs = append(evs, ev.Event); len(evs) < copyChunk {
+				return nil
+			}
+			return flush()
+		})
+		if err == nil {
+			err = flush()
+		}
+		if err == nil && !d.Seen.IsZero() {
+			err = dst.PutStatus(ctx, d.Site, d.Device, d.Status, d.Seen)
+		}
+		if err != nil {
+			return n, fmt.Errorf("copy device %s/%s: %w", d.Site, d.Device, err)
+		}
+	}
+	err = src.EachResult(ctx, func(r proto.Result) error {
+		n.results++
+		return dst.PutResult(ctx, r, r.Time)
+	})
+	return n, err
+}

@@ -1,0 +1,213 @@
+// Package pgtest starts a throw-away PostgreSQL server for tests: initdb
+// into a temporary directory, pg_ctl start on a free port of 127.0.0.1 with
+// its socket in that directory, and a fresh database per test. One server
+// is shared by the tests of a test binary (started on first use, stopped by
+// Main).
+//
+// The binaries are looked up in $TOBIRA_PG_BIN, else
+// /usr/lib/postgresql/15/bin. As root, the server runs as the postgres
+// system user (runuser), since PostgreSQL refuses to run as root. Without
+// PostgreSQL a test is skipped with the reason, or fails when $CI is
+// "true" (scripts/install-deps test installs it).
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultBin is where Debian's postgresql-15 package puts the server
+// binaries.
+const DefaultBin = "/usr/lib/postgresql/15/bin"
+
+// Options tune a Server.
+type Options struct {
+	// Durable keeps PostgreSQL's crash safety (fsync, synchronous commit,
+	// full page writes): for benchmarks. Off, the server skips them, which
+	// is what most tests want (they never crash the machine).
+	Durable bool
+}
+
+// Server is a running PostgreSQL cluster in a temporary directory.
+type Server struct {
+	dir  string
+	bin  string
+	port int
+	// asUser runs a command as the server's owner ("" when that is us).
+	asUser string
+	n      atomic.Int64
+}
+
+// Start initialises a cluster in a new temporary directory and starts it
+// on a free port of 127.0.0.1. Stop it with Stop.
+func Start(ctx context.Context, opt Options) (*Server, error) {
+	bin := os.Getenv("TOBIRA_PG_BIN")
+	if bin == "" {
+		bin = DefaultBin
+	}
+	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
+		return nil, fmt.Errorf("PostgreSQL server binaries in %s: %w (scripts/install-deps test installs them)", bin, err)
+	}
+	dir, err := os.MkdirTemp("", "tobira-pgtest-")
+	if err != nil {
+		return nil, fmt.Errorf("make PostgreSQL test directory: %w", err)
+	}
+	s := &Server{dir: dir, bin: bin}
+	if os.Geteuid() == 0 {
+		if err := s.giveTo("postgres"); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	if s.port, err = freePort(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := s.run(ctx, "initdb", "-D", s.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	flags := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", s.port, dir)
+	if !opt.Durable {
+		flags += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+	}
+	if err := s.run(ctx, "pg_ctl", "-D", s.data(), "-l", filepath.Join(dir, "log"), "-w", "-o", flags, "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("%w\n%s", err, log)
+	}
+	return s, nil
+}
+
+// giveTo makes the directory the named system user's, who will run the
+// server.
+func (s *Server) giveTo(name string) error {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return fmt.Errorf("PostgreSQL cannot run as root and there is no %s user: %w", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(s.dir, uid, gid); err != nil {
+		return fmt.Errorf("give %s to %s: %w", s.dir, name, err)
+	}
+	s.asUser = name
+	return nil
+}
+
+// data is the cluster's data directory.
+func (s *Server) data() string { return filepath.Join(s.dir, "data") }
+
+// run runs a server binary as the server's owner.
+func (s *Server) run(ctx context.Context, name string, args ...string) error {
+	path := filepath.Join(s.bin, name)
+	var cmd *exec.Cmd
+	if s.asUser != "" {
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", s.asUser, "--", path}, args...)...)
+	} else {
+		cmd = exec.CommandContext(ctx, path, args...)
+	}
+	cmd.Dir = s.dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// URL returns the connection URL of database db as the superuser.
+func (s *Server) URL(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.port, db)
+}
+
+// CreateDB creates a new empty database and returns its URL.
+func (s *Server) CreateDB(ctx context.Context) (string, error) {
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), s.n.Add(1))
+	c, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return "", fmt.Errorf("connect to test PostgreSQL: %w", err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	if _, err := c.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	return s.URL(name), nil
+}
+
+// Stop stops the server and removes its directory.
+func (s *Server) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.run(ctx, "pg_ctl", "-D", s.data(), "-m", "immediate", "-w", "stop")
+	if rerr := os.RemoveAll(s.dir); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// shared is the server of this test binary.
+var shared struct {
+	once sync.Once
+	srv  *Server
+	err  error
+}
+
+// Main runs the tests of m and then stops the shared server if one was
+// started: call it from TestMain as os.Exit(pgtest.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	if shared.srv != nil {
+		if err := shared.srv.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest:", err)
+		}
+	}
+	return code
+}
+
+// DB returns the URL of a new empty database on the shared server,
+// starting it on first use. Without PostgreSQL it skips t, or fails it
+// when $CI is "true".
+func DB(t testing.TB) string {
+	t.Helper()
+	shared.once.Do(func() { shared.srv, shared.err = Start(context.Background(), Options{}) })
+	if shared.err != nil {
+		Unavailable(t, shared.err)
+	}
+	url, err := shared.srv.CreateDB(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
+// Unavailable skips t because PostgreSQL could not start (err), or fails
+// it under CI=true, where a missing server is a broken set-up.
+func Unavailable(t testing.TB, err error) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("PostgreSQL is required under CI=true: %v", err)
+	}
+	t.Skipf("no PostgreSQL for this test: %v", err)
+}
