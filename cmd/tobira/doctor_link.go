@@ -48,6 +48,14 @@ func (d *doctor) certValidity(check, what, renew string, c *x509.Certificate) bo
 	return true
 }
 
+// certName names c by its Common Name, or its whole subject without one.
+func certName(c *x509.Certificate) string {
+	if c.Subject.CommonName != "" {
+		return c.Subject.CommonName
+	}
+	return c.Subject.String()
+}
+
 // days writes d in whole days (or hours under two days).
 func days(d time.Duration) string {
 	if d < 48*time.Hour {
@@ -137,7 +145,7 @@ func (d *doctor) checkTLSFiles() bool {
 	}
 	good := true
 	for _, ca := range cas {
-		good = d.certValidity("tls", fmt.Sprintf("hq.ca_cert %q", ca.Subject.CommonName), "install the broker CA's new certificate as hq.ca_cert", ca) && good
+		good = d.certValidity("tls", fmt.Sprintf("hq.ca_cert %q", certName(ca)), "install the broker CA's new certificate as hq.ca_cert", ca) && good
 	}
 	if h.ClientCert == "" {
 		return good
@@ -151,7 +159,7 @@ func (d *doctor) checkTLSFiles() bool {
 		return d.fail("tls", "hq.client_cert must be a PEM certificate", "hq.client_cert: %v", err)
 	}
 	renew := "have the device CA issue a new certificate for " + d.cfg.Site + "/" + d.cfg.Device + " and install it as hq.client_cert and hq.client_key"
-	if !d.certValidity("tls", fmt.Sprintf("hq.client_cert %q", leaf.Subject.CommonName), renew, leaf) {
+	if !d.certValidity("tls", fmt.Sprintf("hq.client_cert %q", certName(leaf)), renew, leaf) {
 		return false
 	}
 	roots := x509.NewCertPool()
@@ -287,7 +295,7 @@ func (d *doctor) checkKeys(context.Context) bool {
 			continue
 		}
 		for _, c := range certs {
-			good = d.certValidity("trust", fmt.Sprintf("%s %q", key, c.Subject.CommonName),
+			good = d.certValidity("trust", fmt.Sprintf("%s %q", key, certName(c)),
 				fmt.Sprintf("add the JPKI CA's next generation to trust.anchors and drop the expired one (%s)", p), c) && good
 		}
 	}

@@ -30,7 +30,7 @@ type CA struct {
 }
 
 // NewCA makes a self-signed P-256 CA named cn, valid from an hour ago for a
-// day.
+// year.
 func NewCA(t testing.TB, cn string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -39,7 +39,7 @@ func NewCA(t testing.TB, cn string) *CA {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -70,8 +70,9 @@ type Leaf struct {
 	// Server makes a server certificate for 127.0.0.1 instead of a client
 	// one.
 	Server bool
-	// NotAfter ends the validity; zero means a day from now. The validity
-	// starts a day before NotAfter, or an hour ago, whichever is earlier.
+	// NotAfter ends the validity; zero means 90 days from now. The
+	// validity starts a day before NotAfter, or an hour ago, whichever is
+	// earlier.
 	NotAfter time.Time
 }
 
@@ -84,7 +85,7 @@ func (ca *CA) Issue(t testing.TB, l Leaf) (certPEM, keyPEM []byte) {
 	}
 	notAfter := l.NotAfter
 	if notAfter.IsZero() {
-		notAfter = time.Now().Add(24 * time.Hour)
+		notAfter = time.Now().AddDate(0, 0, 90)
 	}
 	notBefore := time.Now().Add(-time.Hour)
 	if d := notAfter.Add(-24 * time.Hour); d.Before(notBefore) {
