@@ -138,10 +138,10 @@ func unwritableDir(t *testing.T) string {
 	return dir
 }
 
-// TestDoctor runs `tobira doctor` against a healthy setup and against each
-// failure it names: each failure's line has its verdict and a fix, and the
-// doctor exits non-zero.
-func TestDoctor(t *testing.T) {
+// healthyRig sets up a healthy controller (doctorRig), the doctor's
+// environment for it.
+func healthyRig(t *testing.T) (doctorRig, doctorEnv, *mosquittotest.CA) {
+	t.Helper()
 	pcsctest.Start(t)
 	registerLines()
 	dir := t.TempDir()
@@ -151,15 +151,8 @@ func TestDoctor(t *testing.T) {
 	mq := mosquittotest.StartShipped(t, ca)
 	caPath := writeFile(t, dir, "ca.pem", string(ca.PEM()))
 	devCert, devKey := pemFiles(t, dir, "device", ca, mosquittotest.Leaf{CN: "s1/d1", Serial: 10})
-	expCert, expKey := pemFiles(t, dir, "expired", ca, mosquittotest.Leaf{CN: "s1/d1", Serial: 11, NotAfter: now.Add(-time.Hour)})
-	otherCert, otherKey := pemFiles(t, dir, "other", ca, mosquittotest.Leaf{CN: "s1/intruder", Serial: 12})
-	wrongCA := writeFile(t, dir, "wrong-ca.pem", string(mosquittotest.NewCA(t, "another CA").PEM()))
 
 	jpki, err := jpkitest.NewCA("doctor", now.AddDate(-1, 0, 0), now.AddDate(5, 0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldJPKI, err := jpkitest.NewCA("doctor-old", now.AddDate(-10, 0, 0), now.AddDate(0, 0, -1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,14 +163,29 @@ func TestDoctor(t *testing.T) {
 	if err := signed.WriteKeyPair(filepath.Join(dir, "hq.key"), filepath.Join(dir, "hq.pub"), priv); err != nil {
 		t.Fatal(err)
 	}
-	healthy := doctorRig{Broker: mq.URL(), CACert: caPath, ClientCert: devCert, ClientKey: devKey,
+	rig := doctorRig{Broker: mq.URL(), CACert: caPath, ClientCert: devCert, ClientKey: devKey,
 		Keys: []string{filepath.Join(dir, "hq.pub")}, Anchors: []string{writeFile(t, dir, "jpki.der", string(jpki.DER))},
 		DataDir: writeSnapshot(t, filepath.Join(dir, "data"), now.Add(-time.Hour), now.Add(-time.Minute)),
 		Relay:   "DOC_RELAY", Contact: "DOC_CONTACT", Reader: pcsctest.Reader, OnStale: "deny"}
 	env := doctorEnv{Clock: clock.System{}, Timeout: 3 * time.Second,
 		OpenPCSC:    func() (readerLister, error) { return pcsc.Open(nil) },
 		ClockSynced: func() (bool, error) { return true, nil }}
+	return rig, env, ca
+}
 
+// TestDoctor runs `tobira doctor` against a healthy setup and against each
+// failure it names: each failure's line has its verdict and a fix, and the
+// doctor exits non-zero.
+func TestDoctor(t *testing.T) {
+	healthy, env, ca := healthyRig(t)
+	dir, now := t.TempDir(), time.Now()
+	wrongCA := writeFile(t, dir, "wrong-ca.pem", string(mosquittotest.NewCA(t, "another CA").PEM()))
+	expCert, expKey := pemFiles(t, dir, "expired", ca, mosquittotest.Leaf{CN: "s1/d1", Serial: 11, NotAfter: now.Add(-time.Hour)})
+	otherCert, otherKey := pemFiles(t, dir, "other", ca, mosquittotest.Leaf{CN: "s1/intruder", Serial: 12})
+	oldJPKI, err := jpkitest.NewCA("doctor-old", now.AddDate(-10, 0, 0), now.AddDate(0, 0, -1))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		edit func(r *doctorRig, e *doctorEnv)
@@ -248,5 +256,21 @@ func TestDoctor(t *testing.T) {
 				t.Errorf("no %q failure naming %q followed by a fix", tt.check, tt.what)
 			}
 		})
+	}
+}
+
+// TestDoctorPCSCDStopped stops the real pcscd (when the test started it):
+// the pcscd line fails with a fix.
+func TestDoctorPCSCDStopped(t *testing.T) {
+	rig, env, _ := healthyRig(t)
+	pcsctest.StopPCSCD(t)
+	var out bytes.Buffer
+	err := runDoctor(context.Background(), writeFile(t, t.TempDir(), "tobira.toml", rig.toml()), env, &out)
+	t.Logf("tobira doctor:\n%s", out.String())
+	if !errors.Is(err, errDoctorFailed) {
+		t.Errorf("runDoctor = %v, want %v", err, errDoctorFailed)
+	}
+	if !regexp.MustCompile(`(?m)^fail  pcscd +PC/SC service unreachable.*\n +fix: \S`).MatchString(out.String()) {
+		t.Error("no pcscd failure followed by a fix")
 	}
 }
