@@ -187,17 +187,25 @@ func (d *doctor) summary() error {
 	return nil
 }
 
-// withContext runs f, returning ctx's error if ctx ends first (f then
-// finishes in the background: a hung pcscd or GPIO driver must not hang
-// the doctor).
-func withContext(ctx context.Context, f func() error) error {
-	done := make(chan error, 1)
-	go func() { done <- f() }()
+// withContext runs f and returns its result, or ctx's error if ctx ends
+// first (f then finishes in the background and its result is dropped: a
+// hung pcscd or GPIO driver must not hang the doctor).
+func withContext[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
 	select {
-	case err := <-done:
-		return err
+	case r := <-done:
+		return r.v, r.err
 	case <-ctx.Done():
-		return fmt.Errorf("no answer: %w", ctx.Err())
+		var zero T
+		return zero, fmt.Errorf("no answer: %w", ctx.Err())
 	}
 }
 
@@ -265,15 +273,13 @@ func namedFiles(c *Config) []namedFile {
 
 // checkPCSC: pcscd answers, and every configured reader is present.
 func (d *doctor) checkPCSC(ctx context.Context) bool {
-	var names []string
-	err := withContext(ctx, func() error {
+	names, err := withContext(ctx, func() ([]string, error) {
 		p, err := d.env.OpenPCSC()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer p.Close()
-		names, err = p.Readers()
-		return err
+		return p.Readers()
 	})
 	if err != nil {
 		return d.fail("pcscd", "start it: sudo systemctl enable --now pcscd.socket (package pcscd); the tobira user needs the polkit rule /etc/polkit-1/rules.d/50-tobira-pcscd.rules",
@@ -381,7 +387,7 @@ func (d *doctor) checkGPIO(ctx context.Context) bool {
 			good = d.fail("relay", busyFix, "%s is held by %q", what, who)
 			continue
 		}
-		if err := withContext(ctx, func() error { return r.lock(pin) }); err != nil {
+		if _, err := withContext(ctx, func() (struct{}, error) { return struct{}{}, r.lock(pin) }); err != nil {
 			fix := "check the GPIO permissions: the tobira user must be in group gpio (/etc/udev/rules.d/60-tobira-gpio.rules)"
 			if isBusy(err) {
 				fix = busyFix

@@ -40,33 +40,36 @@ const (
 // freshness reads the policy store's freshness once (for the clock and
 // snapshot checks). ok false means there is no policy.db yet.
 func (d *doctor) freshness(ctx context.Context) (f policy.Freshness, ok bool, err error) {
-	if d.freshRead {
-		if d.fresh == nil {
-			return policy.Freshness{}, false, d.freshErr
-		}
-		return *d.fresh, true, nil
+	if !d.freshRead {
+		d.freshRead = true
+		d.fresh, d.freshErr = readFreshness(ctx, filepath.Join(d.cfg.DataDir, "policy.db"))
 	}
-	d.freshRead = true
-	path := filepath.Join(d.cfg.DataDir, "policy.db")
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return policy.Freshness{}, false, nil
-	}
-	d.freshErr = withContext(ctx, func() error {
-		s, err := policy.Open(path, slog.New(slog.DiscardHandler))
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		f, err := s.Freshness()
-		if err == nil {
-			d.fresh = &f
-		}
-		return err
-	})
-	if d.freshErr != nil {
+	if d.fresh == nil {
 		return policy.Freshness{}, false, d.freshErr
 	}
 	return *d.fresh, true, nil
+}
+
+// readFreshness opens the policy store at path and reads its freshness;
+// nil without an error when there is no store yet. The store is opened as
+// `tobira run` opens it, without its recovery: an unusable file is
+// reported, not moved aside.
+func readFreshness(ctx context.Context, path string) (*policy.Freshness, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return withContext(ctx, func() (*policy.Freshness, error) {
+		s, err := policy.Open(path, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return nil, err
+		}
+		defer s.Close()
+		f, err := s.Freshness()
+		if err != nil {
+			return nil, err
+		}
+		return &f, nil
+	})
 }
 
 // storeFix is the fix for a policy.db the doctor cannot read.
