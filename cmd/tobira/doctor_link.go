@@ -206,14 +206,16 @@ func (d *doctor) checkACL(ctx context.Context, c mqtt.Client) bool {
 		return d.fail("acl", aclFix, "the broker refused the subscription to %s", topic)
 	}
 	payload := proto.OfflineStatus(d.cfg.Site, d.cfg.Device)
+	wait := d.env.Clock.NewTimer(retainedWait)
 	select {
 	case m := <-msgs:
 		if m.Retained() {
 			payload = m.Payload()
 		}
-	case <-time.After(retainedWait):
+	case <-wait.C():
 	case <-ctx.Done():
 	}
+	wait.Stop()
 	if err := waitToken(ctx, c.Publish(topic, 1, false, payload)); err != nil {
 		return d.fail("acl", aclFix, "publish on %s: %v", topic, err)
 	}

@@ -12,17 +12,20 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
+	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader/jpkitest"
 	"github.com/tobira-ac/tobira/reader/pcsc"
 	"github.com/tobira-ac/tobira/reader/pcsc/pcsctest"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // heldPin is a GPIO line as periph's gpioioctl driver shows one that
@@ -272,5 +275,47 @@ func TestDoctorPCSCDStopped(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^fail  pcscd +PC/SC service unreachable.*\n +fix: \S`).MatchString(out.String()) {
 		t.Error("no pcscd failure followed by a fix")
+	}
+}
+
+// TestDoctorKeepsRetainedStatus: with a controller's retained online
+// status on the broker, the ACL check re-sends that very status (not
+// retained), and the retained message is unchanged afterwards.
+func TestDoctorKeepsRetainedStatus(t *testing.T) {
+	rig, env, _ := healthyRig(t)
+	tlsCfg, err := hqTLS(HQConfig{CACert: rig.CACert, ClientCert: rig.ClientCert, ClientKey: rig.ClientKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mqtt.NewClient(mqttconn.Settings{Broker: rig.Broker, ClientID: "tobira-s1-d1", TLS: tlsCfg}.Options().SetConnectRetry(false))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := waitToken(ctx, c.Connect()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(0)
+	topic := proto.StatusTopic("s1", "d1")
+	online := []byte(`{"online":true,"site":"s1","device":"d1","outbox_depth":0,"acked_seq":7,"clock_trusted":true}`)
+	if err := waitToken(ctx, c.Publish(topic, 1, true, online)); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runDoctor(ctx, writeFile(t, t.TempDir(), "tobira.toml", rig.toml()), env, &out); err != nil {
+		t.Fatalf("runDoctor = %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "the retained online status, again") {
+		t.Errorf("the ACL check did not re-send the retained status:\n%s", out.String())
+	}
+	got := make(chan mqtt.Message, 1)
+	if err := waitToken(ctx, c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) { got <- m })); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if !m.Retained() || string(m.Payload()) != string(online) {
+			t.Errorf("retained status after the doctor: %s (retained %t), want %s", m.Payload(), m.Retained(), online)
+		}
+	case <-ctx.Done():
+		t.Fatal("the retained status is gone")
 	}
 }
