@@ -6,6 +6,7 @@
 //	tobira card inspect                           print what a tapped card is
 //	tobira snapshot import [--config FILE] SNAP.json  load an allowlist snapshot locally
 //	tobira firmware status|install|guard|rollback release slots and the health gate
+//	tobira doctor [--config FILE]                 check readers, GPIO, broker, keys, clock, data
 //	tobira version                                print the version
 //
 // Every command answers --help.
@@ -44,7 +45,7 @@ func newRoot() *cobra.Command {
 		Version: version,
 	}
 	root.AddCommand(runCommand(), checkConfigCommand(), readersCommand(), cardCommand(),
-		snapshotCommand(), fwcmd.Device(), versionCommand())
+		snapshotCommand(), doctorCommand(), fwcmd.Device(), versionCommand())
 	return root
 }
 

@@ -189,14 +189,9 @@ func (p *edgeParts) commitTrial(ctx context.Context, g *errgroup.Group) {
 // each door with all its pins. On an error the doors opened so far are
 // closed (relocked).
 func openDoors(cfgs []DoorConfig, clk clock.Clock, log *slog.Logger) ([]*door.Door, error) {
-	interlocks := map[string]*door.Interlock{}
-	setups := make([]door.Config, len(cfgs))
-	pinNames := make([]door.PinNames, len(cfgs))
-	for i, dc := range cfgs {
-		var err error
-		if setups[i], pinNames[i], err = dc.DoorSetup(interlocks); err != nil {
-			return nil, fmt.Errorf("door %q: %w", dc.Name, err)
-		}
+	setups, pinNames, err := doorSetups(cfgs)
+	if err != nil {
+		return nil, err
 	}
 	// Every door's relays first, before any other pin is looked up: a
 	// mistake in one door's optional pins must not leave another door's
@@ -474,25 +469,42 @@ func policyOptions(cfg *Config, log *slog.Logger) (policy.Options, error) {
 // makes sure no relay waits for another door's pins to be found.
 func secureRelays(setups []door.Config, names []door.PinNames) error {
 	var errs []error
-	for i, c := range setups {
-		for _, r := range []struct {
-			name  string
-			level gpio.Level
-		}{{names[i].Relay, c.LockedLevel()}, {names[i].Relay2, c.Relay2.LockedLevel()}} {
-			if r.name == "" {
-				continue
-			}
-			p, err := door.OpenPin(r.name)
-			if err == nil {
-				err = p.Out(r.level)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("door %q: relay %s: %w", c.Name, r.name, err))
-			}
+	for _, r := range lockedRelays(setups, names) {
+		p, err := door.OpenPin(r.line)
+		if err == nil {
+			err = r.lock(p)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("door %q: %s %s: %w", r.door, r.role, r.line, err))
 		}
 	}
 	return errors.Join(errs...)
 }
+
+// lockedRelay is one relay of a door and the level that locks it.
+type lockedRelay struct {
+	door  string
+	role  string // relay or relay2
+	line  string
+	level gpio.Level
+}
+
+// lockedRelays lists every door's wired relays with their locked levels.
+func lockedRelays(setups []door.Config, names []door.PinNames) []lockedRelay {
+	var out []lockedRelay
+	for i, c := range setups {
+		for _, r := range []lockedRelay{{c.Name, "relay", names[i].Relay, c.LockedLevel()},
+			{c.Name, "relay2", names[i].Relay2, c.Relay2.LockedLevel()}} {
+			if r.line != "" {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// lock drives p, the relay's line, to the locked level.
+func (r lockedRelay) lock(p gpio.PinOut) error { return p.Out(r.level) }
 
 // releaseAgent builds the firmware release agent when the configuration
 // pins release keys (nil otherwise). A release it activates is announced on

@@ -2,23 +2,13 @@ package e2e_test
 
 // Proves that the shipped mosquitto config and ACL (deploy/mosquitto/)
 // confine each device to its own topics: a real mosquitto with TLS client
-// certificates from a test CA made here.
+// certificates from a test CA (mosquittotest.CA).
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,67 +22,23 @@ import (
 )
 
 // testCA issues certificates for the test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
+type testCA struct{ *mosquittotest.CA }
 
 // newTestCA makes a self-signed P-256 CA.
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tobira test device CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
+func newTestCA(t *testing.T) *testCA { return &testCA{mosquittotest.NewCA(t, "tobira test device CA")} }
 
 // issue returns a certificate and key for cn (a server one for 127.0.0.1
 // when server is true) as PEM.
 func (ca *testCA) issue(t *testing.T, cn string, serial int64, server bool) (certPEM, keyPEM []byte) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	return ca.Issue(t, mosquittotest.Leaf{CN: cn, Serial: serial, Server: server})
 }
 
 // tlsClient connects a paho client presenting cn's certificate (none when
 // cn is empty) and returns the connect error.
 func tlsClient(t *testing.T, ca *testCA, url, cn string, serial int64) (mqtt.Client, error) {
 	t.Helper()
-	cfg := &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}
 	if cn != "" {
 		c, k := ca.issue(t, cn, serial, false)
 		pair, err := tls.X509KeyPair(c, k)
@@ -118,35 +64,7 @@ func tlsClient(t *testing.T, ca *testCA, url, cn string, serial int64) (mqtt.Cli
 // pointed at files in a temporary directory and at a loopback port.
 func shippedBroker(t *testing.T, ca *testCA) *mosquittotest.Mosquitto {
 	t.Helper()
-	conf, err := os.ReadFile("../../deploy/mosquitto/mosquitto.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	acl, err := os.ReadFile("../../deploy/mosquitto/acl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	crt, key := ca.issue(t, "127.0.0.1", 2, true)
-	for name, b := range map[string][]byte{
-		"ca.crt":     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}),
-		"server.crt": crt, "server.key": key, "acl": acl,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	text := strings.ReplaceAll(string(conf), "/etc/mosquitto/tobira/", dir+"/")
-	text = strings.ReplaceAll(text, "persistence_location /var/lib/mosquitto/", "persistence_location "+dir+"/")
-	if !strings.Contains(text, "\nlistener 8883\n") {
-		t.Fatal("shipped mosquitto.conf has no 'listener 8883' line")
-	}
-	return mosquittotest.StartWith(t, mosquittotest.Options{
-		Scheme: "ssl",
-		Config: func(port int) string {
-			return strings.Replace(text, "\nlistener 8883\n", "\nlistener "+strconv.Itoa(port)+" 127.0.0.1\n", 1)
-		},
-	})
+	return mosquittotest.StartShipped(t, ca.CA)
 }
 
 // collect subscribes c to filter and returns a channel of "topic payload".
@@ -234,7 +152,7 @@ func clientTLS(t *testing.T, ca *testCA, cn string, serial int64) *tls.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	return &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 }
 
 func TestEdgeAndHQThroughShippedACL(t *testing.T) {
