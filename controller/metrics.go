@@ -87,7 +87,7 @@ func isPINRefusal(r policy.Reason) bool {
 // FreshnessSource is what the state metrics need of the snapshot store
 // (policy.Store).
 type FreshnessSource interface {
-	Freshness() policy.Freshness
+	Freshness() (policy.Freshness, error)
 	TrustTime(now time.Time) (trusted time.Time, ok bool)
 }
 
@@ -153,13 +153,9 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	now := c.clk.Now()
-	f := c.store.Freshness()
-	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(f.Version))
-	if f.Version > 0 && !f.AppliedAt.IsZero() {
-		ch <- prometheus.MustNewConstMetric(c.snapshotAge, prometheus.GaugeValue, now.Sub(f.AppliedAt).Seconds())
-	}
-	if !f.RevocationsAt.IsZero() {
-		ch <- prometheus.MustNewConstMetric(c.revocationAge, prometheus.GaugeValue, now.Sub(f.RevocationsAt).Seconds())
+	f, err := c.store.Freshness()
+	if err == nil { // without the store's facts, the snapshot series are left out of this scrape
+		c.collectFreshness(ch, now, f)
 	}
 	_, trusted := c.store.TrustTime(now)
 	ch <- prometheus.MustNewConstMetric(c.clockTrusted, prometheus.GaugeValue, bool01(trusted))
@@ -175,6 +171,18 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, a := range alarmKinds {
 			ch <- prometheus.MustNewConstMetric(c.doorAlarm, prometheus.GaugeValue, bool01(a.on(s)), name, a.kind)
 		}
+	}
+}
+
+// collectFreshness sends the snapshot version and the ages of the snapshot
+// and of its revocation data.
+func (c *stateCollector) collectFreshness(ch chan<- prometheus.Metric, now time.Time, f policy.Freshness) {
+	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(f.Version))
+	if f.Version > 0 && !f.AppliedAt.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.snapshotAge, prometheus.GaugeValue, now.Sub(f.AppliedAt).Seconds())
+	}
+	if !f.RevocationsAt.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.revocationAge, prometheus.GaugeValue, now.Sub(f.RevocationsAt).Seconds())
 	}
 }
 

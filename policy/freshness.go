@@ -12,6 +12,9 @@ import (
 type Freshness struct {
 	// Version is the snapshot's version (0: no snapshot yet).
 	Version uint64
+	// AppliedAt is when this process applied the snapshot, or opened the
+	// store holding it (zero without a snapshot).
+	AppliedAt time.Time
 	// RevocationsAt is when HQ's revocation data in the snapshot was
 	// current (Site.RevocationsAt; zero when the snapshot does not say).
 	RevocationsAt time.Time
@@ -41,8 +44,8 @@ func (f Freshness) RevocationsStale(now time.Time) bool {
 	return r.revocationsStale(now)
 }
 
-// Freshness returns the snapshot's version and revocation data age, the
-// trusted time and the imported CRLs' nextUpdate.
+// Freshness returns the snapshot's version, apply time and revocation data
+// age, the trusted time and the imported CRLs' nextUpdate.
 func (s *Store) Freshness() (Freshness, error) {
 	v, err := s.Version()
 	if err != nil {
@@ -50,7 +53,7 @@ func (s *Store) Freshness() (Freshness, error) {
 	}
 	f := Freshness{Version: v}
 	if r := s.rules.Load(); r != nil {
-		f.RevocationsAt, f.MaxRevocationAge = r.site.RevocationsAt, r.site.MaxRevocationAge
+		f.RevocationsAt, f.MaxRevocationAge, f.AppliedAt = r.site.RevocationsAt, r.site.MaxRevocationAge, r.appliedAt
 	}
 	s.local.mu.Lock()
 	f.TrustedTime = s.local.trusted

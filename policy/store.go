@@ -440,29 +440,6 @@ func (s *Store) Version() (uint64, error) {
 	return v, nil
 }
 
-// Freshness tells how current the store's data is, for status and
-// monitoring.
-type Freshness struct {
-	// Version is the snapshot's version (0: none yet).
-	Version uint64
-	// AppliedAt is when this process applied the snapshot, or opened the
-	// store holding it.
-	AppliedAt time.Time
-	// RevocationsAt is when HQ's revocation data in the snapshot was
-	// current (zero when HQ sets none).
-	RevocationsAt time.Time
-}
-
-// Freshness returns the version, apply time and revocation data time of
-// the snapshot in force. It reads memory only.
-func (s *Store) Freshness() Freshness {
-	r := s.rules.Load()
-	if r == nil {
-		return Freshness{}
-	}
-	return Freshness{Version: r.version, AppliedAt: r.appliedAt, RevocationsAt: r.site.RevocationsAt}
-}
-
 // ContentHash is the SHA-256 over the canonical content (HQ compares it to
 // detect drift). It is computed from a running digest kept with the
 // snapshot (see docs/POLICY.md), so it costs one read; it equals the hash
