@@ -118,6 +118,14 @@ func tlsClient(t *testing.T, ca *testCA, url, cn string, serial int64) (mqtt.Cli
 // pointed at files in a temporary directory and at a loopback port.
 func shippedBroker(t *testing.T, ca *testCA) *mosquittotest.Mosquitto {
 	t.Helper()
+	m, _ := shippedBrokerDir(t, ca)
+	return m
+}
+
+// shippedBrokerDir is shippedBroker that also returns the directory of its
+// files, which is also its persistence_location.
+func shippedBrokerDir(t *testing.T, ca *testCA) (*mosquittotest.Mosquitto, string) {
+	t.Helper()
 	conf, err := os.ReadFile("../../deploy/mosquitto/mosquitto.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +154,7 @@ func shippedBroker(t *testing.T, ca *testCA) *mosquittotest.Mosquitto {
 		Config: func(port int) string {
 			return strings.Replace(text, "\nlistener 8883\n", "\nlistener "+strconv.Itoa(port)+" 127.0.0.1\n", 1)
 		},
-	})
+	}), dir
 }
 
 // collect subscribes c to filter and returns a channel of "topic payload".
