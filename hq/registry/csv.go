@@ -199,6 +199,10 @@ func (p *csvParse) line(line int, fields []string) {
 	}
 	rw := row{file: p.name, line: line, cols: make(map[string]string, len(p.header))}
 	for i, h := range p.header {
+		if err := policy.CheckText("cell", fields[i]); err != nil {
+			p.add(rw.fail(h, "%w", err))
+			return
+		}
 		rw.cols[h] = fields[i]
 	}
 	del := false
