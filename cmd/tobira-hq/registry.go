@@ -445,7 +445,7 @@ func crlImport(ctx context.Context, reg, site, crlFile, caFile string, stdout io
 		return err
 	}
 	fmt.Fprintf(stdout, "imported CRL of %s into site %s: %d serials (%d new), thisUpdate %s, revision %d\n",
-		ca.Subject, site, info.Serials, info.Applied.Put-1, info.ThisUpdate.Format(time.RFC3339), info.Applied.Rev)
+		ca.Subject, site, info.Serials, info.New, info.ThisUpdate.Format(time.RFC3339), info.Applied.Rev)
 	return nil
 }
 
