@@ -3,16 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"math/big"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tobira-ac/tobira/reader/jpkitest"
 )
 
 // TestCRLImportTwiceSaysZeroNew imports one CRL twice with the CLI: the
@@ -21,29 +20,18 @@ import (
 func TestCRLImportTwiceSaysZeroNew(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := jpkitest.NewCA("crl", now.Add(-time.Hour), now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "crl test CA"}, NotBefore: now.Add(-time.Hour),
-		NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, SubjectKeyId: bytes.Repeat([]byte{7}, 20),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := writeCSV(t, dir, "ca.der", string(der))
+	caFile := writeCSV(t, dir, "ca.der", string(ca.DER))
 	crl := func(name string, this time.Time, serials ...int64) string {
 		var entries []x509.RevocationListEntry
 		for _, s := range serials {
 			entries = append(entries, x509.RevocationListEntry{SerialNumber: big.NewInt(s), RevocationTime: this})
 		}
 		b, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: this,
-			NextUpdate: now.Add(time.Hour), RevokedCertificateEntries: entries}, ca, key)
+			NextUpdate: now.Add(time.Hour), RevokedCertificateEntries: entries}, ca.Cert, ca.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
