@@ -10,6 +10,7 @@ import (
 	"github.com/tobira-ac/tobira/door"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -26,12 +27,26 @@ type Forgiver interface {
 	Decide(c credential.Credential) policy.Decision
 }
 
+// ModeStore keeps the door modes HQ set across crashes and restarts
+// (sync.Outbox).
+type ModeStore interface {
+	// SaveMode records durably (fsynced) that command commandID set door's
+	// mode.
+	SaveMode(door, mode, commandID string) error
+	// SavedModes returns the saved modes by door.
+	SavedModes() (map[string]tsync.SavedMode, error)
+}
+
 // Commands carries out HQ's commands, already verified by sync (signature,
 // addressee, expiry, nonce). It implements sync.CommandHandler; an error
 // becomes a "failed" result message to HQ.
 type Commands struct {
 	// Doors are the controller's doors by name.
 	Doors map[string]CommandDoor
+	// Modes, if set, keeps every mode HQ sets (set_mode, lockdown,
+	// release): saved before the door changes and before the command is
+	// reported done, so a crash never loses a lockdown (RestoreModes).
+	Modes ModeStore
 	// Policy forgives anti-passback.
 	Policy Forgiver
 	// Resync, if set, is called for a resync command (re-publish the
@@ -70,11 +85,11 @@ func (c *Commands) HandleCommand(ctx context.Context, cmd proto.Command) error {
 		if err != nil {
 			return fmt.Errorf("command %s: %w", cmd.ID, err)
 		}
-		return d.SetMode(ctx, m, causeHQ)
+		return c.setMode(ctx, cmd.ID, cmd.Door, d, m)
 	case proto.ActionLockdown:
-		return c.setModes(ctx, cmd.Door, door.ModeLockedDown)
+		return c.setModes(ctx, cmd.ID, cmd.Door, door.ModeLockedDown)
 	case proto.ActionRelease:
-		return c.setModes(ctx, cmd.Door, door.ModeNormal)
+		return c.setModes(ctx, cmd.ID, cmd.Door, door.ModeNormal)
 	case proto.ActionResync:
 		if c.Resync != nil {
 			c.Resync()
@@ -109,19 +124,61 @@ func (c *Commands) door(name string) (CommandDoor, error) {
 
 // setModes sets the mode of one door, or of every door when name is "".
 // Every door is tried; the errors are joined.
-func (c *Commands) setModes(ctx context.Context, name string, m door.Mode) error {
+func (c *Commands) setModes(ctx context.Context, id, name string, m door.Mode) error {
 	if name != "" {
 		d, err := c.door(name)
 		if err != nil {
 			return err
 		}
-		return d.SetMode(ctx, m, causeHQ)
+		return c.setMode(ctx, id, name, d, m)
 	}
 	var errs []error
 	for n, d := range c.Doors {
-		if err := d.SetMode(ctx, m, causeHQ); err != nil {
+		if err := c.setMode(ctx, id, n, d, m); err != nil {
 			errs = append(errs, fmt.Errorf("door %q: %w", n, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// setMode saves m as door name's mode set by command id (when Modes is
+// set), then sets it.
+func (c *Commands) setMode(ctx context.Context, id, name string, d CommandDoor, m door.Mode) error {
+	if c.Modes != nil {
+		if err := c.Modes.SaveMode(name, string(m), id); err != nil {
+			return fmt.Errorf("command %s: %w", id, err)
+		}
+	}
+	return d.SetMode(ctx, m, causeHQ)
+}
+
+// causeHQRestored is the cause recorded when a mode HQ set is applied again
+// at start.
+const causeHQRestored = "hq_command_restored"
+
+// RestoreModes applies the modes HQ set before the controller last stopped
+// (or crashed) to doors, before any card is read. A saved mode of a door
+// no longer configured is logged and skipped; a door that refuses its mode
+// is an error.
+func RestoreModes(ctx context.Context, doors map[string]CommandDoor, modes ModeStore, log *slog.Logger) error {
+	saved, err := modes.SavedModes()
+	if err != nil {
+		return err
+	}
+	for name, sm := range saved {
+		d, ok := doors[name]
+		if !ok {
+			log.Warn("saved HQ mode of a door not configured; ignored", "door", name, "mode", sm.Mode, "command", sm.Command)
+			continue
+		}
+		m, err := door.ParseMode(sm.Mode)
+		if err != nil {
+			return fmt.Errorf("restore mode of door %q: %w", name, err)
+		}
+		if err := d.SetMode(ctx, m, causeHQRestored); err != nil {
+			return fmt.Errorf("restore mode %s of door %q: %w", m, name, err)
+		}
+		log.Info("door mode set by HQ restored", "door", name, "mode", m, "command", sm.Command)
+	}
+	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -25,6 +28,25 @@ func (d *cmdDoor) AdminGrant(context.Context) error {
 func (d *cmdDoor) SetMode(_ context.Context, m door.Mode, cause string) error {
 	d.calls = append(d.calls, "mode:"+string(m)+":"+cause)
 	return nil
+}
+
+// memModes is a ModeStore in memory.
+type memModes map[string]tsync.SavedMode
+
+func (m memModes) SaveMode(d, mode, id string) error {
+	m[d] = tsync.SavedMode{Mode: mode, Command: id}
+	return nil
+}
+func (m memModes) SavedModes() (map[string]tsync.SavedMode, error) { return maps.Clone(m), nil }
+
+// String lists the saved modes as "door=mode", sorted.
+func (m memModes) String() string {
+	var out []string
+	for d, s := range m {
+		out = append(out, d+"="+s.Mode)
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
 }
 
 type cmdPolicy struct{ forgiven []string }
@@ -47,14 +69,16 @@ func TestCommands(t *testing.T) {
 		cmd            proto.Command
 		front, back    string
 		forgiven, resy string
+		saved          string // modes saved for a restart
 		wantErr        string
 	}{
 		{cmd: proto.Command{Action: proto.ActionUnlock, Door: "front"}, front: "admin-grant"},
 		{cmd: proto.Command{Action: proto.ActionUnlock, Door: "side"}, wantErr: "no such door"},
-		{cmd: proto.Command{Action: proto.ActionSetMode, Door: "back", Mode: "unlocked"}, back: "mode:unlocked:hq_command"},
+		{cmd: proto.Command{Action: proto.ActionSetMode, Door: "back", Mode: "unlocked"}, back: "mode:unlocked:hq_command", saved: "back=unlocked"},
 		{cmd: proto.Command{Action: proto.ActionSetMode, Door: "back", Mode: "ajar"}, wantErr: "ajar"},
-		{cmd: proto.Command{Action: proto.ActionLockdown}, front: "mode:locked_down:hq_command", back: "mode:locked_down:hq_command"},
-		{cmd: proto.Command{Action: proto.ActionRelease, Door: "front"}, front: "mode:normal:hq_command"},
+		{cmd: proto.Command{Action: proto.ActionLockdown}, front: "mode:locked_down:hq_command", back: "mode:locked_down:hq_command",
+			saved: "back=locked_down,front=locked_down"},
+		{cmd: proto.Command{Action: proto.ActionRelease, Door: "front"}, front: "mode:normal:hq_command", saved: "front=normal"},
 		{cmd: proto.Command{Action: proto.ActionResync}, resy: "resync"},
 		{cmd: proto.Command{Action: proto.ActionForgiveAPB, Credential: hex.EncodeToString(key)}, forgiven: "p-1"},
 		{cmd: proto.Command{Action: proto.ActionForgiveAPB, Credential: hex.EncodeToString(stranger)}, wantErr: "not enrolled"},
@@ -65,7 +89,8 @@ func TestCommands(t *testing.T) {
 		t.Run(tt.cmd.Action+"/"+tt.cmd.Door, func(t *testing.T) {
 			front, back, pol := &cmdDoor{}, &cmdDoor{}, &cmdPolicy{}
 			resynced := ""
-			c := &Commands{Doors: map[string]CommandDoor{"front": front, "back": back}, Policy: pol,
+			modes := memModes{}
+			c := &Commands{Doors: map[string]CommandDoor{"front": front, "back": back}, Modes: modes, Policy: pol,
 				Resync: func() { resynced = "resync" }, Log: slog.New(slog.DiscardHandler)}
 			err := c.HandleCommand(context.Background(), tt.cmd)
 			if tt.wantErr != "" {
@@ -92,7 +117,29 @@ func TestCommands(t *testing.T) {
 			if resynced != tt.resy {
 				t.Errorf("resync = %q, want %q", resynced, tt.resy)
 			}
+			if got := modes.String(); got != tt.saved {
+				t.Errorf("saved modes = %q, want %q", got, tt.saved)
+			}
 		})
+	}
+}
+
+func TestRestoreModes(t *testing.T) {
+	front, back := &cmdDoor{}, &cmdDoor{}
+	saved := memModes{"front": {Mode: "locked_down", Command: "c1"}, "gone": {Mode: "unlocked"}}
+	doors := map[string]CommandDoor{"front": front, "back": back}
+	if err := RestoreModes(context.Background(), doors, saved, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(front.calls, ","); got != "mode:locked_down:hq_command_restored" {
+		t.Errorf("front door calls = %q", got)
+	}
+	if len(back.calls) != 0 {
+		t.Errorf("back door, never set by HQ, got %v", back.calls)
+	}
+	bad := memModes{"front": {Mode: "ajar"}}
+	if err := RestoreModes(context.Background(), doors, bad, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "ajar") {
+		t.Errorf("restoring an unknown mode = %v, want an error naming it", err)
 	}
 }
 
@@ -119,8 +166,9 @@ func TestDeviceStatus(t *testing.T) {
 	clk := clocktest.New(time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC))
 	src := DeviceStatus("v1.2.3", statusStore{version: 7, trusted: true}, []StatusDoor{
 		statusDoor{"front", door.Status{Mode: door.ModeNormal}},
-		statusDoor{"lab", door.Status{Mode: door.ModeLockedDown, Open: true, ForcedOpen: true}},
-	}, clk)
+		statusDoor{"lab", door.Status{Mode: door.ModeLockedDown, Open: true, ForcedOpen: true, LockdownInput: true}},
+		statusDoor{"vault", door.Status{Mode: door.ModeLockedDown, Commanded: door.ModeLockedDown}},
+	}, memModes{"vault": {Mode: "locked_down"}}, clk)
 	st, err := src.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -128,11 +176,13 @@ func TestDeviceStatus(t *testing.T) {
 	if st.Version != "v1.2.3" || st.Snapshot.Version != 7 || !strings.HasPrefix(st.Snapshot.Hash, "ab00") || !st.ClockTrusted {
 		t.Errorf("status = %+v", st)
 	}
-	want := []proto.DoorStatus{{Name: "front", State: "locked", Mode: "normal"}, {Name: "lab", State: "forced_open", Mode: "locked_down"}}
-	if len(st.Doors) != 2 || st.Doors[0] != want[0] || st.Doors[1] != want[1] {
+	want := []proto.DoorStatus{{Name: "front", State: "locked", Mode: "normal", ModeSource: "default"},
+		{Name: "lab", State: "forced_open", Mode: "locked_down", ModeSource: "input"},
+		{Name: "vault", State: "locked", Mode: "locked_down", ModeSource: "hq"}}
+	if !slices.Equal(st.Doors, want) {
 		t.Errorf("doors = %+v, want %+v", st.Doors, want)
 	}
-	empty, err := DeviceStatus("v", statusStore{}, nil, clk).Status(context.Background())
+	empty, err := DeviceStatus("v", statusStore{}, nil, nil, clk).Status(context.Background())
 	if err != nil || empty.Snapshot.Hash != "" || empty.ClockTrusted {
 		t.Errorf("status without snapshot = %+v, %v", empty, err)
 	}

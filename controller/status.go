@@ -28,9 +28,10 @@ type SnapshotInfo interface {
 
 // DeviceStatus returns the source of the device's retained status message:
 // software version, snapshot version and content hash (HQ compares it to
-// detect drift), each door's state and mode, and whether the clock is
-// trusted. sync.Edge adds the outbox depth and acknowledgement point.
-func DeviceStatus(version string, store SnapshotInfo, doors []StatusDoor, clk clock.Clock) tsync.StatusFunc {
+// detect drift), each door's state, mode and the mode's source (modes, if
+// not nil, holds the modes HQ set), and whether the clock is trusted.
+// sync.Edge adds the outbox depth and acknowledgement point.
+func DeviceStatus(version string, store SnapshotInfo, doors []StatusDoor, modes ModeStore, clk clock.Clock) tsync.StatusFunc {
 	if clk == nil {
 		clk = clock.System{}
 	}
@@ -50,11 +51,31 @@ func DeviceStatus(version string, store SnapshotInfo, doors []StatusDoor, clk cl
 			st.Snapshot.Hash = hex.EncodeToString(h[:])
 		}
 		_, st.ClockTrusted = store.TrustTime(now)
+		var saved map[string]tsync.SavedMode
+		if modes != nil {
+			if saved, err = modes.SavedModes(); err != nil {
+				return st, fmt.Errorf("status: %w", err)
+			}
+		}
 		for _, d := range doors {
 			s := d.Status()
-			st.Doors = append(st.Doors, proto.DoorStatus{Name: d.Name(), State: DoorState(s), Mode: string(s.Mode)})
+			st.Doors = append(st.Doors, proto.DoorStatus{Name: d.Name(), State: DoorState(s), Mode: string(s.Mode),
+				ModeSource: modeSource(s, saved[d.Name()])})
 		}
 		return st, nil
+	}
+}
+
+// modeSource says where the mode in force of a door with status s came
+// from, saved being the mode HQ set for it (zero: none).
+func modeSource(s door.Status, saved tsync.SavedMode) string {
+	switch {
+	case s.LockdownInput:
+		return proto.ModeSourceInput
+	case saved.Mode != "":
+		return proto.ModeSourceHQ
+	default:
+		return proto.ModeSourceDefault
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/tobira-ac/tobira/internal/credential"
@@ -416,6 +417,20 @@ func checkID(what, id string) error {
 		return fmt.Errorf("%s ID is %d bytes, want at most %d", what, len(id), MaxIDLen)
 	case !utf8.ValidString(id):
 		return fmt.Errorf("%s ID %q is not UTF-8", what, id)
+	}
+	return CheckText(what+" ID", id)
+}
+
+// CheckText refuses control characters (NUL, newlines, tabs, escapes: C0,
+// DEL and C1) and the Unicode line and paragraph separators in s, the text
+// of field what: IDs and names end up in logs, CSV exports and terminals,
+// where such characters forge lines or hide text. Every ID of the policy
+// model passes it; HQ's registry applies it to every imported cell.
+func CheckText(what, s string) error {
+	for i, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return fmt.Errorf("%s %q has control character %U at byte %d", what, s, r, i)
+		}
 	}
 	return nil
 }

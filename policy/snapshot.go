@@ -217,6 +217,9 @@ func entryKey(c credential.Credential) ([]byte, error) {
 		if !utf8.ValidString(c.ID) {
 			return nil, fmt.Errorf("%w: free-area ID %q is not UTF-8", credential.ErrInvalid, c.ID)
 		}
+		if err := CheckText("free-area ID", c.ID); err != nil {
+			return nil, fmt.Errorf("%w: %w", credential.ErrInvalid, err)
+		}
 	}
 	return k, nil
 }
@@ -240,5 +243,5 @@ func checkPerson(p string) error {
 	case !utf8.ValidString(p):
 		return fmt.Errorf("person %q is not UTF-8", p)
 	}
-	return nil
+	return CheckText("person", p)
 }

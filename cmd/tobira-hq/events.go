@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -72,9 +73,22 @@ func (w *eventWriter) write(ev hq.StoredEvent) error {
 	if w.json != nil {
 		return w.json.Encode(ev)
 	}
-	return w.csv.Write([]string{ev.Site, ev.Device, strconv.FormatUint(ev.Seq, 10), ev.Time.UTC().Format(time.RFC3339Nano),
-		ev.Type, ev.Door, strconv.FormatBool(ev.Granted), ev.Reason, ev.Credential, ev.Token,
-		strconv.FormatInt(ev.DecisionUS, 10), ev.Detail})
+	c := csvCell
+	return w.csv.Write([]string{c(ev.Site), c(ev.Device), strconv.FormatUint(ev.Seq, 10), ev.Time.UTC().Format(time.RFC3339Nano),
+		c(ev.Type), c(ev.Door), strconv.FormatBool(ev.Granted), c(ev.Reason), c(ev.Credential), c(ev.Token),
+		strconv.FormatInt(ev.DecisionUS, 10), c(ev.Detail)})
+}
+
+// csvCell returns a text cell of a CSV export safe to open in a
+// spreadsheet: a cell starting with = + - @, a tab or a carriage return
+// is prefixed with a single quote, so the spreadsheet shows it as text
+// instead of evaluating it as a formula (OWASP "CSV injection"). The
+// text comes from devices: a compromised one chooses it.
+func csvCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 // flush ends the output.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/x509"
 	"encoding/hex"
@@ -80,17 +81,13 @@ func importCSV(ctx context.Context, reg, table, site, file string, stdout io.Wri
 		return fmt.Errorf("import %s: %w", table, err)
 	}
 	defer f.Close()
-	// Parse and validate before taking the registry's lock.
-	ch, err := registry.ParseCSV(table, file, f)
-	if err != nil {
-		return err
-	}
 	r, err := openRegistry(reg, log)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	a, err := r.Apply(ctx, site, ch)
+	// Streamed into one transaction: all lines or none.
+	a, err := r.ImportCSV(ctx, site, table, file, bufio.NewReaderSize(f, 64<<10))
 	if err != nil {
 		return err
 	}
@@ -445,7 +442,7 @@ func crlImport(ctx context.Context, reg, site, crlFile, caFile string, stdout io
 		return err
 	}
 	fmt.Fprintf(stdout, "imported CRL of %s into site %s: %d serials (%d new), thisUpdate %s, revision %d\n",
-		ca.Subject, site, info.Serials, info.Applied.Put-1, info.ThisUpdate.Format(time.RFC3339), info.Applied.Rev)
+		ca.Subject, site, info.Serials, info.New, info.ThisUpdate.Format(time.RFC3339), info.Applied.Rev)
 	return nil
 }
 

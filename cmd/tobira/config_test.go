@@ -66,6 +66,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"array key given twice", func(s string) string {
 			return strings.Replace(s, "[hq]\n", "anchors = [\"/etc/tobira/other.pem\"]\n[hq]\n", 1)
 		}, []string{"bad.toml line 6:", "key given twice: trust.anchors (first on line 5)"}},
+		{"hq.keys given twice (issue 12)", func(s string) string {
+			return strings.Replace(s, "[hq]\n", "[hq]\nkeys = [\"/etc/tobira/hq-a.pem\"]\nkeys = [\"/etc/tobira/hq-b.pem\"]\n", 1)
+		}, []string{"bad.toml line 8:", "key given twice: hq.keys (first on line 7)"}},
 		{"scalar key given twice", doorKey(`relay_pin = "GPIO18"`), []string{"bad.toml line 11:", "already been defined"}},
 		{"bad site", func(s string) string { return strings.Replace(s, `"s1"`, `"a/b"`, 1) }, []string{"site:", `"a/b"`}},
 		{"relative data dir", func(s string) string { return strings.Replace(s, `"/var/lib/tobira"`, `"data"`, 1) }, []string{"data_dir:"}},

@@ -71,6 +71,11 @@ func runEdge(ctx context.Context, path string, stderr io.Writer) error {
 	if err := p.buildLink(st, clk); err != nil {
 		return err
 	}
+	// A lockdown (or any mode) HQ set survives a crash: applied again
+	// before any card is read.
+	if err := controller.RestoreModes(ctx, p.commandDoors(), st.outbox, log); err != nil {
+		return err
+	}
 	pc, err := pcsc.Open(log)
 	if err != nil {
 		return fmt.Errorf("PC/SC (is pcscd running?): %w", err)
@@ -300,6 +305,15 @@ func openStores(cfg *Config, clk clock.Clock, log *slog.Logger) (*stores, error)
 	return &stores{policy: store, outbox: outbox}, nil
 }
 
+// commandDoors returns the doors by name, as HQ's commands name them.
+func (p *edgeParts) commandDoors() map[string]controller.CommandDoor {
+	m := make(map[string]controller.CommandDoor, len(p.doors))
+	for _, d := range p.doors {
+		m[d.Name()] = d
+	}
+	return m
+}
+
 // buildLink builds the HQ link (with what HQ may change: snapshots,
 // commands, ticket marks, when HQ keys are pinned), records every door's
 // changes in the outbox, and the release agent when release keys are
@@ -311,13 +325,12 @@ func (p *edgeParts) buildLink(st *stores, clk clock.Clock) error {
 		return err
 	}
 	statusDoors := make([]controller.StatusDoor, len(p.doors))
-	commandDoors := map[string]controller.CommandDoor{}
 	for i, d := range p.doors {
-		statusDoors[i], commandDoors[d.Name()] = d, d
+		statusDoors[i] = d
 	}
-	commands := &controller.Commands{Doors: commandDoors, Policy: st.policy, Log: log,
+	commands := &controller.Commands{Doors: p.commandDoors(), Modes: st.outbox, Policy: st.policy, Log: log,
 		Resync: func() { p.edge.PublishStatus() }}
-	ecfg.Status = controller.DeviceStatus(version, st.policy, statusDoors, clk)
+	ecfg.Status = controller.DeviceStatus(version, st.policy, statusDoors, st.outbox, clk)
 	if len(ecfg.Keys) > 0 {
 		ecfg.Commands, ecfg.Snapshots, ecfg.Marks = commands, st.policy, st.policy
 	} else {

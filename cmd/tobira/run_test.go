@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -13,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/internal/metricshttp"
@@ -53,20 +54,28 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-// TestRunEndToEnd runs `tobira run` as a device would: relay on a GPIO line
-// found by name, a card through pcscd + vpcd, HQ over a real mosquitto. HQ
-// pushes a signed snapshot, a card is granted and the relay unlocks and
-// relocks, HQ locks the door down with a signed command, the same card is
-// then refused, and every event reaches HQ. Both metrics listeners are on
-// (127.0.0.1:0): the scrapes after the taps show them counted.
-func TestRunEndToEnd(t *testing.T) {
+// runRig is what TestRunEndToEnd and TestRunLockdownSurvivesSIGKILL
+// share: pcscd + vpcd with a simulated card, a real mosquitto, an HQ
+// service with a signing sender, and a tobira.toml for device e2e/ctl-1
+// with door "front" on TOBIRA_TEST_RELAY.
+type runRig struct {
+	t      *testing.T
+	cfg    string // tobira.toml
+	svc    *hq.Service
+	sender *hq.Sender
+	ca     *jpkitest.CA
+	card   *cardsim.Card
+	// hqMetrics is the address of HQ's metrics listener.
+	hqMetrics string
+}
+
+// newRunRig starts the rig's services; HQ runs until ctx ends (its error
+// goes to hqDone).
+func newRunRig(t *testing.T, ctx context.Context, hqDone chan<- error) *runRig {
+	t.Helper()
 	pcsctest.Start(t)
 	mq := mosquittotest.Start(t)
-	relay := testRelay()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
 	dir := t.TempDir()
-
 	now := time.Now()
 	ca, err := jpkitest.NewCA("run-e2e", now.AddDate(-1, 0, 0), now.AddDate(5, 0, 0))
 	if err != nil {
@@ -81,15 +90,15 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	anchor := writeFile(t, dir, "ca.der", string(ca.DER))
-	pub, priv, err := signed.GenerateKey()
+	_, priv, err := signed.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := signed.WriteKeyPair(filepath.Join(dir, "hq.key"), filepath.Join(dir, "hq.pub"), priv); err != nil {
 		t.Fatal(err)
 	}
-	_ = pub
-	cfg := writeFile(t, dir, "tobira.toml", `site = "e2e"
+	r := &runRig{t: t, ca: ca}
+	r.cfg = writeFile(t, dir, "tobira.toml", `site = "e2e"
 device = "ctl-1"
 data_dir = "`+filepath.Join(dir, "data")+`"
 [trust]
@@ -107,33 +116,123 @@ door = "front"
 [metrics]
 listen = "127.0.0.1:0"
 `)
-
 	spool := filepath.Join(dir, "spool") // HQ resends snapshot chunks a device asks for from here
 	hqReg := prometheus.NewRegistry()
-	svc, err := hq.Open(hq.Config{Broker: mq.URL(), ClientID: "hq-e2e", Path: filepath.Join(dir, "hq.db"), Spool: spool, Metrics: hqReg})
-	if err != nil {
+	if r.svc, err = hq.Open(hq.Config{Broker: mq.URL(), ClientID: "hq-e2e", Path: filepath.Join(dir, "hq.db"), Spool: spool, Metrics: hqReg}); err != nil {
 		t.Fatal(err)
 	}
-	defer svc.Close()
+	t.Cleanup(func() { r.svc.Close() })
+	go func() { hqDone <- r.svc.Run(ctx) }()
 	hqLn, err := metricshttp.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
+	r.hqMetrics = hqLn.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- metricshttp.Serve(ctx, hqLn, hqReg, nil) }()
+	t.Cleanup(func() {
+		if err := <-served; err != nil {
+			t.Errorf("HQ metrics listener: %v", err)
+		}
+	})
+	if r.sender, err = hq.DialSender(ctx, hq.Config{Broker: mq.URL(), ClientID: "hq-e2e-sender", Spool: spool}, priv); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.sender.Close() })
+	r.card = cardsim.New(cardsim.Profile{TokenLabel: "JPKIAPICCTOKEN2", AuthCert: der, CACert: ca.DER, AuthKey: key, PIN: "1234", Tries: 3})
+	return r
+}
+
+// device returns the device's entry in HQ's fleet (zero when HQ has none).
+func (r *runRig) device() hq.DeviceInfo {
+	fleet, err := r.svc.Fleet()
+	if err != nil || len(fleet) != 1 {
+		return hq.DeviceInfo{}
+	}
+	return fleet[0]
+}
+
+// pushSnapshot has HQ push a signed full snapshot enrolling the card and
+// waits until the device applied it; logs is the device's output.
+func (r *runRig) pushSnapshot(ctx context.Context, logs fmt.Stringer) {
+	r.t.Helper()
+	snapPath := filepath.Join(r.t.TempDir(), "snap-1.bin")
+	writeSnapshotStream(r.t, snapPath, credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: r.ca.Cert.SubjectKeyId,
+		Serial: big.NewInt(0x7e570001).Bytes()})
+	man, err := r.sender.PublishSnapshot(ctx, hq.SnapshotOffer{Site: "e2e", Device: "ctl-1", Version: 1, Path: snapPath})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if res, err := r.sender.WaitResult(ctx, man.Transfer); err != nil || res.Status != proto.ResultDone || res.Version != 1 {
+		r.t.Fatalf("snapshot result %+v, %v\n%s", res, err, logs)
+	}
+}
+
+// command has HQ send a signed command to the device and waits until it
+// is done.
+func (r *runRig) command(ctx context.Context, action string) {
+	r.t.Helper()
+	cmd, err := r.sender.SendCommand(ctx, proto.Command{Site: "e2e", Device: "ctl-1", Action: action})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if res, err := r.sender.WaitResult(ctx, cmd.ID); err != nil || res.Status != proto.ResultDone {
+		r.t.Fatalf("%s result %+v, %v", action, res, err)
+	}
+}
+
+// decisions returns the device's decision events HQ holds.
+func (r *runRig) decisions() []proto.Event {
+	evs, err := r.svc.Events("e2e", "ctl-1")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var out []proto.Event
+	for _, ev := range evs {
+		if ev.Type == proto.TypeDecision {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// tap holds the card on the reader until HQ has the n-th decision (a
+// person holds a card until the reader beeps), then takes it away, and
+// returns that decision.
+func (r *runRig) tap(n int) proto.Event {
+	r.t.Helper()
+	b := pcsctest.Insert(r.t, r.card)
+	waitFor(r.t, "the tap's decision at HQ", 20*time.Second, func() bool { return len(r.decisions()) >= n })
+	if err := b.Remove(); err != nil {
+		r.t.Fatal(err)
+	}
+	pcsctest.WaitCard(r.t, false)
+	return r.decisions()[n-1]
+}
+
+// TestRunEndToEnd runs `tobira run` as a device would: relay on a GPIO line
+// found by name, a card through pcscd + vpcd, HQ over a real mosquitto. HQ
+// pushes a signed snapshot, a card is granted and the relay unlocks and
+// relocks, HQ locks the door down with a signed command, the same card is
+// then refused, and every event reaches HQ.
+func TestRunEndToEnd(t *testing.T) {
+	relay := testRelay()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
 	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 3)
-	go func() { done <- svc.Run(runCtx) }()
-	go func() { done <- metricshttp.Serve(runCtx, hqLn, hqReg, nil) }()
+	done := make(chan error, 2)
+	r := newRunRig(t, runCtx, done)
+	var stderr bytes.Buffer
 	runLog := &syncWriter{w: &stderr}
 	go func() {
-		done <- run(runCtx, []string{"run", "--config", cfg}, &bytes.Buffer{}, runLog)
+		done <- run(runCtx, []string{"run", "--config", r.cfg}, &bytes.Buffer{}, runLog)
 	}()
 	stopped := false
 	shutdown := func() {
 		if !stopped {
 			stopped = true
 			stop()
-			for range 3 {
+			for range 2 {
 				if err := <-done; err != nil {
 					t.Errorf("stopped with %v", err)
 				}
@@ -143,54 +242,9 @@ listen = "127.0.0.1:0"
 	defer shutdown()
 
 	waitFor(t, "the relay driven locked at start", 20*time.Second, func() bool { return relay.Read() == gpio.Low })
+	waitFor(t, "the device online at HQ", 20*time.Second, func() bool { return r.device().Online })
+	r.pushSnapshot(ctx, &stderr)
 
-	waitFor(t, "the device online at HQ", 20*time.Second, func() bool {
-		fleet, err := svc.Fleet()
-		return err == nil && len(fleet) == 1 && fleet[0].Online
-	})
-
-	// HQ pushes a signed full snapshot enrolling the card.
-	sender, err := hq.DialSender(ctx, hq.Config{Broker: mq.URL(), ClientID: "hq-e2e-sender", Spool: spool}, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sender.Close()
-	snapPath := filepath.Join(dir, "snap-1.bin")
-	writeSnapshotStream(t, snapPath, credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: ca.Cert.SubjectKeyId,
-		Serial: big.NewInt(0x7e570001).Bytes()})
-	man, err := sender.PublishSnapshot(ctx, hq.SnapshotOffer{Site: "e2e", Device: "ctl-1", Version: 1, Path: snapPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, err := sender.WaitResult(ctx, man.Transfer); err != nil || r.Status != proto.ResultDone || r.Version != 1 {
-		t.Fatalf("snapshot result %+v, %v\n%s", r, err, stderr.String())
-	}
-
-	card := cardsim.New(cardsim.Profile{TokenLabel: "JPKIAPICCTOKEN2", AuthCert: der, CACert: ca.DER, AuthKey: key, PIN: "1234", Tries: 3})
-	decisions := func() []proto.Event {
-		evs, err := svc.Events("e2e", "ctl-1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []proto.Event
-		for _, ev := range evs {
-			if ev.Type == "decision" {
-				out = append(out, ev)
-			}
-		}
-		return out
-	}
-	// tap holds the card on the reader until HQ has the tap's decision (a
-	// person holds a card until the reader beeps), then takes it away.
-	tap := func(n int) {
-		t.Helper()
-		b := pcsctest.Insert(t, card)
-		waitFor(t, "the tap's decision at HQ", 20*time.Second, func() bool { return len(decisions()) >= n })
-		if err := b.Remove(); err != nil {
-			t.Fatal(err)
-		}
-		pcsctest.WaitCard(t, false)
-	}
 	unlocked := make(chan struct{})
 	go func() {
 		for relay.Read() != gpio.High {
@@ -198,7 +252,7 @@ listen = "127.0.0.1:0"
 		}
 		close(unlocked)
 	}()
-	tap(1)
+	r.tap(1)
 	select {
 	case <-unlocked:
 	case <-time.After(10 * time.Second):
@@ -207,19 +261,13 @@ listen = "127.0.0.1:0"
 	waitFor(t, "the relay relocked after the pulse", 10*time.Second, func() bool { return relay.Read() == gpio.Low })
 
 	// HQ locks the door down; the same card is then refused.
-	cmd, err := sender.SendCommand(ctx, proto.Command{Site: "e2e", Device: "ctl-1", Action: proto.ActionLockdown})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, err := sender.WaitResult(ctx, cmd.ID); err != nil || r.Status != proto.ResultDone {
-		t.Fatalf("lockdown result %+v, %v", r, err)
-	}
-	tap(2)
-	d := decisions()
+	r.command(ctx, proto.ActionLockdown)
+	r.tap(2)
+	d := r.decisions()
 	if !d[0].Granted || d[0].Reason != "enrolled" || d[1].Granted || d[1].Reason != "locked_down" {
 		t.Errorf("decisions at HQ = %+v", d)
 	}
-	checkRunMetrics(t, edgeMetricsAddr(t, runLog), hqLn.Addr().String(), svc)
+	checkRunMetrics(t, edgeMetricsAddr(t, runLog), r.hqMetrics, r.svc)
 	if relay.Read() != gpio.Low {
 		t.Error("relay unlocked during lockdown")
 	}
@@ -227,7 +275,7 @@ listen = "127.0.0.1:0"
 	if relay.Read() != gpio.Low {
 		t.Error("relay not locked after shutdown")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "data", "events.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(filepath.Dir(r.cfg), "data", "events.db")); err != nil {
 		t.Errorf("events.db missing: %v", err)
 	}
 }

@@ -153,7 +153,11 @@ type CRLImport struct {
 	Serials int
 	// ThisUpdate is the CRL's thisUpdate, now the site's RevocationsAt.
 	ThisUpdate time.Time
-	// Applied is the registry change.
+	// New counts the revocations the site did not hold before (0 when the
+	// same CRL is imported again).
+	New int
+	// Applied is the registry change (its Put counts the site record too
+	// when RevocationsAt changed).
 	Applied Applied
 }
 
@@ -195,15 +199,22 @@ func (r *Registry) ImportCRL(ctx context.Context, site string, der []byte, ca *x
 		ch.Put = append(ch.Put, policy.Revocation{IssuerKeyID: kid, Serial: s})
 	}
 	st := policy.Site{}
-	if it, ok, err := r.Get(site, policy.Site{}); err != nil {
+	it, ok, err := r.Get(site, policy.Site{})
+	if err != nil {
 		return CRLImport{}, err
-	} else if ok {
+	}
+	if ok {
 		st = it.(policy.Site)
 	}
+	siteChanged := !ok || !st.RevocationsAt.Equal(out.ThisUpdate)
 	st.RevocationsAt = out.ThisUpdate
 	ch.Put = append(ch.Put, st)
 	if out.Applied, err = r.Apply(ctx, site, ch); err != nil {
 		return CRLImport{}, fmt.Errorf("import CRL of %s into site %s: %w", ca.Subject, site, err)
+	}
+	out.New = out.Applied.Put
+	if siteChanged {
+		out.New--
 	}
 	return out, nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
 )
@@ -83,42 +85,97 @@ func (r row) fail(c string, format string, args ...any) error {
 
 // ImportCSV reads table (one of Tables) from r, named name in errors,
 // validates every line against the CSV format and the policy model, and
-// only then applies all lines to the site in one transaction. When any line
-// is bad nothing is applied and the error (ErrInvalid) lists up to 50
-// LineErrors, each "file:line: column: problem". Lines put (insert or
-// replace) records, or delete them when their action column says "delete".
-// Several schedule lines with the same schedule ID add windows to it.
+// applies all lines to the site in one transaction, or none: when any line
+// is bad the transaction is rolled back and the error (ErrInvalid) gives
+// the number of bad lines and lists the first 50 LineErrors, each
+// "file:line: column: problem". Lines put (insert or replace) records, or
+// delete them when their action column says "delete". Several schedule
+// lines with the same schedule ID add windows to it.
+//
+// The input is streamed into the transaction: memory grows with a key per
+// line and the transaction's pages, not with whole records.
 func (r *Registry) ImportCSV(ctx context.Context, site, table, name string, in io.Reader) (Applied, error) {
-	ch, err := ParseCSV(table, name, in)
-	if err != nil {
+	if err := checkSite(site); err != nil {
 		return Applied{}, err
 	}
-	a, err := r.Apply(ctx, site, ch)
+	var out Applied
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		c, err := openChange(tx, site)
+		if err != nil {
+			return err
+		}
+		emit := func(it policy.Item, del bool) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if del {
+				k, err := itemKey(it)
+				if err != nil {
+					return err
+				}
+				return c.remove(k)
+			}
+			k, v, err := encodeItem(it)
+			if err != nil {
+				return err
+			}
+			return c.apply(preparedPut{k, v})
+		}
+		if err := parseCSV(table, name, in, emit); err != nil {
+			return err
+		}
+		out, err = c.finish()
+		return err
+	})
 	if err != nil {
-		return Applied{}, fmt.Errorf("import %s %s: %w", table, name, err)
+		return Applied{}, fmt.Errorf("import %s %s into site %s: %w", table, name, site, err)
 	}
-	return a, nil
+	r.logChange(site, out)
+	return out, nil
 }
 
 // ParseCSV parses and validates table from in without touching a
-// registry; ImportCSV applies the result. Errors are as for ImportCSV.
+// registry, and returns all its lines as one Change (Apply takes it).
+// Errors are as for ImportCSV.
 func ParseCSV(table, name string, in io.Reader) (Change, error) {
+	var ch Change
+	err := parseCSV(table, name, in, func(it policy.Item, del bool) error {
+		if del {
+			ch.Delete = append(ch.Delete, it)
+		} else {
+			ch.Put = append(ch.Put, it)
+		}
+		return nil
+	})
+	if err != nil {
+		return Change{}, err
+	}
+	return ch, nil
+}
+
+// parseCSV parses and validates table from in and passes each line's item
+// to emit (del: a delete) as long as no line was bad; merged schedules come
+// last. It returns ErrInvalid with the bad lines' count and the first
+// maxLineErrors of them, or emit's first error.
+func parseCSV(table, name string, in io.Reader, emit func(it policy.Item, del bool) error) error {
 	cols, ok := tableColumns[table]
 	if !ok {
-		return Change{}, fmt.Errorf("%w: unknown table %q, want one of %s", ErrInvalid, table, strings.Join(Tables, ", "))
+		return fmt.Errorf("%w: unknown table %q, want one of %s", ErrInvalid, table, strings.Join(Tables, ", "))
 	}
 	cr := csv.NewReader(in)
 	cr.FieldsPerRecord = -1
 	cr.Comment = '#'
+	cr.ReuseRecord = true
 	header, err := readHeader(cr, table, name, cols.required, cols.optional)
 	if err != nil {
-		return Change{}, err
+		return err
 	}
+	header = slices.Clone(header)
 	val, err := newValidator()
 	if err != nil {
-		return Change{}, err
+		return err
 	}
-	p := &csvParse{table: table, name: name, header: header, val: val,
+	p := &csvParse{table: table, name: name, header: header, val: val, emit: emit,
 		firstAt: map[string]int{}, scheds: map[string]*policy.Schedule{}}
 	for {
 		fields, err := cr.Read()
@@ -139,6 +196,9 @@ func ParseCSV(table, name string, in io.Reader) (Change, error) {
 		}
 		line, _ := cr.FieldPos(0)
 		p.line(line, fields)
+		if p.failed != nil {
+			return p.failed
+		}
 	}
 	return p.result()
 }
@@ -176,15 +236,19 @@ type csvParse struct {
 	table, name string
 	header      []string
 	val         validator
-	errs        []error
-	ch          Change
+	emit        func(it policy.Item, del bool) error
+	failed      error                       // emit's error: the parse stops
+	errs        []error                     // the first maxLineErrors problems
+	bad         int                         // lines with a problem
 	firstAt     map[string]int              // registry key -> line
 	scheds      map[string]*policy.Schedule // schedules by ID, for merging
 	order       []string                    // schedule IDs in input order
 }
 
-// add records the problem of a line; beyond maxLineErrors it is dropped.
+// add records the problem of a line; it is counted, and listed up to
+// maxLineErrors.
 func (p *csvParse) add(e error) {
+	p.bad++
 	if len(p.errs) < maxLineErrors {
 		p.errs = append(p.errs, e)
 	}
@@ -199,6 +263,10 @@ func (p *csvParse) line(line int, fields []string) {
 	}
 	rw := row{file: p.name, line: line, cols: make(map[string]string, len(p.header))}
 	for i, h := range p.header {
+		if err := policy.CheckText("cell", fields[i]); err != nil {
+			p.add(rw.fail(h, "%w", err))
+			return
+		}
 		rw.cols[h] = fields[i]
 	}
 	del := false
@@ -229,15 +297,20 @@ func (p *csvParse) line(line int, fields []string) {
 		return
 	}
 	p.firstAt[string(k)] = line
-	if del {
-		p.ch.Delete = append(p.ch.Delete, it)
-		return
+	if !del {
+		if err := p.val.check(it); err != nil {
+			p.add(&LineError{File: p.name, Line: line, Err: err})
+			return
+		}
 	}
-	if err := p.val.check(it); err != nil {
-		p.add(&LineError{File: p.name, Line: line, Err: err})
-		return
+	p.send(it, del)
+}
+
+// send passes a good line's item on while no line was bad.
+func (p *csvParse) send(it policy.Item, del bool) {
+	if p.bad == 0 && p.failed == nil {
+		p.failed = p.emit(it, del)
 	}
-	p.ch.Put = append(p.ch.Put, it)
 }
 
 // addSchedule merges the windows of a schedule line (key k) into the
@@ -253,9 +326,10 @@ func (p *csvParse) addSchedule(s policy.Schedule, k []byte, line int) {
 	p.firstAt[string(k)] = line
 }
 
-// result checks the merged schedules and returns the change, or ErrInvalid
-// with every problem found.
-func (p *csvParse) result() (Change, error) {
+// result checks and sends the merged schedules, and returns ErrInvalid
+// with the count of bad lines and the first of their problems, or emit's
+// error.
+func (p *csvParse) result() error {
 	for _, id := range p.order {
 		s := *p.scheds[id]
 		if err := p.val.check(s); err != nil {
@@ -263,16 +337,19 @@ func (p *csvParse) result() (Change, error) {
 			p.add(&LineError{File: p.name, Line: p.firstAt[string(k)], Column: "schedule", Err: err})
 			continue
 		}
-		p.ch.Put = append(p.ch.Put, s)
+		p.send(s, false)
 	}
-	if len(p.errs) > 0 {
+	if p.failed != nil {
+		return p.failed
+	}
+	if p.bad > 0 {
 		more := ""
-		if len(p.errs) == maxLineErrors {
-			more = fmt.Sprintf(" (first %d shown)", maxLineErrors)
+		if p.bad > len(p.errs) {
+			more = fmt.Sprintf(" (first %d shown)", len(p.errs))
 		}
-		return Change{}, fmt.Errorf("%w: %s: %d bad lines%s, nothing applied:\n%w", ErrInvalid, p.name, len(p.errs), more, errors.Join(p.errs...))
+		return fmt.Errorf("%w: %s: %d bad lines%s, nothing applied:\n%w", ErrInvalid, p.name, p.bad, more, errors.Join(p.errs...))
 	}
-	return p.ch, nil
+	return nil
 }
 
 // parseRow turns one line of table into an item.

@@ -348,12 +348,21 @@ func TestImportCRL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Applied.Put != 4 || !bytes.Equal(info.IssuerKeyID, ca.SubjectKeyId) {
+	if info.Applied.Put != 4 || info.New != 3 || !bytes.Equal(info.IssuerKeyID, ca.SubjectKeyId) {
 		t.Errorf("ImportCRL = %+v, want 3 revocations and the site record under the CA's key ID", info)
 	}
 	it, ok, _ := r.Get("v", policy.Site{})
 	if !ok || !it.(policy.Site).RevocationsAt.Equal(now.Add(-time.Hour)) {
 		t.Errorf("site record %+v, want RevocationsAt = thisUpdate", it)
+	}
+	// The same CRL again: nothing new (the CLI printed "-1 new").
+	if again, err := r.ImportCRL(ctx, "v", good, ca, now); err != nil || again.New != 0 || again.Applied.Put != 0 {
+		t.Errorf("ImportCRL of the same CRL again = %+v, %v; want 0 new", again, err)
+	}
+	// A newer CRL listing one more serial: 1 new, and the site's
+	// RevocationsAt moves.
+	if next, err := r.ImportCRL(ctx, "v", crl(now.Add(-time.Minute), now.Add(24*time.Hour), 5, 6, 7, 9), ca, now); err != nil || next.New != 1 || next.Applied.Put != 2 {
+		t.Errorf("ImportCRL of a newer CRL = %+v, %v; want 1 new", next, err)
 	}
 	for _, c := range []struct {
 		name string

@@ -67,6 +67,13 @@ func shippedBroker(t *testing.T, ca *testCA) *mosquittotest.Mosquitto {
 	return mosquittotest.StartShipped(t, ca.CA)
 }
 
+// shippedBrokerDir is shippedBroker that also returns the directory of its
+// files, which is also its persistence_location.
+func shippedBrokerDir(t *testing.T, ca *testCA) (*mosquittotest.Mosquitto, string) {
+	t.Helper()
+	return mosquittotest.StartShippedDir(t, ca.CA)
+}
+
 // collect subscribes c to filter and returns a channel of "topic payload".
 func collect(t *testing.T, c mqtt.Client, filter string) <-chan string {
 	t.Helper()

@@ -233,14 +233,10 @@ func nextAck(t *testing.T, acks <-chan string) string {
 	}
 }
 
-func TestHQDedupesResentBatchThroughBroker(t *testing.T) {
-	m := mosquittotest.Start(t)
-	var newEvents atomic.Int64
-	h := runHQ(t, m.URL(), &newEvents)
-	c := rawClient(t, m.URL(), "fake-device")
-
-	// Wait until HQ is subscribed: send a probe device's batch until it is
-	// acknowledged.
+// waitHQSubscribed waits until HQ is subscribed: it sends a batch of
+// device s1/probe through c until HQ acknowledges it (one stored event).
+func waitHQSubscribed(t *testing.T, c mqtt.Client) {
+	t.Helper()
 	probeAcks := subscribeAcks(t, c, "s1", "probe")
 	probe := prototest.BatchPayload(t, "s1", "probe", 1, 1)
 	deadline := time.Now().Add(linkDeadline)
@@ -255,6 +251,14 @@ func TestHQDedupesResentBatchThroughBroker(t *testing.T) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+func TestHQDedupesResentBatchThroughBroker(t *testing.T) {
+	m := mosquittotest.Start(t)
+	var newEvents atomic.Int64
+	h := runHQ(t, m.URL(), &newEvents)
+	c := rawClient(t, m.URL(), "fake-device")
+	waitHQSubscribed(t, c)
 
 	acks := subscribeAcks(t, c, "s1", "d1")
 	topic := proto.EventsTopic("s1", "d1")

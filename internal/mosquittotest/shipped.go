@@ -127,6 +127,15 @@ func shippedDir(t testing.TB) string {
 // Its URL is ssl://127.0.0.1:PORT.
 func StartShipped(t testing.TB, ca *CA) *Mosquitto {
 	t.Helper()
+	m, _ := StartShippedDir(t, ca)
+	return m
+}
+
+// StartShippedDir is StartShipped that also returns the directory holding
+// the broker's files, which is also its persistence_location (a test that
+// restarts the broker finds the saved retained messages there).
+func StartShippedDir(t testing.TB, ca *CA) (*Mosquitto, string) {
+	t.Helper()
 	src := shippedDir(t)
 	conf, err := os.ReadFile(filepath.Join(src, "mosquitto.conf"))
 	if err != nil {
@@ -153,5 +162,5 @@ func StartShipped(t testing.TB, ca *CA) *Mosquitto {
 		Config: func(port int) string {
 			return strings.Replace(text, "\nlistener 8883\n", "\nlistener "+strconv.Itoa(port)+" 127.0.0.1\n", 1)
 		},
-	})
+	}), dir
 }

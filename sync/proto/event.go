@@ -50,7 +50,8 @@ type Event struct {
 	Seq uint64 `json:"seq"`
 	// Time is when it happened, by the device's clock, in UTC.
 	Time time.Time `json:"time"`
-	// Type is TypeDecision, TypeDoor or TypeSystem.
+	// Type is TypeDecision, TypeDoor or TypeSystem; Validate refuses any
+	// other (docs/PROTOCOL.md defines no other).
 	Type string `json:"type"`
 	// Door names the door, when the event belongs to one.
 	Door string `json:"door,omitempty"`
@@ -101,8 +102,12 @@ func (ev Event) Equal(o Event) bool {
 // Validate reports whether ev obeys the field rules, except for Seq, which
 // the caller checks where it matters. The error wraps ErrInvalidEvent.
 func (ev Event) Validate() error {
-	if ev.Type == "" {
+	switch ev.Type {
+	case TypeDecision, TypeDoor, TypeSystem:
+	case "":
 		return fmt.Errorf("%w: empty type", ErrInvalidEvent)
+	default:
+		return fmt.Errorf("%w: type %q, want %s, %s or %s", ErrInvalidEvent, ev.Type, TypeDecision, TypeDoor, TypeSystem)
 	}
 	if ev.Time.IsZero() {
 		return fmt.Errorf("%w: zero time", ErrInvalidEvent)

@@ -56,9 +56,23 @@ type DoorStatus struct {
 	Name string `json:"name"`
 	// State is the door's state, e.g. "locked", "unlocked", "held-open".
 	State string `json:"state,omitempty"`
-	// Mode is the door's mode, e.g. "normal", "lockdown", "free".
+	// Mode is the door's mode in force, e.g. "normal", "locked_down".
 	Mode string `json:"mode,omitempty"`
+	// ModeSource says where Mode came from: ModeSourceHQ,
+	// ModeSourceInput or ModeSourceDefault.
+	ModeSource string `json:"mode_source,omitempty"`
 }
+
+// Where a door's mode came from (DoorStatus.ModeSource).
+const (
+	// ModeSourceHQ: set by an HQ command (set_mode, lockdown, release),
+	// kept across restarts until HQ sets another.
+	ModeSourceHQ = "hq"
+	// ModeSourceInput: the door's local lockdown input is active.
+	ModeSourceInput = "input"
+	// ModeSourceDefault: nothing set the mode; the door starts in normal.
+	ModeSourceDefault = "default"
+)
 
 // OfflineStatus returns the payload of a device's last will, which it also
 // publishes when it stops cleanly: Online false, nothing else known.

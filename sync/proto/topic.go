@@ -2,6 +2,7 @@ package proto
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -74,6 +75,11 @@ const (
 // leaves lists every Leaf, for ParseTopic.
 var leaves = []Leaf{LeafEvents, LeafAck, LeafStatus, LeafCommand, LeafResult, LeafSnapshot, LeafChunk, LeafNeed,
 	LeafEnroll, LeafEnrollAck, LeafMarks, LeafPeerMarks, LeafRelease, LeafReleaseGet, LeafReleaseChunk, LeafReleaseReport}
+
+// Leaves returns every Leaf of the contract, in the order of their
+// declaration. Tests that must cover every topic (the broker ACL's) range
+// over it, so a new Leaf is covered or fails them.
+func Leaves() []Leaf { return slices.Clone(leaves) }
 
 // Topic returns tobira/v1/{site}/{device}/{leaf}: every per-device topic of
 // the contract is built here.

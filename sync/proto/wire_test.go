@@ -104,6 +104,7 @@ func TestDecodeBatchRejects(t *testing.T) {
 			}
 		}), "consecutive"},
 		{"no type", mutate(t, func(m map[string]any) { delete(event(m, 0), "type") }), "empty type"},
+		{"undefined type", mutate(t, func(m map[string]any) { event(m, 1)["type"] = "admin_override" }), `type "admin_override"`},
 		{"no time", mutate(t, func(m map[string]any) { delete(event(m, 1), "time") }), "zero time"},
 		{"bad time", mutate(t, func(m map[string]any) { event(m, 1)["time"] = "yesterday" }), "cannot parse"},
 		{"detail too long", mutate(t, func(m map[string]any) { event(m, 2)["detail"] = strings.Repeat("x", proto.MaxDetailLen+1) }), "detail"},
