@@ -46,7 +46,7 @@ func OpenOutbox(path string) (*Outbox, error) {
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		return boltfile.Init(tx, outboxFormat, bucketEvents, bucketNonces, bucketTransfer, bucketEnrollments)
+		return boltfile.Init(tx, outboxFormat, bucketEvents, bucketNonces, bucketTransfer, bucketEnrollments, bucketMarks)
 	})
 	if err != nil {
 		db.Close()

@@ -17,6 +17,9 @@ const (
 	TypeDoor = "door"
 	// TypeSystem is a device happening: start, stop, store trouble.
 	TypeSystem = "system"
+	// TypeTicket is a ticket happening that is not a decision: a
+	// single-entry ticket admitted at two gates (reason "ticket_conflict").
+	TypeTicket = "ticket"
 )
 
 // Field limits. They keep a full batch well below MaxPayload even when every

@@ -35,7 +35,7 @@ func CheckName(s string) error {
 // tobira/v1/{site}/{device}/{leaf}: what the topic carries.
 type Leaf string
 
-// The 16 per-device topics of the contract, by direction.
+// The per-device topics of the contract, by direction.
 const (
 	// LeafEvents carries Batch, edge -> HQ.
 	LeafEvents Leaf = "events"
@@ -59,7 +59,11 @@ const (
 	LeafEnrollAck Leaf = "enroll-ack"
 	// LeafMarks carries MarkBatch, edge -> HQ.
 	LeafMarks Leaf = "marks"
-	// LeafPeerMarks carries a signed MarkBatch of other gates, HQ -> edge.
+	// LeafMarksAck carries MarksAck, HQ -> edge.
+	LeafMarksAck Leaf = "marks-ack"
+	// LeafMarksGet carries MarksGet, edge -> HQ.
+	LeafMarksGet Leaf = "marks-get"
+	// LeafPeerMarks carries signed PeerMarks, HQ -> edge.
 	LeafPeerMarks Leaf = "peer-marks"
 	// LeafRelease carries the retained signed ReleaseOffer, HQ -> edge.
 	LeafRelease Leaf = "release"
@@ -73,7 +77,7 @@ const (
 
 // leaves lists every Leaf, for ParseTopic.
 var leaves = []Leaf{LeafEvents, LeafAck, LeafStatus, LeafCommand, LeafResult, LeafSnapshot, LeafChunk, LeafNeed,
-	LeafEnroll, LeafEnrollAck, LeafMarks, LeafPeerMarks, LeafRelease, LeafReleaseGet, LeafReleaseChunk, LeafReleaseReport}
+	LeafEnroll, LeafEnrollAck, LeafMarks, LeafMarksAck, LeafMarksGet, LeafPeerMarks, LeafRelease, LeafReleaseGet, LeafReleaseChunk, LeafReleaseReport}
 
 // Topic returns tobira/v1/{site}/{device}/{leaf}: every per-device topic of
 // the contract is built here.
@@ -147,6 +151,8 @@ const (
 	EnrollSubscription = TopicPrefix + "/+/+/" + string(LeafEnroll)
 	// MarksSubscription is every device's marks topic.
 	MarksSubscription = TopicPrefix + "/+/+/" + string(LeafMarks)
+	// MarksGetSubscription is every device's marks-get topic.
+	MarksGetSubscription = TopicPrefix + "/+/+/" + string(LeafMarksGet)
 	// ReleaseGetSubscription is every device's release-get topic.
 	ReleaseGetSubscription = TopicPrefix + "/+/+/" + string(LeafReleaseGet)
 	// ReleaseReportSubscription is every device's release-report topic.
@@ -187,6 +193,13 @@ func EnrollAckTopic(site, device string) string { return Topic(site, device, Lea
 
 // MarksTopic returns the topic a device publishes its ticket marks to.
 func MarksTopic(site, device string) string { return Topic(site, device, LeafMarks) }
+
+// MarksAckTopic returns the topic HQ acknowledges a device's marks on.
+func MarksAckTopic(site, device string) string { return Topic(site, device, LeafMarksAck) }
+
+// MarksGetTopic returns the topic on which a device asks for its site's
+// marks after its cursor.
+func MarksGetTopic(site, device string) string { return Topic(site, device, LeafMarksGet) }
 
 // PeerMarksTopic returns the topic HQ relays other gates' marks to a
 // device on.
