@@ -57,6 +57,9 @@ func (g *testGate) start() {
 	}
 	e, err := tsync.NewEdge(tsync.EdgeConfig{
 		Broker: g.url, Site: "venue", Device: g.device, Marks: watchedMarks{MarkStore: g.store, merged: g.merged},
+		Status: tsync.StatusFunc(func(context.Context) (proto.Status, error) {
+			return proto.Status{Doors: []proto.DoorStatus{{Name: g.device}}}, nil
+		}),
 		Keys: []ed25519.PublicKey{g.key}, AckTimeout: time.Second, ConnectRetry: 200 * time.Millisecond,
 		MaxReconnect: 500 * time.Millisecond, MarkInterval: time.Hour, StatusInterval: time.Hour, Logger: discardLogger(),
 	}, ob)
@@ -145,6 +148,7 @@ type testHQ struct {
 	path     string
 	clientID string
 	key      ed25519.PrivateKey
+	rules    hq.TicketRules
 	svc      *hq.Service
 	stop     func()
 }
@@ -160,7 +164,7 @@ func newTestHQ(t *testing.T, url string, key ed25519.PrivateKey) *testHQ {
 // subscribed.
 func (h *testHQ) start() {
 	h.t.Helper()
-	svc, err := hq.Open(hq.Config{Broker: h.url, Path: h.path, ClientID: h.clientID, Key: h.key,
+	svc, err := hq.Open(hq.Config{Broker: h.url, Path: h.path, ClientID: h.clientID, Key: h.key, TicketRules: h.rules,
 		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: discardLogger()})
 	if err != nil {
 		h.t.Fatal(err)
@@ -196,11 +200,26 @@ type venueRig struct {
 	gates []*testGate
 }
 
+// rigOptions shape a venueRig.
+type rigOptions struct {
+	conf    func(int) string // mosquitto's config; nil: the default
+	gates   int              // gates gate-1 .. gate-N
+	tickets int              // tickets 0 .. N-1 of event "concert"
+	rules   hq.TicketRules   // HQ's ticket rules; nil: none
+}
+
 // newVenueRig starts mosquitto (conf: nil for the default config), HQ
 // through a proxy and n gates of a venue with tickets tickets, and waits
 // until HQ sees every gate online.
 func newVenueRig(t *testing.T, conf func(int) string, n, tickets int) *venueRig {
 	t.Helper()
+	return newVenueRigWith(t, rigOptions{conf: conf, gates: n, tickets: tickets})
+}
+
+// newVenueRigWith is newVenueRig with every option.
+func newVenueRigWith(t *testing.T, o rigOptions) *venueRig {
+	t.Helper()
+	conf, n, tickets := o.conf, o.gates, o.tickets
 	m := mosquittotest.StartWith(t, mosquittotest.Options{Config: conf})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -211,6 +230,7 @@ func newVenueRig(t *testing.T, conf func(int) string, n, tickets int) *venueRig 
 	t.Cleanup(func() { p.Close() })
 	key := testKeyPair(t)
 	r := &venueRig{m: m, proxy: p, hq: newTestHQ(t, p.URL("tcp"), key)}
+	r.hq.rules = o.rules
 	r.hq.start()
 	var names []string
 	for i := range n {
