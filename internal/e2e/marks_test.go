@@ -9,6 +9,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +36,9 @@ type testGate struct {
 	key    ed25519.PublicKey
 	store  *policy.Store
 	obPath string
-	merged chan []policy.UsedMark
+	merged chan struct{} // a merge happened (capacity 1)
+	mu     sync.Mutex
+	known  map[string]bool // ticket keys merged so far
 	edge   *tsync.Edge
 	stop   func()
 }
@@ -43,7 +46,7 @@ type testGate struct {
 // newTestGate returns gate device of a venue of n tickets, not running.
 func newTestGate(t *testing.T, url, device string, key ed25519.PublicKey, n int) *testGate {
 	g := &testGate{t: t, url: url, device: device, key: key, store: venueStore(t, n),
-		obPath: filepath.Join(t.TempDir(), "events.db"), merged: make(chan []policy.UsedMark, 1024)}
+		obPath: filepath.Join(t.TempDir(), "events.db"), merged: make(chan struct{}, 1), known: map[string]bool{}}
 	t.Cleanup(g.halt)
 	return g
 }
@@ -56,7 +59,7 @@ func (g *testGate) start() {
 		g.t.Fatal(err)
 	}
 	e, err := tsync.NewEdge(tsync.EdgeConfig{
-		Broker: g.url, Site: "venue", Device: g.device, Marks: watchedMarks{MarkStore: g.store, merged: g.merged},
+		Broker: g.url, Site: "venue", Device: g.device, Marks: trackedMarks{MarkStore: g.store, g: g},
 		Status: tsync.StatusFunc(func(context.Context) (proto.Status, error) {
 			return proto.Status{Doors: []proto.DoorStatus{{Name: g.device}}}, nil
 		}),
@@ -102,6 +105,10 @@ func (g *testGate) admit(i int) {
 	if d := g.store.DecideAt(policy.Request{Credential: ticket(i), Door: g.device, Now: time.Now()}); d.Reason != policy.ReasonTicket {
 		g.t.Fatalf("ticket %d at %s: %s, want %s", i, g.device, d.Reason, policy.ReasonTicket)
 	}
+	k, _ := ticket(i).Key()
+	g.mu.Lock()
+	g.known[string(k)] = true // its own mark
+	g.mu.Unlock()
 	if g.edge != nil {
 		g.edge.Notify()
 	}
@@ -109,22 +116,52 @@ func (g *testGate) admit(i int) {
 
 // learned waits up to markWait for a merge carrying ticket i's mark and
 // reports whether one came.
-func (g *testGate) learned(i int) bool {
-	k, _ := ticket(i).Key()
+func (g *testGate) learned(i int) bool { return g.learnedAll([]int{i}) }
+
+// learnedAll waits up to markWait until merges carried the marks of every
+// ticket of is, and reports whether they did.
+func (g *testGate) learnedAll(is []int) bool {
+	missing := func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for _, i := range is {
+			if k, _ := ticket(i).Key(); !g.known[string(k)] {
+				return true
+			}
+		}
+		return false
+	}
 	timeout := time.NewTimer(markWait)
 	defer timeout.Stop()
-	for {
+	for missing() {
 		select {
-		case ms := <-g.merged:
-			for _, m := range ms {
-				if string(m.Ticket) == string(k) {
-					return true
-				}
-			}
+		case <-g.merged:
 		case <-timeout.C:
 			return false
 		}
 	}
+	return true
+}
+
+// trackedMarks is a gate's MarkStore that notes every merged ticket.
+type trackedMarks struct {
+	tsync.MarkStore
+	g *testGate
+}
+
+// MergePeerMarks implements tsync.MarkStore.
+func (w trackedMarks) MergePeerMarks(ctx context.Context, marks []policy.UsedMark) (policy.MergeResult, error) {
+	r, err := w.MarkStore.MergePeerMarks(ctx, marks)
+	w.g.mu.Lock()
+	for _, m := range marks {
+		w.g.known[string(m.Ticket)] = true
+	}
+	w.g.mu.Unlock()
+	select {
+	case w.g.merged <- struct{}{}:
+	default:
+	}
+	return r, err
 }
 
 // wantRefused checks that the gate, once it has had the time to learn

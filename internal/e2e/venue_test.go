@@ -33,7 +33,7 @@ func ticket(i int) credential.Credential {
 }
 
 // venueStore returns a policy store holding n tickets for event "concert"
-// at the gates gate-1 and gate-2.
+// at the gates gate-1, gate-2 and gate-3.
 func venueStore(t *testing.T, n int) *policy.Store {
 	t.Helper()
 	s, err := policy.Open(filepath.Join(t.TempDir(), "policy.db"), discardLogger())
@@ -44,7 +44,7 @@ func venueStore(t *testing.T, n int) *policy.Store {
 	now := time.Now().UTC()
 	snap := policy.Snapshot{
 		Version: 1,
-		Doors:   []policy.Door{{ID: "gate-1", Groups: []string{"gates"}}, {ID: "gate-2", Groups: []string{"gates"}}},
+		Doors:   []policy.Door{{ID: "gate-1", Groups: []string{"gates"}}, {ID: "gate-2", Groups: []string{"gates"}}, {ID: "gate-3", Groups: []string{"gates"}}},
 		Events:  []policy.Event{{ID: "concert", Start: now.Add(-time.Hour), End: now.Add(24 * time.Hour), DoorGroup: "gates"}},
 	}
 	for i := range n {
