@@ -226,12 +226,13 @@ type route func(ctx context.Context, pub publishFunc, topic string, payload []by
 // when the Service has a sink for them.
 func (h *Service) routes() map[proto.Leaf]route {
 	r := map[proto.Leaf]route{
-		proto.LeafEvents:   h.handleEvents,
-		proto.LeafStatus:   h.handleStatus,
-		proto.LeafResult:   h.handleResult,
-		proto.LeafNeed:     h.handleNeed,
-		proto.LeafMarks:    h.handleMarks,
-		proto.LeafMarksGet: h.handleMarksGet,
+		proto.LeafEvents:      h.handleEvents,
+		proto.LeafStatus:      h.handleStatus,
+		proto.LeafResult:      h.handleResult,
+		proto.LeafNeed:        h.handleNeed,
+		proto.LeafMarks:       h.handleMarks,
+		proto.LeafMarksGet:    h.handleMarksGet,
+		proto.LeafTicketCheck: h.handleTicketCheck,
 	}
 	if h.enrollments != nil {
 		r[proto.LeafEnroll] = h.handleEnrollment

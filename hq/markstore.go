@@ -49,6 +49,9 @@ type MarkVerdict struct {
 	// Refused, when not empty, says why the mark is refused; it is not
 	// stored and not relayed.
 	Refused string
+	// Silent, with Refused, records no report (an online check answered
+	// "used").
+	Silent bool
 	// Conflict, for an accepted entry, is the entry of the same ticket it
 	// contradicts (two gates admitted a single-entry ticket).
 	Conflict *proto.Mark
@@ -186,6 +189,9 @@ func (s *BoltMarks) Record(ctx context.Context, site, device string, marks []pro
 				continue
 			}
 			v := judge(hist, m)
+			if v.Refused != "" && v.Silent {
+				continue
+			}
 			if v.Refused != "" {
 				res.Reports = append(res.Reports, MarkReport{Kind: ReportRefused, Reason: v.Refused, Device: device, Mark: m, Received: now})
 				continue

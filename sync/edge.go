@@ -95,6 +95,9 @@ type EdgeConfig struct {
 	// marks it records through the outbox and merges the other gates'
 	// marks that HQ serves, signed by one of Keys. nil: no mark sharing.
 	Marks MarkStore
+	// TicketChecks turns on the online check of single-entry tickets
+	// (Edge.CheckTicket); HQ's verdicts are signed by one of Keys.
+	TicketChecks bool
 	// MarkSkew is how far ahead of the device's clock a peer mark may be
 	// dated before the Edge refuses it; default proto.DefaultMarkSkew.
 	MarkSkew time.Duration
@@ -172,6 +175,7 @@ type Edge struct {
 	features []feature // eng and status first
 	link     mqttconn.Settings
 	pub      *clientPublisher
+	tickets  *ticketChecks // nil: no online checks
 	running  atomic.Bool
 }
 
@@ -218,7 +222,7 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 // those cfg asks for: ticket marks, commands, snapshots. They need
 // cfg.Keys.
 func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox) ([]feature, error) {
-	if cfg.Marks == nil && cfg.Commands == nil && cfg.Snapshots == nil {
+	if cfg.Marks == nil && cfg.Commands == nil && cfg.Snapshots == nil && !cfg.TicketChecks {
 		return nil, nil
 	}
 	v, err := signed.NewVerifier(cfg.Keys...)
@@ -232,6 +236,11 @@ func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox) ([]feature, error) {
 		fs = append(fs, &markLoop{store: cfg.Marks, ob: ob, pub: e.pub, up: eng.up.Load, events: eng.notify, v: v, clk: eng.clk, log: eng.log,
 			site: cfg.Site, device: cfg.Device, interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval),
 			ackTimeout: eng.ackTimeout, skew: cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew), kick: make(chan struct{}, 1)})
+	}
+	if cfg.TicketChecks {
+		e.tickets = &ticketChecks{pub: e.pub, up: eng.up.Load, v: v, log: eng.log, site: cfg.Site, device: cfg.Device,
+			pending: map[uint64]chan proto.TicketVerdict{}}
+		fs = append(fs, e.tickets)
 	}
 	if cfg.Commands != nil {
 		fs = append(fs, &commandIntake{v: v, h: cfg.Commands, ob: ob, clk: eng.clk, log: eng.log,

@@ -47,6 +47,17 @@ type Config struct {
 	BreakGlass []BreakGlassConfig `toml:"break_glass"`
 	// Firmware is the self-update health gate (docs/FIRMWARE.md).
 	Firmware FirmwareConfig `toml:"firmware"`
+	// Tickets are the settings of single-entry tickets.
+	Tickets TicketsConfig `toml:"tickets"`
+}
+
+// TicketsConfig is the [tickets] table.
+type TicketsConfig struct {
+	// OnlineCheck is the budget of the online check of single-entry
+	// tickets: with a link, the gate asks HQ before admitting an entry and
+	// waits at most this long, then decides locally; 0 (the default) is
+	// off. Needs hq.keys.
+	OnlineCheck Duration `toml:"online_check"`
 }
 
 // FirmwareConfig is the health gate of signed releases (docs/FIRMWARE.md).
@@ -420,6 +431,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Firmware.HealthDeadline.Duration; d < 10*time.Second || d > 24*time.Hour {
 		bad("firmware.health_deadline", "%s must be between 10s and 24h", d)
+	}
+	if d := c.Tickets.OnlineCheck.Duration; d < 0 || d > 5*time.Second {
+		bad("tickets.online_check", "%s must be between 0 (off) and 5s", d)
 	}
 	if len(c.Doors) == 0 {
 		bad("door", "at least one [[door]] is required")

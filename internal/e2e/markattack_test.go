@@ -6,6 +6,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -48,7 +49,10 @@ func (venueRules) DoorGroups(_ context.Context, site, door string) ([]string, bo
 // newRulesRig is a venue rig whose HQ has venueRules.
 func newRulesRig(t *testing.T, gates, tickets int) *venueRig {
 	now := time.Now().UTC()
-	return newVenueRigWith(t, rigOptions{gates: gates, tickets: tickets, rules: venueRules{start: now.Add(-time.Hour), end: now.Add(24 * time.Hour)}})
+	conf := func(port int) string {
+		return fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n", port)
+	}
+	return newVenueRigWith(t, rigOptions{conf: conf, gates: gates, tickets: tickets, rules: venueRules{start: now.Add(-time.Hour), end: now.Add(24 * time.Hour)}})
 }
 
 // connectAs connects a plain MQTT client with clientID to the rig's broker.

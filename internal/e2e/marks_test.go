@@ -39,6 +39,8 @@ type testGate struct {
 	merged chan struct{} // a merge happened (capacity 1)
 	mu     sync.Mutex
 	known  map[string]bool // ticket keys merged so far
+	checks time.Duration   // online-check budget; 0: off
+	noMark bool            // no mark sharing (only online checks)
 	edge   *tsync.Edge
 	stop   func()
 }
@@ -58,8 +60,12 @@ func (g *testGate) start() {
 	if err != nil {
 		g.t.Fatal(err)
 	}
+	var marks tsync.MarkStore = trackedMarks{MarkStore: g.store, g: g}
+	if g.noMark {
+		marks = nil
+	}
 	e, err := tsync.NewEdge(tsync.EdgeConfig{
-		Broker: g.url, Site: "venue", Device: g.device, Marks: trackedMarks{MarkStore: g.store, g: g},
+		Broker: g.url, Site: "venue", Device: g.device, Marks: marks, TicketChecks: g.checks > 0,
 		Status: tsync.StatusFunc(func(context.Context) (proto.Status, error) {
 			return proto.Status{Doors: []proto.DoorStatus{{Name: g.device}}}, nil
 		}),
@@ -71,7 +77,9 @@ func (g *testGate) start() {
 	}
 	stop := runStoppable(e.Run)
 	g.edge = e
+	g.store.SetTicketCheck(e.CheckTicket, g.checks)
 	g.stop = func() {
+		g.store.SetTicketCheck(nil, 0)
 		if err := stop(); err != nil {
 			g.t.Errorf("gate %s Run: %v", g.device, err)
 		}

@@ -65,6 +65,10 @@ const (
 	LeafMarksGet Leaf = "marks-get"
 	// LeafPeerMarks carries signed PeerMarks, HQ -> edge.
 	LeafPeerMarks Leaf = "peer-marks"
+	// LeafTicketCheck carries TicketCheck, edge -> HQ.
+	LeafTicketCheck Leaf = "ticket-check"
+	// LeafTicketVerdict carries a signed TicketVerdict, HQ -> edge.
+	LeafTicketVerdict Leaf = "ticket-verdict"
 	// LeafRelease carries the retained signed ReleaseOffer, HQ -> edge.
 	LeafRelease Leaf = "release"
 	// LeafReleaseGet carries ReleaseGet, edge -> HQ.
@@ -77,7 +81,7 @@ const (
 
 // leaves lists every Leaf, for ParseTopic.
 var leaves = []Leaf{LeafEvents, LeafAck, LeafStatus, LeafCommand, LeafResult, LeafSnapshot, LeafChunk, LeafNeed,
-	LeafEnroll, LeafEnrollAck, LeafMarks, LeafMarksAck, LeafMarksGet, LeafPeerMarks, LeafRelease, LeafReleaseGet, LeafReleaseChunk, LeafReleaseReport}
+	LeafEnroll, LeafEnrollAck, LeafMarks, LeafMarksAck, LeafMarksGet, LeafPeerMarks, LeafTicketCheck, LeafTicketVerdict, LeafRelease, LeafReleaseGet, LeafReleaseChunk, LeafReleaseReport}
 
 // Topic returns tobira/v1/{site}/{device}/{leaf}: every per-device topic of
 // the contract is built here.
@@ -200,6 +204,14 @@ func MarksAckTopic(site, device string) string { return Topic(site, device, Leaf
 // MarksGetTopic returns the topic on which a device asks for its site's
 // marks after its cursor.
 func MarksGetTopic(site, device string) string { return Topic(site, device, LeafMarksGet) }
+
+// TicketCheckTopic returns the topic on which a device asks HQ about a
+// ticket's entry.
+func TicketCheckTopic(site, device string) string { return Topic(site, device, LeafTicketCheck) }
+
+// TicketVerdictTopic returns the topic of HQ's answers to a device's
+// ticket checks.
+func TicketVerdictTopic(site, device string) string { return Topic(site, device, LeafTicketVerdict) }
 
 // PeerMarksTopic returns the topic HQ relays other gates' marks to a
 // device on.
