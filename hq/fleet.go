@@ -13,12 +13,10 @@ import (
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
-// handleStatus stores a device's status or last will, and sends a device
-// that just came online its site's ticket marks.
-func (h *Service) handleStatus(ctx context.Context, pub publishFunc, topic string, payload []byte) {
-	if site, device, online := h.storeStatus(topic, payload); online {
-		h.catchUpMarks(ctx, pub, site, device)
-	}
+// handleStatus stores a device's status or last will. (A device that
+// comes online fetches its site's ticket marks itself: marks-get.)
+func (h *Service) handleStatus(_ context.Context, _ publishFunc, topic string, payload []byte) {
+	h.storeStatus(topic, payload)
 }
 
 // storeStatus stores a device's status or last will. It returns the
@@ -33,6 +31,7 @@ func (h *Service) storeStatus(topic string, payload []byte) (site, device string
 		return "", "", false
 	}
 	cameOnline = h.relay.seen(site, device, st.Online)
+	h.relay.setDoors(site, device, st.Doors)
 	if err := h.st.PutStatus(context.Background(), site, device, st, h.clk.Now().UTC()); err != nil {
 		h.log.Error("cannot store status", "topic", topic, "err", err)
 		return site, device, cameOnline

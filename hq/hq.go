@@ -51,8 +51,20 @@ type Config struct {
 	// Empty: no resending, no drift.
 	Spool string
 	// Key is HQ's Ed25519 signing key. It signs the ticket marks HQ
-	// relays between the gates of a site; nil: marks are not relayed.
+	// serves to the gates of a site; nil: marks are stored and
+	// acknowledged but not served.
 	Key ed25519.PrivateKey
+	// Marks stores the sites' ticket marks; nil: a BoltMarks file next to
+	// Path ("hq.db" -> "hq-marks.db"), closed by Close.
+	Marks MarkStore
+	// TicketRules, when set, lets HQ accept a mark only from a door of
+	// the ticket's event's door group that the sending device reported,
+	// within the event's window; nil: only time and transitions are
+	// checked.
+	TicketRules TicketRules
+	// MarkSkew is how far ahead of HQ's clock a mark may be dated (and how
+	// far outside its event's window); default proto.DefaultMarkSkew.
+	MarkSkew time.Duration
 	// Enrollments stores the enrollment records devices send; nil: HQ
 	// does not subscribe to enrollments.
 	Enrollments EnrollmentSink
@@ -101,6 +113,10 @@ type Service struct {
 	running atomic.Bool
 
 	relay       *relay
+	marks       MarkStore
+	ownMarks    bool // marks was opened by Open, and Close closes it
+	rules       TicketRules
+	skew        time.Duration
 	enrollments EnrollmentSink
 	metrics     *metrics
 
@@ -145,19 +161,40 @@ func Open(cfg Config) (*Service, error) {
 		}
 		st = bs
 	}
+	clk := cmp.Or(cfg.Clock, clock.Clock(clock.System{}))
+	marks, ownMarks := cfg.Marks, false
+	if marks == nil {
+		if cfg.Path == "" {
+			st.Close()
+			return nil, fmt.Errorf("%w: HQ needs a path for its ticket-mark store (or Config.Marks)", ErrConfig)
+		}
+		var err error
+		if marks, err = OpenBoltMarks(marksPath(cfg.Path), clk.Now); err != nil {
+			st.Close()
+			return nil, err
+		}
+		ownMarks = true
+	}
 	h := &Service{
 		st:          st,
 		path:        name,
 		spool:       cfg.Spool,
 		ready:       make(chan struct{}),
 		link:        cfg.settings("tobira-hq"),
-		clk:         cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
+		clk:         clk,
 		log:         log,
 		relay:       newRelay(cfg.Key),
+		marks:       marks,
+		ownMarks:    ownMarks,
+		rules:       cfg.TicketRules,
+		skew:        cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew),
 		enrollments: cfg.Enrollments,
 	}
 	var err error
 	if h.metrics, err = newMetrics(cfg.Metrics, h, cfg.DeviceMetricsTTL); err != nil {
+		if ownMarks {
+			marks.Close()
+		}
 		st.Close()
 		return nil, fmt.Errorf("%w: metrics: %w", ErrConfig, err)
 	}
@@ -192,11 +229,13 @@ type route func(ctx context.Context, pub publishFunc, topic string, payload []by
 // when the Service has a sink for them.
 func (h *Service) routes() map[proto.Leaf]route {
 	r := map[proto.Leaf]route{
-		proto.LeafEvents: h.handleEvents,
-		proto.LeafStatus: h.handleStatus,
-		proto.LeafResult: h.handleResult,
-		proto.LeafNeed:   h.handleNeed,
-		proto.LeafMarks:  h.handleMarks,
+		proto.LeafEvents:      h.handleEvents,
+		proto.LeafStatus:      h.handleStatus,
+		proto.LeafResult:      h.handleResult,
+		proto.LeafNeed:        h.handleNeed,
+		proto.LeafMarks:       h.handleMarks,
+		proto.LeafMarksGet:    h.handleMarksGet,
+		proto.LeafTicketCheck: h.handleTicketCheck,
 	}
 	if h.enrollments != nil {
 		r[proto.LeafEnroll] = h.handleEnrollment
@@ -419,5 +458,12 @@ func (h *Service) Count() (int, error) {
 
 // Close closes the store. Call it after Run has returned.
 func (h *Service) Close() error {
-	return h.st.Close()
+	var merr error
+	if h.ownMarks {
+		merr = h.marks.Close()
+	}
+	if err := h.st.Close(); err != nil {
+		return err
+	}
+	return merr
 }

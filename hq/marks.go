@@ -3,25 +3,103 @@ package hq
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
-// relay is HQ's ticket-mark relay: the devices of each site, and each
-// site's latest mark per ticket (in memory: HQ forgets them on restart,
-// devices keep theirs).
+// Ticket marks at HQ (the topics: sync/proto/marks.go). HQ judges every
+// mark a gate sends (judge), stores the accepted ones durably with a
+// per-site sequence number (MarkStore), acknowledges the batch only after
+// the commit, pushes the new marks to the other gates of the site it knows
+// and answers every gate's marks-get from the store. Nothing is kept only
+// in memory but the list of devices to push to, which a restart rebuilds
+// (and a gate asks from its cursor when it connects anyway).
+
+// TicketRules is what HQ needs to know of a site's tickets to judge a mark
+// (hq/registry holds it; cmd/tobira-hq adapts it). Without TicketRules HQ
+// checks only the time and the ticket's transitions.
+type TicketRules interface {
+	// TicketEvent returns the ticketed event of site named event, false
+	// when the site has none of that name.
+	TicketEvent(ctx context.Context, site, event string) (TicketEvent, bool, error)
+	// DoorGroups returns the door groups of door at site, false when the
+	// site has no such door.
+	DoorGroups(ctx context.Context, site, door string) ([]string, bool, error)
+}
+
+// TicketEvent is what HQ needs of a ticketed event to judge its marks.
+type TicketEvent struct {
+	// Start and End bound the event's window.
+	Start, End time.Time
+	// DoorGroup holds the event's gates.
+	DoorGroup string
+	// Reentry allows a ticket in again after an exit scan.
+	Reentry bool
+}
+
+// Refusal reasons of HQ for a mark.
+const (
+	refusedFuture      = "dated beyond HQ's time plus the allowed skew"
+	refusedWindow      = "dated outside the event's window"
+	refusedEvent       = "no such ticketed event at the site"
+	refusedDoorGroup   = "door is not in the event's door group"
+	refusedDeviceDoor  = "door is not one of the sending device's doors"
+	refusedExit        = "exit without an entry before it"
+	refusedSingleEntry = "entry after an exit for a single-entry ticket"
+)
+
+// relay knows the devices of each site and whether each is online, to
+// push new marks to.
 type relay struct {
 	key ed25519.PrivateKey
 
 	mu      sync.Mutex
-	devices map[string]map[string]bool       // site -> device -> online
-	marks   map[string]map[string]proto.Mark // site -> ticket key -> latest mark
+	devices map[string]map[string]bool     // site -> device -> online
+	doors   map[string]map[string][]string // site -> device -> doors it reported
 }
 
 // newRelay returns a relay signing with key (nil: no relaying).
 func newRelay(key ed25519.PrivateKey) *relay {
-	return &relay{key: key, devices: map[string]map[string]bool{}, marks: map[string]map[string]proto.Mark{}}
+	return &relay{key: key, devices: map[string]map[string]bool{}, doors: map[string]map[string][]string{}}
+}
+
+// setDoors records the doors a device reported in its status.
+func (r *relay) setDoors(site, device string, doors []proto.DoorStatus) {
+	if len(doors) == 0 {
+		return
+	}
+	names := make([]string, len(doors))
+	for i, d := range doors {
+		names[i] = d.Name
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.doors[site] == nil {
+		r.doors[site] = map[string][]string{}
+	}
+	r.doors[site][device] = names
+}
+
+// deviceDoors returns the doors device reported, false before it did.
+func (h *Service) deviceDoors(site, device string) ([]string, bool) {
+	h.relay.mu.Lock()
+	defer h.relay.mu.Unlock()
+	d, ok := h.relay.doors[site][device]
+	return d, ok
+}
+
+// publishJSONTo encodes v as JSON and publishes it to topic.
+func publishJSONTo(ctx context.Context, pub publishFunc, topic string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode message for %s: %w", topic, err)
+	}
+	return pub(ctx, topic, b)
 }
 
 // seen records that a device exists and whether it is online; it reports
@@ -54,54 +132,119 @@ func (r *relay) online() int {
 	return n
 }
 
-// absorb records marks and returns the site's other devices.
-func (r *relay) absorb(b proto.MarkBatch) []string {
+// peers returns the site's devices other than device.
+func (r *relay) peers(site, device string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m := r.marks[b.Site]
-	if m == nil {
-		m = map[string]proto.Mark{}
-		r.marks[b.Site] = m
-	}
-	for _, mk := range b.Marks {
-		old, ok := m[string(mk.Ticket)]
-		if !ok || mk.At.After(old.At) || (mk.At.Equal(old.At) && mk.State == proto.MarkIn) {
-			m[string(mk.Ticket)] = mk
-		}
-	}
 	var out []string
-	for d := range r.devices[b.Site] {
-		if d != b.Device {
+	for d := range r.devices[site] {
+		if d != device {
 			out = append(out, d)
 		}
 	}
 	return out
 }
 
-// siteMarks returns the site's marks in batches of at most MaxMarks.
-func (r *relay) siteMarks(site string) [][]proto.Mark {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out [][]proto.Mark
-	var cur []proto.Mark
-	for _, m := range r.marks[site] {
-		cur = append(cur, m)
-		if len(cur) == proto.MaxMarks {
-			out, cur = append(out, cur), nil
+// judge returns the MarkJudge for marks device of site sent, received at
+// now; doors are the device's doors (nil: not checked). Events and door
+// groups are looked up before, in rules, by the caller (lookups).
+func (h *Service) judge(now time.Time, doors []string, lk lookups) MarkJudge {
+	return func(hist []proto.Mark, m proto.Mark) MarkVerdict {
+		if m.At.After(now.Add(h.skew)) {
+			return MarkVerdict{Refused: refusedFuture}
+		}
+		ev, known := lk.events[m.Event]
+		if h.rules != nil {
+			switch {
+			case !known:
+				return MarkVerdict{Refused: refusedEvent}
+			case !slices.Contains(lk.groups[m.Door], ev.DoorGroup):
+				return MarkVerdict{Refused: refusedDoorGroup}
+			case !slices.Contains(doors, m.Door):
+				return MarkVerdict{Refused: refusedDeviceDoor}
+			case m.At.Before(ev.Start.Add(-h.skew)) || m.At.After(ev.End.Add(h.skew)):
+				return MarkVerdict{Refused: refusedWindow}
+			}
+		}
+		return transition(hist, m, known && !ev.Reentry)
+	}
+}
+
+// transition judges m against the ticket's history by At: an exit needs an
+// entry before it; an entry right after another entry (or right before
+// one) is accepted as a conflict, and so is an entry after an exit of a
+// single-entry ticket.
+func transition(hist []proto.Mark, m proto.Mark, single bool) MarkVerdict {
+	i, _ := slices.BinarySearchFunc(hist, m, func(a, b proto.Mark) int { return a.At.Compare(b.At) })
+	var prev, next *proto.Mark
+	if i > 0 {
+		prev = &hist[i-1]
+	}
+	if i < len(hist) {
+		next = &hist[i]
+	}
+	if m.State == proto.MarkOut {
+		if prev == nil || prev.State != proto.MarkIn {
+			return MarkVerdict{Refused: refusedExit}
+		}
+		return MarkVerdict{}
+	}
+	switch {
+	case prev != nil && prev.State == proto.MarkIn:
+		return MarkVerdict{Conflict: prev}
+	case prev != nil && single:
+		return MarkVerdict{Conflict: firstEntry(hist)}
+	case next != nil && next.State == proto.MarkIn:
+		return MarkVerdict{Conflict: next}
+	}
+	return MarkVerdict{}
+}
+
+// firstEntry returns the first entry of hist.
+func firstEntry(hist []proto.Mark) *proto.Mark {
+	for i := range hist {
+		if hist[i].State == proto.MarkIn {
+			return &hist[i]
 		}
 	}
-	if len(cur) > 0 {
-		out = append(out, cur)
+	return &hist[0]
+}
+
+// lookups are the events and door groups a batch of marks names.
+type lookups struct {
+	events map[string]TicketEvent
+	groups map[string][]string
+}
+
+// lookup reads from h.rules the events and doors marks name.
+func (h *Service) lookup(ctx context.Context, site string, marks []proto.Mark) (lookups, error) {
+	lk := lookups{events: map[string]TicketEvent{}, groups: map[string][]string{}}
+	if h.rules == nil {
+		return lk, nil
 	}
-	return out
+	for _, m := range marks {
+		if _, done := lk.events[m.Event]; !done {
+			ev, ok, err := h.rules.TicketEvent(ctx, site, m.Event)
+			if err != nil {
+				return lk, fmt.Errorf("look up event %q of site %s: %w", m.Event, site, err)
+			}
+			if ok {
+				lk.events[m.Event] = ev
+			}
+		}
+		if _, done := lk.groups[m.Door]; !done {
+			g, _, err := h.rules.DoorGroups(ctx, site, m.Door)
+			if err != nil {
+				return lk, fmt.Errorf("look up door %q of site %s: %w", m.Door, site, err)
+			}
+			lk.groups[m.Door] = g
+		}
+	}
+	return lk, nil
 }
 
-// sign returns the signed peer-marks envelope of b.
-func (r *relay) sign(b proto.MarkBatch) ([]byte, error) {
-	return proto.SignMarks(r.key, b)
-}
-
-// handleMarks relays a device's marks to the other devices of its site.
+// handleMarks judges and stores a device's marks, acknowledges them once
+// committed and pushes the accepted ones to the site's other gates.
 func (h *Service) handleMarks(ctx context.Context, pub publishFunc, topic string, payload []byte) {
 	b, err := proto.DecodeMarks(topic, payload)
 	if err != nil {
@@ -109,37 +252,97 @@ func (h *Service) handleMarks(ctx context.Context, pub publishFunc, topic string
 		return
 	}
 	h.relay.seen(b.Site, b.Device, true)
-	peers := h.relay.absorb(b)
-	if h.relay.key == nil {
-		h.log.Warn("ticket marks not relayed: HQ has no signing key (Config.Key)", "topic", topic)
-		return
-	}
-	env, err := h.relay.sign(b)
-	if err != nil {
-		h.log.Error("cannot sign ticket marks", "topic", topic, "err", err)
-		return
-	}
-	for _, d := range peers {
-		if err := pub(ctx, proto.PeerMarksTopic(b.Site, d), env); err != nil {
-			h.log.Warn("cannot relay ticket marks", "site", b.Site, "device", d, "err", err)
-		}
-	}
-	h.log.Debug("relayed ticket marks", "site", b.Site, "origin", b.Device, "marks", len(b.Marks), "peers", len(peers))
-}
-
-// catchUpMarks sends a device that came online the site's mark set.
-func (h *Service) catchUpMarks(ctx context.Context, pub publishFunc, site, device string) {
-	if h.relay.key == nil {
-		return
-	}
-	for _, ms := range h.relay.siteMarks(site) {
-		env, err := h.relay.sign(proto.MarkBatch{Site: site, Marks: ms})
-		if err == nil {
-			err = pub(ctx, proto.PeerMarksTopic(site, device), env)
-		}
-		if err != nil {
-			h.log.Warn("cannot send ticket marks to a device that came online", "site", site, "device", device, "err", err)
+	var doors []string
+	if h.rules != nil {
+		var known bool
+		if doors, known = h.deviceDoors(b.Site, b.Device); !known {
+			h.log.Warn("ticket marks held back: the device's doors are not known yet (no status); it will send again", "site", b.Site, "device", b.Device)
 			return
 		}
 	}
+	lk, err := h.lookup(ctx, b.Site, b.Marks)
+	if err != nil {
+		h.log.Error("cannot judge ticket marks; the device will send again", "topic", topic, "err", err)
+		return
+	}
+	res, err := h.marks.Record(ctx, b.Site, b.Device, b.Marks, h.judge(h.clk.Now(), doors, lk))
+	if err != nil {
+		h.log.Error("cannot store ticket marks; the device will send again", "topic", topic, "err", err)
+		return
+	}
+	for _, r := range res.Reports {
+		h.log.Warn("ticket mark "+r.Kind, "site", b.Site, "device", r.Device, "reason", r.Reason,
+			"ticket", fmt.Sprintf("%x", r.Mark.Ticket), "door", r.Mark.Door, "at", r.Mark.At, "state", r.Mark.State)
+	}
+	first, last := b.Range()
+	ackTopic := proto.MarksAckTopic(b.Site, b.Device)
+	if err := publishJSONTo(ctx, pub, ackTopic, proto.MarksAck{First: first, Last: last}); err != nil {
+		h.log.Warn("cannot acknowledge ticket marks; the device will send again", "topic", ackTopic, "err", err)
+	}
+	h.log.Debug("stored ticket marks", "site", b.Site, "device", b.Device, "stored", len(res.Stored),
+		"duplicates", res.Duplicates, "reports", len(res.Reports), "head", res.Head)
+	if len(res.Stored) > 0 {
+		h.push(ctx, pub, b.Site, b.Device, res.Stored, res.Head)
+	}
+}
+
+// push sends newly stored marks (consecutive sequence numbers) to the
+// site's devices other than origin.
+func (h *Service) push(ctx context.Context, pub publishFunc, site, origin string, stored []proto.Mark, head uint64) {
+	if h.relay.key == nil {
+		h.log.Warn("ticket marks not pushed: HQ has no signing key (Config.Key)", "site", site)
+		return
+	}
+	env, err := proto.SignPeerMarks(h.relay.key, proto.PeerMarks{Site: site, After: stored[0].Seq - 1, Head: head, Marks: stored})
+	if err != nil {
+		h.log.Error("cannot sign ticket marks", "site", site, "err", err)
+		return
+	}
+	for _, d := range h.relay.peers(site, origin) {
+		if err := pub(ctx, proto.PeerMarksTopic(site, d), env); err != nil {
+			h.log.Warn("cannot push ticket marks; the gate fetches them when it connects", "site", site, "device", d, "err", err)
+		}
+	}
+}
+
+// handleMarksGet answers a gate's marks-get from the store.
+func (h *Service) handleMarksGet(ctx context.Context, pub publishFunc, topic string, payload []byte) {
+	site, device, g, err := proto.DecodeMarksGet(topic, payload)
+	if err != nil {
+		h.log.Warn("rejected marks-get message", "topic", topic, "bytes", len(payload), "err", err)
+		return
+	}
+	h.relay.seen(site, device, true)
+	if h.relay.key == nil {
+		h.log.Warn("cannot serve ticket marks: HQ has no signing key (Config.Key)", "topic", topic)
+		return
+	}
+	ms, head, err := h.marks.After(ctx, site, g.After, proto.MaxMarks)
+	if err != nil {
+		h.log.Error("cannot read ticket marks", "topic", topic, "after", g.After, "err", err)
+		return
+	}
+	after := g.After
+	if after > head {
+		after = head // the gate is ahead of this store: it starts over
+	}
+	env, err := proto.SignPeerMarks(h.relay.key, proto.PeerMarks{Site: site, After: after, Head: head, Marks: ms})
+	if err == nil {
+		err = pub(ctx, proto.PeerMarksTopic(site, device), env)
+	}
+	if err != nil {
+		h.log.Warn("cannot send ticket marks; the gate asks again", "site", site, "device", device, "err", err)
+	}
+}
+
+// MarkReports returns the refusals and conflicts of ticket marks HQ
+// recorded for site, oldest first.
+func (h *Service) MarkReports(ctx context.Context, site string) ([]MarkReport, error) {
+	return h.marks.Reports(ctx, site)
+}
+
+// Marks returns up to limit of site's stored marks after seq, and the
+// site's head.
+func (h *Service) Marks(ctx context.Context, site string, after uint64, limit int) ([]proto.Mark, uint64, error) {
+	return h.marks.After(ctx, site, after, limit)
 }

@@ -41,10 +41,16 @@ const (
 	FlagStaleRevocations
 	// FlagClockUntrusted: the request's time was behind the trusted time.
 	FlagClockUntrusted
+	// FlagTicketOnline: HQ confirmed a single-entry ticket's entry within
+	// the online-check budget (SetTicketCheck).
+	FlagTicketOnline
+	// FlagTicketUnanswered: the online check got no answer within its
+	// budget; the ticket was decided locally.
+	FlagTicketUnanswered
 )
 
 // flagNames are the flags' names in events, in bit order.
-var flagNames = []string{"renewed", "passback_soft", "stale_revocations", "clock_untrusted"}
+var flagNames = []string{"renewed", "passback_soft", "stale_revocations", "clock_untrusted", "ticket_online", "ticket_unanswered"}
 
 // String lists the flags set, comma-separated ("" for none).
 func (f Flags) String() string {
@@ -125,7 +131,7 @@ func (s *Store) DecideAt(req Request) Decision {
 	}
 	var (
 		d    Decision
-		step func() (Reason, error)
+		step localStep
 	)
 	err := s.view(func(tx *bolt.Tx) error {
 		v, err := readVersion(tx)
@@ -157,7 +163,11 @@ func (s *Store) DecideAt(req Request) Decision {
 		return deny(ReasonStoreUnavailable, 0)
 	}
 	if step != nil {
-		r, err := step()
+		r, flags, err := step()
+		d.Flags |= flags
+		if flags != 0 && d.Granted {
+			d.Reason = grantReason(d.Flags, d.Reason)
+		}
 		switch {
 		case err != nil:
 			s.log.Error("decide: local state unavailable", "credential", req.Credential.String(), "err", err)
@@ -171,6 +181,11 @@ func (s *Store) DecideAt(req Request) Decision {
 	}
 	return d
 }
+
+// localStep checks and records a grant's local state after the snapshot's
+// read transaction: a denial reason ("" for none, or ReasonPassbackSoft
+// for a flagged grant) and flags to add.
+type localStep func() (Reason, Flags, error)
 
 // txRequest is a Request inside the snapshot's read transaction, with what
 // DecideAt found out before it.
@@ -196,14 +211,14 @@ func (q txRequest) doorless() bool { return q.Door == "" }
 func (q txRequest) isCert() bool { return q.Credential.Kind == credential.KindCertSerial }
 
 // deny is decideTx's answer for a denial with reason r.
-func (q txRequest) deny(r Reason) (Decision, func() (Reason, error), error) {
+func (q txRequest) deny(r Reason) (Decision, localStep, error) {
 	return deny(r, q.version), nil, nil
 }
 
 // decideTx is DecideAt's work inside the snapshot's read transaction, in
 // the order DecideAt documents. It returns the decision and, for a grant
 // that needs local state, the step that checks and records it.
-func (s *Store) decideTx(q txRequest) (Decision, func() (Reason, error), error) {
+func (s *Store) decideTx(q txRequest) (Decision, localStep, error) {
 	var door Door
 	var mode DoorMode
 	if !q.doorless() {
@@ -326,7 +341,7 @@ func (s *Store) fallbacks(q txRequest, crlStale bool) (Flags, Reason) {
 
 // decideTicket decides a ticket for the event named event: the event's
 // gates and window, then the single-entry rule in the returned step.
-func (s *Store) decideTicket(q txRequest, door Door, event string, grant Decision) (Decision, func() (Reason, error), error) {
+func (s *Store) decideTicket(q txRequest, door Door, event string, grant Decision) (Decision, localStep, error) {
 	ev, ok := q.rules.events[event]
 	if !ok || !inDoorGroup(door, ev.DoorGroup) {
 		return q.deny(ReasonTicketWrongDoor)
@@ -336,13 +351,13 @@ func (s *Store) decideTicket(q txRequest, door Door, event string, grant Decisio
 	}
 	grant.Reason = grantReason(grant.Flags, ReasonTicket)
 	k := bytes.Clone(q.key)
-	return grant, func() (Reason, error) { return s.local.ticketPass(k, ev, q.Door, q.Direction, q.now) }, nil
+	return grant, func() (Reason, Flags, error) { return s.ticketStep(k, ev, q.Door, q.Direction, q.now) }, nil
 }
 
 // decideMember decides the credential of person at door in mode: the
 // person's validity, access levels and schedules, card + PIN, then the
 // anti-passback rule of the door's area in the returned step.
-func (s *Store) decideMember(q txRequest, door Door, mode DoorMode, person string, grant Decision) (Decision, func() (Reason, error), error) {
+func (s *Store) decideMember(q txRequest, door Door, mode DoorMode, person string, grant Decision) (Decision, localStep, error) {
 	p := Person{ID: person}
 	if pv := q.tx.Bucket(KindPerson.bucket()).Get([]byte(person)); pv != nil {
 		var err error
@@ -362,7 +377,10 @@ func (s *Store) decideMember(q txRequest, door Door, mode DoorMode, person strin
 	grant.Reason = grantReason(grant.Flags, ReasonEnrolled)
 	if door.Area != "" {
 		if area, ok := q.rules.areas[door.Area]; ok && area.Passback != PassbackNone {
-			return grant, func() (Reason, error) { return s.local.passback(p.ID, area, q.Direction, q.now) }, nil
+			return grant, func() (Reason, Flags, error) {
+				r, err := s.local.passback(p.ID, area, q.Direction, q.now)
+				return r, 0, err
+			}, nil
 		}
 	}
 	return grant, nil, nil

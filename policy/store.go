@@ -165,6 +165,8 @@ type Store struct {
 
 	breakGlass map[string]string // credential key -> label
 	recovered  []Recovery
+
+	ticketCheck atomic.Pointer[ticketChecker] // the online check (SetTicketCheck); nil: off
 }
 
 // Open opens (creating if needed) the store file at path and its local

@@ -52,18 +52,41 @@ func (m UsedMark) newer(o UsedMark) bool {
 	return m.Door > o.Door
 }
 
-func encodeMark(m UsedMark) []byte {
+// markHere flags, in the stored state byte, a mark this device recorded
+// itself (not merged from another gate).
+const markHere = 0x80
+
+// encodeMark encodes m as the local file stores it; here flags a mark this
+// device recorded.
+func encodeMark(m UsedMark, here bool) []byte {
 	b := []byte{byte(m.State)}
+	if here {
+		b[0] |= markHere
+	}
 	b = binary.AppendVarint(b, m.At.UnixNano())
 	b = appendString(b, m.Event)
 	return appendString(b, m.Door)
 }
 
+// decodeMark decodes a stored mark of ticket.
 func decodeMark(ticket, v []byte) (UsedMark, error) {
+	m, _, err := decodeMarkHere(ticket, v)
+	return m, err
+}
+
+// decodeMarkHere decodes a stored mark of ticket and whether this device
+// recorded it.
+func decodeMarkHere(ticket, v []byte) (UsedMark, bool, error) {
+	m, err := decodeMarkBytes(ticket, v)
+	return m, len(v) > 0 && v[0]&markHere != 0, err
+}
+
+// decodeMarkBytes is decodeMark's work.
+func decodeMarkBytes(ticket, v []byte) (UsedMark, error) {
 	if len(v) < 1 {
 		return UsedMark{}, errors.New("empty mark")
 	}
-	m := UsedMark{Ticket: append([]byte(nil), ticket...), State: MarkState(v[0])}
+	m := UsedMark{Ticket: append([]byte(nil), ticket...), State: MarkState(v[0] &^ markHere)}
 	n, k := binary.Varint(v[1:])
 	if k <= 0 {
 		return UsedMark{}, errors.New("bad mark time")
@@ -105,7 +128,7 @@ func (l *localStore) ticketPass(key []byte, ev Event, door string, dir Direction
 			return nil // an exit without an entry changes nothing
 		}
 		m := UsedMark{Ticket: key, Event: ev.ID, State: state, At: now, Door: door}
-		if err := marks.Put(key, encodeMark(m)); err != nil {
+		if err := marks.Put(key, encodeMark(m, true)); err != nil {
 			return err
 		}
 		log := tx.Bucket(localMarkLog)
@@ -151,16 +174,47 @@ func (s *Store) UsedMarks(since uint64, limit int) ([]UsedMark, uint64, error) {
 	return out, next, nil
 }
 
-// MergeUsedMarks merges ticket marks received from HQ (other gates of the
-// venue) in one transaction and returns how many changed the local state.
-// A mark older than the local one for the same ticket is ignored, so
-// merging is idempotent and order-independent.
+// MarkConflict is a peer's entry mark for a single-entry ticket that this
+// device admitted itself: two gates admitted the same ticket (while they
+// could not learn of each other's use). It is reported, never silent.
+type MarkConflict struct {
+	// Here is the entry this device recorded.
+	Here UsedMark
+	// Peer is the other gate's entry.
+	Peer UsedMark
+}
+
+// MergeResult is what MergePeerMarks did.
+type MergeResult struct {
+	// Changed counts the marks that changed the local state.
+	Changed int
+	// Conflicts are the peer entries of single-entry tickets this device
+	// had admitted itself.
+	Conflicts []MarkConflict
+}
+
+// MergeUsedMarks is MergePeerMarks returning only how many marks changed
+// the local state.
 func (s *Store) MergeUsedMarks(ctx context.Context, marks []UsedMark) (int, error) {
+	r, err := s.MergePeerMarks(ctx, marks)
+	return r.Changed, err
+}
+
+// MergePeerMarks merges ticket marks received from HQ (other gates of the
+// venue) in one transaction. A mark older than the local one for the same
+// ticket is ignored, so merging is idempotent and order-independent. A
+// peer's entry for a ticket of a single-entry event (no Reentry) whose
+// local mark is an entry this device recorded itself at another instant
+// or door is a conflict: both gates admitted it. The merge still keeps the
+// newest mark, and the result lists the conflict for the caller to report.
+func (s *Store) MergePeerMarks(ctx context.Context, marks []UsedMark) (MergeResult, error) {
+	var res MergeResult
 	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("merge %d ticket marks: %w", len(marks), err)
+		return res, fmt.Errorf("merge %d ticket marks: %w", len(marks), err)
 	}
-	changed := 0
+	rules := s.rules.Load()
 	err := s.local.db.Update(func(tx *bolt.Tx) error {
+		res = MergeResult{}
 		b := tx.Bucket(localMarks)
 		for i, m := range marks {
 			c, err := credential.Parse(m.Ticket)
@@ -174,20 +228,37 @@ func (s *Store) MergeUsedMarks(ctx context.Context, marks []UsedMark) (int, erro
 				return fmt.Errorf("%w: mark %d: state %d at %v", ErrInvalidSnapshot, i, m.State, m.At)
 			}
 			if v := b.Get(m.Ticket); v != nil {
-				old, err := decodeMark(m.Ticket, v)
+				old, here, err := decodeMarkHere(m.Ticket, v)
+				if err == nil && here && conflicting(old, m, rules) {
+					res.Conflicts = append(res.Conflicts, MarkConflict{Here: old, Peer: m})
+				}
 				if err == nil && !m.newer(old) {
 					continue
 				}
 			}
-			if err := b.Put(append([]byte(nil), m.Ticket...), encodeMark(m)); err != nil {
+			if err := b.Put(append([]byte(nil), m.Ticket...), encodeMark(m, false)); err != nil {
 				return err
 			}
-			changed++
+			res.Changed++
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("merge %d ticket marks into %s: %w", len(marks), s.local.path, err)
+		return MergeResult{}, fmt.Errorf("merge %d ticket marks into %s: %w", len(marks), s.local.path, err)
 	}
-	return changed, nil
+	return res, nil
+}
+
+// conflicting reports whether a peer's mark p contradicts the entry here
+// that this device recorded: both are entries of a single-entry ticket,
+// at another instant or door.
+func conflicting(here, p UsedMark, r *rules) bool {
+	if here.State != MarkIn || p.State != MarkIn || (here.At.Equal(p.At) && here.Door == p.Door) {
+		return false
+	}
+	if r == nil {
+		return true
+	}
+	ev, ok := r.events[p.Event]
+	return !ok || !ev.Reentry
 }

@@ -91,10 +91,16 @@ type EdgeConfig struct {
 	// NeedInterval is how long the Edge waits without a new chunk before
 	// it asks HQ for the missing ones; default DefaultNeedInterval.
 	NeedInterval time.Duration
-	// Marks is the ticket-mark store (*policy.Store): the Edge publishes
-	// the marks it records and merges the other gates' marks that HQ
-	// relays, signed by one of Keys. nil: no mark sharing.
+	// Marks is the ticket-mark store (*policy.Store): the Edge sends the
+	// marks it records through the outbox and merges the other gates'
+	// marks that HQ serves, signed by one of Keys. nil: no mark sharing.
 	Marks MarkStore
+	// TicketChecks turns on the online check of single-entry tickets
+	// (Edge.CheckTicket); HQ's verdicts are signed by one of Keys.
+	TicketChecks bool
+	// MarkSkew is how far ahead of the device's clock a peer mark may be
+	// dated before the Edge refuses it; default proto.DefaultMarkSkew.
+	MarkSkew time.Duration
 	// MarkInterval is how often the Edge looks for new marks when Notify
 	// does not prompt it; default DefaultMarkInterval.
 	MarkInterval time.Duration
@@ -150,7 +156,7 @@ func (c EdgeConfig) check() error {
 		v    time.Duration
 	}{{"ack timeout", c.AckTimeout}, {"retry delay", c.RetryDelay}, {"connect retry", c.ConnectRetry},
 		{"max reconnect", c.MaxReconnect}, {"status interval", c.StatusInterval}, {"need interval", c.NeedInterval},
-		{"mark interval", c.MarkInterval}} {
+		{"mark interval", c.MarkInterval}, {"mark skew", c.MarkSkew}} {
 		if d.v < 0 {
 			return fmt.Errorf("%w: %s %v is negative", ErrConfig, d.name, d.v)
 		}
@@ -169,6 +175,7 @@ type Edge struct {
 	features []feature // eng and status first
 	link     mqttconn.Settings
 	pub      *clientPublisher
+	tickets  *ticketChecks // nil: no online checks
 	running  atomic.Bool
 }
 
@@ -215,7 +222,7 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 // those cfg asks for: ticket marks, commands, snapshots. They need
 // cfg.Keys.
 func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox) ([]feature, error) {
-	if cfg.Marks == nil && cfg.Commands == nil && cfg.Snapshots == nil {
+	if cfg.Marks == nil && cfg.Commands == nil && cfg.Snapshots == nil && !cfg.TicketChecks {
 		return nil, nil
 	}
 	v, err := signed.NewVerifier(cfg.Keys...)
@@ -226,8 +233,14 @@ func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox) ([]feature, error) {
 	results := resultSender{pub: e.pub, topic: proto.ResultTopic(cfg.Site, cfg.Device), log: eng.log}
 	var fs []feature
 	if cfg.Marks != nil {
-		fs = append(fs, &markLoop{store: cfg.Marks, ob: ob, pub: e.pub, up: eng.up.Load, v: v, clk: eng.clk, log: eng.log,
-			site: cfg.Site, device: cfg.Device, interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval), kick: make(chan struct{}, 1)})
+		fs = append(fs, &markLoop{store: cfg.Marks, ob: ob, pub: e.pub, up: eng.up.Load, events: eng.notify, v: v, clk: eng.clk, log: eng.log,
+			site: cfg.Site, device: cfg.Device, interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval),
+			ackTimeout: eng.ackTimeout, skew: cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew), kick: make(chan struct{}, 1)})
+	}
+	if cfg.TicketChecks {
+		e.tickets = &ticketChecks{pub: e.pub, up: eng.up.Load, v: v, log: eng.log, site: cfg.Site, device: cfg.Device,
+			pending: map[uint64]chan proto.TicketVerdict{}}
+		fs = append(fs, e.tickets)
 	}
 	if cfg.Commands != nil {
 		fs = append(fs, &commandIntake{v: v, h: cfg.Commands, ob: ob, clk: eng.clk, log: eng.log,

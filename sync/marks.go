@@ -2,162 +2,229 @@ package sync
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
-// Ticket used-marks: the gates of one venue (one site) share the "used"
-// marks of tickets through HQ, so that a ticket used at gate 1 is refused
-// at gate 2:
+// Ticket marks (see sync/proto/marks.go for the topics): the gates of one
+// venue share the marks of single-entry tickets through HQ, and nothing of
+// it depends on the broker's memory.
 //
-//	tobira/v1/{site}/{device}/marks       edge -> HQ, QoS 1: MarkBatch (JSON)
-//	tobira/v1/{site}/{device}/peer-marks  HQ -> edge, QoS 1: signed envelope of kind "marks"
-//	                                      holding a MarkBatch whose Device is the origin
+// Out: the edge moves the marks its policy store records
+// (MarkStore.UsedMarks, after a persisted cursor) into its outbox file
+// (bucket "marks", one transaction with the cursor), publishes the pending
+// ones after every (re)connection, every Notify and every ack timeout, and
+// deletes them only when HQ acknowledges them (marks-ack), which HQ does
+// after it committed them.
 //
-// The edge reads the marks its policy store recorded (MarkStore.UsedMarks)
-// after a persisted cursor, publishes them, and advances the cursor once
-// the broker has taken them. HQ relays each batch, signed with its key, to
-// every other device of the site it knows (from status and events), and
-// sends a device the site's whole mark set when the device comes online.
-// The edge verifies the signature against its pinned keys and merges the
-// marks (MarkStore.MergeUsedMarks: last writer wins, idempotent), so
-// duplicates, reordering and replays are harmless.
+// In: after every (re)connection the edge asks HQ for the site's marks
+// after its peer-marks cursor (marks-get); HQ answers, and pushes new marks
+// as they come, in signed PeerMarks numbered by HQ. The edge verifies the
+// signature against its pinned keys, refuses marks dated more than the
+// skew ahead of its clock, merges the rest (MarkStore.MergePeerMarks: last
+// writer wins, idempotent) and only then moves its cursor; a gap or a head
+// beyond the batch makes it ask again. A peer's entry for a single-entry
+// ticket the gate admitted itself is a conflict (two gates admitted it
+// while they could not know of each other): the gate records a
+// "ticket"/"ticket_conflict" event.
 
-// Mark limits and defaults.
+// Mark defaults.
 const (
 	// DefaultMarkInterval is how often the edge looks for new marks when
 	// nothing prompts it.
 	DefaultMarkInterval = time.Second
 )
 
+// ReasonTicketConflict is the Reason of a proto.TypeTicket event: another
+// gate admitted a single-entry ticket that this gate admitted too.
+const ReasonTicketConflict = "ticket_conflict"
+
 // MarkStore is the edge's ticket-mark store: *policy.Store implements it.
 type MarkStore interface {
 	// UsedMarks returns up to limit marks recorded after cursor since, and
 	// the cursor to pass next time.
 	UsedMarks(since uint64, limit int) ([]policy.UsedMark, uint64, error)
-	// MergeUsedMarks merges marks from other gates and returns how many
-	// changed the local state.
-	MergeUsedMarks(ctx context.Context, marks []policy.UsedMark) (int, error)
+	// MergePeerMarks merges marks from other gates and reports what
+	// changed and which of them conflict with this gate's own entries.
+	MergePeerMarks(ctx context.Context, marks []policy.UsedMark) (policy.MergeResult, error)
 }
 
-// keyMarksCursor is the outbox meta key of the last mark cursor sent.
-var keyMarksCursor = []byte("marks_cursor")
-
-// markLoop publishes the edge's marks and merges its peers'.
+// markLoop sends the edge's marks through the outbox and applies its
+// peers'.
 type markLoop struct {
-	store    MarkStore
-	ob       *Outbox
-	pub      publisher
-	up       func() bool // connected and subscribed
-	v        *signed.Verifier
-	clk      clock.Clock
-	log      *slog.Logger
-	site     string
-	device   string
-	interval time.Duration
-	kick     chan struct{} // capacity 1
+	store      MarkStore
+	ob         *Outbox
+	pub        publisher
+	up         func() bool // connected and subscribed
+	events     func()      // wakes the event engine after a conflict event
+	v          *signed.Verifier
+	clk        clock.Clock
+	log        *slog.Logger
+	site       string
+	device     string
+	interval   time.Duration
+	ackTimeout time.Duration
+	skew       time.Duration
+	kick       chan struct{} // capacity 1
 }
 
 // nudge wakes the loop without blocking.
 func (l *markLoop) nudge() { wake(l.kick) }
 
-// routes implements feature: the other gates' marks, relayed by HQ.
+// routes implements feature: HQ's acks and the site's marks.
 func (l *markLoop) routes() []route {
-	return []route{{topic: proto.PeerMarksTopic(l.site, l.device), handle: l.onPeerMarks}}
+	return []route{
+		{topic: proto.PeerMarksTopic(l.site, l.device), handle: l.onPeerMarks},
+		{topic: proto.MarksAckTopic(l.site, l.device), handle: func(_ context.Context, topic string, payload []byte) { l.onAck(topic, payload) }},
+	}
 }
 
-// connected implements feature: marks recorded offline go out now.
-func (l *markLoop) connected(context.Context) { l.nudge() }
+// connected implements feature: pending marks go out, and the site's
+// marks are fetched from the cursor.
+func (l *markLoop) connected(ctx context.Context) {
+	l.nudge()
+	l.fetch(ctx)
+}
 
 // notify implements feature: a mark may have been recorded.
 func (l *markLoop) notify() { l.nudge() }
 
-// cursor reads the persisted cursor.
-func (l *markLoop) cursor() (uint64, error) {
-	var c uint64
-	err := l.ob.db.View(func(tx *bolt.Tx) error {
-		c = boltfile.SeqOf(tx.Bucket(boltfile.MetaBucket).Get(keyMarksCursor))
-		return nil
-	})
-	return c, err
-}
-
-// setCursor persists the cursor.
-func (l *markLoop) setCursor(c uint64) error {
-	return l.ob.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(boltfile.MetaBucket).Put(keyMarksCursor, boltfile.SeqKey(c)) })
-}
-
-// run implements feature: it publishes new marks when nudged and every
-// interval until ctx ends.
+// run implements feature: it takes new marks into the outbox and publishes
+// the pending ones when nudged, every ack timeout while any is pending and
+// every interval, until ctx ends.
 func (l *markLoop) run(ctx context.Context) {
 	for {
-		if l.up() {
-			if err := l.send(ctx); err != nil && ctx.Err() == nil {
-				l.log.Warn("cannot send ticket marks, will retry", "err", err)
+		if _, err := l.ob.takeMarks(l.store); err != nil {
+			l.log.Error("cannot take ticket marks into the outbox", "err", err)
+		}
+		pending, err := l.ob.PendingMarks(proto.MaxMarks)
+		if err != nil {
+			l.log.Error("cannot read pending ticket marks", "err", err)
+		}
+		if len(pending) > 0 && l.up() {
+			b := proto.MarkBatch{Site: l.site, Device: l.device, Marks: pending}
+			if err := publishJSON(ctx, l.pub, proto.MarksTopic(l.site, l.device), b); err != nil && ctx.Err() == nil {
+				l.log.Warn("cannot send ticket marks, will retry", "marks", len(pending), "err", err)
 			}
 		}
-		if !waitRound(ctx, l.clk, l.kick, l.interval) {
+		again := l.interval
+		if len(pending) > 0 || err != nil {
+			again = min(again, l.ackTimeout)
+		}
+		if !waitRound(ctx, l.clk, l.kick, again) {
 			return
 		}
 	}
 }
 
-// send publishes every mark recorded after the cursor.
-func (l *markLoop) send(ctx context.Context) error {
-	cur, err := l.cursor()
-	if err != nil {
-		return fmt.Errorf("read mark cursor: %w", err)
+// onAck applies a marks-ack payload.
+func (l *markLoop) onAck(topic string, payload []byte) {
+	a, err := proto.DecodeMarksAck(payload)
+	if err == nil {
+		err = l.ob.AckMarks(a.First, a.Last)
 	}
-	topic := proto.MarksTopic(l.site, l.device)
-	for {
-		marks, next, err := l.store.UsedMarks(cur, proto.MaxMarks)
-		if err != nil {
-			return fmt.Errorf("read marks after %d: %w", cur, err)
-		}
-		if len(marks) > 0 {
-			b := proto.MarkBatch{Site: l.site, Device: l.device, Marks: wireMarks(marks)}
-			if err := publishJSON(ctx, l.pub, topic, b); err != nil {
-				return fmt.Errorf("publish %d marks to %s: %w", len(marks), topic, err)
-			}
-			l.log.Debug("sent ticket marks", "marks", len(marks), "cursor", next)
-		}
-		if next != cur {
-			if err := l.setCursor(next); err != nil {
-				return fmt.Errorf("store mark cursor %d: %w", next, err)
-			}
-		}
-		if len(marks) < proto.MaxMarks {
-			return nil
-		}
-		cur = next
+	if err != nil {
+		l.log.Warn("cannot apply marks ack", "topic", topic, "err", err)
+		return
+	}
+	l.log.Debug("ticket marks stored by HQ", "first", a.First, "last", a.Last)
+	l.nudge() // more may be pending
+}
+
+// fetch asks HQ for the site's marks after the cursor.
+func (l *markLoop) fetch(ctx context.Context) {
+	cur, err := l.ob.PeerMarksCursor()
+	if err == nil {
+		err = publishJSON(ctx, l.pub, proto.MarksGetTopic(l.site, l.device), proto.MarksGet{After: cur})
+	}
+	if err != nil && ctx.Err() == nil {
+		l.log.Warn("cannot ask HQ for the site's ticket marks; will ask on the next connection or batch", "err", err)
 	}
 }
 
-// onPeerMarks verifies and merges a peer-marks message.
+// onPeerMarks verifies and applies a peer-marks message, then moves the
+// cursor or asks for what is missing.
 func (l *markLoop) onPeerMarks(ctx context.Context, topic string, envelope []byte) {
-	b, err := proto.OpenMarks(l.v, envelope)
-	if err == nil && b.Site != l.site {
-		err = fmt.Errorf("%w: marks of site %s, this is %s", proto.ErrWrongDevice, b.Site, l.site)
+	p, err := proto.OpenPeerMarks(l.v, envelope)
+	if err == nil && p.Site != l.site {
+		err = fmt.Errorf("%w: marks of site %s, this is %s", proto.ErrWrongDevice, p.Site, l.site)
 	}
 	if err != nil {
 		l.log.Warn("refused peer marks", "topic", topic, "err", err)
 		return
 	}
-	n, err := l.store.MergeUsedMarks(ctx, storeMarks(b.Marks))
-	if err != nil {
-		l.log.Error("cannot merge peer marks", "origin", b.Device, "marks", len(b.Marks), "err", err)
+	if err := l.apply(ctx, p.Marks); err != nil {
+		l.log.Error("cannot merge peer marks; will ask again", "after", p.After, "marks", len(p.Marks), "err", err)
 		return
 	}
-	l.log.Debug("merged peer marks", "origin", b.Device, "marks", len(b.Marks), "changed", n)
+	cur, err := l.ob.advancePeerCursor(p.After, p.Last())
+	if err != nil {
+		l.log.Error("cannot store the peer-marks cursor", "err", err)
+		return
+	}
+	if p.Head < cur {
+		// HQ's store numbers from scratch (a new store): start over.
+		l.log.Warn("HQ's mark head is behind this gate's cursor; fetching the site's marks from the start", "head", p.Head, "cursor", cur)
+		if cur, err = l.ob.resetPeerCursor(); err != nil {
+			l.log.Error("cannot reset the peer-marks cursor", "err", err)
+			return
+		}
+	}
+	if p.After > cur || p.Head > cur {
+		l.fetch(ctx)
+	}
+}
+
+// apply merges peer marks, refusing those dated beyond the skew, and
+// records an event for every conflict.
+func (l *markLoop) apply(ctx context.Context, ms []proto.Mark) error {
+	limit := l.clk.Now().Add(l.skew)
+	keep := ms[:0:0]
+	for _, m := range ms {
+		if m.At.After(limit) {
+			l.log.Warn("refused a peer mark dated in the future", "origin", m.Device, "door", m.Door, "at", m.At, "skew", l.skew)
+			continue
+		}
+		keep = append(keep, m)
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	res, err := l.store.MergePeerMarks(ctx, storeMarks(keep))
+	if err != nil {
+		return err
+	}
+	l.log.Debug("merged peer marks", "marks", len(keep), "changed", res.Changed, "conflicts", len(res.Conflicts))
+	if len(res.Conflicts) == 0 {
+		return nil
+	}
+	evs := make([]proto.Event, len(res.Conflicts))
+	for i, c := range res.Conflicts {
+		l.log.Warn("ticket admitted at two gates", "door", c.Here.Door, "at", c.Here.At, "peer_door", c.Peer.Door, "peer_at", c.Peer.At)
+		evs[i] = conflictEvent(c)
+	}
+	if _, err := l.ob.AppendAll(evs); err != nil {
+		return fmt.Errorf("record %d ticket conflicts: %w", len(evs), err)
+	}
+	l.events()
+	return nil
+}
+
+// conflictEvent is the event of a conflict.
+func conflictEvent(c policy.MarkConflict) proto.Event {
+	return proto.Event{
+		Time: c.Here.At, Type: proto.TypeTicket, Door: c.Here.Door, Reason: ReasonTicketConflict,
+		Credential: hex.EncodeToString(c.Here.Ticket),
+		Detail: fmt.Sprintf("admitted here at %s; also admitted at door %s at %s (event %s)",
+			c.Here.At.UTC().Format(time.RFC3339Nano), c.Peer.Door, c.Peer.At.UTC().Format(time.RFC3339Nano), c.Peer.Event),
+	}
 }
 
 // wireMarks converts marks of the policy store to their wire form. The

@@ -47,7 +47,7 @@ func OpenOutbox(path string) (*Outbox, error) {
 		return nil, fmt.Errorf("open outbox %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		return boltfile.Init(tx, outboxFormat, bucketEvents, bucketNonces, bucketTransfer, bucketEnrollments, bucketModes)
+		return boltfile.Init(tx, outboxFormat, bucketEvents, bucketNonces, bucketTransfer, bucketEnrollments, bucketModes, bucketMarks)
 	})
 	if err != nil {
 		db.Close()

@@ -153,8 +153,8 @@ func serveCommand() *cobra.Command {
 	c.Flags().StringVar(&db, "db", "hq.db", "HQ store (bbolt file), unless --store-url names PostgreSQL")
 	c.Flags().StringVar(&clientID, "client-id", "tobira-hq", "MQTT client ID")
 	c.Flags().StringVar(&spool, "spool", "", "directory of published snapshots (see snapshot publish)")
-	c.Flags().StringVar(&reg, "registry", "", "HQ registry: enrollments from devices wait there for approval (empty: not taken)")
-	c.Flags().StringVar(&keyFile, "key", "", "HQ signing key: signs the ticket marks relayed between gates (empty: not relayed)")
+	c.Flags().StringVar(&reg, "registry", "", "HQ registry: enrollments from devices wait there for approval, and ticket marks are checked against its events and doors (empty: enrollments not taken, marks checked for time and transitions only)")
+	c.Flags().StringVar(&keyFile, "key", "", "HQ signing key: signs the ticket marks served to the gates (empty: not served)")
 	c.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics on /metrics (empty: off)")
 	bf := addBrokerFlags(c)
 	sf := addStoreFlags(c)
@@ -178,6 +178,7 @@ func serveCommand() *cobra.Command {
 		}
 		if reg != "" {
 			cfg.Enrollments = registrySink{path: reg, log: log}
+			cfg.TicketRules = registryRules{path: reg, log: log}
 		}
 		if keyFile != "" {
 			if cfg.Key, err = signed.ReadPrivateKey(keyFile); err != nil {

@@ -50,6 +50,8 @@ type Config struct {
 	Firmware FirmwareConfig `toml:"firmware"`
 	// Metrics is the opt-in Prometheus listener (docs/DEPLOYMENT.md).
 	Metrics MetricsConfig `toml:"metrics"`
+	// Tickets are the settings of single-entry tickets.
+	Tickets TicketsConfig `toml:"tickets"`
 }
 
 // MetricsConfig is the opt-in Prometheus metrics listener.
@@ -57,6 +59,15 @@ type MetricsConfig struct {
 	// Listen is the host:port serving /metrics, e.g. "127.0.0.1:9469";
 	// empty (the default) serves no metrics.
 	Listen string `toml:"listen"`
+}
+
+// TicketsConfig is the [tickets] table.
+type TicketsConfig struct {
+	// OnlineCheck is the budget of the online check of single-entry
+	// tickets: with a link, the gate asks HQ before admitting an entry and
+	// waits at most this long, then decides locally; 0 (the default) is
+	// off. Needs hq.keys.
+	OnlineCheck Duration `toml:"online_check"`
 }
 
 // FirmwareConfig is the health gate of signed releases (docs/FIRMWARE.md).
@@ -435,6 +446,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Firmware.HealthDeadline.Duration; d < 10*time.Second || d > 24*time.Hour {
 		bad("firmware.health_deadline", "%s must be between 10s and 24h", d)
+	}
+	if d := c.Tickets.OnlineCheck.Duration; d < 0 || d > 5*time.Second {
+		bad("tickets.online_check", "%s must be between 0 (off) and 5s", d)
 	}
 	if len(c.Doors) == 0 {
 		bad("door", "at least one [[door]] is required")

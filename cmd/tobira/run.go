@@ -333,11 +333,15 @@ func (p *edgeParts) buildLink(st *stores, clk clock.Clock) error {
 	ecfg.Status = controller.DeviceStatus(version, st.policy, statusDoors, st.outbox, clk)
 	if len(ecfg.Keys) > 0 {
 		ecfg.Commands, ecfg.Snapshots, ecfg.Marks = commands, st.policy, st.policy
+		ecfg.TicketChecks = cfg.Tickets.OnlineCheck.Duration > 0
 	} else {
 		log.Warn("no hq.keys pinned: HQ's snapshots, commands and ticket marks are not accepted; events still flow")
 	}
 	if p.edge, err = tsync.NewEdge(ecfg, st.outbox); err != nil {
 		return err
+	}
+	if ecfg.TicketChecks {
+		st.policy.SetTicketCheck(p.edge.CheckTicket, cfg.Tickets.OnlineCheck.Duration)
 	}
 	for _, d := range p.doors {
 		controller.RecordDoorChanges(d, st.outbox, func() { p.edge.Notify(); p.edge.PublishStatus() }, log)

@@ -36,9 +36,11 @@ var matrixIDs = []string{idHQ, idOwner, idSibling, idForeign}
 // the other one. A Leaf missing here fails the test.
 var leafWriters = map[proto.Leaf]string{
 	proto.LeafEvents: idOwner, proto.LeafStatus: idOwner, proto.LeafResult: idOwner, proto.LeafNeed: idOwner,
-	proto.LeafEnroll: idOwner, proto.LeafMarks: idOwner, proto.LeafReleaseGet: idOwner, proto.LeafReleaseReport: idOwner,
+	proto.LeafEnroll: idOwner, proto.LeafMarks: idOwner, proto.LeafMarksGet: idOwner, proto.LeafTicketCheck: idOwner,
+	proto.LeafReleaseGet: idOwner, proto.LeafReleaseReport: idOwner,
 	proto.LeafAck: idHQ, proto.LeafCommand: idHQ, proto.LeafSnapshot: idHQ, proto.LeafChunk: idHQ,
-	proto.LeafEnrollAck: idHQ, proto.LeafPeerMarks: idHQ, proto.LeafRelease: idHQ, proto.LeafReleaseChunk: idHQ,
+	proto.LeafEnrollAck: idHQ, proto.LeafMarksAck: idHQ, proto.LeafPeerMarks: idHQ, proto.LeafTicketVerdict: idHQ,
+	proto.LeafRelease: idHQ, proto.LeafReleaseChunk: idHQ,
 }
 
 // aclProbe is one topic with its rightful writer and readers.

@@ -33,7 +33,7 @@ func ticket(i int) credential.Credential {
 }
 
 // venueStore returns a policy store holding n tickets for event "concert"
-// at the gates gate-1 and gate-2.
+// at the gates gate-1, gate-2 and gate-3.
 func venueStore(t *testing.T, n int) *policy.Store {
 	t.Helper()
 	s, err := policy.Open(filepath.Join(t.TempDir(), "policy.db"), discardLogger())
@@ -44,7 +44,7 @@ func venueStore(t *testing.T, n int) *policy.Store {
 	now := time.Now().UTC()
 	snap := policy.Snapshot{
 		Version: 1,
-		Doors:   []policy.Door{{ID: "gate-1", Groups: []string{"gates"}}, {ID: "gate-2", Groups: []string{"gates"}}},
+		Doors:   []policy.Door{{ID: "gate-1", Groups: []string{"gates"}}, {ID: "gate-2", Groups: []string{"gates"}}, {ID: "gate-3", Groups: []string{"gates"}}},
 		Events:  []policy.Event{{ID: "concert", Start: now.Add(-time.Hour), End: now.Add(24 * time.Hour), DoorGroup: "gates"}},
 	}
 	for i := range n {
@@ -62,10 +62,10 @@ type watchedMarks struct {
 	merged chan []policy.UsedMark
 }
 
-func (w watchedMarks) MergeUsedMarks(ctx context.Context, marks []policy.UsedMark) (int, error) {
-	n, err := w.MarkStore.MergeUsedMarks(ctx, marks)
+func (w watchedMarks) MergePeerMarks(ctx context.Context, marks []policy.UsedMark) (policy.MergeResult, error) {
+	r, err := w.MarkStore.MergePeerMarks(ctx, marks)
 	w.merged <- marks
-	return n, err
+	return r, err
 }
 
 // runGate runs an Edge named device with marks against url.
@@ -213,8 +213,10 @@ func TestForgedPeerMarksRefused(t *testing.T) {
 	k, _ := ticket(0).Key()
 	mark := proto.Mark{Ticket: k, Event: "concert", State: proto.MarkIn, At: time.Now().UTC(), Door: "gate-1"}
 	sign := func(priv ed25519.PrivateKey, site string) []byte {
-		b, _ := json.Marshal(proto.MarkBatch{Site: site, Device: "gate-1", Marks: []proto.Mark{mark}})
-		env, err := signed.Sign(proto.KindMarks, b, priv)
+		mark := mark
+		mark.Seq, mark.Device = 1, "gate-1"
+		b, _ := json.Marshal(proto.PeerMarks{Site: site, Head: 1, Marks: []proto.Mark{mark}})
+		env, err := signed.Sign(proto.KindPeerMarks, b, priv)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,8 +234,9 @@ func TestForgedPeerMarksRefused(t *testing.T) {
 	ctl.Ticket = k1
 	deadline := time.Now().Add(linkDeadline)
 	for {
-		b, _ := json.Marshal(proto.MarkBatch{Site: "venue", Marks: []proto.Mark{ctl}})
-		env, _ := signed.Sign(proto.KindMarks, b, key)
+		ctl.Seq, ctl.Device = 1, "gate-1"
+		b, _ := json.Marshal(proto.PeerMarks{Site: "venue", Head: 1, Marks: []proto.Mark{ctl}})
+		env, _ := signed.Sign(proto.KindPeerMarks, b, key)
 		c.Publish(proto.PeerMarksTopic("venue", "gate-2"), 1, false, env).Wait()
 		select {
 		case ms := <-w.merged:

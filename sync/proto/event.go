@@ -17,6 +17,9 @@ const (
 	TypeDoor = "door"
 	// TypeSystem is a device happening: start, stop, store trouble.
 	TypeSystem = "system"
+	// TypeTicket is a ticket happening that is not a decision: a
+	// single-entry ticket admitted at two gates (reason "ticket_conflict").
+	TypeTicket = "ticket"
 )
 
 // Field limits. They keep a full batch well below MaxPayload even when every
@@ -50,7 +53,7 @@ type Event struct {
 	Seq uint64 `json:"seq"`
 	// Time is when it happened, by the device's clock, in UTC.
 	Time time.Time `json:"time"`
-	// Type is TypeDecision, TypeDoor or TypeSystem; Validate refuses any
+	// Type is TypeDecision, TypeDoor, TypeSystem or TypeTicket; Validate refuses any
 	// other (docs/PROTOCOL.md defines no other).
 	Type string `json:"type"`
 	// Door names the door, when the event belongs to one.
@@ -103,11 +106,11 @@ func (ev Event) Equal(o Event) bool {
 // the caller checks where it matters. The error wraps ErrInvalidEvent.
 func (ev Event) Validate() error {
 	switch ev.Type {
-	case TypeDecision, TypeDoor, TypeSystem:
+	case TypeDecision, TypeDoor, TypeSystem, TypeTicket:
 	case "":
 		return fmt.Errorf("%w: empty type", ErrInvalidEvent)
 	default:
-		return fmt.Errorf("%w: type %q, want %s, %s or %s", ErrInvalidEvent, ev.Type, TypeDecision, TypeDoor, TypeSystem)
+		return fmt.Errorf("%w: type %q, want %s, %s, %s or %s", ErrInvalidEvent, ev.Type, TypeDecision, TypeDoor, TypeSystem, TypeTicket)
 	}
 	if ev.Time.IsZero() {
 		return fmt.Errorf("%w: zero time", ErrInvalidEvent)

@@ -36,7 +36,7 @@ func CheckName(s string) error {
 // tobira/v1/{site}/{device}/{leaf}: what the topic carries.
 type Leaf string
 
-// The 16 per-device topics of the contract, by direction.
+// The per-device topics of the contract, by direction.
 const (
 	// LeafEvents carries Batch, edge -> HQ.
 	LeafEvents Leaf = "events"
@@ -60,8 +60,16 @@ const (
 	LeafEnrollAck Leaf = "enroll-ack"
 	// LeafMarks carries MarkBatch, edge -> HQ.
 	LeafMarks Leaf = "marks"
-	// LeafPeerMarks carries a signed MarkBatch of other gates, HQ -> edge.
+	// LeafMarksAck carries MarksAck, HQ -> edge.
+	LeafMarksAck Leaf = "marks-ack"
+	// LeafMarksGet carries MarksGet, edge -> HQ.
+	LeafMarksGet Leaf = "marks-get"
+	// LeafPeerMarks carries signed PeerMarks, HQ -> edge.
 	LeafPeerMarks Leaf = "peer-marks"
+	// LeafTicketCheck carries TicketCheck, edge -> HQ.
+	LeafTicketCheck Leaf = "ticket-check"
+	// LeafTicketVerdict carries a signed TicketVerdict, HQ -> edge.
+	LeafTicketVerdict Leaf = "ticket-verdict"
 	// LeafRelease carries the retained signed ReleaseOffer, HQ -> edge.
 	LeafRelease Leaf = "release"
 	// LeafReleaseGet carries ReleaseGet, edge -> HQ.
@@ -74,7 +82,7 @@ const (
 
 // leaves lists every Leaf, for ParseTopic.
 var leaves = []Leaf{LeafEvents, LeafAck, LeafStatus, LeafCommand, LeafResult, LeafSnapshot, LeafChunk, LeafNeed,
-	LeafEnroll, LeafEnrollAck, LeafMarks, LeafPeerMarks, LeafRelease, LeafReleaseGet, LeafReleaseChunk, LeafReleaseReport}
+	LeafEnroll, LeafEnrollAck, LeafMarks, LeafMarksAck, LeafMarksGet, LeafPeerMarks, LeafTicketCheck, LeafTicketVerdict, LeafRelease, LeafReleaseGet, LeafReleaseChunk, LeafReleaseReport}
 
 // Leaves returns every Leaf of the contract, in the order of their
 // declaration. Tests that must cover every topic (the broker ACL's) range
@@ -153,6 +161,8 @@ const (
 	EnrollSubscription = TopicPrefix + "/+/+/" + string(LeafEnroll)
 	// MarksSubscription is every device's marks topic.
 	MarksSubscription = TopicPrefix + "/+/+/" + string(LeafMarks)
+	// MarksGetSubscription is every device's marks-get topic.
+	MarksGetSubscription = TopicPrefix + "/+/+/" + string(LeafMarksGet)
 	// ReleaseGetSubscription is every device's release-get topic.
 	ReleaseGetSubscription = TopicPrefix + "/+/+/" + string(LeafReleaseGet)
 	// ReleaseReportSubscription is every device's release-report topic.
@@ -193,6 +203,21 @@ func EnrollAckTopic(site, device string) string { return Topic(site, device, Lea
 
 // MarksTopic returns the topic a device publishes its ticket marks to.
 func MarksTopic(site, device string) string { return Topic(site, device, LeafMarks) }
+
+// MarksAckTopic returns the topic HQ acknowledges a device's marks on.
+func MarksAckTopic(site, device string) string { return Topic(site, device, LeafMarksAck) }
+
+// MarksGetTopic returns the topic on which a device asks for its site's
+// marks after its cursor.
+func MarksGetTopic(site, device string) string { return Topic(site, device, LeafMarksGet) }
+
+// TicketCheckTopic returns the topic on which a device asks HQ about a
+// ticket's entry.
+func TicketCheckTopic(site, device string) string { return Topic(site, device, LeafTicketCheck) }
+
+// TicketVerdictTopic returns the topic of HQ's answers to a device's
+// ticket checks.
+func TicketVerdictTopic(site, device string) string { return Topic(site, device, LeafTicketVerdict) }
 
 // PeerMarksTopic returns the topic HQ relays other gates' marks to a
 // device on.
