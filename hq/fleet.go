@@ -49,14 +49,16 @@ func (h *Service) storeStatus(topic string, payload []byte) (site, device string
 }
 
 // loadDevices tells the mark relay about every device HQ has stored (as
-// offline until it speaks).
+// offline until it speaks), but HQ's own SystemDevice.
 func (h *Service) loadDevices() error {
 	devs, err := h.st.Devices(context.Background())
 	if err != nil {
 		return fmt.Errorf("load devices: %w", err)
 	}
 	for _, d := range devs {
-		h.relay.seen(d.Site, d.Device, false)
+		if d.Device != SystemDevice {
+			h.relay.seen(d.Site, d.Device, false)
+		}
 	}
 	return nil
 }
