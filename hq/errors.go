@@ -21,4 +21,8 @@ var (
 	// should (an edge's outbox, another program's data, or a layout of a
 	// newer version).
 	ErrBadFile = boltfile.ErrBadFile
+
+	// ErrLimited means a device's message was refused by a per-device
+	// limit (Config.Limits): not stored, not acknowledged.
+	ErrLimited = errors.New("refused by a per-device limit")
 )

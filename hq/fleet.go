@@ -1,6 +1,7 @@
 package hq
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -45,14 +48,16 @@ func (h *Service) storeStatus(topic string, payload []byte) (site, device string
 }
 
 // loadDevices tells the mark relay about every device HQ has stored (as
-// offline until it speaks).
+// offline until it speaks), but HQ's own SystemDevice.
 func (h *Service) loadDevices() error {
 	devs, err := h.st.Devices(context.Background())
 	if err != nil {
 		return fmt.Errorf("load devices: %w", err)
 	}
 	for _, d := range devs {
-		h.relay.seen(d.Site, d.Device, false)
+		if d.Device != SystemDevice {
+			h.relay.seen(d.Site, d.Device, false)
+		}
 	}
 	return nil
 }
@@ -105,17 +110,17 @@ func (h *Service) handleNeed(ctx context.Context, pub publishFunc, topic string,
 		return
 	}
 	defer f.Close()
-	sent := 0
-	for _, r := range n.Missing {
-		for i := r[0]; i <= r[1] && i < m.Chunks; i++ {
-			if err := publishChunk(ctx, pub, f, m, i); err != nil {
-				h.log.Warn("cannot re-send chunk", "topic", topic, "transfer", m.Transfer, "index", i, "err", err)
-				return
-			}
-			sent++
+	send, held := h.limits.needChunks(site, device, m.Transfer, mergeRanges(n.Missing, m.Chunks))
+	if held > 0 {
+		h.refuse(ctx, site, device, refusedNeedRepeat, fmt.Sprintf("%d chunks of %s asked again within %v", held, m.Transfer, h.limits.lim.NeedInterval))
+	}
+	for _, i := range send {
+		if err := publishChunk(ctx, pub, f, m, i); err != nil {
+			h.log.Warn("cannot re-send chunk", "topic", topic, "transfer", m.Transfer, "index", i, "err", err)
+			return
 		}
 	}
-	h.log.Info("re-sent snapshot chunks", "site", site, "device", device, "transfer", m.Transfer, "chunks", sent)
+	h.log.Info("re-sent snapshot chunks", "site", site, "device", device, "transfer", m.Transfer, "chunks", len(send), "held_back", held)
 }
 
 // publishChunk reads chunk i of m from f and publishes it at QoS 1.
@@ -158,6 +163,12 @@ type DeviceInfo struct {
 	// Drift reports that the device's snapshot version differs from
 	// ExpectedVersion, or its content hash from ExpectedHash.
 	Drift bool `json:"drift"`
+	// Refused counts the device's messages HQ refused, by reason
+	// (docs/HQ.md, "Per-device limits"): from the device_refused events
+	// stored, plus those not reported yet by a running Service.
+	Refused map[string]uint64 `json:"refused,omitempty"`
+	// LastRefusal is the last refusal (nil: none).
+	LastRefusal *Refusal `json:"last_refusal,omitempty"`
 }
 
 // Fleet returns every device HQ has heard of (by events or status),
@@ -167,9 +178,20 @@ func (h *Service) Fleet() ([]DeviceInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read fleet: %w", err)
 	}
+	refused, err := h.refusals()
+	if err != nil {
+		return nil, fmt.Errorf("read fleet: %w", err)
+	}
 	out := make([]DeviceInfo, 0, len(devs))
 	for _, rec := range devs {
+		if rec.Device == SystemDevice {
+			continue
+		}
 		d := DeviceInfo{Site: rec.Site, Device: rec.Device, Online: rec.Status.Online, Seen: rec.Seen, Status: rec.Status, Acked: rec.Acked}
+		if r, ok := refused[deviceKey{rec.Site, rec.Device}]; ok {
+			d.Refused, d.LastRefusal = r.Counts, &r.Last
+			delete(refused, deviceKey{rec.Site, rec.Device})
+		}
 		if h.spool != "" {
 			if m, err := readLatest(h.spool, d.Site, d.Device); err == nil {
 				d.ExpectedVersion, d.ExpectedHash = m.Version, m.ContentHash
@@ -180,6 +202,52 @@ func (h *Service) Fleet() ([]DeviceInfo, error) {
 			}
 		}
 		out = append(out, d)
+	}
+	for k, r := range refused { // devices HQ knows only by what it refused
+		out = append(out, DeviceInfo{Site: k.site, Device: k.device, Refused: r.Counts, LastRefusal: &r.Last})
+	}
+	slices.SortFunc(out, func(a, b DeviceInfo) int { return cmp.Or(cmp.Compare(a.Site, b.Site), cmp.Compare(a.Device, b.Device)) })
+	return out, nil
+}
+
+// refusals returns what HQ refused per device: the device_refused events
+// stored, plus the refusals this Service has not reported yet.
+func (h *Service) refusals() (map[deviceKey]DeviceRefusals, error) {
+	out := map[deviceKey]DeviceRefusals{}
+	q := EventQuery{Device: SystemDevice, Type: proto.TypeSystem, Reason: ReasonDeviceRefused}
+	err := h.st.Query(context.Background(), q, func(ev StoredEvent) error {
+		device, reason, n, ok := parseRefusalEvent(ev.Event)
+		if !ok {
+			return nil
+		}
+		k := deviceKey{ev.Site, device}
+		r, seen := out[k]
+		if !seen {
+			r.Counts = map[string]uint64{}
+		}
+		r.Counts[reason] += n
+		if !ev.Time.Before(r.Last.At) {
+			_, text, _ := strings.Cut(ev.Detail, ": ")
+			r.Last = Refusal{Reason: reason, At: ev.Time, Detail: text}
+		}
+		out[k] = r
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read refusals: %w", err)
+	}
+	for k, live := range h.limits.unreported() {
+		r, seen := out[k]
+		if !seen {
+			r.Counts = map[string]uint64{}
+		}
+		for reason, n := range live.Counts {
+			r.Counts[reason] += n
+		}
+		if live.Last.At.After(r.Last.At) || !seen {
+			r.Last = live.Last
+		}
+		out[k] = r
 	}
 	return out, nil
 }

@@ -71,6 +71,10 @@ type Config struct {
 	// Metrics, if set, receives HQ's Prometheus metrics (ingest, lag,
 	// devices online, store latency, refused messages).
 	Metrics prometheus.Registerer
+	// Limits bound what one device can make HQ store or send (sequence
+	// window, event and byte rates, chunk re-sends); zero fields take
+	// their defaults (docs/HQ.md, "Per-device limits").
+	Limits Limits
 	// DeviceMetricsTTL is how long a device keeps its per-device series
 	// after its last events message; default DefaultDeviceMetricsTTL.
 	DeviceMetricsTTL time.Duration
@@ -119,6 +123,9 @@ type Service struct {
 	skew        time.Duration
 	enrollments EnrollmentSink
 	metrics     *metrics
+	limits      *limiter
+
+	reportMu sync.Mutex // orders the sequence numbers of HQ's own events
 
 	mu      sync.Mutex
 	onEvent func(site, device string, ev proto.Event)
@@ -153,6 +160,10 @@ func Open(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("%w: HQ key is %d bytes, want an Ed25519 private key", ErrConfig, len(cfg.Key))
 	}
 	log := cmp.Or(cfg.Logger, slog.Default())
+	lim, err := cfg.Limits.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	st, name := cfg.Store, cmp.Or(cfg.Path, "the HQ store")
 	if st == nil {
 		bs, err := OpenBoltStore(cfg.Path, log)
@@ -168,7 +179,6 @@ func Open(cfg Config) (*Service, error) {
 			st.Close()
 			return nil, fmt.Errorf("%w: HQ needs a path for its ticket-mark store (or Config.Marks)", ErrConfig)
 		}
-		var err error
 		if marks, err = OpenBoltMarks(marksPath(cfg.Path), clk.Now); err != nil {
 			st.Close()
 			return nil, err
@@ -189,8 +199,10 @@ func Open(cfg Config) (*Service, error) {
 		rules:       cfg.TicketRules,
 		skew:        cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew),
 		enrollments: cfg.Enrollments,
+		limits: newLimiter(lim, clk, func(site, device string) (uint64, error) {
+			return st.Acked(context.Background(), site, device)
+		}),
 	}
-	var err error
 	if h.metrics, err = newMetrics(cfg.Metrics, h, cfg.DeviceMetricsTTL); err != nil {
 		if ownMarks {
 			marks.Close()
@@ -271,11 +283,15 @@ func (h *Service) Run(ctx context.Context) error {
 			return
 		}
 		defer hg.Leave()
-		_, _, leaf, err := proto.ParseTopic(m.Topic())
+		site, device, leaf, err := proto.ParseTopic(m.Topic())
 		r, ok := routes[leaf]
 		if err != nil || !ok {
 			h.metrics.refused.WithLabelValues(refusedUnexpectedTopic).Inc()
 			h.log.Warn("message on an unexpected topic dropped", "topic", m.Topic(), "bytes", len(m.Payload()), "err", err)
+			return
+		}
+		if n, limit := len(m.Payload()), maxPayload(leaf); limit > 0 && n > limit {
+			h.refuse(ctx, site, device, refusedTooLarge, fmt.Sprintf("%s payload of %d bytes, max %d", leaf, n, limit))
 			return
 		}
 		r(ctx, pub, m.Topic(), m.Payload())
@@ -315,7 +331,7 @@ func (h *Service) Run(ctx context.Context) error {
 
 // handleEvents stores one events message and publishes the device's ack.
 func (h *Service) handleEvents(ctx context.Context, pub publishFunc, topic string, payload []byte) {
-	site, device, ack, err := h.ingest(topic, payload)
+	site, device, ack, err := h.ingest(ctx, topic, payload)
 	if err != nil || ack == 0 {
 		return
 	}
@@ -332,27 +348,43 @@ func (h *Service) handleEvents(ctx context.Context, pub publishFunc, topic strin
 // calls Ingest for every message; it is exported for other transports and
 // tests.
 func (h *Service) Ingest(topic string, payload []byte) (ack uint64, err error) {
-	_, _, ack, err = h.ingest(topic, payload)
+	_, _, ack, err = h.ingest(context.Background(), topic, payload)
 	return ack, err
 }
 
-// ingest is Ingest, also returning the site and device.
-func (h *Service) ingest(topic string, payload []byte) (site, device string, ack uint64, err error) {
+// ingest is Ingest, also returning the site and device. A message beyond
+// the device's limits is refused with an error wrapping ErrLimited.
+func (h *Service) ingest(ctx context.Context, topic string, payload []byte) (site, device string, ack uint64, err error) {
+	var b proto.Batch
 	site, device, err = proto.ParseEventsTopic(topic)
-	if err == nil {
-		var b proto.Batch
+	switch {
+	case err != nil:
+	case device == SystemDevice:
+		err = fmt.Errorf("%w: %w: device name %s is HQ's own", proto.ErrMalformed, errWrongDevice, SystemDevice)
+	default:
 		b, err = proto.DecodeBatch(payload)
-		switch {
-		case err != nil:
-		case b.Site != site || b.Device != device:
+		if err == nil && (b.Site != site || b.Device != device) {
 			err = fmt.Errorf("%w: %w: payload is from %s/%s but topic names %s/%s", proto.ErrMalformed, errWrongDevice, b.Site, b.Device, site, device)
-		default:
-			return h.store(topic, site, device, b.Events)
 		}
 	}
-	h.metrics.refused.WithLabelValues(refusedReason(err)).Inc()
-	h.log.Warn("rejected events message", "topic", topic, "bytes", len(payload), "err", err)
-	return "", "", 0, err
+	if err != nil {
+		h.metrics.refused.WithLabelValues(refusedReason(err)).Inc()
+		h.log.Warn("rejected events message", "topic", topic, "bytes", len(payload), "err", err)
+		return "", "", 0, err
+	}
+	first, last := b.Events[0].Seq, b.Events[len(b.Events)-1].Seq
+	reason, detail, err := h.limits.admit(site, device, first, last, len(payload))
+	if err != nil {
+		err = fmt.Errorf("check limits of %s: %w", topic, err)
+		h.metrics.refused.WithLabelValues(refusedStoreError).Inc()
+		h.log.Error("cannot check limits; the device will send again", "topic", topic, "err", err)
+		return "", "", 0, err
+	}
+	if reason != "" {
+		h.refuse(ctx, site, device, reason, detail)
+		return "", "", 0, fmt.Errorf("events from %s: %w: %s: %s", topic, ErrLimited, reason, detail)
+	}
+	return h.store(topic, site, device, b.Events)
 }
 
 // storeReq is one events message waiting to be stored.
@@ -401,6 +433,7 @@ func (h *Service) store(topic, site, device string, evs []proto.Event) (string, 
 	if req.err != nil {
 		return "", "", 0, req.err
 	}
+	h.limits.stored(site, device, req.res.Ack)
 	return site, device, req.res.Ack, nil
 }
 

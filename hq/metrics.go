@@ -30,6 +30,11 @@ const (
 	refusedWrongDevice     = "wrong_device"     // payload names another device than its topic
 	refusedUnexpectedTopic = "unexpected_topic" // a topic HQ does not serve
 	refusedStoreError      = "store_error"      // the store failed; the device sends again
+	refusedSeqAhead        = "seq_ahead"        // events too far beyond the device's ack point (Limits.SeqWindow)
+	refusedRateLimited     = "rate_limited"     // new events beyond the device's event bucket
+	refusedByteLimited     = "byte_limited"     // new event bytes beyond the device's byte bucket
+	refusedTooLarge        = "too_large"        // a payload beyond its leaf's bound (maxPayload)
+	refusedNeedRepeat      = "need_repeat"      // chunks asked again within Limits.NeedInterval (not re-sent)
 )
 
 // errWrongDevice marks an events message whose payload names another
@@ -50,7 +55,7 @@ func newMetrics(reg prometheus.Registerer, h *Service, ttl time.Duration) (*metr
 			Help:    "Time of one group commit of events to the store (fsync included).",
 			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tobira_hq_refused_messages_total",
-			Help: "Messages refused, by reason (malformed, wrong_device, unexpected_topic, store_error)."}, []string{"reason"}),
+			Help: "Messages refused, by reason (malformed, wrong_device, unexpected_topic, store_error, seq_ahead, rate_limited, byte_limited, too_large, need_repeat)."}, []string{"reason"}),
 		devices: newDeviceLag(h.clk, cmpDuration(ttl, DefaultDeviceMetricsTTL)),
 	}
 	if reg == nil {

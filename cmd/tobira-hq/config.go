@@ -42,6 +42,13 @@ type fileSettings struct {
 	Anchors       *string `toml:"anchors"`
 	ReleaseStore  *string `toml:"release_store"`
 	MetricsListen *string `toml:"metrics_listen"`
+
+	LimitSeqWindow    *string `toml:"limit_seq_window"`
+	LimitEventRate    *string `toml:"limit_event_rate"`
+	LimitEventBurst   *string `toml:"limit_event_burst"`
+	LimitByteRate     *string `toml:"limit_byte_rate"`
+	LimitByteBurst    *string `toml:"limit_byte_burst"`
+	LimitNeedInterval *string `toml:"limit_need_interval"`
 }
 
 // setting is one key of tobira-hq.toml and the flag it feeds.
@@ -70,6 +77,12 @@ var settings = []setting{
 	{"anchors", "anchors", false, func(f *fileSettings) *string { return f.Anchors }},
 	{"release_store", "store", false, func(f *fileSettings) *string { return f.ReleaseStore }},
 	{"metrics_listen", "metrics-listen", true, func(f *fileSettings) *string { return f.MetricsListen }},
+	{"limit_seq_window", "limit-seq-window", false, func(f *fileSettings) *string { return f.LimitSeqWindow }},
+	{"limit_event_rate", "limit-event-rate", false, func(f *fileSettings) *string { return f.LimitEventRate }},
+	{"limit_event_burst", "limit-event-burst", false, func(f *fileSettings) *string { return f.LimitEventBurst }},
+	{"limit_byte_rate", "limit-byte-rate", false, func(f *fileSettings) *string { return f.LimitByteRate }},
+	{"limit_byte_burst", "limit-byte-burst", false, func(f *fileSettings) *string { return f.LimitByteBurst }},
+	{"limit_need_interval", "limit-need-interval", false, func(f *fileSettings) *string { return f.LimitNeedInterval }},
 }
 
 // envName is the environment variable of a setting.

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -270,7 +272,7 @@ func fleet(db, spool, format string, stdout io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tDEVICE\tONLINE\tVERSION\tSNAPSHOT\tEXPECTED\tDRIFT\tOUTBOX\tACKED\tCLOCK\tSEEN")
+	fmt.Fprintln(tw, "SITE\tDEVICE\tONLINE\tVERSION\tSNAPSHOT\tEXPECTED\tDRIFT\tOUTBOX\tACKED\tCLOCK\tSEEN\tREFUSED")
 	for _, d := range devs {
 		seen := "-"
 		if !d.Seen.IsZero() {
@@ -280,8 +282,21 @@ func fleet(db, spool, format string, stdout io.Writer) error {
 		if d.Status.ClockTrusted {
 			clock = "trusted"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%d\t%d\t%t\t%d\t%d\t%s\t%s\n", d.Site, d.Device, d.Online, cli.OrDash(d.Status.Version),
-			d.Status.Snapshot.Version, d.ExpectedVersion, d.Drift, d.Status.OutboxDepth, d.Acked, clock, seen)
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%d\t%d\t%t\t%d\t%d\t%s\t%s\t%s\n", d.Site, d.Device, d.Online, cli.OrDash(d.Status.Version),
+			d.Status.Snapshot.Version, d.ExpectedVersion, d.Drift, d.Status.OutboxDepth, d.Acked, clock, seen, refusedText(d.Refused))
 	}
 	return tw.Flush()
+}
+
+// refusedText shows refusal counts as "reason=n,..." sorted by reason,
+// "-" when none.
+func refusedText(counts map[string]uint64) string {
+	if len(counts) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(counts))
+	for _, reason := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", reason, counts[reason]))
+	}
+	return strings.Join(parts, ",")
 }

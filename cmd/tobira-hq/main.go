@@ -158,6 +158,7 @@ func serveCommand() *cobra.Command {
 	c.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics on /metrics (empty: off)")
 	bf := addBrokerFlags(c)
 	sf := addStoreFlags(c)
+	limits := addLimitFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		log := logger(c)
 		metrics, err := openMetrics(metricsListen)
@@ -168,7 +169,7 @@ func serveCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		cfg.ClientID, cfg.Path, cfg.Spool, cfg.Metrics = clientID, db, spool, metrics.registerer()
+		cfg.ClientID, cfg.Path, cfg.Spool, cfg.Metrics, cfg.Limits = clientID, db, spool, metrics.registerer(), *limits
 		if cfg.Store, err = sf.open(c.Context(), log); err != nil {
 			return err
 		}

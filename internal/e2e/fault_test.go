@@ -193,22 +193,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestBacklogDrains(t *testing.T) {
-	n := uint64(scale(20000, 1000000))
-	m := mosquittotest.Start(t)
-	ob := newOutbox(t)
-	appendBacklog(t, ob, 1, n)
-	var newEvents atomic.Int64
-	h := runHQ(t, m.URL(), &newEvents)
-	start := time.Now()
-	e := runEdge(t, m.URL(), ob, 1000, 8)
-	ctx, cancel := context.WithTimeout(t.Context(), scaleDeadline(n))
-	defer cancel()
-	if err := e.WaitDrained(ctx); err != nil {
-		t.Fatal(err)
-	}
-	d := time.Since(start)
-	t.Logf("drained %d events in %v (%.0f events/s)", n, d, float64(n)/d.Seconds())
-	checkHQExactly(t, h, &newEvents, n)
+	drainBacklog(t, uint64(scale(20000, 1000000)), 8)
 }
 
 // scaleDeadline is the integration deadline for draining n events: generous,
