@@ -40,8 +40,9 @@ type EdgeConfig struct {
 	Site string
 	// Device is the device name (see proto.CheckName).
 	Device string
-	// ClientID is the MQTT client ID; default "tobira-"+Site+"-"+Device
-	// (unique per broker, as MQTT requires).
+	// ClientID is the MQTT client ID; default Site+"/"+Device (unique per
+	// broker, as MQTT requires; the shipped broker config accepts only
+	// the certificate's CN "{site}/{device}", alone or followed by "/...").
 	ClientID string
 	// TLS, when set, is used for ssl:// and wss:// brokers (client
 	// certificates, pinned roots).
@@ -112,11 +113,11 @@ type EdgeConfig struct {
 
 // settings returns c's broker settings; the client ID gets suffix when c
 // names none (the ReleaseAgent's connection is the Edge's plus
-// "-release").
+// "/release").
 func (c EdgeConfig) settings(suffix string) mqttconn.Settings {
 	return mqttconn.Settings{
 		Broker:       c.Broker,
-		ClientID:     cmp.Or(c.ClientID, "tobira-"+c.Site+"-"+c.Device) + suffix,
+		ClientID:     cmp.Or(c.ClientID, c.Site+"/"+c.Device) + suffix,
 		TLS:          c.TLS,
 		Username:     c.Username,
 		Password:     c.Password,

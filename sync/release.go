@@ -93,7 +93,7 @@ type ReleaseConfig struct {
 // result topic and a retained ReleaseReport.
 //
 // The agent keeps its own MQTT connection (client ID EdgeConfig.ClientID +
-// "-release") next to the Edge's, with the same broker, credentials and
+// "/release") next to the Edge's, with the same broker, credentials and
 // topic tree: bulk chunks then never queue in front of the event stream's
 // acks and commands on one TCP connection.
 type ReleaseAgent struct {
@@ -165,7 +165,7 @@ func NewReleaseAgent(edge EdgeConfig, rc ReleaseConfig) (*ReleaseAgent, error) {
 	}
 	log := cmp.Or(edge.Logger, slog.Default()).With("site", edge.Site, "device", edge.Device)
 	a := &ReleaseAgent{
-		link: edge.settings("-release"),
+		link: edge.settings("/release"),
 		site: edge.Site, device: edge.Device, groups: slices.Clone(rc.Groups),
 		v: v, inst: rc.Installer, state: rc.StateFile,
 		clk:      cmp.Or(edge.Clock, clock.Clock(clock.System{})),

@@ -85,7 +85,7 @@ func (d *doctor) checkBroker(ctx context.Context) bool {
 		}
 		password = strings.TrimSpace(string(b))
 	}
-	settings := mqttconn.Settings{Broker: d.cfg.HQ.Broker, ClientID: "tobira-doctor-" + d.cfg.Site + "-" + d.cfg.Device,
+	settings := mqttconn.Settings{Broker: d.cfg.HQ.Broker, ClientID: d.cfg.Site + "/" + d.cfg.Device + "/doctor",
 		TLS: tlsCfg, Username: d.cfg.HQ.Username, Password: password}
 	opts := settings.Options().SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true)
 	if dl, ok := ctx.Deadline(); ok {
@@ -116,7 +116,8 @@ func connectFailure(err error) (fix, what string) {
 		return "have the device CA issue a current certificate for this device (hq.client_cert, hq.client_key); the broker's cafile must be that CA",
 			"the broker refused this device's certificate at"
 	case errors.Is(err, mqtt.ErrNotConnected), strings.Contains(err.Error(), "not Authorized"), strings.Contains(err.Error(), "user name or password"):
-		return "check hq.username and hq.password_file, and that the broker knows this device",
+		return "check hq.username and hq.password_file, and that the broker knows this device; the shipped broker config " +
+				"accepts a device only with a certificate for CN \"{site}/{device}\" (it binds the client ID to it)",
 			"the broker refused the login at"
 	case errors.As(err, &opErr), errors.Is(err, context.DeadlineExceeded):
 		return "check hq.broker (host and port), the network and the firewall, and that the broker runs (systemctl status mosquitto on the broker)",

@@ -47,7 +47,7 @@ func tlsClient(t *testing.T, ca *testCA, url, cn string, serial int64) (mqtt.Cli
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("c-" + strconv.FormatInt(serial, 10)).
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(boundID(cn, "c-"+strconv.FormatInt(serial, 10))).
 		SetTLSConfig(cfg).SetProtocolVersion(4).SetAutoReconnect(false).SetOrderMatters(false))
 	tok := c.Connect()
 	if !tok.WaitTimeout(linkDeadline) {
@@ -162,10 +162,12 @@ func clientTLS(t *testing.T, ca *testCA, cn string, serial int64) *tls.Config {
 	return &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 }
 
+// TestEdgeAndHQThroughShippedACL runs HQ and an edge with their default
+// client IDs, which the shipped config's client-ID plugin must accept.
 func TestEdgeAndHQThroughShippedACL(t *testing.T) {
 	ca := newTestCA(t)
 	m := shippedBroker(t, ca)
-	h, err := hq.Open(hq.Config{Broker: m.URL(), Path: filepath.Join(t.TempDir(), "hq.db"), ClientID: "hq",
+	h, err := hq.Open(hq.Config{Broker: m.URL(), Path: filepath.Join(t.TempDir(), "hq.db"),
 		TLS: clientTLS(t, ca, "tobira-hq", 20), ConnectRetry: 100 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

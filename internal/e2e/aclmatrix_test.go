@@ -84,7 +84,7 @@ func aclProbes(t *testing.T) []aclProbe {
 // sentinel received means every earlier message was handled.
 func orderedClient(t *testing.T, ca *testCA, url, cn string, serial int64) mqtt.Client {
 	t.Helper()
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("matrix-%d", serial)).
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(boundID(cn, fmt.Sprintf("matrix-%d", serial))).
 		SetTLSConfig(clientTLS(t, ca, cn, serial)).SetProtocolVersion(4).SetAutoReconnect(false).SetOrderMatters(true))
 	if tok := c.Connect(); !tok.WaitTimeout(linkDeadline) || tok.Error() != nil {
 		t.Fatalf("%s cannot connect: %v", cn, tok.Error())

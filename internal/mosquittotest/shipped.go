@@ -1,15 +1,18 @@
 package mosquittotest
 
 import (
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -121,10 +124,12 @@ func shippedDir(t testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "deploy", "mosquitto")
 }
 
-// StartShipped runs mosquitto with deploy/mosquitto's configuration and
-// ACL, pointed at files in a temporary directory (ca's certificate, a
-// server certificate for 127.0.0.1 issued by ca) and at a loopback port.
-// Its URL is ssl://127.0.0.1:PORT.
+// StartShipped runs mosquitto with deploy/mosquitto's configuration, ACL
+// and client-ID plugin (compiled from tobira_clientid.c), pointed at files
+// in a temporary directory (ca's certificate, a server certificate for
+// 127.0.0.1 issued by ca, the plugin) and at a loopback port. Its URL is
+// ssl://127.0.0.1:PORT. A missing C compiler or mosquitto/OpenSSL headers
+// skip the test, or fail it when CI is "true".
 func StartShipped(t testing.TB, ca *CA) *Mosquitto {
 	t.Helper()
 	m, _ := StartShippedDir(t, ca)
@@ -152,7 +157,12 @@ func StartShippedDir(t testing.TB, ca *CA) (*Mosquitto, string) {
 			t.Fatal(err)
 		}
 	}
+	buildPlugin(t, src, dir)
 	text := strings.ReplaceAll(string(conf), "/etc/mosquitto/tobira/", dir+"/")
+	text = strings.ReplaceAll(text, "plugin "+pluginPath, "plugin "+filepath.Join(dir, pluginName))
+	if !strings.Contains(text, "plugin "+filepath.Join(dir, pluginName)+"\n") {
+		t.Fatalf("shipped mosquitto.conf does not load %s", pluginPath)
+	}
 	text = strings.ReplaceAll(text, "persistence_location /var/lib/mosquitto/", "persistence_location "+dir+"/")
 	if !strings.Contains(text, "\nlistener 8883\n") {
 		t.Fatal("shipped mosquitto.conf has no 'listener 8883' line")
@@ -163,4 +173,26 @@ func StartShippedDir(t testing.TB, ca *CA) (*Mosquitto, string) {
 			return strings.Replace(text, "\nlistener 8883\n", "\nlistener "+strconv.Itoa(port)+" 127.0.0.1\n", 1)
 		},
 	}), dir
+}
+
+// The client-ID plugin: its file name and where mosquitto.conf loads it.
+const (
+	pluginName = "tobira_clientid.so"
+	pluginPath = "/usr/lib/tobira/" + pluginName
+)
+
+// buildPlugin compiles src/tobira_clientid.c into dir as the Makefile
+// next to it does.
+func buildPlugin(t testing.TB, src, dir string) {
+	t.Helper()
+	cc := cmp.Or(os.Getenv("CC"), "cc")
+	out, err := exec.CommandContext(t.Context(), cc, "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+		"-o", filepath.Join(dir, pluginName), filepath.Join(src, "tobira_clientid.c"), "-lcrypto").CombinedOutput()
+	if err != nil {
+		msg := fmt.Sprintf("cannot build the mosquitto client-ID plugin (needs a C compiler, mosquitto-dev, libmosquitto-dev, libssl-dev): %v\n%s", err, out)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 }
