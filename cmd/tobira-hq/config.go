@@ -42,6 +42,7 @@ type fileSettings struct {
 	Anchors       *string `toml:"anchors"`
 	ReleaseStore  *string `toml:"release_store"`
 	MetricsListen *string `toml:"metrics_listen"`
+	ConsoleListen *string `toml:"console_listen"`
 }
 
 // setting is one key of tobira-hq.toml and the flag it feeds.
@@ -70,6 +71,7 @@ var settings = []setting{
 	{"anchors", "anchors", false, func(f *fileSettings) *string { return f.Anchors }},
 	{"release_store", "store", false, func(f *fileSettings) *string { return f.ReleaseStore }},
 	{"metrics_listen", "metrics-listen", true, func(f *fileSettings) *string { return f.MetricsListen }},
+	{"console_listen", "console-listen", true, func(f *fileSettings) *string { return f.ConsoleListen }},
 }
 
 // envName is the environment variable of a setting.
