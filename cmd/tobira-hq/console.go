@@ -100,6 +100,22 @@ func actor() string {
 	return "cli"
 }
 
+// withOneTimePassword makes a fresh password and calls fn with the
+// console store db and the password's hash; it returns the password.
+func withOneTimePassword(db string, fn func(st *console.Stores, hash string) error) (string, error) {
+	pw := auth.RandomPassword()
+	hash, err := auth.HashPassword(pw, auth.DefaultParams)
+	if err != nil {
+		return "", err
+	}
+	st, err := console.OpenStores(db, nil)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	return pw, fn(st, hash)
+}
+
 // addUserCommand is "tobira-hq console add-user".
 func addUserCommand() *cobra.Command {
 	var db, name, role string
@@ -117,20 +133,14 @@ func addUserCommand() *cobra.Command {
 		if err != nil {
 			return cli.Usagef("--role: %w", err)
 		}
-		pw := auth.RandomPassword()
-		hash, err := auth.HashPassword(pw, auth.DefaultParams)
+		pw, err := withOneTimePassword(db, func(st *console.Stores, hash string) error {
+			if err := st.Accounts.Add(auth.User{Name: name, Role: r, Sites: sites, PasswordHash: hash, MustChange: true}); err != nil {
+				return err
+			}
+			_, err := st.Audit.Append(audit.Entry{Actor: actor(), Action: "add_user", Target: name, After: fmt.Sprintf("role %s, sites %v", r, sites)})
+			return err
+		})
 		if err != nil {
-			return err
-		}
-		st, err := console.OpenStores(db, nil)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		if err := st.Accounts.Add(auth.User{Name: name, Role: r, Sites: sites, PasswordHash: hash, MustChange: true}); err != nil {
-			return err
-		}
-		if _, err := st.Audit.Append(audit.Entry{Actor: actor(), Action: "add_user", Target: name, After: fmt.Sprintf("role %s, sites %v", r, sites)}); err != nil {
 			return err
 		}
 		_, err = fmt.Fprintf(c.OutOrStdout(), "user %s (%s) added; one-time password: %s\n", name, r, pw)
@@ -150,28 +160,22 @@ func resetPasswordCommand() *cobra.Command {
 	c.Flags().StringVar(&db, "console-db", defaultConsoleDB, "the console's store (bbolt file)")
 	c.Flags().StringVar(&name, "user", "", "login name")
 	c.RunE = func(c *cobra.Command, _ []string) error {
-		pw := auth.RandomPassword()
-		hash, err := auth.HashPassword(pw, auth.DefaultParams)
+		pw, err := withOneTimePassword(db, func(st *console.Stores, hash string) error {
+			u, err := st.Accounts.User(name)
+			if err != nil {
+				return err
+			}
+			u.PasswordHash, u.MustChange = hash, true
+			if err := st.Accounts.Update(u); err != nil {
+				return err
+			}
+			if err := st.Accounts.EndSessions(); err != nil {
+				return err
+			}
+			_, err = st.Audit.Append(audit.Entry{Actor: actor(), Action: "reset_password", Target: name})
+			return err
+		})
 		if err != nil {
-			return err
-		}
-		st, err := console.OpenStores(db, nil)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		u, err := st.Accounts.User(name)
-		if err != nil {
-			return err
-		}
-		u.PasswordHash, u.MustChange = hash, true
-		if err := st.Accounts.Update(u); err != nil {
-			return err
-		}
-		if err := st.Accounts.EndSessions(); err != nil {
-			return err
-		}
-		if _, err := st.Audit.Append(audit.Entry{Actor: actor(), Action: "reset_password", Target: name}); err != nil {
 			return err
 		}
 		_, err = fmt.Fprintf(c.OutOrStdout(), "user %s: one-time password: %s (every console session ended)\n", name, pw)
