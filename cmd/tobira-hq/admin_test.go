@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/export"
 	"github.com/tobira-ac/tobira/internal/signed"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -146,7 +147,7 @@ func TestAdminCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 3 || strings.Join(rows[0], ",") != strings.Join(csvHeader, ",") || rows[1][2] != "1" || rows[2][2] != "3" {
+	if len(rows) != 3 || strings.Join(rows[0], ",") != strings.Join(export.CSVHeader, ",") || rows[1][2] != "1" || rows[2][2] != "3" {
 		t.Fatalf("events CSV = %v, want the header and seqs 1 and 3", rows)
 	}
 	out.Reset()

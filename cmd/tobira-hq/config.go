@@ -49,6 +49,7 @@ type fileSettings struct {
 	LimitByteRate     *string `toml:"limit_byte_rate"`
 	LimitByteBurst    *string `toml:"limit_byte_burst"`
 	LimitNeedInterval *string `toml:"limit_need_interval"`
+	ConsoleListen     *string `toml:"console_listen"`
 }
 
 // setting is one key of tobira-hq.toml and the flag it feeds.
@@ -83,6 +84,7 @@ var settings = []setting{
 	{"limit_byte_rate", "limit-byte-rate", false, func(f *fileSettings) *string { return f.LimitByteRate }},
 	{"limit_byte_burst", "limit-byte-burst", false, func(f *fileSettings) *string { return f.LimitByteBurst }},
 	{"limit_need_interval", "limit-need-interval", false, func(f *fileSettings) *string { return f.LimitNeedInterval }},
+	{"console_listen", "console-listen", true, func(f *fileSettings) *string { return f.ConsoleListen }},
 }
 
 // envName is the environment variable of a setting.

@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/export"
 	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -45,61 +45,14 @@ func parseTime(flagName, s string) (time.Time, error) {
 	return t, nil
 }
 
-// eventWriter writes events as JSON lines or CSV.
-type eventWriter struct {
-	json *json.Encoder
-	csv  *csv.Writer
-}
-
-// csvHeader is the first line of a CSV export.
-var csvHeader = []string{"site", "device", "seq", "time", "type", "door", "granted", "reason", "credential", "token", "decision_us", "detail"}
-
-// newEventWriter returns a writer for format "json" or "csv".
-func newEventWriter(w io.Writer, format string) (*eventWriter, error) {
-	switch format {
-	case "json":
-		return &eventWriter{json: json.NewEncoder(w)}, nil
-	case "csv":
-		c := csv.NewWriter(w)
-		if err := c.Write(csvHeader); err != nil {
-			return nil, err
-		}
-		return &eventWriter{csv: c}, nil
-	default:
+// newEventWriter returns an export writer for format "json" or "csv"; another
+// format is a command-line mistake.
+func newEventWriter(w io.Writer, format string) (*export.EventWriter, error) {
+	ew, err := export.NewEventWriter(w, format)
+	if errors.Is(err, export.ErrFormat) {
 		return nil, cli.Usagef("--format %q, want json or csv", format)
 	}
-}
-
-// write writes one event.
-func (w *eventWriter) write(ev hq.StoredEvent) error {
-	if w.json != nil {
-		return w.json.Encode(ev)
-	}
-	c := csvCell
-	return w.csv.Write([]string{c(ev.Site), c(ev.Device), strconv.FormatUint(ev.Seq, 10), ev.Time.UTC().Format(time.RFC3339Nano),
-		c(ev.Type), c(ev.Door), strconv.FormatBool(ev.Granted), c(ev.Reason), c(ev.Credential), c(ev.Token),
-		strconv.FormatInt(ev.DecisionUS, 10), c(ev.Detail)})
-}
-
-// csvCell returns a text cell of a CSV export safe to open in a
-// spreadsheet: a cell starting with = + - @, a tab or a carriage return
-// is prefixed with a single quote, so the spreadsheet shows it as text
-// instead of evaluating it as a formula (OWASP "CSV injection"). The
-// text comes from devices: a compromised one chooses it.
-func csvCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
-}
-
-// flush ends the output.
-func (w *eventWriter) flush() error {
-	if w.csv != nil {
-		w.csv.Flush()
-		return w.csv.Error()
-	}
-	return nil
+	return ew, err
 }
 
 // eventsCommand is "tobira-hq events": query and export stored events.
@@ -155,10 +108,10 @@ func events(db string, q hq.EventQuery, format string, stdout io.Writer) error {
 		return err
 	}
 	defer svc.Close()
-	if err := svc.Query(q, w.write); err != nil {
+	if err := svc.Query(q, w.Write); err != nil {
 		return err
 	}
-	return w.flush()
+	return w.Flush()
 }
 
 // tailCommand is "tobira-hq tail": a read-only subscriber that prints the
@@ -220,12 +173,12 @@ func tail(ctx context.Context, bf *brokerFlags, format string, stdout io.Writer,
 	for {
 		select {
 		case <-ctx.Done():
-			return w.flush()
+			return w.Flush()
 		case ev := <-lines:
-			if err := w.write(ev); err != nil {
+			if err := w.Write(ev); err != nil {
 				return err
 			}
-			if err := w.flush(); err != nil {
+			if err := w.Flush(); err != nil {
 				return err
 			}
 		}

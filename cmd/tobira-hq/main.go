@@ -17,6 +17,7 @@
 //	tobira-hq snapshot publish --file F --version N [--delta-from M] --site S --device D...
 //	tobira-hq command send --site S --device D --action A [--door --mode --credential]
 //	tobira-hq release publish|serve|devices|rollout|sign|verify ...
+//	tobira-hq console add-user|reset-password --user NAME ...  web console accounts
 //
 // The broker, TLS files, store, spool, registry and signing key come from
 // the settings file (--config, $TOBIRA_HQ_CONFIG, or
@@ -70,7 +71,7 @@ func newRoot(src settingsSource) *cobra.Command {
 	configFlag(root)
 	root.AddCommand(serveCommand(), importCommand(), enrollCommand(), revokeCommand(), crlCommand(),
 		eventsCommand(), tailCommand(), fleetCommand(), cli.Keygen("hq.keys"), snapshotCommand(), commandCommand(),
-		releaseCommand(), migrateCommand(), migrateStoreCommand(), versionCommand())
+		releaseCommand(), migrateCommand(), migrateStoreCommand(), consoleCommand(), versionCommand())
 	noteSettings(root)
 	return root
 }
@@ -145,7 +146,7 @@ func logger(c *cobra.Command) *slog.Logger {
 
 // serveCommand is "tobira-hq serve".
 func serveCommand() *cobra.Command {
-	var db, clientID, spool, reg, keyFile, metricsListen string
+	var db, clientID, spool, reg, keyFile, metricsListen, consoleListen, consoleDB string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Store and acknowledge events, keep device status, re-send snapshot chunks, take enrollments, relay ticket marks",
@@ -156,6 +157,8 @@ func serveCommand() *cobra.Command {
 	c.Flags().StringVar(&reg, "registry", "", "HQ registry: enrollments from devices wait there for approval, and ticket marks are checked against its events and doors (empty: enrollments not taken, marks checked for time and transitions only)")
 	c.Flags().StringVar(&keyFile, "key", "", "HQ signing key: signs the ticket marks served to the gates (empty: not served)")
 	c.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics on /metrics (empty: off)")
+	c.Flags().StringVar(&consoleListen, "console-listen", "", "host:port serving the web console (empty: off; docs/CONSOLE.md)")
+	c.Flags().StringVar(&consoleDB, "console-db", defaultConsoleDB, "the console's accounts, sessions and audit log (bbolt file)")
 	bf := addBrokerFlags(c)
 	sf := addStoreFlags(c)
 	limits := addLimitFlags(c)
@@ -192,7 +195,16 @@ func serveCommand() *cobra.Command {
 		}
 		defer svc.Close()
 		log.Info("tobira-hq serving", "version", version, "broker", cfg.Broker, "db", db, "spool", spool)
-		return runService(c.Context(), svc, metrics, log)
+		run := func(ctx context.Context) error { return runService(ctx, svc, metrics, log) }
+		if consoleListen == "" {
+			return run(c.Context())
+		}
+		cs, err := openConsole(c.Context(), consoleListen, consoleDB, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer cs.close()
+		return cs.run(c.Context(), svc, run, log)
 	}
 	return c
 }

@@ -1,4 +1,4 @@
-package main
+package export
 
 import (
 	"bytes"
@@ -28,16 +28,16 @@ func TestEventsCSVEscapesFormulas(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			w, err := newEventWriter(&out, "csv")
+			w, err := NewEventWriter(&out, "csv")
 			if err != nil {
 				t.Fatal(err)
 			}
 			ev := hq.StoredEvent{Site: "s1", Device: "d1"}
 			ev.Type, ev.Door, ev.Reason, ev.Credential, ev.Token, ev.Detail = tt.in, tt.in, tt.in, tt.in, tt.in, tt.in
-			if err := w.write(ev); err != nil {
+			if err := w.Write(ev); err != nil {
 				t.Fatal(err)
 			}
-			if err := w.flush(); err != nil {
+			if err := w.Flush(); err != nil {
 				t.Fatal(err)
 			}
 			rows, err := csv.NewReader(&out).ReadAll()
@@ -47,7 +47,7 @@ func TestEventsCSVEscapesFormulas(t *testing.T) {
 			row := rows[1]
 			for _, col := range []int{4, 5, 7, 8, 9, 11} {
 				if row[col] != tt.want {
-					t.Errorf("column %s = %q, want %q", csvHeader[col], row[col], tt.want)
+					t.Errorf("column %s = %q, want %q", CSVHeader[col], row[col], tt.want)
 				}
 			}
 		})

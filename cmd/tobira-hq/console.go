@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os/user"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tobira-ac/tobira/cmd/internal/cli"
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/console"
+	"github.com/tobira-ac/tobira/hq/console/audit"
+	"github.com/tobira-ac/tobira/hq/console/auth"
+)
+
+// defaultConsoleDB is the console's accounts, sessions and audit log.
+const defaultConsoleDB = "console.db"
+
+// consoleServer is the console of a serve command, when console_listen
+// is set.
+type consoleServer struct {
+	ln     net.Listener
+	stores *console.Stores
+	sender *hq.Sender // nil: no commands
+}
+
+// openConsole listens on addr and opens the console store; cfg and the
+// key (when set) let it send commands. Close what it returns.
+func openConsole(ctx context.Context, addr, db string, cfg hq.Config, log *slog.Logger) (*consoleServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("console_listen %q: %w", addr, err)
+	}
+	st, err := console.OpenStores(db, nil)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	cs := &consoleServer{ln: ln, stores: st}
+	if cfg.Key != nil {
+		if cs.sender, err = hq.DialSender(ctx, cfg, cfg.Key); err != nil {
+			log.Warn("console: cannot connect the command sender; the console sends no commands", "broker", cfg.Broker, "err", err)
+		}
+	} else {
+		log.Info("console: no signing key (setting key); the console sends no commands")
+	}
+	return cs, nil
+}
+
+// close releases the console's listener, store and sender.
+func (cs *consoleServer) close() {
+	if cs.sender != nil {
+		cs.sender.Close()
+	}
+	cs.ln.Close()
+	cs.stores.Close()
+}
+
+// run serves the console next to run (HQ's service) until either ends.
+func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(context.Context) error, log *slog.Logger) error {
+	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Logger: log,
+		SecureCookie: !loopback(cs.ln.Addr())}
+	if cs.sender != nil {
+		cfg.Commands = cs.sender
+	}
+	con, err := console.New(cfg)
+	if err != nil {
+		return err
+	}
+	svc.OnEvent(con.Publish)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return console.Serve(gctx, cs.ln, con, log) })
+	g.Go(func() error { return run(gctx) })
+	return g.Wait()
+}
+
+// loopback reports whether a is a loopback address (a console there may
+// use plain HTTP cookies; elsewhere, put TLS in front).
+func loopback(a net.Addr) bool {
+	t, ok := a.(*net.TCPAddr)
+	return ok && t.IP.IsLoopback()
+}
+
+// consoleCommand is "tobira-hq console": the console's accounts.
+func consoleCommand() *cobra.Command {
+	c := &cobra.Command{Use: "console", Short: "The web console's accounts: add-user, reset-password (docs/CONSOLE.md)"}
+	c.AddCommand(addUserCommand(), resetPasswordCommand())
+	return c
+}
+
+// actor names who runs a console command, for the audit log.
+func actor() string {
+	if u, err := user.Current(); err == nil {
+		return "cli:" + u.Username
+	}
+	return "cli"
+}
+
+// withOneTimePassword makes a fresh password and calls fn with the
+// console store db and the password's hash; it returns the password.
+func withOneTimePassword(db string, fn func(st *console.Stores, hash string) error) (string, error) {
+	pw := auth.RandomPassword()
+	hash, err := auth.HashPassword(pw, auth.DefaultParams)
+	if err != nil {
+		return "", err
+	}
+	st, err := console.OpenStores(db, nil)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	return pw, fn(st, hash)
+}
+
+// addUserCommand is "tobira-hq console add-user".
+func addUserCommand() *cobra.Command {
+	var db, name, role string
+	var sites []string
+	c := &cobra.Command{
+		Use:   "add-user --user NAME --role ROLE [--site S ...]",
+		Short: "Add a console account and print its one-time password (stop tobira-hq serve first)",
+	}
+	c.Flags().StringVar(&db, "console-db", defaultConsoleDB, "the console's store (bbolt file)")
+	c.Flags().StringVar(&name, "user", "", "login name")
+	c.Flags().StringVar(&role, "role", "", "administrator, operator, clerk or auditor")
+	c.Flags().StringSliceVar(&sites, "site", []string{auth.AllSites}, "site the account may see and act on (repeat; * for all)")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		r, err := auth.ParseRole(role)
+		if err != nil {
+			return cli.Usagef("--role: %w", err)
+		}
+		pw, err := withOneTimePassword(db, func(st *console.Stores, hash string) error {
+			if err := st.Accounts.Add(auth.User{Name: name, Role: r, Sites: sites, PasswordHash: hash, MustChange: true}); err != nil {
+				return err
+			}
+			_, err := st.Audit.Append(audit.Entry{Actor: actor(), Action: "add_user", Target: name, After: fmt.Sprintf("role %s, sites %v", r, sites)})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.OutOrStdout(), "user %s (%s) added; one-time password: %s\n", name, r, pw)
+		return err
+	}
+	return c
+}
+
+// resetPasswordCommand is "tobira-hq console reset-password": the
+// recovery path for a lost password.
+func resetPasswordCommand() *cobra.Command {
+	var db, name string
+	c := &cobra.Command{
+		Use:   "reset-password --user NAME",
+		Short: "Give an account a new one-time password and end every session (stop tobira-hq serve first)",
+	}
+	c.Flags().StringVar(&db, "console-db", defaultConsoleDB, "the console's store (bbolt file)")
+	c.Flags().StringVar(&name, "user", "", "login name")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		pw, err := withOneTimePassword(db, func(st *console.Stores, hash string) error {
+			u, err := st.Accounts.User(name)
+			if err != nil {
+				return err
+			}
+			u.PasswordHash, u.MustChange = hash, true
+			if err := st.Accounts.Update(u); err != nil {
+				return err
+			}
+			if err := st.Accounts.EndSessions(); err != nil {
+				return err
+			}
+			_, err = st.Audit.Append(audit.Entry{Actor: actor(), Action: "reset_password", Target: name})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.OutOrStdout(), "user %s: one-time password: %s (every console session ended)\n", name, pw)
+		return err
+	}
+	return c
+}

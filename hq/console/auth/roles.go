@@ -1,0 +1,70 @@
+// Package auth holds the console's accounts: roles and what each may do,
+// users limited to the sites they are granted, argon2id password hashes,
+// login rate limiting, and the accounts and sessions store (bbolt).
+package auth
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Role is what an account is for.
+type Role string
+
+// The roles of the console.
+const (
+	// Administrator may do everything, including managing accounts.
+	Administrator Role = "administrator"
+	// Operator watches doors, devices and events and sends door commands.
+	Operator Role = "operator"
+	// Clerk (enrollment clerk) handles people and enrollments.
+	Clerk Role = "clerk"
+	// Auditor reads everything that is not personal data, and the audit
+	// log; changes nothing.
+	Auditor Role = "auditor"
+)
+
+// Roles lists every role.
+var Roles = []Role{Administrator, Operator, Clerk, Auditor}
+
+// ParseRole returns the role named s.
+func ParseRole(s string) (Role, error) {
+	if r := Role(s); slices.Contains(Roles, r) {
+		return r, nil
+	}
+	return "", fmt.Errorf("%w: role %q, want one of %v", ErrInvalid, s, Roles)
+}
+
+// Perm is one thing a role may do; the console checks one Perm per route.
+type Perm string
+
+// The permissions.
+const (
+	// PermView is seeing the console at all (home, own account).
+	PermView Perm = "view"
+	// PermFleet is the fleet page: sites, devices, doors.
+	PermFleet Perm = "fleet"
+	// PermEvents is the events page, its export and the live feed.
+	PermEvents Perm = "events"
+	// PermNames is seeing people's names (personal data; each view is
+	// audited).
+	PermNames Perm = "names"
+	// PermCommand is sending door commands.
+	PermCommand Perm = "command"
+	// PermAudit is reading and exporting the audit log.
+	PermAudit Perm = "audit"
+)
+
+// grants is the table of what each role may do.
+var grants = map[Role][]Perm{
+	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermAudit},
+	Operator:      {PermView, PermFleet, PermEvents, PermCommand},
+	Clerk:         {PermView, PermEvents, PermNames},
+	Auditor:       {PermView, PermFleet, PermEvents, PermAudit},
+}
+
+// Can reports whether role r has permission p.
+func (r Role) Can(p Perm) bool { return slices.Contains(grants[r], p) }
+
+// AllSites in User.Sites grants every site.
+const AllSites = "*"

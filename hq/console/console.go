@@ -1,0 +1,220 @@
+// Package console is HQ's web console, served by tobira-hq itself: pages
+// rendered on the server with html/template, a little JavaScript (the
+// live feed), every asset embedded. It reads HQ's data through the same
+// public APIs as the CLI (hq.Service: Fleet, Query, Result; hq.Sender:
+// SendCommand), keeps its accounts and audit log in its own store
+// (auth, audit), and checks on the server, for every route, that the
+// logged-in account's role grants the route's permission (routes.go).
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/alexedwards/scs/v2"
+
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/console/audit"
+	"github.com/tobira-ac/tobira/hq/console/auth"
+	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/sync/proto"
+)
+
+// HQ is what the console reads of HQ's service (hq.Service has it).
+type HQ interface {
+	// Fleet returns every device with its status and drift.
+	Fleet() ([]hq.DeviceInfo, error)
+	// Query calls fn for each stored event selected by q.
+	Query(q hq.EventQuery, fn func(hq.StoredEvent) error) error
+	// Result returns a command's result once the device answered.
+	Result(id string) (proto.Result, bool, error)
+}
+
+// Commander sends signed commands to devices (hq.Sender has it).
+type Commander interface {
+	// SendCommand signs c (filling ID, Issued, Expires) and publishes it.
+	SendCommand(ctx context.Context, c proto.Command) (proto.Command, error)
+}
+
+// Accounts is where the console finds its users and keeps its sessions
+// (auth.Store has it).
+type Accounts interface {
+	scs.Store
+	// User returns the account name, or an error wrapping auth.ErrNoUser.
+	User(name string) (auth.User, error)
+	// Update replaces an existing account.
+	Update(u auth.User) error
+}
+
+// AuditLog is where the console records every admin action
+// (audit.Log has it).
+type AuditLog interface {
+	// Append records e and returns it as stored.
+	Append(e audit.Entry) (audit.Entry, error)
+	// Page returns up to limit entries older than before, newest first.
+	Page(before uint64, limit int) ([]audit.Entry, error)
+	// Verify checks the chain of hashes.
+	Verify() (uint64, string, error)
+	// WriteCSV exports the log as CSV.
+	WriteCSV(w io.Writer) error
+	// WriteJSON exports the log as JSON lines.
+	WriteJSON(w io.Writer) error
+}
+
+// Names gives the people's names of credentials: personal data, shown
+// only to roles with auth.PermNames, and every view is audited.
+type Names interface {
+	// Name returns the name of the person holding credential (hex key)
+	// at site, and false when unknown.
+	Name(site, credential string) (string, bool)
+}
+
+// Config configures a Server.
+type Config struct {
+	// HQ is the service whose data the console shows (required).
+	HQ HQ
+	// Commands sends door commands; nil: the console sends none.
+	Commands Commander
+	// Accounts holds the users and sessions (required).
+	Accounts Accounts
+	// Audit records every admin action (required).
+	Audit AuditLog
+	// Names, when set, shows people's names to the roles allowed.
+	Names Names
+	// SecureCookie marks the session cookie Secure (HTTPS only). Leave it
+	// false only for a console on loopback or behind a TLS proxy that
+	// sets no cookies itself.
+	SecureCookie bool
+	// Params are the argon2id costs of new passwords; zero:
+	// auth.DefaultParams.
+	Params auth.Params
+	// Clock times sessions, rate limits and the audit; default
+	// clock.System{}.
+	Clock clock.Clock
+	// Logger receives the console's logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Login rate limits: failures allowed per account and per client
+// address within loginWindow.
+const (
+	loginFailsPerUser = 5
+	loginFailsPerAddr = 20
+	loginWindow       = 15 * time.Minute
+)
+
+// Server is the console: an http.Handler plus the live feed's
+// broadcaster.
+type Server struct {
+	cfg      Config
+	clk      clock.Clock
+	log      *slog.Logger
+	sessions *scs.SessionManager
+	perUser  *auth.Limiter
+	perAddr  *auth.Limiter
+	live     *broadcaster
+	handler  http.Handler
+}
+
+// ErrConfig means a Config lacks what the console needs.
+var ErrConfig = errors.New("console configuration")
+
+// New returns a console serving cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.HQ == nil || cfg.Accounts == nil || cfg.Audit == nil {
+		return nil, fmt.Errorf("%w: HQ, Accounts and Audit are required", ErrConfig)
+	}
+	if cfg.Params == (auth.Params{}) {
+		cfg.Params = auth.DefaultParams
+	}
+	s := &Server{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, live: newBroadcaster(liveBuffer)}
+	if s.clk == nil {
+		s.clk = clock.System{}
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.perUser = auth.NewLimiter(loginFailsPerUser, loginWindow, s.clk.Now)
+	s.perAddr = auth.NewLimiter(loginFailsPerAddr, loginWindow, s.clk.Now)
+	sm := scs.New()
+	sm.Store = cfg.Accounts
+	sm.Lifetime = 12 * time.Hour
+	sm.IdleTimeout = time.Hour
+	sm.Cookie.Name = "tobira_console"
+	sm.Cookie.HttpOnly = true
+	sm.Cookie.SameSite = http.SameSiteLaxMode
+	sm.Cookie.Secure = cfg.SecureCookie
+	sm.ErrorFunc = func(w http.ResponseWriter, r *http.Request, err error) {
+		s.log.Error("console session", "path", r.URL.Path, "err", err)
+		http.Error(w, "session error", http.StatusInternalServerError)
+	}
+	s.sessions = sm
+	mux, err := s.routes()
+	if err != nil {
+		return nil, err
+	}
+	cop := http.NewCrossOriginProtection()
+	s.handler = securityHeaders(cop.Handler(sm.LoadAndSave(mux)))
+	return s, nil
+}
+
+// ServeHTTP serves the console.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Publish hands a newly stored event to the live feed's subscribers; it
+// never blocks (a slow browser loses events, and is told so). Give it to
+// hq.Service.OnEvent.
+func (s *Server) Publish(site, device string, ev proto.Event) {
+	s.live.publish(hq.StoredEvent{Site: site, Device: device, Event: ev})
+}
+
+// Serve serves h on ln until ctx ends, then shuts down (waiting up to 5
+// seconds for requests in flight; the live feeds end with ctx).
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      time.Minute, // the live feed lifts it for itself
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	log.Info("console serving", "addr", ln.Addr().String())
+	select {
+	case err := <-done:
+		return fmt.Errorf("console on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("console on %s: shut down: %w", ln.Addr(), err)
+	}
+	<-done
+	return nil
+}
+
+// securityHeaders sets a strict Content-Security-Policy (no inline
+// script or style, nothing from elsewhere) and the other headers every
+// page gets.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "+
+			"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,52 @@
+package console
+
+import (
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tobira-ac/tobira/hq/console/audit"
+	"github.com/tobira-ac/tobira/hq/console/auth"
+	"github.com/tobira-ac/tobira/internal/boltfile"
+)
+
+// Stores are the console's accounts, sessions and audit log in one bbolt
+// file (next to HQ's store; PostgreSQL can implement Accounts and
+// AuditLog later).
+type Stores struct {
+	// Accounts holds the users and sessions.
+	Accounts *auth.Store
+	// Audit is the audit log.
+	Audit *audit.Log
+	db    *bolt.DB
+}
+
+// OpenStores opens (or creates) the console file at path. Like every
+// bbolt file it allows one process at a time: stop tobira-hq serve
+// before tobira-hq console add-user or reset-password. now stamps the
+// records (nil: time.Now).
+func OpenStores(path string, now func() time.Time) (*Stores, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltfile.OpenTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("open console store %s (is tobira-hq serve running?): %w", path, err)
+	}
+	acc, err := auth.NewStore(db, now)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	log, err := audit.New(db, auth.Format, now)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if _, err := acc.PruneSessions(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("console store %s: prune sessions: %w", path, err)
+	}
+	return &Stores{Accounts: acc, Audit: log, db: db}, nil
+}
+
+// Close closes the file.
+func (s *Stores) Close() error { return s.db.Close() }
