@@ -34,6 +34,12 @@ const (
 	// once per interval, however often it is asked (the edge asks again
 	// every 10 s without a new chunk).
 	DefaultNeedInterval = 5 * time.Second
+	// DefaultRequestRate is the sustained rate of requests HQ answers from
+	// its store per device (marks-get and ticket-check), per second.
+	DefaultRequestRate = 10
+	// DefaultRequestBurst is how many such requests a device may make at
+	// once: a gate catching up on 50,000 marks asks 100 pages.
+	DefaultRequestBurst = 200
 	// DefaultReportInterval: HQ stores at most one device_refused event
 	// per device and refusal reason per interval.
 	DefaultReportInterval = time.Minute
@@ -64,6 +70,14 @@ type Limits struct {
 	// NeedInterval is how long HQ waits before it re-sends the same
 	// chunk to the same device again; default DefaultNeedInterval.
 	NeedInterval time.Duration
+	// RequestRate and RequestBurst are a token bucket per device of the
+	// requests HQ answers from its mark store (marks-get, ticket-check);
+	// a request beyond it is refused unanswered (the gate asks again, or
+	// decides a ticket locally). Defaults DefaultRequestRate (per second)
+	// and DefaultRequestBurst.
+	RequestRate float64
+	// RequestBurst is the request bucket's size.
+	RequestBurst int64
 	// ReportInterval spaces the device_refused events of one device and
 	// reason; default DefaultReportInterval.
 	ReportInterval time.Duration
@@ -78,12 +92,16 @@ func (l Limits) withDefaults() (Limits, error) {
 	l.ByteRate = cmp.Or(l.ByteRate, DefaultByteRate)
 	l.ByteBurst = cmp.Or(l.ByteBurst, DefaultByteBurst)
 	l.NeedInterval = cmp.Or(l.NeedInterval, DefaultNeedInterval)
+	l.RequestRate = cmp.Or(l.RequestRate, DefaultRequestRate)
+	l.RequestBurst = cmp.Or(l.RequestBurst, DefaultRequestBurst)
 	l.ReportInterval = cmp.Or(l.ReportInterval, DefaultReportInterval)
 	switch {
 	case l.SeqWindow < proto.MaxBatch:
 		return l, fmt.Errorf("%w: limits: seq window %d is below one batch (%d)", ErrConfig, l.SeqWindow, proto.MaxBatch)
-	case l.EventRate < 0 || l.ByteRate < 0:
-		return l, fmt.Errorf("%w: limits: negative rate (events %v/s, bytes %v/s)", ErrConfig, l.EventRate, l.ByteRate)
+	case l.EventRate < 0 || l.ByteRate < 0 || l.RequestRate < 0:
+		return l, fmt.Errorf("%w: limits: negative rate (events %v/s, bytes %v/s, requests %v/s)", ErrConfig, l.EventRate, l.ByteRate, l.RequestRate)
+	case l.RequestBurst < 1:
+		return l, fmt.Errorf("%w: limits: request burst %d is below 1", ErrConfig, l.RequestBurst)
 	case l.EventBurst < proto.MaxBatch:
 		return l, fmt.Errorf("%w: limits: event burst %d is below one batch (%d)", ErrConfig, l.EventBurst, proto.MaxBatch)
 	case l.ByteBurst < proto.MaxPayload:
@@ -135,6 +153,7 @@ type deviceLimits struct {
 	acked         uint64
 	ackedKnown    bool
 	events, bytes bucket
+	requests      bucket
 
 	unsaid   map[string]uint64    // refused since the last report, by reason
 	reported map[string]time.Time // last report, by reason
@@ -205,6 +224,19 @@ func (l *limiter) admit(site, device string, first, last uint64, size int) (reas
 	}
 	d.events, d.bytes = ev, by
 	return "", "", nil
+}
+
+// request takes one token of site/device's request bucket (marks-get,
+// ticket-check). It returns "" to answer the request, or the refusal
+// reason and what was refused.
+func (l *limiter) request(site, device string, leaf proto.Leaf) (reason, detail string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := l.device(site, device)
+	if d.requests.take(l.clk.Now(), l.lim.RequestRate, l.lim.RequestBurst, 1) {
+		return "", ""
+	}
+	return refusedRequestLimited, fmt.Sprintf("%s beyond %v requests/s, burst %d", leaf, l.lim.RequestRate, l.lim.RequestBurst)
 }
 
 // stored records the acknowledgement point of site/device after a commit.
