@@ -34,8 +34,9 @@ const (
 	// once per interval, however often it is asked (the edge asks again
 	// every 10 s without a new chunk).
 	DefaultNeedInterval = 5 * time.Second
-	// DefaultRequestRate is the sustained rate of requests HQ answers from
-	// its store per device (marks-get and ticket-check), per second.
+	// DefaultRequestRate is the sustained rate of messages per device
+	// that read or write HQ's mark store (marks, marks-get, ticket-check),
+	// per second.
 	DefaultRequestRate = 10
 	// DefaultRequestBurst is how many such requests a device may make at
 	// once: a gate catching up on 50,000 marks asks 100 pages.
@@ -71,9 +72,10 @@ type Limits struct {
 	// chunk to the same device again; default DefaultNeedInterval.
 	NeedInterval time.Duration
 	// RequestRate and RequestBurst are a token bucket per device of the
-	// requests HQ answers from its mark store (marks-get, ticket-check);
-	// a request beyond it is refused unanswered (the gate asks again, or
-	// decides a ticket locally). Defaults DefaultRequestRate (per second)
+	// messages that read or write HQ's mark store (marks, marks-get,
+	// ticket-check; their bytes count in the byte bucket too); one beyond
+	// it is refused unanswered (the gate sends its marks again after its
+	// ack timeout, asks again, or decides a ticket locally). Defaults DefaultRequestRate (per second)
 	// and DefaultRequestBurst.
 	RequestRate float64
 	// RequestBurst is the request bucket's size.
@@ -226,17 +228,25 @@ func (l *limiter) admit(site, device string, first, last uint64, size int) (reas
 	return "", "", nil
 }
 
-// request takes one token of site/device's request bucket (marks-get,
-// ticket-check). It returns "" to answer the request, or the refusal
-// reason and what was refused.
-func (l *limiter) request(site, device string, leaf proto.Leaf) (reason, detail string) {
+// request takes one token of site/device's request bucket and size
+// bytes of its byte bucket for a marks, marks-get or ticket-check message
+// (every mark HQ stores comes in one). It returns "" to handle the
+// message, or the refusal reason and what was refused.
+func (l *limiter) request(site, device string, leaf proto.Leaf, size int) (reason, detail string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	d := l.device(site, device)
-	if d.requests.take(l.clk.Now(), l.lim.RequestRate, l.lim.RequestBurst, 1) {
-		return "", ""
+	now := l.clk.Now()
+	// Check both buckets before taking from either.
+	rq, by := d.requests, d.bytes
+	switch {
+	case !rq.take(now, l.lim.RequestRate, l.lim.RequestBurst, 1):
+		return refusedRequestLimited, fmt.Sprintf("%s beyond %v requests/s, burst %d", leaf, l.lim.RequestRate, l.lim.RequestBurst)
+	case !by.take(now, l.lim.ByteRate, l.lim.ByteBurst, int64(size)):
+		return refusedByteLimited, fmt.Sprintf("%s of %d bytes beyond %v bytes/s, burst %d", leaf, size, l.lim.ByteRate, l.lim.ByteBurst)
 	}
-	return refusedRequestLimited, fmt.Sprintf("%s beyond %v requests/s, burst %d", leaf, l.lim.RequestRate, l.lim.RequestBurst)
+	d.requests, d.bytes = rq, by
+	return "", ""
 }
 
 // stored records the acknowledgement point of site/device after a commit.

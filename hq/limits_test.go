@@ -267,11 +267,11 @@ func TestLimitsNeedOverlappingRanges(t *testing.T) {
 	}
 }
 
-// TestLimitsMarkRequests: a device floods HQ with marks-get and
-// ticket-check requests (each answered from HQ's mark store, ticket-check
-// with a signed verdict). HQ answers the burst of the device's request
-// bucket, refuses the rest unanswered as request_limited and counts them
-// in the fleet view.
+// TestLimitsMarkRequests: a device floods HQ with marks, marks-get and
+// ticket-check messages (each stored in or answered from HQ's mark store,
+// marks acknowledged, ticket-check with a signed verdict). HQ handles the
+// burst of the device's request bucket, refuses the rest unanswered as
+// request_limited and counts them in the fleet view.
 func TestLimitsMarkRequests(t *testing.T) {
 	const burst, sent = 3, 10
 	now := time.Now().UTC()
@@ -281,6 +281,11 @@ func TestLimitsMarkRequests(t *testing.T) {
 		answers string // where HQ answers it
 		payload func(i int) any
 	}{
+		{"marks", proto.MarksTopic("s1", "d1"), proto.MarksAckTopic("s1", "d1"),
+			func(i int) any {
+				return proto.MarkBatch{Site: "s1", Device: "d1", Marks: []proto.Mark{{Seq: uint64(i + 1),
+					Ticket: []byte(fmt.Sprintf("ticket-%d", i)), Event: "e1", State: proto.MarkIn, At: now, Door: "door-1"}}}
+			}},
 		{"marks-get", proto.MarksGetTopic("s1", "d1"), proto.PeerMarksTopic("s1", "d1"),
 			func(int) any { return proto.MarksGet{} }},
 		{"ticket-check", proto.TicketCheckTopic("s1", "d1"), proto.TicketVerdictTopic("s1", "d1"),

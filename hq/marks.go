@@ -252,6 +252,10 @@ func (h *Service) handleMarks(ctx context.Context, pub publishFunc, topic string
 		return
 	}
 	h.relay.seen(b.Site, b.Device, true)
+	if reason, detail := h.limits.request(b.Site, b.Device, proto.LeafMarks, len(payload)); reason != "" {
+		h.refuse(ctx, b.Site, b.Device, reason, detail)
+		return // not acknowledged: the gate sends the marks again
+	}
 	var doors []string
 	if h.rules != nil {
 		var known bool
@@ -310,7 +314,7 @@ func (h *Service) handleMarksGet(ctx context.Context, pub publishFunc, topic str
 		return
 	}
 	h.relay.seen(site, device, true)
-	if reason, detail := h.limits.request(site, device, proto.LeafMarksGet); reason != "" {
+	if reason, detail := h.limits.request(site, device, proto.LeafMarksGet, len(payload)); reason != "" {
 		h.refuse(ctx, site, device, reason, detail)
 		return // the gate asks again (on its next connection or mark interval)
 	}

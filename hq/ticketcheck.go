@@ -22,7 +22,7 @@ func (h *Service) handleTicketCheck(ctx context.Context, pub publishFunc, topic 
 		return // the gate's budget runs out: it decides locally
 	}
 	h.relay.seen(c.Site, c.Device, true)
-	if reason, detail := h.limits.request(c.Site, c.Device, proto.LeafTicketCheck); reason != "" {
+	if reason, detail := h.limits.request(c.Site, c.Device, proto.LeafTicketCheck, len(payload)); reason != "" {
 		h.refuse(ctx, c.Site, c.Device, reason, detail)
 		return // the gate's budget runs out: it decides locally
 	}
