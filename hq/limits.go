@@ -34,6 +34,13 @@ const (
 	// once per interval, however often it is asked (the edge asks again
 	// every 10 s without a new chunk).
 	DefaultNeedInterval = 5 * time.Second
+	// DefaultRequestRate is the sustained rate of messages per device
+	// that read or write HQ's mark store (marks, marks-get, ticket-check),
+	// per second.
+	DefaultRequestRate = 10
+	// DefaultRequestBurst is how many such requests a device may make at
+	// once: a gate catching up on 50,000 marks asks 100 pages.
+	DefaultRequestBurst = 200
 	// DefaultReportInterval: HQ stores at most one device_refused event
 	// per device and refusal reason per interval.
 	DefaultReportInterval = time.Minute
@@ -64,6 +71,15 @@ type Limits struct {
 	// NeedInterval is how long HQ waits before it re-sends the same
 	// chunk to the same device again; default DefaultNeedInterval.
 	NeedInterval time.Duration
+	// RequestRate and RequestBurst are a token bucket per device of the
+	// messages that read or write HQ's mark store (marks, marks-get,
+	// ticket-check; their bytes count in the byte bucket too); one beyond
+	// it is refused unanswered (the gate sends its marks again after its
+	// ack timeout, asks again, or decides a ticket locally). Defaults DefaultRequestRate (per second)
+	// and DefaultRequestBurst.
+	RequestRate float64
+	// RequestBurst is the request bucket's size.
+	RequestBurst int64
 	// ReportInterval spaces the device_refused events of one device and
 	// reason; default DefaultReportInterval.
 	ReportInterval time.Duration
@@ -78,12 +94,16 @@ func (l Limits) withDefaults() (Limits, error) {
 	l.ByteRate = cmp.Or(l.ByteRate, DefaultByteRate)
 	l.ByteBurst = cmp.Or(l.ByteBurst, DefaultByteBurst)
 	l.NeedInterval = cmp.Or(l.NeedInterval, DefaultNeedInterval)
+	l.RequestRate = cmp.Or(l.RequestRate, DefaultRequestRate)
+	l.RequestBurst = cmp.Or(l.RequestBurst, DefaultRequestBurst)
 	l.ReportInterval = cmp.Or(l.ReportInterval, DefaultReportInterval)
 	switch {
 	case l.SeqWindow < proto.MaxBatch:
 		return l, fmt.Errorf("%w: limits: seq window %d is below one batch (%d)", ErrConfig, l.SeqWindow, proto.MaxBatch)
-	case l.EventRate < 0 || l.ByteRate < 0:
-		return l, fmt.Errorf("%w: limits: negative rate (events %v/s, bytes %v/s)", ErrConfig, l.EventRate, l.ByteRate)
+	case l.EventRate < 0 || l.ByteRate < 0 || l.RequestRate < 0:
+		return l, fmt.Errorf("%w: limits: negative rate (events %v/s, bytes %v/s, requests %v/s)", ErrConfig, l.EventRate, l.ByteRate, l.RequestRate)
+	case l.RequestBurst < 1:
+		return l, fmt.Errorf("%w: limits: request burst %d is below 1", ErrConfig, l.RequestBurst)
 	case l.EventBurst < proto.MaxBatch:
 		return l, fmt.Errorf("%w: limits: event burst %d is below one batch (%d)", ErrConfig, l.EventBurst, proto.MaxBatch)
 	case l.ByteBurst < proto.MaxPayload:
@@ -135,6 +155,7 @@ type deviceLimits struct {
 	acked         uint64
 	ackedKnown    bool
 	events, bytes bucket
+	requests      bucket
 
 	unsaid   map[string]uint64    // refused since the last report, by reason
 	reported map[string]time.Time // last report, by reason
@@ -205,6 +226,27 @@ func (l *limiter) admit(site, device string, first, last uint64, size int) (reas
 	}
 	d.events, d.bytes = ev, by
 	return "", "", nil
+}
+
+// request takes one token of site/device's request bucket and size
+// bytes of its byte bucket for a marks, marks-get or ticket-check message
+// (every mark HQ stores comes in one). It returns "" to handle the
+// message, or the refusal reason and what was refused.
+func (l *limiter) request(site, device string, leaf proto.Leaf, size int) (reason, detail string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := l.device(site, device)
+	now := l.clk.Now()
+	// Check both buckets before taking from either.
+	rq, by := d.requests, d.bytes
+	switch {
+	case !rq.take(now, l.lim.RequestRate, l.lim.RequestBurst, 1):
+		return refusedRequestLimited, fmt.Sprintf("%s beyond %v requests/s, burst %d", leaf, l.lim.RequestRate, l.lim.RequestBurst)
+	case !by.take(now, l.lim.ByteRate, l.lim.ByteBurst, int64(size)):
+		return refusedByteLimited, fmt.Sprintf("%s of %d bytes beyond %v bytes/s, burst %d", leaf, size, l.lim.ByteRate, l.lim.ByteBurst)
+	}
+	d.requests, d.bytes = rq, by
+	return "", ""
 }
 
 // stored records the acknowledgement point of site/device after a commit.

@@ -2,6 +2,7 @@ package hq_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -263,5 +264,64 @@ func TestLimitsNeedOverlappingRanges(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // would-be extra chunks arrive
 	if n := chunks.Load(); n != 1 {
 		t.Fatalf("HQ sent the one chunk %d times for two needs of %d ranges, want once", n, proto.MaxNeedRanges)
+	}
+}
+
+// TestLimitsMarkRequests: a device floods HQ with marks, marks-get and
+// ticket-check messages (each stored in or answered from HQ's mark store,
+// marks acknowledged, ticket-check with a signed verdict). HQ handles the
+// burst of the device's request bucket, refuses the rest unanswered as
+// request_limited and counts them in the fleet view.
+func TestLimitsMarkRequests(t *testing.T) {
+	const burst, sent = 3, 10
+	now := time.Now().UTC()
+	for _, tc := range []struct {
+		name    string
+		topic   string // the request's topic
+		answers string // where HQ answers it
+		payload func(i int) any
+	}{
+		{"marks", proto.MarksTopic("s1", "d1"), proto.MarksAckTopic("s1", "d1"),
+			func(i int) any {
+				return proto.MarkBatch{Site: "s1", Device: "d1", Marks: []proto.Mark{{Seq: uint64(i + 1),
+					Ticket: []byte(fmt.Sprintf("ticket-%d", i)), Event: "e1", State: proto.MarkIn, At: now, Door: "door-1"}}}
+			}},
+		{"marks-get", proto.MarksGetTopic("s1", "d1"), proto.PeerMarksTopic("s1", "d1"),
+			func(int) any { return proto.MarksGet{} }},
+		{"ticket-check", proto.TicketCheckTopic("s1", "d1"), proto.TicketVerdictTopic("s1", "d1"),
+			func(i int) any {
+				return proto.TicketCheck{Site: "s1", Device: "d1", ID: uint64(i + 1), Mark: proto.Mark{
+					Ticket: []byte(fmt.Sprintf("ticket-%d", i)), Event: "e1", State: proto.MarkIn, At: now, Door: "door-1"}}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mosquittotest.Start(t)
+			_, key, err := signed.GenerateKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := runLimitedHQ(t, backends[0], m, hq.Config{Logger: testLog(t), Key: key,
+				Limits: hq.Limits{RequestRate: 0.001, RequestBurst: burst}})
+			c := device(t, m, "asker")
+			answers := count(t, c, tc.answers)
+			for i := range sent {
+				b, err := json.Marshal(tc.payload(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pub(t, c, tc.topic, b)
+			}
+			eventually(t, "the requests beyond the burst refused", func() bool {
+				return fleetEntry(t, h, "s1", "d1").Refused["request_limited"] == sent-burst
+			})
+			time.Sleep(500 * time.Millisecond) // would-be extra answers arrive
+			if n := answers.Load(); n != burst {
+				t.Fatalf("HQ answered %d of %d requests, want the burst of %d", n, sent, burst)
+			}
+			evs := refusalEvents(t, h, "s1")
+			if len(evs) != 1 || !strings.HasPrefix(evs[0].Detail, "device=d1 refused=request_limited count=1:") {
+				t.Fatalf("HQ's own events %+v, want one device_refused event for d1's requests", evs)
+			}
+		})
 	}
 }

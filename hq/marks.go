@@ -252,6 +252,10 @@ func (h *Service) handleMarks(ctx context.Context, pub publishFunc, topic string
 		return
 	}
 	h.relay.seen(b.Site, b.Device, true)
+	if reason, detail := h.limits.request(b.Site, b.Device, proto.LeafMarks, len(payload)); reason != "" {
+		h.refuse(ctx, b.Site, b.Device, reason, detail)
+		return // not acknowledged: the gate sends the marks again
+	}
 	var doors []string
 	if h.rules != nil {
 		var known bool
@@ -270,10 +274,7 @@ func (h *Service) handleMarks(ctx context.Context, pub publishFunc, topic string
 		h.log.Error("cannot store ticket marks; the device will send again", "topic", topic, "err", err)
 		return
 	}
-	for _, r := range res.Reports {
-		h.log.Warn("ticket mark "+r.Kind, "site", b.Site, "device", r.Device, "reason", r.Reason,
-			"ticket", fmt.Sprintf("%x", r.Mark.Ticket), "door", r.Mark.Door, "at", r.Mark.At, "state", r.Mark.State)
-	}
+	h.reportMarks(ctx, b.Site, res.Reports)
 	first, last := b.Range()
 	ackTopic := proto.MarksAckTopic(b.Site, b.Device)
 	if err := publishJSONTo(ctx, pub, ackTopic, proto.MarksAck{First: first, Last: last}); err != nil {
@@ -313,6 +314,10 @@ func (h *Service) handleMarksGet(ctx context.Context, pub publishFunc, topic str
 		return
 	}
 	h.relay.seen(site, device, true)
+	if reason, detail := h.limits.request(site, device, proto.LeafMarksGet, len(payload)); reason != "" {
+		h.refuse(ctx, site, device, reason, detail)
+		return // the gate asks again (on its next connection or mark interval)
+	}
 	if h.relay.key == nil {
 		h.log.Warn("cannot serve ticket marks: HQ has no signing key (Config.Key)", "topic", topic)
 		return
@@ -333,6 +338,34 @@ func (h *Service) handleMarksGet(ctx context.Context, pub publishFunc, topic str
 	if err != nil {
 		h.log.Warn("cannot send ticket marks; the gate asks again", "site", site, "device", device, "err", err)
 	}
+}
+
+// reportMarks reports the refusals and conflicts of marks of site HQ just
+// recorded like the per-device limits' refusals (refuse): counted, logged
+// and stored as device_refused events with refused=mark_refused or
+// refused=ticket_conflict, at most one per device and reason per
+// Limits.ReportInterval. The reports themselves stay in the mark store
+// (MarkReports).
+func (h *Service) reportMarks(ctx context.Context, site string, reps []MarkReport) {
+	for _, r := range reps {
+		m := r.Mark
+		what := fmt.Sprintf("%s of ticket %x at door %s at %s", markVerb(m.State), m.Ticket, m.Door, m.At.UTC().Format(time.RFC3339Nano))
+		if r.Kind == ReportConflict && r.Other != nil {
+			o := r.Other
+			h.refuse(ctx, site, r.Device, refusedTicketConflict, fmt.Sprintf("%s; also entered at door %s at %s (device %s)",
+				what, o.Door, o.At.UTC().Format(time.RFC3339Nano), o.Device))
+			continue
+		}
+		h.refuse(ctx, site, r.Device, refusedMark, what+": "+r.Reason)
+	}
+}
+
+// markVerb names a mark's passage for operators.
+func markVerb(st proto.MarkState) string {
+	if st == proto.MarkOut {
+		return "exit"
+	}
+	return "entry"
 }
 
 // MarkReports returns the refusals and conflicts of ticket marks HQ

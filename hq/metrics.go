@@ -35,6 +35,9 @@ const (
 	refusedByteLimited     = "byte_limited"     // new event bytes beyond the device's byte bucket
 	refusedTooLarge        = "too_large"        // a payload beyond its leaf's bound (maxPayload)
 	refusedNeedRepeat      = "need_repeat"      // chunks asked again within Limits.NeedInterval (not re-sent)
+	refusedRequestLimited  = "request_limited"  // marks, marks-get or ticket-check beyond the device's request bucket
+	refusedMark            = "mark_refused"     // a ticket mark HQ judged false (docs/HQ.md, "Ticket marks between gates")
+	refusedTicketConflict  = "ticket_conflict"  // a ticket entry conflicting with another gate's (stored, reported)
 )
 
 // errWrongDevice marks an events message whose payload names another

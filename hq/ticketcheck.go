@@ -22,6 +22,10 @@ func (h *Service) handleTicketCheck(ctx context.Context, pub publishFunc, topic 
 		return // the gate's budget runs out: it decides locally
 	}
 	h.relay.seen(c.Site, c.Device, true)
+	if reason, detail := h.limits.request(c.Site, c.Device, proto.LeafTicketCheck, len(payload)); reason != "" {
+		h.refuse(ctx, c.Site, c.Device, reason, detail)
+		return // the gate's budget runs out: it decides locally
+	}
 	verdict := proto.TicketVerdict{Site: c.Site, Device: c.Device, ID: c.ID, Verdict: proto.VerdictUnknown}
 	var doors []string
 	known := true
@@ -42,6 +46,7 @@ func (h *Service) handleTicketCheck(ctx context.Context, pub publishFunc, topic 
 		}
 		var res Recorded
 		res, err = h.marks.Record(ctx, c.Site, c.Device, []proto.Mark{c.Mark}, judge)
+		h.reportMarks(ctx, c.Site, res.Reports)
 		switch {
 		case err != nil:
 		case holder != nil:

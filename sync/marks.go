@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/tobira-ac/tobira/internal/clock"
@@ -25,7 +26,9 @@ import (
 // after it committed them.
 //
 // In: after every (re)connection the edge asks HQ for the site's marks
-// after its peer-marks cursor (marks-get); HQ answers, and pushes new marks
+// after its peer-marks cursor (marks-get), and asks again while no answer
+// comes (HQ may not have been subscribed: the broker drops the request),
+// after the ack timeout and then less and less often; HQ answers, and pushes new marks
 // as they come, in signed PeerMarks numbered by HQ. The edge verifies the
 // signature against its pinned keys, refuses marks dated more than the
 // skew ahead of its clock, merges the rest (MarkStore.MergePeerMarks: last
@@ -73,6 +76,48 @@ type markLoop struct {
 	ackTimeout time.Duration
 	skew       time.Duration
 	kick       chan struct{} // capacity 1
+
+	askMu   sync.Mutex
+	askedAt time.Time     // when the unanswered marks-get went out; zero: none
+	askWait time.Duration // how long to wait for its answer before asking again
+}
+
+// maxAskWait bounds the wait between two unanswered marks-get requests
+// (HQ without a signing key never answers).
+const maxAskWait = 5 * time.Minute
+
+// asked records that a marks-get goes out now.
+func (l *markLoop) asked() {
+	l.askMu.Lock()
+	defer l.askMu.Unlock()
+	if l.askedAt.IsZero() || l.askWait == 0 {
+		l.askWait = l.ackTimeout
+	}
+	l.askedAt = l.clk.Now()
+}
+
+// answered records that HQ answered.
+func (l *markLoop) answered() {
+	l.askMu.Lock()
+	defer l.askMu.Unlock()
+	l.askedAt, l.askWait = time.Time{}, l.ackTimeout
+}
+
+// askAgain reports whether an unanswered marks-get is due to be asked
+// again now (doubling the wait for the next one), and how long until one
+// is due (0: none outstanding).
+func (l *markLoop) askAgain() (due bool, wait time.Duration) {
+	l.askMu.Lock()
+	defer l.askMu.Unlock()
+	if l.askedAt.IsZero() {
+		return false, 0
+	}
+	left := l.askWait - l.clk.Now().Sub(l.askedAt)
+	if left > 0 {
+		return false, left
+	}
+	l.askWait = min(2*l.askWait, maxAskWait)
+	return true, l.askWait
 }
 
 // nudge wakes the loop without blocking.
@@ -118,6 +163,16 @@ func (l *markLoop) run(ctx context.Context) {
 		if len(pending) > 0 || err != nil {
 			again = min(again, l.ackTimeout)
 		}
+		if l.up() {
+			due, wait := l.askAgain()
+			if due {
+				l.log.Info("HQ did not answer the request for the site's ticket marks; asking again", "next_wait", wait)
+				l.fetch(ctx)
+			}
+			if wait > 0 {
+				again = min(again, wait)
+			}
+		}
 		if !waitRound(ctx, l.clk, l.kick, again) {
 			return
 		}
@@ -141,6 +196,7 @@ func (l *markLoop) onAck(topic string, payload []byte) {
 // fetch asks HQ for the site's marks after the cursor.
 func (l *markLoop) fetch(ctx context.Context) {
 	cur, err := l.ob.PeerMarksCursor()
+	l.asked()
 	if err == nil {
 		err = publishJSON(ctx, l.pub, proto.MarksGetTopic(l.site, l.device), proto.MarksGet{After: cur})
 	}
@@ -164,6 +220,7 @@ func (l *markLoop) onPeerMarks(ctx context.Context, topic string, envelope []byt
 		l.log.Error("cannot merge peer marks; will ask again", "after", p.After, "marks", len(p.Marks), "err", err)
 		return
 	}
+	l.answered()
 	cur, err := l.ob.advancePeerCursor(p.After, p.Last())
 	if err != nil {
 		l.log.Error("cannot store the peer-marks cursor", "err", err)

@@ -57,6 +57,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envSnapChild) == "1" {
 		os.Exit(snapChild())
 	}
+	if role := os.Getenv(envTicketChild); role != "" {
+		os.Exit(ticketChild(role))
+	}
 	os.Exit(m.Run())
 }
 

@@ -185,6 +185,12 @@ func TestCompromisedGateMarksRefused(t *testing.T) {
 			t.Errorf("mark %d refused with %q, want %q", seq, rep.Reason, want[seq])
 		}
 	}
+	// The refusals are reported like the per-device limits': one
+	// device_refused event (a minute's worth) and all 7 in the fleet view.
+	wantSystemEvent(t, r.hq.svc, "device=gate-3 refused=mark_refused count=1: ", "at door gate-1")
+	if n := fleetRefused(t, r.hq.svc, "gate-3", "mark_refused"); n != 7 {
+		t.Errorf("fleet view counts %d mark_refused of gate-3, want 7", n)
+	}
 	select {
 	case a := <-acks:
 		if a.First != 1 || a.Last != 8 {
@@ -212,6 +218,10 @@ func TestPartitionConflictReported(t *testing.T) {
 	if reps[0].Kind != hq.ReportConflict || reps[0].Other == nil {
 		t.Fatalf("HQ report %+v, want a conflict naming the other entry", reps[0])
 	}
+	wantSystemEvent(t, r.hq.svc, "device="+reps[0].Device+" refused=ticket_conflict count=1: entry of ticket", "also entered at door "+reps[0].Other.Door)
+	if n := fleetRefused(t, r.hq.svc, reps[0].Device, "ticket_conflict"); n != 1 {
+		t.Errorf("fleet view counts %d ticket_conflict of %s, want 1", n, reps[0].Device)
+	}
 	for _, dev := range []string{"gate-1", "gate-2"} {
 		waitFor(t, "the conflict event of "+dev, func() bool {
 			evs, err := r.hq.svc.Events("venue", dev)
@@ -228,4 +238,38 @@ func TestPartitionConflictReported(t *testing.T) {
 			t.Errorf("ticket 0 at %s after the conflict: %s, want %s", g.device, d.Reason, policy.ReasonTicketUsed)
 		}
 	}
+}
+
+// wantSystemEvent waits until HQ has stored, under hq.SystemDevice of the
+// venue, a device_refused event whose detail starts with prefix and
+// contains part.
+func wantSystemEvent(t *testing.T, h *hq.Service, prefix, part string) {
+	t.Helper()
+	var evs []proto.Event
+	waitFor(t, "HQ's device_refused event "+prefix, func() bool {
+		var err error
+		if evs, err = h.Events("venue", hq.SystemDevice); err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(evs, func(ev proto.Event) bool {
+			return ev.Type == proto.TypeSystem && ev.Reason == hq.ReasonDeviceRefused &&
+				strings.HasPrefix(ev.Detail, prefix) && strings.Contains(ev.Detail, part)
+		})
+	})
+}
+
+// fleetRefused returns how many messages of the venue's device HQ's fleet
+// view counts as refused for reason.
+func fleetRefused(t *testing.T, h *hq.Service, device, reason string) uint64 {
+	t.Helper()
+	devs, err := h.Fleet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range devs {
+		if d.Site == "venue" && d.Device == device {
+			return d.Refused[reason]
+		}
+	}
+	return 0
 }

@@ -9,7 +9,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,11 +35,9 @@ type testGate struct {
 	key    ed25519.PublicKey
 	store  *policy.Store
 	obPath string
-	merged chan struct{} // a merge happened (capacity 1)
-	mu     sync.Mutex
-	known  map[string]bool // ticket keys merged so far
-	checks time.Duration   // online-check budget; 0: off
-	noMark bool            // no mark sharing (only online checks)
+	known  *knownSet     // tickets it holds marks of (in memory)
+	checks time.Duration // online-check budget; 0: off
+	noMark bool          // no mark sharing (only online checks)
 	edge   *tsync.Edge
 	stop   func()
 }
@@ -48,7 +45,7 @@ type testGate struct {
 // newTestGate returns gate device of a venue of n tickets, not running.
 func newTestGate(t *testing.T, url, device string, key ed25519.PublicKey, n int) *testGate {
 	g := &testGate{t: t, url: url, device: device, key: key, store: venueStore(t, n),
-		obPath: filepath.Join(t.TempDir(), "events.db"), merged: make(chan struct{}, 1), known: map[string]bool{}}
+		obPath: filepath.Join(t.TempDir(), "events.db"), known: newKnownSet()}
 	t.Cleanup(g.halt)
 	return g
 }
@@ -114,9 +111,7 @@ func (g *testGate) admit(i int) {
 		g.t.Fatalf("ticket %d at %s: %s, want %s", i, g.device, d.Reason, policy.ReasonTicket)
 	}
 	k, _ := ticket(i).Key()
-	g.mu.Lock()
-	g.known[string(k)] = true // its own mark
-	g.mu.Unlock()
+	g.known.add(k) // its own mark
 	if g.edge != nil {
 		g.edge.Notify()
 	}
@@ -128,28 +123,7 @@ func (g *testGate) learned(i int) bool { return g.learnedAll([]int{i}) }
 
 // learnedAll waits up to markWait until merges carried the marks of every
 // ticket of is, and reports whether they did.
-func (g *testGate) learnedAll(is []int) bool {
-	missing := func() bool {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		for _, i := range is {
-			if k, _ := ticket(i).Key(); !g.known[string(k)] {
-				return true
-			}
-		}
-		return false
-	}
-	timeout := time.NewTimer(markWait)
-	defer timeout.Stop()
-	for missing() {
-		select {
-		case <-g.merged:
-		case <-timeout.C:
-			return false
-		}
-	}
-	return true
-}
+func (g *testGate) learnedAll(is []int) bool { return g.known.waitAll(is, markWait) }
 
 // trackedMarks is a gate's MarkStore that notes every merged ticket.
 type trackedMarks struct {
@@ -160,15 +134,11 @@ type trackedMarks struct {
 // MergePeerMarks implements tsync.MarkStore.
 func (w trackedMarks) MergePeerMarks(ctx context.Context, marks []policy.UsedMark) (policy.MergeResult, error) {
 	r, err := w.MarkStore.MergePeerMarks(ctx, marks)
-	w.g.mu.Lock()
-	for _, m := range marks {
-		w.g.known[string(m.Ticket)] = true
+	keys := make([][]byte, len(marks))
+	for i, m := range marks {
+		keys[i] = m.Ticket
 	}
-	w.g.mu.Unlock()
-	select {
-	case w.g.merged <- struct{}{}:
-	default:
-	}
+	w.g.known.add(keys...)
 	return r, err
 }
 
@@ -366,6 +336,26 @@ func TestTicketOnceAfterSessionTakeover(t *testing.T) {
 	c.Disconnect(100)
 	g1.admit(0)
 	settle()
+	r.hqAway(false)
+	g2.wantRefused(0)
+}
+
+// TestTicketOnceAfterLostMarksGet: gate 1 admits a ticket while gate 2 is
+// stopped; HQ's network goes away and the broker is SIGKILLed (without
+// persistence: HQ's session is gone), so gate 2's marks-get on its
+// reconnection reaches no subscriber and is dropped. HQ comes back and no
+// other mark is made: gate 2 must still learn the ticket (it asks again
+// while unanswered).
+func TestTicketOnceAfterLostMarksGet(t *testing.T) {
+	r := newRulesRig(t, 2, 4)
+	g1, g2 := r.gates[0], r.gates[1]
+	g2.halt()
+	g1.admit(0)
+	settle()
+	r.hqAway(true)
+	r.m.Restart(t)
+	g2.start()
+	settle() // its marks-get is dropped
 	r.hqAway(false)
 	g2.wantRefused(0)
 }

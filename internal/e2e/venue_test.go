@@ -41,19 +41,25 @@ func venueStore(t *testing.T, n int) *policy.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	now := time.Now().UTC()
+	if err := s.ApplyFull(context.Background(), venueSnapshot(n, time.Now().UTC().Add(-time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// venueSnapshot is the snapshot of venueStore: n tickets for event
+// "concert" from start for 25 hours, at the gates gate-1, gate-2 and
+// gate-3.
+func venueSnapshot(n int, start time.Time) policy.Snapshot {
 	snap := policy.Snapshot{
 		Version: 1,
 		Doors:   []policy.Door{{ID: "gate-1", Groups: []string{"gates"}}, {ID: "gate-2", Groups: []string{"gates"}}, {ID: "gate-3", Groups: []string{"gates"}}},
-		Events:  []policy.Event{{ID: "concert", Start: now.Add(-time.Hour), End: now.Add(24 * time.Hour), DoorGroup: "gates"}},
+		Events:  []policy.Event{{ID: "concert", Start: start, End: start.Add(25 * time.Hour), DoorGroup: "gates"}},
 	}
 	for i := range n {
 		snap.Allow = append(snap.Allow, policy.Entry{Credential: ticket(i), Person: fmt.Sprintf("ticket-%d", i), Event: "concert"})
 	}
-	if err := s.ApplyFull(context.Background(), snap); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return snap
 }
 
 // watchedMarks wraps a MarkStore and reports each merge.
