@@ -49,6 +49,8 @@ type fileSettings struct {
 	LimitByteRate     *string `toml:"limit_byte_rate"`
 	LimitByteBurst    *string `toml:"limit_byte_burst"`
 	LimitNeedInterval *string `toml:"limit_need_interval"`
+	LimitRequestRate  *string `toml:"limit_request_rate"`
+	LimitRequestBurst *string `toml:"limit_request_burst"`
 	ConsoleListen     *string `toml:"console_listen"`
 }
 
@@ -84,6 +86,8 @@ var settings = []setting{
 	{"limit_byte_rate", "limit-byte-rate", false, func(f *fileSettings) *string { return f.LimitByteRate }},
 	{"limit_byte_burst", "limit-byte-burst", false, func(f *fileSettings) *string { return f.LimitByteBurst }},
 	{"limit_need_interval", "limit-need-interval", false, func(f *fileSettings) *string { return f.LimitNeedInterval }},
+	{"limit_request_rate", "limit-request-rate", false, func(f *fileSettings) *string { return f.LimitRequestRate }},
+	{"limit_request_burst", "limit-request-burst", false, func(f *fileSettings) *string { return f.LimitRequestBurst }},
 	{"console_listen", "console-listen", true, func(f *fileSettings) *string { return f.ConsoleListen }},
 }
 

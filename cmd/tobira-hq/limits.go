@@ -19,5 +19,9 @@ func addLimitFlags(c *cobra.Command) *hq.Limits {
 	c.Flags().Int64Var(&l.ByteBurst, "limit-byte-burst", hq.DefaultByteBurst, "event bytes a device may have stored at once")
 	c.Flags().DurationVar(&l.NeedInterval, "limit-need-interval", hq.DefaultNeedInterval,
 		"re-send the same snapshot chunk to a device at most once per this interval")
+	c.Flags().Float64Var(&l.RequestRate, "limit-request-rate", hq.DefaultRequestRate,
+		"ticket-mark messages, mark requests and ticket checks per device per second, sustained")
+	c.Flags().Int64Var(&l.RequestBurst, "limit-request-burst", hq.DefaultRequestBurst,
+		"ticket-mark messages, mark requests and ticket checks a device may send at once")
 	return &l
 }
