@@ -136,7 +136,9 @@ func (s *BoltStore) buildIndex() error {
 	if err != nil || done {
 		return err
 	}
-	s.log.Info("indexing the events of a store made before the event indexes", "path", s.path, "devices", len(devs))
+	if len(devs) > 0 {
+		s.log.Info("indexing the events of a store made before the event indexes", "path", s.path, "devices", len(devs))
+	}
 	for _, name := range devs {
 		if err := s.db.Update(func(tx *bolt.Tx) error { return indexDevice(tx, name) }); err != nil {
 			return fmt.Errorf("index events of %s: %w", name, err)
