@@ -25,6 +25,7 @@ import (
 //	devices/<site>/<device>/events/<seq> = JSON Event, keyed by 8-byte big-endian seq
 //	status/<site>/<device>       = JSON statusRecord: the device's last status
 //	results/<id>                 = JSON Result, by command or transfer ID
+//	evindex/...                  = the event indexes of QueryPage (boltindex.go)
 //
 // (<site>/<device> is one bucket name; names cannot contain '/'.)
 var (
@@ -69,7 +70,12 @@ func OpenBoltStore(path string, log *slog.Logger) (*BoltStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("open HQ store %s: %w", path, err)
 	}
-	return &BoltStore{db: db, path: path, log: log}, nil
+	s := &BoltStore{db: db, path: path, log: log}
+	if err := s.buildIndex(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open HQ store %s: %w", path, err)
+	}
+	return s, nil
 }
 
 // StoreEvents implements EventStore in one bbolt transaction (fsync'd on
@@ -119,6 +125,9 @@ func (s *BoltStore) storeTx(tx *bolt.Tx, b EventBatch, r *BatchResult) error {
 		}
 		if err := held.Put(k, v); err != nil {
 			return fmt.Errorf("store event seq %d: %w", ev.Seq, err)
+		}
+		if err := putIndex(tx, b.Site, b.Device, ev); err != nil {
+			return err
 		}
 		r.Added = append(r.Added, ev)
 	}
@@ -187,15 +196,15 @@ func (s *BoltStore) Count(context.Context) (int, error) {
 // errStop ends a Query early.
 var errStop = errors.New("stop")
 
-// Query implements EventStore. It scans the selected devices' events: the
-// bbolt store has no secondary indexes (see docs/PROTOCOL.md, caveats).
+// Query implements EventStore. It scans the selected devices' events (the
+// event indexes serve QueryPage, which is newest first).
 func (s *BoltStore) Query(_ context.Context, q EventQuery, fn func(StoredEvent) error) error {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		devs := tx.Bucket(bucketDevices)
 		return devs.ForEachBucket(func(name []byte) error {
 			site, device, _ := strings.Cut(string(name), "/")
-			if q.Site != "" && site != q.Site || q.Device != "" && device != q.Device {
+			if !q.siteOK(site) || q.Device != "" && device != q.Device {
 				return nil
 			}
 			evs := devs.Bucket(name).Bucket(bucketEvents)

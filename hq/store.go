@@ -74,6 +74,9 @@ type EventStore interface {
 	// device and sequence number; an error from fn ends it and is
 	// returned.
 	Query(ctx context.Context, q EventQuery, fn func(StoredEvent) error) error
+	// QueryPage returns up to limit events selected by q, newest first,
+	// after the cursor after; see Service.QueryPage.
+	QueryPage(ctx context.Context, q EventQuery, after Cursor, limit int) (EventPage, error)
 }
 
 // DeviceRecord is what a DeviceStore holds of one device.

@@ -32,6 +32,9 @@ type HQ interface {
 	Fleet() ([]hq.DeviceInfo, error)
 	// Query calls fn for each stored event selected by q.
 	Query(q hq.EventQuery, fn func(hq.StoredEvent) error) error
+	// QueryPage returns a page of the events q selects, newest first,
+	// after the cursor after.
+	QueryPage(ctx context.Context, q hq.EventQuery, after hq.Cursor, limit int) (hq.EventPage, error)
 	// Result returns a command's result once the device answered.
 	Result(id string) (proto.Result, bool, error)
 }

@@ -1,13 +1,10 @@
 package console
 
 import (
-	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tobira-ac/tobira/hq"
@@ -23,7 +20,7 @@ const pageSize = 50
 type eventFilter struct {
 	Site, Device, Door, Credential, Reason, Type, From, To string
 	// After is the cursor: the last event of the previous page, as
-	// site/device/seq ("" for the first page).
+	// hq.Cursor.String makes it ("" for the first page).
 	After string
 	// Errors maps a field to the message key of its error.
 	Errors map[string]string
@@ -77,45 +74,6 @@ func parseFilter(r *http.Request) (eventFilter, hq.EventQuery) {
 	return f, q
 }
 
-// cursor is a position in the store's order (site, device, seq).
-type cursor struct {
-	site, device string
-	seq          uint64
-}
-
-// parseCursor reads a cursor made by String; "" is the start.
-func parseCursor(s string) (cursor, error) {
-	if s == "" {
-		return cursor{}, nil
-	}
-	parts := strings.Split(s, "/")
-	if len(parts) != 3 {
-		return cursor{}, fmt.Errorf("cursor %q: want site/device/seq", s)
-	}
-	seq, err := strconv.ParseUint(parts[2], 10, 64)
-	if err != nil {
-		return cursor{}, fmt.Errorf("cursor %q: %w", s, err)
-	}
-	return cursor{parts[0], parts[1], seq}, nil
-}
-
-// String encodes c for a URL.
-func (c cursor) String() string { return fmt.Sprintf("%s/%s/%d", c.site, c.device, c.seq) }
-
-// before reports whether ev is at or before c in the store's order.
-func (c cursor) before(ev hq.StoredEvent) bool {
-	if ev.Site != c.site {
-		return ev.Site < c.site
-	}
-	if ev.Device != c.device {
-		return ev.Device < c.device
-	}
-	return ev.Seq <= c.seq
-}
-
-// errPageFull ends a query once a page is full.
-var errPageFull = errors.New("page full")
-
 // eventRow is one event on the page, with the holder's name for the
 // roles that may see it.
 type eventRow struct {
@@ -135,11 +93,12 @@ type eventsData struct {
 	Export template.URL
 }
 
-// eventsPage lists the events the filter selects, a page at a time
-// (server-side), limited to the account's sites.
+// eventsPage lists the events the filter selects, newest first, a page at
+// a time (server-side keyset pages: hq.Service.QueryPage), limited to the
+// account's sites.
 func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request, rq *request) {
 	f, q := parseFilter(r)
-	cur, err := parseCursor(f.After)
+	after, err := hq.ParseCursor(f.After)
 	if err != nil {
 		f.Errors["after"] = "events.bad_cursor"
 	}
@@ -153,33 +112,27 @@ func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request, rq *request)
 		s.render(w, r, rq, http.StatusUnprocessableEntity, "events", "events.title", d)
 		return
 	}
-	more := false
-	err = s.cfg.HQ.Query(q, func(ev hq.StoredEvent) error {
-		if (f.After != "" && cur.before(ev)) || !rq.user.CanSite(ev.Site) {
-			return nil
-		}
-		if len(d.Rows) == pageSize {
-			more = true
-			return errPageFull
-		}
+	if !rq.user.AllSites() {
+		q.Sites = rq.user.Sites
+	}
+	page, err := s.cfg.HQ.QueryPage(r.Context(), q, after, pageSize)
+	if err != nil {
+		s.log.Error("console: events query", "err", err)
+		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
+		return
+	}
+	for _, ev := range page.Events {
 		row := eventRow{StoredEvent: ev}
 		if d.Names && ev.Credential != "" {
 			row.Name, _ = s.cfg.Names.Name(ev.Site, ev.Credential)
 		}
 		d.Rows = append(d.Rows, row)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errPageFull) {
-		s.log.Error("console: events query", "err", err)
-		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
-		return
 	}
 	vals := r.URL.Query()
 	vals.Del("after")
 	d.Export = template.URL(vals.Encode()) // made by url.Values: escaped
-	if more {
-		last := d.Rows[len(d.Rows)-1]
-		vals.Set("after", cursor{last.Site, last.Device, last.Seq}.String())
+	if page.More {
+		vals.Set("after", page.Next.String())
 		d.Next = template.URL(vals.Encode())
 	}
 	if d.Names {

@@ -254,6 +254,9 @@ func queryWhere(q hq.EventQuery) (string, []any) {
 	if q.Device != "" {
 		add("device = $%d", q.Device)
 	}
+	if q.Sites != nil {
+		add("site = ANY($%d)", q.Sites)
+	}
 	if !q.From.IsZero() {
 		add("time >= $%d", q.From)
 	}
@@ -272,8 +275,13 @@ func queryWhere(q hq.EventQuery) (string, []any) {
 	if q.Reason != "" {
 		add("reason = $%d", q.Reason)
 	}
-	if q.Granted != nil {
-		add("type = '"+proto.TypeDecision+"' AND granted = $%d", *q.Granted)
+	switch {
+	case q.Granted == nil:
+	case *q.Granted:
+		add("type = '"+proto.TypeDecision+"' AND granted = $%d", true)
+	default:
+		// As events_denied_time's predicate, so that it is used.
+		conds = append(conds, "type = '"+proto.TypeDecision+"' AND NOT granted")
 	}
 	if len(conds) == 0 {
 		return "", nil

@@ -74,6 +74,7 @@ const maxHistory = 16
 //	sites/<site>/log/<rev><kind><key> = empty: the key changed last at rev
 //	sites/<site>/hash/<rev>     = 32-byte content hash of the site at rev
 //	pending/<id>                = JSON Pending enrollment
+//	names/<site> 0x00 <person>  = the person's name (HQ only: names.go)
 var (
 	bucketMeta    = []byte("meta")
 	bucketSites   = []byte("sites")
@@ -134,7 +135,7 @@ func Open(path string, opts Options) (*Registry, error) {
 		if got := meta.Get(keyFormat); !bytes.Equal(got, formatV1) {
 			return fmt.Errorf("%w: format %q, want %q", ErrBadFile, got, formatV1)
 		}
-		for _, b := range [][]byte{bucketSites, bucketPending} {
+		for _, b := range [][]byte{bucketSites, bucketPending, bucketNames} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -516,17 +517,23 @@ func (r *Registry) Get(site string, it policy.Item) (policy.Item, bool, error) {
 		if v == nil {
 			return nil
 		}
-		var rec record
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("decode record %s: %w", describeKey(k), err)
-		}
-		out, err = decodeItem(k, rec.Item)
+		out, err = decodeRecord(k, v)
 		return err
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("read %s of site %s from %s: %w", describeKey(k), site, r.path, err)
 	}
 	return out, out != nil, nil
+}
+
+// decodeRecord returns the item of the record stored under key k with
+// value v.
+func decodeRecord(k, v []byte) (policy.Item, error) {
+	var rec record
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return nil, fmt.Errorf("decode record %s: %w", describeKey(k), err)
+	}
+	return decodeItem(k, rec.Item)
 }
 
 // Published describes a snapshot stream the registry wrote.
@@ -582,11 +589,7 @@ func forEachLive(ctx context.Context, sb *bolt.Bucket, put func(policy.Item) err
 				return err
 			}
 		}
-		var rec record
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("decode record %s: %w", describeKey(k), err)
-		}
-		it, err := decodeItem(k, rec.Item)
+		it, err := decodeRecord(k, v)
 		if err != nil {
 			return err
 		}
