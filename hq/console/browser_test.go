@@ -1,0 +1,319 @@
+package console_test
+
+// Browser tests: a real headless Chromium (hq/console/browsertest) drives
+// the console of a running hq.Service, which talks over an embedded MQTT
+// broker to an in-process device (sync.Edge) that taps and answers
+// commands.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/console"
+	"github.com/tobira-ac/tobira/hq/console/audit"
+	"github.com/tobira-ac/tobira/hq/console/auth"
+	"github.com/tobira-ac/tobira/hq/console/browsertest"
+	"github.com/tobira-ac/tobira/internal/broker"
+	"github.com/tobira-ac/tobira/internal/signed"
+	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
+)
+
+// browserPassword is every account's password in the browser tests.
+const browserPassword = "a long browser password"
+
+// Names of the simulated device.
+const (
+	simSite   = "tokyo"
+	simDevice = "gate-1"
+	simDoor   = "main"
+)
+
+// simDev is a device on the link: one door whose mode the commands
+// change, and an outbox the test taps into.
+type simDev struct {
+	edge   *tsync.Edge
+	outbox *tsync.Outbox
+	mu     sync.Mutex
+	mode   string
+}
+
+// handle carries out a verified command on the door.
+func (d *simDev) handle(_ context.Context, c proto.Command) error {
+	d.mu.Lock()
+	switch c.Action {
+	case proto.ActionLockdown:
+		d.mode = "locked_down"
+	case proto.ActionRelease:
+		d.mode = "normal"
+	case proto.ActionSetMode:
+		d.mode = c.Mode
+	}
+	d.mu.Unlock()
+	d.edge.PublishStatus()
+	return nil
+}
+
+// doorMode returns the door's mode.
+func (d *simDev) doorMode() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.mode
+}
+
+// status is the device's status message.
+func (d *simDev) status(context.Context) (proto.Status, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return proto.Status{Version: "1.4.0", ClockTrusted: true,
+		Doors: []proto.DoorStatus{{Name: simDoor, State: "locked", Mode: d.mode}}}, nil
+}
+
+// tap records a decision for credential at the door and sends it.
+func (d *simDev) tap(t *testing.T, credential string, granted bool) {
+	t.Helper()
+	reason := "not_enrolled"
+	if granted {
+		reason = "enrolled"
+	}
+	if _, err := d.outbox.Append(proto.Event{Time: time.Now(), Type: proto.TypeDecision, Door: simDoor,
+		Granted: granted, Reason: reason, Credential: credential, Token: "mynumber"}); err != nil {
+		t.Fatal(err)
+	}
+	d.edge.Notify()
+}
+
+// world is HQ with its console on a test server, and one device.
+type world struct {
+	url   string
+	dev   *simDev
+	audit *audit.Log
+}
+
+// run starts fn in a goroutine that t's cleanup cancels and waits for.
+func run(t *testing.T, fn func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && ctx.Err() == nil {
+			t.Error(err)
+		}
+	})
+}
+
+// newWorld starts an embedded broker, HQ, the console (accounts admin and
+// auditor) and the device, and waits until HQ sees the device online.
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	dir := t.TempDir()
+	brk, err := broker.Start(context.Background(), "127.0.0.1:0", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { brk.Close() })
+	pub, priv, err := signed.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := hq.Config{Broker: brk.URL(), ClientID: "hq", Path: filepath.Join(dir, "hq.db"), ConnectRetry: 100 * time.Millisecond, Logger: log}
+	svc, err := hq.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	run(t, svc.Run)
+	<-svc.Ready()
+	sender, err := hq.DialSender(t.Context(), hq.Config{Broker: brk.URL(), Logger: log}, priv) // its own client ID
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sender.Close() })
+
+	st, err := console.OpenStores(filepath.Join(dir, "console.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	params := auth.Params{Time: 1, MemoryKiB: 1024, Threads: 1}
+	hash, err := auth.HashPassword(browserPassword, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []auth.User{{Name: "admin", Role: auth.Administrator}, {Name: "auditor", Role: auth.Auditor}} {
+		u.Sites, u.PasswordHash = []string{auth.AllSites}, hash
+		if err := st.Accounts.Add(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	con, err := console.New(console.Config{HQ: svc, Commands: sender, Accounts: st.Accounts, Audit: st.Audit, Params: params, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.OnEvent(con.Publish)
+	srv := httptest.NewServer(con)
+	t.Cleanup(srv.Close)
+
+	d := &simDev{mode: "normal"}
+	if d.outbox, err = tsync.OpenOutbox(filepath.Join(dir, "events.db")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.outbox.Close() })
+	d.edge, err = tsync.NewEdge(tsync.EdgeConfig{Broker: brk.URL(), Site: simSite, Device: simDevice, Keys: []ed25519.PublicKey{pub},
+		Commands: tsync.CommandFunc(d.handle), Status: tsync.StatusFunc(d.status),
+		ConnectRetry: 100 * time.Millisecond, MaxReconnect: 200 * time.Millisecond, Logger: log}, d.outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, d.edge.Run)
+	deadline := time.Now().Add(10 * time.Second)
+	for !online(svc) {
+		if time.Now().After(deadline) {
+			t.Fatal("HQ did not see the device online within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return &world{url: srv.URL, dev: d, audit: st.Audit}
+}
+
+// online reports whether HQ's fleet shows the simulated device online.
+func online(svc *hq.Service) bool {
+	fl, err := svc.Fleet()
+	if err != nil {
+		return false
+	}
+	for _, d := range fl {
+		if d.Site == simSite && d.Device == simDevice {
+			return d.Online
+		}
+	}
+	return false
+}
+
+// login logs b in as user and waits for the first page.
+func (w *world) login(b *browsertest.Browser, user string, first chromedp.CSS) {
+	b.Do("log in as "+user,
+		chromedp.Navigate(w.url+"/login"),
+		chromedp.SendKeys(chromedp.CSS("#user"), user),
+		chromedp.SendKeys(chromedp.CSS("#password"), browserPassword),
+		chromedp.Click(chromedp.CSS("#login")),
+		chromedp.WaitVisible(first),
+	)
+}
+
+// auditActions returns the audit log's actor:action pairs.
+func (w *world) auditActions(t *testing.T) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	if err := w.audit.Each(func(e audit.Entry) error { out[e.Actor+":"+e.Action] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestBrowser logs in, watches a tap arrive in the live feed, locks a
+// door down and reads the device's answer, switches the language, and is
+// refused by the server as a role without the right.
+func TestBrowser(t *testing.T) {
+	b := browsertest.Start(t)
+	w := newWorld(t)
+
+	// A wrong password is refused; the right one opens the fleet.
+	b.Do("open the login page", chromedp.Navigate(w.url+"/"), chromedp.WaitVisible(chromedp.CSS("#login")))
+	b.Screenshot("console-login")
+	b.Do("wrong password",
+		chromedp.SendKeys(chromedp.CSS("#user"), "admin"),
+		chromedp.SendKeys(chromedp.CSS("#password"), "not the password"),
+		chromedp.Click(chromedp.CSS("#login")),
+		chromedp.WaitVisible(chromedp.CSS("#login-error")))
+	w.login(b, "admin", chromedp.CSS("#fleet"))
+	if got := b.Text("#device-tokyo-gate-1 td.online"); got != "online" {
+		t.Errorf("fleet shows the device as %q", got)
+	}
+	b.Screenshot("console-fleet")
+
+	t.Run("live feed", func(t *testing.T) {
+		b.Do("open the live feed", chromedp.Navigate(w.url+"/live"),
+			chromedp.WaitVisible(chromedp.Search(`//span[@id="live-status"][text()="Connected."]`)))
+		for i := range 3 {
+			cred := fmt.Sprintf("c0ffee%04d", i)
+			start := time.Now()
+			w.dev.tap(t, cred, i != 1)
+			if err := b.DoWithin(time.Second, chromedp.WaitVisible(chromedp.Search(`//table[@id="live"]//td[text()="`+cred+`"]`))); err != nil {
+				t.Fatalf("tap %s did not appear in the live feed within a second: %v", cred, err)
+			}
+			t.Logf("tap %s in the feed after %s", cred, time.Since(start).Round(time.Millisecond))
+		}
+		b.Screenshot("console-live")
+	})
+
+	t.Run("lockdown", func(t *testing.T) {
+		b.Do("confirm a lockdown", chromedp.Navigate(w.url+"/fleet"),
+			chromedp.Click(chromedp.CSS("#lockdown-tokyo-gate-1")),
+			chromedp.WaitVisible(chromedp.CSS("#command-form")))
+		b.Screenshot("console-command")
+		b.Do("send it", chromedp.Click(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS("#result-status")))
+		if got := b.Text("#result-status"); got != proto.ResultDone {
+			t.Errorf("result %q, want %q", got, proto.ResultDone)
+		}
+		b.Screenshot("console-result")
+		if mode := w.dev.doorMode(); mode != "locked_down" {
+			t.Errorf("device's door mode %q after the lockdown", mode)
+		}
+		if !w.auditActions(t)["admin:command"] {
+			t.Error("the command is not in the audit log")
+		}
+	})
+
+	t.Run("language", func(t *testing.T) {
+		b.Do("switch to Japanese", chromedp.Navigate(w.url+"/fleet"), chromedp.Click(chromedp.CSS("#lang-ja")),
+			chromedp.WaitReady(chromedp.CSS(`html[lang="ja"]`)))
+		if got := b.Text("h1"); got != "機器一覧" {
+			t.Errorf("Japanese fleet title %q", got)
+		}
+		b.Screenshot("console-fleet-ja")
+		b.Do("switch back", chromedp.Click(chromedp.CSS("#lang-en")), chromedp.WaitReady(chromedp.CSS(`html[lang="en"]`)))
+		if got := b.Text("h1"); got != "Fleet" {
+			t.Errorf("English fleet title %q", got)
+		}
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		b.Do("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login")))
+		w.login(b, "auditor", chromedp.CSS("#fleet"))
+		if n := browsertest.Run(b, "count command links", chromedp.Evaluate[int](`document.querySelectorAll("a[href^='/doors/command']").length`)); n != 0 {
+			t.Errorf("the auditor's fleet page shows %d command links", n)
+		}
+		// The page hides the links; the server refuses the request itself,
+		// whether the page is opened or the form posted by hand.
+		b.Do("open the command page", chromedp.Navigate(w.url+"/doors/command?site=tokyo&device=gate-1&action=release"),
+			chromedp.WaitVisible(chromedp.CSS("#error")))
+		if got := b.Text("#error"); got != "Your role does not allow this." {
+			t.Errorf("refusal says %q", got)
+		}
+		status := browsertest.Run(b, "post a command by hand", chromedp.Evaluate[int](
+			`fetch("/doors/command", {method: "POST", body: new URLSearchParams({site: "tokyo", device: "gate-1", action: "release"})}).then(r => r.status)`,
+			chromedp.EvalAwaitPromise))
+		if status != 403 {
+			t.Errorf("posted command answered %d, want 403", status)
+		}
+		if mode := w.dev.doorMode(); mode != "locked_down" {
+			t.Errorf("the refused release reached the device (mode %q)", mode)
+		}
+		if !w.auditActions(t)["auditor:denied"] {
+			t.Error("the refusal is not in the audit log")
+		}
+	})
+}
