@@ -257,6 +257,11 @@ func TestBrowser(t *testing.T) {
 			t.Logf("tap %s in the feed after %s", cred, time.Since(start).Round(time.Millisecond))
 		}
 		b.Screenshot("console-live")
+		b.Do("open the events page", chromedp.Navigate(w.url+"/events"), chromedp.WaitVisible(chromedp.CSS("#events")))
+		if n := browsertest.Run(b, "count event rows", chromedp.Evaluate[int](`document.querySelectorAll("#events tbody tr").length`)); n < 3 {
+			t.Errorf("events page shows %d rows, want the 3 taps", n)
+		}
+		b.Screenshot("console-events")
 	})
 
 	t.Run("lockdown", func(t *testing.T) {
@@ -267,6 +272,9 @@ func TestBrowser(t *testing.T) {
 		b.Do("send it", chromedp.Click(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS("#result-status")))
 		if got := b.Text("#result-status"); got != proto.ResultDone {
 			t.Errorf("result %q, want %q", got, proto.ResultDone)
+		}
+		if class := browsertest.Run(b, "result's class", chromedp.Evaluate[string](`document.getElementById("result").className`)); class != "ok" {
+			t.Errorf("a done command is shown as %q, want ok", class)
 		}
 		b.Screenshot("console-result")
 		if mode := w.dev.doorMode(); mode != "locked_down" {
