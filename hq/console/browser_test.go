@@ -93,11 +93,39 @@ func (d *simDev) tap(t *testing.T, credential string, granted bool) {
 	d.edge.Notify()
 }
 
+// oneEnrollment is one pending enrollment, approved for a person.
+type oneEnrollment struct {
+	mu      sync.Mutex
+	pending []console.PendingEnrollment
+	person  string
+}
+
+func (o *oneEnrollment) Pending() ([]console.PendingEnrollment, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.pending, nil
+}
+
+func (o *oneEnrollment) Approve(_ context.Context, _, person string, _ time.Time) (string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pending, o.person = nil, person
+	return "01aa", nil
+}
+
+func (o *oneEnrollment) Reject(string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pending = nil
+	return nil
+}
+
 // world is HQ with its console on a test server, and one device.
 type world struct {
-	url   string
-	dev   *simDev
-	audit *audit.Log
+	url    string
+	dev    *simDev
+	audit  *audit.Log
+	enroll *oneEnrollment
 }
 
 // run starts fn in a goroutine that t's cleanup cancels and waits for.
@@ -158,7 +186,10 @@ func newWorld(t *testing.T) *world {
 			t.Fatal(err)
 		}
 	}
-	con, err := console.New(console.Config{HQ: svc, Commands: sender, Accounts: st.Accounts, Audit: st.Audit, Params: params, Logger: log})
+	enroll := &oneEnrollment{pending: []console.PendingEnrollment{{ID: "0123456789abcdef", Site: simSite, Device: "desk-1", Seq: 1,
+		Received: time.Now(), Credential: "01aa"}}}
+	con, err := console.New(console.Config{HQ: svc, Commands: sender, Accounts: st.Accounts, Audit: st.Audit, Enrollments: enroll,
+		Params: params, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +216,7 @@ func newWorld(t *testing.T) *world {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return &world{url: srv.URL, dev: d, audit: st.Audit}
+	return &world{url: srv.URL, dev: d, audit: st.Audit, enroll: enroll}
 }
 
 // online reports whether HQ's fleet shows the simulated device online.
@@ -224,8 +255,9 @@ func (w *world) auditActions(t *testing.T) map[string]bool {
 }
 
 // TestBrowser logs in, watches a tap arrive in the live feed, locks a
-// door down and reads the device's answer, switches the language, and is
-// refused by the server as a role without the right.
+// door down and reads the device's answer, switches the language,
+// approves an enrollment, and is refused by the server as a role without
+// the right.
 func TestBrowser(t *testing.T) {
 	b := browsertest.Start(t)
 	w := newWorld(t)
@@ -295,6 +327,24 @@ func TestBrowser(t *testing.T) {
 		b.Do("switch back", chromedp.Click(chromedp.CSS("#lang-en")), chromedp.WaitReady(chromedp.CSS(`html[lang="en"]`)))
 		if got := b.Text("h1"); got != "Fleet" {
 			t.Errorf("English fleet title %q", got)
+		}
+	})
+
+	t.Run("enrollment", func(t *testing.T) {
+		b.Do("open the enrollments", chromedp.Navigate(w.url+"/enrollments"),
+			chromedp.WaitVisible(chromedp.CSS("#enrollment-0123456789abcdef")),
+			chromedp.SendKeys(chromedp.CSS("#approve-0123456789abcdef input[name=person]"), "p-0042"))
+		b.Screenshot("console-enrollments")
+		b.Do("approve it", chromedp.Click(chromedp.CSS("#approve-0123456789abcdef button")),
+			chromedp.WaitVisible(chromedp.CSS("#enroll-notice")), chromedp.WaitVisible(chromedp.CSS("#no-enrollments")))
+		w.enroll.mu.Lock()
+		person := w.enroll.person
+		w.enroll.mu.Unlock()
+		if person != "p-0042" {
+			t.Errorf("approved for %q, want p-0042", person)
+		}
+		if !w.auditActions(t)["admin:enroll_approve"] {
+			t.Error("the approval is not in the audit log")
 		}
 	})
 

@@ -85,6 +85,9 @@ type Config struct {
 	Accounts Accounts
 	// Audit records every admin action (required).
 	Audit AuditLog
+	// Enrollments, when set, lets the roles allowed approve and reject
+	// the enrollments devices sent; nil: the console handles none.
+	Enrollments Enrollments
 	// Names, when set, shows people's names to the roles allowed.
 	Names Names
 	// SecureCookie marks the session cookie Secure (HTTPS only). Leave it

@@ -88,11 +88,12 @@ type env struct {
 	cmd   *fakeCommander
 	audit *audit.Log
 	acc   *auth.Store
+	enr   *fakeEnrollments
 }
 
 // newEnv starts a console with devices and events at sites tokyo and
 // osaka, and accounts admin, operator, clerk, auditor (all sites) and
-// tokyo-op (operator of tokyo only).
+// tokyo-op (operator of tokyo only), tokyo-clerk (clerk of tokyo only).
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	st, err := OpenStores(filepath.Join(t.TempDir(), "console.db"), nil)
@@ -110,6 +111,7 @@ func newEnv(t *testing.T) *env {
 		{Name: "clerk", Role: auth.Clerk, Sites: []string{"*"}},
 		{Name: "auditor", Role: auth.Auditor, Sites: []string{"*"}},
 		{Name: "tokyo-op", Role: auth.Operator, Sites: []string{"tokyo"}},
+		{Name: "tokyo-clerk", Role: auth.Clerk, Sites: []string{"tokyo"}},
 	} {
 		u.PasswordHash = hash
 		if err := st.Accounts.Add(u); err != nil {
@@ -128,13 +130,14 @@ func newEnv(t *testing.T) *env {
 		}
 	}
 	c := &fakeCommander{}
-	con, err := New(Config{HQ: f, Commands: c, Accounts: st.Accounts, Audit: st.Audit, Names: fakeNames{}, Params: cheap})
+	enr := newFakeEnrollments()
+	con, err := New(Config{HQ: f, Commands: c, Accounts: st.Accounts, Audit: st.Audit, Names: fakeNames{}, Enrollments: enr, Params: cheap})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(con)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, con: con, hq: f, cmd: c, audit: st.Audit, acc: st.Accounts}
+	return &env{t: t, srv: srv, con: con, hq: f, cmd: c, audit: st.Audit, acc: st.Accounts, enr: enr}
 }
 
 // client returns an HTTP client with its own cookies that does not

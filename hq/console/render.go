@@ -65,6 +65,7 @@ var nav = []navItem{
 	{"/fleet", "nav.fleet", auth.PermFleet},
 	{"/events", "nav.events", auth.PermEvents},
 	{"/live", "nav.live", auth.PermEvents},
+	{"/enrollments", "nav.enrollments", auth.PermEnroll},
 	{"/audit", "nav.audit", auth.PermAudit},
 }
 
