@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os/user"
@@ -17,6 +18,7 @@ import (
 	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
+	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/reader"
 )
@@ -33,6 +35,8 @@ type consoleServer struct {
 	// enroll handles the pending enrollments (nil: no registry or no
 	// trust anchors).
 	enroll console.Enrollments
+	// imp imports CSV tables (nil: no registry).
+	imp console.Importer
 }
 
 // openConsole listens on addr and opens the console store; cfg and the
@@ -69,7 +73,7 @@ func (cs *consoleServer) close() {
 
 // run serves the console next to run (HQ's service) until either ends.
 func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(context.Context) error, log *slog.Logger) error {
-	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Enrollments: cs.enroll, Logger: log,
+	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
 		SecureCookie: !loopback(cs.ln.Addr())}
 	if cs.sender != nil {
 		cfg.Commands = cs.sender
@@ -162,6 +166,23 @@ func (e registryEnrollments) Reject(id string) error {
 	}
 	defer r.Close()
 	return r.DeletePending(id)
+}
+
+// registryImporter imports the console's CSV uploads into the registry
+// file, opened for each import.
+type registryImporter struct {
+	path string
+	log  *slog.Logger
+}
+
+// ImportCSV implements console.Importer.
+func (ri registryImporter) ImportCSV(ctx context.Context, site, table, name string, in io.Reader) (registry.Applied, error) {
+	r, err := openRegistry(ri.path, ri.log)
+	if err != nil {
+		return registry.Applied{}, err
+	}
+	defer r.Close()
+	return r.ImportCSV(ctx, site, table, name, in)
 }
 
 // loopback reports whether a is a loopback address (a console there may

@@ -135,3 +135,17 @@ func TestRegistryEnrollments(t *testing.T) {
 		t.Errorf("allowlist entries at s1: %d, %v; want the approved card", n, err)
 	}
 }
+
+// TestRegistryImporter: the console's import opens the registry for each
+// upload and applies all lines or none.
+func TestRegistryImporter(t *testing.T) {
+	reg := filepath.Join(t.TempDir(), "registry.db")
+	ri := registryImporter{path: reg, log: slog.New(slog.DiscardHandler)}
+	if _, err := ri.ImportCSV(t.Context(), "s1", "people", "bad.csv", strings.NewReader("person,valid_from\np-1,\np-2,soon\n")); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("bad file: %v, want ErrInvalid", err)
+	}
+	a, err := ri.ImportCSV(t.Context(), "s1", "people", "good.csv", strings.NewReader("person\np-1\np-2\n"))
+	if err != nil || a.Put != 2 {
+		t.Fatalf("good file: %+v, %v; want 2 put", a, err)
+	}
+}

@@ -208,6 +208,9 @@ func serveCommand() *cobra.Command {
 		if cs.enroll, err = newRegistryEnrollments(reg, anchors, log); err != nil {
 			return err
 		}
+		if reg != "" {
+			cs.imp = registryImporter{path: reg, log: log}
+		}
 		return cs.run(c.Context(), svc, run, log)
 	}
 	return c

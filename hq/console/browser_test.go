@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,8 +25,10 @@ import (
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
 	"github.com/tobira-ac/tobira/hq/console/browsertest"
+	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/broker"
 	"github.com/tobira-ac/tobira/internal/signed"
+	"github.com/tobira-ac/tobira/policy"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -126,6 +130,8 @@ type world struct {
 	dev    *simDev
 	audit  *audit.Log
 	enroll *oneEnrollment
+	reg    *registry.Registry
+	dir    string
 }
 
 // run starts fn in a goroutine that t's cleanup cancels and waits for.
@@ -188,8 +194,13 @@ func newWorld(t *testing.T) *world {
 	}
 	enroll := &oneEnrollment{pending: []console.PendingEnrollment{{ID: "0123456789abcdef", Site: simSite, Device: "desk-1", Seq: 1,
 		Received: time.Now(), Credential: "01aa"}}}
+	reg, err := registry.Open(filepath.Join(dir, "registry.db"), registry.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
 	con, err := console.New(console.Config{HQ: svc, Commands: sender, Accounts: st.Accounts, Audit: st.Audit, Enrollments: enroll,
-		Params: params, Logger: log})
+		Import: reg, Params: params, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +227,7 @@ func newWorld(t *testing.T) *world {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return &world{url: srv.URL, dev: d, audit: st.Audit, enroll: enroll}
+	return &world{url: srv.URL, dev: d, audit: st.Audit, enroll: enroll, reg: reg, dir: dir}
 }
 
 // online reports whether HQ's fleet shows the simulated device online.
@@ -256,7 +267,7 @@ func (w *world) auditActions(t *testing.T) map[string]bool {
 
 // TestBrowser logs in, watches a tap arrive in the live feed, locks a
 // door down and reads the device's answer, switches the language,
-// approves an enrollment, and is refused by the server as a role without
+// approves an enrollment, sees a CSV's bad line, and is refused by the server as a role without
 // the right.
 func TestBrowser(t *testing.T) {
 	b := browsertest.Start(t)
@@ -277,6 +288,7 @@ func TestBrowser(t *testing.T) {
 	b.Screenshot("console-fleet")
 
 	t.Run("live feed", func(t *testing.T) {
+		b := b.For(t)
 		b.Do("open the live feed", chromedp.Navigate(w.url+"/live"),
 			chromedp.WaitVisible(chromedp.Search(`//span[@id="live-status"][text()="Connected."]`)))
 		for i := range 3 {
@@ -297,6 +309,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("lockdown", func(t *testing.T) {
+		b := b.For(t)
 		b.Do("confirm a lockdown", chromedp.Navigate(w.url+"/fleet"),
 			chromedp.Click(chromedp.CSS("#lockdown-tokyo-gate-1")),
 			chromedp.WaitVisible(chromedp.CSS("#command-form")))
@@ -318,6 +331,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("language", func(t *testing.T) {
+		b := b.For(t)
 		b.Do("switch to Japanese", chromedp.Navigate(w.url+"/fleet"), chromedp.Click(chromedp.CSS("#lang-ja")),
 			chromedp.WaitReady(chromedp.CSS(`html[lang="ja"]`)))
 		if got := b.Text("h1"); got != "機器一覧" {
@@ -331,6 +345,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("enrollment", func(t *testing.T) {
+		b := b.For(t)
 		b.Do("open the enrollments", chromedp.Navigate(w.url+"/enrollments"),
 			chromedp.WaitVisible(chromedp.CSS("#enrollment-0123456789abcdef")),
 			chromedp.SendKeys(chromedp.CSS("#approve-0123456789abcdef input[name=person]"), "p-0042"))
@@ -348,7 +363,29 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("import", func(t *testing.T) {
+		b := b.For(t)
+		bad := filepath.Join(w.dir, "people.csv")
+		if err := os.WriteFile(bad, []byte("person,valid_from,groups\np-1,,staff\np-2,next tuesday,staff\np-3,,staff\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b.Do("upload a CSV with a bad line", chromedp.Navigate(w.url+"/import"),
+			chromedp.SendKeys(chromedp.CSS("#site"), simSite),
+			chromedp.SetValue(chromedp.CSS("#table"), "people"),
+			chromedp.SetUploadFiles(chromedp.CSS("#csv"), []string{bad}),
+			chromedp.Click(chromedp.CSS("#import")),
+			chromedp.WaitVisible(chromedp.CSS("#import-lines")))
+		if got := b.Text("#line-3"); !strings.Contains(got, "valid_from") {
+			t.Errorf("line 3 says %q, want its valid_from column named", got)
+		}
+		b.Screenshot("console-import")
+		if n, err := w.reg.Count(simSite, policy.KindPerson); err != nil || n != 0 {
+			t.Errorf("people after the refused import: %d, %v; want none", n, err)
+		}
+	})
+
 	t.Run("refused", func(t *testing.T) {
+		b := b.For(t)
 		b.Do("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login")))
 		w.login(b, "auditor", chromedp.CSS("#fleet"))
 		if n := browsertest.Run(b, "count command links", chromedp.Evaluate[int](`document.querySelectorAll("a[href^='/doors/command']").length`)); n != 0 {

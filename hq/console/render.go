@@ -66,6 +66,7 @@ var nav = []navItem{
 	{"/events", "nav.events", auth.PermEvents},
 	{"/live", "nav.live", auth.PermEvents},
 	{"/enrollments", "nav.enrollments", auth.PermEnroll},
+	{"/import", "nav.import", auth.PermImport},
 	{"/audit", "nav.audit", auth.PermAudit},
 }
 

@@ -45,6 +45,8 @@ func (s *Server) routeTable() []route {
 		{"GET /enrollments", auth.PermEnroll, s.enrollmentsPage},
 		{"POST /enrollments/{id}/approve", auth.PermEnroll, s.approveEnrollment},
 		{"POST /enrollments/{id}/reject", auth.PermEnroll, s.rejectEnrollment},
+		{"GET /import", auth.PermImport, s.importPage},
+		{"POST /import", auth.PermImport, s.importCSV},
 		{"GET /audit", auth.PermAudit, s.auditPage},
 		{"GET /audit.csv", auth.PermAudit, s.auditExport},
 		{"GET /audit.json", auth.PermAudit, s.auditExport},

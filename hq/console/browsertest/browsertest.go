@@ -87,6 +87,9 @@ func Start(t *testing.T) *Browser {
 	return &Browser{t: t, ctx: ctx}
 }
 
+// For returns the browser for the subtest t: its failures fail t.
+func (b *Browser) For(t *testing.T) *Browser { return &Browser{t: t, ctx: b.ctx} }
+
 // NewTab returns a second browser on a new tab of the same browser
 // (sharing its cookies).
 func (b *Browser) NewTab() *Browser {
