@@ -21,7 +21,7 @@ STATICCHECK := $(TOOLS)/staticcheck
 # store's background writes, the link and HQ). hq/ joins once it exists.
 RACE_PKGS = ./controller/... ./door/... ./reader/... ./policy/... ./firmware/... ./sync/... $(if $(wildcard hq),./hq/...)
 
-.PHONY: all build demo test test-race lint bench bench-full deps-build deps-test vet fmt-check clean
+.PHONY: all build demo demo-console test test-race lint bench bench-full deps-build deps-test vet fmt-check clean
 
 all: build
 
@@ -37,6 +37,12 @@ build: deps-build
 
 demo: build
 	$(BIN)/tobira-demo
+
+# make demo-console: the demo, then it keeps running with HQ's web console
+# on 127.0.0.1 (it prints the URL and a one-time admin login) and keeps
+# tapping cards; Ctrl-C stops it.
+demo-console: build
+	$(BIN)/tobira-demo --console
 
 vet:
 	$(GO) vet ./...

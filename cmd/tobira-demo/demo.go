@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -26,6 +27,7 @@ import (
 	"github.com/tobira-ac/tobira/internal/broker"
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/reader"
 	"github.com/tobira-ac/tobira/reader/cardsim"
@@ -54,8 +56,11 @@ const (
 // in-process HQ, one door on a simulated GPIO relay, and simulated My Number
 // Cards tapped one after another. It fails unless every tap got the reason
 // it should and every event was acknowledged by HQ.
-func runDemo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error {
-	log, brokerLog := demoLoggers(stderr, verbose)
+//
+// With opts.console it then keeps running until ctx ends: it serves the
+// console, prints its URL and a one-time admin login, and keeps tapping.
+func runDemo(ctx context.Context, stdout, stderr io.Writer, opts demoOptions) error {
+	log, brokerLog := demoLoggers(stderr, opts.verbose)
 	dir, err := os.MkdirTemp("", "tobira-demo-")
 	if err != nil {
 		return err
@@ -79,7 +84,11 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error 
 	if err != nil {
 		return err
 	}
-	d, err := openDemoEdge(ctx, dir, brk.URL(), snap, log)
+	pub, priv, err := signed.GenerateKey() // signs the console's door commands
+	if err != nil {
+		return err
+	}
+	d, err := openDemoEdge(ctx, dir, brk.URL(), snap, pub, log)
 	if err != nil {
 		return err
 	}
@@ -110,7 +119,18 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error 
 		}
 		return err
 	}
-	return d.summarise(ctx, hqs, t, stdout)
+	if err := d.summarise(ctx, hqs, t, stdout); err != nil || !opts.console {
+		return err
+	}
+	return d.runConsole(ctx, consoleSetup{dir: dir, broker: brk.URL(), hq: hqs, key: priv, cards: cards, taps: taps, log: log}, stdout)
+}
+
+// demoOptions are the demo's command-line options.
+type demoOptions struct {
+	// verbose logs every step to stderr.
+	verbose bool
+	// console keeps the demo running with the console served.
+	console bool
 }
 
 // demoLoggers returns the demo's logger and the embedded broker's. mochi
@@ -163,8 +183,9 @@ type demoEdge struct {
 }
 
 // openDemoEdge opens the device's stores in dir, applies snap, and builds
-// the link to url and the door. The door's changes become events.
-func openDemoEdge(ctx context.Context, dir, url string, snap policy.Snapshot, log *slog.Logger) (_ *demoEdge, err error) {
+// the door and the link to url, which carries out the commands signed by
+// the key of pub. The door's changes become events.
+func openDemoEdge(ctx context.Context, dir, url string, snap policy.Snapshot, pub ed25519.PublicKey, log *slog.Logger) (_ *demoEdge, err error) {
 	d := &demoEdge{moves: make(chan door.Change, 16)}
 	defer func() {
 		if err != nil {
@@ -182,15 +203,24 @@ func openDemoEdge(ctx context.Context, dir, url string, snap policy.Snapshot, lo
 		return nil, err
 	}
 	d.closes = append(d.closes, d.outbox.Close)
-	if d.edge, err = tsync.NewEdge(tsync.EdgeConfig{Broker: url, Site: demoSite, Device: demoDevice, Logger: log}, d.outbox); err != nil {
-		return nil, err
-	}
 	d.relay = &gpiotest.Pin{N: "GPIO17", L: gpio.High} // as a crash might have left it: energised
 	if d.lock, err = door.New(door.Config{Name: demoDoor, PulseLength: demoPulse}, d.relay, clock.System{}, log); err != nil {
 		return nil, err
 	}
 	d.closes = append(d.closes, d.lock.Close)
-	d.lock.Observe(func(c door.Change) { d.moves <- c })
+	commands := &controller.Commands{Doors: map[string]controller.CommandDoor{demoDoor: d.lock}, Modes: d.outbox, Policy: d.store,
+		Log: log, Resync: func() { d.edge.PublishStatus() }}
+	if d.edge, err = tsync.NewEdge(tsync.EdgeConfig{Broker: url, Site: demoSite, Device: demoDevice, Logger: log,
+		Keys: []ed25519.PublicKey{pub}, Commands: commands,
+		Status: controller.DeviceStatus(version, d.store, []controller.StatusDoor{d.lock}, d.outbox, nil)}, d.outbox); err != nil {
+		return nil, err
+	}
+	d.lock.Observe(func(c door.Change) {
+		select {
+		case d.moves <- c:
+		default: // nobody watches the relay (a command's changes, in console mode)
+		}
+	})
 	controller.RecordDoorChanges(d.lock, d.outbox, d.edge.Notify, log)
 	return d, nil
 }
@@ -236,8 +266,7 @@ type tally struct {
 
 // tapAll taps every card in turn and prints one table line per tap.
 func (d *demoEdge) tapAll(ctx context.Context, cards []demoCard, r *demoReader, stdout io.Writer) (tally, error) {
-	fmt.Fprintf(stdout, "%-6s %-28s %-10s %-7s %-19s %-9s %-9s %s\n",
-		"DOOR", "CARD", "SERIAL", "RESULT", "REASON", "READ", "DECIDE", "RELAY")
+	printHeader(stdout)
 	var t tally
 	for _, dc := range cards {
 		tap, movement, err := d.tap(ctx, dc, r)
@@ -248,24 +277,37 @@ func (d *demoEdge) tapAll(ctx context.Context, cards []demoCard, r *demoReader, 
 			return t, fmt.Errorf("card %q: %w", dc.label, err)
 		}
 		t.taps++
-		result := "DENIED"
 		if tap.Decision.Granted {
 			t.granted++
-			result = "GRANTED"
 		} else {
 			t.denied++
 		}
-		serial := "-"
-		if c := tap.Identity.Cert; c != nil {
-			serial = hex.EncodeToString(c.SerialNumber.Bytes())
-		}
-		fmt.Fprintf(stdout, "%-6s %-28s %-10s %-7s %-19s %-9s %-9s %s\n", tap.Door, dc.label, serial, result,
-			tap.Decision.Reason, round(tap.ReadTime), round(tap.DecideTime), movement)
+		printTap(stdout, dc, tap, movement)
 		if tap.Decision.Reason != dc.want {
 			t.mismatches = append(t.mismatches, fmt.Sprintf("%s: got %s, want %s", dc.label, tap.Decision.Reason, dc.want))
 		}
 	}
 	return t, nil
+}
+
+// printHeader prints the header of the taps' table.
+func printHeader(stdout io.Writer) {
+	fmt.Fprintf(stdout, "%-6s %-28s %-10s %-7s %-19s %-9s %-9s %s\n",
+		"DOOR", "CARD", "SERIAL", "RESULT", "REASON", "READ", "DECIDE", "RELAY")
+}
+
+// printTap prints the table line of one tap.
+func printTap(stdout io.Writer, dc demoCard, tap controller.Tap, movement string) {
+	result := "DENIED"
+	if tap.Decision.Granted {
+		result = "GRANTED"
+	}
+	serial := "-"
+	if c := tap.Identity.Cert; c != nil {
+		serial = hex.EncodeToString(c.SerialNumber.Bytes())
+	}
+	fmt.Fprintf(stdout, "%-6s %-28s %-10s %-7s %-19s %-9s %-9s %s\n", tap.Door, dc.label, serial, result,
+		tap.Decision.Reason, round(tap.ReadTime), round(tap.DecideTime), movement)
 }
 
 // tap inserts one card and waits for its decision and, after a grant, for

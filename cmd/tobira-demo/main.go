@@ -20,14 +20,21 @@ import (
 )
 
 // usage is what -h, --help and help print.
-const usage = `usage: tobira-demo [--verbose]
+const usage = `usage: tobira-demo [--verbose] [--console]
 
 Runs the whole loop on embedded defaults: an embedded MQTT broker on
 127.0.0.1, an in-process HQ, one door on a simulated GPIO relay and six
 simulated My Number Cards. Exits 0 only if every card got the reason it
 should and every event was acknowledged by HQ.
 
-  --verbose   log every step to stderr`
+  --verbose   log every step to stderr
+  --console   then keep running (Ctrl-C stops): serve HQ's web console on
+              127.0.0.1, print its URL and a one-time admin login, and keep
+              tapping simulated cards every few seconds (make demo-console)`
+
+// version is the demo's release, set at build time (-X main.version);
+// the demo device reports it in its status.
+var version = "dev"
 
 // errUsage marks a command-line mistake (exit status 2).
 var errUsage = errors.New("usage")
@@ -52,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tobira-demo", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // usage mistakes are returned, help printed below
 	verbose := fs.Bool("verbose", false, "log every step to stderr")
+	withConsole := fs.Bool("console", false, "keep running with HQ's web console served")
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp), err == nil && fs.NArg() == 1 && fs.Arg(0) == "help":
@@ -62,5 +70,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case fs.NArg() > 0:
 		return fmt.Errorf("%w: unexpected argument %q\n%s", errUsage, fs.Arg(0), usage)
 	}
-	return runDemo(ctx, stdout, stderr, *verbose)
+	return runDemo(ctx, stdout, stderr, demoOptions{verbose: *verbose, console: *withConsole})
 }

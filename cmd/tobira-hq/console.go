@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os/user"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -15,6 +18,9 @@ import (
 	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
+	"github.com/tobira-ac/tobira/hq/registry"
+	"github.com/tobira-ac/tobira/internal/credential"
+	"github.com/tobira-ac/tobira/reader"
 )
 
 // defaultConsoleDB is the console's accounts, sessions and audit log.
@@ -26,6 +32,11 @@ type consoleServer struct {
 	ln     net.Listener
 	stores *console.Stores
 	sender *hq.Sender // nil: no commands
+	// enroll handles the pending enrollments (nil: no registry or no
+	// trust anchors).
+	enroll console.Enrollments
+	// imp imports CSV tables (nil: no registry).
+	imp console.Importer
 }
 
 // openConsole listens on addr and opens the console store; cfg and the
@@ -62,7 +73,7 @@ func (cs *consoleServer) close() {
 
 // run serves the console next to run (HQ's service) until either ends.
 func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(context.Context) error, log *slog.Logger) error {
-	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Logger: log,
+	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
 		SecureCookie: !loopback(cs.ln.Addr())}
 	if cs.sender != nil {
 		cfg.Commands = cs.sender
@@ -76,6 +87,102 @@ func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(cont
 	g.Go(func() error { return console.Serve(gctx, cs.ln, con, log) })
 	g.Go(func() error { return run(gctx) })
 	return g.Wait()
+}
+
+// registryEnrollments are the registry's pending enrollments for the
+// console: approvals are verified against the trust anchors. The
+// registry file is opened for each call, as registrySink does, so that
+// admin commands can use it in between.
+type registryEnrollments struct {
+	path     string
+	verifier *reader.Verifier
+	log      *slog.Logger
+}
+
+// newRegistryEnrollments returns the console's enrollments of the
+// registry reg, verified against the anchors file; nil (with a log line)
+// when either is not set.
+func newRegistryEnrollments(reg, anchors string, log *slog.Logger) (console.Enrollments, error) {
+	if reg == "" || anchors == "" {
+		log.Info("console: no registry or no anchors setting; the console handles no enrollments")
+		return nil, nil
+	}
+	v, err := loadVerifier(anchors)
+	if err != nil {
+		return nil, err
+	}
+	return registryEnrollments{path: reg, verifier: v, log: log}, nil
+}
+
+// Pending implements console.Enrollments.
+func (e registryEnrollments) Pending() ([]console.PendingEnrollment, error) {
+	r, err := openRegistry(e.path, e.log)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	list, err := r.PendingList()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]console.PendingEnrollment, len(list))
+	for i, p := range list {
+		out[i] = console.PendingEnrollment{ID: p.ID, Site: p.Site, Device: p.Device, Seq: p.Seq, Received: p.Received}
+		if c, ok := pendingCredential(p); ok {
+			out[i].Credential = credentialKey(c)
+		}
+	}
+	return out, nil
+}
+
+// Approve implements console.Enrollments.
+func (e registryEnrollments) Approve(ctx context.Context, id, person string, until time.Time) (string, error) {
+	r, err := openRegistry(e.path, e.log)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	rec, _, _, err := approvePending(ctx, r, e.verifier, id, person, until, time.Now())
+	if err != nil {
+		return "", err
+	}
+	return credentialKey(rec.Credential), nil
+}
+
+// credentialKey returns the hex of c's key, as events name credentials.
+func credentialKey(c credential.Credential) string {
+	k, err := c.Key()
+	if err != nil {
+		return c.String()
+	}
+	return hex.EncodeToString(k)
+}
+
+// Reject implements console.Enrollments.
+func (e registryEnrollments) Reject(id string) error {
+	r, err := openRegistry(e.path, e.log)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return r.DeletePending(id)
+}
+
+// registryImporter imports the console's CSV uploads into the registry
+// file, opened for each import.
+type registryImporter struct {
+	path string
+	log  *slog.Logger
+}
+
+// ImportCSV implements console.Importer.
+func (ri registryImporter) ImportCSV(ctx context.Context, site, table, name string, in io.Reader) (registry.Applied, error) {
+	r, err := openRegistry(ri.path, ri.log)
+	if err != nil {
+		return registry.Applied{}, err
+	}
+	defer r.Close()
+	return r.ImportCSV(ctx, site, table, name, in)
 }
 
 // loopback reports whether a is a loopback address (a console there may

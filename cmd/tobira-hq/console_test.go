@@ -2,13 +2,19 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
+	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
 	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/hq/console/auth"
+	"github.com/tobira-ac/tobira/hq/registry"
+	"github.com/tobira-ac/tobira/policy"
 )
 
 // TestConsoleAccounts bootstraps an administrator and recovers its lost
@@ -61,5 +67,85 @@ func TestConsoleAccounts(t *testing.T) {
 	}
 	if n, _, err := st.Audit.Verify(); n != 2 || err != nil {
 		t.Errorf("audit: %d entries, %v", n, err)
+	}
+}
+
+// TestRegistryEnrollments: the console's enrollments list the registry's
+// pending enrollments with their credential, approve only what chains to
+// the anchors (adding it to the allowlist), and reject.
+func TestRegistryEnrollments(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	kit := writeKit(t, dir, now)
+	reg := filepath.Join(dir, "registry.db")
+	cred, rec := enrollmentRecord(t, kit, now)
+	r, err := registry.Open(reg, registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for seq := range uint64(2) {
+		id, err := r.AddPending(registry.Pending{Site: "s1", Device: "desk", Seq: seq + 1, Received: now, Record: rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	r.Close()
+
+	log := slog.New(slog.DiscardHandler)
+	if e, err := newRegistryEnrollments(reg, "", log); e != nil || err != nil {
+		t.Fatalf("without anchors: %v, %v; want none", e, err)
+	}
+	untrusted, err := newRegistryEnrollments(reg, filepath.Join(dir, "pki", "other-ca.pem"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := newRegistryEnrollments(reg, filepath.Join(dir, "pki", "ca.pem"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := cred.Key()
+	list, err := e.Pending()
+	if err != nil || len(list) != 2 || list[0].Credential != hex.EncodeToString(key) || list[0].Site != "s1" {
+		t.Fatalf("pending %+v, %v; want 2 at s1 with credential %x", list, err, key)
+	}
+	if _, err := untrusted.Approve(t.Context(), ids[0], "p-9", time.Time{}); err == nil {
+		t.Fatal("approved against an untrusted CA")
+	}
+	got, err := e.Approve(t.Context(), ids[0], "p-9", now.AddDate(1, 0, 0))
+	if err != nil || got != hex.EncodeToString(key) {
+		t.Fatalf("approve: %q, %v", got, err)
+	}
+	if err := e.Reject(ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := e.Pending(); err != nil || len(list) != 0 {
+		t.Fatalf("pending after approve and reject: %+v, %v", list, err)
+	}
+	if err := e.Reject(ids[1]); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("rejecting twice: %v, want ErrNotFound", err)
+	}
+	r, err = registry.Open(reg, registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if n, err := r.Count("s1", policy.KindCredential); err != nil || n != 1 {
+		t.Errorf("allowlist entries at s1: %d, %v; want the approved card", n, err)
+	}
+}
+
+// TestRegistryImporter: the console's import opens the registry for each
+// upload and applies all lines or none.
+func TestRegistryImporter(t *testing.T) {
+	reg := filepath.Join(t.TempDir(), "registry.db")
+	ri := registryImporter{path: reg, log: slog.New(slog.DiscardHandler)}
+	if _, err := ri.ImportCSV(t.Context(), "s1", "people", "bad.csv", strings.NewReader("person,valid_from\np-1,\np-2,soon\n")); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("bad file: %v, want ErrInvalid", err)
+	}
+	a, err := ri.ImportCSV(t.Context(), "s1", "people", "good.csv", strings.NewReader("person\np-1\np-2\n"))
+	if err != nil || a.Put != 2 {
+		t.Fatalf("good file: %+v, %v; want 2 put", a, err)
 	}
 }

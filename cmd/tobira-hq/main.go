@@ -146,7 +146,7 @@ func logger(c *cobra.Command) *slog.Logger {
 
 // serveCommand is "tobira-hq serve".
 func serveCommand() *cobra.Command {
-	var db, clientID, spool, reg, keyFile, metricsListen, consoleListen, consoleDB string
+	var db, clientID, spool, reg, anchors, keyFile, metricsListen, consoleListen, consoleDB string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Store and acknowledge events, keep device status, re-send snapshot chunks, take enrollments, relay ticket marks",
@@ -155,6 +155,7 @@ func serveCommand() *cobra.Command {
 	c.Flags().StringVar(&clientID, "client-id", "tobira-hq", "MQTT client ID")
 	c.Flags().StringVar(&spool, "spool", "", "directory of published snapshots (see snapshot publish)")
 	c.Flags().StringVar(&reg, "registry", "", "HQ registry: enrollments from devices wait there for approval, and ticket marks are checked against its events and doors (empty: enrollments not taken, marks checked for time and transitions only)")
+	c.Flags().StringVar(&anchors, "anchors", "", "JPKI CA certificates (PEM or DER) the console checks enrollments against before approving them (empty: the console approves none)")
 	c.Flags().StringVar(&keyFile, "key", "", "HQ signing key: signs the ticket marks served to the gates (empty: not served)")
 	c.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics on /metrics (empty: off)")
 	c.Flags().StringVar(&consoleListen, "console-listen", "", "host:port serving the web console (empty: off; docs/CONSOLE.md)")
@@ -204,6 +205,12 @@ func serveCommand() *cobra.Command {
 			return err
 		}
 		defer cs.close()
+		if cs.enroll, err = newRegistryEnrollments(reg, anchors, log); err != nil {
+			return err
+		}
+		if reg != "" {
+			cs.imp = registryImporter{path: reg, log: log}
+		}
 		return cs.run(c.Context(), svc, run, log)
 	}
 	return c

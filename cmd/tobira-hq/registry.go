@@ -194,9 +194,8 @@ func listPending(reg string, stdout io.Writer, log *slog.Logger) error {
 	fmt.Fprintln(tw, "ID\tSITE\tDEVICE\tSEQ\tRECEIVED\tCREDENTIAL")
 	for _, p := range list {
 		cred := "(undecodable record)"
-		var rec reader.EnrollmentRecord
-		if json.Unmarshal(p.Record, &rec) == nil {
-			cred = rec.Credential.String()
+		if c, ok := pendingCredential(p); ok {
+			cred = c.String()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.ID, p.Site, p.Device, p.Seq, p.Received.Format(time.RFC3339), cred)
 	}
@@ -269,29 +268,53 @@ func (e *enrollment) enroll(ctx context.Context, raw []byte, stdout io.Writer, l
 		return err
 	}
 	defer r.Close()
-	site := e.site
+	var rec *reader.EnrollmentRecord
+	var site string
+	var a registry.Applied
 	if e.id != "" {
-		p, err := r.PendingByID(e.id)
-		if err != nil {
-			return err
+		rec, site, a, err = approvePending(ctx, r, v, e.id, e.person, until, time.Now())
+	} else {
+		site = e.site
+		if rec, err = verifiedEnrollment(raw, v, time.Now()); err != nil {
+			return fmt.Errorf("enroll: %w", err)
 		}
-		raw, site = p.Record, p.Site
+		a, err = enrollEntry(ctx, r, site, e.person, until, rec)
 	}
-	rec, err := verifiedEnrollment(raw, v, time.Now())
-	if err != nil {
-		return fmt.Errorf("enroll: %w", err)
-	}
-	a, err := enrollEntry(ctx, r, site, e.person, until, rec)
 	if err != nil {
 		return err
 	}
-	if e.id != "" {
-		if err := r.DeletePending(e.id); err != nil {
-			return err
-		}
-	}
 	fmt.Fprintf(stdout, "enrolled %s for person %s at site %s, revision %d\n", rec.Credential, e.person, site, a.Rev)
 	return nil
+}
+
+// approvePending verifies the pending enrollment id of r with v at now,
+// adds its credential for person (until until) to the allowlist of its
+// site, and deletes it from the pending list. It returns the record and
+// the site.
+func approvePending(ctx context.Context, r *registry.Registry, v *reader.Verifier, id, person string, until, now time.Time) (*reader.EnrollmentRecord, string, registry.Applied, error) {
+	p, err := r.PendingByID(id)
+	if err != nil {
+		return nil, "", registry.Applied{}, err
+	}
+	rec, err := verifiedEnrollment(p.Record, v, now)
+	if err != nil {
+		return nil, "", registry.Applied{}, fmt.Errorf("enroll: %w", err)
+	}
+	a, err := enrollEntry(ctx, r, p.Site, person, until, rec)
+	if err != nil {
+		return nil, "", registry.Applied{}, err
+	}
+	return rec, p.Site, a, r.DeletePending(id)
+}
+
+// pendingCredential returns the credential of a pending enrollment, and
+// false when its record cannot be decoded.
+func pendingCredential(p registry.Pending) (credential.Credential, bool) {
+	var rec reader.EnrollmentRecord
+	if json.Unmarshal(p.Record, &rec) != nil {
+		return credential.Credential{}, false
+	}
+	return rec.Credential, true
 }
 
 // registrySink stores enrollments from devices in the registry, opening

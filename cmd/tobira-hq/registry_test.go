@@ -59,6 +59,20 @@ func storeStatus(s *policy.Store) tsync.StatusSource {
 	})
 }
 
+// writeKit makes a test JPKI kit valid at now and writes it to dir/pki
+// (ca.pem, other-ca.pem, ...).
+func writeKit(t *testing.T, dir string, now time.Time) *jpkitest.Kit {
+	t.Helper()
+	kit, err := jpkitest.NewKit(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kit.WriteDir(filepath.Join(dir, "pki")); err != nil {
+		t.Fatal(err)
+	}
+	return kit
+}
+
 // enrollmentRecord makes a verified enrollment record of the kit's card-1,
 // as the edge does in mode enroll.
 func enrollmentRecord(t *testing.T, kit *jpkitest.Kit, now time.Time) (credential.Credential, []byte) {
@@ -197,13 +211,7 @@ func TestRegistryToDevice(t *testing.T) {
 
 	// Enrollment from the device, approved by the admin, sent as a delta.
 	now := time.Now()
-	kit, err := jpkitest.NewKit(now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kit.WriteDir(filepath.Join(dir, "pki")); err != nil {
-		t.Fatal(err)
-	}
+	kit := writeKit(t, dir, now)
 	enrolled, rec := enrollmentRecord(t, kit, now)
 	if _, err := ob.AppendEnrollment(rec); err != nil {
 		t.Fatal(err)

@@ -88,6 +88,12 @@ type Config struct {
 	Accounts Accounts
 	// Audit records every admin action (required).
 	Audit AuditLog
+	// Enrollments, when set, lets the roles allowed approve and reject
+	// the enrollments devices sent; nil: the console handles none.
+	Enrollments Enrollments
+	// Import, when set, lets the roles allowed import CSV tables into
+	// the registry; nil: the console imports nothing.
+	Import Importer
 	// Names, when set, shows people's names to the roles allowed.
 	Names Names
 	// SecureCookie marks the session cookie Secure (HTTPS only). Leave it

@@ -22,6 +22,7 @@ import (
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
 	"github.com/tobira-ac/tobira/hq/console/i18n"
+	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -88,11 +89,14 @@ type env struct {
 	cmd   *fakeCommander
 	audit *audit.Log
 	acc   *auth.Store
+	enr   *fakeEnrollments
+	reg   *registry.Registry
 }
 
 // newEnv starts a console with devices and events at sites tokyo and
 // osaka, and accounts admin, operator, clerk, auditor (all sites) and
-// tokyo-op (operator of tokyo only).
+// tokyo-op, tokyo-clerk and tokyo-admin (of tokyo only). Its registry
+// is a real one, empty.
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	st, err := OpenStores(filepath.Join(t.TempDir(), "console.db"), nil)
@@ -110,6 +114,8 @@ func newEnv(t *testing.T) *env {
 		{Name: "clerk", Role: auth.Clerk, Sites: []string{"*"}},
 		{Name: "auditor", Role: auth.Auditor, Sites: []string{"*"}},
 		{Name: "tokyo-op", Role: auth.Operator, Sites: []string{"tokyo"}},
+		{Name: "tokyo-clerk", Role: auth.Clerk, Sites: []string{"tokyo"}},
+		{Name: "tokyo-admin", Role: auth.Administrator, Sites: []string{"tokyo"}},
 	} {
 		u.PasswordHash = hash
 		if err := st.Accounts.Add(u); err != nil {
@@ -128,13 +134,20 @@ func newEnv(t *testing.T) *env {
 		}
 	}
 	c := &fakeCommander{}
-	con, err := New(Config{HQ: f, Commands: c, Accounts: st.Accounts, Audit: st.Audit, Names: fakeNames{}, Params: cheap})
+	enr := newFakeEnrollments()
+	reg, err := registry.Open(filepath.Join(t.TempDir(), "registry.db"), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	con, err := New(Config{HQ: f, Commands: c, Accounts: st.Accounts, Audit: st.Audit, Names: fakeNames{}, Enrollments: enr,
+		Import: reg, Params: cheap})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(con)
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, con: con, hq: f, cmd: c, audit: st.Audit, acc: st.Accounts}
+	return &env{t: t, srv: srv, con: con, hq: f, cmd: c, audit: st.Audit, acc: st.Accounts, enr: enr, reg: reg}
 }
 
 // client returns an HTTP client with its own cookies that does not

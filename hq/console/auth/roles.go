@@ -51,15 +51,20 @@ const (
 	PermNames Perm = "names"
 	// PermCommand is sending door commands.
 	PermCommand Perm = "command"
+	// PermEnroll is approving and rejecting the enrollments devices sent.
+	PermEnroll Perm = "enroll"
+	// PermImport is importing CSV tables into the registry (people,
+	// credentials, doors, levels, schedules, ...).
+	PermImport Perm = "import"
 	// PermAudit is reading and exporting the audit log.
 	PermAudit Perm = "audit"
 )
 
 // grants is the table of what each role may do.
 var grants = map[Role][]Perm{
-	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermAudit},
+	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermEnroll, PermImport, PermAudit},
 	Operator:      {PermView, PermFleet, PermEvents, PermCommand},
-	Clerk:         {PermView, PermEvents, PermNames},
+	Clerk:         {PermView, PermEvents, PermNames, PermEnroll},
 	Auditor:       {PermView, PermFleet, PermEvents, PermAudit},
 }
 
