@@ -83,11 +83,11 @@ type Node struct {
 	Index int
 	// AMQPPort, DistPort, MQTTPort are the node's listeners on 127.0.0.1.
 	AMQPPort, DistPort, MQTTPort int
-	// MQTTSPort is a free port reserved for a TLS MQTT listener that
-	// Options.Config may declare; the harness does not listen on it itself.
-	MQTTSPort int
-	dir       string
-	opts      Options
+	// MQTTSPort and AMQPSPort are free ports reserved for TLS listeners
+	// that Options.Config may declare; the harness does not use them.
+	MQTTSPort, AMQPSPort int
+	dir                  string
+	opts                 Options
 
 	mu   sync.Mutex
 	proc *process
@@ -221,7 +221,7 @@ func (c *Cluster) newNode(i int, opts Options) (*Node, error) {
 	if err := os.MkdirAll(n.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("make directory of %s: %w", n.Name, err)
 	}
-	for _, p := range []*int{&n.AMQPPort, &n.DistPort, &n.MQTTPort, &n.MQTTSPort} {
+	for _, p := range []*int{&n.AMQPPort, &n.DistPort, &n.MQTTPort, &n.MQTTSPort, &n.AMQPSPort} {
 		var err error
 		if *p, err = freePort(); err != nil {
 			return nil, err
