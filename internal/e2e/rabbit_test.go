@@ -1,0 +1,111 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tobira-ac/tobira/internal/rabbittest"
+	tsync "github.com/tobira-ac/tobira/sync"
+)
+
+// brokerLog is a slog handler that keeps the broker of every "connected to
+// broker" record of an Edge: which node of a cluster it reached, in order.
+type brokerLog struct {
+	mu      sync.Mutex
+	brokers []string
+}
+
+// Enabled implements slog.Handler.
+func (b *brokerLog) Enabled(context.Context, slog.Level) bool { return true }
+
+// Handle implements slog.Handler.
+func (b *brokerLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "connected to broker" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "broker" {
+			b.mu.Lock()
+			b.brokers = append(b.brokers, a.Value.String())
+			b.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+// WithAttrs implements slog.Handler.
+func (b *brokerLog) WithAttrs([]slog.Attr) slog.Handler { return b }
+
+// WithGroup implements slog.Handler.
+func (b *brokerLog) WithGroup(string) slog.Handler { return b }
+
+// connected returns the brokers connected to so far.
+func (b *brokerLog) connected() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.brokers)
+}
+
+// An edge lists the three nodes of a RabbitMQ cluster and is connected to
+// node 1; HQ is connected to node 2. Node 1 is SIGKILLed mid-drain and
+// restarted: the edge moves to another node and keeps delivering, and HQ
+// holds every event exactly once.
+func TestEdgeFailsOverBetweenRabbitNodes(t *testing.T) {
+	c := rabbittest.Start(t, rabbittest.Options{})
+	var newEvents atomic.Int64
+	h := runHQ(t, c.Nodes[1].MQTTURL(), &newEvents)
+	ob := newOutbox(t)
+	conns := new(brokerLog)
+	e, err := tsync.NewEdge(tsync.EdgeConfig{
+		Brokers: c.MQTTURLs(), Site: "s1", Device: "d1", Batch: 20, Window: 4,
+		AckTimeout: 2 * time.Second, RetryDelay: 200 * time.Millisecond,
+		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: slog.New(conns),
+	}, ob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilCleanup(t, e.Run, func(err error) {
+		if err != nil {
+			t.Errorf("Edge Run: %v", err)
+		}
+	})
+
+	n := uint64(scale(6000, 60000))
+	third := n / 3
+	appendBacklog(t, ob, 1, third)
+	e.Notify()
+	waitFor(t, "HQ to store a part of the first third", func() bool { return newEvents.Load() >= int64(third/4) })
+	if got := conns.connected(); len(got) != 1 || got[0] != c.Nodes[0].MQTTURL() {
+		t.Fatalf("edge connected to %q, want node 1 (%s) only", got, c.Nodes[0].MQTTURL())
+	}
+	killedAt := newEvents.Load()
+	c.Nodes[0].Kill() // mid-drain: batches in flight on node 1
+	appendBacklog(t, ob, third+1, 2*third)
+	e.Notify()
+	waitFor(t, "HQ to store the first two thirds while node 1 is down", func() bool {
+		return newEvents.Load() >= int64(2*third)
+	})
+	duringOutage := newEvents.Load() - killedAt
+	c.Nodes[0].Restart(t)
+	appendBacklog(t, ob, 2*third+1, n)
+	e.Notify()
+	ctx, cancel := context.WithTimeout(t.Context(), scaleDeadline(n))
+	defer cancel()
+	if err := e.WaitDrained(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkHQExactly(t, h, &newEvents, n)
+	got := conns.connected()
+	if len(got) < 2 || got[1] == c.Nodes[0].MQTTURL() {
+		t.Fatalf("edge connections %q: want node 1, then another node", got)
+	}
+	t.Logf("%d events stored once each; %d stored while node 1 was down; edge connections: %s",
+		n, duringOutage, fmt.Sprint(got))
+}
