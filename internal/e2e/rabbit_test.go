@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/tobira-ac/tobira/internal/rabbittest"
 	tsync "github.com/tobira-ac/tobira/sync"
@@ -63,19 +62,7 @@ func TestEdgeFailsOverBetweenRabbitNodes(t *testing.T) {
 	h := runHQ(t, c.Nodes[1].MQTTURL(), &newEvents)
 	ob := newOutbox(t)
 	conns := new(brokerLog)
-	e, err := tsync.NewEdge(tsync.EdgeConfig{
-		Brokers: c.MQTTURLs(), Site: "s1", Device: "d1", Batch: 20, Window: 4,
-		AckTimeout: 2 * time.Second, RetryDelay: 200 * time.Millisecond,
-		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: slog.New(conns),
-	}, ob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runUntilCleanup(t, e.Run, func(err error) {
-		if err != nil {
-			t.Errorf("Edge Run: %v", err)
-		}
-	})
+	e := runEdgeWith(t, tsync.EdgeConfig{Brokers: c.MQTTURLs(), Logger: slog.New(conns)}, ob, 20, 4)
 
 	n := uint64(scale(6000, 60000))
 	third := n / 3
