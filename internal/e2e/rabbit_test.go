@@ -8,9 +8,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/amqpintake"
 	"github.com/tobira-ac/tobira/internal/rabbittest"
 	tsync "github.com/tobira-ac/tobira/sync"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // brokerLog is a slog handler that keeps the broker of every "connected to
@@ -95,4 +99,43 @@ func TestEdgeFailsOverBetweenRabbitNodes(t *testing.T) {
 	}
 	t.Logf("%d events stored once each; %d stored while node 1 was down; edge connections: %s",
 		n, duringOutage, fmt.Sprint(got))
+}
+
+// HQ takes the devices' events from a quorum queue bound to amq.topic
+// (hq/amqpintake) instead of its MQTT subscription, and acks over MQTT.
+// The node its intake consumes from is SIGKILLed mid-drain: the intake
+// moves to another node, RabbitMQ delivers the unacknowledged messages
+// again, and HQ holds every event exactly once.
+func TestHQConsumesEventsFromQuorumQueue(t *testing.T) {
+	c := rabbittest.Start(t, rabbittest.Options{})
+	in, err := amqpintake.New(amqpintake.Config{
+		URLs: []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, RetryDelay: 200 * time.Millisecond, Logger: discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var newEvents atomic.Int64
+	h := runHQWith(t, c.Nodes[1].MQTTURL(), hq.Config{Intake: in})
+	h.OnEvent(func(string, string, proto.Event) { newEvents.Add(1) })
+	ob := newOutbox(t)
+	e := runEdgeWith(t, tsync.EdgeConfig{Brokers: c.MQTTURLs(), Logger: discardLogger()}, ob, 20, 4)
+
+	n := uint64(scale(6000, 60000))
+	appendBacklog(t, ob, 1, n/2)
+	e.Notify()
+	waitFor(t, "HQ to store a part of the first half", func() bool { return newEvents.Load() >= int64(n/8) })
+	killedAt := newEvents.Load()
+	c.Nodes[2].Kill() // the intake's node, mid-drain
+	appendBacklog(t, ob, n/2+1, n)
+	e.Notify()
+	waitFor(t, "HQ to store more while node 3 is down", func() bool { return newEvents.Load() >= int64(n/2) })
+	duringOutage := newEvents.Load() - killedAt
+	c.Nodes[2].Restart(t)
+	ctx, cancel := context.WithTimeout(t.Context(), scaleDeadline(n))
+	defer cancel()
+	if err := e.WaitDrained(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkHQExactly(t, h, &newEvents, n)
+	t.Logf("%d events through the quorum queue, stored once each; %d stored while the intake's node was down", n, duringOutage)
 }
