@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/amqpintake"
+	"github.com/tobira-ac/tobira/hq/pgstore"
+	"github.com/tobira-ac/tobira/internal/pgtest"
 	"github.com/tobira-ac/tobira/internal/rabbittest"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -138,4 +141,98 @@ func TestHQConsumesEventsFromQuorumQueue(t *testing.T) {
 	}
 	checkHQExactly(t, h, &newEvents, n)
 	t.Logf("%d events through the quorum queue, stored once each; %d stored while the intake's node was down", n, duringOutage)
+}
+
+// replica is one HQ replica of TestHQReplicasShareTheQueue, which the test
+// may stop before it ends.
+type replica struct {
+	h       *hq.Service
+	handled atomic.Int64 // new events this replica stored
+	stop    func()
+}
+
+// startReplica runs an HQ replica named name: MQTT (acks, status) on
+// mqttURL, events from the quorum queue through amqpURLs, the events
+// store in PostgreSQL at dbURL. Each new event counts in newEvents too.
+func startReplica(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL string, newEvents *atomic.Int64) *replica {
+	t.Helper()
+	st, err := pgstore.Open(t.Context(), dbURL, pgstore.Options{Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := amqpintake.New(amqpintake.Config{URLs: amqpURLs, RetryDelay: 200 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hq.Open(hq.Config{
+		Broker: mqttURL, ClientID: "hq-" + name, Path: filepath.Join(t.TempDir(), "hq.db"), Store: st, Intake: in,
+		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: discardLogger(),
+	})
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	r := &replica{h: h}
+	h.OnEvent(func(string, string, proto.Event) {
+		newEvents.Add(1)
+		r.handled.Add(1)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := h.Run(ctx); err != nil {
+			t.Errorf("HQ %s Run: %v", name, err)
+		}
+		h.Close()
+	}()
+	var once sync.Once
+	r.stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(r.stop)
+	return r
+}
+
+// Two HQ replicas share one PostgreSQL and consume the events quorum
+// queue as competing consumers. Mid-drain one replica stops and the node
+// the other consumes from is SIGKILLed: the survivor moves to another node
+// and takes over, and every event is stored exactly once.
+func TestHQReplicasShareTheQueue(t *testing.T) {
+	pg, err := pgtest.Start(t.Context(), pgtest.Options{})
+	if err != nil {
+		pgtest.Unavailable(t, err)
+	}
+	t.Cleanup(func() { pg.Stop() })
+	db, err := pg.CreateDB(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgstore.Migrate(t.Context(), db); err != nil {
+		t.Fatal(err)
+	}
+	c := rabbittest.Start(t, rabbittest.Options{})
+	var newEvents atomic.Int64
+	a := startReplica(t, "a", c.Nodes[1].MQTTURL(), []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, db, &newEvents)
+	b := startReplica(t, "b", c.Nodes[1].MQTTURL(), []string{c.Nodes[0].AMQPURL(), c.Nodes[1].AMQPURL()}, db, &newEvents)
+	ob := newOutbox(t)
+	e := runEdgeWith(t, tsync.EdgeConfig{Brokers: c.MQTTURLs(), Logger: discardLogger()}, ob, 20, 4)
+
+	n := uint64(scale(6000, 60000))
+	appendBacklog(t, ob, 1, n/2)
+	e.Notify()
+	waitFor(t, "HQ to store a part of the first half", func() bool { return newEvents.Load() >= int64(n/8) })
+	b.stop()
+	c.Nodes[2].Kill() // replica a's intake node
+	byB := b.handled.Load()
+	appendBacklog(t, ob, n/2+1, n)
+	e.Notify()
+	ctx, cancel := context.WithTimeout(t.Context(), scaleDeadline(n))
+	defer cancel()
+	if err := e.WaitDrained(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkHQExactly(t, a.h, &newEvents, n)
+	if byB == 0 || a.handled.Load() == 0 {
+		t.Fatalf("replica a stored %d events, b %d: want both to take part", a.handled.Load(), byB)
+	}
+	t.Logf("%d events stored once each: replica a %d, replica b %d (until stopped)", n, a.handled.Load(), byB)
 }
