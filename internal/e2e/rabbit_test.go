@@ -120,13 +120,8 @@ func TestHQConsumesEventsFromQuorumQueue(t *testing.T) {
 	var newEvents atomic.Int64
 	h := runHQWith(t, c.Nodes[1].MQTTURL(), hq.Config{Intake: in})
 	h.OnEvent(func(string, string, proto.Event) { newEvents.Add(1) })
-	ob := newOutbox(t)
-	e := runEdgeWith(t, tsync.EdgeConfig{Brokers: c.MQTTURLs(), Logger: discardLogger()}, ob, 20, 4)
-
 	n := uint64(scale(6000, 60000))
-	appendBacklog(t, ob, 1, n/2)
-	e.Notify()
-	waitFor(t, "HQ to store a part of the first half", func() bool { return newEvents.Load() >= int64(n/8) })
+	ob, e := startHalfDrain(t, c, n, &newEvents)
 	killedAt := newEvents.Load()
 	c.Nodes[2].Kill() // the intake's node, mid-drain
 	appendBacklog(t, ob, n/2+1, n)
@@ -141,6 +136,18 @@ func TestHQConsumesEventsFromQuorumQueue(t *testing.T) {
 	}
 	checkHQExactly(t, h, &newEvents, n)
 	t.Logf("%d events through the quorum queue, stored once each; %d stored while the intake's node was down", n, duringOutage)
+}
+
+// startHalfDrain runs device s1/d1 against every node of c (node 1 first),
+// appends the first half of n events and waits until HQ stored an eighth.
+func startHalfDrain(t *testing.T, c *rabbittest.Cluster, n uint64, newEvents *atomic.Int64) (*tsync.Outbox, *tsync.Edge) {
+	t.Helper()
+	ob := newOutbox(t)
+	e := runEdgeWith(t, tsync.EdgeConfig{Brokers: c.MQTTURLs(), Logger: discardLogger()}, ob, 20, 4)
+	appendBacklog(t, ob, 1, n/2)
+	e.Notify()
+	waitFor(t, "HQ to store a part of the first half", func() bool { return newEvents.Load() >= int64(n/8) })
+	return ob, e
 }
 
 // replica is one HQ replica of TestHQReplicasShareTheQueue, which the test
@@ -213,13 +220,8 @@ func TestHQReplicasShareTheQueue(t *testing.T) {
 	var newEvents atomic.Int64
 	a := startReplica(t, "a", c.Nodes[1].MQTTURL(), []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, db, &newEvents)
 	b := startReplica(t, "b", c.Nodes[1].MQTTURL(), []string{c.Nodes[0].AMQPURL(), c.Nodes[1].AMQPURL()}, db, &newEvents)
-	ob := newOutbox(t)
-	e := runEdgeWith(t, tsync.EdgeConfig{Brokers: c.MQTTURLs(), Logger: discardLogger()}, ob, 20, 4)
-
 	n := uint64(scale(6000, 60000))
-	appendBacklog(t, ob, 1, n/2)
-	e.Notify()
-	waitFor(t, "HQ to store a part of the first half", func() bool { return newEvents.Load() >= int64(n/8) })
+	ob, e := startHalfDrain(t, c, n, &newEvents)
 	b.stop()
 	c.Nodes[2].Kill() // replica a's intake node
 	byB := b.handled.Load()
