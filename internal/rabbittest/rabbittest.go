@@ -138,7 +138,7 @@ func (c *Cluster) start(opts Options) error {
 	if err := os.WriteFile(cookieFile, []byte(cookie), 0o400); err != nil {
 		return fmt.Errorf("write Erlang cookie %s: %w", cookieFile, err)
 	}
-	if err := os.WriteFile(c.pluginsFile(), []byte("[rabbitmq_mqtt].\n"), 0o644); err != nil {
+	if err := os.WriteFile(c.pluginsFile(), []byte("[rabbitmq_mqtt,rabbitmq_auth_mechanism_ssl].\n"), 0o644); err != nil {
 		return fmt.Errorf("write enabled plugins file: %w", err)
 	}
 	if err := c.startEpmd(); err != nil {
@@ -171,8 +171,9 @@ func (c *Cluster) start(opts Options) error {
 }
 
 // pluginsFile is the enabled-plugins file every node reads: the same as
-// `rabbitmq-plugins enable rabbitmq_mqtt --offline` writes, without a
-// second of Erlang start-up per node.
+// `rabbitmq-plugins enable rabbitmq_mqtt rabbitmq_auth_mechanism_ssl
+// --offline` writes, without a second of Erlang start-up per node. The
+// second plugin is the certificate login (SASL EXTERNAL) of AMQP clients.
 func (c *Cluster) pluginsFile() string { return filepath.Join(c.dir, "enabled_plugins") }
 
 // startEpmd runs the cluster's own epmd on a free port.

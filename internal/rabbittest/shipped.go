@@ -68,6 +68,12 @@ func (n *Node) MQTTSURL() string {
 	return "ssl://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(n.MQTTSPort))
 }
 
+// AMQPSURL returns the node's TLS AMQP URL, e.g. "amqps://127.0.0.1:45671/",
+// for a cluster started by StartShipped.
+func (n *Node) AMQPSURL() string {
+	return "amqps://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(n.AMQPSPort)) + "/"
+}
+
 // ImportDefinitions runs deploy/rabbitmq/tobira-rabbitmq-definitions for
 // the devices ("{site}/{device}") and the default HQ user tobira-hq, and
 // imports the result into the cluster through node n, as an operator

@@ -1,12 +1,15 @@
 package rabbittest_test
 
 import (
+	"context"
 	"crypto/tls"
+	"log/slog"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/tobira-ac/tobira/hq/amqpintake"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/rabbittest"
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -112,5 +115,61 @@ func TestShippedPermissions(t *testing.T) {
 	case e := <-events:
 		t.Fatalf("HQ received a forged message %q", e)
 	case <-time.After(2 * time.Second):
+	}
+}
+
+// HQ's events intake logs in to the shipped config's AMQP listener with its
+// certificate (SASL EXTERNAL), declares the quorum queue and receives a
+// device's events published over MQTT.
+func TestShippedAMQPIntake(t *testing.T) {
+	ca := mosquittotest.NewCA(t, "tobira test CA")
+	c := rabbittest.StartShipped(t, ca, rabbittest.Options{Nodes: 1})
+	n := c.Nodes[0]
+	n.ImportDefinitions(t, "site1/door1")
+	crt, key := ca.Issue(t, mosquittotest.Leaf{CN: "tobira-hq", Serial: 20})
+	pair, err := tls.X509KeyPair(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := amqpintake.New(amqpintake.Config{
+		URLs: []string{n.AMQPSURL()}, RetryDelay: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		TLS: &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 100)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- in.Run(ctx, func(_ context.Context, topic string, payload []byte) bool {
+			got <- topic + " " + string(payload)
+			return true
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("intake Run: %v", err)
+		}
+	}()
+	door1 := tlsClient(t, ca, n.MQTTSURL(), "site1/door1", 21)
+	connectTLS(t, door1, "door1")
+	want := proto.EventsTopic("site1", "door1") + " e1"
+	deadline := time.After(30 * time.Second)
+	for { // until the intake has declared and bound its queue
+		if tok := door1.Publish(proto.EventsTopic("site1", "door1"), 1, false, "e1"); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("door1 publishes its events: %v", tok.Error())
+		}
+		select {
+		case g := <-got:
+			if g != want {
+				t.Fatalf("intake got %q, want %q", g, want)
+			}
+			return
+		case <-time.After(500 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("the intake received nothing over AMQP with HQ's certificate")
+		}
 	}
 }
