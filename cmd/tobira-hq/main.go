@@ -35,11 +35,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/amqpintake"
 	"github.com/tobira-ac/tobira/internal/signed"
 )
 
@@ -145,7 +147,7 @@ func logger(c *cobra.Command) *slog.Logger {
 
 // serveCommand is "tobira-hq serve".
 func serveCommand() *cobra.Command {
-	var db, clientID, spool, reg, keyFile, metricsListen string
+	var db, clientID, spool, reg, keyFile, metricsListen, intake string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Store and acknowledge events, keep device status, re-send snapshot chunks, take enrollments, relay ticket marks",
@@ -156,6 +158,8 @@ func serveCommand() *cobra.Command {
 	c.Flags().StringVar(&reg, "registry", "", "HQ registry: enrollments from devices wait there for approval, and ticket marks are checked against its events and doors (empty: enrollments not taken, marks checked for time and transitions only)")
 	c.Flags().StringVar(&keyFile, "key", "", "HQ signing key: signs the ticket marks served to the gates (empty: not served)")
 	c.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics on /metrics (empty: off)")
+	c.Flags().StringVar(&intake, "events-intake", "", "AMQP URLs of RabbitMQ nodes, comma-separated: take events from the quorum queue "+
+		"shared by every replica instead of the MQTT subscription (empty: MQTT)")
 	bf := addBrokerFlags(c)
 	sf := addStoreFlags(c)
 	limits := addLimitFlags(c)
@@ -176,6 +180,11 @@ func serveCommand() *cobra.Command {
 		if cfg.Store != nil {
 			defer cfg.Store.Close() // also when Open fails; a second Close is harmless
 			db = "postgres"
+		}
+		if intake != "" {
+			if cfg.Intake, err = amqpintake.New(amqpintake.Config{URLs: strings.Split(intake, ","), TLS: cfg.TLS, Logger: log}); err != nil {
+				return fmt.Errorf("--events-intake: %w", err)
+			}
 		}
 		if reg != "" {
 			cfg.Enrollments = registrySink{path: reg, log: log}
