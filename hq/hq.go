@@ -24,6 +24,10 @@ import (
 type Config struct {
 	// Broker is the paho broker URL, e.g. "tcp://127.0.0.1:1883".
 	Broker string
+	// Fallbacks are further broker URLs, e.g. the other nodes of a broker
+	// cluster: paho tries Broker, then each of them in order, whenever it
+	// connects, and stays on the first that answers.
+	Fallbacks []string
 	// ClientID is the MQTT client ID; default "tobira-hq". HQ uses a
 	// persistent session, so the broker queues events while HQ is away.
 	ClientID string
@@ -87,10 +91,21 @@ type Config struct {
 	Intake Intake
 }
 
+// checkBrokers checks Broker and every fallback broker URL.
+func (c Config) checkBrokers() error {
+	for _, b := range append([]string{c.Broker}, c.Fallbacks...) {
+		if err := mqttconn.CheckBrokerURL(b); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	return nil
+}
+
 // settings returns c's broker settings, with clientID when c names none.
 func (c Config) settings(clientID string) mqttconn.Settings {
 	return mqttconn.Settings{
 		Broker:       c.Broker,
+		Fallbacks:    c.Fallbacks,
 		ClientID:     cmp.Or(c.ClientID, clientID),
 		TLS:          c.TLS,
 		Username:     c.Username,
@@ -156,9 +171,9 @@ func Open(cfg Config) (*Service, error) {
 	if cfg.Path == "" && cfg.Store == nil {
 		return nil, fmt.Errorf("%w: HQ needs a store path", ErrConfig)
 	}
-	if cfg.Broker != "" {
-		if err := mqttconn.CheckBrokerURL(cfg.Broker); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	if cfg.Broker != "" || len(cfg.Fallbacks) > 0 {
+		if err := cfg.checkBrokers(); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.Key != nil && len(cfg.Key) != ed25519.PrivateKeySize {

@@ -97,7 +97,7 @@ type brokerFlags struct{ url, ca, cert, key string }
 // addBrokerFlags registers the broker flags on c.
 func addBrokerFlags(c *cobra.Command) *brokerFlags {
 	var b brokerFlags
-	c.Flags().StringVar(&b.url, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
+	c.Flags().StringVar(&b.url, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL; several, comma-separated, for the nodes of a broker cluster")
 	c.Flags().StringVar(&b.ca, "tls-ca", "", "PEM CA file that signs the broker's certificate")
 	c.Flags().StringVar(&b.cert, "tls-cert", "", "PEM client certificate (CN tobira-hq)")
 	c.Flags().StringVar(&b.key, "tls-key", "", "PEM client key")
@@ -111,7 +111,8 @@ func (f *brokerFlags) hqConfig(log *slog.Logger) (hq.Config, error) {
 	if err != nil {
 		return hq.Config{}, err
 	}
-	return hq.Config{Broker: f.url, TLS: tc, Logger: log}, nil
+	urls := strings.Split(f.url, ",")
+	return hq.Config{Broker: urls[0], Fallbacks: urls[1:], TLS: tc, Logger: log}, nil
 }
 
 // tls returns the TLS configuration, nil when no TLS setting is given.
