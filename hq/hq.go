@@ -24,6 +24,10 @@ import (
 type Config struct {
 	// Broker is the paho broker URL, e.g. "tcp://127.0.0.1:1883".
 	Broker string
+	// Fallbacks are further broker URLs, e.g. the other nodes of a broker
+	// cluster: paho tries Broker, then each of them in order, whenever it
+	// connects, and stays on the first that answers.
+	Fallbacks []string
 	// ClientID is the MQTT client ID; default "tobira-hq". HQ uses a
 	// persistent session, so the broker queues events while HQ is away.
 	ClientID string
@@ -82,12 +86,26 @@ type Config struct {
 	Clock clock.Clock
 	// Logger receives HQ's logs; default slog.Default().
 	Logger *slog.Logger
+	// Intake, when set, delivers the devices' events instead of Run's MQTT
+	// subscription to them (acks still go out over MQTT): see Intake.
+	Intake Intake
+}
+
+// checkBrokers checks Broker and every fallback broker URL.
+func (c Config) checkBrokers() error {
+	for _, b := range append([]string{c.Broker}, c.Fallbacks...) {
+		if err := mqttconn.CheckBrokerURL(b); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	return nil
 }
 
 // settings returns c's broker settings, with clientID when c names none.
 func (c Config) settings(clientID string) mqttconn.Settings {
 	return mqttconn.Settings{
 		Broker:       c.Broker,
+		Fallbacks:    c.Fallbacks,
 		ClientID:     cmp.Or(c.ClientID, clientID),
 		TLS:          c.TLS,
 		Username:     c.Username,
@@ -127,6 +145,8 @@ type Service struct {
 
 	reportMu sync.Mutex // orders the sequence numbers of HQ's own events
 
+	intake Intake // nil: events come through Run's MQTT subscription
+
 	mu      sync.Mutex
 	onEvent func(site, device string, ev proto.Event)
 
@@ -151,9 +171,9 @@ func Open(cfg Config) (*Service, error) {
 	if cfg.Path == "" && cfg.Store == nil {
 		return nil, fmt.Errorf("%w: HQ needs a store path", ErrConfig)
 	}
-	if cfg.Broker != "" {
-		if err := mqttconn.CheckBrokerURL(cfg.Broker); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	if cfg.Broker != "" || len(cfg.Fallbacks) > 0 {
+		if err := cfg.checkBrokers(); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.Key != nil && len(cfg.Key) != ed25519.PrivateKeySize {
@@ -199,6 +219,7 @@ func Open(cfg Config) (*Service, error) {
 		rules:       cfg.TicketRules,
 		skew:        cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew),
 		enrollments: cfg.Enrollments,
+		intake:      cfg.Intake,
 		limits: newLimiter(lim, clk, func(site, device string) (uint64, error) {
 			return st.Acked(context.Background(), site, device)
 		}),
@@ -274,7 +295,9 @@ func (h *Service) Run(ctx context.Context) error {
 	routes := h.routes()
 	filters := make(map[string]byte, len(routes))
 	for leaf := range routes {
-		filters[proto.Subscription(leaf)] = 1
+		if leaf != proto.LeafEvents || h.intake == nil {
+			filters[proto.Subscription(leaf)] = 1
+		}
 	}
 	var hg mqttconn.HandlerGroup
 	var pub publishFunc
@@ -283,18 +306,7 @@ func (h *Service) Run(ctx context.Context) error {
 			return
 		}
 		defer hg.Leave()
-		site, device, leaf, err := proto.ParseTopic(m.Topic())
-		r, ok := routes[leaf]
-		if err != nil || !ok {
-			h.metrics.refused.WithLabelValues(refusedUnexpectedTopic).Inc()
-			h.log.Warn("message on an unexpected topic dropped", "topic", m.Topic(), "bytes", len(m.Payload()), "err", err)
-			return
-		}
-		if n, limit := len(m.Payload()), maxPayload(leaf); limit > 0 && n > limit {
-			h.refuse(ctx, site, device, refusedTooLarge, fmt.Sprintf("%s payload of %d bytes, max %d", leaf, n, limit))
-			return
-		}
-		r(ctx, pub, m.Topic(), m.Payload())
+		h.dispatch(ctx, routes, pub, m.Topic(), m.Payload())
 	}
 	opts := h.link.Options().
 		SetCleanSession(false). // the broker keeps our subscription and queues events while we are away
@@ -322,11 +334,48 @@ func (h *Service) Run(ctx context.Context) error {
 	pub = publisher(c, h.clk)
 	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
 
-	<-ctx.Done()
+	err := h.runIntake(ctx, func(ctx context.Context, topic string, payload []byte) bool {
+		if !hg.Enter() {
+			return false
+		}
+		defer hg.Leave()
+		h.dispatch(ctx, routes, pub, topic, payload)
+		return true
+	})
 	c.Disconnect(mqttconn.DisconnectQuiesce)
 	hg.CloseAndWait()
 	h.log.Info("HQ link stopped", "broker", h.link.Broker)
+	return err
+}
+
+// runIntake runs h.intake with handle until ctx ends, or only waits for
+// ctx without one. An intake that fails ends Run with its error.
+func (h *Service) runIntake(ctx context.Context, handle func(ctx context.Context, topic string, payload []byte) bool) error {
+	if h.intake == nil {
+		<-ctx.Done()
+		return nil
+	}
+	if err := h.intake.Run(ctx, handle); err != nil {
+		return fmt.Errorf("HQ %s: events intake: %w", h.path, err)
+	}
 	return nil
+}
+
+// dispatch hands one device message to its route, after the checks every
+// message passes (a known topic, the payload size).
+func (h *Service) dispatch(ctx context.Context, routes map[proto.Leaf]route, pub publishFunc, topic string, payload []byte) {
+	site, device, leaf, err := proto.ParseTopic(topic)
+	r, ok := routes[leaf]
+	if err != nil || !ok {
+		h.metrics.refused.WithLabelValues(refusedUnexpectedTopic).Inc()
+		h.log.Warn("message on an unexpected topic dropped", "topic", topic, "bytes", len(payload), "err", err)
+		return
+	}
+	if n, limit := len(payload), maxPayload(leaf); limit > 0 && n > limit {
+		h.refuse(ctx, site, device, refusedTooLarge, fmt.Sprintf("%s payload of %d bytes, max %d", leaf, n, limit))
+		return
+	}
+	r(ctx, pub, topic, payload)
 }
 
 // handleEvents stores one events message and publishes the device's ack.

@@ -277,9 +277,14 @@ func TestHQRunNeedsBroker(t *testing.T) {
 		if err := h.Run(t.Context()); !errors.Is(err, hq.ErrConfig) {
 			t.Fatalf("Run without broker = %v, want ErrConfig", err)
 		}
-		_, err := hq.Open(b.config(t, hq.Config{Broker: "mqtt//oops"}, b.newStore(t)))
-		if !errors.Is(err, hq.ErrConfig) {
-			t.Fatalf("Open with a bad broker URL = %v, want ErrConfig", err)
+		for _, cfg := range []hq.Config{
+			{Broker: "mqtt//oops"},
+			{Broker: "tcp://127.0.0.1:1883", Fallbacks: []string{"tcp://127.0.0.1:1884", "http://127.0.0.1:1885"}},
+		} {
+			_, err := hq.Open(b.config(t, cfg, b.newStore(t)))
+			if !errors.Is(err, hq.ErrConfig) {
+				t.Fatalf("Open with broker %q, fallbacks %q = %v, want ErrConfig", cfg.Broker, cfg.Fallbacks, err)
+			}
 		}
 	})
 }

@@ -60,8 +60,8 @@ type releaseFile struct {
 // with store/<version>/tobira, as `tobira-release release publish` lays
 // them out; "" for none). priv signs the offers.
 func DialReleaseServer(ctx context.Context, cfg Config, priv ed25519.PrivateKey, store string) (*ReleaseServer, error) {
-	if err := mqttconn.CheckBrokerURL(cfg.Broker); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	if err := cfg.checkBrokers(); err != nil {
+		return nil, err
 	}
 	if len(priv) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: release server needs an Ed25519 private key", ErrConfig)

@@ -41,8 +41,8 @@ type Sender struct {
 // DialSender connects to cfg.Broker (cfg.Path is not used) and subscribes
 // to every device's results. priv signs what the Sender sends.
 func DialSender(ctx context.Context, cfg Config, priv ed25519.PrivateKey) (*Sender, error) {
-	if err := mqttconn.CheckBrokerURL(cfg.Broker); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	if err := cfg.checkBrokers(); err != nil {
+		return nil, err
 	}
 	if len(priv) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: sender needs an Ed25519 private key", ErrConfig)

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -31,11 +32,17 @@ const (
 	DefaultRetryDelay = time.Second
 )
 
-// EdgeConfig configures an Edge. Broker, Site and Device are required.
+// EdgeConfig configures an Edge. Broker or Brokers, Site and Device are
+// required.
 type EdgeConfig struct {
 	// Broker is the paho broker URL, e.g. "tcp://127.0.0.1:1883" or
-	// "ssl://hq.example:8883".
+	// "ssl://hq.example:8883": shorthand for Brokers with one URL. Set
+	// Broker or Brokers, not both.
 	Broker string
+	// Brokers are the URLs of several brokers, e.g. the nodes of a broker
+	// cluster: the link connects to the first that answers, in order, and
+	// moves to another when its broker fails (deploy/rabbitmq).
+	Brokers []string
 	// Site is the site name (see proto.CheckName).
 	Site string
 	// Device is the device name (see proto.CheckName).
@@ -115,8 +122,10 @@ type EdgeConfig struct {
 // names none (the ReleaseAgent's connection is the Edge's plus
 // "/release").
 func (c EdgeConfig) settings(suffix string) mqttconn.Settings {
+	urls := c.brokers()
 	return mqttconn.Settings{
-		Broker:       c.Broker,
+		Broker:       urls[0],
+		Fallbacks:    urls[1:],
 		ClientID:     cmp.Or(c.ClientID, c.Site+"/"+c.Device) + suffix,
 		TLS:          c.TLS,
 		Username:     c.Username,
@@ -126,11 +135,25 @@ func (c EdgeConfig) settings(suffix string) mqttconn.Settings {
 	}
 }
 
-// checkLink checks what every connection of the device needs: broker URL,
+// brokers returns the broker URLs: Brokers, or Broker alone. checkLink
+// makes sure there is one.
+func (c EdgeConfig) brokers() []string {
+	if len(c.Brokers) > 0 {
+		return c.Brokers
+	}
+	return []string{c.Broker}
+}
+
+// checkLink checks what every connection of the device needs: broker URLs,
 // site and device names.
 func (c EdgeConfig) checkLink() error {
-	if err := mqttconn.CheckBrokerURL(c.Broker); err != nil {
-		return fmt.Errorf("%w: %w", ErrConfig, err)
+	if c.Broker != "" && len(c.Brokers) > 0 {
+		return fmt.Errorf("%w: set broker %q or brokers %q, not both", ErrConfig, c.Broker, c.Brokers)
+	}
+	for _, b := range c.brokers() {
+		if err := mqttconn.CheckBrokerURL(b); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
 	}
 	if err := proto.CheckName(c.Site); err != nil {
 		return fmt.Errorf("%w: site: %w", ErrConfig, err)
@@ -344,7 +367,15 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 		}
 		handle(ctx, m.Topic(), m.Payload())
 	}
+	// dialed is the broker paho tried last: on connection, the one it is
+	// connected to (several brokers: EdgeConfig.Brokers).
+	var dialed atomic.Value
+	dialed.Store(e.link.Broker)
 	return e.link.Options().
+		SetConnectionAttemptHandler(func(u *url.URL, cfg *tls.Config) *tls.Config {
+			dialed.Store(u.String())
+			return cfg
+		}).
 		SetCleanSession(true).
 		SetWill(e.status.topic, string(proto.OfflineStatus(e.eng.site, e.eng.device)), 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
@@ -355,16 +386,16 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 			// Paho runs this in its own goroutine, so waiting is allowed.
 			if err := mqttconn.WaitToken(ctx, e.eng.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout); err != nil {
 				e.eng.log.Error("cannot subscribe; sending anyway, acks and commands will be missed until reconnect",
-					"topics", len(filters), "broker", e.link.Broker, "err", err)
+					"topics", len(filters), "broker", dialed.Load(), "err", err)
 			} else {
-				e.eng.log.Info("connected to broker", "broker", e.link.Broker, "client_id", e.link.ClientID)
+				e.eng.log.Info("connected to broker", "broker", dialed.Load(), "client_id", e.link.ClientID)
 			}
 			for _, f := range e.features {
 				f.connected(ctx)
 			}
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			e.eng.log.Warn("lost broker connection", "broker", e.link.Broker, "err", err)
+			e.eng.log.Warn("lost broker connection", "broker", dialed.Load(), "err", err)
 			e.eng.onConnectionLost()
 		})
 }

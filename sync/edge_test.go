@@ -19,6 +19,10 @@ func TestNewEdgeChecksConfig(t *testing.T) {
 		{"no broker", func(c *tsync.EdgeConfig) { c.Broker = "" }},
 		{"broker scheme", func(c *tsync.EdgeConfig) { c.Broker = "http://127.0.0.1:1883" }},
 		{"broker without host", func(c *tsync.EdgeConfig) { c.Broker = "tcp://" }},
+		{"broker and brokers", func(c *tsync.EdgeConfig) { c.Brokers = []string{"tcp://127.0.0.1:1884"} }},
+		{"bad second broker", func(c *tsync.EdgeConfig) {
+			c.Broker, c.Brokers = "", []string{"tcp://127.0.0.1:1883", "http://127.0.0.1:1884"}
+		}},
 		{"no site", func(c *tsync.EdgeConfig) { c.Site = "" }},
 		{"device with wildcard", func(c *tsync.EdgeConfig) { c.Device = "d#" }},
 		{"batch too big", func(c *tsync.EdgeConfig) { c.Batch = proto.MaxBatch + 1 }},
@@ -43,5 +47,10 @@ func TestNewEdgeChecksConfig(t *testing.T) {
 	}
 	if e.Acked() != 0 {
 		t.Fatalf("Acked of a fresh outbox = %d", e.Acked())
+	}
+	several := good
+	several.Broker, several.Brokers = "", []string{"tcp://127.0.0.1:1883", "ssl://127.0.0.1:8883"}
+	if _, err := tsync.NewEdge(several, newOutbox(t)); err != nil {
+		t.Fatalf("NewEdge with several brokers: %v", err)
 	}
 }

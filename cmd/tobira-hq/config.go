@@ -42,6 +42,7 @@ type fileSettings struct {
 	Anchors       *string `toml:"anchors"`
 	ReleaseStore  *string `toml:"release_store"`
 	MetricsListen *string `toml:"metrics_listen"`
+	EventsIntake  *string `toml:"events_intake"`
 
 	LimitSeqWindow    *string `toml:"limit_seq_window"`
 	LimitEventRate    *string `toml:"limit_event_rate"`
@@ -80,6 +81,7 @@ var settings = []setting{
 	{"anchors", "anchors", false, func(f *fileSettings) *string { return f.Anchors }},
 	{"release_store", "store", false, func(f *fileSettings) *string { return f.ReleaseStore }},
 	{"metrics_listen", "metrics-listen", true, func(f *fileSettings) *string { return f.MetricsListen }},
+	{"events_intake", "events-intake", true, func(f *fileSettings) *string { return f.EventsIntake }},
 	{"limit_seq_window", "limit-seq-window", false, func(f *fileSettings) *string { return f.LimitSeqWindow }},
 	{"limit_event_rate", "limit-event-rate", false, func(f *fileSettings) *string { return f.LimitEventRate }},
 	{"limit_event_burst", "limit-event-burst", false, func(f *fileSettings) *string { return f.LimitEventBurst }},

@@ -36,11 +36,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/amqpintake"
 	"github.com/tobira-ac/tobira/internal/signed"
 )
 
@@ -96,7 +98,7 @@ type brokerFlags struct{ url, ca, cert, key string }
 // addBrokerFlags registers the broker flags on c.
 func addBrokerFlags(c *cobra.Command) *brokerFlags {
 	var b brokerFlags
-	c.Flags().StringVar(&b.url, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
+	c.Flags().StringVar(&b.url, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL; several, comma-separated, for the nodes of a broker cluster")
 	c.Flags().StringVar(&b.ca, "tls-ca", "", "PEM CA file that signs the broker's certificate")
 	c.Flags().StringVar(&b.cert, "tls-cert", "", "PEM client certificate (CN tobira-hq)")
 	c.Flags().StringVar(&b.key, "tls-key", "", "PEM client key")
@@ -110,7 +112,8 @@ func (f *brokerFlags) hqConfig(log *slog.Logger) (hq.Config, error) {
 	if err != nil {
 		return hq.Config{}, err
 	}
-	return hq.Config{Broker: f.url, TLS: tc, Logger: log}, nil
+	urls := strings.Split(f.url, ",")
+	return hq.Config{Broker: urls[0], Fallbacks: urls[1:], TLS: tc, Logger: log}, nil
 }
 
 // tls returns the TLS configuration, nil when no TLS setting is given.
@@ -146,7 +149,7 @@ func logger(c *cobra.Command) *slog.Logger {
 
 // serveCommand is "tobira-hq serve".
 func serveCommand() *cobra.Command {
-	var db, clientID, spool, reg, anchors, keyFile, metricsListen, consoleListen, consoleDB string
+	var db, clientID, spool, reg, anchors, keyFile, metricsListen, consoleListen, consoleDB, intake string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Store and acknowledge events, keep device status, re-send snapshot chunks, take enrollments, relay ticket marks",
@@ -160,6 +163,8 @@ func serveCommand() *cobra.Command {
 	c.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics on /metrics (empty: off)")
 	c.Flags().StringVar(&consoleListen, "console-listen", "", "host:port serving the web console (empty: off; docs/CONSOLE.md)")
 	c.Flags().StringVar(&consoleDB, "console-db", defaultConsoleDB, "the console's accounts, sessions and audit log (bbolt file)")
+	c.Flags().StringVar(&intake, "events-intake", "", "AMQP URLs of RabbitMQ nodes, comma-separated: take events from the quorum queue "+
+		"shared by every replica instead of the MQTT subscription (empty: MQTT)")
 	bf := addBrokerFlags(c)
 	sf := addStoreFlags(c)
 	limits := addLimitFlags(c)
@@ -180,6 +185,11 @@ func serveCommand() *cobra.Command {
 		if cfg.Store != nil {
 			defer cfg.Store.Close() // also when Open fails; a second Close is harmless
 			db = "postgres"
+		}
+		if intake != "" {
+			if cfg.Intake, err = amqpintake.New(amqpintake.Config{URLs: strings.Split(intake, ","), TLS: cfg.TLS, Logger: log}); err != nil {
+				return fmt.Errorf("--events-intake: %w", err)
+			}
 		}
 		if reg != "" {
 			cfg.Enrollments = registrySink{path: reg, log: log}

@@ -108,7 +108,12 @@ type TrustConfig struct {
 // HQConfig is the MQTT link to headquarters.
 type HQConfig struct {
 	// Broker is the broker URL: tcp://host:1883 or ssl://host:8883.
+	// Shorthand for Brokers with one URL; set one of the two.
 	Broker string `toml:"broker"`
+	// Brokers are several broker URLs, e.g. the nodes of a RabbitMQ
+	// cluster: the device connects to the first that answers and moves to
+	// another when its broker fails.
+	Brokers []string `toml:"brokers"`
 	// Username and PasswordFile authenticate to the broker (optional).
 	Username string `toml:"username"`
 	// PasswordFile holds the broker password (kept out of the config file).
@@ -622,19 +627,43 @@ func (h *HQConfig) validate(bad func(key, format string, args ...any)) {
 	if h.Window < 1 || h.Window > 256 {
 		bad("hq.window", "%d must be between 1 and 256", h.Window)
 	}
-	if h.Broker == "" {
-		bad("hq.broker", "required (tcp://host:1883 or ssl://host:8883)")
+	if h.Broker != "" && len(h.Brokers) > 0 {
+		bad("hq.brokers", "set hq.broker (one broker) or hq.brokers (several), not both")
 		return
 	}
-	u, err := url.Parse(h.Broker)
+	if h.Broker == "" && len(h.Brokers) == 0 {
+		bad("hq.broker", "required (tcp://host:1883 or ssl://host:8883; hq.brokers for several)")
+		return
+	}
+	for i, b := range h.BrokerURLs() {
+		key := "hq.broker"
+		if len(h.Brokers) > 0 {
+			key = fmt.Sprintf("hq.brokers[%d]", i)
+		}
+		h.validateBroker(key, b, bad)
+	}
+}
+
+// BrokerURLs returns the broker URLs: Brokers, or Broker alone.
+func (h HQConfig) BrokerURLs() []string {
+	if len(h.Brokers) > 0 {
+		return h.Brokers
+	}
+	return []string{h.Broker}
+}
+
+// validateBroker checks one broker URL (config key key) and the TLS files
+// its scheme asks for.
+func (h *HQConfig) validateBroker(key, broker string, bad func(key, format string, args ...any)) {
+	u, err := url.Parse(broker)
 	if err != nil || u.Host == "" {
-		bad("hq.broker", "%q is not a URL like tcp://host:1883", h.Broker)
+		bad(key, "%q is not a URL like tcp://host:1883", broker)
 		return
 	}
 	switch u.Scheme {
 	case "tcp", "mqtt":
 		if h.ClientCert != "" || h.ClientKey != "" || h.CACert != "" {
-			bad("hq.broker", "%q is not TLS (ssl://) but ca_cert/client_cert/client_key are set", h.Broker)
+			bad(key, "%q is not TLS (ssl://) but ca_cert/client_cert/client_key are set", broker)
 		}
 	case "ssl", "tls", "mqtts":
 		if h.CACert == "" {
@@ -644,7 +673,7 @@ func (h *HQConfig) validate(bad func(key, format string, args ...any)) {
 			bad("hq.client_cert", "client_cert and client_key go together")
 		}
 	default:
-		bad("hq.broker", "scheme %q must be tcp or ssl", u.Scheme)
+		bad(key, "scheme %q must be tcp or ssl", u.Scheme)
 	}
 }
 

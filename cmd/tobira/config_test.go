@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,26 @@ func TestParseConfigDefaults(t *testing.T) {
 	c, err = ParseConfig("metrics.toml", []byte(goodConfig+"[metrics]\nlisten = \"127.0.0.1:9469\"\n"))
 	if err != nil || c.Metrics.Listen != "127.0.0.1:9469" {
 		t.Errorf("[metrics] listen: %v, %+v", err, c.Metrics)
+	}
+}
+
+// [hq] brokers lists several brokers; broker is its one-element shorthand.
+func TestConfigBrokers(t *testing.T) {
+	urls := []string{"tcp://127.0.0.1:1883", "tcp://127.0.0.1:1884", "tcp://127.0.0.1:1885"}
+	text := strings.Replace(goodConfig, `broker = "tcp://127.0.0.1:1883"`, `brokers = ["`+strings.Join(urls, `", "`)+`"]`, 1)
+	c, err := ParseConfig("brokers.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.HQ.BrokerURLs(); !slices.Equal(got, urls) || c.HQ.Broker != "" {
+		t.Fatalf("BrokerURLs = %q, broker %q; want %q", got, c.HQ.Broker, urls)
+	}
+	c, err = ParseConfig("broker.toml", []byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.HQ.BrokerURLs(); !slices.Equal(got, urls[:1]) {
+		t.Fatalf("BrokerURLs of broker alone = %q", got)
 	}
 }
 
@@ -77,6 +98,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{"zero pulse", doorKey(`pulse = "0s"`), []string{"door[0].pulse: 0s must be between"}},
 		{"pulse too long", doorKey(`pulse = "1h"`), []string{"door[0].pulse:", "1h0m0s"}},
 		{"broker scheme", func(s string) string { return strings.Replace(s, "tcp://", "http://", 1) }, []string{"hq.broker:", `"http"`}},
+		{"broker and brokers", func(s string) string {
+			return strings.Replace(s, "[hq]\n", "[hq]\nbrokers = [\"tcp://127.0.0.1:1884\"]\n", 1)
+		}, []string{"hq.brokers: set hq.broker (one broker) or hq.brokers (several), not both"}},
+		{"bad second broker", func(s string) string {
+			return strings.Replace(s, `broker = "tcp://127.0.0.1:1883"`, `brokers = ["tcp://127.0.0.1:1883", "http://127.0.0.1:1884"]`, 1)
+		}, []string{"hq.brokers[1]:", `"http"`}},
 		{"tls without ca", func(s string) string { return strings.Replace(s, "tcp://", "ssl://", 1) }, []string{"hq.ca_cert:"}},
 		{"firmware relative root", func(s string) string { return s + "[firmware]\nroot = \"fw\"\n" }, []string{"firmware.root:"}},
 		{"firmware deadline too short", func(s string) string { return s + "[firmware]\nhealth_deadline = \"1s\"\n" }, []string{"firmware.health_deadline: 1s"}},

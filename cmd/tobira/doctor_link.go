@@ -85,7 +85,9 @@ func (d *doctor) checkBroker(ctx context.Context) bool {
 		}
 		password = strings.TrimSpace(string(b))
 	}
-	settings := mqttconn.Settings{Broker: d.cfg.HQ.Broker, ClientID: d.cfg.Site + "/" + d.cfg.Device + "/doctor",
+	urls := d.cfg.HQ.BrokerURLs()
+	brokers := strings.Join(urls, ", ")
+	settings := mqttconn.Settings{Broker: urls[0], Fallbacks: urls[1:], ClientID: d.cfg.Site + "/" + d.cfg.Device + "/doctor",
 		TLS: tlsCfg, Username: d.cfg.HQ.Username, Password: password}
 	opts := settings.Options().SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true)
 	if dl, ok := ctx.Deadline(); ok {
@@ -94,10 +96,10 @@ func (d *doctor) checkBroker(ctx context.Context) bool {
 	c := mqtt.NewClient(opts)
 	if err := waitToken(ctx, c.Connect()); err != nil {
 		fix, what := connectFailure(err)
-		return d.fail("broker", fix, "%s %s: %v", what, d.cfg.HQ.Broker, err)
+		return d.fail("broker", fix, "%s %s: %v", what, brokers, err)
 	}
 	defer c.Disconnect(mqttconn.DisconnectQuiesce)
-	d.ok("broker", "connected to %s as the device", d.cfg.HQ.Broker)
+	d.ok("broker", "connected to %s as the device", brokers)
 	return d.checkACL(ctx, c)
 }
 
@@ -133,7 +135,7 @@ func (d *doctor) checkTLSFiles() bool {
 	h := d.cfg.HQ
 	if h.CACert == "" {
 		d.warn("tls", "use an ssl:// broker with hq.ca_cert, hq.client_cert and hq.client_key (deploy/mosquitto)",
-			"%s is not TLS: the link is neither encrypted nor authenticated", h.Broker)
+			"%s is not TLS: the link is neither encrypted nor authenticated", strings.Join(h.BrokerURLs(), ", "))
 		return true
 	}
 	pem, err := os.ReadFile(h.CACert)

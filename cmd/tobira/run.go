@@ -370,7 +370,7 @@ func linkConfig(cfg *Config, log *slog.Logger) (tsync.EdgeConfig, error) {
 	if err != nil {
 		return tsync.EdgeConfig{}, err
 	}
-	return tsync.EdgeConfig{Broker: cfg.HQ.Broker, Site: cfg.Site, Device: cfg.Device,
+	return tsync.EdgeConfig{Broker: cfg.HQ.Broker, Brokers: cfg.HQ.Brokers, Site: cfg.Site, Device: cfg.Device,
 		TLS: tlsCfg, Username: cfg.HQ.Username, Password: password, Logger: log, StagingDir: cfg.DataDir,
 		Batch: cfg.HQ.Batch, Window: cfg.HQ.Window, Keys: keys}, nil
 }

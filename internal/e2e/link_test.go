@@ -82,11 +82,17 @@ func runHQ(t *testing.T, url string, newEvents *atomic.Int64) *hq.Service {
 // runEdge runs an Edge for ob against url until the test ends.
 func runEdge(t *testing.T, url string, ob *tsync.Outbox, batch, window int) *tsync.Edge {
 	t.Helper()
-	e, err := tsync.NewEdge(tsync.EdgeConfig{
-		Broker: url, Site: "s1", Device: "d1", Batch: batch, Window: window,
-		AckTimeout: 2 * time.Second, RetryDelay: 200 * time.Millisecond,
-		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: testLogger(t),
-	}, ob)
+	return runEdgeWith(t, tsync.EdgeConfig{Broker: url, Logger: testLogger(t)}, ob, batch, window)
+}
+
+// runEdgeWith is runEdge for cfg's brokers and logger: device s1/d1 with
+// the test timings.
+func runEdgeWith(t *testing.T, cfg tsync.EdgeConfig, ob *tsync.Outbox, batch, window int) *tsync.Edge {
+	t.Helper()
+	cfg.Site, cfg.Device, cfg.Batch, cfg.Window = "s1", "d1", batch, window
+	cfg.AckTimeout, cfg.RetryDelay = 2*time.Second, 200*time.Millisecond
+	cfg.ConnectRetry, cfg.MaxReconnect = 200*time.Millisecond, 500*time.Millisecond
+	e, err := tsync.NewEdge(cfg, ob)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,10 @@ const (
 type Settings struct {
 	// Broker is the paho broker URL (see CheckBrokerURL).
 	Broker string
+	// Fallbacks are further broker URLs, e.g. the other nodes of a
+	// broker cluster. paho tries Broker, then each of them in order, on
+	// every connection attempt and stays on the first that answers.
+	Fallbacks []string
 	// ClientID is the MQTT client ID, unique per broker.
 	ClientID string
 	// TLS, when set, is used for ssl:// and wss:// brokers.
@@ -85,6 +89,9 @@ func (l Settings) Options() *mqtt.ClientOptions {
 		SetWriteTimeout(DefaultTokenTimeout).
 		SetKeepAlive(30 * time.Second).
 		SetOrderMatters(false)
+	for _, b := range l.Fallbacks {
+		o.AddBroker(b)
+	}
 	if l.TLS != nil {
 		o.SetTLSConfig(l.TLS)
 	}
