@@ -9,6 +9,8 @@ package alarm
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,8 +72,8 @@ const (
 
 // Alarm is one alarm.
 type Alarm struct {
-	// ID names the alarm: site/device/door/kind (one alarm per kind and
-	// place; a cleared one raised again starts afresh).
+	// ID names the alarm: a hash of site, device, door and kind (one
+	// alarm per kind and place; a cleared one raised again starts afresh).
 	ID string `json:"id"`
 	// Site, Device and Door are where it stands (Door "" for a device).
 	Site   string `json:"site"`
@@ -153,9 +155,21 @@ func Open(db *bolt.DB, format []byte) (*List, error) {
 	return l, nil
 }
 
-// ID returns the ID of the alarm of kind at site/device/door.
+// ID returns the ID of the alarm of kind at site/device/door: hex
+// digits of a hash, safe in a URL path whatever the door's name.
 func ID(site, device, door string, kind Kind) string {
-	return site + "/" + device + "/" + door + "/" + string(kind)
+	h := sha256.Sum256([]byte(site + "\x00" + device + "\x00" + door + "\x00" + string(kind)))
+	return hex.EncodeToString(h[:8])
+}
+
+// Where names the alarm's place and kind for people and the audit log:
+// site/device[/door] kind.
+func (a Alarm) Where() string {
+	w := a.Site + "/" + a.Device
+	if a.Door != "" {
+		w += "/" + a.Door
+	}
+	return w + " " + string(a.Kind)
 }
 
 // Observe derives alarms from ev, an event of site/device HQ just

@@ -198,4 +198,37 @@ var en = map[string]string{
 	"import.too_big":      "The file is larger than 32 MB: import it with tobira-hq import.",
 	"import.disabled":     "This console imports nothing (tobira-hq has no registry setting).",
 	"audit.action.import": "imported CSV",
+
+	"nav.alarms": "Alarms",
+
+	"alarms.title":    "Alarms",
+	"alarms.none":     "No alarms.",
+	"alarms.priority": "Priority",
+	"alarms.kind":     "Alarm",
+	"alarms.state":    "State",
+	"alarms.first":    "First seen",
+	"alarms.last":     "Last seen",
+	"alarms.open":     "Details",
+
+	"alarm.title":        "Alarm",
+	"alarm.detail":       "Detail",
+	"alarm.acked_by":     "Acknowledged by",
+	"alarm.cleared":      "Cleared",
+	"alarm.comment":      "Comment",
+	"alarm.ack":          "Acknowledge",
+	"alarm.back":         "Back to the alarms",
+	"alarm.need_comment": "Comment: write what was done (1 to 500 characters).",
+	"alarm.not_active":   "This alarm is no longer active: it was acknowledged or cleared meanwhile.",
+
+	"alarm.kind.forced_open":     "Door forced open",
+	"alarm.kind.held_open":       "Door held open",
+	"alarm.kind.tamper":          "Tamper",
+	"alarm.kind.wrong_pin":       "Repeated wrong PIN",
+	"alarm.kind.device_refused":  "Device's messages refused",
+	"alarm.kind.ticket_conflict": "Ticket conflict",
+	"alarm.kind.offline":         "Device offline",
+
+	"alarm.state.active":       "active",
+	"alarm.state.acknowledged": "acknowledged",
+	"alarm.state.cleared":      "cleared",
 }

@@ -198,4 +198,37 @@ var ja = map[string]string{
 	"import.too_big":      "ファイルが 32 MB を超えています。tobira-hq import で取り込んでください。",
 	"import.disabled":     "このコンソールは取り込みを行いません（tobira-hq に registry の設定がありません）。",
 	"audit.action.import": "CSV を取り込み",
+
+	"nav.alarms": "アラーム",
+
+	"alarms.title":    "アラーム",
+	"alarms.none":     "アラームはありません。",
+	"alarms.priority": "優先度",
+	"alarms.kind":     "アラーム",
+	"alarms.state":    "状態",
+	"alarms.first":    "初回発生",
+	"alarms.last":     "最終発生",
+	"alarms.open":     "詳細",
+
+	"alarm.title":        "アラーム",
+	"alarm.detail":       "詳細",
+	"alarm.acked_by":     "確認者",
+	"alarm.cleared":      "解除",
+	"alarm.comment":      "コメント",
+	"alarm.ack":          "確認する",
+	"alarm.back":         "アラーム一覧へ戻る",
+	"alarm.need_comment": "コメント: 対応内容を入力してください(1〜500 文字)。",
+	"alarm.not_active":   "このアラームはもう発生中ではありません(確認済みか解除済みです)。",
+
+	"alarm.kind.forced_open":     "ドアのこじ開け",
+	"alarm.kind.held_open":       "ドアの開放放置",
+	"alarm.kind.tamper":          "いたずら(タンパー)",
+	"alarm.kind.wrong_pin":       "PIN の連続誤り",
+	"alarm.kind.device_refused":  "端末のメッセージを拒否",
+	"alarm.kind.ticket_conflict": "チケットの重複入場",
+	"alarm.kind.offline":         "端末オフライン",
+
+	"alarm.state.active":       "発生中",
+	"alarm.state.acknowledged": "確認済み",
+	"alarm.state.cleared":      "解除済み",
 }
