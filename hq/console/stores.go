@@ -22,7 +22,7 @@ type Stores struct {
 	Audit *audit.Log
 	// Alarms is the alarm list.
 	Alarms *alarm.List
-	db    *bolt.DB
+	db     *bolt.DB
 }
 
 // OpenStores opens (or creates) the console file at path. Like every
