@@ -65,8 +65,9 @@ func TestAlarms(t *testing.T) {
 			t.Errorf("audit log lacks %s: %s", want, acts)
 		}
 	}
-	if _, body := e.get(admin, "/audit"); !strings.Contains(body, "guard sent to the door") {
-		t.Errorf("audit page lacks the comment")
+	if _, body := e.get(admin, "/audit"); !strings.Contains(body, "guard sent to the door") ||
+		!strings.Contains(body, "alarm raised") || !strings.Contains(body, "alarm acknowledged") || strings.Contains(body, "!audit.") {
+		t.Errorf("audit page lacks the alarm, its acknowledgement or its comment: %s", body)
 	}
 }
 

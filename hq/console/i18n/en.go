@@ -154,6 +154,8 @@ var en = map[string]string{
 	"audit.action.login_refused":   "login refused (rate limit)",
 	"audit.action.denied":          "refused (no right)",
 	"audit.action.password_change": "changed password",
+	"audit.action.alarm":           "alarm raised",
+	"audit.action.alarm_ack":       "alarm acknowledged",
 	"audit.action.command":         "sent command",
 	"audit.action.view_names":      "viewed names",
 	"audit.action.export_events":   "exported events",

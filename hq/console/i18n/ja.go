@@ -154,6 +154,8 @@ var ja = map[string]string{
 	"audit.action.login_refused":   "ログイン拒否（回数制限）",
 	"audit.action.denied":          "拒否（権限なし）",
 	"audit.action.password_change": "パスワード変更",
+	"audit.action.alarm":           "アラーム発生",
+	"audit.action.alarm_ack":       "アラーム確認",
 	"audit.action.command":         "コマンド送信",
 	"audit.action.view_names":      "氏名の閲覧",
 	"audit.action.export_events":   "イベント出力",
