@@ -73,7 +73,7 @@ func (cs *consoleServer) close() {
 
 // run serves the console next to run (HQ's service) until either ends.
 func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(context.Context) error, log *slog.Logger) error {
-	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
+	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
 		SecureCookie: !loopback(cs.ln.Addr())}
 	if cs.sender != nil {
 		cfg.Commands = cs.sender

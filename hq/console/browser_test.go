@@ -330,6 +330,31 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("alarm", func(t *testing.T) {
+		b := b.For(t)
+		if _, err := w.dev.outbox.Append(proto.Event{Time: time.Now(), Type: proto.TypeDoor, Door: simDoor, Reason: "forced_open",
+			Detail: "cause=forced relay=locked"}); err != nil {
+			t.Fatal(err)
+		}
+		w.dev.edge.Notify()
+		row := `//table[@id="alarms"]//tr[@data-kind="forced_open"][@class="alarm-active"]`
+		b.Do("see the alarm", chromedp.Navigate(w.url+"/alarms"), chromedp.WaitVisible(chromedp.Search(row)))
+		b.Screenshot("console-alarms")
+		comment := "guard checked the door: a delivery"
+		b.Do("acknowledge it", chromedp.Click(chromedp.Search(row+`//a`)), chromedp.WaitVisible(chromedp.CSS("#ack-form")),
+			chromedp.SendKeys(chromedp.CSS("#ack-comment"), comment), chromedp.Click(chromedp.CSS("#ack-submit")),
+			chromedp.WaitVisible(chromedp.Search(`//table[@id="alarms"]//tr[@data-kind="forced_open"][@class="alarm-acknowledged"]`)))
+		b.Do("find both in the audit log", chromedp.Navigate(w.url+"/audit"), chromedp.WaitVisible(chromedp.CSS("#audit")))
+		for _, want := range []string{"alarm raised", "alarm acknowledged", comment} {
+			if err := b.DoWithin(time.Second, chromedp.WaitVisible(chromedp.Search(`//table[@id="audit"]//td[contains(., "`+want+`")]`))); err != nil {
+				t.Errorf("audit log page lacks %q: %v", want, err)
+			}
+		}
+		if acts := w.auditActions(t); !acts["hq:alarm"] || !acts["admin:alarm_ack"] {
+			t.Errorf("audit log %v lacks the alarm or its acknowledgement", acts)
+		}
+	})
+
 	t.Run("language", func(t *testing.T) {
 		b := b.For(t)
 		b.Do("switch to Japanese", chromedp.Navigate(w.url+"/fleet"), chromedp.Click(chromedp.CSS("#lang-ja")),

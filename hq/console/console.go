@@ -20,6 +20,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/console/alarm"
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
 	"github.com/tobira-ac/tobira/internal/clock"
@@ -70,6 +71,22 @@ type AuditLog interface {
 	WriteJSON(w io.Writer) error
 }
 
+// Alarms is the console's alarm list (alarm.List has it).
+type Alarms interface {
+	// Observe derives alarms from a newly stored event of site/device and
+	// returns those raised anew.
+	Observe(site, device string, ev proto.Event, now time.Time) ([]alarm.Alarm, error)
+	// SetOnline raises or clears a device's offline alarm; it returns the
+	// alarm when raised anew.
+	SetOnline(site, device string, online bool, now time.Time) (*alarm.Alarm, error)
+	// Ack acknowledges an active alarm with a comment.
+	Ack(id, user, comment string, now time.Time) (before, after alarm.Alarm, err error)
+	// Get returns one alarm, or an error wrapping alarm.ErrNotFound.
+	Get(id string) (alarm.Alarm, error)
+	// All returns every alarm, the most pressing first.
+	All() []alarm.Alarm
+}
+
 // Names gives the people's names of credentials: personal data, shown
 // only to roles with auth.PermNames, and every view is audited.
 type Names interface {
@@ -94,6 +111,10 @@ type Config struct {
 	// Import, when set, lets the roles allowed import CSV tables into
 	// the registry; nil: the console imports nothing.
 	Import Importer
+	// Alarms is the alarm list the console derives from the events it
+	// is given (Publish) and the fleet; nil: a list in memory only
+	// (Stores.Alarms keeps one in the console's file).
+	Alarms Alarms
 	// Names, when set, shows people's names to the roles allowed.
 	Names Names
 	// SecureCookie marks the session cookie Secure (HTTPS only). Leave it
@@ -139,6 +160,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.HQ == nil || cfg.Accounts == nil || cfg.Audit == nil {
 		return nil, fmt.Errorf("%w: HQ, Accounts and Audit are required", ErrConfig)
 	}
+	if cfg.Alarms == nil {
+		cfg.Alarms = alarm.NewMemory()
+	}
 	if cfg.Params == (auth.Params{}) {
 		cfg.Params = auth.DefaultParams
 	}
@@ -178,9 +202,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 
 // Publish hands a newly stored event to the live feed's subscribers; it
 // never blocks (a slow browser loses events, and is told so). Give it to
-// hq.Service.OnEvent.
+// hq.Service.OnEvent. It also derives the alarms from ev (alarms.go).
 func (s *Server) Publish(site, device string, ev proto.Event) {
 	s.live.publish(hq.StoredEvent{Site: site, Device: device, Event: ev})
+	s.observeAlarms(site, device, ev)
 }
 
 // Serve serves h on ln until ctx ends, then shuts down (waiting up to 5

@@ -65,6 +65,7 @@ var nav = []navItem{
 	{"/fleet", "nav.fleet", auth.PermFleet},
 	{"/events", "nav.events", auth.PermEvents},
 	{"/live", "nav.live", auth.PermEvents},
+	{"/alarms", "nav.alarms", auth.PermAlarms},
 	{"/enrollments", "nav.enrollments", auth.PermEnroll},
 	{"/import", "nav.import", auth.PermImport},
 	{"/audit", "nav.audit", auth.PermAudit},

@@ -6,12 +6,13 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/tobira-ac/tobira/hq/console/alarm"
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
 	"github.com/tobira-ac/tobira/internal/boltfile"
 )
 
-// Stores are the console's accounts, sessions and audit log in one bbolt
+// Stores are the console's accounts, sessions, audit log and alarms in one bbolt
 // file (next to HQ's store; PostgreSQL can implement Accounts and
 // AuditLog later).
 type Stores struct {
@@ -19,7 +20,9 @@ type Stores struct {
 	Accounts *auth.Store
 	// Audit is the audit log.
 	Audit *audit.Log
-	db    *bolt.DB
+	// Alarms is the alarm list.
+	Alarms *alarm.List
+	db     *bolt.DB
 }
 
 // OpenStores opens (or creates) the console file at path. Like every
@@ -41,11 +44,16 @@ func OpenStores(path string, now func() time.Time) (*Stores, error) {
 		db.Close()
 		return nil, err
 	}
+	alarms, err := alarm.Open(db, auth.Format)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	if _, err := acc.PruneSessions(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("console store %s: prune sessions: %w", path, err)
 	}
-	return &Stores{Accounts: acc, Audit: log, db: db}, nil
+	return &Stores{Accounts: acc, Audit: log, Alarms: alarms, db: db}, nil
 }
 
 // Close closes the file.

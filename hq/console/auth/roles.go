@@ -58,14 +58,18 @@ const (
 	PermImport Perm = "import"
 	// PermAudit is reading and exporting the audit log.
 	PermAudit Perm = "audit"
+	// PermAlarms is seeing the alarm list.
+	PermAlarms Perm = "alarms"
+	// PermAlarmAck is acknowledging alarms (with a comment).
+	PermAlarmAck Perm = "alarm_ack"
 )
 
 // grants is the table of what each role may do.
 var grants = map[Role][]Perm{
-	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermEnroll, PermImport, PermAudit},
-	Operator:      {PermView, PermFleet, PermEvents, PermCommand},
+	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermEnroll, PermImport, PermAudit, PermAlarms, PermAlarmAck},
+	Operator:      {PermView, PermFleet, PermEvents, PermCommand, PermAlarms, PermAlarmAck},
 	Clerk:         {PermView, PermEvents, PermNames, PermEnroll},
-	Auditor:       {PermView, PermFleet, PermEvents, PermAudit},
+	Auditor:       {PermView, PermFleet, PermEvents, PermAudit, PermAlarms},
 }
 
 // Can reports whether role r has permission p.

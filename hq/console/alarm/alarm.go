@@ -1,0 +1,366 @@
+// Package alarm is the console's alarm list: alarms derived from HQ's
+// events as they arrive (a door forced or held open, tamper, repeated
+// wrong PINs, a device's messages refused by HQ, ticket conflicts) and
+// from the fleet (a device offline). Each alarm has a priority and a
+// state: active, acknowledged (by an operator, with a comment) or
+// cleared (the condition ended). The list is kept in memory and, when
+// given a bbolt file, in its "alarms" bucket so a restart keeps it.
+package alarm
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/internal/boltfile"
+	"github.com/tobira-ac/tobira/sync/proto"
+)
+
+// Kind is what an alarm is about.
+type Kind string
+
+// The kinds of alarm.
+const (
+	// ForcedOpen: a door opened while locked (door event forced_open).
+	ForcedOpen Kind = "forced_open"
+	// HeldOpen: a door stood open too long (door event held_open).
+	HeldOpen Kind = "held_open"
+	// Tamper: a device or door reported tamper (reason "tamper").
+	Tamper Kind = "tamper"
+	// WrongPIN: WrongPINCount wrong PINs at a door within WrongPINWindow.
+	WrongPIN Kind = "wrong_pin"
+	// DeviceRefused: HQ refused a device's messages (device_refused).
+	DeviceRefused Kind = "device_refused"
+	// TicketConflict: a single-entry ticket entered at two gates.
+	TicketConflict Kind = "ticket_conflict"
+	// Offline: a device stopped reporting.
+	Offline Kind = "offline"
+)
+
+// Repeated wrong PINs: WrongPINCount pin_wrong denials at one door
+// within WrongPINWindow raise a WrongPIN alarm.
+const (
+	WrongPINCount  = 3
+	WrongPINWindow = 5 * time.Minute
+)
+
+// priorities are each kind's priority: 1 is the most urgent.
+var priorities = map[Kind]int{ForcedOpen: 1, Tamper: 1, HeldOpen: 2, WrongPIN: 2, TicketConflict: 2, Offline: 2, DeviceRefused: 3}
+
+// State is where an alarm is in its life.
+type State string
+
+// The states: active -> acknowledged -> cleared, or active -> cleared.
+const (
+	// Active: the condition stands and nobody acknowledged it.
+	Active State = "active"
+	// Acknowledged: an operator saw it (with a comment).
+	Acknowledged State = "acknowledged"
+	// Cleared: the condition ended.
+	Cleared State = "cleared"
+)
+
+// Alarm is one alarm.
+type Alarm struct {
+	// ID names the alarm: a hash of site, device, door and kind (one
+	// alarm per kind and place; a cleared one raised again starts afresh).
+	ID string `json:"id"`
+	// Site, Device and Door are where it stands (Door "" for a device).
+	Site   string `json:"site"`
+	Device string `json:"device"`
+	Door   string `json:"door,omitempty"`
+	// Kind is what it is about; Priority its urgency (1 highest).
+	Kind     Kind `json:"kind"`
+	Priority int  `json:"priority"`
+	// State is active, acknowledged or cleared.
+	State State `json:"state"`
+	// First and Last are when it was raised and last seen again; Count
+	// how many times it was seen since raised.
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+	Count int       `json:"count"`
+	// Detail is the last event's detail.
+	Detail string `json:"detail,omitempty"`
+	// AckBy, AckAt and AckComment record the acknowledgement.
+	AckBy      string    `json:"ack_by,omitempty"`
+	AckAt      time.Time `json:"ack_at,omitzero"`
+	AckComment string    `json:"ack_comment,omitempty"`
+	// Cleared is when the condition ended.
+	Cleared time.Time `json:"cleared,omitzero"`
+}
+
+// ErrNotFound means no alarm has the ID given.
+var ErrNotFound = errors.New("no such alarm")
+
+// ErrState means the alarm is not in a state that allows the change.
+var ErrState = errors.New("alarm state")
+
+// ErrComment means an acknowledgement lacks its comment.
+var ErrComment = errors.New("alarm comment")
+
+// MaxComment bounds an acknowledgement's comment (bytes).
+const MaxComment = 500
+
+// bucketAlarms holds the alarms by ID.
+var bucketAlarms = []byte("alarms")
+
+// pinKey is one door's wrong-PIN history.
+type pinKey struct{ site, device, door string }
+
+// List is the alarm list: safe for concurrent use.
+type List struct {
+	mu     sync.Mutex
+	db     *bolt.DB // nil: memory only
+	alarms map[string]*Alarm
+	pins   map[pinKey][]time.Time
+}
+
+// NewMemory returns a list kept in memory only.
+func NewMemory() *List {
+	return &List{alarms: map[string]*Alarm{}, pins: map[pinKey][]time.Time{}}
+}
+
+// Open returns the list kept in db's "alarms" bucket (db with format
+// marker format, opened and closed by the caller), loading the alarms
+// stored there.
+func Open(db *bolt.DB, format []byte) (*List, error) {
+	l := NewMemory()
+	l.db = db
+	err := db.Update(func(tx *bolt.Tx) error {
+		if err := boltfile.Init(tx, format, bucketAlarms); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketAlarms).ForEach(func(k, v []byte) error {
+			var a Alarm
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("alarm %q: %w", k, err)
+			}
+			l.alarms[a.ID] = &a
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("alarms in %s: %w", db.Path(), err)
+	}
+	return l, nil
+}
+
+// ID returns the ID of the alarm of kind at site/device/door: hex
+// digits of a hash, safe in a URL path whatever the door's name.
+func ID(site, device, door string, kind Kind) string {
+	h := sha256.Sum256([]byte(site + "\x00" + device + "\x00" + door + "\x00" + string(kind)))
+	return hex.EncodeToString(h[:8])
+}
+
+// Where names the alarm's place and kind for people and the audit log:
+// site/device[/door] kind.
+func (a Alarm) Where() string {
+	w := a.Site + "/" + a.Device
+	if a.Door != "" {
+		w += "/" + a.Door
+	}
+	return w + " " + string(a.Kind)
+}
+
+// Observe derives alarms from ev, an event of site/device HQ just
+// stored (at now), and returns the alarms it raised anew (for the
+// audit log).
+func (l *List) Observe(site, device string, ev proto.Event, now time.Time) ([]Alarm, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	kind, door, clear := classify(ev)
+	if ev.Reason == "pin_wrong" && !l.wrongPINs(pinKey{site, device, ev.Door}, now) {
+		return nil, nil
+	}
+	if ev.Reason == hq.ReasonDeviceRefused && ev.Type == proto.TypeSystem {
+		device = field(ev.Detail, "device")
+	}
+	switch {
+	case kind != "":
+		a, raised := l.raise(site, device, door, kind, ev.Detail, now)
+		if err := l.save(a); err != nil || !raised {
+			return nil, err
+		}
+		return []Alarm{*a}, nil
+	case clear != nil:
+		for _, k := range clear {
+			if err := l.clear(ID(site, device, door, k), now); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nil, nil
+}
+
+// classify returns the kind of alarm ev raises (with its door), or the
+// kinds it clears at its door.
+func classify(ev proto.Event) (raise Kind, door string, clear []Kind) {
+	switch {
+	case ev.Reason == "tamper":
+		return Tamper, ev.Door, nil
+	case ev.Type == proto.TypeDoor && ev.Reason == "forced_open":
+		return ForcedOpen, ev.Door, nil
+	case ev.Type == proto.TypeDoor && ev.Reason == "held_open":
+		return HeldOpen, ev.Door, nil
+	case ev.Type == proto.TypeDoor && ev.Reason == "forced_cleared":
+		return "", ev.Door, []Kind{ForcedOpen}
+	case ev.Type == proto.TypeDoor && ev.Reason == "held_cleared":
+		return "", ev.Door, []Kind{HeldOpen}
+	case ev.Type == proto.TypeDoor && ev.Reason == "closed":
+		return "", ev.Door, []Kind{ForcedOpen, HeldOpen}
+	case ev.Type == proto.TypeTicket && ev.Reason == "ticket_conflict":
+		return TicketConflict, ev.Door, nil
+	case ev.Type == proto.TypeSystem && ev.Reason == hq.ReasonDeviceRefused:
+		if field(ev.Detail, "refused") == "ticket_conflict" {
+			return TicketConflict, "", nil
+		}
+		return DeviceRefused, "", nil
+	case ev.Type == proto.TypeDecision && ev.Reason == "pin_wrong":
+		return WrongPIN, ev.Door, nil
+	case ev.Type == proto.TypeDecision && ev.Granted:
+		return "", ev.Door, []Kind{WrongPIN}
+	}
+	return "", "", nil
+}
+
+// field returns the value of "name=value" in detail ("" when absent).
+func field(detail, name string) string {
+	for f := range strings.FieldsSeq(detail) {
+		if v, ok := strings.CutPrefix(f, name+"="); ok {
+			return strings.TrimSuffix(v, ":")
+		}
+	}
+	return ""
+}
+
+// wrongPINs notes a wrong PIN at k at now and reports whether the door
+// has had WrongPINCount of them within WrongPINWindow.
+func (l *List) wrongPINs(k pinKey, now time.Time) bool {
+	ts := slices.DeleteFunc(append(l.pins[k], now), func(t time.Time) bool { return now.Sub(t) >= WrongPINWindow })
+	l.pins[k] = ts
+	return len(ts) >= WrongPINCount
+}
+
+// raise raises (or sees again) the alarm of kind at site/device/door and
+// reports whether it was raised anew.
+func (l *List) raise(site, device, door string, kind Kind, detail string, now time.Time) (*Alarm, bool) {
+	id := ID(site, device, door, kind)
+	a := l.alarms[id]
+	if a != nil && a.State != Cleared {
+		a.Last, a.Detail = now, detail
+		a.Count++
+		return a, false
+	}
+	a = &Alarm{ID: id, Site: site, Device: device, Door: door, Kind: kind, Priority: priorities[kind], State: Active,
+		First: now, Last: now, Count: 1, Detail: detail}
+	l.alarms[id] = a
+	return a, true
+}
+
+// clear ends the alarm id if it stands.
+func (l *List) clear(id string, now time.Time) error {
+	a := l.alarms[id]
+	if a == nil || a.State == Cleared {
+		return nil
+	}
+	a.State, a.Cleared = Cleared, now
+	return l.save(a)
+}
+
+// SetOnline raises or clears site/device's Offline alarm from the
+// fleet's view at now; it returns the alarm when raised anew.
+func (l *List) SetOnline(site, device string, online bool, now time.Time) (*Alarm, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if online {
+		return nil, l.clear(ID(site, device, "", Offline), now)
+	}
+	id := ID(site, device, "", Offline)
+	if a := l.alarms[id]; a != nil && a.State != Cleared {
+		return nil, nil // still offline: not "seen again" on every look
+	}
+	a, _ := l.raise(site, device, "", Offline, "", now)
+	if err := l.save(a); err != nil {
+		return nil, err
+	}
+	c := *a
+	return &c, nil
+}
+
+// Ack acknowledges the active alarm id by user with comment at now and
+// returns it before and after.
+func (l *List) Ack(id, user, comment string, now time.Time) (before, after Alarm, err error) {
+	comment = strings.TrimSpace(comment)
+	if comment == "" || len(comment) > MaxComment {
+		return Alarm{}, Alarm{}, fmt.Errorf("%w: acknowledge %s: a comment of 1 to %d bytes is needed", ErrComment, id, MaxComment)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.alarms[id]
+	if a == nil {
+		return Alarm{}, Alarm{}, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	if a.State != Active {
+		return *a, *a, fmt.Errorf("%w: acknowledge %s: it is %s", ErrState, id, a.State)
+	}
+	before = *a
+	a.State, a.AckBy, a.AckAt, a.AckComment = Acknowledged, user, now, comment
+	if err := l.save(a); err != nil {
+		*a = before
+		return before, before, err
+	}
+	return before, *a, nil
+}
+
+// Get returns the alarm id.
+func (l *List) Get(id string) (Alarm, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a := l.alarms[id]; a != nil {
+		return *a, nil
+	}
+	return Alarm{}, fmt.Errorf("%w: %q", ErrNotFound, id)
+}
+
+// All returns every alarm: active first, then acknowledged, then
+// cleared; within a state by priority, then newest first.
+func (l *List) All() []Alarm {
+	l.mu.Lock()
+	out := make([]Alarm, 0, len(l.alarms))
+	for _, a := range l.alarms {
+		out = append(out, *a)
+	}
+	l.mu.Unlock()
+	rank := map[State]int{Active: 0, Acknowledged: 1, Cleared: 2}
+	slices.SortFunc(out, func(a, b Alarm) int {
+		return cmp.Or(cmp.Compare(rank[a.State], rank[b.State]), cmp.Compare(a.Priority, b.Priority),
+			b.Last.Compare(a.Last), strings.Compare(a.ID, b.ID))
+	})
+	return out
+}
+
+// save stores a (when the list has a file).
+func (l *List) save(a *Alarm) error {
+	if l.db == nil {
+		return nil
+	}
+	v, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	err = l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketAlarms).Put([]byte(a.ID), v) })
+	if err != nil {
+		return fmt.Errorf("store alarm %s: %w", a.ID, err)
+	}
+	return nil
+}
