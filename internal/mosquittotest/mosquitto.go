@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tobira-ac/tobira/internal/testenv"
 )
 
 // startTimeout bounds how long Start waits for mosquitto to accept
@@ -66,10 +68,7 @@ func StartWith(t testing.TB, opts Options) *Mosquitto {
 	t.Helper()
 	bin, err := lookMosquitto()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mosquitto is required in CI: %v", err)
-		}
-		t.Skipf("mosquitto not installed: %v", err)
+		testenv.Missing(t, "mosquitto not installed: %v", err)
 	}
 	m := &Mosquitto{bin: bin, dir: t.TempDir(), log: new(bytes.Buffer), opts: opts, scheme: opts.Scheme}
 	if m.scheme == "" {

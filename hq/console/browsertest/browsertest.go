@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/tobira-ac/tobira/internal/testenv"
 )
 
 // Timeout bounds one Run: a page that does not answer fails the test
@@ -55,11 +57,7 @@ func Start(t *testing.T) *Browser {
 	t.Helper()
 	path, ok := chromium()
 	if !ok {
-		const why = "no chromium found (apt-get install chromium, or set TOBIRA_CHROMIUM; scripts/install-deps test installs it)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(why)
-		}
-		t.Skip(why)
+		testenv.Missing(t, "no chromium found (apt-get install chromium, or set TOBIRA_CHROMIUM; scripts/install-deps test installs it)")
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
