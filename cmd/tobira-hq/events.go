@@ -69,7 +69,7 @@ func eventsCommand() *cobra.Command {
 	f.StringVar(&q.Device, "device", "", "only this device")
 	f.StringVar(&q.Door, "door", "", "only this door")
 	f.StringVar(&q.Credential, "credential", "", "only this credential (hex key): one person")
-	f.StringVar(&q.Type, "type", "", "only this type: decision, door, system")
+	f.StringVar(&q.Type, "type", "", "only this type: decision, door, system, ticket")
 	f.StringVar(&q.Reason, "reason", "", "only this reason, e.g. revoked")
 	f.StringVar(&granted, "granted", "", "decisions only: yes or no")
 	f.StringVar(&from, "from", "", "events at or after this time (RFC 3339)")
