@@ -29,7 +29,7 @@ type EventQuery struct {
 	Door string
 	// Credential restricts to one person's credential (hex key).
 	Credential string
-	// Type restricts to TypeDecision, TypeDoor or TypeSystem.
+	// Type restricts to TypeDecision, TypeDoor, TypeSystem or TypeTicket.
 	Type string
 	// Reason restricts to one decision reason or door/system code.
 	Reason string

@@ -11,6 +11,7 @@ import (
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
 	"github.com/tobira-ac/tobira/hq/export"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // pageSize is how many events a page of the events list shows.
@@ -67,7 +68,7 @@ func parseFilter(r *http.Request) (eventFilter, hq.EventQuery) {
 		*t.out = tm
 	}
 	switch f.Type {
-	case "", "decision", "door", "system":
+	case "", proto.TypeDecision, proto.TypeDoor, proto.TypeSystem, proto.TypeTicket:
 	default:
 		f.Errors["type"] = "events.bad_type"
 	}

@@ -81,6 +81,7 @@ var en = map[string]string{
 	"event.type.decision": "decision",
 	"event.type.door":     "door",
 	"event.type.system":   "system",
+	"event.type.ticket":   "ticket",
 
 	"events.title":      "Events",
 	"events.any":        "any",
@@ -90,7 +91,7 @@ var en = map[string]string{
 	"events.export":     "Export CSV",
 	"events.none":       "No events match.",
 	"events.bad_time":   "%s: not a date and time.",
-	"events.bad_type":   "Type: choose decision, door or system.",
+	"events.bad_type":   "Type: choose decision, door, system or ticket.",
 	"events.bad_cursor": "The page link is broken; start from the first page.",
 	"events.bad_filter": "The filter is not valid.",
 	"pager.next":        "Next page",

@@ -81,6 +81,7 @@ var ja = map[string]string{
 	"event.type.decision": "判定",
 	"event.type.door":     "扉",
 	"event.type.system":   "システム",
+	"event.type.ticket":   "チケット",
 
 	"events.title":      "イベント",
 	"events.any":        "すべて",
@@ -90,7 +91,7 @@ var ja = map[string]string{
 	"events.export":     "CSV 出力",
 	"events.none":       "該当するイベントはありません。",
 	"events.bad_time":   "%s：日時として正しくありません。",
-	"events.bad_type":   "種類：判定・扉・システムから選んでください。",
+	"events.bad_type":   "種類：判定・扉・システム・チケットから選んでください。",
 	"events.bad_cursor": "ページのリンクが壊れています。最初のページから開いてください。",
 	"events.bad_filter": "絞り込み条件が正しくありません。",
 	"pager.next":        "次のページ",
