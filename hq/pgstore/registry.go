@@ -360,7 +360,7 @@ func (b *registryBackend) Get(ctx context.Context, site string, key []byte) ([]b
 // List implements registry.Backend.
 func (b *registryBackend) List(ctx context.Context, site string, kind policy.RecordKind, after []byte, limit int) ([]registry.KeyItem, error) {
 	k := string(rune(kind))
-	var id []byte
+	id := []byte{} // not nil: NULL would compare to nothing
 	if after != nil {
 		var err error
 		if _, id, err = splitKey(after); err != nil {
