@@ -90,20 +90,17 @@ func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(cont
 }
 
 // registryEnrollments are the registry's pending enrollments for the
-// console: approvals are verified against the trust anchors. The
-// registry file is opened for each call, as registrySink does, so that
-// admin commands can use it in between.
+// console: approvals are verified against the trust anchors.
 type registryEnrollments struct {
-	path     string
+	reg      *sharedRegistry
 	verifier *reader.Verifier
-	log      *slog.Logger
 }
 
 // newRegistryEnrollments returns the console's enrollments of the
 // registry reg, verified against the anchors file; nil (with a log line)
 // when either is not set.
-func newRegistryEnrollments(reg, anchors string, log *slog.Logger) (console.Enrollments, error) {
-	if reg == "" || anchors == "" {
+func newRegistryEnrollments(reg *sharedRegistry, anchors string, log *slog.Logger) (console.Enrollments, error) {
+	if reg == nil || anchors == "" {
 		log.Info("console: no registry or no anchors setting; the console handles no enrollments")
 		return nil, nil
 	}
@@ -111,17 +108,17 @@ func newRegistryEnrollments(reg, anchors string, log *slog.Logger) (console.Enro
 	if err != nil {
 		return nil, err
 	}
-	return registryEnrollments{path: reg, verifier: v, log: log}, nil
+	return registryEnrollments{reg: reg, verifier: v}, nil
 }
 
 // Pending implements console.Enrollments.
 func (e registryEnrollments) Pending() ([]console.PendingEnrollment, error) {
-	r, err := openRegistry(e.path, e.log)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	list, err := r.PendingList()
+	var list []registry.Pending
+	err := e.reg.with(context.Background(), func(r *registry.Registry) error {
+		var err error
+		list, err = r.PendingList()
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -137,16 +134,15 @@ func (e registryEnrollments) Pending() ([]console.PendingEnrollment, error) {
 
 // Approve implements console.Enrollments.
 func (e registryEnrollments) Approve(ctx context.Context, id, person string, until time.Time) (string, error) {
-	r, err := openRegistry(e.path, e.log)
-	if err != nil {
-		return "", err
-	}
-	defer r.Close()
-	rec, _, _, err := approvePending(ctx, r, e.verifier, id, person, until, time.Now())
-	if err != nil {
-		return "", err
-	}
-	return credentialKey(rec.Credential), nil
+	var key string
+	err := e.reg.with(ctx, func(r *registry.Registry) error {
+		rec, _, _, err := approvePending(ctx, r, e.verifier, id, person, until, time.Now())
+		if err == nil {
+			key = credentialKey(rec.Credential)
+		}
+		return err
+	})
+	return key, err
 }
 
 // credentialKey returns the hex of c's key, as events name credentials.
@@ -160,29 +156,21 @@ func credentialKey(c credential.Credential) string {
 
 // Reject implements console.Enrollments.
 func (e registryEnrollments) Reject(id string) error {
-	r, err := openRegistry(e.path, e.log)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	return r.DeletePending(id)
+	return e.reg.with(context.Background(), func(r *registry.Registry) error { return r.DeletePending(id) })
 }
 
-// registryImporter imports the console's CSV uploads into the registry
-// file, opened for each import.
-type registryImporter struct {
-	path string
-	log  *slog.Logger
-}
+// registryImporter imports the console's CSV uploads into the registry.
+type registryImporter struct{ reg *sharedRegistry }
 
 // ImportCSV implements console.Importer.
 func (ri registryImporter) ImportCSV(ctx context.Context, site, table, name string, in io.Reader) (registry.Applied, error) {
-	r, err := openRegistry(ri.path, ri.log)
-	if err != nil {
-		return registry.Applied{}, err
-	}
-	defer r.Close()
-	return r.ImportCSV(ctx, site, table, name, in)
+	var a registry.Applied
+	err := ri.reg.with(ctx, func(r *registry.Registry) error {
+		var err error
+		a, err = r.ImportCSV(ctx, site, table, name, in)
+		return err
+	})
+	return a, err
 }
 
 // loopback reports whether a is a loopback address (a console there may

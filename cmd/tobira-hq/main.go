@@ -191,9 +191,13 @@ func serveCommand() *cobra.Command {
 				return fmt.Errorf("--events-intake: %w", err)
 			}
 		}
-		if reg != "" {
-			cfg.Enrollments = registrySink{path: reg, log: log}
-			cfg.TicketRules = registryRules{path: reg, log: log}
+		shared, err := openSharedRegistry(c.Context(), registryAt{path: reg, url: sf.url}, log)
+		if err != nil {
+			return err
+		}
+		defer shared.Close()
+		if shared != nil {
+			cfg.Enrollments, cfg.TicketRules = registrySink{shared}, registryRules{shared}
 		}
 		if keyFile != "" {
 			if cfg.Key, err = signed.ReadPrivateKey(keyFile); err != nil {
@@ -215,11 +219,11 @@ func serveCommand() *cobra.Command {
 			return err
 		}
 		defer cs.close()
-		if cs.enroll, err = newRegistryEnrollments(reg, anchors, log); err != nil {
+		if cs.enroll, err = newRegistryEnrollments(shared, anchors, log); err != nil {
 			return err
 		}
-		if reg != "" {
-			cs.imp = registryImporter{path: reg, log: log}
+		if shared != nil {
+			cs.imp = registryImporter{shared}
 		}
 		return cs.run(c.Context(), svc, run, log)
 	}

@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/pgstore"
+	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -64,13 +69,14 @@ func migrateCommand() *cobra.Command {
 
 // migrateStoreCommand is "tobira-hq migrate-store".
 func migrateStoreCommand() *cobra.Command {
-	var db string
+	var db, reg string
 	c := &cobra.Command{
 		Use:   "migrate-store",
-		Short: "Copy a bbolt HQ store (events, status, results) into PostgreSQL; running it again copies nothing twice",
+		Short: "Copy a bbolt HQ store (events, status, results) and registry into PostgreSQL; running it again copies nothing twice",
 		Args:  cobra.NoArgs,
 	}
 	c.Flags().StringVar(&db, "db", "hq.db", "the bbolt HQ store to copy (stop tobira-hq serve first)")
+	c.Flags().StringVar(&reg, "registry", "registry.db", "the bbolt registry to copy (skipped when absent, unless named)")
 	sf := addStoreFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if sf.url == "" {
@@ -91,10 +97,42 @@ func migrateStoreCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(c.OutOrStdout(), "copied %d events (new %d), %d devices, %d results from %s\n", n.events, n.added, n.devices, n.results, db)
-		return err
+		if _, err = fmt.Fprintf(c.OutOrStdout(), "copied %d events (new %d), %d devices, %d results from %s\n", n.events, n.added, n.devices, n.results, db); err != nil {
+			return err
+		}
+		return migrateRegistry(c.Context(), reg, c.Flags().Changed("registry"), sf.url, c.OutOrStdout(), log)
 	}
 	return c
+}
+
+// migrateRegistry copies the bbolt registry file path into the registry
+// in PostgreSQL at url: the sites PostgreSQL lacks, with their revisions,
+// the pending enrollments and the names (registry.Copy). A missing file
+// is skipped unless named.
+func migrateRegistry(ctx context.Context, path string, named bool, url string, stdout io.Writer, log *slog.Logger) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !named {
+		_, err := fmt.Fprintf(stdout, "no registry %s to copy\n", path)
+		return err
+	} else if err != nil {
+		return fmt.Errorf("migrate-store: registry: %w", err)
+	}
+	src, err := registry.Open(path, registry.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := pgstore.OpenRegistry(ctx, url, registry.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	n, err := registry.Copy(ctx, dst, src)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "copied registry %s: %d sites (%d there already), %d records, %d pending enrollments, %d names\n",
+		path, n.Sites, n.Skipped, n.Records, n.Pending, n.Names)
+	return err
 }
 
 // copySource is a store that migrate-store reads.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/pgstore"
+	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/pgtest"
 	"github.com/tobira-ac/tobira/sync/proto"
 	"github.com/tobira-ac/tobira/sync/proto/prototest"
@@ -88,5 +89,62 @@ func TestMigrateStore(t *testing.T) {
 		if dev.name == "d2" && fmt.Sprint(prototest.Seqs(evs)) != "[1 2 3 5 6]" {
 			t.Fatalf("d2 holds %v, want [1 2 3 5 6]", prototest.Seqs(evs))
 		}
+	}
+}
+
+// TestMigrateStoreCopiesRegistry: migrate-store copies the registry file
+// into PostgreSQL (a second run copies nothing), the full snapshots
+// written from both are equal byte for byte, and the admin commands then
+// work on PostgreSQL, going on from the copied revision.
+func TestMigrateStoreCopiesRegistry(t *testing.T) {
+	url := pgtest.DB(t)
+	if out, err := runHQ(t, "migrate", "--store-url", url); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "registry.db")
+	for _, table := range registry.Tables {
+		csv := filepath.Join("..", "..", "hq", "registry", "testdata", table+".csv")
+		if out, err := runHQ(t, "import", table, "--site", "venue", "--csv", csv, "--registry", reg); err != nil {
+			t.Fatalf("import %s: %v\n%s", table, err, out)
+		}
+	}
+	for i, want := range []string{"copied registry " + reg + ": 1 sites (0 there already)", ": 0 sites (1 there already), 0 records, 0 pending"} {
+		out, err := runHQ(t, "migrate-store", "--db", filepath.Join(dir, "hq.db"), "--registry", reg, "--store-url", url)
+		if err != nil || !strings.Contains(out, want) {
+			t.Fatalf("migrate-store run %d = %v\n%s\nwant %q", i+1, err, out, want)
+		}
+	}
+	full := func(r *registry.Registry) []byte {
+		var b bytes.Buffer
+		if _, err := r.WriteFull(t.Context(), "venue", &b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	src, err := registry.Open(reg, registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := full(src)
+	src.Close()
+	dst, err := pgstore.OpenRegistry(t.Context(), url, registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if got := full(dst); !bytes.Equal(got, want) {
+		t.Fatalf("full snapshot from PostgreSQL (%d bytes) differs from the bbolt one (%d bytes)", len(got), len(want))
+	}
+	csv := filepath.Join(dir, "more.csv")
+	if err := os.WriteFile(csv, []byte("person\np-new\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantRev := fmt.Sprintf("revision %d", len(registry.Tables)+1)
+	if out, err := runHQ(t, "import", "people", "--site", "venue", "--csv", csv, "--store-url", url); err != nil || !strings.Contains(out, wantRev) {
+		t.Fatalf("import into PostgreSQL = %v\n%s\nwant %s", err, out, wantRev)
+	}
+	if out, err := runHQ(t, "enroll", "list", "--store-url", url); err != nil || !strings.Contains(out, "ID") {
+		t.Fatalf("enroll list on PostgreSQL = %v\n%s", err, out)
 	}
 }

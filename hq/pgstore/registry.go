@@ -470,3 +470,48 @@ func (b *registryBackend) Name(ctx context.Context, site, person string) (string
 	}
 	return name, err
 }
+
+// EachName implements registry.NameLister.
+func (b *registryBackend) EachName(ctx context.Context, fn func(site, person, name string) error) error {
+	rows, err := b.pool.Query(ctx, `SELECT site, person, name FROM registry_names ORDER BY site, person`)
+	if err != nil {
+		return err
+	}
+	var site, person, name string
+	_, err = pgx.ForEachRow(rows, []any{&site, &person, &name}, func() error { return fn(site, person, name) })
+	return err
+}
+
+// Restore implements registry.Restorer: the site's row is inserted
+// first, so that a second copy running at the same time waits for this
+// one and then finds the site.
+func (b *registryBackend) Restore(ctx context.Context, site string, rev, floor uint64, hash *[32]byte,
+	recs func(yield func(key []byte, rec registry.Record) error) error) (bool, error) {
+	restored := false
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO registry_sites (site, rev, floor) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			site, int64(rev), int64(floor))
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		c := &siteTx{tx: tx, site: site}
+		var batch []registry.Write
+		err = recs(func(k []byte, rec registry.Record) error {
+			if batch = append(batch, registry.Write{Key: k, New: rec}); len(batch) < registryPage {
+				return nil
+			}
+			err := c.Write(ctx, batch)
+			batch = batch[:0]
+			return err
+		})
+		if err == nil {
+			err = c.Write(ctx, batch)
+		}
+		if err == nil && hash != nil {
+			_, err = tx.Exec(ctx, `INSERT INTO registry_hashes (site, rev, hash) VALUES ($1, $2, $3)`, site, int64(rev), hash[:])
+		}
+		restored = err == nil
+		return err
+	})
+	return restored, err
+}

@@ -511,3 +511,16 @@ func u64(b []byte) uint64 {
 	}
 	return binary.BigEndian.Uint64(b)
 }
+
+// EachName implements NameLister.
+func (b *boltBackend) EachName(_ context.Context, fn func(site, person, name string) error) error {
+	return b.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketNames).ForEach(func(k, v []byte) error {
+			site, person, ok := bytes.Cut(k, []byte{0})
+			if !ok {
+				return fmt.Errorf("name key %q has no site", k)
+			}
+			return fn(string(site), string(person), string(v))
+		})
+	})
+}

@@ -231,3 +231,56 @@ func testList(t *testing.T, open opener) {
 		}
 	}
 }
+
+// TestCopyIntoPostgres copies a bbolt registry into PostgreSQL: the full
+// snapshot and every delta are the same byte for byte, a second copy
+// copies nothing, and both go on to the same next revision.
+func TestCopyIntoPostgres(t *testing.T) {
+	ctx := context.Background()
+	src, dst := openRegistry(t), openPGRegistry(t)
+	var revs []uint64
+	for _, ch := range randomChanges(5, 6, 300, 500) {
+		a, err := src.Apply(ctx, "s", ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs = append(revs, a.Rev)
+	}
+	if _, err := src.Apply(ctx, "t", registry.Change{Put: []policy.Item{policy.Door{ID: "gate"}}}); err != nil {
+		t.Fatal(err)
+	}
+	fullBytes(t, src, "s") // caches the content hash
+	if _, err := src.AddPending(registry.Pending{Site: "s", Device: "d", Seq: 1, Received: time.Now().UTC(), Record: []byte(`{"a":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.SetNames("s", map[string]string{"p-1": "Hanako"}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := registry.Copy(ctx, dst, src)
+	if err != nil || n.Sites != 2 || n.Skipped != 0 || n.Records == 0 || n.Pending != 1 || n.Names != 1 {
+		t.Fatalf("Copy = %+v, %v; want 2 sites, 1 pending, 1 name", n, err)
+	}
+	if !bytes.Equal(fullBytes(t, src, "s"), fullBytes(t, dst, "s")) || !bytes.Equal(fullBytes(t, src, "t"), fullBytes(t, dst, "t")) {
+		t.Error("the copied full snapshots differ")
+	}
+	for _, from := range revs[:len(revs)-1] {
+		var d1, d2 bytes.Buffer
+		_, err1 := src.WriteDelta(ctx, "s", from, &d1)
+		_, err2 := dst.WriteDelta(ctx, "s", from, &d2)
+		if err1 != nil || err2 != nil || !bytes.Equal(d1.Bytes(), d2.Bytes()) {
+			t.Errorf("delta from %d: %v, %v; same bytes %v", from, err1, err2, bytes.Equal(d1.Bytes(), d2.Bytes()))
+		}
+	}
+	if again, err := registry.Copy(ctx, dst, src); err != nil || again != (registry.Copied{Skipped: 2}) {
+		t.Errorf("Copy again = %+v, %v; want 2 sites skipped and nothing copied", again, err)
+	}
+	if list, err := dst.PendingList(); err != nil || len(list) != 1 || string(list[0].Record) != `{"a":1}` {
+		t.Errorf("copied pending = %+v, %v", list, err)
+	}
+	ch := registry.Change{Put: []policy.Item{policy.Person{ID: "after"}}}
+	a1, _ := src.Apply(ctx, "s", ch)
+	a2, err := dst.Apply(ctx, "s", ch)
+	if err != nil || a1 != a2 || !bytes.Equal(fullBytes(t, src, "s"), fullBytes(t, dst, "s")) {
+		t.Errorf("after the copy: bbolt %+v, postgres %+v, %v; want the same revision and snapshot", a1, a2, err)
+	}
+}
