@@ -40,6 +40,16 @@ func (s *storeFlags) open(ctx context.Context, log *slog.Logger) (hq.Store, erro
 	return st, nil
 }
 
+// marksOf returns the ticket-mark store that goes with st: PostgreSQL's
+// marks tables for a PostgreSQL store, else nil (HQ keeps hq-marks.db
+// next to its bbolt file).
+func marksOf(st hq.Store) hq.MarkStore {
+	if pg, ok := st.(*pgstore.Store); ok {
+		return pg.Marks()
+	}
+	return nil
+}
+
 // migrateCommand is "tobira-hq migrate".
 func migrateCommand() *cobra.Command {
 	c := &cobra.Command{
