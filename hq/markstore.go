@@ -195,9 +195,9 @@ func OpenBoltMarks(path string, now func() time.Time) (*BoltMarks, error) {
 	return &BoltMarks{db: db, path: path, now: now}, nil
 }
 
-// marksPath returns the mark store next to the event store at path:
-// "hq.db" -> "hq-marks.db".
-func marksPath(path string) string {
+// MarksPath returns where HQ keeps its mark store next to the bbolt event
+// store at path: "hq.db" -> "hq-marks.db".
+func MarksPath(path string) string {
 	return strings.TrimSuffix(path, ".db") + "-marks.db"
 }
 
@@ -329,6 +329,24 @@ func (s *BoltMarks) After(ctx context.Context, site string, after uint64, limit 
 		return nil, 0, fmt.Errorf("read marks of site %s after %d from %s: %w", site, after, s.path, err)
 	}
 	return out, head, nil
+}
+
+// Sites returns the sites that have marks or reports, in byte order.
+func (s *BoltMarks) Sites(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read the sites of %s: %w", s.path, err)
+	}
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSites).ForEachBucket(func(k []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the sites of %s: %w", s.path, err)
+	}
+	return out, nil
 }
 
 // Reports implements MarkStore.

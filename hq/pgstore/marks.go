@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tobira-ac/tobira/hq"
@@ -99,16 +100,27 @@ func (t pgMarkTx) History(ticket []byte) ([]proto.Mark, error) {
 
 // Put implements hq.MarkTx; the history is the marks table itself.
 func (t pgMarkTx) Put(m proto.Mark, _ []proto.Mark) error {
+	_, err := insertMark(t.ctx, t.tx, t.site, m, false)
+	return err
+}
+
+// insertMark inserts m as a mark of site; with ignoreHeld a mark whose
+// sequence number is held is skipped. It reports whether it inserted m.
+func insertMark(ctx context.Context, tx pgx.Tx, site string, m proto.Mark, ignoreHeld bool) (bool, error) {
+	q := `INSERT INTO marks (site, seq, device, ticket, event, door, state, at_ns, body)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+	if ignoreHeld {
+		q += ` ON CONFLICT DO NOTHING`
+	}
 	b, err := json.Marshal(m)
+	var tag pgconn.CommandTag
 	if err == nil {
-		_, err = t.tx.Exec(t.ctx, `INSERT INTO marks (site, seq, device, ticket, event, door, state, at_ns, body)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			t.site, int64(m.Seq), m.Device, m.Ticket, m.Event, m.Door, int16(m.State), m.At.UnixNano(), b)
+		tag, err = tx.Exec(ctx, q, site, int64(m.Seq), m.Device, m.Ticket, m.Event, m.Door, int16(m.State), m.At.UnixNano(), b)
 	}
 	if err != nil {
-		return fmt.Errorf("store mark %d of site %s: %w", m.Seq, t.site, err)
+		return false, fmt.Errorf("store mark %d of site %s: %w", m.Seq, site, err)
 	}
-	return nil
+	return tag.RowsAffected() == 1, nil
 }
 
 // scanMarks decodes rows of one body column.
@@ -172,4 +184,51 @@ func (m *Marks) Reports(ctx context.Context, site string) ([]hq.MarkReport, erro
 		return nil, fmt.Errorf("read mark reports of site %s: %w", site, err)
 	}
 	return out, nil
+}
+
+// Import stores marks of site with the sequence numbers they have, and
+// reports as the site's reports 1, 2, 3, ..., skipping those already
+// held, and raises the site's head and report count to match: for
+// "tobira-hq migrate-store", which copies a bbolt mark store (before
+// serve records marks of the site here). It returns how many marks and
+// reports were new.
+func (m *Marks) Import(ctx context.Context, site string, marks []proto.Mark, reports []hq.MarkReport) (newMarks, newReports int, err error) {
+	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		newMarks, newReports = 0, 0
+		if _, err := tx.Exec(ctx, `INSERT INTO mark_sites (site) VALUES ($1) ON CONFLICT DO NOTHING`, site); err != nil {
+			return err
+		}
+		var head, nrep int64
+		if err := tx.QueryRow(ctx, `SELECT head, reports FROM mark_sites WHERE site = $1 FOR UPDATE`, site).Scan(&head, &nrep); err != nil {
+			return err
+		}
+		for _, mk := range marks {
+			added, err := insertMark(ctx, tx, site, mk, true)
+			if err != nil {
+				return err
+			}
+			if added {
+				newMarks++
+			}
+			head = max(head, int64(mk.Seq))
+		}
+		for i, r := range reports {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return fmt.Errorf("encode report %d: %w", i+1, err)
+			}
+			tag, err := tx.Exec(ctx, `INSERT INTO mark_reports (site, n, kind, device, received, body)
+				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, site, int64(i+1), r.Kind, r.Device, r.Received, b)
+			if err != nil {
+				return fmt.Errorf("store report %d: %w", i+1, err)
+			}
+			newReports += int(tag.RowsAffected())
+		}
+		_, err := tx.Exec(ctx, `UPDATE mark_sites SET head = $2, reports = $3 WHERE site = $1`, site, head, max(nrep, int64(len(reports))))
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("import %d marks and %d reports of site %s: %w", len(marks), len(reports), site, err)
+	}
+	return newMarks, newReports, nil
 }
