@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -52,6 +53,16 @@ func marksOf(st hq.Store) hq.MarkStore {
 		return pg.Marks()
 	}
 	return nil
+}
+
+// consoleShared returns the console's records kept with st: the audit log
+// and the alarms in PostgreSQL for a PostgreSQL store (shared by the
+// replicas), else none (the console's bbolt file keeps them).
+func consoleShared(st hq.Store) console.Shared {
+	if pg, ok := st.(*pgstore.Store); ok {
+		return console.Shared{Audit: pg.AuditChain(), Alarms: pg.Alarms()}
+	}
+	return console.Shared{}
 }
 
 // migrateCommand is "tobira-hq migrate".

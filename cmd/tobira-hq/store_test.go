@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/console/alarm"
+	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/internal/pgtest"
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -160,5 +163,47 @@ func TestMigrateStoreMarks(t *testing.T) {
 	res, err := pg.Marks().Record(t.Context(), "s1", "g9", []proto.Mark{mark("t9", 9)}, refuse)
 	if err != nil || res.Head != 4 {
 		t.Fatalf("a new mark after the copy: head %d, %v; want 4", res.Head, err)
+	}
+}
+
+// TestServeSharesOnPostgres: with a PostgreSQL store, serve keeps the
+// ticket marks, the console's audit log and its alarms in PostgreSQL,
+// where another replica sees them.
+func TestServeSharesOnPostgres(t *testing.T) {
+	url := pgtest.DB(t)
+	if _, err := pgstore.Migrate(t.Context(), url); err != nil {
+		t.Fatal(err)
+	}
+	replica := func() *pgstore.Store {
+		st, err := pgstore.Open(context.Background(), url, pgstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	a, b := replica(), replica()
+	if _, ok := marksOf(a).(*pgstore.Marks); !ok {
+		t.Fatalf("marksOf a PostgreSQL store = %T, want *pgstore.Marks", marksOf(a))
+	}
+	if marksOf(nil) != nil {
+		t.Fatal("marksOf no store is not nil (HQ would not open hq-marks.db)")
+	}
+	cs, err := openConsole(t.Context(), "127.0.0.1:0", filepath.Join(t.TempDir(), "console.db"), hq.Config{Store: a}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.close()
+	if _, err := cs.stores.Audit.Append(audit.Entry{Actor: "alice", Action: "login"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.stores.Alarms.SetOnline("s1", "g1", false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := audit.NewLog(b.AuditChain(), nil).Verify(); err != nil || n != 1 {
+		t.Errorf("the other replica's audit log: %d entries, %v; want the console's 1", n, err)
+	}
+	if all, err := alarm.NewList(b.Alarms()).All(); err != nil || len(all) != 1 || all[0].Kind != alarm.Offline {
+		t.Errorf("the other replica's alarms = %+v, %v; want the offline alarm", all, err)
 	}
 }

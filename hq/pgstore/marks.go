@@ -90,7 +90,7 @@ func (t pgMarkTx) History(ticket []byte) ([]proto.Mark, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read history of ticket %x: %w", ticket, err)
 	}
-	h, err := scanMarks(rows)
+	h, err := scanJSON[proto.Mark](rows)
 	if err != nil {
 		return nil, fmt.Errorf("read history of ticket %x: %w", ticket, err)
 	}
@@ -123,16 +123,16 @@ func insertMark(ctx context.Context, tx pgx.Tx, site string, m proto.Mark, ignor
 	return tag.RowsAffected() == 1, nil
 }
 
-// scanMarks decodes rows of one body column.
-func scanMarks(rows pgx.Rows) ([]proto.Mark, error) {
-	var out []proto.Mark
+// scanJSON decodes rows of one JSON column into Ts.
+func scanJSON[T any](rows pgx.Rows) ([]T, error) {
+	var out []T
 	var b []byte
 	_, err := pgx.ForEachRow(rows, []any{&b}, func() error {
-		var m proto.Mark
-		if err := json.Unmarshal(b, &m); err != nil {
-			return fmt.Errorf("decode mark: %w", err)
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
+			return fmt.Errorf("decode %T: %w", v, err)
 		}
-		out = append(out, m)
+		out = append(out, v)
 		return nil
 	})
 	return out, err
@@ -155,7 +155,7 @@ func (m *Marks) After(ctx context.Context, site string, after uint64, limit int)
 		if err != nil {
 			return err
 		}
-		out, err = scanMarks(rows)
+		out, err = scanJSON[proto.Mark](rows)
 		return err
 	})
 	if err != nil {
@@ -170,16 +170,7 @@ func (m *Marks) Reports(ctx context.Context, site string) ([]hq.MarkReport, erro
 	if err != nil {
 		return nil, fmt.Errorf("read mark reports of site %s: %w", site, err)
 	}
-	var out []hq.MarkReport
-	var b []byte
-	_, err = pgx.ForEachRow(rows, []any{&b}, func() error {
-		var r hq.MarkReport
-		if err := json.Unmarshal(b, &r); err != nil {
-			return fmt.Errorf("decode report: %w", err)
-		}
-		out = append(out, r)
-		return nil
-	})
+	out, err := scanJSON[hq.MarkReport](rows)
 	if err != nil {
 		return nil, fmt.Errorf("read mark reports of site %s: %w", site, err)
 	}
