@@ -199,7 +199,7 @@ func Open(cfg Config) (*Service, error) {
 			st.Close()
 			return nil, fmt.Errorf("%w: HQ needs a path for its ticket-mark store (or Config.Marks)", ErrConfig)
 		}
-		if marks, err = OpenBoltMarks(marksPath(cfg.Path), clk.Now); err != nil {
+		if marks, err = OpenBoltMarks(MarksPath(cfg.Path), clk.Now); err != nil {
 			st.Close()
 			return nil, err
 		}

@@ -46,7 +46,7 @@ func openConsole(ctx context.Context, addr, db string, cfg hq.Config, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("console_listen %q: %w", addr, err)
 	}
-	st, err := console.OpenStores(db, nil)
+	st, err := console.OpenSharedStores(db, consoleShared(cfg.Store), nil)
 	if err != nil {
 		ln.Close()
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -45,6 +46,26 @@ func (s *storeFlags) open(ctx context.Context, log *slog.Logger) (hq.Store, erro
 	return st, nil
 }
 
+// marksOf returns the ticket-mark store that goes with st: PostgreSQL's
+// marks tables for a PostgreSQL store, else nil (HQ keeps hq-marks.db
+// next to its bbolt file).
+func marksOf(st hq.Store) hq.MarkStore {
+	if pg, ok := st.(*pgstore.Store); ok {
+		return pg.Marks()
+	}
+	return nil
+}
+
+// consoleShared returns the console's records kept with st: the audit log
+// and the alarms in PostgreSQL for a PostgreSQL store (shared by the
+// replicas), else none (the console's bbolt file keeps them).
+func consoleShared(st hq.Store) console.Shared {
+	if pg, ok := st.(*pgstore.Store); ok {
+		return console.Shared{Audit: pg.AuditChain(), Alarms: pg.Alarms()}
+	}
+	return console.Shared{}
+}
+
 // migrateCommand is "tobira-hq migrate".
 func migrateCommand() *cobra.Command {
 	c := &cobra.Command{
@@ -72,7 +93,7 @@ func migrateStoreCommand() *cobra.Command {
 	var db, reg string
 	c := &cobra.Command{
 		Use:   "migrate-store",
-		Short: "Copy a bbolt HQ store (events, status, results) and registry into PostgreSQL; running it again copies nothing twice",
+		Short: "Copy a bbolt HQ store (events, status, results, ticket marks) and registry into PostgreSQL; running it again copies nothing twice",
 		Args:  cobra.NoArgs,
 	}
 	c.Flags().StringVar(&db, "db", "hq.db", "the bbolt HQ store to copy (stop tobira-hq serve first)")
@@ -98,6 +119,9 @@ func migrateStoreCommand() *cobra.Command {
 			return err
 		}
 		if _, err = fmt.Fprintf(c.OutOrStdout(), "copied %d events (new %d), %d devices, %d results from %s\n", n.events, n.added, n.devices, n.results, db); err != nil {
+			return err
+		}
+		if err := migrateMarks(c.Context(), c.OutOrStdout(), hq.MarksPath(db), dst.Marks()); err != nil {
 			return err
 		}
 		return migrateRegistry(c.Context(), reg, c.Flags().Changed("registry"), sf.url, c.OutOrStdout(), log)
@@ -133,6 +157,68 @@ func migrateRegistry(ctx context.Context, path string, named bool, url string, s
 	_, err = fmt.Fprintf(stdout, "copied registry %s: %d sites (%d there already), %d records, %d pending enrollments, %d names\n",
 		path, n.Sites, n.Skipped, n.Records, n.Pending, n.Names)
 	return err
+}
+
+// migrateMarks copies the bbolt mark store at path, when there is one,
+// into dst and says what it copied to out.
+func migrateMarks(ctx context.Context, out io.Writer, path string, dst *pgstore.Marks) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		_, err = fmt.Fprintf(out, "no ticket marks to copy (no %s)\n", path)
+		return err
+	}
+	src, err := hq.OpenBoltMarks(path, nil)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	n, err := copyMarks(ctx, src, dst)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "copied %d ticket marks (new %d) and %d reports (new %d) of %d sites from %s\n",
+		n.marks, n.newMarks, n.reports, n.newReports, n.sites, path)
+	return err
+}
+
+// copiedMarks counts what copyMarks copied.
+type copiedMarks struct{ sites, marks, newMarks, reports, newReports int }
+
+// copyMarks copies every site's marks (with their sequence numbers: the
+// gates' cursors stay valid) and reports from src into dst; a second run
+// adds nothing.
+func copyMarks(ctx context.Context, src *hq.BoltMarks, dst *pgstore.Marks) (copiedMarks, error) {
+	var n copiedMarks
+	sites, err := src.Sites(ctx)
+	if err != nil {
+		return n, err
+	}
+	for _, site := range sites {
+		n.sites++
+		reps, err := src.Reports(ctx, site)
+		if err != nil {
+			return n, err
+		}
+		for after, head := uint64(0), uint64(1); after < head; {
+			var ms []proto.Mark
+			if ms, head, err = src.After(ctx, site, after, copyChunk); err != nil {
+				return n, err
+			}
+			if len(ms) == 0 {
+				break
+			}
+			added, _, err := dst.Import(ctx, site, ms, nil)
+			if err != nil {
+				return n, err
+			}
+			n.marks, n.newMarks, after = n.marks+len(ms), n.newMarks+added, ms[len(ms)-1].Seq
+		}
+		_, added, err := dst.Import(ctx, site, nil, reps)
+		if err != nil {
+			return n, err
+		}
+		n.reports, n.newReports = n.reports+len(reps), n.newReports+added
+	}
+	return n, nil
 }
 
 // copySource is a store that migrate-store reads.

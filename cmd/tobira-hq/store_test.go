@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/console/alarm"
+	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/pgtest"
@@ -146,5 +150,118 @@ func TestMigrateStoreCopiesRegistry(t *testing.T) {
 	}
 	if out, err := runHQ(t, "enroll", "list", "--store-url", url); err != nil || !strings.Contains(out, "ID") {
 		t.Fatalf("enroll list on PostgreSQL = %v\n%s", err, out)
+	}
+}
+
+// TestMigrateStoreMarks: migrate-store copies hq-marks.db (marks with
+// their sequence numbers and devices, reports) into PostgreSQL, and a
+// second run copies nothing twice.
+func TestMigrateStoreMarks(t *testing.T) {
+	url := pgtest.DB(t)
+	if out, err := runHQ(t, "migrate", "--store-url", url); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	db := filepath.Join(t.TempDir(), "hq.db")
+	src, err := hq.OpenBoltMarks(hq.MarksPath(db), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 24, 9, 0, 0, 1, time.UTC)
+	mark := func(ticket string, i int) proto.Mark {
+		return proto.Mark{Ticket: []byte(ticket), Event: "ev", State: proto.MarkIn, At: at.Add(time.Duration(i) * time.Second), Door: "d1"}
+	}
+	refuse := func(_ []proto.Mark, m proto.Mark) hq.MarkVerdict {
+		if string(m.Ticket) == "bad" {
+			return hq.MarkVerdict{Refused: "no"}
+		}
+		return hq.MarkVerdict{}
+	}
+	for site, n := range map[string]int{"s1": 3, "s2": 2} {
+		for i := range n {
+			if _, err := src.Record(t.Context(), site, fmt.Sprintf("g%d", i), []proto.Mark{mark(fmt.Sprint("t", i), i), mark("bad", i)}, refuse); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want, _, err := src.After(t.Context(), "s1", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, wantOut := range []string{"copied 5 ticket marks (new 5) and 5 reports (new 5) of 2 sites", "copied 5 ticket marks (new 0) and 5 reports (new 0) of 2 sites"} {
+		out, err := runHQ(t, "migrate-store", "--db", db, "--store-url", url)
+		if err != nil || !strings.Contains(out, wantOut) {
+			t.Fatalf("migrate-store run %d: %v\n%s\nwant %q", i+1, err, out, wantOut)
+		}
+	}
+	pg, err := pgstore.Open(context.Background(), url, pgstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	got, head, err := pg.Marks().After(t.Context(), "s1", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head != 3 || len(got) != len(want) {
+		t.Fatalf("s1 in PostgreSQL: head %d, %d marks; want 3, %d", head, len(got), len(want))
+	}
+	for i := range want {
+		if !got[i].Same(want[i]) || got[i].Seq != want[i].Seq || got[i].Device != want[i].Device {
+			t.Errorf("mark %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	reps, err := pg.Marks().Reports(t.Context(), "s2")
+	if err != nil || len(reps) != 2 || reps[0].Reason != "no" {
+		t.Fatalf("s2's reports in PostgreSQL = %+v, %v; want 2 refusals", reps, err)
+	}
+	// The copy goes on numbering where the bbolt store stopped.
+	res, err := pg.Marks().Record(t.Context(), "s1", "g9", []proto.Mark{mark("t9", 9)}, refuse)
+	if err != nil || res.Head != 4 {
+		t.Fatalf("a new mark after the copy: head %d, %v; want 4", res.Head, err)
+	}
+}
+
+// TestServeSharesOnPostgres: with a PostgreSQL store, serve keeps the
+// ticket marks, the console's audit log and its alarms in PostgreSQL,
+// where another replica sees them.
+func TestServeSharesOnPostgres(t *testing.T) {
+	url := pgtest.DB(t)
+	if _, err := pgstore.Migrate(t.Context(), url); err != nil {
+		t.Fatal(err)
+	}
+	replica := func() *pgstore.Store {
+		st, err := pgstore.Open(context.Background(), url, pgstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	a, b := replica(), replica()
+	if _, ok := marksOf(a).(*pgstore.Marks); !ok {
+		t.Fatalf("marksOf a PostgreSQL store = %T, want *pgstore.Marks", marksOf(a))
+	}
+	if marksOf(nil) != nil {
+		t.Fatal("marksOf no store is not nil (HQ would not open hq-marks.db)")
+	}
+	cs, err := openConsole(t.Context(), "127.0.0.1:0", filepath.Join(t.TempDir(), "console.db"), hq.Config{Store: a}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.close()
+	if _, err := cs.stores.Audit.Append(audit.Entry{Actor: "alice", Action: "login"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.stores.Alarms.SetOnline("s1", "g1", false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := audit.NewLog(b.AuditChain(), nil).Verify(); err != nil || n != 1 {
+		t.Errorf("the other replica's audit log: %d entries, %v; want the console's 1", n, err)
+	}
+	if all, err := alarm.NewList(b.Alarms()).All(); err != nil || len(all) != 1 || all[0].Kind != alarm.Offline {
+		t.Errorf("the other replica's alarms = %+v, %v; want the offline alarm", all, err)
 	}
 }

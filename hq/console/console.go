@@ -84,7 +84,7 @@ type Alarms interface {
 	// Get returns one alarm, or an error wrapping alarm.ErrNotFound.
 	Get(id string) (alarm.Alarm, error)
 	// All returns every alarm, the most pressing first.
-	All() []alarm.Alarm
+	All() ([]alarm.Alarm, error)
 }
 
 // Names gives the people's names of credentials: personal data, shown
