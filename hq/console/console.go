@@ -117,6 +117,10 @@ type Config struct {
 	Alarms Alarms
 	// Names, when set, shows people's names to the roles allowed.
 	Names Names
+	// Records, when set, lets the roles allowed read and change the
+	// registry's records in forms, revoke credentials and import CRLs
+	// (records.go); nil: the console has no record pages.
+	Records Records
 	// SecureCookie marks the session cookie Secure (HTTPS only). Leave it
 	// false only for a console on loopback or behind a TLS proxy that
 	// sets no cookies itself.

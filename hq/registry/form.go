@@ -85,6 +85,10 @@ func ParseRecord(table string, fields map[string]string) (policy.Item, error) {
 	return it, nil
 }
 
+// IdentityField returns the field of table that names a record (a
+// credential's serial; "" for the site record, of which there is one).
+func IdentityField(table string) string { return identityColumn(table) }
+
 // identityColumn is the field of table naming the record.
 func identityColumn(table string) string {
 	switch table {
