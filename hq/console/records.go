@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -114,7 +115,7 @@ type recordListData struct {
 	Columns     []string
 	Rows        []recordRow
 	// Next is the query string of the next page ("" on the last).
-	Next string
+	Next template.URL
 	// Notice is the message key of what was just done, Rev the site's
 	// revision after it.
 	Notice, Rev string
@@ -174,7 +175,7 @@ func (s *Server) recordList(w http.ResponseWriter, r *http.Request, rq *request)
 		s.record(rq, audit.Entry{Action: "view_names", Target: "credentials " + d.Site, After: strings.Join(named, " ")})
 	}
 	if next != "" {
-		d.Next = url.Values{"site": {d.Site}, "after": {next}}.Encode()
+		d.Next = template.URL(url.Values{"site": {d.Site}, "after": {next}}.Encode()) // made by url.Values: escaped
 	}
 	s.render(w, r, rq, http.StatusOK, "records_list", "records.title", d)
 }
