@@ -227,7 +227,10 @@ func TestRecordPagesAndSites(t *testing.T) {
 	for _, req := range []func() *http.Response{
 		func() *http.Response { res, _ := e.get(ta, "/records/people?site=osaka"); return res },
 		func() *http.Response { res, _ := e.get(ta, "/records?site=osaka"); return res },
-		func() *http.Response { res, _ := e.post(ta, "/records/people/edit", form("osaka", "person", "x")); return res },
+		func() *http.Response {
+			res, _ := e.post(ta, "/records/people/edit", form("osaka", "person", "x"))
+			return res
+		},
 		func() *http.Response {
 			res, _ := e.post(ta, "/records/people/delete", form("osaka", "key", hex.EncodeToString([]byte("Pp-001"))))
 			return res
