@@ -218,9 +218,7 @@ func serveCommand() *cobra.Command {
 		if cs.enroll, err = newRegistryEnrollments(reg, anchors, log); err != nil {
 			return err
 		}
-		if reg != "" {
-			cs.imp = registryImporter{path: reg, log: log}
-		}
+		cs.useRegistry(reg, log)
 		return cs.run(c.Context(), svc, run, log)
 	}
 	return c

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"log/slog"
+	"time"
+
+	"github.com/tobira-ac/tobira/hq/registry"
+	"github.com/tobira-ac/tobira/policy"
+)
+
+// registryRecords is the registry file for the console's record pages
+// (console.Records) and people's names (console.Names). The file is
+// opened for each call, as registrySink does, so that admin commands can
+// use it in between.
+type registryRecords struct {
+	path string
+	log  *slog.Logger
+}
+
+// useRegistry gives the console the registry file reg ("" none): CSV
+// import, the record pages, and people's names for the roles allowed.
+func (cs *consoleServer) useRegistry(reg string, log *slog.Logger) {
+	if reg == "" {
+		return
+	}
+	cs.imp = registryImporter{path: reg, log: log}
+	cs.records = &registryRecords{path: reg, log: log}
+}
+
+// with opens the registry and calls fn with it.
+func (rr registryRecords) with(fn func(*registry.Registry) error) error {
+	r, err := openRegistry(rr.path, rr.log)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return fn(r)
+}
+
+// List implements console.Records.
+func (rr registryRecords) List(ctx context.Context, site string, kind policy.RecordKind, after string, limit int) (items []policy.Item, next string, err error) {
+	err = rr.with(func(r *registry.Registry) error {
+		items, next, err = r.List(ctx, site, kind, after, limit)
+		return err
+	})
+	return items, next, err
+}
+
+// Get implements console.Records.
+func (rr registryRecords) Get(site string, it policy.Item) (out policy.Item, ok bool, err error) {
+	err = rr.with(func(r *registry.Registry) error {
+		out, ok, err = r.Get(site, it)
+		return err
+	})
+	return out, ok, err
+}
+
+// Apply implements console.Records.
+func (rr registryRecords) Apply(ctx context.Context, site string, ch registry.Change) (a registry.Applied, err error) {
+	err = rr.with(func(r *registry.Registry) error {
+		a, err = r.Apply(ctx, site, ch)
+		return err
+	})
+	return a, err
+}
+
+// Revoke implements console.Records.
+func (rr registryRecords) Revoke(ctx context.Context, site string, c policy.CertRef) (a registry.Applied, err error) {
+	err = rr.with(func(r *registry.Registry) error {
+		a, err = r.Revoke(ctx, site, c)
+		return err
+	})
+	return a, err
+}
+
+// ImportCRL implements console.Records.
+func (rr registryRecords) ImportCRL(ctx context.Context, site string, der []byte, ca *x509.Certificate, now time.Time) (res registry.CRLImport, err error) {
+	err = rr.with(func(r *registry.Registry) error {
+		res, err = r.ImportCRL(ctx, site, der, ca, now)
+		return err
+	})
+	return res, err
+}
+
+// Name implements console.Names: the name of the person holding
+// credential at site; an error is logged and reads as no name.
+func (rr registryRecords) Name(site, credential string) (string, bool) {
+	var name string
+	var ok bool
+	err := rr.with(func(r *registry.Registry) error {
+		var err error
+		name, ok, err = r.PersonName(site, credential)
+		return err
+	})
+	if err != nil {
+		rr.log.Warn("console: name lookup", "site", site, "err", err)
+	}
+	return name, ok
+}
