@@ -78,4 +78,14 @@ func TestBrowserRecords(t *testing.T) {
 		t.Errorf("%d people listed, want 7", n)
 	}
 	b.Screenshot("console-records")
+
+	// The same form in Japanese names the field in Japanese.
+	b.Do("switch to Japanese", chromedp.Click(chromedp.CSS("#lang-ja")), chromedp.WaitReady(chromedp.CSS(`html[lang="ja"]`)),
+		chromedp.Click(chromedp.CSS("#new-record")), chromedp.WaitVisible(chromedp.CSS("#record-form")),
+		chromedp.SendKeys(chromedp.CSS("#f-valid_from"), "来週"),
+		chromedp.Click(chromedp.CSS("#save")), chromedp.WaitVisible(chromedp.CSS("#error-valid_from")))
+	if got := b.Text("#error-valid_from"); !strings.HasPrefix(got, "有効開始: ") {
+		t.Errorf("the Japanese field error says %q", got)
+	}
+	b.Screenshot("console-record-form-ja")
 }
