@@ -65,6 +65,9 @@ func (s *Server) commandConfirm(w http.ResponseWriter, r *http.Request, rq *requ
 	if !s.commandAllowed(w, r, rq, f) {
 		return
 	}
+	if f.Errors["credential"] == "command.need_credential" {
+		delete(f.Errors, "credential") // the confirmation page asks for it
+	}
 	status := http.StatusOK
 	if len(f.Errors) > 0 {
 		status = http.StatusUnprocessableEntity

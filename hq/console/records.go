@@ -352,12 +352,17 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *http.Request, rq *request)
 			ch.Delete = []policy.Item{old}
 		}
 	}
-	a, err := s.cfg.Records.Apply(r.Context(), site, ch)
+	action, apply := "record_put", func() (registry.Applied, error) { return s.cfg.Records.Apply(r.Context(), site, ch) }
+	if rv, isRev := it.(policy.Revocation); isRev && old == nil {
+		// A new revocation is a revoke: the certificate's credential goes too.
+		action, apply = "revoke", func() (registry.Applied, error) { return s.cfg.Records.Revoke(r.Context(), site, policy.CertRef(rv)) }
+	}
+	a, err := apply()
 	if err != nil {
 		s.refuseRecord(w, r, rq, f, err)
 		return
 	}
-	s.record(rq, audit.Entry{Action: "record_put", Target: site + " " + table + " " + recordName(it), Before: recordJSON(old), After: recordJSON(it)})
+	s.record(rq, audit.Entry{Action: action, Target: site + " " + table + " " + recordName(it), Before: recordJSON(old), After: recordJSON(it)})
 	s.backToList(w, r, site, table, "saved", a)
 }
 

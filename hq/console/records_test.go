@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/i18n"
 	"github.com/tobira-ac/tobira/hq/registry"
@@ -347,8 +348,23 @@ func TestRevokeAndCRL(t *testing.T) {
 		t.Errorf("revoke audit: %+v", rv)
 	}
 
-	ca, other := newTestCA(t), newTestCA(t)
+	// A revocation added in the revocations form removes the credential
+	// too, as a revoke does.
+	other10 := credential.Credential{Kind: credential.KindCertSerial, IssuerKeyID: kid, Serial: []byte{0x10}}
+	if _, err := e.reg.Apply(t.Context(), "tokyo", registry.Change{Put: []policy.Item{policy.Entry{Credential: other10, Person: "p-2"}}}); err != nil {
+		t.Fatal(err)
+	}
 	admin := e.login("admin")
+	res, _ = e.post(admin, "/records/revocations/edit", form("tokyo", "issuer_key_id", testKID, "serial", "10"))
+	location(t, res)
+	if _, ok, _ := e.reg.Get("tokyo", policy.Entry{Credential: other10}); ok {
+		t.Error("a revocation from the form left its credential on the allowlist")
+	}
+	if rv := e.auditEntries("revoke"); len(rv) != 2 || rv[1].Actor != "admin" {
+		t.Errorf("revoke audit: %+v", rv)
+	}
+
+	ca, other := newTestCA(t), newTestCA(t)
 	res, body = e.postCRL(admin, "tokyo", ca.crl(t, 0x0a, 0x0b, 0x0c), other.cert.Raw)
 	if res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, `id="error-crl"`) || !strings.Contains(body, "CRL signature does not verify") {
 		t.Errorf("CRL of another CA: %d:\n%s", res.StatusCode, body)
@@ -379,18 +395,31 @@ func TestForgiveAPBAndModes(t *testing.T) {
 	e := newEnv(t)
 	c := e.login("operator")
 	res, body := e.get(c, "/doors/command?site=tokyo&device=gate-1&door=main&action=forgive_apb")
-	if res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, `id="error-credential"`) {
-		t.Errorf("forgive without a credential: %d:\n%s", res.StatusCode, body)
+	if res.StatusCode != http.StatusOK || !strings.Contains(body, `id="credential"`) || strings.Contains(body, `id="error-credential"`) {
+		t.Errorf("forgive's confirmation page: %d:\n%s", res.StatusCode, body)
 	}
-	v := url.Values{"site": {"tokyo"}, "device": {"gate-1"}, "door": {"main"}, "action": {"forgive_apb"}, "credential": {"not hex"}}
-	if res, body := e.post(c, "/doors/command", v); res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, `id="error-credential"`) {
-		t.Errorf("forgive a bad credential: %d", res.StatusCode)
+	for _, cred := range []string{"", "not hex"} {
+		v := url.Values{"site": {"tokyo"}, "device": {"gate-1"}, "door": {"main"}, "action": {"forgive_apb"}, "credential": {cred}}
+		if res, body := e.post(c, "/doors/command", v); res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, `id="error-credential"`) {
+			t.Errorf("forgive credential %q: %d", cred, res.StatusCode)
+		}
 	}
+	v := url.Values{"site": {"tokyo"}, "device": {"gate-1"}, "door": {"main"}, "action": {"forgive_apb"}}
 	v.Set("credential", "01ABCD")
 	res, _ = e.post(c, "/doors/command", v)
 	location(t, res)
 	if n := len(e.cmd.sent); n != 1 || e.cmd.sent[0].Action != "forgive_apb" || e.cmd.sent[0].Credential != "01abcd" {
 		t.Errorf("sent %+v", e.cmd.sent)
+	}
+	ev := hq.StoredEvent{Site: "tokyo", Device: "gate-1"}
+	ev.Seq, ev.Type, ev.Door, ev.Time, ev.Credential, ev.Reason = 999, "decision", "main", time.Date(2026, 4, 2, 9, 0, 0, 0, time.UTC), "c0ffee", "passback"
+	e.hq.events = append(e.hq.events, ev)
+	link := `/doors/command?site=tokyo&amp;device=gate-1&amp;door=main&amp;action=forgive_apb&amp;credential=c0ffee`
+	if _, body := e.get(c, "/events?site=tokyo"); !strings.Contains(body, link) {
+		t.Errorf("the events page offers no forgive on a passback denial:\n%s", body)
+	}
+	if _, body := e.get(e.login("auditor"), "/events?site=tokyo"); strings.Contains(body, "forgive_apb") {
+		t.Error("the events page offers the auditor to forgive")
 	}
 	e.get(c, "/lang/ja")
 	if _, body := e.get(c, "/fleet"); !strings.Contains(body, "モード: 通常") && !strings.Contains(body, ": 通常") {
