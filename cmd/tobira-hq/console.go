@@ -93,7 +93,7 @@ func (cs *consoleServer) config(svc console.HQ, log *slog.Logger) console.Config
 	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
 		SecureCookie: !loopback(cs.ln.Addr())}
 	if cs.records != nil {
-		cfg.Records, cfg.Names = cs.records, cs.records
+		cfg.Records, cfg.Names, cfg.PeopleNames = cs.records, cs.records, cs.records
 	}
 	if cs.sender != nil {
 		cfg.Commands = cs.sender

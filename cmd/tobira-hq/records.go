@@ -99,3 +99,17 @@ func (rr registryRecords) Name(site, credential string) (string, bool) {
 	}
 	return name, ok
 }
+
+// PersonNames implements console.PeopleNames.
+func (rr registryRecords) PersonNames(site string, people []string) (names map[string]string, err error) {
+	err = rr.with(func(r *registry.Registry) error {
+		names, err = r.PersonNames(site, people)
+		return err
+	})
+	return names, err
+}
+
+// SetNames implements console.PeopleNames.
+func (rr registryRecords) SetNames(site string, names map[string]string) error {
+	return rr.with(func(r *registry.Registry) error { return r.SetNames(site, names) })
+}

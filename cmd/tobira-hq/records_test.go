@@ -54,7 +54,7 @@ func TestConsoleRegistryNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Apply(t.Context(), "s1", registry.Change{Put: []policy.Item{policy.Entry{Credential: c, Person: "p-1"}}}); err != nil {
+	if _, err := r.Apply(t.Context(), "s1", registry.Change{Put: []policy.Item{policy.Entry{Credential: c, Person: "p-1"}, policy.Person{ID: "p-1"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.SetNames("s1", map[string]string{"p-1": "Yamada Hanako"}); err != nil {
@@ -103,6 +103,9 @@ func TestConsoleRegistryNames(t *testing.T) {
 	if body := get("admin", "/records/credentials?site=s1"); !strings.Contains(body, "Yamada Hanako") || !strings.Contains(body, "F-1") {
 		t.Errorf("the credentials page lacks the record or its name:\n%s", body)
 	}
+	if body := get("admin", "/records/people/edit?site=s1&key="+hex.EncodeToString([]byte("Pp-1"))); !strings.Contains(body, `value="Yamada Hanako"`) {
+		t.Errorf("the person form lacks the name:\n%s", body)
+	}
 	if body := get("op", "/events"); strings.Contains(body, "Yamada Hanako") {
 		t.Error("an operator sees a name")
 	}
@@ -113,7 +116,7 @@ func TestConsoleRegistryNames(t *testing.T) {
 		}
 		return nil
 	})
-	if views != 2 {
-		t.Errorf("%d audited views of names, want 2", views)
+	if views != 3 {
+		t.Errorf("%d audited views of names, want 3", views)
 	}
 }

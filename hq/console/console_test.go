@@ -141,7 +141,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { reg.Close() })
 	con, err := New(Config{HQ: f, Commands: c, Accounts: st.Accounts, Audit: st.Audit, Names: fakeNames{}, Enrollments: enr,
-		Import: reg, Records: reg, Params: cheap})
+		Import: reg, Records: reg, PeopleNames: reg, Params: cheap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,11 +517,12 @@ func TestTemplateKeys(t *testing.T) {
 			keys = append(keys, o[1])
 		}
 	}
+	keys = append(keys, "field."+personNameField)
 	for k := range recordNotices {
 		keys = append(keys, recordNotices[k])
 	}
 	for _, a := range []string{"login", "logout", "login_failed", "login_refused", "denied", "password_change", "command", "view_names",
-		"export_events", "export_audit", "add_user", "reset_password", "record_put", "record_delete", "revoke", "crl_import"} {
+		"export_events", "export_audit", "add_user", "reset_password", "record_put", "record_delete", "revoke", "crl_import", "set_name"} {
 		keys = append(keys, "audit.action."+a)
 	}
 	for _, l := range i18n.Langs {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/hq/console/audit"
-	"github.com/tobira-ac/tobira/hq/console/auth"
 	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -154,8 +153,6 @@ func (s *Server) recordList(w http.ResponseWriter, r *http.Request, rq *request)
 		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
 		return
 	}
-	d.Names = table == "credentials" && s.cfg.Names != nil && rq.user.Role.Can(auth.PermNames)
-	var named []string
 	for _, it := range items {
 		row := recordRow{}
 		row.Key, _ = registry.RecordKey(it)
@@ -164,16 +161,9 @@ func (s *Server) recordList(w http.ResponseWriter, r *http.Request, rq *request)
 			row.Cells = append(row.Cells, fields[c])
 		}
 		row.Cert = fields["type"] == "cert"
-		if d.Names && len(row.Key) > 2 {
-			if row.Name, _ = s.cfg.Names.Name(d.Site, row.Key[2:]); row.Name != "" {
-				named = append(named, row.Key[2:])
-			}
-		}
 		d.Rows = append(d.Rows, row)
 	}
-	if len(named) > 0 {
-		s.record(rq, audit.Entry{Action: "view_names", Target: "credentials " + d.Site, After: strings.Join(named, " ")})
-	}
+	s.listNames(rq, &d)
 	if next != "" {
 		d.Next = template.URL(url.Values{"site": {d.Site}, "after": {next}}.Encode()) // made by url.Values: escaped
 	}
@@ -248,7 +238,9 @@ func (s *Server) recordFormPage(w http.ResponseWriter, r *http.Request, rq *requ
 		_, fields = registry.RecordFields(it)
 		key, _ = registry.RecordKey(it)
 	}
-	s.render(w, r, rq, http.StatusOK, "records_form", "records.form_title", newRecordForm(site, table, key, fields))
+	f := newRecordForm(site, table, key, fields)
+	s.nameForm(rq, &f, fields["person"], "", true)
+	s.render(w, r, rq, http.StatusOK, "records_form", "records.form_title", f)
 }
 
 // recordTarget returns the table of the request's path, and the site and
@@ -319,6 +311,7 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *http.Request, rq *request)
 		fields[c] = r.PostFormValue(c)
 	}
 	f := newRecordForm(site, table, key, fields)
+	s.nameForm(rq, &f, "", r.PostFormValue(personNameField), false)
 	if !s.siteOK(w, r, rq, site, f.Errors) {
 		if len(f.Errors) > 0 {
 			f.Errors["site"] = rq.lang.T(f.Errors["site"])
@@ -335,6 +328,10 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *http.Request, rq *request)
 	it, err := registry.ParseRecord(table, fields)
 	if err != nil {
 		s.refuseRecord(w, r, rq, f, err)
+		return
+	}
+	if !checkName(&f) {
+		s.render(w, r, rq, http.StatusUnprocessableEntity, "records_form", "records.form_title", f)
 		return
 	}
 	ch := registry.Change{Put: []policy.Item{it}}
@@ -363,6 +360,13 @@ func (s *Server) saveRecord(w http.ResponseWriter, r *http.Request, rq *request)
 		return
 	}
 	s.record(rq, audit.Entry{Action: action, Target: site + " " + table + " " + recordName(it), Before: recordJSON(old), After: recordJSON(it)})
+	if p, ok := it.(policy.Person); ok {
+		oldID := ""
+		if op, ok := old.(policy.Person); ok {
+			oldID = op.ID
+		}
+		s.saveName(rq, &f, oldID, p.ID)
+	}
 	s.backToList(w, r, site, table, "saved", a)
 }
 
@@ -455,5 +459,6 @@ func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request, rq *reques
 		return
 	}
 	s.record(rq, audit.Entry{Action: "record_delete", Target: site + " " + table + " " + key, Before: recordJSON(it)})
+	s.forgetName(site, it)
 	s.backToList(w, r, site, table, "deleted", a)
 }

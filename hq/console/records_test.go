@@ -426,3 +426,58 @@ func TestForgiveAPBAndModes(t *testing.T) {
 		t.Errorf("fleet shows the mode untranslated:\n%s", body)
 	}
 }
+
+// TestPersonNameForm sets a person's name in the person form (roles
+// that may see names): the name is kept apart from the record, shown on
+// the people page to those roles only, each view audited, the change
+// audited without the name; a bad name is named and nothing applied; a
+// rename moves the name and a delete forgets it.
+func TestPersonNameForm(t *testing.T) {
+	e := newEnv(t)
+	admin := e.login("admin")
+	res, body := e.post(admin, "/records/people/edit", form("tokyo", "person", "p-1", personNameField, "Yamada\x1bTaro"))
+	if res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, `id="error-person_name"`) {
+		t.Errorf("a name with a control character: %d:\n%s", res.StatusCode, body)
+	}
+	if rev, _ := e.reg.Revision("tokyo"); rev != 0 {
+		t.Error("a refused name applied the person")
+	}
+	res, _ = e.post(admin, "/records/people/edit", form("tokyo", "person", "p-1", personNameField, "Yamada Taro"))
+	location(t, res)
+	if names, _ := e.reg.PersonNames("tokyo", []string{"p-1"}); names["p-1"] != "Yamada Taro" {
+		t.Errorf("names %v", names)
+	}
+	if _, body := e.get(admin, "/records/people?site=tokyo"); !strings.Contains(body, "Yamada Taro") {
+		t.Errorf("the administrator's people page lacks the name:\n%s", body)
+	}
+	if _, body := e.get(e.login("auditor"), "/records/people?site=tokyo"); strings.Contains(body, "Yamada Taro") {
+		t.Error("the auditor sees a name")
+	}
+	if _, body := e.get(e.login("clerk"), "/records/people?site=tokyo"); !strings.Contains(body, "Yamada Taro") {
+		t.Error("the clerk sees no name")
+	}
+	key := hex.EncodeToString([]byte("Pp-1"))
+	res, _ = e.post(admin, "/records/people/edit", form("tokyo", "key", key, "person", "p-2", personNameField, "Yamada Taro"))
+	location(t, res)
+	if names, _ := e.reg.PersonNames("tokyo", []string{"p-1", "p-2"}); len(names) != 1 || names["p-2"] != "Yamada Taro" {
+		t.Errorf("after the rename: names %v, want p-2's only", names)
+	}
+	res, _ = e.post(admin, "/records/people/delete", form("tokyo", "key", hex.EncodeToString([]byte("Pp-2"))))
+	location(t, res)
+	if names, _ := e.reg.PersonNames("tokyo", []string{"p-2"}); len(names) != 0 {
+		t.Errorf("after the delete: names %v", names)
+	}
+	if views := e.auditEntries("view_names"); len(views) != 2 {
+		t.Errorf("%d audited views of names, want 2 (administrator, clerk)", len(views))
+	}
+	sets := e.auditEntries("set_name")
+	if len(sets) != 2 {
+		t.Errorf("%d audited name changes, want 2", len(sets))
+	}
+	_ = e.audit.Each(func(en audit.Entry) error {
+		if strings.Contains(en.Before+en.After+en.Target, "Yamada") {
+			t.Errorf("the audit log holds the name: %+v", en)
+		}
+		return nil
+	})
+}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
 )
@@ -317,4 +319,23 @@ func KeyItem(key string) (policy.Item, error) {
 		return policy.Event{ID: id}, nil
 	}
 	return nil, fmt.Errorf("%w: record key %q has an unknown kind", ErrInvalid, key)
+}
+
+// PersonNames returns the names (names.go) of people at site by person
+// ID; a person without a name is absent from the map.
+func (r *Registry) PersonNames(site string, people []string) (map[string]string, error) {
+	out := make(map[string]string, len(people))
+	err := r.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNames)
+		for _, p := range people {
+			if v := b.Get(nameKey(site, p)); v != nil {
+				out[p] = string(v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("names of %d people at site %s in %s: %w", len(people), site, r.path, err)
+	}
+	return out, nil
 }

@@ -142,3 +142,19 @@ func TestListPagesAndKeys(t *testing.T) {
 		t.Errorf("bad cursor: %v", err)
 	}
 }
+
+// TestPersonNames reads the names of people by ID: absent ones are
+// left out, another site's are not seen.
+func TestPersonNames(t *testing.T) {
+	r := openRegistry(t)
+	if err := r.SetNames("tokyo", map[string]string{"p-1": "Yamada Taro", "p-2": "Sato Hanako"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.PersonNames("tokyo", []string{"p-1", "p-3"})
+	if err != nil || !reflect.DeepEqual(got, map[string]string{"p-1": "Yamada Taro"}) {
+		t.Errorf("PersonNames = %v, %v", got, err)
+	}
+	if got, err := r.PersonNames("osaka", []string{"p-1"}); err != nil || len(got) != 0 {
+		t.Errorf("another site: %v, %v", got, err)
+	}
+}

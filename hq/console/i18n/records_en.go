@@ -76,6 +76,7 @@ var recordsEN = map[string]string{
 	"field.date":                   "Date",
 	"field.name":                   "Name",
 	"field.start":                  "Start",
+	"field.person_name":            "Name (personal data)",
 	"field.end":                    "End",
 
 	"credtype.cert":     "certificate (My Number Card)",
@@ -118,6 +119,7 @@ var recordsEN = map[string]string{
 	"audit.action.record_put":    "saved record",
 	"audit.action.record_delete": "deleted record",
 	"audit.action.revoke":        "revoked credential",
+	"audit.action.set_name":      "set a person's name",
 	"audit.action.crl_import":    "imported CRL",
 }
 

@@ -76,6 +76,7 @@ var recordsJA = map[string]string{
 	"field.date":                   "日付",
 	"field.name":                   "名称",
 	"field.start":                  "開始",
+	"field.person_name":            "氏名（個人情報）",
 	"field.end":                    "終了",
 
 	"credtype.cert":     "証明書（マイナンバーカード）",
@@ -118,6 +119,7 @@ var recordsJA = map[string]string{
 	"audit.action.record_put":    "レコードを保存",
 	"audit.action.record_delete": "レコードを削除",
 	"audit.action.revoke":        "認証情報を失効",
+	"audit.action.set_name":      "氏名を設定",
 	"audit.action.crl_import":    "CRL を取り込み",
 }
 
