@@ -37,6 +37,9 @@ type consoleServer struct {
 	enroll console.Enrollments
 	// imp imports CSV tables (nil: no registry).
 	imp console.Importer
+	// records are the registry's records and people's names (nil: no
+	// registry).
+	records *registryRecords
 }
 
 // openConsole listens on addr and opens the console store; cfg and the
@@ -73,12 +76,7 @@ func (cs *consoleServer) close() {
 
 // run serves the console next to run (HQ's service) until either ends.
 func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(context.Context) error, log *slog.Logger) error {
-	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
-		SecureCookie: !loopback(cs.ln.Addr())}
-	if cs.sender != nil {
-		cfg.Commands = cs.sender
-	}
-	con, err := console.New(cfg)
+	con, err := console.New(cs.config(svc, log))
 	if err != nil {
 		return err
 	}
@@ -87,6 +85,20 @@ func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(cont
 	g.Go(func() error { return console.Serve(gctx, cs.ln, con, log) })
 	g.Go(func() error { return run(gctx) })
 	return g.Wait()
+}
+
+// config is the console's configuration for HQ's service svc: the
+// registry, when set, gives the record pages and people's names.
+func (cs *consoleServer) config(svc console.HQ, log *slog.Logger) console.Config {
+	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
+		SecureCookie: !loopback(cs.ln.Addr())}
+	if cs.records != nil {
+		cfg.Records, cfg.Names, cfg.PeopleNames = cs.records, cs.records, cs.records
+	}
+	if cs.sender != nil {
+		cfg.Commands = cs.sender
+	}
+	return cfg
 }
 
 // registryEnrollments are the registry's pending enrollments for the

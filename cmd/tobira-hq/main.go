@@ -223,9 +223,7 @@ func serveCommand() *cobra.Command {
 		if cs.enroll, err = newRegistryEnrollments(shared, anchors, log); err != nil {
 			return err
 		}
-		if shared != nil {
-			cs.imp = registryImporter{shared}
-		}
+		cs.useRegistry(shared, log)
 		return cs.run(c.Context(), svc, run, log)
 	}
 	return c
