@@ -158,23 +158,18 @@ type replica struct {
 	stop    func()
 }
 
-// startReplica runs an HQ replica named name: MQTT (acks, status) on
-// mqttURL, events from the quorum queue through amqpURLs, the events
-// store in PostgreSQL at dbURL. Each new event counts in newEvents too.
-func startReplica(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL string, newEvents *atomic.Int64) *replica {
+// startReplica runs an HQ replica named name on cfg (broker, TLS, intake
+// or shared group) with its events store in PostgreSQL at dbURL. Each new
+// event counts in newEvents too.
+func startReplica(t *testing.T, name, dbURL string, cfg hq.Config, newEvents *atomic.Int64) *replica {
 	t.Helper()
 	st, err := pgstore.Open(t.Context(), dbURL, pgstore.Options{Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := amqpintake.New(amqpintake.Config{URLs: amqpURLs, RetryDelay: 200 * time.Millisecond, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := hq.Open(hq.Config{
-		Broker: mqttURL, ClientID: "hq-" + name, Path: filepath.Join(t.TempDir(), "hq.db"), Store: st, Intake: in,
-		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: discardLogger(),
-	})
+	cfg.ClientID, cfg.Path, cfg.Store = "tobira-hq-"+name, filepath.Join(t.TempDir(), "hq.db"), st
+	cfg.ConnectRetry, cfg.MaxReconnect, cfg.Logger = 200*time.Millisecond, 500*time.Millisecond, discardLogger()
+	h, err := hq.Open(cfg)
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
@@ -199,11 +194,21 @@ func startReplica(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL s
 	return r
 }
 
-// Two HQ replicas share one PostgreSQL and consume the events quorum
-// queue as competing consumers. Mid-drain one replica stops and the node
-// the other consumes from is SIGKILLed: the survivor moves to another node
-// and takes over, and every event is stored exactly once.
-func TestHQReplicasShareTheQueue(t *testing.T) {
+// amqpReplica runs replica name (startReplica) with MQTT on mqttURL and
+// its intake on amqpURLs.
+func amqpReplica(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL string, newEvents *atomic.Int64) *replica {
+	t.Helper()
+	in, err := amqpintake.New(amqpintake.Config{URLs: amqpURLs, RetryDelay: 200 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startReplica(t, name, dbURL, hq.Config{Broker: mqttURL, Intake: in}, newEvents)
+}
+
+// migratedDB starts a PostgreSQL server for the test and returns the URL
+// of a fresh database with HQ's schema.
+func migratedDB(t *testing.T) string {
+	t.Helper()
 	pg, err := pgtest.Start(t.Context(), pgtest.Options{})
 	if err != nil {
 		pgtest.Unavailable(t, err)
@@ -216,10 +221,19 @@ func TestHQReplicasShareTheQueue(t *testing.T) {
 	if _, err := pgstore.Migrate(t.Context(), db); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+// Two HQ replicas share one PostgreSQL and consume the events quorum
+// queue as competing consumers. Mid-drain one replica stops and the node
+// the other consumes from is SIGKILLed: the survivor moves to another node
+// and takes over, and every event is stored exactly once.
+func TestHQReplicasShareTheQueue(t *testing.T) {
+	db := migratedDB(t)
 	c := rabbittest.Start(t, rabbittest.Options{})
 	var newEvents atomic.Int64
-	a := startReplica(t, "a", c.Nodes[1].MQTTURL(), []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, db, &newEvents)
-	b := startReplica(t, "b", c.Nodes[1].MQTTURL(), []string{c.Nodes[0].AMQPURL(), c.Nodes[1].AMQPURL()}, db, &newEvents)
+	a := amqpReplica(t, "a", c.Nodes[1].MQTTURL(), []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, db, &newEvents)
+	b := amqpReplica(t, "b", c.Nodes[1].MQTTURL(), []string{c.Nodes[0].AMQPURL(), c.Nodes[1].AMQPURL()}, db, &newEvents)
 	n := uint64(scale(6000, 60000))
 	ob, e := startHalfDrain(t, c, n, &newEvents)
 	b.stop()
