@@ -252,3 +252,37 @@ func TestHQReplicasShareTheQueue(t *testing.T) {
 	}
 	t.Logf("%d events stored once each: replica a %d, replica b %d (until stopped)", n, a.handled.Load(), byB)
 }
+
+// HQ takes every device message from RabbitMQ's queues (hq/amqpintake:
+// events and the other shared leaves from the quorum queue, status from
+// its own queue) and only publishes over MQTT. The node its MQTT
+// connection is on is SIGKILLed mid-drain: the connection moves to
+// another node, and the drain completes with every event stored once.
+// The device shows online at HQ, which only the intake can have told it.
+func TestHQLinkFailsOverWithIntake(t *testing.T) {
+	c := rabbittest.Start(t, rabbittest.Options{})
+	in, err := amqpintake.New(amqpintake.Config{
+		URLs: []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, RetryDelay: 200 * time.Millisecond, Logger: discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var newEvents atomic.Int64
+	h := runHQWith(t, c.Nodes[1].MQTTURL(), hq.Config{Intake: in, Fallbacks: []string{c.Nodes[2].MQTTURL(), c.Nodes[0].MQTTURL()}})
+	h.OnEvent(func(string, string, proto.Event) { newEvents.Add(1) })
+	n := uint64(scale(6000, 60000))
+	ob, e := startHalfDrain(t, c, n, &newEvents)
+	killedAt, start := newEvents.Load(), time.Now()
+	c.Nodes[1].Kill() // HQ's MQTT node, mid-drain: acks in flight are lost
+	appendBacklog(t, ob, n/2+1, n)
+	e.Notify()
+	ctx, cancel := context.WithTimeout(t.Context(), scaleDeadline(n))
+	defer cancel()
+	if err := e.WaitDrained(ctx); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	checkHQExactly(t, h, &newEvents, n)
+	waitFor(t, "the device's status at HQ, through the intake", func() bool { return fleetEntry(t, h).Online })
+	t.Logf("%d events stored once each; %d after HQ's MQTT node was killed, drained %v after the kill", n, n-uint64(killedAt), took.Round(time.Millisecond))
+}
