@@ -111,15 +111,8 @@ func TestEdgeFailsOverBetweenRabbitNodes(t *testing.T) {
 // again, and HQ holds every event exactly once.
 func TestHQConsumesEventsFromQuorumQueue(t *testing.T) {
 	c := rabbittest.Start(t, rabbittest.Options{})
-	in, err := amqpintake.New(amqpintake.Config{
-		URLs: []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, RetryDelay: 200 * time.Millisecond, Logger: discardLogger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var newEvents atomic.Int64
-	h := runHQWith(t, c.Nodes[1].MQTTURL(), hq.Config{Intake: in})
-	h.OnEvent(func(string, string, proto.Event) { newEvents.Add(1) })
+	h := intakeHQ(t, c, nil, &newEvents)
 	n := uint64(scale(6000, 60000))
 	ob, e := startHalfDrain(t, c, n, &newEvents)
 	killedAt := newEvents.Load()
@@ -136,6 +129,21 @@ func TestHQConsumesEventsFromQuorumQueue(t *testing.T) {
 	}
 	checkHQExactly(t, h, &newEvents, n)
 	t.Logf("%d events through the quorum queue, stored once each; %d stored while the intake's node was down", n, duringOutage)
+}
+
+// intakeHQ runs HQ with its MQTT link on node 2 of c (then fallbacks) and
+// its intake on nodes 3 and 1, counting new events into newEvents.
+func intakeHQ(t *testing.T, c *rabbittest.Cluster, fallbacks []string, newEvents *atomic.Int64) *hq.Service {
+	t.Helper()
+	in, err := amqpintake.New(amqpintake.Config{
+		URLs: []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, RetryDelay: 200 * time.Millisecond, Logger: discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := runHQWith(t, c.Nodes[1].MQTTURL(), hq.Config{Intake: in, Fallbacks: fallbacks})
+	h.OnEvent(func(string, string, proto.Event) { newEvents.Add(1) })
+	return h
 }
 
 // startHalfDrain runs device s1/d1 against every node of c (node 1 first),
@@ -261,15 +269,8 @@ func TestHQReplicasShareTheQueue(t *testing.T) {
 // The device shows online at HQ, which only the intake can have told it.
 func TestHQLinkFailsOverWithIntake(t *testing.T) {
 	c := rabbittest.Start(t, rabbittest.Options{})
-	in, err := amqpintake.New(amqpintake.Config{
-		URLs: []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, RetryDelay: 200 * time.Millisecond, Logger: discardLogger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var newEvents atomic.Int64
-	h := runHQWith(t, c.Nodes[1].MQTTURL(), hq.Config{Intake: in, Fallbacks: []string{c.Nodes[2].MQTTURL(), c.Nodes[0].MQTTURL()}})
-	h.OnEvent(func(string, string, proto.Event) { newEvents.Add(1) })
+	h := intakeHQ(t, c, []string{c.Nodes[2].MQTTURL(), c.Nodes[0].MQTTURL()}, &newEvents)
 	n := uint64(scale(6000, 60000))
 	ob, e := startHalfDrain(t, c, n, &newEvents)
 	killedAt, start := newEvents.Load(), time.Now()
