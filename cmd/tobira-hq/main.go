@@ -210,7 +210,11 @@ func serveCommand() *cobra.Command {
 		}
 		defer svc.Close()
 		log.Info("tobira-hq serving", "version", version, "broker", cfg.Broker, "client_id", cfg.ClientID, "db", db, "spool", spool)
-		run := func(ctx context.Context) error { return runService(ctx, svc, metrics, log) }
+		lead, err := newLeader(sf.url, leaderJobs(cfg.Store), log)
+		if err != nil {
+			return err
+		}
+		run := withLeader(lead, func(ctx context.Context) error { return runService(ctx, svc, metrics, log) })
 		if consoleListen == "" {
 			return run(c.Context())
 		}
