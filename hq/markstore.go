@@ -19,10 +19,10 @@ import (
 // MarkStore keeps every site's ticket marks durably, numbered 1, 2, 3, ...
 // per site (the cursor gates fetch from), with each ticket's history and
 // the refusals and conflicts HQ reported. BoltMarks is the embedded
-// implementation; a PostgreSQL one implements the same contract. Record
-// and Admit must be atomic per site: two callers never get the same
-// sequence number, and of two entries of one ticket judged at once, the
-// second sees the first.
+// implementation, hq/pgstore.Marks the PostgreSQL one; RecordMarks is the
+// judgment both share. Record must be atomic per site, also across
+// processes: two callers never get the same sequence number, and of two
+// entries of one ticket judged at once, the second sees the first.
 type MarkStore interface {
 	// Record judges each of marks, which device sent, against its
 	// ticket's history with judge, and stores in one commit (fsync'd

@@ -20,13 +20,13 @@ import (
 // PostgreSQL n stores on separate connection pools, like replicas).
 type markBackend struct {
 	name string
-	open func(t *testing.T, n int) []hq.MarkStore
+	open func(t testing.TB, n int) []hq.MarkStore
 }
 
 // markBackends are bbolt and PostgreSQL (skipped without it unless
 // CI=true).
 var markBackends = []markBackend{
-	{name: "bbolt", open: func(t *testing.T, n int) []hq.MarkStore {
+	{name: "bbolt", open: func(t testing.TB, n int) []hq.MarkStore {
 		s, err := hq.OpenBoltMarks(filepath.Join(t.TempDir(), "hq-marks.db"), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -38,7 +38,7 @@ var markBackends = []markBackend{
 		}
 		return out
 	}},
-	{name: "postgres", open: func(t *testing.T, n int) []hq.MarkStore {
+	{name: "postgres", open: func(t testing.TB, n int) []hq.MarkStore {
 		url := pgtest.DB(t)
 		if _, err := pgstore.Migrate(t.Context(), url); err != nil {
 			t.Fatal(err)
@@ -57,7 +57,7 @@ var markBackends = []markBackend{
 }
 
 // eachMarkBackend runs fn as a subtest per MarkStore implementation.
-func eachMarkBackend(t *testing.T, fn func(t *testing.T, open func(t *testing.T, n int) []hq.MarkStore)) {
+func eachMarkBackend(t *testing.T, fn func(t *testing.T, open func(t testing.TB, n int) []hq.MarkStore)) {
 	for _, b := range markBackends {
 		t.Run(b.name, func(t *testing.T) { fn(t, b.open) })
 	}
@@ -101,7 +101,7 @@ func seqs(ms []proto.Mark) []uint64 {
 }
 
 func TestMarkStoreRecord(t *testing.T) {
-	eachMarkBackend(t, func(t *testing.T, open func(*testing.T, int) []hq.MarkStore) {
+	eachMarkBackend(t, func(t *testing.T, open func(testing.TB, int) []hq.MarkStore) {
 		s := open(t, 1)[0]
 		res := record(t, s, "g1", accept, entry("t1", "d1", 1), entry("t2", "d1", 2), exit("t1", "d1", 3))
 		if got := seqs(res.Stored); !slices.Equal(got, []uint64{1, 2, 3}) || res.Head != 3 || res.Duplicates != 0 {
@@ -147,7 +147,7 @@ func TestMarkStoreRecord(t *testing.T) {
 }
 
 func TestMarkStoreJudgment(t *testing.T) {
-	eachMarkBackend(t, func(t *testing.T, open func(*testing.T, int) []hq.MarkStore) {
+	eachMarkBackend(t, func(t *testing.T, open func(testing.TB, int) []hq.MarkStore) {
 		s := open(t, 1)[0]
 		var seen [][]proto.Mark
 		// judge refuses door "bad", refuses "quiet" silently, flags an
@@ -214,7 +214,7 @@ func single(hist []proto.Mark, _ proto.Mark) hq.MarkVerdict {
 // sequence numbers are exactly 1..N, and of the entries of one ticket
 // tried everywhere at once exactly one is admitted.
 func TestMarkStoreConcurrent(t *testing.T) {
-	eachMarkBackend(t, func(t *testing.T, open func(*testing.T, int) []hq.MarkStore) {
+	eachMarkBackend(t, func(t *testing.T, open func(testing.TB, int) []hq.MarkStore) {
 		stores := open(t, 2)
 		const workers, batches, per = 8, 10, 3
 		var wg sync.WaitGroup
@@ -274,4 +274,21 @@ func TestMarkStoreConcurrent(t *testing.T) {
 			}
 		}
 	})
+}
+
+// BenchmarkMarkStoreRecord records one entry per Record call (one tap at a
+// gate), each on a new ticket, on each backend.
+func BenchmarkMarkStoreRecord(b *testing.B) {
+	for _, mb := range markBackends {
+		b.Run(mb.name, func(b *testing.B) {
+			s := mb.open(b, 1)[0]
+			i := 0
+			for b.Loop() {
+				i++
+				if _, err := s.Record(context.Background(), "s1", "g1", []proto.Mark{entry(fmt.Sprint("t", i), "d1", i)}, accept); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

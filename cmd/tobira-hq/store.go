@@ -14,6 +14,8 @@ import (
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/console"
+	"github.com/tobira-ac/tobira/hq/console/alarm"
+	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -93,11 +95,13 @@ func migrateStoreCommand() *cobra.Command {
 	var db, reg string
 	c := &cobra.Command{
 		Use:   "migrate-store",
-		Short: "Copy a bbolt HQ store (events, status, results, ticket marks) and registry into PostgreSQL; running it again copies nothing twice",
+		Short: "Copy a bbolt HQ store (events, status, results, ticket marks), the registry and the console's audit log and alarms into PostgreSQL; running it again copies nothing twice",
 		Args:  cobra.NoArgs,
 	}
 	c.Flags().StringVar(&db, "db", "hq.db", "the bbolt HQ store to copy (stop tobira-hq serve first)")
 	c.Flags().StringVar(&reg, "registry", "registry.db", "the bbolt registry to copy (skipped when absent, unless named)")
+	var consoleDB string
+	c.Flags().StringVar(&consoleDB, "console-db", defaultConsoleDB, "the console's store whose audit log and alarms to copy (when it exists)")
 	sf := addStoreFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if sf.url == "" {
@@ -124,7 +128,10 @@ func migrateStoreCommand() *cobra.Command {
 		if err := migrateMarks(c.Context(), c.OutOrStdout(), hq.MarksPath(db), dst.Marks()); err != nil {
 			return err
 		}
-		return migrateRegistry(c.Context(), reg, c.Flags().Changed("registry"), sf.url, c.OutOrStdout(), log)
+		if err := migrateRegistry(c.Context(), reg, c.Flags().Changed("registry"), sf.url, c.OutOrStdout(), log); err != nil {
+			return err
+		}
+		return migrateConsole(c.OutOrStdout(), consoleDB, dst)
 	}
 	return c
 }
@@ -177,6 +184,68 @@ func migrateMarks(ctx context.Context, out io.Writer, path string, dst *pgstore.
 	}
 	_, err = fmt.Fprintf(out, "copied %d ticket marks (new %d) and %d reports (new %d) of %d sites from %s\n",
 		n.marks, n.newMarks, n.reports, n.newReports, n.sites, path)
+	return err
+}
+
+// migrateConsole copies the audit log (as the same chain: sequence
+// numbers and hashes) and the alarms of the console's bbolt file at path,
+// when there is one, into dst, and says what it copied to out.
+func migrateConsole(out io.Writer, path string, dst *pgstore.Store) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		_, err = fmt.Fprintf(out, "no audit log or alarms to copy (no %s)\n", path)
+		return err
+	}
+	src, err := console.OpenStores(path, nil)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	chain := dst.AuditChain()
+	var entries []audit.Entry
+	n, added := 0, 0
+	flush := func() error {
+		a, err := chain.Import(entries)
+		n, added, entries = n+len(entries), added+a, entries[:0]
+		return err
+	}
+	err = src.Audit.Each(func(e audit.Entry) error {
+		if entries = append(entries, e); len(entries) < copyChunk {
+			return nil
+		}
+		return flush()
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("copy the audit log of %s: %w", path, err)
+	}
+	alarms, err := src.Alarms.All()
+	if err != nil {
+		return err
+	}
+	newAlarms := 0
+	for _, a := range alarms {
+		var isNew bool
+		err := dst.Alarms().Update(a.ID, func(cur *alarm.Alarm) (*alarm.Alarm, error) {
+			if isNew = cur == nil; !isNew {
+				return nil, nil // PostgreSQL's is as new or newer
+			}
+			return &a, nil
+		})
+		if err != nil {
+			return fmt.Errorf("copy alarm %s of %s: %w", a.ID, path, err)
+		}
+		if isNew {
+			newAlarms++
+		}
+	}
+	count, head, err := audit.NewLog(chain, nil).Verify()
+	if err != nil {
+		return fmt.Errorf("the audit log in PostgreSQL after the copy: %w", err)
+	}
+	_, err = fmt.Fprintf(out, "copied %d audit entries (new %d; the chain in PostgreSQL: %d entries, head %s) and %d alarms (new %d) from %s\n",
+		n, added, count, head, len(alarms), newAlarms, path)
 	return err
 }
 

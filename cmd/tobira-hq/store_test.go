@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/hq/console/alarm"
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/pgstore"
@@ -263,5 +265,70 @@ func TestServeSharesOnPostgres(t *testing.T) {
 	}
 	if all, err := alarm.NewList(b.Alarms()).All(); err != nil || len(all) != 1 || all[0].Kind != alarm.Offline {
 		t.Errorf("the other replica's alarms = %+v, %v; want the offline alarm", all, err)
+	}
+}
+
+// TestMigrateStoreConsole: migrate-store copies the console's audit log
+// (the same chain, so the head hash kept elsewhere still matches) and its
+// alarms into PostgreSQL, twice without doubling; the console on
+// PostgreSQL goes on with that chain.
+func TestMigrateStoreConsole(t *testing.T) {
+	url := pgtest.DB(t)
+	if out, err := runHQ(t, "migrate", "--store-url", url); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	consoleDB := filepath.Join(dir, "console.db")
+	src, err := console.OpenStores(consoleDB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, action := range []string{"login", "command", "logout"} {
+		if _, err := src.Audit.Append(audit.Entry{Actor: "alice", Action: action}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.Alarms.SetOnline("s1", "g1", false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, head, err := src.Audit.Verify()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"copied 3 audit entries (new 3; the chain in PostgreSQL: 3 entries, head " + head + ") and 1 alarms (new 1)",
+		"copied 3 audit entries (new 0; the chain in PostgreSQL: 3 entries, head " + head + ") and 1 alarms (new 0)"} {
+		out, err := runHQ(t, "migrate-store", "--db", filepath.Join(dir, "hq.db"), "--console-db", consoleDB, "--store-url", url)
+		if err != nil || !strings.Contains(out, want) {
+			t.Fatalf("migrate-store run %d: %v\n%s\nwant %q", i+1, err, out, want)
+		}
+	}
+	pg, err := pgstore.Open(context.Background(), url, pgstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	log := audit.NewLog(pg.AuditChain(), nil)
+	if e, err := log.Append(audit.Entry{Actor: "bob", Action: "login"}); err != nil || e.Seq != 4 || e.Prev != head {
+		t.Fatalf("the next entry in PostgreSQL = %+v, %v; want entry 4 after head %s", e, err, head)
+	}
+	if n, _, err := log.Verify(); err != nil || n != 4 {
+		t.Fatalf("Verify in PostgreSQL = %d, %v; want 4 entries", n, err)
+	}
+	// A console.db whose log is not the one in PostgreSQL is refused.
+	other := filepath.Join(t.TempDir(), "console.db")
+	st, err := console.OpenStores(other, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Audit.Append(audit.Entry{Actor: "mallory", Action: "login"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	out, err := runHQ(t, "migrate-store", "--db", filepath.Join(dir, "hq.db"), "--console-db", other, "--store-url", url)
+	if !errors.Is(err, pgstore.ErrAuditDiverged) {
+		t.Fatalf("migrate-store of another audit log = %v\n%s\nwant ErrAuditDiverged", err, out)
 	}
 }

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -37,13 +38,8 @@ func (c *AuditChain) Append(link func(lastSeq uint64, lastHash string) (audit.En
 		if e, err = link(uint64(seq), hash); err != nil {
 			return err
 		}
-		b, err := json.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("encode audit entry %d: %w", e.Seq, err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO audit_log (seq, time, actor, action, entry) VALUES ($1, $2, $3, $4, $5)`,
-			int64(e.Seq), e.Time, e.Actor, e.Action, b); err != nil {
-			return fmt.Errorf("store audit entry %d: %w", e.Seq, err)
+		if err := insertEntry(ctx, tx, e); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE audit_head SET seq = $1, hash = $2`, int64(e.Seq), e.Hash)
 		return err
@@ -83,4 +79,65 @@ func (c *AuditChain) each(query string, args []any, fn func(audit.Entry) error) 
 		return fn(e)
 	})
 	return err
+}
+
+// ErrAuditDiverged means the audit log in PostgreSQL is not the log being
+// imported, nor a prefix of it.
+var ErrAuditDiverged = errors.New("the audit log in PostgreSQL differs from the one imported")
+
+// Import appends entries (consecutive, oldest first, as another Chain
+// holds them: same sequence numbers and hashes) to the chain, skipping
+// those it holds already; it returns how many it added. An entry that
+// does not continue the chain (another log was started here) is an error
+// wrapping ErrAuditDiverged, and nothing is imported.
+func (c *AuditChain) Import(entries []audit.Entry) (int, error) {
+	ctx := context.Background()
+	added := 0
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		added = 0
+		var seq int64
+		var hash string
+		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head FOR UPDATE`).Scan(&seq, &hash); err != nil {
+			return fmt.Errorf("lock the audit log's head: %w", err)
+		}
+		for _, e := range entries {
+			if int64(e.Seq) <= seq {
+				var held string
+				if err := tx.QueryRow(ctx, `SELECT entry->>'hash' FROM audit_log WHERE seq = $1`, int64(e.Seq)).Scan(&held); err != nil {
+					return fmt.Errorf("read audit entry %d: %w", e.Seq, err)
+				}
+				if held != e.Hash {
+					return fmt.Errorf("%w at entry %d", ErrAuditDiverged, e.Seq)
+				}
+				continue
+			}
+			if int64(e.Seq) != seq+1 || (seq > 0 && e.Prev != hash) {
+				return fmt.Errorf("%w: entry %d does not follow entry %d", ErrAuditDiverged, e.Seq, seq)
+			}
+			if err := insertEntry(ctx, tx, e); err != nil {
+				return err
+			}
+			seq, hash = int64(e.Seq), e.Hash
+			added++
+		}
+		_, err := tx.Exec(ctx, `UPDATE audit_head SET seq = $1, hash = $2`, seq, hash)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("import %d audit entries: %w", len(entries), err)
+	}
+	return added, nil
+}
+
+// insertEntry stores e in audit_log.
+func insertEntry(ctx context.Context, tx pgx.Tx, e audit.Entry) error {
+	b, err := json.Marshal(e)
+	if err == nil {
+		_, err = tx.Exec(ctx, `INSERT INTO audit_log (seq, time, actor, action, entry) VALUES ($1, $2, $3, $4, $5)`,
+			int64(e.Seq), e.Time, e.Actor, e.Action, b)
+	}
+	if err != nil {
+		return fmt.Errorf("store audit entry %d: %w", e.Seq, err)
+	}
+	return nil
 }
