@@ -37,10 +37,10 @@ var matrixIDs = []string{idHQ, idOwner, idSibling, idForeign}
 var leafWriters = map[proto.Leaf]string{
 	proto.LeafEvents: idOwner, proto.LeafStatus: idOwner, proto.LeafResult: idOwner, proto.LeafNeed: idOwner,
 	proto.LeafEnroll: idOwner, proto.LeafMarks: idOwner, proto.LeafMarksGet: idOwner, proto.LeafTicketCheck: idOwner,
-	proto.LeafReleaseGet: idOwner, proto.LeafReleaseReport: idOwner,
+	proto.LeafReleaseGet: idOwner, proto.LeafReleaseReport: idOwner, proto.LeafSyncGet: idOwner,
 	proto.LeafAck: idHQ, proto.LeafCommand: idHQ, proto.LeafSnapshot: idHQ, proto.LeafChunk: idHQ,
 	proto.LeafEnrollAck: idHQ, proto.LeafMarksAck: idHQ, proto.LeafPeerMarks: idHQ, proto.LeafTicketVerdict: idHQ,
-	proto.LeafRelease: idHQ, proto.LeafReleaseChunk: idHQ,
+	proto.LeafRelease: idHQ, proto.LeafReleaseChunk: idHQ, proto.LeafSync: idHQ,
 }
 
 // aclProbe is one topic with its rightful writer and readers.

@@ -78,11 +78,16 @@ const (
 	LeafReleaseChunk Leaf = "release-chunk"
 	// LeafReleaseReport carries the retained ReleaseReport, edge -> HQ.
 	LeafReleaseReport Leaf = "release-report"
+	// LeafSyncGet carries SyncGet, edge -> HQ.
+	LeafSyncGet Leaf = "sync-get"
+	// LeafSync carries SyncAnswer, HQ -> edge.
+	LeafSync Leaf = "sync"
 )
 
 // leaves lists every Leaf, for ParseTopic.
 var leaves = []Leaf{LeafEvents, LeafAck, LeafStatus, LeafCommand, LeafResult, LeafSnapshot, LeafChunk, LeafNeed,
-	LeafEnroll, LeafEnrollAck, LeafMarks, LeafMarksAck, LeafMarksGet, LeafPeerMarks, LeafTicketCheck, LeafTicketVerdict, LeafRelease, LeafReleaseGet, LeafReleaseChunk, LeafReleaseReport}
+	LeafEnroll, LeafEnrollAck, LeafMarks, LeafMarksAck, LeafMarksGet, LeafPeerMarks, LeafTicketCheck, LeafTicketVerdict, LeafRelease, LeafReleaseGet, LeafReleaseChunk, LeafReleaseReport,
+	LeafSyncGet, LeafSync}
 
 // Leaves returns every Leaf of the contract, in the order of their
 // declaration. Tests that must cover every topic (the broker ACL's) range
@@ -167,6 +172,8 @@ const (
 	ReleaseGetSubscription = TopicPrefix + "/+/+/" + string(LeafReleaseGet)
 	// ReleaseReportSubscription is every device's release-report topic.
 	ReleaseReportSubscription = TopicPrefix + "/+/+/" + string(LeafReleaseReport)
+	// SyncGetSubscription is every device's sync-get topic.
+	SyncGetSubscription = TopicPrefix + "/+/+/" + string(LeafSyncGet)
 )
 
 // EventsTopic returns the topic a device publishes its events to.
@@ -239,6 +246,13 @@ func ReleaseChunkTopic(site, device string) string { return Topic(site, device, 
 func ReleaseReportTopic(site, device string) string {
 	return Topic(site, device, LeafReleaseReport)
 }
+
+// SyncGetTopic returns the topic on which a device asks HQ for what is in
+// force for it.
+func SyncGetTopic(site, device string) string { return Topic(site, device, LeafSyncGet) }
+
+// SyncTopic returns the topic of HQ's answers to a device's sync-get.
+func SyncTopic(site, device string) string { return Topic(site, device, LeafSync) }
 
 // groupsLevel is the device level of group topics.
 const groupsLevel = "groups"
