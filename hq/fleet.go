@@ -91,11 +91,11 @@ func (h *Service) handleNeed(ctx context.Context, pub publishFunc, topic string,
 		h.log.Warn("rejected need message", "topic", topic, "err", err)
 		return
 	}
-	if h.spool == "" {
-		h.log.Warn("device asks for snapshot chunks but HQ has no spool directory", "topic", topic, "transfer", n.Transfer)
+	if h.spool == nil {
+		h.log.Warn("device asks for snapshot chunks but HQ has no spool", "topic", topic, "transfer", n.Transfer)
 		return
 	}
-	m, err := readSpoolManifest(h.spool, n.Transfer)
+	m, err := h.spool.Transfer(ctx, n.Transfer)
 	if err != nil {
 		h.log.Warn("cannot answer need", "topic", topic, "transfer", n.Transfer, "err", err)
 		return
@@ -104,18 +104,16 @@ func (h *Service) handleNeed(ctx context.Context, pub publishFunc, topic string,
 		h.log.Warn("device asks for another device's snapshot", "topic", topic, "transfer", n.Transfer)
 		return
 	}
-	f, err := os.Open(spoolData(h.spool, m.Transfer))
-	if err != nil {
-		h.log.Warn("cannot answer need", "topic", topic, "transfer", n.Transfer, "err", err)
-		return
-	}
-	defer f.Close()
 	send, held := h.limits.needChunks(site, device, m.Transfer, mergeRanges(n.Missing, m.Chunks))
 	if held > 0 {
 		h.refuse(ctx, site, device, refusedNeedRepeat, fmt.Sprintf("%d chunks of %s asked again within %v", held, m.Transfer, h.limits.lim.NeedInterval))
 	}
 	for _, i := range send {
-		if err := publishChunk(ctx, pub, f, m, i); err != nil {
+		data, err := h.spool.Chunk(ctx, m, i)
+		if err == nil {
+			err = sendChunk(ctx, pub, m, i, data)
+		}
+		if err != nil {
 			h.log.Warn("cannot re-send chunk", "topic", topic, "transfer", m.Transfer, "index", i, "err", err)
 			return
 		}
@@ -129,6 +127,11 @@ func publishChunk(ctx context.Context, pub publishFunc, f io.ReaderAt, m proto.M
 	if _, err := f.ReadAt(data, int64(i)*int64(m.ChunkSize)); err != nil {
 		return fmt.Errorf("read chunk %d of %s: %w", i, m.Transfer, err)
 	}
+	return sendChunk(ctx, pub, m, i, data)
+}
+
+// sendChunk publishes data as chunk i of m at QoS 1.
+func sendChunk(ctx context.Context, pub publishFunc, m proto.Manifest, i int, data []byte) error {
 	payload, err := proto.EncodeChunk(m.Transfer, i, data)
 	if err != nil {
 		return err
@@ -192,12 +195,13 @@ func (h *Service) Fleet() ([]DeviceInfo, error) {
 			d.Refused, d.LastRefusal = r.Counts, &r.Last
 			delete(refused, deviceKey{rec.Site, rec.Device})
 		}
-		if h.spool != "" {
-			if m, err := readLatest(h.spool, d.Site, d.Device); err == nil {
+		if h.spool != nil {
+			if l, err := h.spool.Latest(context.Background(), d.Site, d.Device); err == nil {
+				m := l.Value
 				d.ExpectedVersion, d.ExpectedHash = m.Version, m.ContentHash
 				d.Drift = d.Status.Snapshot.Version != m.Version ||
 					(m.ContentHash != "" && d.Status.Snapshot.Version == m.Version && d.Status.Snapshot.Hash != m.ContentHash)
-			} else if !errors.Is(err, os.ErrNotExist) {
+			} else if !errors.Is(err, ErrNotSpooled) {
 				h.log.Warn("cannot read latest published snapshot", "site", d.Site, "device", d.Device, "err", err)
 			}
 		}

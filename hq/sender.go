@@ -7,12 +7,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -29,7 +27,7 @@ import (
 type Sender struct {
 	c     mqtt.Client
 	priv  ed25519.PrivateKey
-	spool string
+	spool Spool // nil: none
 	clk   clock.Clock
 	log   *slog.Logger
 
@@ -47,9 +45,13 @@ func DialSender(ctx context.Context, cfg Config, priv ed25519.PrivateKey) (*Send
 	if len(priv) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: sender needs an Ed25519 private key", ErrConfig)
 	}
+	spool, err := cfg.spool()
+	if err != nil {
+		return nil, err
+	}
 	s := &Sender{
 		priv:    priv,
-		spool:   cfg.Spool,
+		spool:   spool,
 		clk:     cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
 		log:     cmp.Or(cfg.Logger, slog.Default()),
 		results: map[string]proto.Result{},
@@ -103,7 +105,9 @@ func (s *Sender) WaitResult(ctx context.Context, id string) (proto.Result, error
 
 // SendCommand fills in c's ID (when empty), Issued (now, when zero) and
 // Expires (Issued + 5 minutes, when zero), signs it and publishes it to
-// the device's command topic. It returns the command as sent.
+// the device's command topic. A command that sets a door mode is recorded
+// in the spool first (the commands in force, which HQ sends again to a
+// device that asks and lacks them). It returns the command as sent.
 func (s *Sender) SendCommand(ctx context.Context, c proto.Command) (proto.Command, error) {
 	if c.ID == "" {
 		c.ID = proto.NewCommandID()
@@ -117,6 +121,11 @@ func (s *Sender) SendCommand(ctx context.Context, c proto.Command) (proto.Comman
 	env, err := proto.SignCommand(s.priv, c)
 	if err != nil {
 		return c, err
+	}
+	if s.spool != nil {
+		if err := s.spool.PutCommand(ctx, SpooledEnvelope[proto.Command]{Value: c, Envelope: env}); err != nil {
+			return c, fmt.Errorf("record command %s to %s/%s: %w", c.ID, c.Site, c.Device, err)
+		}
 	}
 	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(proto.CommandTopic(c.Site, c.Device), 1, false, env), mqttconn.DefaultTokenTimeout); err != nil {
 		return c, fmt.Errorf("publish command %s to %s/%s: %w", c.ID, c.Site, c.Device, err)
@@ -176,9 +185,9 @@ func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Ma
 	if err != nil {
 		return proto.Manifest{}, fmt.Errorf("publish snapshot %s: %w", o.Path, err)
 	}
-	if s.spool != "" {
-		if err := s.spoolOffer(f, m); err != nil {
-			return proto.Manifest{}, err
+	if s.spool != nil {
+		if err := s.spool.PutTransfer(ctx, m, env, io.NewSectionReader(f, 0, m.Size)); err != nil {
+			return proto.Manifest{}, fmt.Errorf("publish snapshot %s: %w", o.Path, err)
 		}
 	}
 	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(proto.SnapshotTopic(m.Site, m.Device), 1, true, env), mqttconn.DefaultTokenTimeout); err != nil {
@@ -192,38 +201,6 @@ func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Ma
 	s.log.Info("published snapshot", "site", m.Site, "device", m.Device, "transfer", m.Transfer,
 		"type", m.Type, "version", m.Version, "bytes", m.Size, "chunks", m.Chunks)
 	return m, nil
-}
-
-// spoolOffer copies the payload and manifest into the spool.
-func (s *Sender) spoolOffer(f *os.File, m proto.Manifest) error {
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("publish snapshot: encode manifest: %w", err)
-	}
-	latest := filepath.Join(s.spool, "latest", m.Site)
-	if err := os.MkdirAll(latest, 0o700); err != nil {
-		return fmt.Errorf("publish snapshot: spool: %w", err)
-	}
-	out, err := os.OpenFile(spoolData(s.spool, m.Transfer), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("publish snapshot: spool: %w", err)
-	}
-	_, err = io.Copy(out, io.NewSectionReader(f, 0, m.Size))
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("publish snapshot: spool copy of %s: %w", f.Name(), err)
-	}
-	for _, p := range []string{filepath.Join(s.spool, m.Transfer+".manifest.json"), filepath.Join(latest, m.Device+".json")} {
-		if err := os.WriteFile(p, raw, 0o600); err != nil {
-			return fmt.Errorf("publish snapshot: spool: %w", err)
-		}
-	}
-	return nil
 }
 
 // DeviceStatuses returns the retained status of every device of site that

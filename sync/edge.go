@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -259,25 +260,72 @@ func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox) ([]feature, error) {
 	if cfg.Marks != nil {
 		fs = append(fs, &markLoop{store: cfg.Marks, ob: ob, pub: e.pub, up: eng.up.Load, events: eng.notify, v: v, clk: eng.clk, log: eng.log,
 			site: cfg.Site, device: cfg.Device, interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval),
-			ackTimeout: eng.ackTimeout, skew: cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew), kick: make(chan struct{}, 1)})
+			ackTimeout: eng.ackTimeout, skew: cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew), kick: make(chan struct{}, 1),
+			ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}})
 	}
 	if cfg.TicketChecks {
 		e.tickets = &ticketChecks{pub: e.pub, up: eng.up.Load, v: v, log: eng.log, site: cfg.Site, device: cfg.Device,
 			pending: map[uint64]chan proto.TicketVerdict{}}
 		fs = append(fs, e.tickets)
 	}
+	var ci *commandIntake
+	var si *snapshotIntake
 	if cfg.Commands != nil {
-		fs = append(fs, &commandIntake{v: v, h: cfg.Commands, ob: ob, clk: eng.clk, log: eng.log,
-			site: cfg.Site, device: cfg.Device, report: results.send})
+		ci = &commandIntake{v: v, h: cfg.Commands, ob: ob, clk: eng.clk, log: eng.log,
+			site: cfg.Site, device: cfg.Device, report: results.send}
+		fs = append(fs, ci)
 	}
 	if cfg.Snapshots != nil {
-		si, err := e.snapshotIntake(cfg, ob, v, results)
-		if err != nil {
+		var err error
+		if si, err = e.snapshotIntake(cfg, ob, v, results); err != nil {
 			return nil, err
 		}
 		fs = append(fs, si)
 	}
+	if ci != nil || si != nil {
+		fs = append(fs, e.syncFetch(cfg, ob, ci, si))
+	}
 	return fs, nil
+}
+
+// syncFetch returns the feature that asks HQ, on every connection, for the
+// snapshot manifest and the commands in force (those of ci and si that
+// are not nil).
+func (e *Edge) syncFetch(cfg EdgeConfig, ob *Outbox, ci *commandIntake, si *snapshotIntake) *syncFetch {
+	eng := e.eng
+	f := &syncFetch{pub: e.pub, up: eng.up.Load, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
+		ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}, kick: make(chan struct{}, 1)}
+	if si != nil {
+		f.want = append(f.want, proto.WantSnapshot)
+		f.snapshot = si.onManifest
+	}
+	if ci != nil {
+		f.want = append(f.want, proto.WantCommands)
+		f.command = func(ctx context.Context, env []byte) { ci.report(ctx, ci.handle(ctx, env)) }
+	}
+	f.have = func() (proto.SyncGet, error) {
+		var g proto.SyncGet
+		var err error
+		if ci != nil {
+			if g.Applied, err = appliedCommands(ob); err != nil {
+				return g, err
+			}
+		}
+		if si != nil {
+			if g.Snapshot, err = cfg.Snapshots.Version(); err != nil {
+				return g, fmt.Errorf("snapshot version: %w", err)
+			}
+			h, err := cfg.Snapshots.ContentHash()
+			if err != nil {
+				return g, fmt.Errorf("snapshot content hash: %w", err)
+			}
+			if h != ([32]byte{}) {
+				g.ContentHash = hex.EncodeToString(h[:])
+			}
+		}
+		return g, nil
+	}
+	return f
 }
 
 // snapshotIntake returns the snapshot feature, restored from the outbox

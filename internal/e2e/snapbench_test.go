@@ -60,6 +60,15 @@ func cachedFixture(t *testing.T, n int) (string, [32]byte) {
 // until the test ends.
 func benchEdge(t *testing.T, url, device, base string, key ed25519.PublicKey) *policy.Store {
 	t.Helper()
+	store, _ := policyEdge(t, url, device, base, key, nil)
+	return store
+}
+
+// policyEdge is benchEdge with tune, which may change the Edge's
+// configuration (given the Edge's outbox) before it starts; it returns the
+// outbox too.
+func policyEdge(t *testing.T, url, device, base string, key ed25519.PublicKey, tune func(*tsync.EdgeConfig, *tsync.Outbox)) (*policy.Store, *tsync.Outbox) {
+	t.Helper()
 	dir := t.TempDir()
 	if base != "" {
 		b, err := os.ReadFile(base)
@@ -78,11 +87,15 @@ func benchEdge(t *testing.T, url, device, base string, key ed25519.PublicKey) *p
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := tsync.NewEdge(tsync.EdgeConfig{
+	cfg := tsync.EdgeConfig{
 		Broker: url, Site: "s1", Device: device, Keys: []ed25519.PublicKey{key}, Snapshots: store,
 		Status: storeStatus(store), StatusInterval: time.Hour, NeedInterval: time.Second,
 		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: discardLogger(),
-	}, ob)
+	}
+	if tune != nil {
+		tune(&cfg, ob)
+	}
+	e, err := tsync.NewEdge(cfg, ob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +106,7 @@ func benchEdge(t *testing.T, url, device, base string, key ed25519.PublicKey) *p
 		ob.Close()
 		store.Close()
 	})
-	return store
+	return store, ob
 }
 
 // waitVersion waits until HQ's fleet shows every device of devs with

@@ -1,0 +1,131 @@
+package hq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tobira-ac/tobira/sync/proto"
+)
+
+// Fetch on connect (the topics: sync/proto/syncget.go). A device asks
+// with a sync-get whenever it connects, and HQ answers from its Spool, so
+// that nothing that decides who may pass depends on a retained message or
+// a session the broker kept: the snapshot manifest published to the
+// device when newer than the device's, the release offer in force for it,
+// and the commands in force it lacks.
+
+// resentCommandLifetime is the validity of a command HQ signs again for a
+// sync answer.
+const resentCommandLifetime = 5 * time.Minute
+
+// handleSyncGet answers a device's sync-get from the spool.
+func (h *Service) handleSyncGet(ctx context.Context, pub publishFunc, topic string, payload []byte) {
+	site, device, g, err := proto.DecodeSyncGet(topic, payload)
+	if err != nil {
+		h.log.Warn("rejected sync-get message", "topic", topic, "bytes", len(payload), "err", err)
+		return
+	}
+	h.relay.seen(site, device, true)
+	if reason, detail := h.limits.request(site, device, proto.LeafSyncGet, len(payload)); reason != "" {
+		h.refuse(ctx, site, device, reason, detail)
+		return // the device asks again, less and less often
+	}
+	a, err := h.syncAnswer(ctx, site, device, g)
+	if err != nil {
+		h.log.Error("cannot answer sync-get; the device asks again", "topic", topic, "id", g.ID, "err", err)
+		return
+	}
+	ansTopic := proto.SyncTopic(site, device)
+	if err := publishJSONTo(ctx, pub, ansTopic, a); err != nil {
+		h.log.Warn("cannot send sync answer; the device asks again", "topic", ansTopic, "id", g.ID, "err", err)
+		return
+	}
+	h.log.Debug("answered sync-get", "site", site, "device", device, "id", g.ID,
+		"snapshot", len(a.Snapshot) > 0, "release", len(a.Release) > 0, "commands", len(a.Commands))
+}
+
+// syncAnswer builds the answer to g of site/device. Without a spool HQ
+// knows nothing in force, and says so.
+func (h *Service) syncAnswer(ctx context.Context, site, device string, g proto.SyncGet) (proto.SyncAnswer, error) {
+	a := proto.SyncAnswer{ID: g.ID}
+	if h.spool == nil {
+		return a, nil
+	}
+	if g.Wants(proto.WantSnapshot) {
+		l, err := h.spool.Latest(ctx, site, device)
+		switch {
+		case errors.Is(err, ErrNotSpooled):
+		case err != nil:
+			return a, err
+		case l.Value.Version > g.Snapshot && len(l.Envelope) > 0:
+			a.Snapshot = l.Envelope
+		}
+	}
+	if g.Wants(proto.WantRelease) {
+		offers, err := h.spool.Offers(ctx, site, device, g.Groups)
+		if err != nil {
+			return a, err
+		}
+		if o, ok := offerInForce(offers, h.clk.Now()); ok && o.Value.ID != g.Release {
+			a.Release = o.Envelope
+		}
+	}
+	if g.Wants(proto.WantCommands) {
+		cmds, err := h.commandsToResend(ctx, site, device, g.Applied)
+		if err != nil {
+			return a, err
+		}
+		a.Commands = cmds
+	}
+	return a, nil
+}
+
+// commandsToResend returns the signed commands in force for site/device
+// that it must apply again, in order: from the first one it has not
+// applied on, every one; those it lacks with their own IDs (its replay
+// check refuses a second delivery), those it applied already with a new
+// ID (they must come after the missing ones again), recorded in the spool
+// in place of the old. The commands are signed with a fresh validity; HQ
+// without a signing key sends the envelopes as they were sent, which the
+// device refuses once they expired.
+func (h *Service) commandsToResend(ctx context.Context, site, device string, applied []string) ([][]byte, error) {
+	inForce, err := h.spool.Commands(ctx, site, device)
+	if err != nil {
+		return nil, err
+	}
+	now := h.clk.Now().UTC().Truncate(time.Second)
+	var out [][]byte
+	missing := false
+	for _, c := range inForce {
+		have := slices.Contains(applied, c.Value.ID)
+		if have && !missing {
+			continue
+		}
+		missing = true
+		if h.relay.key == nil {
+			if !have {
+				out = append(out, c.Envelope)
+			}
+			continue
+		}
+		cmd := c.Value
+		if have {
+			cmd.ID = proto.NewCommandID()
+		}
+		cmd.Issued, cmd.Expires = now, now.Add(resentCommandLifetime)
+		env, err := proto.SignCommand(h.relay.key, cmd)
+		if err != nil {
+			return nil, fmt.Errorf("sign command %s again: %w", c.Value.ID, err)
+		}
+		if have {
+			if err := h.spool.PutCommand(ctx, SpooledEnvelope[proto.Command]{Value: cmd, Envelope: env}); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, env)
+	}
+	return out[:min(len(out), proto.MaxSyncCommands)], nil
+}
