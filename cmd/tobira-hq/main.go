@@ -185,6 +185,7 @@ func serveCommand() *cobra.Command {
 		if cfg.Store != nil {
 			defer cfg.Store.Close() // also when Open fails; a second Close is harmless
 			db = "postgres"
+			storeSpool(&cfg)
 		}
 		if intake != "" {
 			if cfg.Intake, err = amqpintake.New(amqpintake.Config{URLs: strings.Split(intake, ","), TLS: cfg.TLS, Logger: log}); err != nil {

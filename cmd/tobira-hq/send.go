@@ -18,20 +18,30 @@ import (
 )
 
 // dial reads the signing key and connects a Sender.
-func dial(ctx context.Context, bf *brokerFlags, keyFile, spool string, log *slog.Logger) (*hq.Sender, error) {
+func dial(ctx context.Context, bf *brokerFlags, keyFile string, sp *spoolFlags, log *slog.Logger) (spooledSender, error) {
 	if keyFile == "" {
-		return nil, cli.Usagef("--key is required (see tobira-hq keygen)")
+		return spooledSender{}, cli.Usagef("--key is required (see tobira-hq keygen)")
 	}
 	priv, err := signed.ReadPrivateKey(keyFile)
 	if err != nil {
-		return nil, err
+		return spooledSender{}, err
 	}
 	cfg, err := bf.hqConfig(log)
 	if err != nil {
-		return nil, err
+		return spooledSender{}, err
 	}
-	cfg.Spool = spool
-	return hq.DialSender(ctx, cfg, priv)
+	db, err := sp.apply(ctx, &cfg, log)
+	if err != nil {
+		return spooledSender{}, err
+	}
+	s, err := hq.DialSender(ctx, cfg, priv)
+	if err != nil {
+		if db != nil {
+			db.Close()
+		}
+		return spooledSender{}, err
+	}
+	return spooledSender{Sender: s, db: db}, nil
 }
 
 // waitResults waits up to d for the results of ids and prints them; an id
@@ -73,12 +83,13 @@ func snapshotCommand() *cobra.Command {
 
 // snapshotPublish is what "snapshot publish" was asked for.
 type snapshotPublish struct {
-	key, file, reg, site, spool string
-	full, delta                 bool
-	statusWait, wait            time.Duration
-	version, from               uint64
-	devices                     []string
-	chunk                       int
+	key, file, reg, site string
+	spool                *spoolFlags
+	full, delta          bool
+	statusWait, wait     time.Duration
+	version, from        uint64
+	devices              []string
+	chunk                int
 }
 
 // snapshotPublishCommand is "tobira-hq snapshot publish".
@@ -104,10 +115,10 @@ From a payload file (--file): that file as version N (a delta from M with --delt
 	f.Uint64Var(&p.from, "delta-from", 0, "with --file: publish a delta from this version")
 	f.StringVar(&p.site, "site", "", "site of the devices")
 	f.StringArrayVar(&p.devices, "device", nil, "device name (repeat for several)")
-	f.StringVar(&p.spool, "spool", "", "the HQ service's spool directory, so it can re-send missing chunks")
 	f.IntVar(&p.chunk, "chunk-size", proto.DefaultChunkSize, "chunk size in bytes")
 	f.DurationVar(&p.wait, "wait", 0, "wait this long for every device's result (0: do not wait)")
 	bf := addBrokerFlags(c)
+	p.spool = addSpoolFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if p.file != "" {
 			if c.Flags().Changed("registry") || p.full || p.delta {
@@ -136,11 +147,11 @@ func (p *snapshotPublish) fromRegistry(ctx context.Context, bf *brokerFlags, std
 		return err
 	}
 	defer s.Close()
-	ids, err := publishFromRegistry(ctx, s, r, p.site, p.devices, p.delta, p.chunk, p.statusWait, stdout)
+	ids, err := publishFromRegistry(ctx, s.Sender, r, p.site, p.devices, p.delta, p.chunk, p.statusWait, stdout)
 	if err != nil {
 		return err
 	}
-	return waitResults(ctx, s, p.wait, ids, stdout)
+	return waitResults(ctx, s.Sender, p.wait, ids, stdout)
 }
 
 // fromFile publishes a prepared payload file to each device.
@@ -164,7 +175,7 @@ func (p *snapshotPublish) fromFile(ctx context.Context, bf *brokerFlags, stdout 
 			m.Type, m.Version, m.Site, m.Device, m.Transfer, m.Size, m.Chunks)
 		ids = append(ids, m.Transfer)
 	}
-	return waitResults(ctx, s, p.wait, ids, stdout)
+	return waitResults(ctx, s.Sender, p.wait, ids, stdout)
 }
 
 // commandCommand is the "command" group: "command send".
@@ -197,20 +208,21 @@ func commandSendCommand() *cobra.Command {
 	f.DurationVar(&ttl, "ttl", 5*time.Minute, "how long the command stays valid (max 24h)")
 	f.DurationVar(&wait, "wait", 30*time.Second, "wait this long for the device's result (0: do not wait)")
 	bf := addBrokerFlags(c)
+	sp := addSpoolFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if cmd.Site == "" || cmd.Device == "" || cmd.Action == "" {
 			return cli.Usagef("command send needs --site, --device and --action")
 		}
-		return sendCommand(c.Context(), bf, key, cmd, ttl, wait, c.OutOrStdout(), logger(c))
+		return sendCommand(c.Context(), bf, sp, key, cmd, ttl, wait, c.OutOrStdout(), logger(c))
 	}
 	return c
 }
 
 // sendCommand signs c, valid for ttl, sends it and waits up to wait for
 // its result.
-func sendCommand(ctx context.Context, bf *brokerFlags, key string, c proto.Command, ttl, wait time.Duration,
+func sendCommand(ctx context.Context, bf *brokerFlags, sp *spoolFlags, key string, c proto.Command, ttl, wait time.Duration,
 	stdout io.Writer, log *slog.Logger) error {
-	s, err := dial(ctx, bf, key, "", log)
+	s, err := dial(ctx, bf, key, sp, log)
 	if err != nil {
 		return err
 	}
@@ -222,5 +234,5 @@ func sendCommand(ctx context.Context, bf *brokerFlags, key string, c proto.Comma
 		return err
 	}
 	fmt.Fprintf(stdout, "sent %s to %s/%s: id %s, expires %s\n", c.Action, c.Site, c.Device, c.ID, c.Expires.Format(time.RFC3339))
-	return waitResults(ctx, s, wait, []string{c.ID}, stdout)
+	return waitResults(ctx, s.Sender, wait, []string{c.ID}, stdout)
 }
