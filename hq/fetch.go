@@ -55,14 +55,11 @@ func (h *Service) syncAnswer(ctx context.Context, site, device string, g proto.S
 		return a, nil
 	}
 	if g.Wants(proto.WantSnapshot) {
-		l, err := h.spool.Latest(ctx, site, device)
-		switch {
-		case errors.Is(err, ErrNotSpooled):
-		case err != nil:
+		env, err := h.snapshotFor(ctx, site, device, g)
+		if err != nil {
 			return a, err
-		case l.Value.Version > g.Snapshot && len(l.Envelope) > 0:
-			a.Snapshot = l.Envelope
 		}
+		a.Snapshot = env
 	}
 	if g.Wants(proto.WantRelease) {
 		offers, err := h.spool.Offers(ctx, site, device, g.Groups)
@@ -81,6 +78,42 @@ func (h *Service) syncAnswer(ctx context.Context, site, device string, g proto.S
 		a.Commands = cmds
 	}
 	return a, nil
+}
+
+// snapshotFor returns the signed manifest of the transfer to offer
+// site/device, which has version g.Snapshot: of the latest transfers to
+// the device, its site (proto.SiteGroup) and its snapshot groups, those
+// newer than its version, the newest that fits it (a full snapshot, or a
+// delta from its version), else the newest (the device refuses it and says
+// why). nil: none is newer.
+func (h *Service) snapshotFor(ctx context.Context, site, device string, g proto.SyncGet) ([]byte, error) {
+	latest := []func() (SpooledEnvelope[proto.Manifest], error){
+		func() (SpooledEnvelope[proto.Manifest], error) { return h.spool.Latest(ctx, site, device) },
+	}
+	for _, gr := range append([]string{proto.SiteGroup}, g.SnapshotGroups...) {
+		latest = append(latest, func() (SpooledEnvelope[proto.Manifest], error) { return h.spool.LatestGroup(ctx, site, gr) })
+	}
+	var best []byte
+	var bestVersion uint64
+	bestFits := false
+	for _, read := range latest {
+		l, err := read()
+		if errors.Is(err, ErrNotSpooled) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		m := l.Value
+		if m.Version <= g.Snapshot || len(l.Envelope) == 0 {
+			continue
+		}
+		fits := m.Type == proto.SnapshotFull || m.From == g.Snapshot
+		if best == nil || (fits && !bestFits) || (fits == bestFits && m.Version > bestVersion) {
+			best, bestVersion, bestFits = l.Envelope, m.Version, fits
+		}
+	}
+	return best, nil
 }
 
 // commandsToResend returns the signed commands in force for site/device

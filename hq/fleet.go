@@ -100,7 +100,7 @@ func (h *Service) handleNeed(ctx context.Context, pub publishFunc, topic string,
 		h.log.Warn("cannot answer need", "topic", topic, "transfer", n.Transfer, "err", err)
 		return
 	}
-	if m.Site != site || m.Device != device {
+	if m.Site != site || (m.Device != device && m.Group == "") {
 		h.log.Warn("device asks for another device's snapshot", "topic", topic, "transfer", n.Transfer)
 		return
 	}
@@ -111,7 +111,7 @@ func (h *Service) handleNeed(ctx context.Context, pub publishFunc, topic string,
 	for _, i := range send {
 		data, err := h.spool.Chunk(ctx, m, i)
 		if err == nil {
-			err = sendChunk(ctx, pub, m, i, data)
+			err = sendChunk(ctx, pub, proto.ChunkTopic(site, device), m, i, data)
 		}
 		if err != nil {
 			h.log.Warn("cannot re-send chunk", "topic", topic, "transfer", m.Transfer, "index", i, "err", err)
@@ -121,22 +121,27 @@ func (h *Service) handleNeed(ctx context.Context, pub publishFunc, topic string,
 	h.log.Info("re-sent snapshot chunks", "site", site, "device", device, "transfer", m.Transfer, "chunks", len(send), "held_back", held)
 }
 
-// publishChunk reads chunk i of m from f and publishes it at QoS 1.
+// publishChunk reads chunk i of m from f and publishes it at QoS 1 on m's
+// chunk topic: its device's or its group's.
 func publishChunk(ctx context.Context, pub publishFunc, f io.ReaderAt, m proto.Manifest, i int) error {
 	data := make([]byte, m.ChunkLen(i))
 	if _, err := f.ReadAt(data, int64(i)*int64(m.ChunkSize)); err != nil {
 		return fmt.Errorf("read chunk %d of %s: %w", i, m.Transfer, err)
 	}
-	return sendChunk(ctx, pub, m, i, data)
+	topic := proto.ChunkTopic(m.Site, m.Device)
+	if m.Group != "" {
+		topic = proto.ChunkGroupTopic(m.Site, m.Group)
+	}
+	return sendChunk(ctx, pub, topic, m, i, data)
 }
 
-// sendChunk publishes data as chunk i of m at QoS 1.
-func sendChunk(ctx context.Context, pub publishFunc, m proto.Manifest, i int, data []byte) error {
+// sendChunk publishes data as chunk i of m at QoS 1 on topic.
+func sendChunk(ctx context.Context, pub publishFunc, topic string, m proto.Manifest, i int, data []byte) error {
 	payload, err := proto.EncodeChunk(m.Transfer, i, data)
 	if err != nil {
 		return err
 	}
-	if err := pub(ctx, proto.ChunkTopic(m.Site, m.Device), payload); err != nil {
+	if err := pub(ctx, topic, payload); err != nil {
 		return fmt.Errorf("publish chunk %d of %s: %w", i, m.Transfer, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -32,8 +33,8 @@ type Sender struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex
-	results map[string]proto.Result
-	arrived chan struct{} // closed and replaced when a result arrives
+	results map[string]map[string]proto.Result // by ID, then by device
+	arrived chan struct{}                      // closed and replaced when a result arrives
 }
 
 // DialSender connects to cfg.Broker (cfg.Path is not used) and subscribes
@@ -54,7 +55,7 @@ func DialSender(ctx context.Context, cfg Config, priv ed25519.PrivateKey) (*Send
 		spool:   spool,
 		clk:     cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
 		log:     cmp.Or(cfg.Logger, slog.Default()),
-		results: map[string]proto.Result{},
+		results: map[string]map[string]proto.Result{},
 		arrived: make(chan struct{}),
 	}
 	l := cfg.settings("tobira-hq-cli-" + proto.NewCommandID()[:8])
@@ -78,27 +79,57 @@ func (s *Sender) onResult(_ mqtt.Client, m mqtt.Message) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.results[r.ID] = r
+	if s.results[r.ID] == nil {
+		s.results[r.ID] = map[string]proto.Result{}
+	}
+	s.results[r.ID][r.Device] = r
 	close(s.arrived)
 	s.arrived = make(chan struct{})
 }
 
 // WaitResult returns the result of the command or transfer id, waiting
 // until it arrives or ctx ends. Results that arrived since DialSender
-// count.
+// count. For a group transfer, it is the first device's result
+// (WaitResults waits for several).
 func (s *Sender) WaitResult(ctx context.Context, id string) (proto.Result, error) {
+	rs, err := s.waitResults(ctx, id, func(rs map[string]proto.Result) bool { return len(rs) > 0 })
+	for _, r := range rs {
+		return r, nil
+	}
+	return proto.Result{}, err
+}
+
+// WaitResults returns the results of the transfer (or command) id by
+// device, once every one of devices has reported one or when ctx ends (with
+// the results so far and the error). It is the progress of a group
+// transfer: each device reports the transfer's result when it applied it,
+// or refused it.
+func (s *Sender) WaitResults(ctx context.Context, id string, devices []string) (map[string]proto.Result, error) {
+	return s.waitResults(ctx, id, func(rs map[string]proto.Result) bool {
+		for _, d := range devices {
+			if _, ok := rs[d]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitResults waits until the results of id satisfy done, or ctx ends, and
+// returns a copy of them.
+func (s *Sender) waitResults(ctx context.Context, id string, done func(map[string]proto.Result) bool) (map[string]proto.Result, error) {
 	for {
 		s.mu.Lock()
-		r, ok := s.results[id]
+		rs := maps.Clone(s.results[id])
 		ch := s.arrived
 		s.mu.Unlock()
-		if ok {
-			return r, nil
+		if done(rs) {
+			return rs, nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return proto.Result{}, fmt.Errorf("wait for the result of %s: %w", id, ctx.Err())
+			return rs, fmt.Errorf("wait for the results of %s: %w", id, ctx.Err())
 		}
 	}
 }
@@ -137,8 +168,12 @@ func (s *Sender) SendCommand(ctx context.Context, c proto.Command) (proto.Comman
 type SnapshotOffer struct {
 	// Site and Device address the device.
 	Site string
-	// Device is the addressed device.
+	// Device is the addressed device; "" when Group is set.
 	Device string
+	// Group, instead of Device, addresses every device of a group of the
+	// site (proto.SiteGroup: the whole site): the transfer is published
+	// once, on the group's topics.
+	Group string
 	// Version is the version the device has after applying it.
 	Version uint64
 	// From, when not 0, makes it a delta from that version.
@@ -153,9 +188,10 @@ type SnapshotOffer struct {
 }
 
 // PublishSnapshot hashes the offer's file, copies it into the spool (when
-// the Sender has one, so that HQ can re-send missing chunks), publishes
-// the signed manifest retained on the device's snapshot topic and then
-// every chunk. It returns the manifest; its Transfer is the result ID.
+// the Sender has one, so that HQ can re-send missing chunks and answer the
+// devices' sync-get), publishes the signed manifest retained on the
+// device's (or the group's) snapshot topic and then every chunk. It
+// returns the manifest; its Transfer is the result ID (WaitResults).
 func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Manifest, error) {
 	f, err := os.Open(o.Path)
 	if err != nil {
@@ -170,7 +206,7 @@ func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Ma
 	var id [16]byte
 	_, _ = rand.Read(id[:])
 	m := proto.Manifest{
-		Transfer: hex.EncodeToString(id[:]), Site: o.Site, Device: o.Device,
+		Transfer: hex.EncodeToString(id[:]), Site: o.Site, Device: o.Device, Group: o.Group,
 		Type: proto.SnapshotFull, Version: o.Version, From: o.From, Size: size, SHA256: hex.EncodeToString(h.Sum(nil)),
 		ChunkSize: cmp.Or(o.ChunkSize, proto.DefaultChunkSize), Issued: s.clk.Now().UTC().Truncate(time.Second),
 	}
@@ -190,15 +226,19 @@ func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Ma
 			return proto.Manifest{}, fmt.Errorf("publish snapshot %s: %w", o.Path, err)
 		}
 	}
-	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(proto.SnapshotTopic(m.Site, m.Device), 1, true, env), mqttconn.DefaultTokenTimeout); err != nil {
-		return proto.Manifest{}, fmt.Errorf("publish snapshot manifest %s to %s/%s: %w", m.Transfer, m.Site, m.Device, err)
+	topic := proto.SnapshotTopic(m.Site, m.Device)
+	if m.Group != "" {
+		topic = proto.SnapshotGroupTopic(m.Site, m.Group)
+	}
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(topic, 1, true, env), mqttconn.DefaultTokenTimeout); err != nil {
+		return proto.Manifest{}, fmt.Errorf("publish snapshot manifest %s to %s: %w", m.Transfer, topic, err)
 	}
 	for i := range m.Chunks {
 		if err := publishChunk(ctx, publisher(s.c, s.clk), f, m, i); err != nil {
 			return m, err
 		}
 	}
-	s.log.Info("published snapshot", "site", m.Site, "device", m.Device, "transfer", m.Transfer,
+	s.log.Info("published snapshot", "site", m.Site, "device", m.Device, "group", m.Group, "transfer", m.Transfer,
 		"type", m.Type, "version", m.Version, "bytes", m.Size, "chunks", m.Chunks)
 	return m, nil
 }

@@ -21,7 +21,7 @@ import (
 type Spool interface {
 	// PutTransfer stores transfer m with its signed manifest envelope and
 	// its payload (m.Size bytes read from payload), then makes it the
-	// latest transfer of m's device.
+	// latest transfer of m's device, or of m's group.
 	PutTransfer(ctx context.Context, m proto.Manifest, envelope []byte, payload io.Reader) error
 	// Transfer returns the manifest of transfer; the error wraps
 	// ErrNotSpooled when there is none.
@@ -31,6 +31,8 @@ type Spool interface {
 	// Latest returns the transfer last published to site/device and its
 	// signed envelope; the error wraps ErrNotSpooled when there is none.
 	Latest(ctx context.Context, site, device string) (SpooledEnvelope[proto.Manifest], error)
+	// LatestGroup is Latest for the transfers to a group of site.
+	LatestGroup(ctx context.Context, site, group string) (SpooledEnvelope[proto.Manifest], error)
 	// PutCommand records a door-mode command (set_mode, lockdown,
 	// release) sent to its device: the commands in force change as
 	// ModesInForce says. Other actions are ignored.

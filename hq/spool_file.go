@@ -20,6 +20,7 @@ import (
 //	<transfer>.envelope                 its signed envelope
 //	<transfer>.bin                      its payload
 //	latest/<site>/<device>.json         the Manifest last published to the device
+//	latest/<site>/groups/<group>.json   the Manifest last published to the group
 //	modes/<site>/<device>.json          the device's commands in force (JSON list)
 //	offers/<site>/device/<device>.json  the release offer last sent to the device
 //	offers/<site>/group/<group>.json    the release offer last sent to the group
@@ -75,13 +76,22 @@ func (s *FileSpool) PutTransfer(_ context.Context, m proto.Manifest, envelope []
 	}{
 		{s.transferPath(m.Transfer, ".envelope"), envelope},
 		{s.transferPath(m.Transfer, ".manifest.json"), raw},
-		{filepath.Join(s.dir, "latest", m.Site, m.Device+".json"), raw},
+		{s.latestPath(m), raw},
 	} {
 		if err := replaceFile(w.path, w.data); err != nil {
 			return fmt.Errorf("spool transfer %s: %w", m.Transfer, err)
 		}
 	}
 	return nil
+}
+
+// latestPath returns the file naming the latest transfer of m's device or
+// group.
+func (s *FileSpool) latestPath(m proto.Manifest) string {
+	if m.Group != "" {
+		return filepath.Join(s.dir, "latest", m.Site, "groups", m.Group+".json")
+	}
+	return filepath.Join(s.dir, "latest", m.Site, m.Device+".json")
 }
 
 // transferPath returns the file of transfer with suffix.
@@ -118,13 +128,23 @@ func (s *FileSpool) Chunk(_ context.Context, m proto.Manifest, i int) ([]byte, e
 
 // Latest implements Spool.
 func (s *FileSpool) Latest(_ context.Context, site, device string) (SpooledEnvelope[proto.Manifest], error) {
-	m, err := notSpooled(readLatest(s.dir, site, device))
+	return s.latest(s.latestPath(proto.Manifest{Site: site, Device: device}))
+}
+
+// LatestGroup implements Spool.
+func (s *FileSpool) LatestGroup(_ context.Context, site, group string) (SpooledEnvelope[proto.Manifest], error) {
+	return s.latest(s.latestPath(proto.Manifest{Site: site, Group: group}))
+}
+
+// latest reads the latest transfer named by the file at path.
+func (s *FileSpool) latest(path string) (SpooledEnvelope[proto.Manifest], error) {
+	m, err := notSpooled(readManifestFile(path))
 	if err != nil {
 		return SpooledEnvelope[proto.Manifest]{}, err
 	}
 	env, err := os.ReadFile(s.transferPath(m.Transfer, ".envelope"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) { // none: spooled before envelopes were
-		return SpooledEnvelope[proto.Manifest]{}, fmt.Errorf("latest snapshot of %s/%s: %w", site, device, err)
+		return SpooledEnvelope[proto.Manifest]{}, fmt.Errorf("latest snapshot of %s: %w", path, err)
 	}
 	return SpooledEnvelope[proto.Manifest]{Value: m, Envelope: env}, nil
 }

@@ -94,6 +94,11 @@ type EdgeConfig struct {
 	// Snapshots receives verified snapshots; nil: the Edge does not
 	// subscribe to snapshots.
 	Snapshots SnapshotSink
+	// SnapshotGroups are the groups of the site (door groups) whose
+	// snapshot transfers the device takes, besides its own and its site's
+	// (proto.SiteGroup): HQ publishes a transfer that is the same for
+	// every device of a group once, on the group's topics.
+	SnapshotGroups []string
 	// StagingDir holds the chunks of a snapshot being received; default:
 	// the outbox file's directory.
 	StagingDir string
@@ -175,6 +180,11 @@ func (c EdgeConfig) check() error {
 	}
 	if c.Window < 0 {
 		return fmt.Errorf("%w: window %d is negative", ErrConfig, c.Window)
+	}
+	for _, g := range c.SnapshotGroups {
+		if err := proto.CheckName(g); err != nil || g == proto.SiteGroup {
+			return fmt.Errorf("%w: snapshot group %q: a name other than %s: %w", ErrConfig, g, proto.SiteGroup, err)
+		}
 	}
 	for _, d := range []struct {
 		name string
@@ -322,6 +332,7 @@ func (e *Edge) syncFetch(cfg EdgeConfig, ob *Outbox, ci *commandIntake, si *snap
 			if h != ([32]byte{}) {
 				g.ContentHash = hex.EncodeToString(h[:])
 			}
+			g.SnapshotGroups = cfg.SnapshotGroups
 		}
 		return g, nil
 	}
@@ -337,6 +348,7 @@ func (e *Edge) snapshotIntake(cfg EdgeConfig, ob *Outbox, v *signed.Verifier, re
 	lastErr.Store("")
 	si := &snapshotIntake{
 		v: v, sink: cfg.Snapshots, ob: ob, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
+		groups: append([]string{proto.SiteGroup}, cfg.SnapshotGroups...),
 		dir:    cmp.Or(cfg.StagingDir, filepath.Dir(ob.Path())),
 		report: results.send,
 		need: func(ctx context.Context, n proto.Need) {

@@ -30,8 +30,8 @@ func (sp Spool) PutTransfer(ctx context.Context, m proto.Manifest, envelope []by
 		return fmt.Errorf("spool transfer: %w", err)
 	}
 	err := pgx.BeginFunc(ctx, sp.s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO spool_transfers (transfer, site, device, manifest, envelope) VALUES ($1, $2, $3, $4, $5)`,
-			m.Transfer, m.Site, m.Device, m, envelope); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO spool_transfers (transfer, site, device, grp, manifest, envelope) VALUES ($1, $2, $3, $4, $5, $6)`,
+			m.Transfer, m.Site, m.Device, m.Group, m, envelope); err != nil {
 			return err
 		}
 		buf := make([]byte, m.ChunkSize)
@@ -44,12 +44,13 @@ func (sp Spool) PutTransfer(ctx context.Context, m proto.Manifest, envelope []by
 				return err
 			}
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO spool_latest (site, device, transfer) VALUES ($1, $2, $3)
-			ON CONFLICT (site, device) DO UPDATE SET transfer = excluded.transfer`, m.Site, m.Device, m.Transfer)
+		kind, name := target(m.Device, m.Group)
+		_, err := tx.Exec(ctx, `INSERT INTO spool_latest (site, kind, name, transfer) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (site, kind, name) DO UPDATE SET transfer = excluded.transfer`, m.Site, kind, name, m.Transfer)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("spool transfer %s to %s/%s: %w", m.Transfer, m.Site, m.Device, err)
+		return fmt.Errorf("spool transfer %s to %s/%s%s: %w", m.Transfer, m.Site, m.Device, m.Group, err)
 	}
 	return nil
 }
@@ -80,16 +81,34 @@ func (sp Spool) Chunk(ctx context.Context, m proto.Manifest, i int) ([]byte, err
 	return data, nil
 }
 
+// target returns the kind and name of a device's or a group's row.
+func target(device, group string) (kind, name string) {
+	if group != "" {
+		return "group", group
+	}
+	return "device", device
+}
+
 // Latest implements hq.Spool.
 func (sp Spool) Latest(ctx context.Context, site, device string) (hq.SpooledEnvelope[proto.Manifest], error) {
+	return sp.latest(ctx, site, "device", device)
+}
+
+// LatestGroup implements hq.Spool.
+func (sp Spool) LatestGroup(ctx context.Context, site, group string) (hq.SpooledEnvelope[proto.Manifest], error) {
+	return sp.latest(ctx, site, "group", group)
+}
+
+// latest returns the latest transfer of the device or group (kind) name.
+func (sp Spool) latest(ctx context.Context, site, kind, name string) (hq.SpooledEnvelope[proto.Manifest], error) {
 	var l hq.SpooledEnvelope[proto.Manifest]
 	err := sp.s.pool.QueryRow(ctx, `SELECT t.manifest, t.envelope FROM spool_latest l JOIN spool_transfers t USING (transfer)
-		WHERE l.site = $1 AND l.device = $2`, site, device).Scan(&l.Value, &l.Envelope)
+		WHERE l.site = $1 AND l.kind = $2 AND l.name = $3`, site, kind, name).Scan(&l.Value, &l.Envelope)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = hq.ErrNotSpooled
 	}
 	if err != nil {
-		return l, fmt.Errorf("latest snapshot of %s/%s: %w", site, device, err)
+		return l, fmt.Errorf("latest snapshot of %s %s of site %s: %w", kind, name, site, err)
 	}
 	return l, nil
 }
@@ -133,10 +152,7 @@ func (sp Spool) Commands(ctx context.Context, site, device string) ([]hq.Spooled
 
 // PutOffer implements hq.Spool.
 func (sp Spool) PutOffer(ctx context.Context, o hq.SpooledEnvelope[proto.ReleaseOffer]) error {
-	kind, name := "device", o.Value.Device
-	if o.Value.Group != "" {
-		kind, name = "group", o.Value.Group
-	}
+	kind, name := target(o.Value.Device, o.Value.Group)
 	_, err := sp.s.pool.Exec(ctx, `INSERT INTO spool_offers (site, kind, name, offer, envelope) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (site, kind, name) DO UPDATE SET offer = excluded.offer, envelope = excluded.envelope`,
 		o.Value.Site, kind, name, o.Value, o.Envelope)

@@ -77,7 +77,12 @@ func aclProbes(t *testing.T) []aclProbe {
 	// device, so every device may read every group offer (signed, not
 	// secret: docs/SECURITY.md), and HQ, which wrote it, reads it back.
 	// Only HQ writes it.
-	return append(ps, aclProbe{topic: proto.ReleaseGroupTopic("s1", "g1"), writer: idHQ, readers: []string{idHQ, idOwner, idSibling, idForeign}})
+	// So are a group's snapshot transfers (deploy/mosquitto/acl says why
+	// every site's devices may read them).
+	everyone := []string{idHQ, idOwner, idSibling, idForeign}
+	return append(ps, aclProbe{topic: proto.ReleaseGroupTopic("s1", "g1"), writer: idHQ, readers: everyone},
+		aclProbe{topic: proto.SnapshotGroupTopic("s1", "g1"), writer: idHQ, readers: everyone},
+		aclProbe{topic: proto.ChunkGroupTopic("s1", "g1"), writer: idHQ, readers: everyone})
 }
 
 // orderedClient connects as cn with in-order message callbacks, so a

@@ -71,6 +71,9 @@ type SyncGet struct {
 	Release string `json:"release,omitempty"`
 	// Groups are the device's release groups.
 	Groups []string `json:"groups,omitempty"`
+	// SnapshotGroups are the device's snapshot groups besides SiteGroup
+	// (group transfers: Manifest.Group).
+	SnapshotGroups []string `json:"snapshot_groups,omitempty"`
 }
 
 // Wants reports whether g asks about section.
@@ -94,9 +97,9 @@ func (g SyncGet) Validate() error {
 			return fmt.Errorf("%w: sync-get %s: content hash %q is not 64 hex digits", ErrMalformed, g.ID, g.ContentHash)
 		}
 	}
-	if len(g.Applied) > MaxSyncApplied || len(g.Groups) > MaxSyncGroups {
-		return fmt.Errorf("%w: sync-get %s: %d applied commands, %d groups; max %d, %d", ErrMalformed, g.ID,
-			len(g.Applied), len(g.Groups), MaxSyncApplied, MaxSyncGroups)
+	if len(g.Applied) > MaxSyncApplied || len(g.Groups) > MaxSyncGroups || len(g.SnapshotGroups) > MaxSyncGroups {
+		return fmt.Errorf("%w: sync-get %s: %d applied commands, %d groups, %d snapshot groups; max %d, %d, %d", ErrMalformed, g.ID,
+			len(g.Applied), len(g.Groups), len(g.SnapshotGroups), MaxSyncApplied, MaxSyncGroups, MaxSyncGroups)
 	}
 	for _, id := range g.Applied {
 		if !isHexID(id) {
@@ -106,7 +109,7 @@ func (g SyncGet) Validate() error {
 	if g.Release != "" && !isHexID(g.Release) {
 		return fmt.Errorf("%w: sync-get %s: release offer id %q is not 32 lower-case hex digits", ErrMalformed, g.ID, g.Release)
 	}
-	for _, gr := range g.Groups {
+	for _, gr := range slices.Concat(g.Groups, g.SnapshotGroups) {
 		if err := CheckName(gr); err != nil {
 			return fmt.Errorf("%w: sync-get %s: group: %w", ErrMalformed, g.ID, err)
 		}

@@ -257,6 +257,24 @@ func SyncTopic(site, device string) string { return Topic(site, device, LeafSync
 // groupsLevel is the device level of group topics.
 const groupsLevel = "groups"
 
+// SiteGroup is the group every device of a site belongs to: a snapshot
+// published to it reaches the whole site. Registries must not give a door
+// group this name.
+const SiteGroup = "_site"
+
+// SnapshotGroupTopic returns the topic of a group's (retained) snapshot
+// manifest: tobira/v1/{site}/groups/{group}/snapshot. Every device of the
+// group subscribes to it.
+func SnapshotGroupTopic(site, group string) string {
+	return TopicPrefix + "/" + site + "/" + groupsLevel + "/" + group + "/" + string(LeafSnapshot)
+}
+
+// ChunkGroupTopic returns the topic of a group's snapshot chunks:
+// tobira/v1/{site}/groups/{group}/chunk.
+func ChunkGroupTopic(site, group string) string {
+	return TopicPrefix + "/" + site + "/" + groupsLevel + "/" + group + "/" + string(LeafChunk)
+}
+
 // ReleaseGroupTopic returns the topic of a group's (retained) release
 // offer: tobira/v1/{site}/groups/{group}/release. Every device of the
 // group subscribes to it.

@@ -8,7 +8,8 @@
 CREATE TABLE spool_transfers (
     transfer  text        PRIMARY KEY,
     site      text        NOT NULL,
-    device    text        NOT NULL,
+    device    text        NOT NULL, -- '' for a group transfer
+    grp       text        NOT NULL, -- '' for a device transfer
     manifest  jsonb       NOT NULL, -- proto.Manifest
     envelope  bytea       NOT NULL, -- its signed envelope as published
     published timestamptz NOT NULL DEFAULT now()
@@ -23,12 +24,14 @@ CREATE TABLE spool_chunks (
     PRIMARY KEY (transfer, index)
 );
 
--- The transfer last published to each device.
+-- The transfer last published to each device ('device', name) and group
+-- ('group', name).
 CREATE TABLE spool_latest (
     site     text NOT NULL,
-    device   text NOT NULL,
+    kind     text NOT NULL CHECK (kind IN ('device', 'group')),
+    name     text NOT NULL,
     transfer text NOT NULL REFERENCES spool_transfers,
-    PRIMARY KEY (site, device)
+    PRIMARY KEY (site, kind, name)
 );
 
 -- The commands in force for each device (hq.ModesInForce), oldest first:
