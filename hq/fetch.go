@@ -162,3 +162,23 @@ func (h *Service) commandsToResend(ctx context.Context, site, device string, app
 	}
 	return out[:min(len(out), proto.MaxSyncCommands)], nil
 }
+
+// expected returns the newest transfer published to site/device: on its
+// own topics or to its whole site (proto.SiteGroup). The error wraps
+// ErrNotSpooled when there is none.
+func (h *Service) expected(ctx context.Context, site, device string) (proto.Manifest, error) {
+	dev, err := h.spool.Latest(ctx, site, device)
+	if err != nil && !errors.Is(err, ErrNotSpooled) {
+		return proto.Manifest{}, err
+	}
+	grp, gerr := h.spool.LatestGroup(ctx, site, proto.SiteGroup)
+	switch {
+	case gerr != nil && !errors.Is(gerr, ErrNotSpooled):
+		return proto.Manifest{}, gerr
+	case err != nil && gerr != nil:
+		return proto.Manifest{}, err
+	case err != nil || (gerr == nil && grp.Value.Version > dev.Value.Version):
+		return grp.Value, nil
+	}
+	return dev.Value, nil
+}

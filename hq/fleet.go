@@ -3,12 +3,9 @@ package hq
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -201,8 +198,7 @@ func (h *Service) Fleet() ([]DeviceInfo, error) {
 			delete(refused, deviceKey{rec.Site, rec.Device})
 		}
 		if h.spool != nil {
-			if l, err := h.spool.Latest(context.Background(), d.Site, d.Device); err == nil {
-				m := l.Value
+			if m, err := h.expected(context.Background(), d.Site, d.Device); err == nil {
 				d.ExpectedVersion, d.ExpectedHash = m.Version, m.ContentHash
 				d.Drift = d.Status.Snapshot.Version != m.Version ||
 					(m.ContentHash != "" && d.Status.Snapshot.Version == m.Version && d.Status.Snapshot.Hash != m.ContentHash)
@@ -259,39 +255,4 @@ func (h *Service) refusals() (map[deviceKey]DeviceRefusals, error) {
 		out[k] = r
 	}
 	return out, nil
-}
-
-// Spool layout (Config.Spool), written by Sender.PublishSnapshot:
-//
-//	<transfer>.manifest.json     the Manifest
-//	<transfer>.bin               the payload
-//	latest/<site>/<device>.json  the Manifest last published to the device
-
-// spoolData returns the payload file of transfer.
-func spoolData(spool, transfer string) string { return filepath.Join(spool, transfer+".bin") }
-
-// readSpoolManifest reads the manifest of transfer from the spool.
-func readSpoolManifest(spool, transfer string) (proto.Manifest, error) {
-	return readManifestFile(filepath.Join(spool, filepath.Base(transfer)+".manifest.json"))
-}
-
-// readLatest reads the manifest last published to site/device.
-func readLatest(spool, site, device string) (proto.Manifest, error) {
-	return readManifestFile(filepath.Join(spool, "latest", site, device+".json"))
-}
-
-// readManifestFile reads and checks a manifest JSON file.
-func readManifestFile(path string) (proto.Manifest, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return proto.Manifest{}, fmt.Errorf("read manifest: %w", err)
-	}
-	var m proto.Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return proto.Manifest{}, fmt.Errorf("decode manifest %s: %w", path, err)
-	}
-	if err := m.Validate(); err != nil {
-		return proto.Manifest{}, fmt.Errorf("manifest %s: %w", path, err)
-	}
-	return m, nil
 }

@@ -262,3 +262,27 @@ func replaceFile(path string, data []byte) error {
 	}
 	return nil
 }
+
+// spoolData returns the payload file of transfer.
+func spoolData(spool, transfer string) string { return filepath.Join(spool, transfer+".bin") }
+
+// readSpoolManifest reads the manifest of transfer from the spool.
+func readSpoolManifest(spool, transfer string) (proto.Manifest, error) {
+	return readManifestFile(filepath.Join(spool, filepath.Base(transfer)+".manifest.json"))
+}
+
+// readManifestFile reads and checks a manifest JSON file.
+func readManifestFile(path string) (proto.Manifest, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return proto.Manifest{}, fmt.Errorf("read manifest: %w", err)
+	}
+	var m proto.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return proto.Manifest{}, fmt.Errorf("decode manifest %s: %w", path, err)
+	}
+	if err := m.Validate(); err != nil {
+		return proto.Manifest{}, fmt.Errorf("manifest %s: %w", path, err)
+	}
+	return m, nil
+}

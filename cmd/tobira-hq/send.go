@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,29 +46,59 @@ func dial(ctx context.Context, bf *brokerFlags, keyFile string, sp *spoolFlags, 
 	return spooledSender{Sender: s, db: db}, nil
 }
 
-// waitResults waits up to d for the results of ids and prints them; an id
-// without a result, or a result other than done, is an error.
-func waitResults(ctx context.Context, s *hq.Sender, d time.Duration, ids []string, stdout io.Writer) error {
+// pending is a command or transfer whose results waitResults waits for:
+// one from each of devices, or one in all when devices is nil.
+type pending struct {
+	id      string
+	devices []string
+}
+
+// pendingIDs returns a pending of one result for each of ids.
+func pendingIDs(ids ...string) []pending {
+	out := make([]pending, len(ids))
+	for i, id := range ids {
+		out[i] = pending{id: id}
+	}
+	return out
+}
+
+// waitResults waits up to d for the results of ps and prints them; a
+// missing result, or a result other than done, is an error.
+func waitResults(ctx context.Context, s *hq.Sender, d time.Duration, ps []pending, stdout io.Writer) error {
 	if d <= 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var bad []string
-	for _, id := range ids {
-		r, err := s.WaitResult(ctx, id)
-		if err != nil {
-			bad = append(bad, id+": no result")
-			continue
+	want := 0
+	for _, p := range ps {
+		var rs map[string]proto.Result
+		var err error
+		if p.devices == nil {
+			var r proto.Result
+			if r, err = s.WaitResult(ctx, p.id); err == nil {
+				rs = map[string]proto.Result{r.Device: r}
+			}
+			want++
+		} else {
+			rs, err = s.WaitResults(ctx, p.id, p.devices)
+			want += len(p.devices)
 		}
-		b, _ := json.Marshal(r)
-		fmt.Fprintln(stdout, string(b))
-		if r.Status != proto.ResultDone {
-			bad = append(bad, fmt.Sprintf("%s/%s %s: %s: %s", r.Site, r.Device, id, r.Status, r.Error))
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %d results missing", p.id, max(1, len(p.devices)-len(rs))))
+		}
+		for _, dev := range slices.Sorted(maps.Keys(rs)) {
+			r := rs[dev]
+			b, _ := json.Marshal(r)
+			fmt.Fprintln(stdout, string(b))
+			if r.Status != proto.ResultDone {
+				bad = append(bad, fmt.Sprintf("%s/%s %s: %s: %s", r.Site, r.Device, p.id, r.Status, r.Error))
+			}
 		}
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("%d of %d not done: %s", len(bad), len(ids), strings.Join(bad, "; "))
+		return fmt.Errorf("not all of %d results done: %s", want, strings.Join(bad, "; "))
 	}
 	return nil
 }
@@ -83,13 +115,13 @@ func snapshotCommand() *cobra.Command {
 
 // snapshotPublish is what "snapshot publish" was asked for.
 type snapshotPublish struct {
-	key, file, reg, site string
-	spool                *spoolFlags
-	full, delta          bool
-	statusWait, wait     time.Duration
-	version, from        uint64
-	devices              []string
-	chunk                int
+	key, file, reg, site   string
+	spool                  *spoolFlags
+	full, delta, perDevice bool
+	statusWait, wait       time.Duration
+	version, from          uint64
+	devices                []string
+	chunk                  int
 }
 
 // snapshotPublishCommand is "tobira-hq snapshot publish".
@@ -113,6 +145,8 @@ From a payload file (--file): that file as version N (a delta from M with --delt
 	f.DurationVar(&p.statusWait, "status-wait", time.Second, "from the registry: how long to collect the devices' retained status")
 	f.Uint64Var(&p.version, "version", 0, "with --file: snapshot version the devices have after applying it")
 	f.Uint64Var(&p.from, "delta-from", 0, "with --file: publish a delta from this version")
+	f.BoolVar(&p.perDevice, "per-device", false, "from the registry, for every device of the site: publish to each device on its own topics "+
+		"(default: once on the site's group topics for the devices at the most common version, per device for the others)")
 	f.StringVar(&p.site, "site", "", "site of the devices")
 	f.StringArrayVar(&p.devices, "device", nil, "device name (repeat for several)")
 	f.IntVar(&p.chunk, "chunk-size", proto.DefaultChunkSize, "chunk size in bytes")
@@ -147,11 +181,12 @@ func (p *snapshotPublish) fromRegistry(ctx context.Context, bf *brokerFlags, std
 		return err
 	}
 	defer s.Close()
-	ids, err := publishFromRegistry(ctx, s.Sender, r, p.site, p.devices, p.delta, p.chunk, p.statusWait, stdout)
+	ps, err := publishFromRegistry(ctx, s.Sender, r, registryPublication{site: p.site, devices: p.devices, delta: p.delta,
+		perDevice: p.perDevice, chunk: p.chunk, statusWait: p.statusWait}, stdout)
 	if err != nil {
 		return err
 	}
-	return waitResults(ctx, s.Sender, p.wait, ids, stdout)
+	return waitResults(ctx, s.Sender, p.wait, ps, stdout)
 }
 
 // fromFile publishes a prepared payload file to each device.
@@ -175,7 +210,7 @@ func (p *snapshotPublish) fromFile(ctx context.Context, bf *brokerFlags, stdout 
 			m.Type, m.Version, m.Site, m.Device, m.Transfer, m.Size, m.Chunks)
 		ids = append(ids, m.Transfer)
 	}
-	return waitResults(ctx, s.Sender, p.wait, ids, stdout)
+	return waitResults(ctx, s.Sender, p.wait, pendingIDs(ids...), stdout)
 }
 
 // commandCommand is the "command" group: "command send".
@@ -234,5 +269,5 @@ func sendCommand(ctx context.Context, bf *brokerFlags, sp *spoolFlags, key strin
 		return err
 	}
 	fmt.Fprintf(stdout, "sent %s to %s/%s: id %s, expires %s\n", c.Action, c.Site, c.Device, c.ID, c.Expires.Format(time.RFC3339))
-	return waitResults(ctx, s.Sender, wait, []string{c.ID}, stdout)
+	return waitResults(ctx, s.Sender, wait, pendingIDs(c.ID), stdout)
 }
