@@ -100,4 +100,3 @@ func TestSyncGetCommandsInForce(t *testing.T) {
 		}
 	})
 }
-

@@ -289,7 +289,9 @@ func TestLimitsMarkRequests(t *testing.T) {
 		{"marks-get", proto.MarksGetTopic("s1", "d1"), proto.PeerMarksTopic("s1", "d1"),
 			func(int) any { return proto.MarksGet{} }},
 		{"sync-get", proto.SyncGetTopic("s1", "d1"), proto.SyncTopic("s1", "d1"),
-			func(int) any { return proto.SyncGet{ID: proto.NewCommandID(), Want: []string{proto.WantSnapshot, proto.WantCommands}} }},
+			func(int) any {
+				return proto.SyncGet{ID: proto.NewCommandID(), Want: []string{proto.WantSnapshot, proto.WantCommands}}
+			}},
 		{"ticket-check", proto.TicketCheckTopic("s1", "d1"), proto.TicketVerdictTopic("s1", "d1"),
 			func(i int) any {
 				return proto.TicketCheck{Site: "s1", Device: "d1", ID: uint64(i + 1), Mark: proto.Mark{
