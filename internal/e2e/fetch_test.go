@@ -1,10 +1,11 @@
 package e2e_test
 
-// Fetch on connect on a real mosquitto: a device that was offline while HQ
+// Fetch on connect on real brokers: a device that was offline while HQ
 // published a snapshot, a release offer and a lockdown connects to a
-// broker that lost every retained message (restarted without
-// persistence), asks HQ for what is in force (sync-get), and gets all
-// three from HQ's spool.
+// broker that lost every retained message (mosquitto restarted without
+// persistence), or to a RabbitMQ node that never had them (retained
+// messages are per node), asks HQ for what is in force (sync-get), and
+// gets all three from HQ's spool.
 
 import (
 	"context"
@@ -15,21 +16,38 @@ import (
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
+	"github.com/tobira-ac/tobira/internal/rabbittest"
 	"github.com/tobira-ac/tobira/policy"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 func TestFetchOnConnectAfterBrokerLostRetained(t *testing.T) {
-	spool := t.TempDir()
 	m := mosquittotest.Start(t)
-	f := newRelFixtureOn(t, m, spool)
-	runHQWith(t, m.URL(), hq.Config{Spool: spool, Key: f.hqPriv})
+	// The broker forgets every retained manifest and offer, and HQ's
+	// session.
+	fetchOnConnect(t, m, m.URL(), m.URL(), func() { m.Restart(t) })
+}
+
+// On a RabbitMQ cluster, retained messages are kept per node: HQ publishes
+// through node 2, the device connects to node 3, which never saw them.
+func TestFetchOnConnectFromAnotherRabbitNode(t *testing.T) {
+	c := rabbittest.Start(t, rabbittest.Options{})
+	fetchOnConnect(t, nil, c.Nodes[1].MQTTURL(), c.Nodes[2].MQTTURL(), func() {})
+}
+
+// fetchOnConnect publishes a snapshot, a lockdown and a release offer to
+// gate1 through the broker at hqURL (m, when not nil, is that broker), runs
+// lose, then starts gate1 on deviceURL and checks that it gets all three.
+func fetchOnConnect(t *testing.T, m *mosquittotest.Mosquitto, hqURL, deviceURL string, lose func()) {
+	spool := t.TempDir()
+	f := newRelFixtureAt(t, m, hqURL, spool)
+	runHQWith(t, hqURL, hq.Config{Spool: spool, Key: f.hqPriv})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*linkDeadline)
 	defer cancel()
 
 	// Published while the device is away.
-	snd, err := hq.DialSender(ctx, hq.Config{Broker: m.URL(), Spool: spool, Logger: discardLogger()}, f.hqPriv)
+	snd, err := hq.DialSender(ctx, hq.Config{Broker: hqURL, Spool: spool, Logger: discardLogger()}, f.hqPriv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,13 +68,10 @@ func TestFetchOnConnectAfterBrokerLostRetained(t *testing.T) {
 	if _, err := f.srv.Publish(ctx, hq.ReleasePublication{Site: relSite, Devices: []string{"gate1"}, Envelope: env}); err != nil {
 		t.Fatal(err)
 	}
+	lose()
 
-	// The broker forgets every retained manifest and offer, and HQ's
-	// session.
-	m.Restart(t)
-
-	store, ob := fetchEdge(t, m.URL(), "gate1", f.hqPub)
-	d := f.device(t, "gate1", m.URL(), nil)
+	store, ob := fetchEdge(t, deviceURL, "gate1", f.hqPub)
+	d := f.device(t, "gate1", deviceURL, nil)
 	select {
 	case got := <-d.activated:
 		if got.Version != "1.1.0" {
