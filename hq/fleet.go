@@ -3,12 +3,9 @@ package hq
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -91,31 +88,29 @@ func (h *Service) handleNeed(ctx context.Context, pub publishFunc, topic string,
 		h.log.Warn("rejected need message", "topic", topic, "err", err)
 		return
 	}
-	if h.spool == "" {
-		h.log.Warn("device asks for snapshot chunks but HQ has no spool directory", "topic", topic, "transfer", n.Transfer)
+	if h.spool == nil {
+		h.log.Warn("device asks for snapshot chunks but HQ has no spool", "topic", topic, "transfer", n.Transfer)
 		return
 	}
-	m, err := readSpoolManifest(h.spool, n.Transfer)
+	m, err := h.spool.Transfer(ctx, n.Transfer)
 	if err != nil {
 		h.log.Warn("cannot answer need", "topic", topic, "transfer", n.Transfer, "err", err)
 		return
 	}
-	if m.Site != site || m.Device != device {
+	if m.Site != site || (m.Device != device && m.Group == "") {
 		h.log.Warn("device asks for another device's snapshot", "topic", topic, "transfer", n.Transfer)
 		return
 	}
-	f, err := os.Open(spoolData(h.spool, m.Transfer))
-	if err != nil {
-		h.log.Warn("cannot answer need", "topic", topic, "transfer", n.Transfer, "err", err)
-		return
-	}
-	defer f.Close()
 	send, held := h.limits.needChunks(site, device, m.Transfer, mergeRanges(n.Missing, m.Chunks))
 	if held > 0 {
 		h.refuse(ctx, site, device, refusedNeedRepeat, fmt.Sprintf("%d chunks of %s asked again within %v", held, m.Transfer, h.limits.lim.NeedInterval))
 	}
 	for _, i := range send {
-		if err := publishChunk(ctx, pub, f, m, i); err != nil {
+		data, err := h.spool.Chunk(ctx, m, i)
+		if err == nil {
+			err = sendChunk(ctx, pub, proto.ChunkTopic(site, device), m, i, data)
+		}
+		if err != nil {
 			h.log.Warn("cannot re-send chunk", "topic", topic, "transfer", m.Transfer, "index", i, "err", err)
 			return
 		}
@@ -123,17 +118,27 @@ func (h *Service) handleNeed(ctx context.Context, pub publishFunc, topic string,
 	h.log.Info("re-sent snapshot chunks", "site", site, "device", device, "transfer", m.Transfer, "chunks", len(send), "held_back", held)
 }
 
-// publishChunk reads chunk i of m from f and publishes it at QoS 1.
+// publishChunk reads chunk i of m from f and publishes it at QoS 1 on m's
+// chunk topic: its device's or its group's.
 func publishChunk(ctx context.Context, pub publishFunc, f io.ReaderAt, m proto.Manifest, i int) error {
 	data := make([]byte, m.ChunkLen(i))
 	if _, err := f.ReadAt(data, int64(i)*int64(m.ChunkSize)); err != nil {
 		return fmt.Errorf("read chunk %d of %s: %w", i, m.Transfer, err)
 	}
+	topic := proto.ChunkTopic(m.Site, m.Device)
+	if m.Group != "" {
+		topic = proto.ChunkGroupTopic(m.Site, m.Group)
+	}
+	return sendChunk(ctx, pub, topic, m, i, data)
+}
+
+// sendChunk publishes data as chunk i of m at QoS 1 on topic.
+func sendChunk(ctx context.Context, pub publishFunc, topic string, m proto.Manifest, i int, data []byte) error {
 	payload, err := proto.EncodeChunk(m.Transfer, i, data)
 	if err != nil {
 		return err
 	}
-	if err := pub(ctx, proto.ChunkTopic(m.Site, m.Device), payload); err != nil {
+	if err := pub(ctx, topic, payload); err != nil {
 		return fmt.Errorf("publish chunk %d of %s: %w", i, m.Transfer, err)
 	}
 	return nil
@@ -192,12 +197,12 @@ func (h *Service) Fleet() ([]DeviceInfo, error) {
 			d.Refused, d.LastRefusal = r.Counts, &r.Last
 			delete(refused, deviceKey{rec.Site, rec.Device})
 		}
-		if h.spool != "" {
-			if m, err := readLatest(h.spool, d.Site, d.Device); err == nil {
+		if h.spool != nil {
+			if m, err := h.expected(context.Background(), d.Site, d.Device); err == nil {
 				d.ExpectedVersion, d.ExpectedHash = m.Version, m.ContentHash
 				d.Drift = d.Status.Snapshot.Version != m.Version ||
 					(m.ContentHash != "" && d.Status.Snapshot.Version == m.Version && d.Status.Snapshot.Hash != m.ContentHash)
-			} else if !errors.Is(err, os.ErrNotExist) {
+			} else if !errors.Is(err, ErrNotSpooled) {
 				h.log.Warn("cannot read latest published snapshot", "site", d.Site, "device", d.Device, "err", err)
 			}
 		}
@@ -250,39 +255,4 @@ func (h *Service) refusals() (map[deviceKey]DeviceRefusals, error) {
 		out[k] = r
 	}
 	return out, nil
-}
-
-// Spool layout (Config.Spool), written by Sender.PublishSnapshot:
-//
-//	<transfer>.manifest.json     the Manifest
-//	<transfer>.bin               the payload
-//	latest/<site>/<device>.json  the Manifest last published to the device
-
-// spoolData returns the payload file of transfer.
-func spoolData(spool, transfer string) string { return filepath.Join(spool, transfer+".bin") }
-
-// readSpoolManifest reads the manifest of transfer from the spool.
-func readSpoolManifest(spool, transfer string) (proto.Manifest, error) {
-	return readManifestFile(filepath.Join(spool, filepath.Base(transfer)+".manifest.json"))
-}
-
-// readLatest reads the manifest last published to site/device.
-func readLatest(spool, site, device string) (proto.Manifest, error) {
-	return readManifestFile(filepath.Join(spool, "latest", site, device+".json"))
-}
-
-// readManifestFile reads and checks a manifest JSON file.
-func readManifestFile(path string) (proto.Manifest, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return proto.Manifest{}, fmt.Errorf("read manifest: %w", err)
-	}
-	var m proto.Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return proto.Manifest{}, fmt.Errorf("decode manifest %s: %w", path, err)
-	}
-	if err := m.Validate(); err != nil {
-		return proto.Manifest{}, fmt.Errorf("manifest %s: %w", path, err)
-	}
-	return m, nil
 }

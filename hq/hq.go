@@ -62,8 +62,12 @@ type Config struct {
 	// Spool is the directory of published snapshots (see
 	// Sender.PublishSnapshot); HQ answers devices' requests for missing
 	// chunks from it, and Fleet reads the expected versions from it.
-	// Empty: no resending, no drift.
+	// Empty: no resending, no drift. It is a FileSpool; SpoolStore, when
+	// set, is used instead.
 	Spool string
+	// SpoolStore, when set, is the Spool (shared by HQ's replicas, e.g.
+	// hq/pgstore.Spool) instead of the directory Spool.
+	SpoolStore Spool
 	// Key is HQ's Ed25519 signing key. It signs the ticket marks HQ
 	// serves to the gates of a site; nil: marks are stored and
 	// acknowledged but not served.
@@ -139,7 +143,7 @@ func (c Config) settings(clientID string) mqttconn.Settings {
 type Service struct {
 	st      Store
 	path    string // names the store in messages
-	spool   string
+	spool   Spool  // nil: none
 	link    mqttconn.Settings
 	clk     clock.Clock
 	log     *slog.Logger
@@ -206,6 +210,11 @@ func Open(cfg Config) (*Service, error) {
 		}
 		st = bs
 	}
+	spool, err := cfg.spool()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	clk := cmp.Or(cfg.Clock, clock.Clock(clock.System{}))
 	marks, ownMarks := cfg.Marks, false
 	if marks == nil {
@@ -222,7 +231,7 @@ func Open(cfg Config) (*Service, error) {
 	h := &Service{
 		st:          st,
 		path:        name,
-		spool:       cfg.Spool,
+		spool:       spool,
 		ready:       make(chan struct{}),
 		link:        cfg.settings("tobira-hq"),
 		clk:         clk,
@@ -273,7 +282,7 @@ func publisher(c mqtt.Client, clk clock.Clock) publishFunc {
 type route func(ctx context.Context, pub publishFunc, topic string, payload []byte)
 
 // routes returns what Run subscribes to, by leaf: every device's events,
-// status, results, chunk requests and ticket marks, and its enrollments
+// status, results, chunk requests, ticket marks and sync requests, and its enrollments
 // when the Service has a sink for them.
 func (h *Service) routes() map[proto.Leaf]route {
 	r := map[proto.Leaf]route{
@@ -284,6 +293,7 @@ func (h *Service) routes() map[proto.Leaf]route {
 		proto.LeafMarks:       h.handleMarks,
 		proto.LeafMarksGet:    h.handleMarksGet,
 		proto.LeafTicketCheck: h.handleTicketCheck,
+		proto.LeafSyncGet:     h.handleSyncGet,
 	}
 	if h.enrollments != nil {
 		r[proto.LeafEnroll] = h.handleEnrollment

@@ -229,7 +229,7 @@ func (l *limiter) admit(site, device string, first, last uint64, size int) (reas
 }
 
 // request takes one token of site/device's request bucket and size
-// bytes of its byte bucket for a marks, marks-get or ticket-check message
+// bytes of its byte bucket for a marks, marks-get, ticket-check or sync-get message
 // (every mark HQ stores comes in one). It returns "" to handle the
 // message, or the refusal reason and what was refused.
 func (l *limiter) request(site, device string, leaf proto.Leaf, size int) (reason, detail string) {

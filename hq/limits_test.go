@@ -267,8 +267,8 @@ func TestLimitsNeedOverlappingRanges(t *testing.T) {
 	}
 }
 
-// TestLimitsMarkRequests: a device floods HQ with marks, marks-get and
-// ticket-check messages (each stored in or answered from HQ's mark store,
+// TestLimitsMarkRequests: a device floods HQ with marks, marks-get,
+// sync-get and ticket-check messages (each stored in or answered from HQ's mark store,
 // marks acknowledged, ticket-check with a signed verdict). HQ handles the
 // burst of the device's request bucket, refuses the rest unanswered as
 // request_limited and counts them in the fleet view.
@@ -288,6 +288,10 @@ func TestLimitsMarkRequests(t *testing.T) {
 			}},
 		{"marks-get", proto.MarksGetTopic("s1", "d1"), proto.PeerMarksTopic("s1", "d1"),
 			func(int) any { return proto.MarksGet{} }},
+		{"sync-get", proto.SyncGetTopic("s1", "d1"), proto.SyncTopic("s1", "d1"),
+			func(int) any {
+				return proto.SyncGet{ID: proto.NewCommandID(), Want: []string{proto.WantSnapshot, proto.WantCommands}}
+			}},
 		{"ticket-check", proto.TicketCheckTopic("s1", "d1"), proto.TicketVerdictTopic("s1", "d1"),
 			func(i int) any {
 				return proto.TicketCheck{Site: "s1", Device: "d1", ID: uint64(i + 1), Mark: proto.Mark{

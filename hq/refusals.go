@@ -45,6 +45,8 @@ func maxPayload(leaf proto.Leaf) int {
 		return maxNeedPayload
 	case proto.LeafEnroll:
 		return proto.MaxEnrollmentPayload
+	case proto.LeafSyncGet:
+		return proto.MaxSyncGetPayload
 	}
 	return 0
 }

@@ -33,6 +33,7 @@ import (
 type ReleaseServer struct {
 	c      mqtt.Client
 	priv   ed25519.PrivateKey
+	spool  Spool // nil: offers are only published, retained
 	clk    clock.Clock
 	log    *slog.Logger
 	served atomic.Int64
@@ -66,8 +67,13 @@ func DialReleaseServer(ctx context.Context, cfg Config, priv ed25519.PrivateKey,
 	if len(priv) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: release server needs an Ed25519 private key", ErrConfig)
 	}
+	spool, err := cfg.spool()
+	if err != nil {
+		return nil, err
+	}
 	s := &ReleaseServer{
 		priv:     priv,
+		spool:    spool,
 		clk:      cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
 		log:      cmp.Or(cfg.Logger, slog.Default()),
 		releases: map[string]releaseFile{},
@@ -181,9 +187,11 @@ type ReleasePublication struct {
 	Lifetime time.Duration
 }
 
-// Publish signs one offer per addressed device and group and publishes
-// each, retained, on its release topic (a device that connects later still
-// gets it). It returns the offers as sent; their IDs name the results.
+// Publish signs one offer per addressed device and group, records each in
+// the spool (when the server has one: HQ answers the devices' sync-get
+// from it) and publishes each, retained, on its release topic (the fast
+// path for a device that connects later). It returns the offers as sent;
+// their IDs name the results.
 func (s *ReleaseServer) Publish(ctx context.Context, p ReleasePublication) ([]proto.ReleaseOffer, error) {
 	m, err := firmware.PeekManifest(p.Envelope)
 	if err != nil {
@@ -221,6 +229,11 @@ func (s *ReleaseServer) Publish(ctx context.Context, p ReleasePublication) ([]pr
 		env, err := proto.SignReleaseOffer(s.priv, t.offer)
 		if err != nil {
 			return sent, fmt.Errorf("publish release %s: %w", m.Version, err)
+		}
+		if s.spool != nil {
+			if err := s.spool.PutOffer(ctx, SpooledEnvelope[proto.ReleaseOffer]{Value: t.offer, Envelope: env}); err != nil {
+				return sent, fmt.Errorf("publish release %s offer %s: %w", m.Version, t.offer.ID, err)
+			}
 		}
 		if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(t.topic, 1, true, env), mqttconn.DefaultTokenTimeout); err != nil {
 			return sent, fmt.Errorf("publish release %s offer %s to %s: %w", m.Version, t.offer.ID, t.topic, err)

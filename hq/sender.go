@@ -7,12 +7,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -29,13 +28,13 @@ import (
 type Sender struct {
 	c     mqtt.Client
 	priv  ed25519.PrivateKey
-	spool string
+	spool Spool // nil: none
 	clk   clock.Clock
 	log   *slog.Logger
 
 	mu      sync.Mutex
-	results map[string]proto.Result
-	arrived chan struct{} // closed and replaced when a result arrives
+	results map[string]map[string]proto.Result // by ID, then by device
+	arrived chan struct{}                      // closed and replaced when a result arrives
 }
 
 // DialSender connects to cfg.Broker (cfg.Path is not used) and subscribes
@@ -47,12 +46,16 @@ func DialSender(ctx context.Context, cfg Config, priv ed25519.PrivateKey) (*Send
 	if len(priv) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: sender needs an Ed25519 private key", ErrConfig)
 	}
+	spool, err := cfg.spool()
+	if err != nil {
+		return nil, err
+	}
 	s := &Sender{
 		priv:    priv,
-		spool:   cfg.Spool,
+		spool:   spool,
 		clk:     cmp.Or(cfg.Clock, clock.Clock(clock.System{})),
 		log:     cmp.Or(cfg.Logger, slog.Default()),
-		results: map[string]proto.Result{},
+		results: map[string]map[string]proto.Result{},
 		arrived: make(chan struct{}),
 	}
 	l := cfg.settings("tobira-hq-cli-" + proto.NewCommandID()[:8])
@@ -76,34 +79,66 @@ func (s *Sender) onResult(_ mqtt.Client, m mqtt.Message) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.results[r.ID] = r
+	if s.results[r.ID] == nil {
+		s.results[r.ID] = map[string]proto.Result{}
+	}
+	s.results[r.ID][r.Device] = r
 	close(s.arrived)
 	s.arrived = make(chan struct{})
 }
 
 // WaitResult returns the result of the command or transfer id, waiting
 // until it arrives or ctx ends. Results that arrived since DialSender
-// count.
+// count. For a group transfer, it is the first device's result
+// (WaitResults waits for several).
 func (s *Sender) WaitResult(ctx context.Context, id string) (proto.Result, error) {
+	rs, err := s.waitResults(ctx, id, func(rs map[string]proto.Result) bool { return len(rs) > 0 })
+	for _, r := range rs {
+		return r, nil
+	}
+	return proto.Result{}, err
+}
+
+// WaitResults returns the results of the transfer (or command) id by
+// device, once every one of devices has reported one or when ctx ends (with
+// the results so far and the error). It is the progress of a group
+// transfer: each device reports the transfer's result when it applied it,
+// or refused it.
+func (s *Sender) WaitResults(ctx context.Context, id string, devices []string) (map[string]proto.Result, error) {
+	return s.waitResults(ctx, id, func(rs map[string]proto.Result) bool {
+		for _, d := range devices {
+			if _, ok := rs[d]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitResults waits until the results of id satisfy done, or ctx ends, and
+// returns a copy of them.
+func (s *Sender) waitResults(ctx context.Context, id string, done func(map[string]proto.Result) bool) (map[string]proto.Result, error) {
 	for {
 		s.mu.Lock()
-		r, ok := s.results[id]
+		rs := maps.Clone(s.results[id])
 		ch := s.arrived
 		s.mu.Unlock()
-		if ok {
-			return r, nil
+		if done(rs) {
+			return rs, nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return proto.Result{}, fmt.Errorf("wait for the result of %s: %w", id, ctx.Err())
+			return rs, fmt.Errorf("wait for the results of %s: %w", id, ctx.Err())
 		}
 	}
 }
 
 // SendCommand fills in c's ID (when empty), Issued (now, when zero) and
 // Expires (Issued + 5 minutes, when zero), signs it and publishes it to
-// the device's command topic. It returns the command as sent.
+// the device's command topic. A command that sets a door mode is recorded
+// in the spool first (the commands in force, which HQ sends again to a
+// device that asks and lacks them). It returns the command as sent.
 func (s *Sender) SendCommand(ctx context.Context, c proto.Command) (proto.Command, error) {
 	if c.ID == "" {
 		c.ID = proto.NewCommandID()
@@ -118,6 +153,11 @@ func (s *Sender) SendCommand(ctx context.Context, c proto.Command) (proto.Comman
 	if err != nil {
 		return c, err
 	}
+	if s.spool != nil {
+		if err := s.spool.PutCommand(ctx, SpooledEnvelope[proto.Command]{Value: c, Envelope: env}); err != nil {
+			return c, fmt.Errorf("record command %s to %s/%s: %w", c.ID, c.Site, c.Device, err)
+		}
+	}
 	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(proto.CommandTopic(c.Site, c.Device), 1, false, env), mqttconn.DefaultTokenTimeout); err != nil {
 		return c, fmt.Errorf("publish command %s to %s/%s: %w", c.ID, c.Site, c.Device, err)
 	}
@@ -128,8 +168,12 @@ func (s *Sender) SendCommand(ctx context.Context, c proto.Command) (proto.Comman
 type SnapshotOffer struct {
 	// Site and Device address the device.
 	Site string
-	// Device is the addressed device.
+	// Device is the addressed device; "" when Group is set.
 	Device string
+	// Group, instead of Device, addresses every device of a group of the
+	// site (proto.SiteGroup: the whole site): the transfer is published
+	// once, on the group's topics.
+	Group string
 	// Version is the version the device has after applying it.
 	Version uint64
 	// From, when not 0, makes it a delta from that version.
@@ -144,9 +188,10 @@ type SnapshotOffer struct {
 }
 
 // PublishSnapshot hashes the offer's file, copies it into the spool (when
-// the Sender has one, so that HQ can re-send missing chunks), publishes
-// the signed manifest retained on the device's snapshot topic and then
-// every chunk. It returns the manifest; its Transfer is the result ID.
+// the Sender has one, so that HQ can re-send missing chunks and answer the
+// devices' sync-get), publishes the signed manifest retained on the
+// device's (or the group's) snapshot topic and then every chunk. It
+// returns the manifest; its Transfer is the result ID (WaitResults).
 func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Manifest, error) {
 	f, err := os.Open(o.Path)
 	if err != nil {
@@ -161,7 +206,7 @@ func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Ma
 	var id [16]byte
 	_, _ = rand.Read(id[:])
 	m := proto.Manifest{
-		Transfer: hex.EncodeToString(id[:]), Site: o.Site, Device: o.Device,
+		Transfer: hex.EncodeToString(id[:]), Site: o.Site, Device: o.Device, Group: o.Group,
 		Type: proto.SnapshotFull, Version: o.Version, From: o.From, Size: size, SHA256: hex.EncodeToString(h.Sum(nil)),
 		ChunkSize: cmp.Or(o.ChunkSize, proto.DefaultChunkSize), Issued: s.clk.Now().UTC().Truncate(time.Second),
 	}
@@ -176,54 +221,26 @@ func (s *Sender) PublishSnapshot(ctx context.Context, o SnapshotOffer) (proto.Ma
 	if err != nil {
 		return proto.Manifest{}, fmt.Errorf("publish snapshot %s: %w", o.Path, err)
 	}
-	if s.spool != "" {
-		if err := s.spoolOffer(f, m); err != nil {
-			return proto.Manifest{}, err
+	if s.spool != nil {
+		if err := s.spool.PutTransfer(ctx, m, env, io.NewSectionReader(f, 0, m.Size)); err != nil {
+			return proto.Manifest{}, fmt.Errorf("publish snapshot %s: %w", o.Path, err)
 		}
 	}
-	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(proto.SnapshotTopic(m.Site, m.Device), 1, true, env), mqttconn.DefaultTokenTimeout); err != nil {
-		return proto.Manifest{}, fmt.Errorf("publish snapshot manifest %s to %s/%s: %w", m.Transfer, m.Site, m.Device, err)
+	topic := proto.SnapshotTopic(m.Site, m.Device)
+	if m.Group != "" {
+		topic = proto.SnapshotGroupTopic(m.Site, m.Group)
+	}
+	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Publish(topic, 1, true, env), mqttconn.DefaultTokenTimeout); err != nil {
+		return proto.Manifest{}, fmt.Errorf("publish snapshot manifest %s to %s: %w", m.Transfer, topic, err)
 	}
 	for i := range m.Chunks {
 		if err := publishChunk(ctx, publisher(s.c, s.clk), f, m, i); err != nil {
 			return m, err
 		}
 	}
-	s.log.Info("published snapshot", "site", m.Site, "device", m.Device, "transfer", m.Transfer,
+	s.log.Info("published snapshot", "site", m.Site, "device", m.Device, "group", m.Group, "transfer", m.Transfer,
 		"type", m.Type, "version", m.Version, "bytes", m.Size, "chunks", m.Chunks)
 	return m, nil
-}
-
-// spoolOffer copies the payload and manifest into the spool.
-func (s *Sender) spoolOffer(f *os.File, m proto.Manifest) error {
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("publish snapshot: encode manifest: %w", err)
-	}
-	latest := filepath.Join(s.spool, "latest", m.Site)
-	if err := os.MkdirAll(latest, 0o700); err != nil {
-		return fmt.Errorf("publish snapshot: spool: %w", err)
-	}
-	out, err := os.OpenFile(spoolData(s.spool, m.Transfer), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("publish snapshot: spool: %w", err)
-	}
-	_, err = io.Copy(out, io.NewSectionReader(f, 0, m.Size))
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("publish snapshot: spool copy of %s: %w", f.Name(), err)
-	}
-	for _, p := range []string{filepath.Join(s.spool, m.Transfer+".manifest.json"), filepath.Join(latest, m.Device+".json")} {
-		if err := os.WriteFile(p, raw, 0o600); err != nil {
-			return fmt.Errorf("publish snapshot: spool: %w", err)
-		}
-	}
-	return nil
 }
 
 // DeviceStatuses returns the retained status of every device of site that

@@ -26,11 +26,15 @@
 //     snapshots (SnapshotSink) and ticket marks (MarkStore). Commands,
 //     snapshots and peer marks must be signed by one of EdgeConfig.Keys;
 //     forged, expired, replayed, misaddressed and out-of-order ones are
-//     refused, and a proto.Result reports each.
+//     refused, and a proto.Result reports each. After every connection
+//     the Edge asks HQ for the snapshot and the commands in force for it
+//     (sync-get, fetch.go), and asks again until HQ answers, so that none
+//     of it depends on a retained message or a session the broker kept.
 //   - ReleaseAgent: firmware delivery on its own connection, so that bulk
 //     chunks never queue in front of the events' acks: signed release
 //     offers, chunked download through firmware's updater, activation when
-//     the controller is idle, and a retained release report.
+//     the controller is idle, and a retained release report. It asks HQ
+//     for the offer in force on every connection (sync-get) too.
 //
 // # Delivery
 //

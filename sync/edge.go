@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -93,6 +94,11 @@ type EdgeConfig struct {
 	// Snapshots receives verified snapshots; nil: the Edge does not
 	// subscribe to snapshots.
 	Snapshots SnapshotSink
+	// SnapshotGroups are the groups of the site (door groups) whose
+	// snapshot transfers the device takes, besides its own and its site's
+	// (proto.SiteGroup): HQ publishes a transfer that is the same for
+	// every device of a group once, on the group's topics.
+	SnapshotGroups []string
 	// StagingDir holds the chunks of a snapshot being received; default:
 	// the outbox file's directory.
 	StagingDir string
@@ -174,6 +180,11 @@ func (c EdgeConfig) check() error {
 	}
 	if c.Window < 0 {
 		return fmt.Errorf("%w: window %d is negative", ErrConfig, c.Window)
+	}
+	for _, g := range c.SnapshotGroups {
+		if err := proto.CheckName(g); err != nil || g == proto.SiteGroup {
+			return fmt.Errorf("%w: snapshot group %q: a name other than %s: %w", ErrConfig, g, proto.SiteGroup, err)
+		}
 	}
 	for _, d := range []struct {
 		name string
@@ -259,25 +270,73 @@ func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox) ([]feature, error) {
 	if cfg.Marks != nil {
 		fs = append(fs, &markLoop{store: cfg.Marks, ob: ob, pub: e.pub, up: eng.up.Load, events: eng.notify, v: v, clk: eng.clk, log: eng.log,
 			site: cfg.Site, device: cfg.Device, interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval),
-			ackTimeout: eng.ackTimeout, skew: cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew), kick: make(chan struct{}, 1)})
+			ackTimeout: eng.ackTimeout, skew: cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew), kick: make(chan struct{}, 1),
+			ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}})
 	}
 	if cfg.TicketChecks {
 		e.tickets = &ticketChecks{pub: e.pub, up: eng.up.Load, v: v, log: eng.log, site: cfg.Site, device: cfg.Device,
 			pending: map[uint64]chan proto.TicketVerdict{}}
 		fs = append(fs, e.tickets)
 	}
+	var ci *commandIntake
+	var si *snapshotIntake
 	if cfg.Commands != nil {
-		fs = append(fs, &commandIntake{v: v, h: cfg.Commands, ob: ob, clk: eng.clk, log: eng.log,
-			site: cfg.Site, device: cfg.Device, report: results.send})
+		ci = &commandIntake{v: v, h: cfg.Commands, ob: ob, clk: eng.clk, log: eng.log,
+			site: cfg.Site, device: cfg.Device, report: results.send}
+		fs = append(fs, ci)
 	}
 	if cfg.Snapshots != nil {
-		si, err := e.snapshotIntake(cfg, ob, v, results)
-		if err != nil {
+		var err error
+		if si, err = e.snapshotIntake(cfg, ob, v, results); err != nil {
 			return nil, err
 		}
 		fs = append(fs, si)
 	}
+	if ci != nil || si != nil {
+		fs = append(fs, e.syncFetch(cfg, ob, ci, si))
+	}
 	return fs, nil
+}
+
+// syncFetch returns the feature that asks HQ, on every connection, for the
+// snapshot manifest and the commands in force (those of ci and si that
+// are not nil).
+func (e *Edge) syncFetch(cfg EdgeConfig, ob *Outbox, ci *commandIntake, si *snapshotIntake) *syncFetch {
+	eng := e.eng
+	f := &syncFetch{pub: e.pub, up: eng.up.Load, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
+		ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}, kick: make(chan struct{}, 1)}
+	if si != nil {
+		f.want = append(f.want, proto.WantSnapshot)
+		f.snapshot = si.onManifest
+	}
+	if ci != nil {
+		f.want = append(f.want, proto.WantCommands)
+		f.command = func(ctx context.Context, env []byte) { ci.report(ctx, ci.handle(ctx, env)) }
+	}
+	f.have = func() (proto.SyncGet, error) {
+		var g proto.SyncGet
+		var err error
+		if ci != nil {
+			if g.Applied, err = appliedCommands(ob); err != nil {
+				return g, err
+			}
+		}
+		if si != nil {
+			if g.Snapshot, err = cfg.Snapshots.Version(); err != nil {
+				return g, fmt.Errorf("snapshot version: %w", err)
+			}
+			h, err := cfg.Snapshots.ContentHash()
+			if err != nil {
+				return g, fmt.Errorf("snapshot content hash: %w", err)
+			}
+			if h != ([32]byte{}) {
+				g.ContentHash = hex.EncodeToString(h[:])
+			}
+			g.SnapshotGroups = cfg.SnapshotGroups
+		}
+		return g, nil
+	}
+	return f
 }
 
 // snapshotIntake returns the snapshot feature, restored from the outbox
@@ -289,6 +348,7 @@ func (e *Edge) snapshotIntake(cfg EdgeConfig, ob *Outbox, v *signed.Verifier, re
 	lastErr.Store("")
 	si := &snapshotIntake{
 		v: v, sink: cfg.Snapshots, ob: ob, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
+		groups: append([]string{proto.SiteGroup}, cfg.SnapshotGroups...),
 		dir:    cmp.Or(cfg.StagingDir, filepath.Dir(ob.Path())),
 		report: results.send,
 		need: func(ctx context.Context, n proto.Need) {

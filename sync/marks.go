@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/tobira-ac/tobira/internal/clock"
@@ -76,48 +75,7 @@ type markLoop struct {
 	ackTimeout time.Duration
 	skew       time.Duration
 	kick       chan struct{} // capacity 1
-
-	askMu   sync.Mutex
-	askedAt time.Time     // when the unanswered marks-get went out; zero: none
-	askWait time.Duration // how long to wait for its answer before asking again
-}
-
-// maxAskWait bounds the wait between two unanswered marks-get requests
-// (HQ without a signing key never answers).
-const maxAskWait = 5 * time.Minute
-
-// asked records that a marks-get goes out now.
-func (l *markLoop) asked() {
-	l.askMu.Lock()
-	defer l.askMu.Unlock()
-	if l.askedAt.IsZero() || l.askWait == 0 {
-		l.askWait = l.ackTimeout
-	}
-	l.askedAt = l.clk.Now()
-}
-
-// answered records that HQ answered.
-func (l *markLoop) answered() {
-	l.askMu.Lock()
-	defer l.askMu.Unlock()
-	l.askedAt, l.askWait = time.Time{}, l.ackTimeout
-}
-
-// askAgain reports whether an unanswered marks-get is due to be asked
-// again now (doubling the wait for the next one), and how long until one
-// is due (0: none outstanding).
-func (l *markLoop) askAgain() (due bool, wait time.Duration) {
-	l.askMu.Lock()
-	defer l.askMu.Unlock()
-	if l.askedAt.IsZero() {
-		return false, 0
-	}
-	left := l.askWait - l.clk.Now().Sub(l.askedAt)
-	if left > 0 {
-		return false, left
-	}
-	l.askWait = min(2*l.askWait, maxAskWait)
-	return true, l.askWait
+	ask        *askBackoff   // the marks-get, first sent again after ackTimeout
 }
 
 // nudge wakes the loop without blocking.
@@ -164,7 +122,7 @@ func (l *markLoop) run(ctx context.Context) {
 			again = min(again, l.ackTimeout)
 		}
 		if l.up() {
-			due, wait := l.askAgain()
+			due, wait := l.ask.again()
 			if due {
 				l.log.Info("HQ did not answer the request for the site's ticket marks; asking again", "next_wait", wait)
 				l.fetch(ctx)
@@ -196,7 +154,7 @@ func (l *markLoop) onAck(topic string, payload []byte) {
 // fetch asks HQ for the site's marks after the cursor.
 func (l *markLoop) fetch(ctx context.Context) {
 	cur, err := l.ob.PeerMarksCursor()
-	l.asked()
+	l.ask.asked()
 	if err == nil {
 		err = publishJSON(ctx, l.pub, proto.MarksGetTopic(l.site, l.device), proto.MarksGet{After: cur})
 	}
@@ -220,7 +178,7 @@ func (l *markLoop) onPeerMarks(ctx context.Context, topic string, envelope []byt
 		l.log.Error("cannot merge peer marks; will ask again", "after", p.After, "marks", len(p.Marks), "err", err)
 		return
 	}
-	l.answered()
+	l.ask.answered()
 	cur, err := l.ob.advancePeerCursor(p.After, p.Last())
 	if err != nil {
 		l.log.Error("cannot store the peer-marks cursor", "err", err)

@@ -115,6 +115,7 @@ type ReleaseAgent struct {
 	offers chan []byte   // newest offer envelope, capacity 1
 	kick   chan struct{} // asks for a report, capacity 1
 	up     atomic.Bool
+	fetch  *syncFetch // asks HQ for the offer in force on every connection
 
 	mu      sync.Mutex
 	c       mqtt.Client
@@ -181,7 +182,28 @@ func NewReleaseAgent(edge EdgeConfig, rc ReleaseConfig) (*ReleaseAgent, error) {
 	if err := a.loadRecord(); err != nil {
 		return nil, err
 	}
+	a.fetch = &syncFetch{pub: agentPublisher{a}, up: a.up.Load, clk: a.clk, log: log, site: a.site, device: a.device,
+		ask: &askBackoff{clk: a.clk, first: a.timeout}, kick: make(chan struct{}, 1), want: []string{proto.WantRelease},
+		have: func() (proto.SyncGet, error) {
+			g := proto.SyncGet{Groups: a.groups}
+			// An offer still being worked on is asked for again: after a
+			// restart it is taken up where it stopped.
+			if out := a.current().Outcome; out != nil && (out.State == proto.OfferInstalled || out.State == proto.OfferRefused) {
+				g.Release = out.ID
+			}
+			return g, nil
+		},
+		release: func(_ context.Context, env []byte) { a.deliver(env) },
+	}
 	return a, nil
+}
+
+// agentPublisher is the publisher of the agent's connection.
+type agentPublisher struct{ a *ReleaseAgent }
+
+// publish implements publisher.
+func (p agentPublisher) publish(ctx context.Context, topic string, payload []byte) error {
+	return p.a.publish(ctx, topic, payload, false)
 }
 
 // loadRecord reads the state file; a missing file is an empty record.
@@ -241,7 +263,8 @@ func (a *ReleaseAgent) Run(ctx context.Context) error {
 	}
 	defer a.running.Store(false)
 	var hg mqttconn.HandlerGroup
-	filters := map[string]byte{proto.ReleaseTopic(a.site, a.device): 1, proto.ReleaseChunkTopic(a.site, a.device): 1}
+	filters := map[string]byte{proto.ReleaseTopic(a.site, a.device): 1, proto.ReleaseChunkTopic(a.site, a.device): 1,
+		proto.SyncTopic(a.site, a.device): 1}
 	for _, g := range a.groups {
 		filters[proto.ReleaseGroupTopic(a.site, g)] = 1
 	}
@@ -253,6 +276,8 @@ func (a *ReleaseAgent) Run(ctx context.Context) error {
 		switch t := m.Topic(); t {
 		case proto.ReleaseChunkTopic(a.site, a.device):
 			a.onChunk(m.Payload())
+		case proto.SyncTopic(a.site, a.device):
+			a.fetch.onAnswer(ctx, t, m.Payload())
 		default:
 			if len(m.Payload()) == 0 {
 				return // a cleared retained offer
@@ -272,6 +297,7 @@ func (a *ReleaseAgent) Run(ctx context.Context) error {
 			}
 			a.up.Store(true)
 			a.Refresh()
+			a.fetch.connected(ctx)
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			a.up.Store(false)
@@ -286,6 +312,7 @@ func (a *ReleaseAgent) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	bg.Go(func() { a.work(ctx) })
 	bg.Go(func() { a.reportLoop(ctx) })
+	bg.Go(func() { a.fetch.run(ctx) })
 	bg.Wait()
 	c.Disconnect(mqttconn.DisconnectQuiesce)
 	hg.CloseAndWait()

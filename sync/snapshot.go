@@ -6,12 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/bits"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,6 +68,7 @@ type snapshotIntake struct {
 	log    *slog.Logger
 	site   string
 	device string
+	groups []string                                  // the groups whose transfers it takes (proto.SiteGroup first)
 	report func(ctx context.Context, r proto.Result) // publishes a result
 	need   func(ctx context.Context, n proto.Need)   // publishes a need
 	poke   func()                                    // status changed
@@ -145,6 +148,12 @@ func (si *snapshotIntake) onManifest(ctx context.Context, envelope []byte) {
 			si.log.Debug("snapshot manifest for the version in force; nothing to do", "transfer", m.Transfer, "version", m.Version)
 			return
 		}
+		if m.Group != "" && (errors.Is(err, proto.ErrOutOfOrder) || errors.Is(err, proto.ErrReplayed)) {
+			// A group's transfer fits the devices at its base version;
+			// this one gets its own (or asks with sync-get).
+			si.log.Debug("group snapshot does not fit the version in force; ignored", "transfer", m.Transfer, "group", m.Group, "err", err)
+			return
+		}
 		si.log.Warn("refused snapshot", "transfer", m.Transfer, "version", m.Version, "err", err)
 		si.fail(err.Error())
 		si.report(ctx, si.result(m.Transfer, proto.ResultRefused, err, si.version()))
@@ -192,8 +201,9 @@ func (si *snapshotIntake) checkManifest(envelope []byte) (proto.Manifest, error)
 	if err != nil {
 		return m, err
 	}
-	if m.Site != si.site || m.Device != si.device {
-		return m, fmt.Errorf("%w: snapshot %s is for %s/%s, this is %s/%s", proto.ErrWrongDevice, m.Transfer, m.Site, m.Device, si.site, si.device)
+	if m.Site != si.site || (m.Device != si.device && (m.Group == "" || !slices.Contains(si.groups, m.Group))) {
+		return m, fmt.Errorf("%w: snapshot %s is for %s/%s group %q, this is %s/%s in groups %v", proto.ErrWrongDevice,
+			m.Transfer, m.Site, m.Device, m.Group, si.site, si.device, si.groups)
 	}
 	cur, err := si.sink.Version()
 	if err != nil {
@@ -439,10 +449,17 @@ func (si *snapshotIntake) onConnect(ctx context.Context) {
 // routes implements feature: the retained signed manifest and the chunks
 // of a device's snapshots.
 func (si *snapshotIntake) routes() []route {
-	return []route{
-		{topic: proto.SnapshotTopic(si.site, si.device), handle: func(ctx context.Context, _ string, p []byte) { si.onManifest(ctx, p) }},
-		{topic: proto.ChunkTopic(si.site, si.device), handle: func(ctx context.Context, _ string, p []byte) { si.onChunk(ctx, p) }},
+	manifest := func(ctx context.Context, _ string, p []byte) { si.onManifest(ctx, p) }
+	chunk := func(ctx context.Context, _ string, p []byte) { si.onChunk(ctx, p) }
+	rs := []route{
+		{topic: proto.SnapshotTopic(si.site, si.device), handle: manifest},
+		{topic: proto.ChunkTopic(si.site, si.device), handle: chunk},
 	}
+	for _, g := range si.groups {
+		rs = append(rs, route{topic: proto.SnapshotGroupTopic(si.site, g), handle: manifest},
+			route{topic: proto.ChunkGroupTopic(si.site, g), handle: chunk})
+	}
+	return rs
 }
 
 // connected implements feature.

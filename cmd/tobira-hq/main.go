@@ -190,6 +190,7 @@ func serveCommand() *cobra.Command {
 			defer cfg.Store.Close() // also when Open fails; a second Close is harmless
 			db = "postgres"
 			cfg.Marks = marksOf(cfg.Store)
+			storeSpool(&cfg)
 		}
 		if intake != "" {
 			if cfg.Intake, err = amqpintake.New(amqpintake.Config{URLs: strings.Split(intake, ","), TLS: cfg.TLS, Logger: log}); err != nil {

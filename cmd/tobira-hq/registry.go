@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -535,88 +537,178 @@ func crlImport(ctx context.Context, reg registryAt, site, crlFile, caFile string
 	return nil
 }
 
-// publishFromRegistry builds each device's snapshot from the registry (a
-// delta from the version its retained status reports when asked and
-// possible, else full) and publishes it.
-func publishFromRegistry(ctx context.Context, s *hq.Sender, r *registry.Registry, site string, devices []string, delta bool,
-	chunk int, statusWait time.Duration, stdout io.Writer) ([]string, error) {
-	statuses, err := s.DeviceStatuses(ctx, site, statusWait)
+// registryPublication is what snapshot publish builds from the registry.
+type registryPublication struct {
+	site       string
+	devices    []string // none: every device of the site with a status
+	delta      bool     // a delta from each device's version where possible
+	perDevice  bool     // never once for the site
+	chunk      int
+	statusWait time.Duration
+}
+
+// publishFromRegistry builds snapshots from the registry (a delta from the
+// version a device's retained status reports when asked and possible, else
+// full) and publishes them. For every device of the site (no devices
+// named, not perDevice), the devices at the most common version (all of
+// them for a full snapshot) get theirs once, on the site's group topics;
+// the others, and named devices, get theirs on their own topics.
+func publishFromRegistry(ctx context.Context, s *hq.Sender, r *registry.Registry, p registryPublication, stdout io.Writer) ([]pending, error) {
+	statuses, err := s.DeviceStatuses(ctx, p.site, p.statusWait)
 	if err != nil {
 		return nil, err
 	}
+	devices := p.devices
 	if len(devices) == 0 {
-		for d := range statuses {
-			devices = append(devices, d)
-		}
+		devices = slices.Sorted(maps.Keys(statuses))
 		if len(devices) == 0 {
-			return nil, fmt.Errorf("no device of site %s has a status on the broker; name them with --device", site)
+			return nil, fmt.Errorf("no device of site %s has a status on the broker; name them with --device", p.site)
 		}
+	}
+	rev, err := r.Revision(p.site)
+	if err != nil {
+		return nil, err
+	}
+	var todo []string
+	for _, d := range devices {
+		if cur := statuses[d].Snapshot.Version; cur == rev && cur != 0 {
+			fmt.Fprintf(stdout, "%s/%s is at version %d already; nothing to send\n", p.site, d, cur)
+			continue
+		}
+		todo = append(todo, d)
 	}
 	dir, err := os.MkdirTemp("", "tobira-hq-publish-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	full := ""
-	var fullPub registry.Published
-	type built struct {
-		path string
-		pub  registry.Published
+	b := &snapshotBuilder{r: r, site: p.site, dir: dir, deltas: map[uint64]builtSnapshot{}, stdout: stdout}
+	var out []pending
+	if len(p.devices) == 0 && !p.perDevice && len(todo) > 0 {
+		base := uint64(0)
+		if p.delta {
+			base = commonVersion(todo, statuses)
+		}
+		sn, err := b.build(ctx, base, p.delta && base != 0)
+		if err != nil {
+			return nil, err
+		}
+		var group, rest []string
+		for _, d := range todo {
+			if sn.pub.From == 0 || statuses[d].Snapshot.Version == sn.pub.From {
+				group = append(group, d)
+			} else {
+				rest = append(rest, d)
+			}
+		}
+		id, err := publishBuilt(ctx, s, hq.SnapshotOffer{Site: p.site, Group: proto.SiteGroup, ChunkSize: p.chunk}, sn, stdout)
+		if err != nil {
+			return nil, err
+		}
+		out, todo = append(out, pending{id: id, devices: group}), rest
 	}
-	deltas := map[uint64]built{} // by the devices' version
-	var ids []string
-	for _, d := range devices {
+	for _, d := range todo {
 		st, known := statuses[d]
 		cur := st.Snapshot.Version
-		rev, err := r.Revision(site)
+		sn, err := b.build(ctx, cur, p.delta && known && cur != 0)
 		if err != nil {
 			return nil, err
 		}
-		if known && cur == rev && cur != 0 {
-			fmt.Fprintf(stdout, "%s/%s is at version %d already; nothing to send\n", site, d, cur)
-			continue
-		}
-		var pub registry.Published
-		path := ""
-		if delta && known && cur != 0 {
-			b, ok := deltas[cur]
-			if !ok {
-				b.path = filepath.Join(dir, fmt.Sprintf("delta-%d", cur))
-				b.pub, err = writeSnapshotFile(b.path, func(w io.Writer) (registry.Published, error) {
-					return r.WriteDelta(ctx, site, cur, w)
-				})
-				if errors.Is(err, registry.ErrNoDelta) {
-					fmt.Fprintf(stdout, "%s/%s: %v; sending a full snapshot\n", site, d, err)
-					b.path = ""
-				} else if err != nil {
-					return nil, err
-				}
-				deltas[cur] = b
-			}
-			path, pub = b.path, b.pub
-		}
-		if path == "" {
-			if full == "" {
-				full = filepath.Join(dir, "full")
-				fullPub, err = writeSnapshotFile(full, func(w io.Writer) (registry.Published, error) {
-					return r.WriteFull(ctx, site, w)
-				})
-				if err != nil {
-					return nil, err
-				}
-			}
-			path, pub = full, fullPub
-		}
-		m, err := s.PublishSnapshot(ctx, hq.SnapshotOffer{Site: site, Device: d, Version: pub.Version, From: pub.From,
-			Path: path, ChunkSize: chunk, ContentHash: pub.Hash})
+		id, err := publishBuilt(ctx, s, hq.SnapshotOffer{Site: p.site, Device: d, ChunkSize: p.chunk}, sn, stdout)
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(stdout, "published %s snapshot version %d (from %d) to %s/%s: transfer %s, %d records, %d bytes in %d chunks\n",
-			m.Type, m.Version, m.From, m.Site, m.Device, m.Transfer, pub.Records, m.Size, m.Chunks)
-		ids = append(ids, m.Transfer)
+		out = append(out, pending{id: id})
 	}
-	return ids, nil
+	return out, nil
+}
+
+// commonVersion returns the snapshot version most of devices report (not
+// 0; the lowest of equals; 0 when none reports one).
+func commonVersion(devices []string, statuses map[string]proto.Status) uint64 {
+	count := map[uint64]int{}
+	for _, d := range devices {
+		if v := statuses[d].Snapshot.Version; v != 0 {
+			count[v]++
+		}
+	}
+	best := uint64(0)
+	for v, n := range count {
+		if n > count[best] || (n == count[best] && v < best) {
+			best = v
+		}
+	}
+	return best
+}
+
+// publishBuilt publishes sn as offer o (Site, Device or Group, ChunkSize
+// set) and returns the transfer.
+func publishBuilt(ctx context.Context, s *hq.Sender, o hq.SnapshotOffer, sn builtSnapshot, stdout io.Writer) (string, error) {
+	o.Version, o.From, o.Path, o.ContentHash = sn.pub.Version, sn.pub.From, sn.path, sn.pub.Hash
+	m, err := s.PublishSnapshot(ctx, o)
+	if err != nil {
+		return "", err
+	}
+	to := m.Site + "/" + m.Device
+	if m.Group != "" {
+		to = "group " + m.Group + " of site " + m.Site
+	}
+	fmt.Fprintf(stdout, "published %s snapshot version %d (from %d) to %s: transfer %s, %d records, %d bytes in %d chunks\n",
+		m.Type, m.Version, m.From, to, m.Transfer, sn.pub.Records, m.Size, m.Chunks)
+	return m.Transfer, nil
+}
+
+// builtSnapshot is a snapshot file written from the registry.
+type builtSnapshot struct {
+	path string
+	pub  registry.Published
+}
+
+// snapshotBuilder writes each snapshot file of one publication once.
+type snapshotBuilder struct {
+	r      *registry.Registry
+	site   string
+	dir    string
+	full   *builtSnapshot
+	deltas map[uint64]builtSnapshot // by base version; path "": no delta from it
+	stdout io.Writer
+}
+
+// build returns a delta from version cur when delta is set and the
+// registry can make one, else the full snapshot.
+func (b *snapshotBuilder) build(ctx context.Context, cur uint64, delta bool) (builtSnapshot, error) {
+	if delta {
+		sn, ok := b.deltas[cur]
+		if !ok {
+			sn.path = filepath.Join(b.dir, fmt.Sprintf("delta-%d", cur))
+			var err error
+			sn.pub, err = writeSnapshotFile(sn.path, func(w io.Writer) (registry.Published, error) {
+				return b.r.WriteDelta(ctx, b.site, cur, w)
+			})
+			if errors.Is(err, registry.ErrNoDelta) {
+				fmt.Fprintf(b.stdout, "no delta from version %d: %v; sending a full snapshot\n", cur, err)
+				sn.path = ""
+			} else if err != nil {
+				return sn, err
+			}
+			b.deltas[cur] = sn
+		}
+		if sn.path != "" {
+			return sn, nil
+		}
+	}
+	if b.full == nil {
+		sn := builtSnapshot{path: filepath.Join(b.dir, "full")}
+		var err error
+		sn.pub, err = writeSnapshotFile(sn.path, func(w io.Writer) (registry.Published, error) {
+			return b.r.WriteFull(ctx, b.site, w)
+		})
+		if err != nil {
+			return sn, err
+		}
+		b.full = &sn
+	}
+	return *b.full, nil
 }
 
 // writeSnapshotFile creates the file path and writes a snapshot into it

@@ -59,6 +59,7 @@ func releasePublishCommand() *cobra.Command {
 	f.DurationVar(&p.lifetime, "lifetime", proto.DefaultReleaseOfferLifetime, "validity of the offer")
 	f.DurationVar(&p.wait, "wait", 0, "serve chunks and wait this long for the devices' results")
 	bf := addBrokerFlags(c)
+	sp := addSpoolFlags(c)
 	c.RunE = func(c *cobra.Command, args []string) error {
 		if p.key == "" || p.site == "" || len(p.devices)+len(p.groups) == 0 {
 			return cli.Usagef("publish needs --key, --site, and a --device or --group")
@@ -70,6 +71,13 @@ func releasePublishCommand() *cobra.Command {
 		cfg, err := bf.hqConfig(logger(c))
 		if err != nil {
 			return err
+		}
+		db, err := sp.apply(c.Context(), &cfg, logger(c))
+		if err != nil {
+			return err
+		}
+		if db != nil {
+			defer db.Close()
 		}
 		return p.run(c.Context(), cfg, args[0], binary, c.OutOrStdout())
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,45 +20,85 @@ import (
 )
 
 // dial reads the signing key and connects a Sender.
-func dial(ctx context.Context, bf *brokerFlags, keyFile, spool string, log *slog.Logger) (*hq.Sender, error) {
+func dial(ctx context.Context, bf *brokerFlags, keyFile string, sp *spoolFlags, log *slog.Logger) (spooledSender, error) {
 	if keyFile == "" {
-		return nil, cli.Usagef("--key is required (see tobira-hq keygen)")
+		return spooledSender{}, cli.Usagef("--key is required (see tobira-hq keygen)")
 	}
 	priv, err := signed.ReadPrivateKey(keyFile)
 	if err != nil {
-		return nil, err
+		return spooledSender{}, err
 	}
 	cfg, err := bf.hqConfig(log)
 	if err != nil {
-		return nil, err
+		return spooledSender{}, err
 	}
-	cfg.Spool = spool
-	return hq.DialSender(ctx, cfg, priv)
+	db, err := sp.apply(ctx, &cfg, log)
+	if err != nil {
+		return spooledSender{}, err
+	}
+	s, err := hq.DialSender(ctx, cfg, priv)
+	if err != nil {
+		if db != nil {
+			db.Close()
+		}
+		return spooledSender{}, err
+	}
+	return spooledSender{Sender: s, db: db}, nil
 }
 
-// waitResults waits up to d for the results of ids and prints them; an id
-// without a result, or a result other than done, is an error.
-func waitResults(ctx context.Context, s *hq.Sender, d time.Duration, ids []string, stdout io.Writer) error {
+// pending is a command or transfer whose results waitResults waits for:
+// one from each of devices, or one in all when devices is nil.
+type pending struct {
+	id      string
+	devices []string
+}
+
+// pendingIDs returns a pending of one result for each of ids.
+func pendingIDs(ids ...string) []pending {
+	out := make([]pending, len(ids))
+	for i, id := range ids {
+		out[i] = pending{id: id}
+	}
+	return out
+}
+
+// waitResults waits up to d for the results of ps and prints them; a
+// missing result, or a result other than done, is an error.
+func waitResults(ctx context.Context, s *hq.Sender, d time.Duration, ps []pending, stdout io.Writer) error {
 	if d <= 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var bad []string
-	for _, id := range ids {
-		r, err := s.WaitResult(ctx, id)
-		if err != nil {
-			bad = append(bad, id+": no result")
-			continue
+	want := 0
+	for _, p := range ps {
+		var rs map[string]proto.Result
+		var err error
+		if p.devices == nil {
+			var r proto.Result
+			if r, err = s.WaitResult(ctx, p.id); err == nil {
+				rs = map[string]proto.Result{r.Device: r}
+			}
+			want++
+		} else {
+			rs, err = s.WaitResults(ctx, p.id, p.devices)
+			want += len(p.devices)
 		}
-		b, _ := json.Marshal(r)
-		fmt.Fprintln(stdout, string(b))
-		if r.Status != proto.ResultDone {
-			bad = append(bad, fmt.Sprintf("%s/%s %s: %s: %s", r.Site, r.Device, id, r.Status, r.Error))
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %d results missing", p.id, max(1, len(p.devices)-len(rs))))
+		}
+		for _, dev := range slices.Sorted(maps.Keys(rs)) {
+			r := rs[dev]
+			b, _ := json.Marshal(r)
+			fmt.Fprintln(stdout, string(b))
+			if r.Status != proto.ResultDone {
+				bad = append(bad, fmt.Sprintf("%s/%s %s: %s: %s", r.Site, r.Device, p.id, r.Status, r.Error))
+			}
 		}
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("%d of %d not done: %s", len(bad), len(ids), strings.Join(bad, "; "))
+		return fmt.Errorf("not all of %d results done: %s", want, strings.Join(bad, "; "))
 	}
 	return nil
 }
@@ -73,9 +115,10 @@ func snapshotCommand() *cobra.Command {
 
 // snapshotPublish is what "snapshot publish" was asked for.
 type snapshotPublish struct {
-	key, file, site, spool string
+	key, file, site        string
 	reg                    registryAt
-	full, delta            bool
+	spool                  *spoolFlags
+	full, delta, perDevice bool
 	statusWait, wait       time.Duration
 	version, from          uint64
 	devices                []string
@@ -103,13 +146,18 @@ From a payload file (--file): that file as version N (a delta from M with --delt
 	f.DurationVar(&p.statusWait, "status-wait", time.Second, "from the registry: how long to collect the devices' retained status")
 	f.Uint64Var(&p.version, "version", 0, "with --file: snapshot version the devices have after applying it")
 	f.Uint64Var(&p.from, "delta-from", 0, "with --file: publish a delta from this version")
+	f.BoolVar(&p.perDevice, "per-device", false, "from the registry, for every device of the site: publish to each device on its own topics "+
+		"(default: once on the site's group topics for the devices at the most common version, per device for the others)")
 	f.StringVar(&p.site, "site", "", "site of the devices")
 	f.StringArrayVar(&p.devices, "device", nil, "device name (repeat for several)")
-	f.StringVar(&p.spool, "spool", "", "the HQ service's spool directory, so it can re-send missing chunks")
 	f.IntVar(&p.chunk, "chunk-size", proto.DefaultChunkSize, "chunk size in bytes")
 	f.DurationVar(&p.wait, "wait", 0, "wait this long for every device's result (0: do not wait)")
 	bf := addBrokerFlags(c)
+	// --store-url (registryFlagVar) names the spool's database too.
+	p.spool = &spoolFlags{}
+	c.Flags().StringVar(&p.spool.dir, "spool", "", "the HQ service's spool directory, so that it can re-send chunks and answer the devices' sync requests")
 	c.RunE = func(c *cobra.Command, _ []string) error {
+		p.spool.url = p.reg.url
 		if p.file != "" {
 			if c.Flags().Changed("registry") || c.Flags().Changed("store-url") || p.full || p.delta {
 				return cli.Usagef("--file excludes --registry, --full and --delta")
@@ -137,11 +185,12 @@ func (p *snapshotPublish) fromRegistry(ctx context.Context, bf *brokerFlags, std
 		return err
 	}
 	defer s.Close()
-	ids, err := publishFromRegistry(ctx, s, r, p.site, p.devices, p.delta, p.chunk, p.statusWait, stdout)
+	ps, err := publishFromRegistry(ctx, s.Sender, r, registryPublication{site: p.site, devices: p.devices, delta: p.delta,
+		perDevice: p.perDevice, chunk: p.chunk, statusWait: p.statusWait}, stdout)
 	if err != nil {
 		return err
 	}
-	return waitResults(ctx, s, p.wait, ids, stdout)
+	return waitResults(ctx, s.Sender, p.wait, ps, stdout)
 }
 
 // fromFile publishes a prepared payload file to each device.
@@ -165,7 +214,7 @@ func (p *snapshotPublish) fromFile(ctx context.Context, bf *brokerFlags, stdout 
 			m.Type, m.Version, m.Site, m.Device, m.Transfer, m.Size, m.Chunks)
 		ids = append(ids, m.Transfer)
 	}
-	return waitResults(ctx, s, p.wait, ids, stdout)
+	return waitResults(ctx, s.Sender, p.wait, pendingIDs(ids...), stdout)
 }
 
 // commandCommand is the "command" group: "command send".
@@ -198,20 +247,21 @@ func commandSendCommand() *cobra.Command {
 	f.DurationVar(&ttl, "ttl", 5*time.Minute, "how long the command stays valid (max 24h)")
 	f.DurationVar(&wait, "wait", 30*time.Second, "wait this long for the device's result (0: do not wait)")
 	bf := addBrokerFlags(c)
+	sp := addSpoolFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if cmd.Site == "" || cmd.Device == "" || cmd.Action == "" {
 			return cli.Usagef("command send needs --site, --device and --action")
 		}
-		return sendCommand(c.Context(), bf, key, cmd, ttl, wait, c.OutOrStdout(), logger(c))
+		return sendCommand(c.Context(), bf, sp, key, cmd, ttl, wait, c.OutOrStdout(), logger(c))
 	}
 	return c
 }
 
 // sendCommand signs c, valid for ttl, sends it and waits up to wait for
 // its result.
-func sendCommand(ctx context.Context, bf *brokerFlags, key string, c proto.Command, ttl, wait time.Duration,
+func sendCommand(ctx context.Context, bf *brokerFlags, sp *spoolFlags, key string, c proto.Command, ttl, wait time.Duration,
 	stdout io.Writer, log *slog.Logger) error {
-	s, err := dial(ctx, bf, key, "", log)
+	s, err := dial(ctx, bf, key, sp, log)
 	if err != nil {
 		return err
 	}
@@ -223,5 +273,5 @@ func sendCommand(ctx context.Context, bf *brokerFlags, key string, c proto.Comma
 		return err
 	}
 	fmt.Fprintf(stdout, "sent %s to %s/%s: id %s, expires %s\n", c.Action, c.Site, c.Device, c.ID, c.Expires.Format(time.RFC3339))
-	return waitResults(ctx, s, wait, []string{c.ID}, stdout)
+	return waitResults(ctx, s.Sender, wait, pendingIDs(c.ID), stdout)
 }

@@ -134,6 +134,10 @@ type HQConfig struct {
 	Batch int `toml:"batch"`
 	// Window is the most unacknowledged event messages in flight.
 	Window int `toml:"window"`
+	// SnapshotGroups are the groups of the site whose snapshot transfers
+	// the device takes besides its own and its site's (docs/PROTOCOL.md,
+	// "Group transfers").
+	SnapshotGroups []string `toml:"snapshot_groups"`
 }
 
 // DoorConfig is one door (or gate lane) and the relay that unlocks it. The

@@ -372,7 +372,7 @@ func linkConfig(cfg *Config, log *slog.Logger) (tsync.EdgeConfig, error) {
 	}
 	return tsync.EdgeConfig{Broker: cfg.HQ.Broker, Brokers: cfg.HQ.Brokers, Site: cfg.Site, Device: cfg.Device,
 		TLS: tlsCfg, Username: cfg.HQ.Username, Password: password, Logger: log, StagingDir: cfg.DataDir,
-		Batch: cfg.HQ.Batch, Window: cfg.HQ.Window, Keys: keys}, nil
+		Batch: cfg.HQ.Batch, Window: cfg.HQ.Window, Keys: keys, SnapshotGroups: cfg.HQ.SnapshotGroups}, nil
 }
 
 // buildReaders builds one loop per [[reader]]: its identifier (and

@@ -37,10 +37,10 @@ var matrixIDs = []string{idHQ, idOwner, idSibling, idForeign}
 var leafWriters = map[proto.Leaf]string{
 	proto.LeafEvents: idOwner, proto.LeafStatus: idOwner, proto.LeafResult: idOwner, proto.LeafNeed: idOwner,
 	proto.LeafEnroll: idOwner, proto.LeafMarks: idOwner, proto.LeafMarksGet: idOwner, proto.LeafTicketCheck: idOwner,
-	proto.LeafReleaseGet: idOwner, proto.LeafReleaseReport: idOwner,
+	proto.LeafReleaseGet: idOwner, proto.LeafReleaseReport: idOwner, proto.LeafSyncGet: idOwner,
 	proto.LeafAck: idHQ, proto.LeafCommand: idHQ, proto.LeafSnapshot: idHQ, proto.LeafChunk: idHQ,
 	proto.LeafEnrollAck: idHQ, proto.LeafMarksAck: idHQ, proto.LeafPeerMarks: idHQ, proto.LeafTicketVerdict: idHQ,
-	proto.LeafRelease: idHQ, proto.LeafReleaseChunk: idHQ,
+	proto.LeafRelease: idHQ, proto.LeafReleaseChunk: idHQ, proto.LeafSync: idHQ,
 }
 
 // aclProbe is one topic with its rightful writer and readers.
@@ -77,7 +77,12 @@ func aclProbes(t *testing.T) []aclProbe {
 	// device, so every device may read every group offer (signed, not
 	// secret: docs/SECURITY.md), and HQ, which wrote it, reads it back.
 	// Only HQ writes it.
-	return append(ps, aclProbe{topic: proto.ReleaseGroupTopic("s1", "g1"), writer: idHQ, readers: []string{idHQ, idOwner, idSibling, idForeign}})
+	// So are a group's snapshot transfers (deploy/mosquitto/acl says why
+	// every site's devices may read them).
+	everyone := []string{idHQ, idOwner, idSibling, idForeign}
+	return append(ps, aclProbe{topic: proto.ReleaseGroupTopic("s1", "g1"), writer: idHQ, readers: everyone},
+		aclProbe{topic: proto.SnapshotGroupTopic("s1", "g1"), writer: idHQ, readers: everyone},
+		aclProbe{topic: proto.ChunkGroupTopic("s1", "g1"), writer: idHQ, readers: everyone})
 }
 
 // orderedClient connects as cn with in-order message callbacks, so a

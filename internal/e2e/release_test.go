@@ -43,7 +43,21 @@ type relFixture struct {
 
 func newRelFixture(t *testing.T) *relFixture {
 	t.Helper()
-	f := &relFixture{m: mosquittotest.Start(t), dir: t.TempDir()}
+	return newRelFixtureOn(t, mosquittotest.Start(t), "")
+}
+
+// newRelFixtureOn returns a fixture on broker m whose release server
+// records its offers in spool ("": none).
+func newRelFixtureOn(t *testing.T, m *mosquittotest.Mosquitto, spool string) *relFixture {
+	t.Helper()
+	return newRelFixtureAt(t, m, m.URL(), spool)
+}
+
+// newRelFixtureAt is newRelFixtureOn with the release server on the broker
+// at url (m may be nil: another broker).
+func newRelFixtureAt(t *testing.T, m *mosquittotest.Mosquitto, url, spool string) *relFixture {
+	t.Helper()
+	f := &relFixture{m: m, dir: t.TempDir()}
 	var err error
 	if f.hqPub, f.hqPriv, err = signed.GenerateKey(); err != nil {
 		t.Fatal(err)
@@ -53,7 +67,7 @@ func newRelFixture(t *testing.T) *relFixture {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	if f.srv, err = hq.DialReleaseServer(ctx, hq.Config{Broker: f.m.URL(), Logger: testLogger(t)}, f.hqPriv, ""); err != nil {
+	if f.srv, err = hq.DialReleaseServer(ctx, hq.Config{Broker: url, Spool: spool, Logger: testLogger(t)}, f.hqPriv, ""); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.srv.Close)

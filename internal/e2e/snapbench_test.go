@@ -60,6 +60,15 @@ func cachedFixture(t *testing.T, n int) (string, [32]byte) {
 // until the test ends.
 func benchEdge(t *testing.T, url, device, base string, key ed25519.PublicKey) *policy.Store {
 	t.Helper()
+	store, _ := policyEdge(t, url, device, base, key, nil)
+	return store
+}
+
+// policyEdge is benchEdge with tune, which may change the Edge's
+// configuration (given the Edge's outbox) before it starts; it returns the
+// outbox too.
+func policyEdge(t *testing.T, url, device, base string, key ed25519.PublicKey, tune func(*tsync.EdgeConfig, *tsync.Outbox)) (*policy.Store, *tsync.Outbox) {
+	t.Helper()
 	dir := t.TempDir()
 	if base != "" {
 		b, err := os.ReadFile(base)
@@ -78,11 +87,15 @@ func benchEdge(t *testing.T, url, device, base string, key ed25519.PublicKey) *p
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := tsync.NewEdge(tsync.EdgeConfig{
+	cfg := tsync.EdgeConfig{
 		Broker: url, Site: "s1", Device: device, Keys: []ed25519.PublicKey{key}, Snapshots: store,
 		Status: storeStatus(store), StatusInterval: time.Hour, NeedInterval: time.Second,
 		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: discardLogger(),
-	}, ob)
+	}
+	if tune != nil {
+		tune(&cfg, ob)
+	}
+	e, err := tsync.NewEdge(cfg, ob)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +106,7 @@ func benchEdge(t *testing.T, url, device, base string, key ed25519.PublicKey) *p
 		ob.Close()
 		store.Close()
 	})
-	return store
+	return store, ob
 }
 
 // waitVersion waits until HQ's fleet shows every device of devs with
@@ -167,60 +180,7 @@ func TestPerfDeltaToManyDevices(t *testing.T) {
 	devices := scale(10, 100)
 	changes := scale(1000, 10000)
 	const base = 10000 // credentials (and revoked serials) every device holds at version 1
-
-	// One base store, copied to every device.
-	dir := t.TempDir()
-	s, err := policy.Open(filepath.Join(dir, policyPath), discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr, pw := io.Pipe()
-	go func() { _, err := writeFixtureSnapshot(pw, base, 1, "old-"); pw.CloseWithError(err) }()
-	if err := s.ApplyFullStream(t.Context(), 1, pr); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	basePath := filepath.Join(dir, "base.db")
-	if err := os.Rename(filepath.Join(dir, policyPath), basePath); err != nil {
-		t.Fatal(err)
-	}
-
-	// The delta: half the changes replace entries, a quarter add new
-	// credentials, a quarter delete revoked serials.
-	deltaPath := filepath.Join(dir, "delta")
-	f, err := os.Create(deltaPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := policy.NewDeltaEncoder(f, 1, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range uint32(changes / 2) {
-		if err := enc.Put(policy.Entry{Credential: fixtureCred(i * 7919 % base), Person: "old-" + strconv.Itoa(int(i%1000+1)%1000)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range uint32(changes / 4) {
-		if err := enc.Put(policy.Entry{Credential: fixtureCred(base + i), Person: "old-1"}); err != nil {
-			t.Fatal(err)
-		}
-		if err := enc.Delete(fixtureRevoked(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := enc.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(deltaPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	basePath, deltaPath, deltaSize := deltaFixture(t, base, changes)
 
 	m := mosquittotest.Start(t)
 	pub, priv, err := signed.GenerateKey()
@@ -275,5 +235,65 @@ func TestPerfDeltaToManyDevices(t *testing.T) {
 		}
 	}
 	t.Logf("delta of %d changes (%.0f KB) to %d devices: published to all in %v, applied by all in %v",
-		changes, float64(fi.Size())/1e3, devices, published.Round(time.Millisecond), applied.Round(time.Millisecond))
+		changes, float64(deltaSize)/1e3, devices, published.Round(time.Millisecond), applied.Round(time.Millisecond))
+}
+
+// deltaFixture writes a policy store at version 1 holding base credentials
+// (and as many revoked serials), for every device to start from, and a
+// delta of changes changes from it to version 2: half of them replace
+// entries, a quarter add credentials, a quarter delete revoked serials. It
+// returns their paths and the delta's size.
+func deltaFixture(t *testing.T, base, changes int) (basePath, deltaPath string, deltaSize int64) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := policy.Open(filepath.Join(dir, policyPath), discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() { _, err := writeFixtureSnapshot(pw, base, 1, "old-"); pw.CloseWithError(err) }()
+	if err := s.ApplyFullStream(t.Context(), 1, pr); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	basePath = filepath.Join(dir, "base.db")
+	if err := os.Rename(filepath.Join(dir, policyPath), basePath); err != nil {
+		t.Fatal(err)
+	}
+
+	deltaPath = filepath.Join(dir, "delta")
+	f, err := os.Create(deltaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := policy.NewDeltaEncoder(f, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range uint32(changes / 2) {
+		if err := enc.Put(policy.Entry{Credential: fixtureCred(i * 7919 % uint32(base)), Person: "old-" + strconv.Itoa(int(i%1000+1)%1000)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range uint32(changes / 4) {
+		if err := enc.Put(policy.Entry{Credential: fixtureCred(uint32(base) + i), Person: "old-1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := enc.Delete(fixtureRevoked(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(deltaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return basePath, deltaPath, fi.Size()
 }

@@ -20,9 +20,11 @@
 //	edge -> HQ   events (Batch)    status (Status, retained; also the last will)
 //	             result (Result)   need (Need)   enroll (Enrollment)   marks (MarkBatch)
 //	             release-get (ReleaseGet)   release-report (ReleaseReport, retained)
+//	             sync-get (SyncGet)
 //	HQ -> edge   ack (Ack)         cmd (signed Command)   snapshot (signed Manifest, retained)
 //	             chunk (EncodeChunk)   enroll-ack (Ack)   peer-marks (signed MarkBatch)
 //	             release (signed ReleaseOffer, retained)   release-chunk (EncodeReleaseChunk)
+//	             sync (SyncAnswer of signed manifests, offers and commands)
 //
 // plus one group topic, tobira/v1/{site}/groups/{group}/release
 // (ReleaseGroupTopic). HQ subscribes with the *Subscription filters.

@@ -30,16 +30,22 @@ const (
 	MaxNeedRanges = 256
 )
 
-// Manifest is the signed description of a snapshot transfer to one device.
-// Field names are part of the protocol.
+// Manifest is the signed description of a snapshot transfer to one
+// device, or to every device of a group (published once, on the group's
+// topics: SnapshotGroupTopic, ChunkGroupTopic). Field names are part of
+// the protocol.
 type Manifest struct {
 	// Transfer is the transfer's ID: 32 lower-case hex digits, fresh for
 	// every publication.
 	Transfer string `json:"transfer"`
 	// Site and Device address the device.
 	Site string `json:"site"`
-	// Device is the addressed device.
-	Device string `json:"device"`
+	// Device is the addressed device; "" for a group transfer.
+	Device string `json:"device,omitempty"`
+	// Group is the addressed group of the site (SiteGroup: every device
+	// of the site); "" for a transfer to one device. Exactly one of Device
+	// and Group is set.
+	Group string `json:"group,omitempty"`
 	// Type is SnapshotFull or SnapshotDelta.
 	Type string `json:"type"`
 	// Version is the snapshot version the device has once applied.
@@ -71,8 +77,11 @@ func (m Manifest) Validate() error {
 	if err := CheckName(m.Site); err != nil {
 		return fmt.Errorf("%w: snapshot %s: site: %w", ErrMalformed, m.Transfer, err)
 	}
-	if err := CheckName(m.Device); err != nil {
-		return fmt.Errorf("%w: snapshot %s: device: %w", ErrMalformed, m.Transfer, err)
+	if (m.Device == "") == (m.Group == "") {
+		return fmt.Errorf("%w: snapshot %s: want exactly one of device %q and group %q", ErrMalformed, m.Transfer, m.Device, m.Group)
+	}
+	if err := CheckName(m.Device + m.Group); err != nil {
+		return fmt.Errorf("%w: snapshot %s: device or group: %w", ErrMalformed, m.Transfer, err)
 	}
 	switch {
 	case m.Type != SnapshotFull && m.Type != SnapshotDelta:

@@ -78,11 +78,16 @@ const (
 	LeafReleaseChunk Leaf = "release-chunk"
 	// LeafReleaseReport carries the retained ReleaseReport, edge -> HQ.
 	LeafReleaseReport Leaf = "release-report"
+	// LeafSyncGet carries SyncGet, edge -> HQ.
+	LeafSyncGet Leaf = "sync-get"
+	// LeafSync carries SyncAnswer, HQ -> edge.
+	LeafSync Leaf = "sync"
 )
 
 // leaves lists every Leaf, for ParseTopic.
 var leaves = []Leaf{LeafEvents, LeafAck, LeafStatus, LeafCommand, LeafResult, LeafSnapshot, LeafChunk, LeafNeed,
-	LeafEnroll, LeafEnrollAck, LeafMarks, LeafMarksAck, LeafMarksGet, LeafPeerMarks, LeafTicketCheck, LeafTicketVerdict, LeafRelease, LeafReleaseGet, LeafReleaseChunk, LeafReleaseReport}
+	LeafEnroll, LeafEnrollAck, LeafMarks, LeafMarksAck, LeafMarksGet, LeafPeerMarks, LeafTicketCheck, LeafTicketVerdict, LeafRelease, LeafReleaseGet, LeafReleaseChunk, LeafReleaseReport,
+	LeafSyncGet, LeafSync}
 
 // Leaves returns every Leaf of the contract, in the order of their
 // declaration. Tests that must cover every topic (the broker ACL's) range
@@ -167,6 +172,8 @@ const (
 	ReleaseGetSubscription = TopicPrefix + "/+/+/" + string(LeafReleaseGet)
 	// ReleaseReportSubscription is every device's release-report topic.
 	ReleaseReportSubscription = TopicPrefix + "/+/+/" + string(LeafReleaseReport)
+	// SyncGetSubscription is every device's sync-get topic.
+	SyncGetSubscription = TopicPrefix + "/+/+/" + string(LeafSyncGet)
 )
 
 // EventsTopic returns the topic a device publishes its events to.
@@ -240,8 +247,33 @@ func ReleaseReportTopic(site, device string) string {
 	return Topic(site, device, LeafReleaseReport)
 }
 
+// SyncGetTopic returns the topic on which a device asks HQ for what is in
+// force for it.
+func SyncGetTopic(site, device string) string { return Topic(site, device, LeafSyncGet) }
+
+// SyncTopic returns the topic of HQ's answers to a device's sync-get.
+func SyncTopic(site, device string) string { return Topic(site, device, LeafSync) }
+
 // groupsLevel is the device level of group topics.
 const groupsLevel = "groups"
+
+// SiteGroup is the group every device of a site belongs to: a snapshot
+// published to it reaches the whole site. Registries must not give a door
+// group this name.
+const SiteGroup = "_site"
+
+// SnapshotGroupTopic returns the topic of a group's (retained) snapshot
+// manifest: tobira/v1/{site}/groups/{group}/snapshot. Every device of the
+// group subscribes to it.
+func SnapshotGroupTopic(site, group string) string {
+	return TopicPrefix + "/" + site + "/" + groupsLevel + "/" + group + "/" + string(LeafSnapshot)
+}
+
+// ChunkGroupTopic returns the topic of a group's snapshot chunks:
+// tobira/v1/{site}/groups/{group}/chunk.
+func ChunkGroupTopic(site, group string) string {
+	return TopicPrefix + "/" + site + "/" + groupsLevel + "/" + group + "/" + string(LeafChunk)
+}
 
 // ReleaseGroupTopic returns the topic of a group's (retained) release
 // offer: tobira/v1/{site}/groups/{group}/release. Every device of the

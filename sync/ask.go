@@ -1,0 +1,59 @@
+package sync
+
+import (
+	"sync"
+	"time"
+
+	"github.com/tobira-ac/tobira/internal/clock"
+)
+
+// askBackoff times a request that the edge sends again until HQ answers
+// it (marks-get, sync-get): after first, then twice as long each time, at
+// most maxAskWait. HQ may not have been subscribed when the request went
+// out (the broker drops it), or may not be able to answer.
+type askBackoff struct {
+	clk   clock.Clock
+	first time.Duration
+
+	mu      sync.Mutex
+	askedAt time.Time     // when the unanswered request went out; zero: none
+	wait    time.Duration // how long to wait for its answer before asking again
+}
+
+// maxAskWait bounds the wait between two unanswered requests (HQ without
+// a signing key never answers marks-get).
+const maxAskWait = 5 * time.Minute
+
+// asked records that a request goes out now.
+func (b *askBackoff) asked() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.askedAt.IsZero() || b.wait == 0 {
+		b.wait = b.first
+	}
+	b.askedAt = b.clk.Now()
+}
+
+// answered records that HQ answered.
+func (b *askBackoff) answered() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.askedAt, b.wait = time.Time{}, b.first
+}
+
+// again reports whether an unanswered request is due to be sent again now
+// (doubling the wait for the next one), and how long until one is due (0:
+// none outstanding).
+func (b *askBackoff) again() (due bool, wait time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.askedAt.IsZero() {
+		return false, 0
+	}
+	left := b.wait - b.clk.Now().Sub(b.askedAt)
+	if left > 0 {
+		return false, left
+	}
+	b.wait = min(2*b.wait, maxAskWait)
+	return true, b.wait
+}
