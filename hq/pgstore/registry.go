@@ -23,7 +23,7 @@ import (
 // registry_pending the enrollments waiting for approval (unique by site,
 // device and seq), registry_names people's names.
 //
-// A change locks the site's row (SELECT ... FOR UPDATE) for its whole
+// A change locks the site's row (SELECT ... FOR NO KEY UPDATE) for its whole
 // transaction: the changes of a site run one after the other on every
 // replica, each under the next revision. Reads run in a REPEATABLE READ
 // read-only transaction, one consistent view, and read records in keyset
@@ -91,7 +91,9 @@ func (b *registryBackend) Change(ctx context.Context, site string, fn func(regis
 		}
 		c := &siteTx{tx: tx, site: site}
 		var rev, floor int64
-		err := tx.QueryRow(ctx, `SELECT rev, floor FROM registry_sites WHERE site = $1 FOR UPDATE`, site).Scan(&rev, &floor)
+		// NO KEY UPDATE: changes of the site wait for each other, but the
+		// foreign-key checks of PutHash (KEY SHARE) do not wait for them.
+		err := tx.QueryRow(ctx, `SELECT rev, floor FROM registry_sites WHERE site = $1 FOR NO KEY UPDATE`, site).Scan(&rev, &floor)
 		if err != nil {
 			return fmt.Errorf("lock site: %w", err)
 		}

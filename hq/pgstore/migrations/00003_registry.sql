@@ -7,7 +7,8 @@
 -- +goose Up
 
 -- One row per site: its revision (the snapshot version HQ publishes) and
--- delta floor. A change of a site locks its row (SELECT ... FOR UPDATE), so
+-- delta floor. A change of a site locks its row (SELECT ... FOR NO KEY
+-- UPDATE), so
 -- the changes of one site run one at a time on any replica and revisions
 -- never repeat or skip.
 CREATE TABLE registry_sites (
