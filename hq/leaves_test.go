@@ -13,7 +13,7 @@ import (
 // Leaves lists every leaf HQ handles, each once, status for every
 // replica, the rest shared; enrollments only with a sink for them.
 func TestLeaves(t *testing.T) {
-	shared := []proto.Leaf{proto.LeafEvents, proto.LeafMarks, proto.LeafMarksGet, proto.LeafNeed, proto.LeafResult, proto.LeafTicketCheck}
+	shared := []proto.Leaf{proto.LeafEvents, proto.LeafMarks, proto.LeafMarksGet, proto.LeafNeed, proto.LeafResult, proto.LeafTicketCheck, proto.LeafSyncGet}
 	tests := []struct {
 		name       string
 		sink       hq.EnrollmentSink
