@@ -18,6 +18,7 @@ import (
 	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
+	"github.com/tobira-ac/tobira/hq/console/auth/pgaccounts"
 	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/reader"
@@ -30,7 +31,7 @@ const defaultConsoleDB = "console.db"
 // is set.
 type consoleServer struct {
 	ln     net.Listener
-	stores *console.Stores
+	stores *consoleStores
 	sender *hq.Sender // nil: no commands
 	// enroll handles the pending enrollments (nil: no registry or no
 	// trust anchors).
@@ -39,14 +40,15 @@ type consoleServer struct {
 	imp console.Importer
 }
 
-// openConsole listens on addr and opens the console store; cfg and the
-// key (when set) let it send commands. Close what it returns.
-func openConsole(ctx context.Context, addr, db string, cfg hq.Config, log *slog.Logger) (*consoleServer, error) {
+// openConsole listens on addr and opens the console store, with the
+// accounts on PostgreSQL when storeURL is set; cfg and the key (when
+// set) let it send commands. Close what it returns.
+func openConsole(ctx context.Context, addr, db, storeURL string, cfg hq.Config, log *slog.Logger) (*consoleServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("console_listen %q: %w", addr, err)
 	}
-	st, err := console.OpenStores(db, nil)
+	st, err := openConsoleStores(ctx, db, storeURL)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -68,7 +70,41 @@ func (cs *consoleServer) close() {
 		cs.sender.Close()
 	}
 	cs.ln.Close()
-	cs.stores.Close()
+	cs.stores.close()
+}
+
+// consoleStores are the console's stores with the accounts on
+// PostgreSQL or in the file.
+type consoleStores struct {
+	*console.Stores
+	pg *pgaccounts.Store // nil: the accounts are the file's
+}
+
+// openConsoleStores opens the console file db and, when storeURL is set,
+// the accounts on PostgreSQL in place of the file's.
+func openConsoleStores(ctx context.Context, db, storeURL string) (*consoleStores, error) {
+	st, err := console.OpenStores(db, nil)
+	if err != nil {
+		return nil, err
+	}
+	cs := &consoleStores{Stores: st}
+	if storeURL == "" {
+		return cs, nil
+	}
+	if cs.pg, err = pgaccounts.Open(ctx, storeURL, nil); err != nil {
+		st.Close()
+		return nil, err
+	}
+	st.Accounts = cs.pg
+	return cs, nil
+}
+
+// close closes the stores.
+func (cs *consoleStores) close() {
+	if cs.pg != nil {
+		cs.pg.Close()
+	}
+	cs.Stores.Close()
 }
 
 // run serves the console next to run (HQ's service) until either ends.
@@ -207,31 +243,82 @@ func actor() string {
 	return "cli"
 }
 
+// cliAccounts are the accounts a console command changes and the audit
+// log it records that in.
+type cliAccounts struct {
+	acc console.Accounts
+	// record appends to the audit log.
+	record func(audit.Entry) error
+	close  func()
+}
+
+// openCLIAccounts opens the accounts of a console command: in the
+// console file db, or on PostgreSQL when storeURL is set. Then the
+// command also works while tobira-hq serve holds the file: its audit
+// entry goes to the file when it can be opened, else to warn (with the
+// advice to find it there).
+func openCLIAccounts(ctx context.Context, db, storeURL string, warn io.Writer) (*cliAccounts, error) {
+	if storeURL == "" {
+		st, err := console.OpenStores(db, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &cliAccounts{acc: st.Accounts, record: appendTo(st.Audit), close: func() { st.Close() }}, nil
+	}
+	pg, err := pgaccounts.Open(ctx, storeURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	ca := &cliAccounts{acc: pg, close: func() { pg.Close() }}
+	st, err := console.OpenStores(db, nil)
+	if err != nil {
+		ca.record = func(e audit.Entry) error {
+			_, err := fmt.Fprintf(warn, "warning: the console's audit log (%s) is held by tobira-hq serve; not recorded there: %s %s %s by %s\n",
+				db, time.Now().UTC().Format(time.RFC3339), e.Action, e.Target, e.Actor)
+			return err
+		}
+		return ca, nil
+	}
+	ca.record = appendTo(st.Audit)
+	ca.close = func() { pg.Close(); st.Close() }
+	return ca, nil
+}
+
+// appendTo returns a record function appending to log.
+func appendTo(log *audit.Log) func(audit.Entry) error {
+	return func(e audit.Entry) error {
+		_, err := log.Append(e)
+		return err
+	}
+}
+
 // withOneTimePassword makes a fresh password and calls fn with the
-// console store db and the password's hash; it returns the password.
-func withOneTimePassword(db string, fn func(st *console.Stores, hash string) error) (string, error) {
+// accounts of db or storeURL and the password's hash; it returns the
+// password.
+func withOneTimePassword(c *cobra.Command, db, storeURL string, fn func(ca *cliAccounts, hash string) error) (string, error) {
 	pw := auth.RandomPassword()
 	hash, err := auth.HashPassword(pw, auth.DefaultParams)
 	if err != nil {
 		return "", err
 	}
-	st, err := console.OpenStores(db, nil)
+	ca, err := openCLIAccounts(c.Context(), db, storeURL, c.ErrOrStderr())
 	if err != nil {
 		return "", err
 	}
-	defer st.Close()
-	return pw, fn(st, hash)
+	defer ca.close()
+	return pw, fn(ca, hash)
 }
 
 // addUserCommand is "tobira-hq console add-user".
 func addUserCommand() *cobra.Command {
-	var db, name, role string
+	var db, storeURL, name, role string
 	var sites []string
 	c := &cobra.Command{
 		Use:   "add-user --user NAME --role ROLE [--site S ...]",
-		Short: "Add a console account and print its one-time password (stop tobira-hq serve first)",
+		Short: "Add a console account and print its one-time password",
 	}
-	c.Flags().StringVar(&db, "console-db", defaultConsoleDB, "the console's store (bbolt file)")
+	c.Flags().StringVar(&db, "console-db", defaultConsoleDB, "the console's store (bbolt file; stop tobira-hq serve first unless --store-url is set)")
+	c.Flags().StringVar(&storeURL, "store-url", "", "PostgreSQL holding the console's accounts, postgres://user@host/db (empty: the file of --console-db)")
 	c.Flags().StringVar(&name, "user", "", "login name")
 	c.Flags().StringVar(&role, "role", "", "administrator, operator, clerk or auditor")
 	c.Flags().StringSliceVar(&sites, "site", []string{auth.AllSites}, "site the account may see and act on (repeat; * for all)")
@@ -240,12 +327,11 @@ func addUserCommand() *cobra.Command {
 		if err != nil {
 			return cli.Usagef("--role: %w", err)
 		}
-		pw, err := withOneTimePassword(db, func(st *console.Stores, hash string) error {
-			if err := st.Accounts.Add(auth.User{Name: name, Role: r, Sites: sites, PasswordHash: hash, MustChange: true}); err != nil {
+		pw, err := withOneTimePassword(c, db, storeURL, func(ca *cliAccounts, hash string) error {
+			if err := ca.acc.Add(c.Context(), auth.User{Name: name, Role: r, Sites: sites, PasswordHash: hash, MustChange: true}); err != nil {
 				return err
 			}
-			_, err := st.Audit.Append(audit.Entry{Actor: actor(), Action: "add_user", Target: name, After: fmt.Sprintf("role %s, sites %v", r, sites)})
-			return err
+			return ca.record(audit.Entry{Actor: actor(), Action: "add_user", Target: name, After: fmt.Sprintf("role %s, sites %v", r, sites)})
 		})
 		if err != nil {
 			return err
@@ -257,30 +343,32 @@ func addUserCommand() *cobra.Command {
 }
 
 // resetPasswordCommand is "tobira-hq console reset-password": the
-// recovery path for a lost password.
+// recovery path for a lost password. It also enables the account again
+// and ends every console session.
 func resetPasswordCommand() *cobra.Command {
-	var db, name string
+	var db, storeURL, name string
 	c := &cobra.Command{
 		Use:   "reset-password --user NAME",
-		Short: "Give an account a new one-time password and end every session (stop tobira-hq serve first)",
+		Short: "Give an account a new one-time password, enable it, and end every session",
 	}
-	c.Flags().StringVar(&db, "console-db", defaultConsoleDB, "the console's store (bbolt file)")
+	c.Flags().StringVar(&db, "console-db", defaultConsoleDB, "the console's store (bbolt file; stop tobira-hq serve first unless --store-url is set)")
+	c.Flags().StringVar(&storeURL, "store-url", "", "PostgreSQL holding the console's accounts, postgres://user@host/db (empty: the file of --console-db)")
 	c.Flags().StringVar(&name, "user", "", "login name")
 	c.RunE = func(c *cobra.Command, _ []string) error {
-		pw, err := withOneTimePassword(db, func(st *console.Stores, hash string) error {
-			u, err := st.Accounts.User(name)
+		pw, err := withOneTimePassword(c, db, storeURL, func(ca *cliAccounts, hash string) error {
+			u, err := ca.acc.User(c.Context(), name)
 			if err != nil {
 				return err
 			}
-			u.PasswordHash, u.MustChange = hash, true
-			if err := st.Accounts.Update(u); err != nil {
+			u.PasswordHash, u.MustChange, u.Disabled = hash, true, false
+			u.Generation++
+			if err := ca.acc.Update(c.Context(), u); err != nil {
 				return err
 			}
-			if err := st.Accounts.EndSessions(); err != nil {
+			if err := ca.acc.EndSessions(c.Context()); err != nil {
 				return err
 			}
-			_, err = st.Audit.Append(audit.Entry{Actor: actor(), Action: "reset_password", Target: name})
-			return err
+			return ca.record(audit.Entry{Actor: actor(), Action: "reset_password", Target: name})
 		})
 		if err != nil {
 			return err

@@ -210,7 +210,7 @@ func serveCommand() *cobra.Command {
 		if consoleListen == "" {
 			return run(c.Context())
 		}
-		cs, err := openConsole(c.Context(), consoleListen, consoleDB, cfg, log)
+		cs, err := openConsole(c.Context(), consoleListen, consoleDB, sf.url, cfg, log)
 		if err != nil {
 			return err
 		}

@@ -188,7 +188,7 @@ func newWorld(t *testing.T) *world {
 	}
 	for _, u := range []auth.User{{Name: "admin", Role: auth.Administrator}, {Name: "auditor", Role: auth.Auditor}} {
 		u.Sites, u.PasswordHash = []string{auth.AllSites}, hash
-		if err := st.Accounts.Add(u); err != nil {
+		if err := st.Accounts.Add(t.Context(), u); err != nil {
 			t.Fatal(err)
 		}
 	}

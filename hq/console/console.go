@@ -47,13 +47,23 @@ type Commander interface {
 }
 
 // Accounts is where the console finds its users and keeps its sessions
-// (auth.Store has it).
+// (auth.Store has it on bbolt, pgaccounts.Store on PostgreSQL).
 type Accounts interface {
 	scs.Store
 	// User returns the account name, or an error wrapping auth.ErrNoUser.
-	User(name string) (auth.User, error)
-	// Update replaces an existing account.
-	Update(u auth.User) error
+	User(ctx context.Context, name string) (auth.User, error)
+	// UserByHandle returns the account of a passkey's user handle, or an
+	// error wrapping auth.ErrNoUser.
+	UserByHandle(ctx context.Context, h []byte) (auth.User, error)
+	// Users returns every account, sorted by name.
+	Users(ctx context.Context) ([]auth.User, error)
+	// Add creates an account (auth.ErrExists when it exists).
+	Add(ctx context.Context, u auth.User) error
+	// Update replaces an existing account; it refuses to take away the
+	// last administrator (auth.ErrLastAdmin).
+	Update(ctx context.Context, u auth.User) error
+	// EndSessions ends every session.
+	EndSessions(ctx context.Context) error
 }
 
 // AuditLog is where the console records every admin action

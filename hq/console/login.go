@@ -40,16 +40,16 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, rq *request) {
 		s.render(w, r, rq, http.StatusTooManyRequests, "login", "login.title", f)
 		return
 	}
-	u, err := s.cfg.Accounts.User(f.User)
+	u, err := s.cfg.Accounts.User(r.Context(), f.User)
 	hash := u.PasswordHash
-	if err != nil {
+	if err != nil || hash == "" {
 		hash = dummyHash
 	}
 	ok, cerr := auth.CheckPassword(hash, r.PostFormValue("password"))
 	if err != nil && !errors.Is(err, auth.ErrNoUser) {
 		s.log.Error("console login: cannot read account", "user", f.User, "err", err)
 	}
-	if err != nil || cerr != nil || !ok {
+	if err != nil || cerr != nil || !ok || u.PasswordHash == "" {
 		s.perUser.Fail(userKey)
 		s.perAddr.Fail(addrKey)
 		s.record(rq, audit.Entry{Actor: f.User, Action: "login_failed"})
@@ -58,14 +58,30 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, rq *request) {
 		return
 	}
 	s.perUser.Reset(userKey)
+	s.startSession(w, r, rq, u, "password", f.Next)
+}
+
+// sessionGen is the session key of the account's Generation at login.
+const sessionGen = "gen"
+
+// startSession logs u in (after a password, passkey or OIDC login,
+// named by method): a new session token, audited. A disabled account is
+// refused.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, rq *request, u auth.User, method, next string) {
+	if u.Disabled {
+		s.record(rq, audit.Entry{Actor: u.Name, Action: "login_refused", After: "account disabled (" + method + ")"})
+		s.render(w, r, rq, http.StatusForbidden, "login", "login.title", loginForm{User: u.Name, Next: next, Error: "login.disabled"})
+		return
+	}
 	if err := s.sessions.RenewToken(r.Context()); err != nil {
 		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
 		return
 	}
 	s.sessions.Put(r.Context(), sessionUser, u.Name)
+	s.sessions.Put(r.Context(), sessionGen, u.Generation)
 	rq.user = &u
-	s.record(rq, audit.Entry{Action: "login"})
-	http.Redirect(w, r, f.Next, http.StatusSeeOther)
+	s.record(rq, audit.Entry{Action: "login", After: method})
+	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 // logout ends the session.
@@ -113,7 +129,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, rq *requ
 	if err == nil {
 		u := *rq.user
 		u.PasswordHash, u.MustChange = hash, false
-		err = s.cfg.Accounts.Update(u)
+		err = s.cfg.Accounts.Update(r.Context(), u)
 	}
 	if err == nil {
 		err = s.sessions.RenewToken(r.Context())

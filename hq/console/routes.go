@@ -134,14 +134,26 @@ func (s *Server) guard(rt route) http.Handler {
 var errNoSession = errors.New("not logged in")
 
 // sessionAccount returns the account of the session, read afresh so
-// that a changed role or a removed account takes effect at once.
+// that a changed role, a removed or disabled account or a reset password
+// takes effect at once.
 func (s *Server) sessionAccount(ctx context.Context) (auth.User, error) {
 	name := s.sessions.GetString(ctx, sessionUser)
 	if name == "" {
 		return auth.User{}, errNoSession
 	}
-	return s.cfg.Accounts.User(name)
+	u, err := s.cfg.Accounts.User(ctx, name)
+	if err != nil {
+		return auth.User{}, err
+	}
+	if u.Disabled || s.sessions.GetInt64(ctx, sessionGen) != u.Generation {
+		return auth.User{}, errEnded
+	}
+	return u, nil
 }
+
+// errEnded means the session's account was disabled or its password
+// reset since it logged in.
+var errEnded = errors.New("session ended by an account change")
 
 // record appends e, made by rq's account from rq's address, to the audit
 // log; a failure is logged (the action has happened).

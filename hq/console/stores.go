@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -16,8 +17,9 @@ import (
 // file (next to HQ's store; PostgreSQL can implement Accounts and
 // AuditLog later).
 type Stores struct {
-	// Accounts holds the users and sessions.
-	Accounts *auth.Store
+	// Accounts holds the users and sessions: the file's (auth.Store);
+	// replace it with a pgaccounts.Store to keep them on PostgreSQL.
+	Accounts Accounts
 	// Audit is the audit log.
 	Audit *audit.Log
 	// Alarms is the alarm list.
@@ -49,7 +51,7 @@ func OpenStores(path string, now func() time.Time) (*Stores, error) {
 		db.Close()
 		return nil, err
 	}
-	if _, err := acc.PruneSessions(); err != nil {
+	if _, err := acc.PruneSessions(context.Background()); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("console store %s: prune sessions: %w", path, err)
 	}
