@@ -62,11 +62,14 @@ const (
 	PermAlarms Perm = "alarms"
 	// PermAlarmAck is acknowledging alarms (with a comment).
 	PermAlarmAck Perm = "alarm_ack"
+	// PermAccounts is managing the console's accounts (an administrator
+	// granted every site).
+	PermAccounts Perm = "accounts"
 )
 
 // grants is the table of what each role may do.
 var grants = map[Role][]Perm{
-	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermEnroll, PermImport, PermAudit, PermAlarms, PermAlarmAck},
+	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermEnroll, PermImport, PermAudit, PermAlarms, PermAlarmAck, PermAccounts},
 	Operator:      {PermView, PermFleet, PermEvents, PermCommand, PermAlarms, PermAlarmAck},
 	Clerk:         {PermView, PermEvents, PermNames, PermEnroll},
 	Auditor:       {PermView, PermFleet, PermEvents, PermAudit, PermAlarms},
