@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"github.com/go-webauthn/webauthn/webauthn"
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/console/alarm"
@@ -127,6 +128,14 @@ type Config struct {
 	Alarms Alarms
 	// Names, when set, shows people's names to the roles allowed.
 	Names Names
+	// PublicURL is the console's address as browsers open it
+	// (https://console.hq.example): passkeys are bound to its host name
+	// and accepted from its origin only, and it is the default of
+	// OIDC.RedirectURL's host. Empty: no passkeys.
+	PublicURL string
+	// OIDC, when set, offers the login at a company identity provider
+	// (oidc.go).
+	OIDC *OIDCConfig
 	// SecureCookie marks the session cookie Secure (HTTPS only). Leave it
 	// false only for a console on loopback or behind a TLS proxy that
 	// sets no cookies itself.
@@ -160,6 +169,10 @@ type Server struct {
 	perAddr  *auth.Limiter
 	live     *broadcaster
 	handler  http.Handler
+	// wa is the passkeys' relying party (nil: no PublicURL, no passkeys).
+	wa *webauthn.WebAuthn
+	// oidc is the OIDC login (nil: none).
+	oidc *oidcLogin
 }
 
 // ErrConfig means a Config lacks what the console needs.
@@ -198,6 +211,9 @@ func New(cfg Config) (*Server, error) {
 		http.Error(w, "session error", http.StatusInternalServerError)
 	}
 	s.sessions = sm
+	if err := s.initLogins(); err != nil {
+		return nil, err
+	}
 	mux, err := s.routes()
 	if err != nil {
 		return nil, err

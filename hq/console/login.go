@@ -16,11 +16,25 @@ type loginForm struct {
 	Error string
 	// Minutes is how long a refused login must wait.
 	Minutes int
+	// Passkeys offers the passkey login.
+	Passkeys bool
+	// OIDC is the identity provider's label on its login button (""
+	// none), OIDCURL the URL starting that login.
+	OIDC, OIDCURL string
+}
+
+// loginData returns f with the other logins the console offers.
+func (s *Server) loginData(f loginForm) loginForm {
+	f.Passkeys = s.wa != nil
+	if s.oidc != nil {
+		f.OIDC, f.OIDCURL = s.oidc.cfg.Label, oidcLoginURL(f.Next)
+	}
+	return f
 }
 
 // loginPage shows the login form.
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request, rq *request) {
-	s.render(w, r, rq, http.StatusOK, "login", "login.title", loginForm{Next: localPath(r.URL.Query().Get("next"))})
+	s.render(w, r, rq, http.StatusOK, "login", "login.title", s.loginData(loginForm{Next: localPath(r.URL.Query().Get("next"))}))
 }
 
 // dummyHash is checked when the account does not exist, so that a login
@@ -37,7 +51,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, rq *request) {
 	if !okU || !okA {
 		f.Error, f.Minutes = "login.too_many", int(math.Ceil(max(waitU, waitA).Minutes()))
 		s.record(rq, audit.Entry{Actor: f.User, Action: "login_refused", After: "rate limited"})
-		s.render(w, r, rq, http.StatusTooManyRequests, "login", "login.title", f)
+		s.render(w, r, rq, http.StatusTooManyRequests, "login", "login.title", s.loginData(f))
 		return
 	}
 	u, err := s.cfg.Accounts.User(r.Context(), f.User)
@@ -54,7 +68,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, rq *request) {
 		s.perAddr.Fail(addrKey)
 		s.record(rq, audit.Entry{Actor: f.User, Action: "login_failed"})
 		f.Error = "login.failed"
-		s.render(w, r, rq, http.StatusUnauthorized, "login", "login.title", f)
+		s.render(w, r, rq, http.StatusUnauthorized, "login", "login.title", s.loginData(f))
 		return
 	}
 	s.perUser.Reset(userKey)
@@ -64,24 +78,37 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, rq *request) {
 // sessionGen is the session key of the account's Generation at login.
 const sessionGen = "gen"
 
-// startSession logs u in (after a password, passkey or OIDC login,
-// named by method): a new session token, audited. A disabled account is
-// refused.
+// startSession logs u in after a password or OIDC login (named by
+// method) and sends the browser to next; a disabled account is shown
+// the login page with the reason.
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request, rq *request, u auth.User, method, next string) {
+	switch key := s.beginSession(r, rq, u, method); key {
+	case "":
+		http.Redirect(w, r, next, http.StatusSeeOther)
+	case "login.disabled":
+		s.render(w, r, rq, http.StatusForbidden, "login", "login.title", s.loginData(loginForm{User: u.Name, Next: next, Error: key}))
+	default:
+		s.fail(w, r, rq, http.StatusInternalServerError, key)
+	}
+}
+
+// beginSession starts u's session with a new token, audited, and returns
+// "" or the message key of why not: a disabled account (audited) or a
+// session that could not be renewed.
+func (s *Server) beginSession(r *http.Request, rq *request, u auth.User, method string) string {
 	if u.Disabled {
 		s.record(rq, audit.Entry{Actor: u.Name, Action: "login_refused", After: "account disabled (" + method + ")"})
-		s.render(w, r, rq, http.StatusForbidden, "login", "login.title", loginForm{User: u.Name, Next: next, Error: "login.disabled"})
-		return
+		return "login.disabled"
 	}
 	if err := s.sessions.RenewToken(r.Context()); err != nil {
-		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
-		return
+		s.log.Error("console login: renew the session", "user", u.Name, "err", err)
+		return "error.internal"
 	}
 	s.sessions.Put(r.Context(), sessionUser, u.Name)
 	s.sessions.Put(r.Context(), sessionGen, u.Generation)
 	rq.user = &u
 	s.record(rq, audit.Entry{Action: "login", After: method})
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	return ""
 }
 
 // logout ends the session.
