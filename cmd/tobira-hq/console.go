@@ -7,7 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
 	"os/user"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,12 +41,20 @@ type consoleServer struct {
 	enroll console.Enrollments
 	// imp imports CSV tables (nil: no registry).
 	imp console.Importer
+	// publicURL is the console's URL (passkeys; "" none).
+	publicURL string
+	// oidc is the OIDC login (nil: none).
+	oidc *console.OIDCConfig
 }
 
 // openConsole listens on addr and opens the console store, with the
-// accounts on PostgreSQL when storeURL is set; cfg and the key (when
-// set) let it send commands. Close what it returns.
-func openConsole(ctx context.Context, addr, db, storeURL string, cfg hq.Config, log *slog.Logger) (*consoleServer, error) {
+// accounts on PostgreSQL when storeURL is set and the logins of lf; cfg
+// and the key (when set) let it send commands. Close what it returns.
+func openConsole(ctx context.Context, addr, db, storeURL string, lf *consoleLoginFlags, cfg hq.Config, log *slog.Logger) (*consoleServer, error) {
+	oidcCfg, err := lf.oidc()
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("console_listen %q: %w", addr, err)
@@ -53,7 +64,7 @@ func openConsole(ctx context.Context, addr, db, storeURL string, cfg hq.Config, 
 		ln.Close()
 		return nil, err
 	}
-	cs := &consoleServer{ln: ln, stores: st}
+	cs := &consoleServer{ln: ln, stores: st, publicURL: lf.url, oidc: oidcCfg}
 	if cfg.Key != nil {
 		if cs.sender, err = hq.DialSender(ctx, cfg, cfg.Key); err != nil {
 			log.Warn("console: cannot connect the command sender; the console sends no commands", "broker", cfg.Broker, "err", err)
@@ -110,7 +121,7 @@ func (cs *consoleStores) close() {
 // run serves the console next to run (HQ's service) until either ends.
 func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(context.Context) error, log *slog.Logger) error {
 	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
-		SecureCookie: !loopback(cs.ln.Addr())}
+		SecureCookie: !loopback(cs.ln.Addr()), PublicURL: cs.publicURL, OIDC: cs.oidc}
 	if cs.sender != nil {
 		cfg.Commands = cs.sender
 	}
@@ -123,6 +134,51 @@ func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(cont
 	g.Go(func() error { return console.Serve(gctx, cs.ln, con, log) })
 	g.Go(func() error { return run(gctx) })
 	return g.Wait()
+}
+
+// consoleLoginFlags are the settings of the console's passkeys and OIDC
+// login (docs/CONSOLE.md).
+type consoleLoginFlags struct {
+	url                                           string
+	issuer, clientID, secretFile, redirect, claim string
+	createRole                                    string
+	createSites                                   []string
+}
+
+// addConsoleLoginFlags registers the console's login flags on c.
+func addConsoleLoginFlags(c *cobra.Command) *consoleLoginFlags {
+	var f consoleLoginFlags
+	fl := c.Flags()
+	fl.StringVar(&f.url, "console-url", "", "the console's URL as browsers open it, https://host[:port] (a host name, not an address): passkeys are bound to it (empty: no passkeys)")
+	fl.StringVar(&f.issuer, "oidc-issuer", "", "OpenID Connect issuer URL of the company identity provider (empty: no OIDC login)")
+	fl.StringVar(&f.clientID, "oidc-client-id", "", "the console's client ID at the identity provider")
+	fl.StringVar(&f.secretFile, "oidc-client-secret-file", "", "file holding the console's client secret at the identity provider")
+	fl.StringVar(&f.redirect, "oidc-redirect-url", "", "the redirect URL registered at the provider (default: --console-url + /login/oidc/callback)")
+	fl.StringVar(&f.claim, "oidc-claim", "preferred_username", "the ID token claim naming the console account")
+	fl.StringVar(&f.createRole, "oidc-create-role", "", "create an account of this role for an unknown user (empty: unknown users are refused)")
+	fl.StringSliceVar(&f.createSites, "oidc-create-sites", []string{auth.AllSites}, "sites of the accounts OIDC creates (* for every site)")
+	return &f
+}
+
+// oidc returns the OIDC login configured, nil when none; it reads the
+// client secret file.
+func (f *consoleLoginFlags) oidc() (*console.OIDCConfig, error) {
+	if f.issuer == "" {
+		return nil, nil
+	}
+	c := &console.OIDCConfig{Issuer: f.issuer, ClientID: f.clientID, RedirectURL: f.redirect, Claim: f.claim,
+		CreateRole: auth.Role(f.createRole), CreateSites: f.createSites}
+	if u, err := url.Parse(f.issuer); err == nil {
+		c.Label = u.Hostname()
+	}
+	if f.secretFile != "" {
+		b, err := os.ReadFile(f.secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("oidc_client_secret_file: %w", err)
+		}
+		c.ClientSecret = strings.TrimSpace(string(b))
+	}
+	return c, nil
 }
 
 // registryEnrollments are the registry's pending enrollments for the

@@ -168,6 +168,7 @@ func serveCommand() *cobra.Command {
 	bf := addBrokerFlags(c)
 	sf := addStoreFlags(c)
 	limits := addLimitFlags(c)
+	logins := addConsoleLoginFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		log := logger(c)
 		metrics, err := openMetrics(metricsListen)
@@ -210,7 +211,7 @@ func serveCommand() *cobra.Command {
 		if consoleListen == "" {
 			return run(c.Context())
 		}
-		cs, err := openConsole(c.Context(), consoleListen, consoleDB, sf.url, cfg, log)
+		cs, err := openConsole(c.Context(), consoleListen, consoleDB, sf.url, logins, cfg, log)
 		if err != nil {
 			return err
 		}
