@@ -102,12 +102,35 @@ func openConsoleStores(ctx context.Context, db, storeURL string) (*consoleStores
 	if storeURL == "" {
 		return cs, nil
 	}
-	if cs.pg, err = pgaccounts.Open(ctx, storeURL, nil); err != nil {
-		st.Close()
+	if cs.pg, err = pgaccounts.Open(ctx, storeURL, nil); err == nil {
+		err = copyAccounts(ctx, st.Accounts, cs.pg)
+	}
+	if err != nil {
+		cs.close()
 		return nil, err
 	}
 	st.Accounts = cs.pg
 	return cs, nil
+}
+
+// copyAccounts copies the accounts of the file into PostgreSQL when
+// PostgreSQL has none yet: the first start on PostgreSQL keeps the
+// accounts made before.
+func copyAccounts(ctx context.Context, from, to console.Accounts) error {
+	have, err := to.Users(ctx)
+	if err != nil || len(have) > 0 {
+		return err
+	}
+	old, err := from.Users(ctx)
+	if err != nil {
+		return err
+	}
+	for _, u := range old {
+		if err := to.Add(ctx, u); err != nil {
+			return fmt.Errorf("copy the console account %s to PostgreSQL: %w", u.Name, err)
+		}
+	}
+	return nil
 }
 
 // close closes the stores.

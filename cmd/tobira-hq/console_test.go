@@ -168,6 +168,19 @@ func TestConsoleAccountsOnPostgres(t *testing.T) {
 	}
 	db := filepath.Join(t.TempDir(), "console.db")
 	run := func(args ...string) (string, error) { return runConsoleCommand(t, args...) }
+	// An account made in the file before is copied at the first start
+	// on PostgreSQL.
+	if _, err := run("console", "add-user", "--console-db", db, "--user", "early", "--role", "auditor"); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := openConsoleStores(t.Context(), db, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := cs.Accounts.User(t.Context(), "early"); err != nil || u.Role != auth.Auditor {
+		t.Errorf("account of the file on PostgreSQL: %+v, %v", u, err)
+	}
+	cs.close()
 	if _, err := run("console", "add-user", "--console-db", db, "--store-url", url, "--user", "admin", "--role", "administrator"); err != nil {
 		t.Fatal(err)
 	}
