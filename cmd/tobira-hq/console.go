@@ -105,6 +105,9 @@ func openConsoleStores(ctx context.Context, db, storeURL string) (*consoleStores
 	if cs.pg, err = pgaccounts.Open(ctx, storeURL, nil); err == nil {
 		err = copyAccounts(ctx, st.Accounts, cs.pg)
 	}
+	if err == nil {
+		_, err = cs.pg.PruneSessions(ctx)
+	}
 	if err != nil {
 		cs.close()
 		return nil, err

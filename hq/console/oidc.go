@@ -156,13 +156,17 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request, rq *reques
 	ctx := r.Context()
 	state, nonce := s.sessions.PopString(ctx, sessionOIDCState), s.sessions.PopString(ctx, sessionOIDCNonce)
 	verifier, next := s.sessions.PopString(ctx, sessionOIDCVerifier), s.sessions.PopString(ctx, sessionOIDCNext)
+	if s.oidc == nil {
+		s.fail(w, r, rq, http.StatusNotFound, "error.not_found")
+		return
+	}
 	addrKey := "addr:" + rq.addr
-	if ok, _ := s.perAddr.Allow(addrKey); !ok || s.oidc == nil {
+	if ok, _ := s.perAddr.Allow(addrKey); !ok {
 		s.record(rq, audit.Entry{Action: "login_refused", After: "rate limited (OIDC)"})
 		s.render(w, r, rq, http.StatusTooManyRequests, "login", "login.title", s.loginData(loginForm{Next: "/", Error: "login.oidc_failed"}))
 		return
 	}
-	u, err := s.oidcAccount(r, state, nonce, verifier)
+	u, err := s.oidcAccount(r, rq, state, nonce, verifier)
 	if err != nil {
 		s.perAddr.Fail(addrKey)
 		s.record(rq, audit.Entry{Actor: u.Name, Action: "oidc_refused", After: err.Error()})
@@ -181,7 +185,7 @@ var errOIDC = errors.New("OIDC login refused")
 // oidcAccount checks the provider's answer in r against the session's
 // state, nonce and verifier and returns the account it names (its Name
 // set also with an error, once known).
-func (s *Server) oidcAccount(r *http.Request, state, nonce, verifier string) (auth.User, error) {
+func (s *Server) oidcAccount(r *http.Request, rq *request, state, nonce, verifier string) (auth.User, error) {
 	q := r.URL.Query()
 	if e := q.Get("error"); e != "" {
 		return auth.User{}, fmt.Errorf("%w: the provider answered %s: %s", errOIDC, e, q.Get("error_description"))
@@ -217,12 +221,12 @@ func (s *Server) oidcAccount(r *http.Request, state, nonce, verifier string) (au
 	if name == "" {
 		return auth.User{}, fmt.Errorf("%w: the ID token has no claim %q", errOIDC, s.oidc.cfg.Claim)
 	}
-	return s.oidcUser(r.Context(), name, idt.Subject)
+	return s.oidcUser(r.Context(), rq, name, idt.Subject)
 }
 
 // oidcUser returns the account name, creating it when the configuration
-// says so (audited).
-func (s *Server) oidcUser(ctx context.Context, name, subject string) (auth.User, error) {
+// says so (audited as done by the provider's subject, from rq's address).
+func (s *Server) oidcUser(ctx context.Context, rq *request, name, subject string) (auth.User, error) {
 	u, err := s.cfg.Accounts.User(ctx, name)
 	if !errors.Is(err, auth.ErrNoUser) {
 		if err != nil {
@@ -240,7 +244,7 @@ func (s *Server) oidcUser(ctx context.Context, name, subject string) (auth.User,
 	}
 	created, err := s.cfg.Accounts.User(ctx, name)
 	if err == nil {
-		s.record(&request{addr: "oidc"}, audit.Entry{Actor: "oidc:" + subject, Action: "add_user", Target: name, After: accountState(created)})
+		s.record(&request{addr: rq.addr}, audit.Entry{Actor: "oidc:" + subject, Action: "add_user", Target: name, After: accountState(created)})
 	}
 	return created, err
 }
