@@ -1,6 +1,6 @@
 // Package console is HQ's web console, served by tobira-hq itself: pages
 // rendered on the server with html/template, a little JavaScript (the
-// live feed), every asset embedded. It reads HQ's data through the same
+// live feed, passkeys), every asset embedded. It reads HQ's data through the same
 // public APIs as the CLI (hq.Service: Fleet, Query, Result; hq.Sender:
 // SendCommand), keeps its accounts and audit log in its own store
 // (auth, audit), and checks on the server, for every route, that the

@@ -14,8 +14,8 @@ import (
 )
 
 // Stores are the console's accounts, sessions, audit log and alarms in one bbolt
-// file (next to HQ's store; PostgreSQL can implement Accounts and
-// AuditLog later).
+// file (next to HQ's store; tobira-hq serve puts a pgaccounts.Store in
+// Accounts when HQ's store is PostgreSQL).
 type Stores struct {
 	// Accounts holds the users and sessions: the file's (auth.Store);
 	// replace it with a pgaccounts.Store to keep them on PostgreSQL.

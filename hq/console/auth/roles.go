@@ -1,6 +1,8 @@
 // Package auth holds the console's accounts: roles and what each may do,
-// users limited to the sites they are granted, argon2id password hashes,
-// login rate limiting, and the accounts and sessions store (bbolt).
+// users limited to the sites they are granted (and their passkeys),
+// argon2id password hashes, login rate limiting, and the accounts and
+// sessions store on bbolt (Store; package pgaccounts has the same on
+// PostgreSQL, and package authtest the contract both pass).
 package auth
 
 import (
