@@ -47,7 +47,7 @@ func (d *demoEdge) runConsole(ctx context.Context, cs consoleSetup, stdout io.Wr
 	if err != nil {
 		return err
 	}
-	if err := st.Accounts.Add(auth.User{Name: consoleUser, Role: auth.Administrator, Sites: []string{auth.AllSites},
+	if err := st.Accounts.Add(ctx, auth.User{Name: consoleUser, Role: auth.Administrator, Sites: []string{auth.AllSites},
 		PasswordHash: hash, MustChange: true}); err != nil {
 		return err
 	}

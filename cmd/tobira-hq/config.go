@@ -54,6 +54,15 @@ type fileSettings struct {
 	LimitRequestRate  *string `toml:"limit_request_rate"`
 	LimitRequestBurst *string `toml:"limit_request_burst"`
 	ConsoleListen     *string `toml:"console_listen"`
+
+	ConsoleURL           *string `toml:"console_url"`
+	OIDCIssuer           *string `toml:"oidc_issuer"`
+	OIDCClientID         *string `toml:"oidc_client_id"`
+	OIDCClientSecretFile *string `toml:"oidc_client_secret_file"`
+	OIDCRedirectURL      *string `toml:"oidc_redirect_url"`
+	OIDCClaim            *string `toml:"oidc_claim"`
+	OIDCCreateRole       *string `toml:"oidc_create_role"`
+	OIDCCreateSites      *string `toml:"oidc_create_sites"`
 }
 
 // setting is one key of tobira-hq.toml and the flag it feeds.
@@ -93,6 +102,14 @@ var settings = []setting{
 	{"limit_request_rate", "limit-request-rate", false, func(f *fileSettings) *string { return f.LimitRequestRate }},
 	{"limit_request_burst", "limit-request-burst", false, func(f *fileSettings) *string { return f.LimitRequestBurst }},
 	{"console_listen", "console-listen", true, func(f *fileSettings) *string { return f.ConsoleListen }},
+	{"console_url", "console-url", true, func(f *fileSettings) *string { return f.ConsoleURL }},
+	{"oidc_issuer", "oidc-issuer", true, func(f *fileSettings) *string { return f.OIDCIssuer }},
+	{"oidc_client_id", "oidc-client-id", true, func(f *fileSettings) *string { return f.OIDCClientID }},
+	{"oidc_client_secret_file", "oidc-client-secret-file", true, func(f *fileSettings) *string { return f.OIDCClientSecretFile }},
+	{"oidc_redirect_url", "oidc-redirect-url", true, func(f *fileSettings) *string { return f.OIDCRedirectURL }},
+	{"oidc_claim", "oidc-claim", true, func(f *fileSettings) *string { return f.OIDCClaim }},
+	{"oidc_create_role", "oidc-create-role", true, func(f *fileSettings) *string { return f.OIDCCreateRole }},
+	{"oidc_create_sites", "oidc-create-sites", true, func(f *fileSettings) *string { return f.OIDCCreateSites }},
 }
 
 // envName is the environment variable of a setting.

@@ -7,7 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
 	"os/user"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +21,7 @@ import (
 	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
+	"github.com/tobira-ac/tobira/hq/console/auth/pgaccounts"
 	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/reader"
@@ -30,7 +34,7 @@ const defaultConsoleDB = "console.db"
 // is set.
 type consoleServer struct {
 	ln     net.Listener
-	stores *console.Stores
+	stores *consoleStores
 	sender *hq.Sender // nil: no commands
 	// enroll handles the pending enrollments (nil: no registry or no
 	// trust anchors).
@@ -40,21 +44,30 @@ type consoleServer struct {
 	// records are the registry's records and people's names (nil: no
 	// registry).
 	records *registryRecords
+	// publicURL is the console's URL (passkeys; "" none).
+	publicURL string
+	// oidc is the OIDC login (nil: none).
+	oidc *console.OIDCConfig
 }
 
-// openConsole listens on addr and opens the console store; cfg and the
-// key (when set) let it send commands. Close what it returns.
-func openConsole(ctx context.Context, addr, db string, cfg hq.Config, log *slog.Logger) (*consoleServer, error) {
+// openConsole listens on addr and opens the console store, with the
+// accounts on PostgreSQL when storeURL is set and the logins of lf; cfg
+// and the key (when set) let it send commands. Close what it returns.
+func openConsole(ctx context.Context, addr, db, storeURL string, lf *consoleLoginFlags, cfg hq.Config, log *slog.Logger) (*consoleServer, error) {
+	oidcCfg, err := lf.oidc()
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("console_listen %q: %w", addr, err)
 	}
-	st, err := console.OpenSharedStores(db, consoleShared(cfg.Store), nil)
+	st, err := openConsoleStores(ctx, db, storeURL, consoleShared(cfg.Store))
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	cs := &consoleServer{ln: ln, stores: st}
+	cs := &consoleServer{ln: ln, stores: st, publicURL: lf.url, oidc: oidcCfg}
 	if cfg.Key != nil {
 		if cs.sender, err = hq.DialSender(ctx, cfg, cfg.Key); err != nil {
 			log.Warn("console: cannot connect the command sender; the console sends no commands", "broker", cfg.Broker, "err", err)
@@ -71,7 +84,67 @@ func (cs *consoleServer) close() {
 		cs.sender.Close()
 	}
 	cs.ln.Close()
-	cs.stores.Close()
+	cs.stores.close()
+}
+
+// consoleStores are the console's stores with the accounts on
+// PostgreSQL or in the file.
+type consoleStores struct {
+	*console.Stores
+	pg *pgaccounts.Store // nil: the accounts are the file's
+}
+
+// openConsoleStores opens the console file db and, when storeURL is set,
+// the accounts on PostgreSQL in place of the file's.
+func openConsoleStores(ctx context.Context, db, storeURL string, shared console.Shared) (*consoleStores, error) {
+	st, err := console.OpenSharedStores(db, shared, nil)
+	if err != nil {
+		return nil, err
+	}
+	cs := &consoleStores{Stores: st}
+	if storeURL == "" {
+		return cs, nil
+	}
+	if cs.pg, err = pgaccounts.Open(ctx, storeURL, nil); err == nil {
+		err = copyAccounts(ctx, st.Accounts, cs.pg)
+	}
+	if err == nil {
+		_, err = cs.pg.PruneSessions(ctx)
+	}
+	if err != nil {
+		cs.close()
+		return nil, err
+	}
+	st.Accounts = cs.pg
+	return cs, nil
+}
+
+// copyAccounts copies the accounts of the file into PostgreSQL when
+// PostgreSQL has none yet: the first start on PostgreSQL keeps the
+// accounts made before.
+func copyAccounts(ctx context.Context, from, to console.Accounts) error {
+	have, err := to.Users(ctx)
+	if err != nil || len(have) > 0 {
+		return err
+	}
+	old, err := from.Users(ctx)
+	if err != nil {
+		return err
+	}
+	for _, u := range old {
+		if err := to.Add(ctx, u); err != nil {
+			return fmt.Errorf("copy the console account %s to PostgreSQL: %w", u.Name, err)
+		}
+	}
+	return nil
+}
+
+// close closes the stores.
+func (cs *consoleStores) close() {
+	if cs.pg != nil {
+		cs.pg.Close()
+	}
+	cs.Stores.Close()
 }
 
 // run serves the console next to run (HQ's service) until either ends.
@@ -91,7 +164,7 @@ func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(cont
 // registry, when set, gives the record pages and people's names.
 func (cs *consoleServer) config(svc console.HQ, log *slog.Logger) console.Config {
 	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
-		SecureCookie: !loopback(cs.ln.Addr())}
+		SecureCookie: !loopback(cs.ln.Addr()), PublicURL: cs.publicURL, OIDC: cs.oidc}
 	if cs.records != nil {
 		cfg.Records, cfg.Names, cfg.PeopleNames = cs.records, cs.records, cs.records
 	}
@@ -99,6 +172,51 @@ func (cs *consoleServer) config(svc console.HQ, log *slog.Logger) console.Config
 		cfg.Commands = cs.sender
 	}
 	return cfg
+}
+
+// consoleLoginFlags are the settings of the console's passkeys and OIDC
+// login (docs/CONSOLE.md).
+type consoleLoginFlags struct {
+	url                                           string
+	issuer, clientID, secretFile, redirect, claim string
+	createRole                                    string
+	createSites                                   []string
+}
+
+// addConsoleLoginFlags registers the console's login flags on c.
+func addConsoleLoginFlags(c *cobra.Command) *consoleLoginFlags {
+	var f consoleLoginFlags
+	fl := c.Flags()
+	fl.StringVar(&f.url, "console-url", "", "the console's URL as browsers open it, https://host[:port] (a host name, not an address): passkeys are bound to it (empty: no passkeys)")
+	fl.StringVar(&f.issuer, "oidc-issuer", "", "OpenID Connect issuer URL of the company identity provider (empty: no OIDC login)")
+	fl.StringVar(&f.clientID, "oidc-client-id", "", "the console's client ID at the identity provider")
+	fl.StringVar(&f.secretFile, "oidc-client-secret-file", "", "file holding the console's client secret at the identity provider")
+	fl.StringVar(&f.redirect, "oidc-redirect-url", "", "the redirect URL registered at the provider (default: --console-url + /login/oidc/callback)")
+	fl.StringVar(&f.claim, "oidc-claim", "preferred_username", "the ID token claim naming the console account")
+	fl.StringVar(&f.createRole, "oidc-create-role", "", "create an account of this role for an unknown user (empty: unknown users are refused)")
+	fl.StringSliceVar(&f.createSites, "oidc-create-sites", []string{auth.AllSites}, "sites of the accounts OIDC creates (* for every site)")
+	return &f
+}
+
+// oidc returns the OIDC login configured, nil when none; it reads the
+// client secret file.
+func (f *consoleLoginFlags) oidc() (*console.OIDCConfig, error) {
+	if f.issuer == "" {
+		return nil, nil
+	}
+	c := &console.OIDCConfig{Issuer: f.issuer, ClientID: f.clientID, RedirectURL: f.redirect, Claim: f.claim,
+		CreateRole: auth.Role(f.createRole), CreateSites: f.createSites}
+	if u, err := url.Parse(f.issuer); err == nil {
+		c.Label = u.Hostname()
+	}
+	if f.secretFile != "" {
+		b, err := os.ReadFile(f.secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("oidc_client_secret_file: %w", err)
+		}
+		c.ClientSecret = strings.TrimSpace(string(b))
+	}
+	return c, nil
 }
 
 // registryEnrollments are the registry's pending enrollments for the
@@ -207,31 +325,82 @@ func actor() string {
 	return "cli"
 }
 
+// cliAccounts are the accounts a console command changes and the audit
+// log it records that in.
+type cliAccounts struct {
+	acc console.Accounts
+	// record appends to the audit log.
+	record func(audit.Entry) error
+	close  func()
+}
+
+// openCLIAccounts opens the accounts of a console command: in the
+// console file db, or on PostgreSQL when storeURL is set. Then the
+// command also works while tobira-hq serve holds the file: its audit
+// entry goes to the file when it can be opened, else to warn (with the
+// advice to find it there).
+func openCLIAccounts(ctx context.Context, db, storeURL string, warn io.Writer) (*cliAccounts, error) {
+	if storeURL == "" {
+		st, err := console.OpenStores(db, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &cliAccounts{acc: st.Accounts, record: appendTo(st.Audit), close: func() { st.Close() }}, nil
+	}
+	pg, err := pgaccounts.Open(ctx, storeURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	ca := &cliAccounts{acc: pg, close: func() { pg.Close() }}
+	st, err := console.OpenStores(db, nil)
+	if err != nil {
+		ca.record = func(e audit.Entry) error {
+			_, err := fmt.Fprintf(warn, "warning: the console's audit log (%s) is held by tobira-hq serve; not recorded there: %s %s %s by %s\n",
+				db, time.Now().UTC().Format(time.RFC3339), e.Action, e.Target, e.Actor)
+			return err
+		}
+		return ca, nil
+	}
+	ca.record = appendTo(st.Audit)
+	ca.close = func() { pg.Close(); st.Close() }
+	return ca, nil
+}
+
+// appendTo returns a record function appending to log.
+func appendTo(log *audit.Log) func(audit.Entry) error {
+	return func(e audit.Entry) error {
+		_, err := log.Append(e)
+		return err
+	}
+}
+
 // withOneTimePassword makes a fresh password and calls fn with the
-// console store db and the password's hash; it returns the password.
-func withOneTimePassword(db string, fn func(st *console.Stores, hash string) error) (string, error) {
+// accounts of db or storeURL and the password's hash; it returns the
+// password.
+func withOneTimePassword(c *cobra.Command, db, storeURL string, fn func(ca *cliAccounts, hash string) error) (string, error) {
 	pw := auth.RandomPassword()
 	hash, err := auth.HashPassword(pw, auth.DefaultParams)
 	if err != nil {
 		return "", err
 	}
-	st, err := console.OpenStores(db, nil)
+	ca, err := openCLIAccounts(c.Context(), db, storeURL, c.ErrOrStderr())
 	if err != nil {
 		return "", err
 	}
-	defer st.Close()
-	return pw, fn(st, hash)
+	defer ca.close()
+	return pw, fn(ca, hash)
 }
 
 // addUserCommand is "tobira-hq console add-user".
 func addUserCommand() *cobra.Command {
-	var db, name, role string
+	var db, storeURL, name, role string
 	var sites []string
 	c := &cobra.Command{
 		Use:   "add-user --user NAME --role ROLE [--site S ...]",
-		Short: "Add a console account and print its one-time password (stop tobira-hq serve first)",
+		Short: "Add a console account and print its one-time password",
 	}
-	c.Flags().StringVar(&db, "console-db", defaultConsoleDB, "the console's store (bbolt file)")
+	c.Flags().StringVar(&db, "console-db", defaultConsoleDB, "the console's store (bbolt file; stop tobira-hq serve first unless --store-url is set)")
+	c.Flags().StringVar(&storeURL, "store-url", "", "PostgreSQL holding the console's accounts, postgres://user@host/db (empty: the file of --console-db)")
 	c.Flags().StringVar(&name, "user", "", "login name")
 	c.Flags().StringVar(&role, "role", "", "administrator, operator, clerk or auditor")
 	c.Flags().StringSliceVar(&sites, "site", []string{auth.AllSites}, "site the account may see and act on (repeat; * for all)")
@@ -240,12 +409,11 @@ func addUserCommand() *cobra.Command {
 		if err != nil {
 			return cli.Usagef("--role: %w", err)
 		}
-		pw, err := withOneTimePassword(db, func(st *console.Stores, hash string) error {
-			if err := st.Accounts.Add(auth.User{Name: name, Role: r, Sites: sites, PasswordHash: hash, MustChange: true}); err != nil {
+		pw, err := withOneTimePassword(c, db, storeURL, func(ca *cliAccounts, hash string) error {
+			if err := ca.acc.Add(c.Context(), auth.User{Name: name, Role: r, Sites: sites, PasswordHash: hash, MustChange: true}); err != nil {
 				return err
 			}
-			_, err := st.Audit.Append(audit.Entry{Actor: actor(), Action: "add_user", Target: name, After: fmt.Sprintf("role %s, sites %v", r, sites)})
-			return err
+			return ca.record(audit.Entry{Actor: actor(), Action: "add_user", Target: name, After: fmt.Sprintf("role %s, sites %v", r, sites)})
 		})
 		if err != nil {
 			return err
@@ -257,30 +425,32 @@ func addUserCommand() *cobra.Command {
 }
 
 // resetPasswordCommand is "tobira-hq console reset-password": the
-// recovery path for a lost password.
+// recovery path for a lost password. It also enables the account again
+// and ends every console session.
 func resetPasswordCommand() *cobra.Command {
-	var db, name string
+	var db, storeURL, name string
 	c := &cobra.Command{
 		Use:   "reset-password --user NAME",
-		Short: "Give an account a new one-time password and end every session (stop tobira-hq serve first)",
+		Short: "Give an account a new one-time password, enable it, and end every session",
 	}
-	c.Flags().StringVar(&db, "console-db", defaultConsoleDB, "the console's store (bbolt file)")
+	c.Flags().StringVar(&db, "console-db", defaultConsoleDB, "the console's store (bbolt file; stop tobira-hq serve first unless --store-url is set)")
+	c.Flags().StringVar(&storeURL, "store-url", "", "PostgreSQL holding the console's accounts, postgres://user@host/db (empty: the file of --console-db)")
 	c.Flags().StringVar(&name, "user", "", "login name")
 	c.RunE = func(c *cobra.Command, _ []string) error {
-		pw, err := withOneTimePassword(db, func(st *console.Stores, hash string) error {
-			u, err := st.Accounts.User(name)
+		pw, err := withOneTimePassword(c, db, storeURL, func(ca *cliAccounts, hash string) error {
+			u, err := ca.acc.User(c.Context(), name)
 			if err != nil {
 				return err
 			}
-			u.PasswordHash, u.MustChange = hash, true
-			if err := st.Accounts.Update(u); err != nil {
+			u.PasswordHash, u.MustChange, u.Disabled = hash, true, false
+			u.Generation++
+			if err := ca.acc.Update(c.Context(), u); err != nil {
 				return err
 			}
-			if err := st.Accounts.EndSessions(); err != nil {
+			if err := ca.acc.EndSessions(c.Context()); err != nil {
 				return err
 			}
-			_, err = st.Audit.Append(audit.Entry{Actor: actor(), Action: "reset_password", Target: name})
-			return err
+			return ca.record(audit.Entry{Actor: actor(), Action: "reset_password", Target: name})
 		})
 		if err != nil {
 			return err

@@ -13,20 +13,27 @@ import (
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
 	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/hq/console/auth"
+	"github.com/tobira-ac/tobira/hq/console/auth/pgaccounts"
+	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/hq/registry"
+	"github.com/tobira-ac/tobira/internal/pgtest"
 	"github.com/tobira-ac/tobira/policy"
 )
+
+// runConsoleCommand runs tobira-hq with args and no settings from the
+// environment, and returns what it printed.
+func runConsoleCommand(t *testing.T, args ...string) (string, error) {
+	src := settingsSource{lookupEnv: func(string) (string, bool) { return "", false }}
+	var out bytes.Buffer
+	err := cli.Execute(t.Context(), newRoot(src), args, &out, &out)
+	return out.String(), err
+}
 
 // TestConsoleAccounts bootstraps an administrator and recovers its lost
 // password from the command line, as docs/CONSOLE.md tells.
 func TestConsoleAccounts(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "console.db")
-	src := settingsSource{lookupEnv: func(string) (string, bool) { return "", false }}
-	run := func(args ...string) (string, error) {
-		var out bytes.Buffer
-		err := cli.Execute(t.Context(), newRoot(src), args, &out, &out)
-		return out.String(), err
-	}
+	run := func(args ...string) (string, error) { return runConsoleCommand(t, args...) }
 	password := func(out string) string {
 		_, pw, ok := strings.Cut(out, "one-time password: ")
 		if !ok {
@@ -55,7 +62,7 @@ func TestConsoleAccounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	u, err := st.Accounts.User("admin")
+	u, err := st.Accounts.User(t.Context(), "admin")
 	if err != nil || !u.MustChange || !u.AllSites() {
 		t.Fatalf("account %+v, %v", u, err)
 	}
@@ -148,5 +155,71 @@ func TestRegistryImporter(t *testing.T) {
 	a, err := ri.ImportCSV(t.Context(), "s1", "people", "good.csv", strings.NewReader("person\np-1\np-2\n"))
 	if err != nil || a.Put != 2 {
 		t.Fatalf("good file: %+v, %v; want 2 put", a, err)
+	}
+}
+
+// TestConsoleAccountsOnPostgres recovers a lost password with the
+// accounts on PostgreSQL while serve holds the console file: the reset
+// works, ends the sessions and enables the account again, and the audit
+// entry the file cannot take is printed as a warning.
+func TestConsoleAccountsOnPostgres(t *testing.T) {
+	url := pgtest.DB(t)
+	if _, err := pgstore.Migrate(t.Context(), url); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(t.TempDir(), "console.db")
+	run := func(args ...string) (string, error) { return runConsoleCommand(t, args...) }
+	// An account made in the file before is copied at the first start
+	// on PostgreSQL.
+	if _, err := run("console", "add-user", "--console-db", db, "--user", "early", "--role", "auditor"); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := openConsoleStores(t.Context(), db, url, console.Shared{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := cs.Accounts.User(t.Context(), "early"); err != nil || u.Role != auth.Auditor {
+		t.Errorf("account of the file on PostgreSQL: %+v, %v", u, err)
+	}
+	cs.close()
+	if _, err := run("console", "add-user", "--console-db", db, "--store-url", url, "--user", "admin", "--role", "administrator"); err != nil {
+		t.Fatal(err)
+	}
+	held, err := console.OpenStores(db, nil) // as tobira-hq serve would
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	acc, err := pgaccounts.Open(t.Context(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer acc.Close()
+	u, _ := acc.User(t.Context(), "admin")
+	u.Disabled = true
+	if err := acc.Add(t.Context(), auth.User{Name: "other", Role: auth.Administrator, Sites: []string{"*"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := acc.Update(t.Context(), u); err != nil {
+		t.Fatal(err)
+	}
+	_ = acc.Commit("token", []byte("x"), time.Now().Add(time.Hour))
+	out, err := run("console", "reset-password", "--console-db", db, "--store-url", url, "--user", "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "held by tobira-hq serve") || !strings.Contains(out, "reset_password admin") {
+		t.Errorf("no warning about the audit entry: %q", out)
+	}
+	_, pw, _ := strings.Cut(out, "one-time password: ")
+	u, err = acc.User(t.Context(), "admin")
+	if err != nil || u.Disabled || !u.MustChange || u.Generation != 1 {
+		t.Fatalf("account after the reset %+v, %v", u, err)
+	}
+	if ok, _ := auth.CheckPassword(u.PasswordHash, strings.Fields(pw)[0]); !ok {
+		t.Error("the new password does not work")
+	}
+	if _, ok, _ := acc.Find("token"); ok {
+		t.Error("a session survived the reset")
 	}
 }

@@ -169,6 +169,7 @@ func serveCommand() *cobra.Command {
 	bf := addBrokerFlags(c)
 	sf := addStoreFlags(c)
 	limits := addLimitFlags(c)
+	logins := addConsoleLoginFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		log := logger(c)
 		metrics, err := openMetrics(metricsListen)
@@ -224,7 +225,7 @@ func serveCommand() *cobra.Command {
 		if consoleListen == "" {
 			return run(c.Context())
 		}
-		cs, err := openConsole(c.Context(), consoleListen, consoleDB, cfg, log)
+		cs, err := openConsole(c.Context(), consoleListen, consoleDB, sf.url, logins, cfg, log)
 		if err != nil {
 			return err
 		}

@@ -61,7 +61,7 @@ func TestConsoleRegistryNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	cs, err := openConsole(t.Context(), "127.0.0.1:0", filepath.Join(dir, "console.db"), hq.Config{}, log)
+	cs, err := openConsole(t.Context(), "127.0.0.1:0", filepath.Join(dir, "console.db"), "", &consoleLoginFlags{}, hq.Config{}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -249,7 +249,7 @@ func TestServeSharesOnPostgres(t *testing.T) {
 	if marksOf(nil) != nil {
 		t.Fatal("marksOf no store is not nil (HQ would not open hq-marks.db)")
 	}
-	cs, err := openConsole(t.Context(), "127.0.0.1:0", filepath.Join(t.TempDir(), "console.db"), hq.Config{Store: a}, slog.New(slog.DiscardHandler))
+	cs, err := openConsole(t.Context(), "127.0.0.1:0", filepath.Join(t.TempDir(), "console.db"), "", &consoleLoginFlags{}, hq.Config{Store: a}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

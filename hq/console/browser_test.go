@@ -176,22 +176,7 @@ func newWorld(t *testing.T) *world {
 	}
 	t.Cleanup(func() { sender.Close() })
 
-	st, err := console.OpenStores(filepath.Join(dir, "console.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	params := auth.Params{Time: 1, MemoryKiB: 1024, Threads: 1}
-	hash, err := auth.HashPassword(browserPassword, params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range []auth.User{{Name: "admin", Role: auth.Administrator}, {Name: "auditor", Role: auth.Auditor}} {
-		u.Sites, u.PasswordHash = []string{auth.AllSites}, hash
-		if err := st.Accounts.Add(u); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st := accountStores(t, dir, auth.Administrator, auth.Auditor)
 	enroll := &oneEnrollment{pending: []console.PendingEnrollment{{ID: "0123456789abcdef", Site: simSite, Device: "desk-1", Seq: 1,
 		Received: time.Now(), Credential: "01aa"}}}
 	reg, err := registry.Open(filepath.Join(dir, "registry.db"), registry.Options{Logger: log})

@@ -1,6 +1,6 @@
 // Package console is HQ's web console, served by tobira-hq itself: pages
 // rendered on the server with html/template, a little JavaScript (the
-// live feed), every asset embedded. It reads HQ's data through the same
+// live feed, passkeys), every asset embedded. It reads HQ's data through the same
 // public APIs as the CLI (hq.Service: Fleet, Query, Result; hq.Sender:
 // SendCommand), keeps its accounts and audit log in its own store
 // (auth, audit), and checks on the server, for every route, that the
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/alexedwards/scs/v2"
+	"github.com/go-webauthn/webauthn/webauthn"
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/console/alarm"
@@ -47,13 +48,23 @@ type Commander interface {
 }
 
 // Accounts is where the console finds its users and keeps its sessions
-// (auth.Store has it).
+// (auth.Store has it on bbolt, pgaccounts.Store on PostgreSQL).
 type Accounts interface {
 	scs.Store
 	// User returns the account name, or an error wrapping auth.ErrNoUser.
-	User(name string) (auth.User, error)
-	// Update replaces an existing account.
-	Update(u auth.User) error
+	User(ctx context.Context, name string) (auth.User, error)
+	// UserByHandle returns the account of a passkey's user handle, or an
+	// error wrapping auth.ErrNoUser.
+	UserByHandle(ctx context.Context, h []byte) (auth.User, error)
+	// Users returns every account, sorted by name.
+	Users(ctx context.Context) ([]auth.User, error)
+	// Add creates an account (auth.ErrExists when it exists).
+	Add(ctx context.Context, u auth.User) error
+	// Update replaces an existing account; it refuses to take away the
+	// last administrator (auth.ErrLastAdmin).
+	Update(ctx context.Context, u auth.User) error
+	// EndSessions ends every session.
+	EndSessions(ctx context.Context) error
 }
 
 // AuditLog is where the console records every admin action
@@ -124,6 +135,14 @@ type Config struct {
 	// registry's records in forms, revoke credentials and import CRLs
 	// (records.go); nil: the console has no record pages.
 	Records Records
+	// PublicURL is the console's address as browsers open it
+	// (https://console.hq.example): passkeys are bound to its host name
+	// and accepted from its origin only, and it is the default of
+	// OIDC.RedirectURL's host. Empty: no passkeys.
+	PublicURL string
+	// OIDC, when set, offers the login at a company identity provider
+	// (oidc.go).
+	OIDC *OIDCConfig
 	// SecureCookie marks the session cookie Secure (HTTPS only). Leave it
 	// false only for a console on loopback or behind a TLS proxy that
 	// sets no cookies itself.
@@ -157,6 +176,10 @@ type Server struct {
 	perAddr  *auth.Limiter
 	live     *broadcaster
 	handler  http.Handler
+	// wa is the passkeys' relying party (nil: no PublicURL, no passkeys).
+	wa *webauthn.WebAuthn
+	// oidc is the OIDC login (nil: none).
+	oidc *oidcLogin
 }
 
 // ErrConfig means a Config lacks what the console needs.
@@ -195,6 +218,9 @@ func New(cfg Config) (*Server, error) {
 		http.Error(w, "session error", http.StatusInternalServerError)
 	}
 	s.sessions = sm
+	if err := s.initLogins(); err != nil {
+		return nil, err
+	}
 	mux, err := s.routes()
 	if err != nil {
 		return nil, err

@@ -88,7 +88,7 @@ type env struct {
 	hq    *fakeHQ
 	cmd   *fakeCommander
 	audit *audit.Log
-	acc   *auth.Store
+	acc   Accounts
 	enr   *fakeEnrollments
 	reg   *registry.Registry
 }
@@ -118,7 +118,7 @@ func newEnv(t *testing.T) *env {
 		{Name: "tokyo-admin", Role: auth.Administrator, Sites: []string{"tokyo"}},
 	} {
 		u.PasswordHash = hash
-		if err := st.Accounts.Add(u); err != nil {
+		if err := st.Accounts.Add(t.Context(), u); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -314,9 +314,9 @@ func TestLogin(t *testing.T) {
 // validation, field by field.
 func TestPasswordChange(t *testing.T) {
 	e := newEnv(t)
-	u, _ := e.acc.User("clerk")
+	u, _ := e.acc.User(t.Context(), "clerk")
 	u.MustChange = true
-	if err := e.acc.Update(u); err != nil {
+	if err := e.acc.Update(t.Context(), u); err != nil {
 		t.Fatal(err)
 	}
 	c := e.login("clerk")

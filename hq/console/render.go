@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"html/template"
 	"io/fs"
@@ -41,7 +42,7 @@ func asset(name string) string { return "/static/" + name + "?v=" + assetVersion
 
 // pages are the templates, each the layout with one page's "content".
 var pages = func() map[string]*template.Template {
-	base := template.Must(template.New("layout.html").Funcs(template.FuncMap{"asset": asset, "list": func(xs ...string) []string { return xs }}).ParseFS(templateFS, "templates/layout.html"))
+	base := template.Must(template.New("layout.html").Funcs(template.FuncMap{"asset": asset, "list": func(xs ...string) []string { return xs }, "b64": base64.RawURLEncoding.EncodeToString}).ParseFS(templateFS, "templates/layout.html"))
 	out := map[string]*template.Template{}
 	names, _ := fs.Glob(templateFS, "templates/*.html")
 	for _, n := range names {
@@ -70,6 +71,7 @@ var nav = []navItem{
 	{"/records", "nav.records", auth.PermRecords},
 	{"/import", "nav.import", auth.PermImport},
 	{"/audit", "nav.audit", auth.PermAudit},
+	{"/accounts", "nav.accounts", auth.PermAccounts},
 }
 
 // page is what every template gets.

@@ -32,7 +32,15 @@ func (s *Server) routeTable() []route {
 		{"GET /static/{name}", "", s.static},
 		{"POST /logout", auth.PermView, s.logout},
 		{"GET /{$}", auth.PermView, s.home},
+		{"POST /login/passkey/begin", "", s.beginPasskeyLogin},
+		{"POST /login/passkey/finish", "", s.finishPasskeyLogin},
+		{"GET /login/oidc", "", s.oidcStart},
+		{"GET /login/oidc/callback", "", s.oidcCallback},
 		{"GET /account/password", auth.PermView, s.passwordPage},
+		{"GET /account/passkeys", auth.PermView, s.passkeysPage},
+		{"POST /account/passkeys/begin", auth.PermView, s.beginPasskey},
+		{"POST /account/passkeys/finish", auth.PermView, s.finishPasskey},
+		{"POST /account/passkeys/{id}/remove", auth.PermView, s.removeOwnPasskey},
 		{"POST /account/password", auth.PermView, s.changePassword},
 		{"GET /fleet", auth.PermFleet, s.fleetPage},
 		{"GET /events", auth.PermEvents, s.eventsPage},
@@ -50,6 +58,13 @@ func (s *Server) routeTable() []route {
 		{"GET /alarms", auth.PermAlarms, s.alarmsPage},
 		{"GET /alarms/{id}", auth.PermAlarms, s.alarmPage},
 		{"POST /alarms/{id}/ack", auth.PermAlarmAck, s.ackAlarm},
+		{"GET /accounts", auth.PermAccounts, s.accountsPage},
+		{"GET /accounts/new", auth.PermAccounts, s.newAccountPage},
+		{"POST /accounts/new", auth.PermAccounts, s.createAccount},
+		{"GET /accounts/{name}", auth.PermAccounts, s.accountPage},
+		{"POST /accounts/{name}", auth.PermAccounts, s.updateAccount},
+		{"POST /accounts/{name}/reset", auth.PermAccounts, s.resetAccountPassword},
+		{"POST /accounts/{name}/passkeys/{id}/remove", auth.PermAccounts, s.removeAccountPasskey},
 		{"GET /audit", auth.PermAudit, s.auditPage},
 		{"GET /audit.csv", auth.PermAudit, s.auditExport},
 		{"GET /audit.json", auth.PermAudit, s.auditExport},
@@ -144,14 +159,26 @@ func (s *Server) guard(rt route) http.Handler {
 var errNoSession = errors.New("not logged in")
 
 // sessionAccount returns the account of the session, read afresh so
-// that a changed role or a removed account takes effect at once.
+// that a changed role, a removed or disabled account or a reset password
+// takes effect at once.
 func (s *Server) sessionAccount(ctx context.Context) (auth.User, error) {
 	name := s.sessions.GetString(ctx, sessionUser)
 	if name == "" {
 		return auth.User{}, errNoSession
 	}
-	return s.cfg.Accounts.User(name)
+	u, err := s.cfg.Accounts.User(ctx, name)
+	if err != nil {
+		return auth.User{}, err
+	}
+	if u.Disabled || s.sessions.GetInt64(ctx, sessionGen) != u.Generation {
+		return auth.User{}, errEnded
+	}
+	return u, nil
 }
+
+// errEnded means the session's account was disabled or its password
+// reset since it logged in.
+var errEnded = errors.New("session ended by an account change")
 
 // record appends e, made by rq's account from rq's address, to the audit
 // log; a failure is logged (the action has happened).

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -14,10 +15,12 @@ import (
 
 // Stores are the console's accounts, sessions, audit log and alarms in one bbolt
 // file (next to HQ's store), or with the audit log and the alarms kept
-// elsewhere, shared by replicas (OpenSharedStores: PostgreSQL).
+// elsewhere, shared by replicas (OpenSharedStores: PostgreSQL); tobira-hq
+// serve puts a pgaccounts.Store in Accounts when HQ's store is PostgreSQL.
 type Stores struct {
-	// Accounts holds the users and sessions.
-	Accounts *auth.Store
+	// Accounts holds the users and sessions: the file's (auth.Store);
+	// replace it with a pgaccounts.Store to keep them on PostgreSQL.
+	Accounts Accounts
 	// Audit is the audit log.
 	Audit *audit.Log
 	// Alarms is the alarm list.
@@ -66,7 +69,7 @@ func OpenSharedStores(path string, sh Shared, now func() time.Time) (*Stores, er
 		db.Close()
 		return nil, err
 	}
-	if _, err := acc.PruneSessions(); err != nil {
+	if _, err := acc.PruneSessions(context.Background()); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("console store %s: prune sessions: %w", path, err)
 	}

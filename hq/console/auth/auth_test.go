@@ -2,11 +2,8 @@ package auth
 
 import (
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // cheap are argon2id parameters that keep tests fast.
@@ -109,71 +106,5 @@ func TestLimiter(t *testing.T) {
 	l.Reset("a")
 	if ok, _ := l.Allow("a"); !ok {
 		t.Error("refused after Reset")
-	}
-}
-
-func TestStore(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "console.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	now := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
-	s, err := NewStore(db, func() time.Time { return now })
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := User{Name: "alice", Role: Operator, Sites: []string{"tokyo"}, PasswordHash: "h"}
-	bad := []struct {
-		name string
-		u    User
-		err  error
-	}{
-		{"bad name", User{Name: "a/b", Role: Operator, Sites: []string{"tokyo"}}, ErrInvalid},
-		{"bad role", User{Name: "bob", Role: "root", Sites: []string{"tokyo"}}, ErrInvalid},
-		{"no site", User{Name: "bob", Role: Operator}, ErrInvalid},
-		{"bad site", User{Name: "bob", Role: Operator, Sites: []string{"a b"}}, ErrInvalid},
-	}
-	for _, tt := range bad {
-		if err := s.Add(tt.u); !errors.Is(err, tt.err) {
-			t.Errorf("%s: Add = %v, want %v", tt.name, err, tt.err)
-		}
-	}
-	if err := s.Add(u); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Add(u); !errors.Is(err, ErrExists) {
-		t.Errorf("second Add: %v", err)
-	}
-	if err := s.Update(User{Name: "carol", Role: Auditor, Sites: []string{"*"}}); !errors.Is(err, ErrNoUser) {
-		t.Errorf("Update of a missing user: %v", err)
-	}
-	got, err := s.User("alice")
-	if err != nil || !got.CanSite("tokyo") || got.CanSite("osaka") || got.AllSites() {
-		t.Errorf("User = %+v, %v", got, err)
-	}
-	if _, err := s.User("nobody"); !errors.Is(err, ErrNoUser) {
-		t.Errorf("User(nobody): %v", err)
-	}
-
-	if err := s.Commit("tok", []byte("data"), now.Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if b, ok, err := s.Find("tok"); !ok || string(b) != "data" || err != nil {
-		t.Errorf("Find = %q, %v, %v", b, ok, err)
-	}
-	now = now.Add(2 * time.Hour)
-	if _, ok, _ := s.Find("tok"); ok {
-		t.Error("expired session found")
-	}
-	if n, err := s.PruneSessions(); n != 1 || err != nil {
-		t.Errorf("PruneSessions = %d, %v", n, err)
-	}
-	_ = s.Commit("tok2", []byte("x"), now.Add(time.Hour))
-	if err := s.EndSessions(); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, _ := s.Find("tok2"); ok {
-		t.Error("session survived EndSessions")
 	}
 }

@@ -1,6 +1,8 @@
 // Package auth holds the console's accounts: roles and what each may do,
-// users limited to the sites they are granted, argon2id password hashes,
-// login rate limiting, and the accounts and sessions store (bbolt).
+// users limited to the sites they are granted (and their passkeys),
+// argon2id password hashes, login rate limiting, and the accounts and
+// sessions store on bbolt (Store; package pgaccounts has the same on
+// PostgreSQL, and package authtest the contract both pass).
 package auth
 
 import (
@@ -70,12 +72,15 @@ const (
 	PermRecordsEdit Perm = "records_edit"
 	// PermRevoke is revoking a credential (a lost or stolen card).
 	PermRevoke Perm = "revoke"
+	// PermAccounts is managing the console's accounts (an administrator
+	// granted every site).
+	PermAccounts Perm = "accounts"
 )
 
 // grants is the table of what each role may do.
 var grants = map[Role][]Perm{
 	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermEnroll, PermImport, PermAudit, PermAlarms, PermAlarmAck,
-		PermRecords, PermRecordsEdit, PermRevoke},
+		PermRecords, PermRecordsEdit, PermRevoke, PermAccounts},
 	Operator: {PermView, PermFleet, PermEvents, PermCommand, PermAlarms, PermAlarmAck},
 	Clerk:    {PermView, PermEvents, PermNames, PermEnroll, PermRecords, PermRevoke},
 	Auditor:  {PermView, PermFleet, PermEvents, PermAudit, PermAlarms, PermRecords},
