@@ -72,7 +72,7 @@ func TestConsoleRegistryNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, role := range map[string]auth.Role{"admin": auth.Administrator, "op": auth.Operator} {
-		if err := cs.stores.Accounts.Add(auth.User{Name: name, Role: role, Sites: []string{auth.AllSites}, PasswordHash: hash}); err != nil {
+		if err := cs.stores.Accounts.Add(t.Context(), auth.User{Name: name, Role: role, Sites: []string{auth.AllSites}, PasswordHash: hash}); err != nil {
 			t.Fatal(err)
 		}
 	}
