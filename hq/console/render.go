@@ -68,6 +68,8 @@ var nav = []navItem{
 	{"/alarms", "nav.alarms", auth.PermAlarms},
 	{"/enrollments", "nav.enrollments", auth.PermEnroll},
 	{"/import", "nav.import", auth.PermImport},
+	{"/publish", "nav.publish", auth.PermPublish},
+	{"/releases", "nav.releases", auth.PermRollout},
 	{"/audit", "nav.audit", auth.PermAudit},
 }
 

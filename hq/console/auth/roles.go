@@ -62,11 +62,16 @@ const (
 	PermAlarms Perm = "alarms"
 	// PermAlarmAck is acknowledging alarms (with a comment).
 	PermAlarmAck Perm = "alarm_ack"
+	// PermPublish is publishing policy snapshots to the devices and
+	// watching them apply.
+	PermPublish Perm = "publish"
+	// PermRollout is rolling firmware releases out to devices and groups.
+	PermRollout Perm = "rollout"
 )
 
 // grants is the table of what each role may do.
 var grants = map[Role][]Perm{
-	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermEnroll, PermImport, PermAudit, PermAlarms, PermAlarmAck},
+	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermEnroll, PermImport, PermAudit, PermAlarms, PermAlarmAck, PermPublish, PermRollout},
 	Operator:      {PermView, PermFleet, PermEvents, PermCommand, PermAlarms, PermAlarmAck},
 	Clerk:         {PermView, PermEvents, PermNames, PermEnroll},
 	Auditor:       {PermView, PermFleet, PermEvents, PermAudit, PermAlarms},
