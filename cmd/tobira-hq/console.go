@@ -37,6 +37,14 @@ type consoleServer struct {
 	enroll console.Enrollments
 	// imp imports CSV tables (nil: no registry).
 	imp console.Importer
+	// snapshots publishes the registry's snapshots (nil: no registry
+	// or no key); releases rolls releases out of releaseServer (nil: no
+	// release store or no key). consoleops.go.
+	snapshots     console.SnapshotPublisher
+	releases      console.Releases
+	releaseServer *hq.ReleaseServer
+	// maxRevocationAge is --console-max-revocation-age.
+	maxRevocationAge time.Duration
 }
 
 // openConsole listens on addr and opens the console store; cfg and the
@@ -52,6 +60,7 @@ func openConsole(ctx context.Context, addr, db string, cfg hq.Config, log *slog.
 		return nil, err
 	}
 	cs := &consoleServer{ln: ln, stores: st}
+	cfg.ClientID = "" // the sender's own client ID, not the service's
 	if cfg.Key != nil {
 		if cs.sender, err = hq.DialSender(ctx, cfg, cfg.Key); err != nil {
 			log.Warn("console: cannot connect the command sender; the console sends no commands", "broker", cfg.Broker, "err", err)
@@ -64,6 +73,9 @@ func openConsole(ctx context.Context, addr, db string, cfg hq.Config, log *slog.
 
 // close releases the console's listener, store and sender.
 func (cs *consoleServer) close() {
+	if cs.releaseServer != nil {
+		cs.releaseServer.Close()
+	}
 	if cs.sender != nil {
 		cs.sender.Close()
 	}
@@ -74,7 +86,7 @@ func (cs *consoleServer) close() {
 // run serves the console next to run (HQ's service) until either ends.
 func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(context.Context) error, log *slog.Logger) error {
 	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
-		SecureCookie: !loopback(cs.ln.Addr())}
+		SecureCookie: !loopback(cs.ln.Addr()), Snapshots: cs.snapshots, Releases: cs.releases, MaxRevocationAge: cs.maxRevocationAge}
 	if cs.sender != nil {
 		cfg.Commands = cs.sender
 	}
@@ -85,6 +97,7 @@ func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(cont
 	svc.OnEvent(con.Publish)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return console.Serve(gctx, cs.ln, con, log) })
+	g.Go(func() error { return con.Sweep(gctx, 0) })
 	g.Go(func() error { return run(gctx) })
 	return g.Wait()
 }

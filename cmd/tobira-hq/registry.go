@@ -471,9 +471,9 @@ func crlImport(ctx context.Context, reg, site, crlFile, caFile string, stdout io
 
 // publishFromRegistry builds each device's snapshot from the registry (a
 // delta from the version its retained status reports when asked and
-// possible, else full) and publishes it.
+// possible, else full) and publishes it. It returns the manifests sent.
 func publishFromRegistry(ctx context.Context, s *hq.Sender, r *registry.Registry, site string, devices []string, delta bool,
-	chunk int, statusWait time.Duration, stdout io.Writer) ([]string, error) {
+	chunk int, statusWait time.Duration, stdout io.Writer) ([]proto.Manifest, error) {
 	statuses, err := s.DeviceStatuses(ctx, site, statusWait)
 	if err != nil {
 		return nil, err
@@ -498,7 +498,7 @@ func publishFromRegistry(ctx context.Context, s *hq.Sender, r *registry.Registry
 		pub  registry.Published
 	}
 	deltas := map[uint64]built{} // by the devices' version
-	var ids []string
+	var sent []proto.Manifest
 	for _, d := range devices {
 		st, known := statuses[d]
 		cur := st.Snapshot.Version
@@ -548,9 +548,9 @@ func publishFromRegistry(ctx context.Context, s *hq.Sender, r *registry.Registry
 		}
 		fmt.Fprintf(stdout, "published %s snapshot version %d (from %d) to %s/%s: transfer %s, %d records, %d bytes in %d chunks\n",
 			m.Type, m.Version, m.From, m.Site, m.Device, m.Transfer, pub.Records, m.Size, m.Chunks)
-		ids = append(ids, m.Transfer)
+		sent = append(sent, m)
 	}
-	return ids, nil
+	return sent, nil
 }
 
 // writeSnapshotFile creates the file path and writes a snapshot into it

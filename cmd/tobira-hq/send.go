@@ -136,9 +136,13 @@ func (p *snapshotPublish) fromRegistry(ctx context.Context, bf *brokerFlags, std
 		return err
 	}
 	defer s.Close()
-	ids, err := publishFromRegistry(ctx, s, r, p.site, p.devices, p.delta, p.chunk, p.statusWait, stdout)
+	sent, err := publishFromRegistry(ctx, s, r, p.site, p.devices, p.delta, p.chunk, p.statusWait, stdout)
 	if err != nil {
 		return err
+	}
+	ids := make([]string, len(sent))
+	for i, m := range sent {
+		ids[i] = m.Transfer
 	}
 	return waitResults(ctx, s, p.wait, ids, stdout)
 }
