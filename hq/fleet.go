@@ -165,6 +165,9 @@ type DeviceInfo struct {
 	// ExpectedHash is the content hash HQ expects the device to report for
 	// ExpectedVersion ("" when the publication did not say).
 	ExpectedHash string `json:"expected_hash,omitempty"`
+	// Published is when HQ published ExpectedVersion (the manifest's
+	// Issued; zero when none).
+	Published time.Time `json:"published,omitzero"`
 	// Drift reports that the device's snapshot version differs from
 	// ExpectedVersion, or its content hash from ExpectedHash.
 	Drift bool `json:"drift"`
@@ -199,7 +202,7 @@ func (h *Service) Fleet() ([]DeviceInfo, error) {
 		}
 		if h.spool != nil {
 			if m, err := h.expected(context.Background(), d.Site, d.Device); err == nil {
-				d.ExpectedVersion, d.ExpectedHash = m.Version, m.ContentHash
+				d.ExpectedVersion, d.ExpectedHash, d.Published = m.Version, m.ContentHash, m.Issued
 				d.Drift = d.Status.Snapshot.Version != m.Version ||
 					(m.ContentHash != "" && d.Status.Snapshot.Version == m.Version && d.Status.Snapshot.Hash != m.ContentHash)
 			} else if !errors.Is(err, ErrNotSpooled) {

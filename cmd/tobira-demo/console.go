@@ -73,6 +73,7 @@ func (d *demoEdge) runConsole(ctx context.Context, cs consoleSetup, stdout io.Wr
 		served <- console.Serve(ctx, ln, con, cs.log)
 		stop()
 	}()
+	go func() { _ = con.Sweep(ctx, 0) }() // offline and stale-revocation alarms
 
 	fmt.Fprintf(stdout, "\nconsole: http://%s/\n", ln.Addr())
 	fmt.Fprintf(stdout, "console: log in as %s with the one-time password %s (you choose your own next)\n", consoleUser, password)

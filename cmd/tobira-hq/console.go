@@ -48,6 +48,14 @@ type consoleServer struct {
 	publicURL string
 	// oidc is the OIDC login (nil: none).
 	oidc *console.OIDCConfig
+	// snapshots publishes the registry's snapshots (nil: no registry
+	// or no key); releases rolls releases out of releaseServer (nil: no
+	// release store or no key). consoleops.go.
+	snapshots     console.SnapshotPublisher
+	releases      console.Releases
+	releaseServer *hq.ReleaseServer
+	// maxRevocationAge is --console-max-revocation-age.
+	maxRevocationAge time.Duration
 }
 
 // openConsole listens on addr and opens the console store, with the
@@ -68,6 +76,7 @@ func openConsole(ctx context.Context, addr, db, storeURL string, lf *consoleLogi
 		return nil, err
 	}
 	cs := &consoleServer{ln: ln, stores: st, publicURL: lf.url, oidc: oidcCfg}
+	cfg.ClientID = "" // the sender's own client ID, not the service's
 	if cfg.Key != nil {
 		if cs.sender, err = hq.DialSender(ctx, cfg, cfg.Key); err != nil {
 			log.Warn("console: cannot connect the command sender; the console sends no commands", "broker", cfg.Broker, "err", err)
@@ -80,6 +89,9 @@ func openConsole(ctx context.Context, addr, db, storeURL string, lf *consoleLogi
 
 // close releases the console's listener, store and sender.
 func (cs *consoleServer) close() {
+	if cs.releaseServer != nil {
+		cs.releaseServer.Close()
+	}
 	if cs.sender != nil {
 		cs.sender.Close()
 	}
@@ -156,6 +168,7 @@ func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(cont
 	svc.OnEvent(con.Publish)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return console.Serve(gctx, cs.ln, con, log) })
+	g.Go(func() error { return con.Sweep(gctx, 0) })
 	g.Go(func() error { return run(gctx) })
 	return g.Wait()
 }
@@ -164,7 +177,8 @@ func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(cont
 // registry, when set, gives the record pages and people's names.
 func (cs *consoleServer) config(svc console.HQ, log *slog.Logger) console.Config {
 	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
-		SecureCookie: !loopback(cs.ln.Addr()), PublicURL: cs.publicURL, OIDC: cs.oidc}
+		SecureCookie: !loopback(cs.ln.Addr()), PublicURL: cs.publicURL, OIDC: cs.oidc,
+		Snapshots: cs.snapshots, Releases: cs.releases, MaxRevocationAge: cs.maxRevocationAge}
 	if cs.records != nil {
 		cfg.Records, cfg.Names, cfg.PeopleNames = cs.records, cs.records, cs.records
 	}

@@ -37,12 +37,14 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/amqpintake"
+	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/internal/signed"
 )
 
@@ -149,7 +151,8 @@ func logger(c *cobra.Command) *slog.Logger {
 
 // serveCommand is "tobira-hq serve".
 func serveCommand() *cobra.Command {
-	var db, clientID, spool, reg, anchors, keyFile, metricsListen, consoleListen, consoleDB, intake, group string
+	var db, clientID, spool, reg, anchors, keyFile, metricsListen, consoleListen, consoleDB, intake, group, releaseStore string
+	var maxRevocationAge time.Duration
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Store and acknowledge events, keep device status, re-send snapshot chunks, take enrollments, relay ticket marks",
@@ -163,6 +166,9 @@ func serveCommand() *cobra.Command {
 	c.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics on /metrics (empty: off)")
 	c.Flags().StringVar(&consoleListen, "console-listen", "", "host:port serving the web console (empty: off; docs/CONSOLE.md)")
 	c.Flags().StringVar(&consoleDB, "console-db", defaultConsoleDB, "the console's accounts, sessions and audit log (bbolt file)")
+	c.Flags().StringVar(&releaseStore, "store", "", "release store (as release publish --store) the console rolls releases out of (empty: no rollouts)")
+	c.Flags().DurationVar(&maxRevocationAge, "console-max-revocation-age", console.DefaultMaxRevocationAge,
+		"the console's stale-revocation alarm: a device that has not applied the snapshot HQ published to it for this long")
 	c.Flags().StringVar(&intake, "events-intake", "", "AMQP URLs of RabbitMQ nodes, comma-separated: take events from the quorum queue "+
 		"shared by every replica instead of the MQTT subscriptions (empty: MQTT)")
 	c.Flags().StringVar(&group, "shared-group", "", "MQTT shared-subscription group of this HQ's replicas on one mosquitto: each takes a share of the devices' messages (empty: one HQ)")
@@ -234,6 +240,8 @@ func serveCommand() *cobra.Command {
 			return err
 		}
 		cs.useRegistry(shared, log)
+		cs.maxRevocationAge = maxRevocationAge
+		cs.openConsoleOps(c.Context(), cfg, shared, releaseStore, log)
 		return cs.run(c.Context(), svc, run, log)
 	}
 	return c

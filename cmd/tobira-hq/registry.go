@@ -601,11 +601,11 @@ func publishFromRegistry(ctx context.Context, s *hq.Sender, r *registry.Registry
 				rest = append(rest, d)
 			}
 		}
-		id, err := publishBuilt(ctx, s, hq.SnapshotOffer{Site: p.site, Group: proto.SiteGroup, ChunkSize: p.chunk}, sn, stdout)
+		m, err := publishBuilt(ctx, s, hq.SnapshotOffer{Site: p.site, Group: proto.SiteGroup, ChunkSize: p.chunk}, sn, stdout)
 		if err != nil {
 			return nil, err
 		}
-		out, todo = append(out, pending{id: id, devices: group}), rest
+		out, todo = append(out, pending{id: m.Transfer, devices: group, m: m}), rest
 	}
 	for _, d := range todo {
 		st, known := statuses[d]
@@ -614,11 +614,11 @@ func publishFromRegistry(ctx context.Context, s *hq.Sender, r *registry.Registry
 		if err != nil {
 			return nil, err
 		}
-		id, err := publishBuilt(ctx, s, hq.SnapshotOffer{Site: p.site, Device: d, ChunkSize: p.chunk}, sn, stdout)
+		m, err := publishBuilt(ctx, s, hq.SnapshotOffer{Site: p.site, Device: d, ChunkSize: p.chunk}, sn, stdout)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, pending{id: id})
+		out = append(out, pending{id: m.Transfer, m: m})
 	}
 	return out, nil
 }
@@ -642,12 +642,12 @@ func commonVersion(devices []string, statuses map[string]proto.Status) uint64 {
 }
 
 // publishBuilt publishes sn as offer o (Site, Device or Group, ChunkSize
-// set) and returns the transfer.
-func publishBuilt(ctx context.Context, s *hq.Sender, o hq.SnapshotOffer, sn builtSnapshot, stdout io.Writer) (string, error) {
+// set) and returns its manifest.
+func publishBuilt(ctx context.Context, s *hq.Sender, o hq.SnapshotOffer, sn builtSnapshot, stdout io.Writer) (proto.Manifest, error) {
 	o.Version, o.From, o.Path, o.ContentHash = sn.pub.Version, sn.pub.From, sn.path, sn.pub.Hash
 	m, err := s.PublishSnapshot(ctx, o)
 	if err != nil {
-		return "", err
+		return m, err
 	}
 	to := m.Site + "/" + m.Device
 	if m.Group != "" {
@@ -655,7 +655,7 @@ func publishBuilt(ctx context.Context, s *hq.Sender, o hq.SnapshotOffer, sn buil
 	}
 	fmt.Fprintf(stdout, "published %s snapshot version %d (from %d) to %s: transfer %s, %d records, %d bytes in %d chunks\n",
 		m.Type, m.Version, m.From, to, m.Transfer, sn.pub.Records, m.Size, m.Chunks)
-	return m.Transfer, nil
+	return m, nil
 }
 
 // builtSnapshot is a snapshot file written from the registry.

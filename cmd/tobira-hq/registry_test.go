@@ -267,8 +267,8 @@ func TestRegistryToDevice(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &dev); err != nil {
 		t.Fatalf("fleet json: %v\n%s", err, out.String())
 	}
-	if dev.ExpectedVersion != 4 || dev.ExpectedHash == "" || dev.Drift || dev.Status.Snapshot.Hash != dev.ExpectedHash {
-		t.Errorf("fleet entry %+v, want version 4 with the expected hash and no drift", dev)
+	if dev.ExpectedVersion != 4 || dev.ExpectedHash == "" || dev.Published.IsZero() || dev.Drift || dev.Status.Snapshot.Hash != dev.ExpectedHash {
+		t.Errorf("fleet entry %+v, want version 4 with the expected hash, its publication time and no drift", dev)
 	}
 	// Whether the device's "offline" status reached HQ before serve stopped
 	// is a race in this test, so Online is not asserted here (sync's status

@@ -51,6 +51,7 @@ func dial(ctx context.Context, bf *brokerFlags, keyFile string, sp *spoolFlags, 
 type pending struct {
 	id      string
 	devices []string
+	m       proto.Manifest // of a snapshot publication (zero otherwise)
 }
 
 // pendingIDs returns a pending of one result for each of ids.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/console/alarm"
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -41,6 +42,11 @@ func (s *Server) refreshOffline() {
 		s.log.Warn("console: fleet for the alarms", "err", err)
 		return
 	}
+	s.setOnline(devs)
+}
+
+// setOnline raises or clears the offline alarms of devs.
+func (s *Server) setOnline(devs []hq.DeviceInfo) {
 	for _, d := range devs {
 		a, err := s.cfg.Alarms.SetOnline(d.Site, d.Device, d.Online, s.clk.Now())
 		if err != nil {

@@ -176,7 +176,7 @@ func newWorld(t *testing.T) *world {
 	}
 	t.Cleanup(func() { sender.Close() })
 
-	st := accountStores(t, dir, auth.Administrator, auth.Auditor)
+	st, params := browserStores(t, dir, auth.Administrator, auth.Auditor)
 	enroll := &oneEnrollment{pending: []console.PendingEnrollment{{ID: "0123456789abcdef", Site: simSite, Device: "desk-1", Seq: 1,
 		Received: time.Now(), Credential: "01aa"}}}
 	reg, err := registry.Open(filepath.Join(dir, "registry.db"), registry.Options{Logger: log})
@@ -213,6 +213,32 @@ func newWorld(t *testing.T) *world {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return &world{url: srv.URL, dev: d, audit: st.Audit, enroll: enroll, reg: reg, dir: dir}
+}
+
+// browserParams are the cheap argon2id costs of the browser tests.
+var browserParams = auth.Params{Time: 1, MemoryKiB: 1024, Threads: 1}
+
+// browserStores opens the console's stores in dir with one account of
+// each role of roles, of every site, named as TestPermissions names
+// them (admin, auditor, ...), with browserPassword.
+func browserStores(t *testing.T, dir string, roles ...auth.Role) (*console.Stores, auth.Params) {
+	t.Helper()
+	st, err := console.OpenStores(filepath.Join(dir, "console.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	hash, err := auth.HashPassword(browserPassword, browserParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[auth.Role]string{auth.Administrator: "admin", auth.Operator: "operator", auth.Clerk: "clerk", auth.Auditor: "auditor"}
+	for _, r := range roles {
+		if err := st.Accounts.Add(t.Context(), auth.User{Name: names[r], Role: r, Sites: []string{auth.AllSites}, PasswordHash: hash}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st, browserParams
 }
 
 // online reports whether HQ's fleet shows the simulated device online.

@@ -143,6 +143,20 @@ type Config struct {
 	// OIDC, when set, offers the login at a company identity provider
 	// (oidc.go).
 	OIDC *OIDCConfig
+	// Snapshots, when set, lets the roles allowed publish policy
+	// snapshots and watch the devices apply them; nil: no publishing.
+	Snapshots SnapshotPublisher
+	// Releases, when set, lets the roles allowed roll firmware releases
+	// out and watch them; nil: no rollouts.
+	Releases Releases
+	// MaxRevocationAge is how long a device may go without applying the
+	// snapshot HQ published to it before its stale-revocation alarm;
+	// 0: DefaultMaxRevocationAge.
+	MaxRevocationAge time.Duration
+	// IsLeader, when set, tells Sweep whether this replica raises the
+	// time-based alarms (one replica among several should); nil: it
+	// does.
+	IsLeader func(context.Context) bool
 	// SecureCookie marks the session cookie Secure (HTTPS only). Leave it
 	// false only for a console on loopback or behind a TLS proxy that
 	// sets no cookies itself.
@@ -169,6 +183,8 @@ const (
 // broadcaster.
 type Server struct {
 	cfg      Config
+	pubs     *tracked[publication]
+	rollouts *tracked[rollout]
 	clk      clock.Clock
 	log      *slog.Logger
 	sessions *scs.SessionManager
@@ -196,7 +212,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Params == (auth.Params{}) {
 		cfg.Params = auth.DefaultParams
 	}
-	s := &Server{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, live: newBroadcaster(liveBuffer)}
+	s := &Server{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, live: newBroadcaster(liveBuffer),
+		pubs: newTracked[publication](), rollouts: newTracked[rollout]()}
 	if s.clk == nil {
 		s.clk = clock.System{}
 	}

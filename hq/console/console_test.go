@@ -99,16 +99,7 @@ type env struct {
 // is a real one, empty.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	st, err := OpenStores(filepath.Join(t.TempDir(), "console.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	hash, err := auth.HashPassword(testPassword, cheap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range []auth.User{
+	st := testStores(t, []auth.User{
 		{Name: "admin", Role: auth.Administrator, Sites: []string{"*"}},
 		{Name: "operator", Role: auth.Operator, Sites: []string{"*"}},
 		{Name: "clerk", Role: auth.Clerk, Sites: []string{"*"}},
@@ -116,12 +107,7 @@ func newEnv(t *testing.T) *env {
 		{Name: "tokyo-op", Role: auth.Operator, Sites: []string{"tokyo"}},
 		{Name: "tokyo-clerk", Role: auth.Clerk, Sites: []string{"tokyo"}},
 		{Name: "tokyo-admin", Role: auth.Administrator, Sites: []string{"tokyo"}},
-	} {
-		u.PasswordHash = hash
-		if err := st.Accounts.Add(t.Context(), u); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	f := &fakeHQ{results: map[string]proto.Result{}}
 	for _, site := range []string{"osaka", "tokyo"} {
 		f.devs = append(f.devs, hq.DeviceInfo{Site: site, Device: "gate-1", Online: true,
@@ -152,9 +138,35 @@ func newEnv(t *testing.T) *env {
 
 // client returns an HTTP client with its own cookies that does not
 // follow redirects.
-func (e *env) client() *http.Client {
+func (e *env) client() *http.Client { return newClient() }
+
+// newClient returns an HTTP client with its own cookies that does not
+// follow redirects.
+func newClient() *http.Client {
 	jar, _ := cookiejar.New(nil)
 	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// testStores opens console stores in a temporary directory with users,
+// each with testPassword; tb's cleanup closes them.
+func testStores(tb testing.TB, users []auth.User) *Stores {
+	tb.Helper()
+	st, err := OpenStores(filepath.Join(tb.TempDir(), "console.db"), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	hash, err := auth.HashPassword(testPassword, cheap)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, u := range users {
+		u.PasswordHash = hash
+		if err := st.Accounts.Add(tb.Context(), u); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return st
 }
 
 // login returns a client logged in as user.

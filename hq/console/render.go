@@ -70,6 +70,8 @@ var nav = []navItem{
 	{"/enrollments", "nav.enrollments", auth.PermEnroll},
 	{"/records", "nav.records", auth.PermRecords},
 	{"/import", "nav.import", auth.PermImport},
+	{"/publish", "nav.publish", auth.PermPublish},
+	{"/releases", "nav.releases", auth.PermRollout},
 	{"/audit", "nav.audit", auth.PermAudit},
 	{"/accounts", "nav.accounts", auth.PermAccounts},
 }

@@ -33,7 +33,8 @@ const (
 	ForcedOpen Kind = "forced_open"
 	// HeldOpen: a door stood open too long (door event held_open).
 	HeldOpen Kind = "held_open"
-	// Tamper: a device or door reported tamper (reason "tamper").
+	// Tamper: a device or door reported tamper (reason "tamper";
+	// "tamper_cleared" clears it).
 	Tamper Kind = "tamper"
 	// WrongPIN: WrongPINCount wrong PINs at a door within WrongPINWindow.
 	WrongPIN Kind = "wrong_pin"
@@ -43,6 +44,10 @@ const (
 	TicketConflict Kind = "ticket_conflict"
 	// Offline: a device stopped reporting.
 	Offline Kind = "offline"
+	// StaleRevocation: a device's revocation data (its policy snapshot)
+	// is older than the console allows (the console's sweep raises and
+	// clears it with SetCondition).
+	StaleRevocation Kind = "stale_revocation"
 )
 
 // Repeated wrong PINs: WrongPINCount pin_wrong denials at one door
@@ -53,7 +58,7 @@ const (
 )
 
 // priorities are each kind's priority: 1 is the most urgent.
-var priorities = map[Kind]int{ForcedOpen: 1, Tamper: 1, HeldOpen: 2, WrongPIN: 2, TicketConflict: 2, Offline: 2, DeviceRefused: 3}
+var priorities = map[Kind]int{ForcedOpen: 1, Tamper: 1, HeldOpen: 2, WrongPIN: 2, TicketConflict: 2, Offline: 2, StaleRevocation: 2, DeviceRefused: 3}
 
 // State is where an alarm is in its life.
 type State string
@@ -235,6 +240,8 @@ func classify(ev proto.Event) (raise Kind, door string, clear []Kind) {
 	switch {
 	case ev.Reason == "tamper":
 		return Tamper, ev.Door, nil
+	case ev.Reason == "tamper_cleared":
+		return "", ev.Door, []Kind{Tamper}
 	case ev.Type == proto.TypeDoor && ev.Reason == "forced_open":
 		return ForcedOpen, ev.Door, nil
 	case ev.Type == proto.TypeDoor && ev.Reason == "held_open":
@@ -326,11 +333,18 @@ func (l *List) clear(id string, now time.Time) error {
 // SetOnline raises or clears site/device's Offline alarm from the
 // fleet's view at now; it returns the alarm when raised anew.
 func (l *List) SetOnline(site, device string, online bool, now time.Time) (*Alarm, error) {
-	if online {
-		return nil, l.clear(ID(site, device, "", Offline), now)
+	return l.SetCondition(site, device, Offline, !online, "", now)
+}
+
+// SetCondition raises (on) or clears (!on) site/device's alarm of a
+// device-wide kind that is checked again and again (Offline,
+// StaleRevocation) at now; it returns the alarm when raised anew. A
+// standing alarm is not "seen again" on every check.
+func (l *List) SetCondition(site, device string, kind Kind, on bool, detail string, now time.Time) (*Alarm, error) {
+	if !on {
+		return nil, l.clear(ID(site, device, "", kind), now)
 	}
-	// Still offline: not "seen again" on every look.
-	return l.raise(site, device, "", Offline, "", now, true)
+	return l.raise(site, device, "", kind, detail, now, true)
 }
 
 // Ack acknowledges the active alarm id by user with comment at now and

@@ -75,12 +75,17 @@ const (
 	// PermAccounts is managing the console's accounts (an administrator
 	// granted every site).
 	PermAccounts Perm = "accounts"
+	// PermPublish is publishing policy snapshots to the devices and
+	// watching them apply.
+	PermPublish Perm = "publish"
+	// PermRollout is rolling firmware releases out to devices and groups.
+	PermRollout Perm = "rollout"
 )
 
 // grants is the table of what each role may do.
 var grants = map[Role][]Perm{
 	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermEnroll, PermImport, PermAudit, PermAlarms, PermAlarmAck,
-		PermRecords, PermRecordsEdit, PermRevoke, PermAccounts},
+		PermRecords, PermRecordsEdit, PermRevoke, PermAccounts, PermPublish, PermRollout},
 	Operator: {PermView, PermFleet, PermEvents, PermCommand, PermAlarms, PermAlarmAck},
 	Clerk:    {PermView, PermEvents, PermNames, PermEnroll, PermRecords, PermRevoke},
 	Auditor:  {PermView, PermFleet, PermEvents, PermAudit, PermAlarms, PermRecords},
