@@ -40,13 +40,7 @@ func TestResultPublishedWhileHQAwayReachesHQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	c, err := s.SendCommand(ctx, proto.Command{Site: "s1", Device: "d1", Action: proto.ActionUnlock, Door: "main-gate"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, err := s.WaitResult(ctx, c.ID); err != nil || r.Status != proto.ResultDone {
-		t.Fatalf("result %+v, %v; want done", r, err)
-	}
+	c := unlockDone(ctx, t, s)
 
 	h := runHQWith(t, m.URL(), hq.Config{})
 	waitFor(t, "HQ to store the result from the device's status", func() bool {
