@@ -19,6 +19,10 @@ STATICCHECK := $(TOOLS)/staticcheck
 # The race detector runs on the packages that run goroutines of their own
 # (door timers and observers, reader sessions, the controller loops, the
 # store's background writes, the link and HQ). hq/ joins once it exists.
+# internal/e2e is not in the set: under -race it ran 815 s on a shared
+# 2-vCPU machine (2026-11-24) and reported no data race, but its timed
+# drains and tap budgets failed there (TestBacklogDrainNotLimited,
+# TestTicketOnlineCheck); run it alone with `go test -race ./internal/e2e`.
 RACE_PKGS = ./controller/... ./door/... ./reader/... ./policy/... ./firmware/... ./sync/... $(if $(wildcard hq),./hq/...)
 
 .PHONY: all build demo demo-console test test-race lint bench bench-full deps-build deps-test vet fmt-check clean

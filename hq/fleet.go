@@ -32,6 +32,9 @@ func (h *Service) storeStatus(topic string, payload []byte) (site, device string
 	}
 	cameOnline = h.relay.seen(site, device, st.Online)
 	h.relay.setDoors(site, device, st.Doors)
+	results := st.Results
+	st.Results = nil // stored as results, not in the fleet's status
+	h.catchUpResults(context.Background(), topic, results)
 	if err := h.st.PutStatus(context.Background(), site, device, st, h.clk.Now().UTC()); err != nil {
 		h.log.Error("cannot store status", "topic", topic, "err", err)
 		return site, device, cameOnline
@@ -72,7 +75,9 @@ func (h *Service) handleResult(_ context.Context, _ publishFunc, topic string, p
 	}
 	if err := h.st.PutResult(context.Background(), r, h.clk.Now().UTC()); err != nil {
 		h.log.Error("cannot store result", "topic", topic, "id", r.ID, "err", err)
+		return
 	}
+	h.seen.mark(r.ID)
 }
 
 // Result returns the stored result of a command or snapshot transfer ID,

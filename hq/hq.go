@@ -160,6 +160,8 @@ type Service struct {
 
 	reportMu sync.Mutex // orders the sequence numbers of HQ's own events
 
+	seen seenResults // result IDs known to be stored
+
 	intake Intake // nil: device messages come through Run's MQTT subscription
 	group  string // shared-subscription group; "": none
 

@@ -235,17 +235,18 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 	eng.log = cmp.Or(cfg.Logger, slog.Default()).With("site", cfg.Site, "device", cfg.Device)
 	pub := &clientPublisher{clk: eng.clk}
 	eng.pub = pub
+	results := &resultSender{pub: pub, topic: proto.ResultTopic(cfg.Site, cfg.Device), log: eng.log}
 	e := &Edge{
 		eng: eng,
 		status: &statusLoop{src: cfg.Status, eng: eng, pub: pub, clk: eng.clk, log: eng.log,
-			interval: cmp.Or(cfg.StatusInterval, DefaultStatusInterval),
-			topic:    proto.StatusTopic(cfg.Site, cfg.Device), kick: make(chan struct{}, 1)},
+			interval: cmp.Or(cfg.StatusInterval, DefaultStatusInterval), results: results.latest,
+			topic: proto.StatusTopic(cfg.Site, cfg.Device), kick: make(chan struct{}, 1)},
 		link: cfg.settings(""),
 		pub:  pub,
 	}
 	e.features = []feature{eng, e.status, &enrollLoop{ob: ob, pub: pub, up: eng.up.Load, clk: eng.clk, log: eng.log,
 		site: cfg.Site, device: cfg.Device, ackTimeout: eng.ackTimeout, kick: make(chan struct{}, 1)}}
-	signedFeatures, err := e.signedFeatures(cfg, ob)
+	signedFeatures, err := e.signedFeatures(cfg, ob, results)
 	if err != nil {
 		return nil, fmt.Errorf("new edge %s/%s: %w", cfg.Site, cfg.Device, err)
 	}
@@ -256,7 +257,7 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 // signedFeatures returns the features that take messages signed by HQ,
 // those cfg asks for: ticket marks, commands, snapshots. They need
 // cfg.Keys.
-func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox) ([]feature, error) {
+func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox, results *resultSender) ([]feature, error) {
 	if cfg.Marks == nil && cfg.Commands == nil && cfg.Snapshots == nil && !cfg.TicketChecks {
 		return nil, nil
 	}
@@ -265,7 +266,6 @@ func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox) ([]feature, error) {
 		return nil, fmt.Errorf("%w: commands, snapshots and ticket marks need pinned HQ keys: %w", ErrConfig, err)
 	}
 	eng := e.eng
-	results := resultSender{pub: e.pub, topic: proto.ResultTopic(cfg.Site, cfg.Device), log: eng.log}
 	var fs []feature
 	if cfg.Marks != nil {
 		fs = append(fs, &markLoop{store: cfg.Marks, ob: ob, pub: e.pub, up: eng.up.Load, events: eng.notify, v: v, clk: eng.clk, log: eng.log,
@@ -341,7 +341,7 @@ func (e *Edge) syncFetch(cfg EdgeConfig, ob *Outbox, ci *commandIntake, si *snap
 
 // snapshotIntake returns the snapshot feature, restored from the outbox
 // file, and wires its refusals into the status.
-func (e *Edge) snapshotIntake(cfg EdgeConfig, ob *Outbox, v *signed.Verifier, results resultSender) (*snapshotIntake, error) {
+func (e *Edge) snapshotIntake(cfg EdgeConfig, ob *Outbox, v *signed.Verifier, results *resultSender) (*snapshotIntake, error) {
 	eng := e.eng
 	needTopic := proto.NeedTopic(cfg.Site, cfg.Device)
 	var lastErr atomic.Value

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
@@ -78,17 +80,36 @@ func publishJSON(ctx context.Context, pub publisher, topic string, v any) error 
 }
 
 // resultSender reports Results on the device's result topic (commands and
-// snapshots share it).
+// snapshots share it), and keeps the latest for the status.
 type resultSender struct {
 	pub   publisher
 	topic string
 	log   *slog.Logger
+
+	mu     sync.Mutex
+	recent []proto.Result // the latest, oldest first, at most proto.MaxStatusResults
 }
 
-// send publishes r, logging a failure: HQ learns the outcome from the
-// device's status and a later resync anyway.
-func (r resultSender) send(ctx context.Context, res proto.Result) {
-	if err := publishJSON(ctx, r.pub, r.topic, res); err != nil {
-		r.log.Warn("cannot publish result", "id", res.ID, "status", res.Status, "err", err)
+// send publishes r once, logging a failure, and keeps it for the status
+// (Status.Results): a result no HQ was subscribed for, or that failed to
+// go out, reaches HQ with the next status.
+func (r *resultSender) send(ctx context.Context, res proto.Result) {
+	if res.ID != "" {
+		r.mu.Lock()
+		r.recent = append(r.recent, res)
+		if n := len(r.recent) - proto.MaxStatusResults; n > 0 {
+			r.recent = slices.Delete(r.recent, 0, n)
+		}
+		r.mu.Unlock()
 	}
+	if err := publishJSON(ctx, r.pub, r.topic, res); err != nil {
+		r.log.Warn("cannot publish result; it goes with the next status", "id", res.ID, "status", res.Status, "err", err)
+	}
+}
+
+// latest returns the latest results, oldest first.
+func (r *resultSender) latest() []proto.Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.recent)
 }

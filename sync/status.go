@@ -39,6 +39,7 @@ type statusLoop struct {
 	pub      retainedPublisher
 	kick     chan struct{}
 	snapErr  func() string // last snapshot refusal, may be nil
+	results  func() []proto.Result
 }
 
 // nudge asks for a status message soon; it never blocks.
@@ -70,6 +71,9 @@ func (s *statusLoop) make(ctx context.Context) proto.Status {
 	st.AckedSeq = s.eng.acked.Load()
 	if s.snapErr != nil {
 		st.LastSnapshotError = s.snapErr()
+	}
+	if s.results != nil {
+		st.Results = s.results()
 	}
 	return st
 }

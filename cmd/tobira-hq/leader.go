@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tobira-ac/tobira/hq"
@@ -32,9 +33,9 @@ func leaderJobs(st hq.Store) []leader.Job {
 }
 
 // newLeader returns the runner of serve's leader jobs, nil when there are
-// none. Replicas sharing the PostgreSQL database at url elect one with an
+// none; metrics (if set) gets its gauge tobira_hq_leader. Replicas sharing the PostgreSQL database at url elect one with an
 // advisory lock; a bbolt HQ (url empty) is alone and always leads.
-func newLeader(url string, jobs []leader.Job, log *slog.Logger) (*leader.Runner, error) {
+func newLeader(url string, jobs []leader.Job, metrics prometheus.Registerer, log *slog.Logger) (*leader.Runner, error) {
 	if len(jobs) == 0 {
 		return nil, nil
 	}
@@ -46,7 +47,7 @@ func newLeader(url string, jobs []leader.Job, log *slog.Logger) (*leader.Runner,
 		}
 		e = pg
 	}
-	return leader.New(leader.Config{Elector: e, Jobs: jobs, Logger: log})
+	return leader.New(leader.Config{Elector: e, Jobs: jobs, Metrics: metrics, Logger: log})
 }
 
 // withLeader returns run, with r running next to it (when not nil) until

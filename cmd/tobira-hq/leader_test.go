@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/internal/pgtest"
@@ -55,7 +57,7 @@ func TestLeaderJobs(t *testing.T) {
 					t.Fatalf("job %s: %v", j.Name, err)
 				}
 			}
-			r, err := newLeader(tt.url, jobs, log)
+			r, err := newLeader(tt.url, jobs, prometheus.NewRegistry(), log)
 			if err != nil || (r != nil) != tt.leads {
 				t.Fatalf("newLeader = %v, %v; want a runner %v", r, err, tt.leads)
 			}

@@ -223,7 +223,7 @@ func serveCommand() *cobra.Command {
 		}
 		defer svc.Close()
 		log.Info("tobira-hq serving", "version", version, "broker", cfg.Broker, "client_id", cfg.ClientID, "db", db, "spool", spool)
-		lead, err := newLeader(sf.url, leaderJobs(cfg.Store), log)
+		lead, err := newLeader(sf.url, leaderJobs(cfg.Store), metrics.registerer(), log)
 		if err != nil {
 			return err
 		}

@@ -14,8 +14,7 @@
  *     than one CN: refused.
  * Device IDs always hold a "/" and HQ's never do; two devices' IDs differ
  * in their first two "/"-separated parts. So no certificate can take
- * another identity's client ID, which would disconnect that client (and,
- * with a clean session, wipe its persistent session).
+ * another identity's client ID, which would disconnect that client.
  *
  * It also refuses a shared subscription ("$share/{group}/...") to every
  * user but "tobira-hq". HQ's replicas share the devices' messages in such

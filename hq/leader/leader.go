@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tobira-ac/tobira/internal/clock"
 )
 
@@ -73,6 +75,9 @@ type Config struct {
 	Clock clock.Clock
 	// Logger receives the runner's logs; default slog.Default().
 	Logger *slog.Logger
+	// Metrics, if set, receives the gauge tobira_hq_leader: 1 while this
+	// replica leads, else 0.
+	Metrics prometheus.Registerer
 }
 
 // Runner runs jobs while its replica leads.
@@ -94,7 +99,21 @@ func New(cfg Config) (*Runner, error) {
 	cfg.Retry = cmp.Or(cfg.Retry, DefaultRetry)
 	cfg.Clock = cmp.Or(cfg.Clock, clock.Clock(clock.System{}))
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	return &Runner{cfg: cfg}, nil
+	r := &Runner{cfg: cfg}
+	if cfg.Metrics != nil {
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tobira_hq_leader",
+			Help: "1 while this HQ replica leads (runs the work that runs once, such as retention), else 0."},
+			func() float64 {
+				if r.Leading() {
+					return 1
+				}
+				return 0
+			})
+		if err := cfg.Metrics.Register(g); err != nil {
+			return nil, fmt.Errorf("leader: metrics: %w", err)
+		}
+	}
+	return r, nil
 }
 
 // Leading reports whether this replica leads now.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tobira-ac/tobira/hq/leader"
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
@@ -72,7 +73,8 @@ func start(t *testing.T, r *leader.Runner) {
 func TestAlwaysRunsJobsEveryPeriod(t *testing.T) {
 	clk := clocktest.New(time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC))
 	var runs atomic.Int64
-	r, err := leader.New(leader.Config{Elector: leader.Always{}, Clock: clk, Logger: slog.New(slog.DiscardHandler),
+	reg := prometheus.NewRegistry()
+	r, err := leader.New(leader.Config{Elector: leader.Always{}, Clock: clk, Logger: slog.New(slog.DiscardHandler), Metrics: reg,
 		Jobs: []leader.Job{{Name: "count", Every: time.Hour, Run: func(context.Context) error {
 			runs.Add(1)
 			return errors.New("fails every time")
@@ -80,14 +82,33 @@ func TestAlwaysRunsJobsEveryPeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if g := leaderGauge(t, reg); g != 0 {
+		t.Fatalf("tobira_hq_leader = %v before Run, want 0", g)
+	}
 	start(t, r)
 	for want := int64(1); want <= 3; want++ {
 		waitUntil(t, "the job's next run", func() bool { return runs.Load() == want && clk.Pending() == 1 })
-		if !r.Leading() {
-			t.Fatal("a single HQ does not lead")
+		if !r.Leading() || leaderGauge(t, reg) != 1 {
+			t.Fatalf("a single HQ does not lead (gauge %v)", leaderGauge(t, reg))
 		}
 		clk.Advance(time.Hour)
 	}
+}
+
+// leaderGauge returns tobira_hq_leader of reg.
+func leaderGauge(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "tobira_hq_leader" {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no tobira_hq_leader")
+	return 0
 }
 
 // pgReplica is one replica's runner on a PG elector, with its job's runs.

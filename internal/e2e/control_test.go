@@ -90,6 +90,20 @@ func writeFile(t *testing.T, dir, name string, b []byte) string {
 	return p
 }
 
+// unlockDone sends s1/d1 an unlock of main-gate through s and waits for
+// its done result.
+func unlockDone(ctx context.Context, t *testing.T, s *hq.Sender) proto.Command {
+	t.Helper()
+	c, err := s.SendCommand(ctx, proto.Command{Site: "s1", Device: "d1", Action: proto.ActionUnlock, Door: "main-gate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.WaitResult(ctx, c.ID); err != nil || r.Status != proto.ResultDone {
+		t.Fatalf("unlock result %+v, %v; want done", r, err)
+	}
+	return c
+}
+
 func TestCommandsSnapshotsAndStatus(t *testing.T) {
 	m := mosquittotest.Start(t)
 	p, err := faultproxy.Start(t.Context(), faultproxy.Config{Target: m.Addr()})
@@ -160,13 +174,7 @@ func TestCommandsSnapshotsAndStatus(t *testing.T) {
 	defer s.Close()
 
 	// A command is carried out once; its replay is refused.
-	c, err := s.SendCommand(ctx, proto.Command{Site: "s1", Device: "d1", Action: proto.ActionUnlock, Door: "main-gate"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, err := s.WaitResult(ctx, c.ID); err != nil || r.Status != proto.ResultDone {
-		t.Fatalf("unlock result %+v, %v; want done", r, err)
-	}
+	c := unlockDone(ctx, t, s)
 	if _, err := s.SendCommand(ctx, c); err != nil { // the same ID again
 		t.Fatal(err)
 	}

@@ -56,13 +56,22 @@ func DecodeResult(topic string, payload []byte) (Result, error) {
 	if err := json.Unmarshal(payload, &r); err != nil {
 		return Result{}, fmt.Errorf("%w: result payload: %w", ErrMalformed, err)
 	}
+	if err := r.check(site, device); err != nil {
+		return Result{}, fmt.Errorf("%w: on topic %q", err, topic)
+	}
+	return r, nil
+}
+
+// check reports whether r is a result of site/device with a known status;
+// the error wraps ErrMalformed.
+func (r Result) check(site, device string) error {
 	if r.Site != site || r.Device != device {
-		return Result{}, fmt.Errorf("%w: result of %s/%s on topic %q", ErrMalformed, r.Site, r.Device, topic)
+		return fmt.Errorf("%w: result of %s/%s", ErrMalformed, r.Site, r.Device)
 	}
 	switch r.Status {
 	case ResultDone, ResultRefused, ResultFailed:
 	default:
-		return Result{}, fmt.Errorf("%w: result status %q", ErrMalformed, r.Status)
+		return fmt.Errorf("%w: result status %q", ErrMalformed, r.Status)
 	}
-	return r, nil
+	return nil
 }

@@ -40,7 +40,15 @@ type Status struct {
 	// LastSnapshotError is the last refused snapshot's reason, empty when
 	// the last one applied.
 	LastSnapshotError string `json:"last_snapshot_error,omitempty"`
+	// Results are the device's latest results (at most MaxStatusResults,
+	// oldest first), each also published once on its result topic: a
+	// result published while no HQ was subscribed reaches HQ with the
+	// next status.
+	Results []Result `json:"results,omitempty"`
 }
+
+// MaxStatusResults bounds Status.Results.
+const MaxStatusResults = 16
 
 // SnapshotStatus names a policy snapshot.
 type SnapshotStatus struct {
@@ -97,6 +105,14 @@ func DecodeStatus(topic string, payload []byte) (site, device string, st Status,
 	}
 	if st.Site != "" && st.Site != site || st.Device != "" && st.Device != device {
 		return "", "", Status{}, fmt.Errorf("%w: status of %s/%s on topic %q", ErrMalformed, st.Site, st.Device, topic)
+	}
+	if len(st.Results) > MaxStatusResults {
+		return "", "", Status{}, fmt.Errorf("%w: status on topic %q holds %d results, max %d", ErrMalformed, topic, len(st.Results), MaxStatusResults)
+	}
+	for _, r := range st.Results {
+		if err := r.check(site, device); err != nil {
+			return "", "", Status{}, fmt.Errorf("%w in the status on topic %q", err, topic)
+		}
 	}
 	st.Site, st.Device = site, device
 	return site, device, st, nil
