@@ -231,6 +231,9 @@ func (s *Server) finishPasskeyLogin(w http.ResponseWriter, r *http.Request, rq *
 		return newWAUser(u), nil
 	}
 	_, cred, err := s.wa.FinishPasskeyLogin(handler, sd, r)
+	if err == nil && cred.Authenticator.CloneWarning {
+		err = errors.New("its signature counter went back: a cloned authenticator? Remove the passkey and register it again")
+	}
 	if err == nil {
 		err = s.keepSignCount(r, &found, cred)
 	}

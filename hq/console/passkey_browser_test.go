@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	cdpwebauthn "github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
+	"github.com/go-webauthn/webauthn/webauthn"
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/console"
@@ -129,6 +131,34 @@ func TestBrowserPasskey(t *testing.T) {
 		t.Fatalf("account after registration: %+v, %v", u, err)
 	}
 
+	t.Run("cloned authenticator", func(t *testing.T) {
+		// A stored signature counter beyond the authenticator's: the
+		// answer looks like a copy's, and is refused.
+		b := b.For(t)
+		u, _ := st.Accounts.User(t.Context(), "admin")
+		var cred webauthn.Credential
+		if err := json.Unmarshal(u.Passkeys[0].Credential, &cred); err != nil {
+			t.Fatal(err)
+		}
+		good := u.Passkeys[0].Credential
+		cred.Authenticator.SignCount = 1 << 20
+		u.Passkeys[0].Credential, _ = json.Marshal(cred)
+		if err := st.Accounts.Update(t.Context(), u); err != nil {
+			t.Fatal(err)
+		}
+		b.Do("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#passkey-login")))
+		b.Do("log in with the cloned passkey", chromedp.Click(chromedp.CSS("#passkey-login")), chromedp.WaitVisible(chromedp.CSS("#passkey-error")))
+		if got := b.Text("#passkey-error"); got != "Passkey login failed." {
+			t.Errorf("error shown: %q", got)
+		}
+		u, _ = st.Accounts.User(t.Context(), "admin")
+		u.Passkeys[0].Credential = good
+		if err := st.Accounts.Update(t.Context(), u); err != nil {
+			t.Fatal(err)
+		}
+		b.Do("log in with the passkey again", chromedp.Click(chromedp.CSS("#passkey-login")), chromedp.WaitVisible(chromedp.CSS("#logout")))
+	})
+
 	t.Run("accounts", func(t *testing.T) {
 		b := b.For(t)
 		b.Do("create an account",
@@ -157,7 +187,8 @@ func TestBrowserPasskey(t *testing.T) {
 
 	got := map[string]bool{}
 	_ = st.Audit.Each(func(e audit.Entry) error { got[e.Actor+":"+e.Action+":"+e.After] = true; return nil })
-	for _, want := range []string{"admin:login:password", "admin:login:passkey", "admin:logout:"} {
+	for _, want := range []string{"admin:login:password", "admin:login:passkey", "admin:logout:",
+		"admin:login_failed:passkey: its signature counter went back: a cloned authenticator? Remove the passkey and register it again"} {
 		if !got[want] {
 			t.Errorf("audit lacks %s: %v", want, got)
 		}
