@@ -14,7 +14,6 @@ import (
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/amqpintake"
 	"github.com/tobira-ac/tobira/hq/pgstore"
-	"github.com/tobira-ac/tobira/internal/pgtest"
 	"github.com/tobira-ac/tobira/internal/rabbittest"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -204,15 +203,7 @@ func startReplica(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL s
 // the other consumes from is SIGKILLed: the survivor moves to another node
 // and takes over, and every event is stored exactly once.
 func TestHQReplicasShareTheQueue(t *testing.T) {
-	pg, err := pgtest.Start(t.Context(), pgtest.Options{})
-	if err != nil {
-		pgtest.Unavailable(t, err)
-	}
-	t.Cleanup(func() { pg.Stop() })
-	db, err := pg.CreateDB(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := startPG(t)
 	if _, err := pgstore.Migrate(t.Context(), db); err != nil {
 		t.Fatal(err)
 	}
