@@ -158,17 +158,20 @@ type replica struct {
 }
 
 // startReplica runs an HQ replica named name: MQTT (acks, status) on
-// mqttURL, events from the quorum queue through amqpURLs, the events
-// store in PostgreSQL at dbURL. Each new event counts in newEvents too.
+// mqttURL, events from the quorum queue through amqpURLs (none: from its
+// MQTT subscription), the events store in PostgreSQL at dbURL. Each new
+// event counts in newEvents too.
 func startReplica(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL string, newEvents *atomic.Int64) *replica {
 	t.Helper()
 	st, err := pgstore.Open(t.Context(), dbURL, pgstore.Options{Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := amqpintake.New(amqpintake.Config{URLs: amqpURLs, RetryDelay: 200 * time.Millisecond, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
+	var in hq.Intake
+	if len(amqpURLs) > 0 {
+		if in, err = amqpintake.New(amqpintake.Config{URLs: amqpURLs, RetryDelay: 200 * time.Millisecond, Logger: discardLogger()}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	h, err := hq.Open(hq.Config{
 		Broker: mqttURL, ClientID: "hq-" + name, Path: filepath.Join(t.TempDir(), "hq.db"), Store: st, Intake: in,

@@ -43,7 +43,7 @@ type fleetConfig struct {
 	gates   int                     // simulated devices
 	tickets int                     // tickets the venue sold: the most taps a test makes
 	brokers []string                // MQTT URLs; gate i lists them rotated by i
-	key     ed25519.PublicKey       // HQ's mark-signing key
+	key     ed25519.PublicKey       // HQ's mark-signing key; nil: no ticket marks (no policy store)
 	start   time.Time               // the event's start; it lasts 25 hours
 	batch   int                     // events per batch (0: the Edge's default)
 	tune    func(*tsync.EdgeConfig) // optional: changes each gate's config
@@ -66,7 +66,8 @@ func scaleSnapshot(cfg fleetConfig) policy.Snapshot {
 }
 
 // scaleGate is one simulated device: a gate with its policy store (the
-// ticket marks it made and learned), its outbox and its Edge.
+// ticket marks it made and learned; nil without marks), its outbox and
+// its Edge.
 type scaleGate struct {
 	name  string
 	store *policy.Store
@@ -102,24 +103,25 @@ func startScaleGate(t *testing.T, cfg fleetConfig, snap policy.Snapshot, i int) 
 	dir := t.TempDir()
 	g := &scaleGate{name: gateName(i), known: newKnownSet()}
 	var err error
-	if g.store, err = policy.Open(filepath.Join(dir, "policy.db"), discardLogger()); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.store.ApplyFull(t.Context(), snap); err != nil {
-		t.Fatal(err)
-	}
 	if g.ob, err = tsync.OpenOutbox(filepath.Join(dir, "events.db")); err != nil {
 		t.Fatal(err)
 	}
-	brokers := append(append([]string(nil), cfg.brokers[i%len(cfg.brokers):]...), cfg.brokers[:i%len(cfg.brokers)]...)
 	ecfg := tsync.EdgeConfig{
-		Brokers: brokers, Site: scaleSite, Device: g.name, Marks: knownMarks{MarkStore: g.store, known: g.known},
-		Keys: []ed25519.PublicKey{cfg.key}, Batch: cfg.batch,
+		Brokers: rotate(cfg.brokers, i), Site: scaleSite, Device: g.name, Batch: cfg.batch,
 		Status: tsync.StatusFunc(func(context.Context) (proto.Status, error) {
 			return proto.Status{Doors: []proto.DoorStatus{{Name: g.name}}}, nil
 		}),
 		AckTimeout: 2 * time.Second, RetryDelay: 200 * time.Millisecond,
 		ConnectRetry: 200 * time.Millisecond, MaxReconnect: time.Second, Logger: discardLogger(),
+	}
+	if cfg.key != nil { // a gate of the ticketed event
+		if g.store, err = policy.Open(filepath.Join(dir, "policy.db"), discardLogger()); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.store.ApplyFull(t.Context(), snap); err != nil {
+			t.Fatal(err)
+		}
+		ecfg.Marks, ecfg.Keys = knownMarks{MarkStore: g.store, known: g.known}, []ed25519.PublicKey{cfg.key}
 	}
 	if cfg.tune != nil {
 		cfg.tune(&ecfg)
@@ -132,7 +134,9 @@ func startScaleGate(t *testing.T, cfg fleetConfig, snap policy.Snapshot, i int) 
 			t.Errorf("%s Run: %v", g.name, err)
 		}
 		g.ob.Close()
-		g.store.Close()
+		if g.store != nil {
+			g.store.Close()
+		}
 	})
 	return g
 }

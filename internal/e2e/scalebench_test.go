@@ -1,0 +1,236 @@
+package e2e_test
+
+// Performance runs of HQ at scale (issue 11), off by default like the
+// other TestPerf runs: TOBIRA_BENCH_SCALE=small (make bench) or full (make
+// bench-full, the figures of docs/PERFORMANCE.md). The devices are real
+// sync.Edges with their own bbolt outboxes (the harness of
+// scaleharness_test.go); HQ runs in this process on PostgreSQL.
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tobira-ac/tobira/hq/pgstore"
+	"github.com/tobira-ac/tobira/internal/mosquittotest"
+	"github.com/tobira-ac/tobira/internal/pgtest"
+	"github.com/tobira-ac/tobira/internal/rabbittest"
+	"github.com/tobira-ac/tobira/sync/proto"
+)
+
+// benchSize returns small or full after benchScale's skip.
+func benchSize(t *testing.T, small, full int) int {
+	if benchScale(t) == 1000000 {
+		return full
+	}
+	return small
+}
+
+// migratedPG starts PostgreSQL for the test and returns a new migrated
+// database's URL.
+func migratedPG(t *testing.T) string {
+	t.Helper()
+	db := startPG(t)
+	if _, err := pgstore.Migrate(t.Context(), db); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// waitConnected waits until every gate of f is connected to a broker.
+func waitConnected(t *testing.T, f *fleet) {
+	t.Helper()
+	waitFor(t, "every gate to connect", func() bool {
+		return !slices.ContainsFunc(f.gates, func(g *scaleGate) bool { return !g.edge.Connected() })
+	})
+}
+
+// drainFleet waits until every gate's outbox is empty and returns how
+// long that took since start.
+func drainFleet(t *testing.T, f *fleet, start time.Time) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), scaleDeadline(uint64(f.events)))
+	defer cancel()
+	for _, g := range f.gates {
+		if err := g.edge.WaitDrained(ctx); err != nil {
+			t.Fatalf("%s: %v", g.name, err)
+		}
+	}
+	return time.Since(start)
+}
+
+// checkStoredOnce checks that PostgreSQL at db and HQ's OnEvent calls hold
+// the fleet's events once each.
+func checkStoredOnce(t *testing.T, db string, f *fleet, newEvents *atomic.Int64) {
+	t.Helper()
+	got := mustCountEvents(t, db)
+	if got.rows != int64(f.events) || got.dups != 0 || newEvents.Load() != int64(f.events) {
+		t.Fatalf("PostgreSQL holds %d events (%d repeating a site/device/seq), OnEvent %d; want %d once each",
+			got.rows, got.dups, newEvents.Load(), f.events)
+	}
+}
+
+// TestPerfScaleReconnect: every device holds a backlog made while the
+// broker was away; the broker comes back and they all reconnect at once.
+// Figure: the time until every outbox is empty, and no event lost or
+// stored twice.
+func TestPerfScaleReconnect(t *testing.T) {
+	devices, perDevice := benchSize(t, 100, 1000), benchSize(t, 100, 1000)
+	m := mosquittotest.Start(t)
+	db := migratedPG(t)
+	var newEvents atomic.Int64
+	startReplica(t, "a", m.URL(), nil, db, &newEvents)
+	f := newFleet(t, fleetConfig{gates: devices, brokers: []string{m.URL()}, batch: 200})
+	waitConnected(t, f)
+	m.Stop()
+	f.produce(rand.New(rand.NewPCG(1, 1)), work{eventsPerGate: perDevice})
+	start := time.Now()
+	m.Restart(t)
+	drain := drainFleet(t, f, start)
+	checkStoredOnce(t, db, f, &newEvents)
+	t.Logf("figure: %d devices x %d events reconnecting at once: drained in %v, %.0f events/s, 0 lost, 0 twice",
+		devices, perDevice, drain.Round(time.Millisecond), float64(f.events)/drain.Seconds())
+}
+
+// tapClock records when each tap was decided, by device and sequence
+// number, and the tap-to-stored latency of each once HQ stored it.
+type tapClock struct {
+	mu      sync.Mutex
+	decided map[string]time.Time
+	lat     []time.Duration
+}
+
+// key names a device's event.
+func (*tapClock) key(device string, seq uint64) string { return fmt.Sprint(device, "/", seq) }
+
+// decide records that device's event seq was decided at t0.
+func (c *tapClock) decide(device string, seq uint64, t0 time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.decided[c.key(device, seq)] = t0
+}
+
+// stored records that HQ stored device's ev now.
+func (c *tapClock) stored(device string, ev proto.Event) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t0, ok := c.decided[c.key(device, ev.Seq)]; ok {
+		c.lat = append(c.lat, now.Sub(t0))
+	}
+}
+
+// count returns how many latencies are recorded.
+func (c *tapClock) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.lat)
+}
+
+// TestPerfScaleTapLatency: every device connected, taps spread over them
+// at a fixed rate in all; each tap appends its event (fsynced) and wakes
+// the device's Edge. Figure: tap -> HQ stored (committed in PostgreSQL)
+// latency percentiles.
+func TestPerfScaleTapLatency(t *testing.T) {
+	devices, rate := benchSize(t, 100, 1000), benchSize(t, 100, 500)
+	taps := rate * benchSize(t, 10, 30)
+	m := mosquittotest.Start(t)
+	db := migratedPG(t)
+	var newEvents atomic.Int64
+	r := startReplica(t, "a", m.URL(), nil, db, &newEvents)
+	clk := &tapClock{decided: map[string]time.Time{}}
+	r.h.OnEvent(func(_, device string, ev proto.Event) {
+		clk.stored(device, ev)
+		newEvents.Add(1)
+	})
+	f := newFleet(t, fleetConfig{gates: devices, brokers: []string{m.URL()}})
+	waitConnected(t, f)
+	// One goroutine per device appends its taps in order; the schedule
+	// hands tap i to device i mod devices at start + i/rate.
+	queues := make([]chan time.Time, devices)
+	var wg sync.WaitGroup
+	for d, g := range f.gates {
+		queues[d] = make(chan time.Time, taps/devices+1)
+		var next uint64
+		wg.Go(func() {
+			for t0 := range queues[d] {
+				next++
+				clk.decide(g.name, next, t0)
+				if _, err := g.ob.Append(seqEvent(next)); err != nil {
+					t.Error(err)
+					return
+				}
+				g.edge.Notify()
+			}
+		})
+	}
+	start := time.Now()
+	for i := range taps {
+		at := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
+		time.Sleep(time.Until(at))
+		queues[i%devices] <- at
+	}
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
+	sent := time.Since(start)
+	f.events = taps
+	drainFleet(t, f, start)
+	waitFor(t, "HQ to store every tap", func() bool { return clk.count() == taps })
+	checkStoredOnce(t, db, f, &newEvents)
+	lat := slices.Sorted(slices.Values(clk.lat))
+	q := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))].Round(10 * time.Microsecond) }
+	t.Logf("figure: %d devices, %d taps at %.0f taps/s in all: tap -> HQ stored p50 %v, p90 %v, p99 %v, max %v",
+		devices, taps, float64(taps)/sent.Seconds(), q(0.5), q(0.9), q(0.99), q(1))
+}
+
+// TestPerfScaleReplicas: the same backlogs drained through the RabbitMQ
+// quorum-queue intake by one HQ replica, then by two, each on a fresh
+// database of one PostgreSQL. Figure: events/s of each and the ratio.
+func TestPerfScaleReplicas(t *testing.T) {
+	devices, perDevice := benchSize(t, 20, 200), benchSize(t, 200, 1000)
+	c := rabbittest.Start(t, rabbittest.Options{})
+	pg, err := pgtest.Start(t.Context(), pgtest.Options{})
+	if err != nil {
+		pgtest.Unavailable(t, err)
+	}
+	t.Cleanup(func() { pg.Stop() })
+	var amqp []string
+	for _, n := range c.Nodes {
+		amqp = append(amqp, n.AMQPURL())
+	}
+	rates := map[int]float64{}
+	for _, replicas := range []int{1, 2} {
+		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
+			db, err := pg.CreateDB(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pgstore.Migrate(t.Context(), db); err != nil {
+				t.Fatal(err)
+			}
+			var newEvents atomic.Int64
+			for i := range replicas {
+				startReplica(t, fmt.Sprintf("%d-%d", replicas, i), c.Nodes[i].MQTTURL(), rotate(amqp, i), db, &newEvents)
+			}
+			f := newFleet(t, fleetConfig{gates: devices, brokers: c.MQTTURLs(), batch: 200})
+			waitConnected(t, f)
+			start := time.Now()
+			f.produce(rand.New(rand.NewPCG(1, 1)), work{eventsPerGate: perDevice})
+			drain := drainFleet(t, f, start)
+			checkStoredOnce(t, db, f, &newEvents)
+			rates[replicas] = float64(f.events) / drain.Seconds()
+			t.Logf("figure: %d replicas, %d devices x %d events through the quorum queue: %v, %.0f events/s",
+				replicas, devices, perDevice, drain.Round(time.Millisecond), rates[replicas])
+		})
+	}
+	if rates[1] > 0 && rates[2] > 0 {
+		t.Logf("figure: ingest ratio 2 replicas / 1 replica: %.2f", rates[2]/rates[1])
+	}
+}
