@@ -20,6 +20,7 @@ import (
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/pgtest"
 	"github.com/tobira-ac/tobira/internal/rabbittest"
+	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -41,6 +42,12 @@ func migratedPG(t *testing.T) string {
 	}
 	return db
 }
+
+// defaultAcks gives a bench gate the Edge's default ack timeout and retry
+// delay (the harness's short ones suit fault tests: with a thousand
+// devices draining at once, a 2 s ack timeout re-sends batches HQ is
+// still working through).
+func defaultAcks(c *tsync.EdgeConfig) { c.AckTimeout, c.RetryDelay = 0, 0 }
 
 // waitConnected waits until every gate of f is connected to a broker.
 func waitConnected(t *testing.T, f *fleet) {
@@ -85,7 +92,7 @@ func TestPerfScaleReconnect(t *testing.T) {
 	db := migratedPG(t)
 	var newEvents atomic.Int64
 	startReplica(t, "a", m.URL(), nil, db, &newEvents)
-	f := newFleet(t, fleetConfig{gates: devices, brokers: []string{m.URL()}, batch: 200})
+	f := newFleet(t, fleetConfig{gates: devices, brokers: []string{m.URL()}, batch: 200, tune: defaultAcks})
 	waitConnected(t, f)
 	m.Stop()
 	f.produce(rand.New(rand.NewPCG(1, 1)), work{eventsPerGate: perDevice})
@@ -100,9 +107,10 @@ func TestPerfScaleReconnect(t *testing.T) {
 // tapClock records when each tap was decided, by device and sequence
 // number, and the tap-to-stored latency of each once HQ stored it.
 type tapClock struct {
-	mu      sync.Mutex
-	decided map[string]time.Time
-	lat     []time.Duration
+	mu       sync.Mutex
+	decided  map[string]time.Time
+	lat      []time.Duration // tap -> HQ stored
+	appended []time.Duration // tap -> in the outbox (fsynced), the edge's part
 }
 
 // key names a device's event.
@@ -113,6 +121,14 @@ func (c *tapClock) decide(device string, seq uint64, t0 time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.decided[c.key(device, seq)] = t0
+}
+
+// append records that a tap decided at t0 is in the outbox now.
+func (c *tapClock) append(t0 time.Time) {
+	d := time.Since(t0)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.appended = append(c.appended, d)
 }
 
 // stored records that HQ stored device's ev now.
@@ -148,7 +164,7 @@ func TestPerfScaleTapLatency(t *testing.T) {
 		clk.stored(device, ev)
 		newEvents.Add(1)
 	})
-	f := newFleet(t, fleetConfig{gates: devices, brokers: []string{m.URL()}})
+	f := newFleet(t, fleetConfig{gates: devices, brokers: []string{m.URL()}, tune: defaultAcks})
 	waitConnected(t, f)
 	// One goroutine per device appends its taps in order; the schedule
 	// hands tap i to device i mod devices at start + i/rate.
@@ -165,6 +181,7 @@ func TestPerfScaleTapLatency(t *testing.T) {
 					t.Error(err)
 					return
 				}
+				clk.append(t0)
 				g.edge.Notify()
 			}
 		})
@@ -184,10 +201,15 @@ func TestPerfScaleTapLatency(t *testing.T) {
 	drainFleet(t, f, start)
 	waitFor(t, "HQ to store every tap", func() bool { return clk.count() == taps })
 	checkStoredOnce(t, db, f, &newEvents)
-	lat := slices.Sorted(slices.Values(clk.lat))
-	q := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))].Round(10 * time.Microsecond) }
-	t.Logf("figure: %d devices, %d taps at %.0f taps/s in all: tap -> HQ stored p50 %v, p90 %v, p99 %v, max %v",
-		devices, taps, float64(taps)/sent.Seconds(), q(0.5), q(0.9), q(0.99), q(1))
+	t.Logf("figure: %d devices, %d taps at %.0f taps/s in all: tap -> HQ stored %s; of which tap -> in the outbox (fsync) %s",
+		devices, taps, float64(taps)/sent.Seconds(), percentiles(clk.lat), percentiles(clk.appended))
+}
+
+// percentiles describes the distribution of ds: p50, p90, p99, max.
+func percentiles(ds []time.Duration) string {
+	s := slices.Sorted(slices.Values(ds))
+	q := func(p float64) time.Duration { return s[int(p*float64(len(s)-1))].Round(10 * time.Microsecond) }
+	return fmt.Sprintf("p50 %v, p90 %v, p99 %v, max %v", q(0.5), q(0.9), q(0.99), q(1))
 }
 
 // TestPerfScaleReplicas: the same backlogs drained through the RabbitMQ
@@ -219,7 +241,7 @@ func TestPerfScaleReplicas(t *testing.T) {
 			for i := range replicas {
 				startReplica(t, fmt.Sprintf("%d-%d", replicas, i), c.Nodes[i].MQTTURL(), rotate(amqp, i), db, &newEvents)
 			}
-			f := newFleet(t, fleetConfig{gates: devices, brokers: c.MQTTURLs(), batch: 200})
+			f := newFleet(t, fleetConfig{gates: devices, brokers: c.MQTTURLs(), batch: 200, tune: defaultAcks})
 			waitConnected(t, f)
 			start := time.Now()
 			f.produce(rand.New(rand.NewPCG(1, 1)), work{eventsPerGate: perDevice})
