@@ -163,19 +163,25 @@ type replica struct {
 // event counts in newEvents too.
 func startReplica(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL string, newEvents *atomic.Int64) *replica {
 	t.Helper()
-	st, err := pgstore.Open(t.Context(), dbURL, pgstore.Options{Logger: discardLogger()})
+	return startReplicaLog(t, name, mqttURL, amqpURLs, dbURL, newEvents, discardLogger())
+}
+
+// startReplicaLog is startReplica logging to log.
+func startReplicaLog(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL string, newEvents *atomic.Int64, log *slog.Logger) *replica {
+	t.Helper()
+	st, err := pgstore.Open(t.Context(), dbURL, pgstore.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var in hq.Intake
 	if len(amqpURLs) > 0 {
-		if in, err = amqpintake.New(amqpintake.Config{URLs: amqpURLs, RetryDelay: 200 * time.Millisecond, Logger: discardLogger()}); err != nil {
+		if in, err = amqpintake.New(amqpintake.Config{URLs: amqpURLs, RetryDelay: 200 * time.Millisecond, Logger: log}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	h, err := hq.Open(hq.Config{
 		Broker: mqttURL, ClientID: "hq-" + name, Path: filepath.Join(t.TempDir(), "hq.db"), Store: st, Intake: in,
-		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: discardLogger(),
+		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: log,
 	})
 	if err != nil {
 		st.Close()

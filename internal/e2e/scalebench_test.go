@@ -9,8 +9,11 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +26,65 @@ import (
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
+
+// warnCount is a slog handler counting the records at Warn and above by
+// message: what went wrong during a bench, in its figure line.
+type warnCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// newWarnCount returns an empty warnCount.
+func newWarnCount() *warnCount { return &warnCount{n: map[string]int{}} }
+
+// Enabled implements slog.Handler.
+func (w *warnCount) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+// Handle implements slog.Handler.
+func (w *warnCount) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n[r.Message]++
+	return nil
+}
+
+// WithAttrs implements slog.Handler.
+func (w *warnCount) WithAttrs([]slog.Attr) slog.Handler { return w }
+
+// WithGroup implements slog.Handler.
+func (w *warnCount) WithGroup(string) slog.Handler { return w }
+
+// String lists the counts, e.g. `"no ack from HQ in time, sending again" x12`.
+func (w *warnCount) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.n) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, m := range slices.Sorted(maps.Keys(w.n)) {
+		parts = append(parts, fmt.Sprintf("%q x%d", m, w.n[m]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// benchLogs are the warnings of a bench's devices and HQ.
+type benchLogs struct{ devices, hq *warnCount }
+
+// newBenchLogs returns empty benchLogs.
+func newBenchLogs() benchLogs { return benchLogs{newWarnCount(), newWarnCount()} }
+
+// tune gives a bench gate the Edge's default ack timeout and retry delay
+// and the devices' warning count as its log.
+func (b benchLogs) tune(c *tsync.EdgeConfig) {
+	defaultAcks(c)
+	c.Logger = slog.New(b.devices)
+}
+
+// String describes the warnings.
+func (b benchLogs) String() string {
+	return fmt.Sprintf("device warnings: %v; HQ warnings: %v", b.devices, b.hq)
+}
 
 // benchSize returns small or full after benchScale's skip.
 func benchSize(t *testing.T, small, full int) int {
@@ -48,6 +110,22 @@ func migratedPG(t *testing.T) string {
 // devices draining at once, a 2 s ack timeout re-sends batches HQ is
 // still working through).
 func defaultAcks(c *tsync.EdgeConfig) { c.AckTimeout, c.RetryDelay = 0, 0 }
+
+// scaleMosquitto starts a mosquitto for a fleet: the test harness's
+// broker with the shipped configuration's set_tcp_nodelay, only errors
+// logged (logging every PUBLISH of a thousand devices costs the broker
+// more than routing them), and maxQueued as max_queued_messages: how many
+// QoS 1 messages mosquitto holds for one client beyond those in flight
+// before it drops them (0: mosquitto's default, 1000).
+func scaleMosquitto(t *testing.T, maxQueued int) *mosquittotest.Mosquitto {
+	return mosquittotest.StartWith(t, mosquittotest.Options{Config: func(port int) string {
+		c := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n", port)
+		if maxQueued > 0 {
+			c += fmt.Sprintf("max_queued_messages %d\n", maxQueued)
+		}
+		return c
+	}})
+}
 
 // waitConnected waits until every gate of f is connected to a broker.
 func waitConnected(t *testing.T, f *fleet) {
@@ -88,11 +166,12 @@ func checkStoredOnce(t *testing.T, db string, f *fleet, newEvents *atomic.Int64)
 // stored twice.
 func TestPerfScaleReconnect(t *testing.T) {
 	devices, perDevice := benchSize(t, 100, 1000), benchSize(t, 100, 1000)
-	m := mosquittotest.Start(t)
+	m := scaleMosquitto(t, scaleMaxQueued)
 	db := migratedPG(t)
 	var newEvents atomic.Int64
-	startReplica(t, "a", m.URL(), nil, db, &newEvents)
-	f := newFleet(t, fleetConfig{gates: devices, brokers: []string{m.URL()}, batch: 200, tune: defaultAcks})
+	logs := newBenchLogs()
+	startReplicaLog(t, "a", m.URL(), nil, db, &newEvents, slog.New(logs.hq))
+	f := newFleet(t, fleetConfig{gates: devices, brokers: []string{m.URL()}, batch: 200, tune: logs.tune})
 	waitConnected(t, f)
 	m.Stop()
 	f.produce(rand.New(rand.NewPCG(1, 1)), work{eventsPerGate: perDevice})
@@ -101,8 +180,8 @@ func TestPerfScaleReconnect(t *testing.T) {
 	drain := drainFleet(t, f, start)
 	cpu := cpuTime(t) - cpu0
 	checkStoredOnce(t, db, f, &newEvents)
-	t.Logf("figure: %d devices x %d events reconnecting at once: drained in %v, %.0f events/s, 0 lost, 0 twice; %s",
-		devices, perDevice, drain.Round(time.Millisecond), float64(f.events)/drain.Seconds(), cpuPerEvent(cpu, f.events))
+	t.Logf("figure: %d devices x %d events reconnecting at once: drained in %v, %.0f events/s, 0 lost, 0 twice; %s; %v",
+		devices, perDevice, drain.Round(time.Millisecond), float64(f.events)/drain.Seconds(), cpuPerEvent(cpu, f.events), logs)
 }
 
 // cpuPerEvent describes the CPU time this process (devices and HQ) used
@@ -163,16 +242,17 @@ func (c *tapClock) count() int {
 func TestPerfScaleTapLatency(t *testing.T) {
 	devices, rate := benchSize(t, 100, 1000), benchSize(t, 100, 500)
 	taps := rate * benchSize(t, 10, 30)
-	m := mosquittotest.Start(t)
+	m := scaleMosquitto(t, scaleMaxQueued)
 	db := migratedPG(t)
 	var newEvents atomic.Int64
-	r := startReplica(t, "a", m.URL(), nil, db, &newEvents)
+	logs := newBenchLogs()
+	r := startReplicaLog(t, "a", m.URL(), nil, db, &newEvents, slog.New(logs.hq))
 	clk := &tapClock{decided: map[string]time.Time{}}
 	r.h.OnEvent(func(_, device string, ev proto.Event) {
 		clk.stored(device, ev)
 		newEvents.Add(1)
 	})
-	f := newFleet(t, fleetConfig{gates: devices, brokers: []string{m.URL()}, tune: defaultAcks})
+	f := newFleet(t, fleetConfig{gates: devices, brokers: []string{m.URL()}, tune: logs.tune})
 	waitConnected(t, f)
 	// One goroutine per device appends its taps in order; the schedule
 	// hands tap i to device i mod devices at start + i/rate.
@@ -209,8 +289,8 @@ func TestPerfScaleTapLatency(t *testing.T) {
 	drainFleet(t, f, start)
 	waitFor(t, "HQ to store every tap", func() bool { return clk.count() == taps })
 	checkStoredOnce(t, db, f, &newEvents)
-	t.Logf("figure: %d devices, %d taps at %.0f taps/s in all: tap -> HQ stored %s; of which tap -> in the outbox (fsync) %s",
-		devices, taps, float64(taps)/sent.Seconds(), percentiles(clk.lat), percentiles(clk.appended))
+	t.Logf("figure: %d devices, %d taps at %.0f taps/s in all: tap -> HQ stored %s; of which tap -> in the outbox (fsync) %s; %v",
+		devices, taps, float64(taps)/sent.Seconds(), percentiles(clk.lat), percentiles(clk.appended), logs)
 }
 
 // percentiles describes the distribution of ds: p50, p90, p99, max.
@@ -246,10 +326,11 @@ func TestPerfScaleReplicas(t *testing.T) {
 				t.Fatal(err)
 			}
 			var newEvents atomic.Int64
+			logs := newBenchLogs()
 			for i := range replicas {
-				startReplica(t, fmt.Sprintf("%d-%d", replicas, i), c.Nodes[i].MQTTURL(), rotate(amqp, i), db, &newEvents)
+				startReplicaLog(t, fmt.Sprintf("%d-%d", replicas, i), c.Nodes[i].MQTTURL(), rotate(amqp, i), db, &newEvents, slog.New(logs.hq))
 			}
-			f := newFleet(t, fleetConfig{gates: devices, brokers: c.MQTTURLs(), batch: 200, tune: defaultAcks})
+			f := newFleet(t, fleetConfig{gates: devices, brokers: c.MQTTURLs(), batch: 200, tune: logs.tune})
 			waitConnected(t, f)
 			start, cpu0 := time.Now(), cpuTime(t)
 			f.produce(rand.New(rand.NewPCG(1, 1)), work{eventsPerGate: perDevice})
@@ -257,11 +338,14 @@ func TestPerfScaleReplicas(t *testing.T) {
 			cpu := cpuTime(t) - cpu0
 			checkStoredOnce(t, db, f, &newEvents)
 			rates[replicas] = float64(f.events) / drain.Seconds()
-			t.Logf("figure: %d replicas, %d devices x %d events through the quorum queue: %v, %.0f events/s; %s",
-				replicas, devices, perDevice, drain.Round(time.Millisecond), rates[replicas], cpuPerEvent(cpu, f.events))
+			t.Logf("figure: %d replicas, %d devices x %d events through the quorum queue: %v, %.0f events/s; %s; %v",
+				replicas, devices, perDevice, drain.Round(time.Millisecond), rates[replicas], cpuPerEvent(cpu, f.events), logs)
 		})
 	}
 	if rates[1] > 0 && rates[2] > 0 {
 		t.Logf("figure: ingest ratio 2 replicas / 1 replica: %.2f", rates[2]/rates[1])
 	}
 }
+
+// scaleMaxQueued is the brokers' max_queued_messages in the scale benches.
+const scaleMaxQueued = 100000
