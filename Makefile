@@ -94,6 +94,7 @@ bench-full: deps-test deps-build
 	TOBIRA_BENCH_SCALE=full $(GO) test -count=1 -timeout 60m -run 'TestPerfScale' -v ./internal/e2e
 	cd hq/pgstore && $(GO) test -run '^$$' -bench 'IngestVsCopy' -benchtime 3x -timeout 30m .
 	cd hq && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'QueryPage' -benchtime 200x -timeout 120m .
+	cd hq/registry && TOBIRA_BENCH_SCALE=1m $(GO) test -run '^$$' -bench 'Registry' -benchtime 3x -timeout 60m .
 
 clean:
 	rm -rf $(BIN)

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/pgstore"
@@ -48,14 +47,7 @@ var backends = []backend{
 				t.Fatal(err)
 			}
 			cfg.Store = st
-			// Ticket marks have no PostgreSQL store yet: a bbolt one
-			// beside the test (Service does not own a store it is given).
-			marks, err := hq.OpenBoltMarks(filepath.Join(t.TempDir(), "hq-marks.db"), time.Now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { marks.Close() })
-			cfg.Marks = marks
+			cfg.Marks = st.Marks()
 			return cfg
 		},
 	},

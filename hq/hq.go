@@ -28,9 +28,19 @@ type Config struct {
 	// cluster: paho tries Broker, then each of them in order, whenever it
 	// connects, and stays on the first that answers.
 	Fallbacks []string
-	// ClientID is the MQTT client ID; default "tobira-hq". HQ uses a
-	// persistent session, so the broker queues events while HQ is away.
+	// ClientID is the MQTT client ID; default "tobira-hq". Each replica
+	// of an HQ needs its own (e.g. "tobira-hq-" and its host name): a
+	// broker disconnects the older of two clients with one ID. HQ uses a
+	// clean session: nothing it must handle relies on the broker keeping
+	// it while HQ is away (devices re-send until HQ answers).
 	ClientID string
+	// SharedGroup, when set, makes Run subscribe to the leaves that must
+	// be handled once (Leaves.Shared) as MQTT shared subscriptions,
+	// $share/{SharedGroup}/tobira/v1/+/+/{leaf}: the broker (mosquitto 2)
+	// gives each message to one of the replicas subscribed in the group.
+	// Every replica still sees every status (Leaves.Every). Empty: one HQ
+	// takes everything.
+	SharedGroup string
 	// Path is the bbolt file that stores events, status and results,
 	// when Store is nil.
 	Path string
@@ -86,8 +96,9 @@ type Config struct {
 	Clock clock.Clock
 	// Logger receives HQ's logs; default slog.Default().
 	Logger *slog.Logger
-	// Intake, when set, delivers the devices' events instead of Run's MQTT
-	// subscription to them (acks still go out over MQTT): see Intake.
+	// Intake, when set, delivers every device -> HQ message (Leaves)
+	// instead of Run's MQTT subscriptions, which Run then does not make:
+	// HQ's MQTT link only publishes (acks, answers): see Intake.
 	Intake Intake
 }
 
@@ -145,7 +156,8 @@ type Service struct {
 
 	reportMu sync.Mutex // orders the sequence numbers of HQ's own events
 
-	intake Intake // nil: events come through Run's MQTT subscription
+	intake Intake // nil: device messages come through Run's MQTT subscription
+	group  string // shared-subscription group; "": none
 
 	mu      sync.Mutex
 	onEvent func(site, device string, ev proto.Event)
@@ -158,11 +170,10 @@ type Service struct {
 	readyOnce sync.Once
 }
 
-// Ready returns a channel that is closed once Run has subscribed to the
-// devices' topics for the first time: from then on the broker keeps
-// (persistent session) what devices publish for HQ, also while HQ is away.
-// Devices that publish before that moment are served anyway, but events
-// the broker had no subscriber for wait for the device's ack timeout.
+// Ready returns a channel that is closed once Run has connected and
+// subscribed to the devices' topics for the first time. Devices that
+// publish before that moment are served anyway: what the broker had no
+// subscriber for, the device sends again after its ack timeout.
 func (h *Service) Ready() <-chan struct{} { return h.ready }
 
 // Open opens (or creates) HQ's store: cfg.Store, else the bbolt file at
@@ -175,6 +186,9 @@ func Open(cfg Config) (*Service, error) {
 		if err := cfg.checkBrokers(); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkGroup(cfg.SharedGroup); err != nil {
+		return nil, err
 	}
 	if cfg.Key != nil && len(cfg.Key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: HQ key is %d bytes, want an Ed25519 private key", ErrConfig, len(cfg.Key))
@@ -199,7 +213,7 @@ func Open(cfg Config) (*Service, error) {
 			st.Close()
 			return nil, fmt.Errorf("%w: HQ needs a path for its ticket-mark store (or Config.Marks)", ErrConfig)
 		}
-		if marks, err = OpenBoltMarks(marksPath(cfg.Path), clk.Now); err != nil {
+		if marks, err = OpenBoltMarks(MarksPath(cfg.Path), clk.Now); err != nil {
 			st.Close()
 			return nil, err
 		}
@@ -220,6 +234,7 @@ func Open(cfg Config) (*Service, error) {
 		skew:        cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew),
 		enrollments: cfg.Enrollments,
 		intake:      cfg.Intake,
+		group:       cfg.SharedGroup,
 		limits: newLimiter(lim, clk, func(site, device string) (uint64, error) {
 			return st.Acked(context.Background(), site, device)
 		}),
@@ -293,11 +308,10 @@ func (h *Service) Run(ctx context.Context) error {
 		return err
 	}
 	routes := h.routes()
-	filters := make(map[string]byte, len(routes))
-	for leaf := range routes {
-		if leaf != proto.LeafEvents || h.intake == nil {
-			filters[proto.Subscription(leaf)] = 1
-		}
+	leaves := h.Leaves()
+	filters := subscriptions(leaves, h.group)
+	if h.intake != nil {
+		filters = nil // the intake delivers every leaf; MQTT only publishes
 	}
 	var hg mqttconn.HandlerGroup
 	var pub publishFunc
@@ -309,32 +323,36 @@ func (h *Service) Run(ctx context.Context) error {
 		h.dispatch(ctx, routes, pub, m.Topic(), m.Payload())
 	}
 	opts := h.link.Options().
-		SetCleanSession(false). // the broker keeps our subscription and queues events while we are away
+		// A clean session: a persistent one would make the broker queue
+		// for HQ while it is away, which nothing needs (devices re-send
+		// until answered) and which has hurt (a stalled session queue on a
+		// dead RabbitMQ node, a panic in paho's session resume).
+		SetCleanSession(true).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			if !hg.Enter() {
 				return
 			}
 			defer hg.Leave()
-			// Subscribe on every connection: the broker may have lost the
-			// session (restart without persistence).
-			if err := mqttconn.WaitToken(ctx, h.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout); err != nil {
-				h.log.Error("cannot subscribe to the devices' topics", "topics", len(filters), "broker", h.link.Broker, "err", err)
-				return
+			if len(filters) > 0 {
+				if err := mqttconn.WaitToken(ctx, h.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout); err != nil {
+					h.log.Error("cannot subscribe to the devices' topics", "topics", len(filters), "broker", h.link.Broker, "err", err)
+					return
+				}
 			}
-			h.log.Info("HQ connected to broker", "broker", h.link.Broker, "client_id", h.link.ClientID)
+			h.log.Info("HQ connected to broker", "broker", h.link.Broker, "client_id", h.link.ClientID, "shared_group", h.group, "topics", len(filters))
 			h.readyOnce.Do(func() { close(h.ready) })
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			h.log.Warn("HQ lost broker connection", "broker", h.link.Broker, "err", err)
 		})
-	// Messages queued for our persistent session can arrive before
-	// OnConnect subscribes; route them too.
+	// A message whose topic paho matches to no filter (e.g. through a
+	// $share filter) is routed too.
 	opts.SetDefaultPublishHandler(onMessage)
 	c := mqtt.NewClient(opts)
 	pub = publisher(c, h.clk)
 	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
 
-	err := h.runIntake(ctx, func(ctx context.Context, topic string, payload []byte) bool {
+	err := h.runIntake(ctx, leaves, func(ctx context.Context, topic string, payload []byte) bool {
 		if !hg.Enter() {
 			return false
 		}
@@ -348,15 +366,15 @@ func (h *Service) Run(ctx context.Context) error {
 	return err
 }
 
-// runIntake runs h.intake with handle until ctx ends, or only waits for
-// ctx without one. An intake that fails ends Run with its error.
-func (h *Service) runIntake(ctx context.Context, handle func(ctx context.Context, topic string, payload []byte) bool) error {
+// runIntake runs h.intake for leaves with handle until ctx ends, or only
+// waits for ctx without one. An intake that fails ends Run with its error.
+func (h *Service) runIntake(ctx context.Context, leaves Leaves, handle func(ctx context.Context, topic string, payload []byte) bool) error {
 	if h.intake == nil {
 		<-ctx.Done()
 		return nil
 	}
-	if err := h.intake.Run(ctx, handle); err != nil {
-		return fmt.Errorf("HQ %s: events intake: %w", h.path, err)
+	if err := h.intake.Run(ctx, leaves, handle); err != nil {
+		return fmt.Errorf("HQ %s: intake: %w", h.path, err)
 	}
 	return nil
 }

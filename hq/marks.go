@@ -19,6 +19,15 @@ import (
 // and answers every gate's marks-get from the store. Nothing is kept only
 // in memory but the list of devices to push to, which a restart rebuilds
 // (and a gate asks from its cursor when it connects anyway).
+//
+// Replicas sharing the intake each see only some status messages. The
+// devices of a site and their doors therefore come from the shared
+// DeviceStore too (their last statuses), read through a cache of
+// peerCacheTTL, joined with what this process saw itself: a mark stored by
+// one replica is pushed to every gate of the site, also to those whose
+// status another replica took. A gate whose status arrived within the
+// cache's age is missed by the push; it fetches the mark from its cursor
+// (marks-get on every connection and mark interval).
 
 // TicketRules is what HQ needs to know of a site's tickets to judge a mark
 // (hq/registry holds it; cmd/tobira-hq adapts it). Without TicketRules HQ
@@ -61,6 +70,78 @@ type relay struct {
 	mu      sync.Mutex
 	devices map[string]map[string]bool     // site -> device -> online
 	doors   map[string]map[string][]string // site -> device -> doors it reported
+	stored  storedDevices                  // the DeviceStore's devices, as last read
+
+	readMu sync.Mutex // one DeviceStore read at a time
+}
+
+// peerCacheTTL is how long the devices read from the DeviceStore serve the
+// relay before it reads them again.
+const peerCacheTTL = time.Second
+
+// storedDevices are the DeviceStore's devices as read at read: site ->
+// device -> the doors of its last status (nil: none reported).
+type storedDevices struct {
+	read  time.Time
+	sites map[string]map[string][]string
+}
+
+// fresh reports whether c was read less than peerCacheTTL before now.
+func (c storedDevices) fresh(now time.Time) bool {
+	return c.sites != nil && !now.Before(c.read) && now.Sub(c.read) < peerCacheTTL
+}
+
+// storedDevices returns the DeviceStore's devices, read through the
+// relay's cache. When the store cannot be read it returns the last ones
+// read (logged).
+func (h *Service) storedDevices(ctx context.Context) map[string]map[string][]string {
+	r := h.relay
+	r.mu.Lock()
+	c := r.stored
+	r.mu.Unlock()
+	if c.fresh(h.clk.Now()) {
+		return c.sites
+	}
+	r.readMu.Lock()
+	defer r.readMu.Unlock()
+	r.mu.Lock()
+	c = r.stored
+	r.mu.Unlock()
+	now := h.clk.Now()
+	if c.fresh(now) {
+		return c.sites // another caller read them meanwhile
+	}
+	devs, err := h.st.Devices(ctx)
+	if err != nil {
+		h.log.Warn("cannot read the devices to relay ticket marks to; using those read before", "err", err)
+		return c.sites
+	}
+	c = storedDevices{read: now, sites: map[string]map[string][]string{}}
+	for _, d := range devs {
+		if d.Device == SystemDevice {
+			continue
+		}
+		if c.sites[d.Site] == nil {
+			c.sites[d.Site] = map[string][]string{}
+		}
+		c.sites[d.Site][d.Device] = doorNames(d.Status.Doors)
+	}
+	r.mu.Lock()
+	r.stored = c
+	r.mu.Unlock()
+	return c.sites
+}
+
+// doorNames returns the names of doors (nil for none).
+func doorNames(doors []proto.DoorStatus) []string {
+	if len(doors) == 0 {
+		return nil
+	}
+	names := make([]string, len(doors))
+	for i, d := range doors {
+		names[i] = d.Name
+	}
+	return names
 }
 
 // newRelay returns a relay signing with key (nil: no relaying).
@@ -70,12 +151,9 @@ func newRelay(key ed25519.PrivateKey) *relay {
 
 // setDoors records the doors a device reported in its status.
 func (r *relay) setDoors(site, device string, doors []proto.DoorStatus) {
-	if len(doors) == 0 {
+	names := doorNames(doors)
+	if names == nil {
 		return
-	}
-	names := make([]string, len(doors))
-	for i, d := range doors {
-		names[i] = d.Name
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -85,12 +163,18 @@ func (r *relay) setDoors(site, device string, doors []proto.DoorStatus) {
 	r.doors[site][device] = names
 }
 
-// deviceDoors returns the doors device reported, false before it did.
-func (h *Service) deviceDoors(site, device string) ([]string, bool) {
+// deviceDoors returns the doors device reported, false before it did:
+// in a status this process took, else in the DeviceStore (another
+// replica took it).
+func (h *Service) deviceDoors(ctx context.Context, site, device string) ([]string, bool) {
 	h.relay.mu.Lock()
-	defer h.relay.mu.Unlock()
 	d, ok := h.relay.doors[site][device]
-	return d, ok
+	h.relay.mu.Unlock()
+	if ok {
+		return d, true
+	}
+	d = h.storedDevices(ctx)[site][device]
+	return d, d != nil
 }
 
 // publishJSONTo encodes v as JSON and publishes it to topic.
@@ -132,12 +216,19 @@ func (r *relay) online() int {
 	return n
 }
 
-// peers returns the site's devices other than device.
-func (r *relay) peers(site, device string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// peers returns the site's devices other than device: those this process
+// saw and those in the DeviceStore.
+func (h *Service) peers(ctx context.Context, site, device string) []string {
+	stored := h.storedDevices(ctx)[site]
+	h.relay.mu.Lock()
+	defer h.relay.mu.Unlock()
 	var out []string
-	for d := range r.devices[site] {
+	for d := range h.relay.devices[site] {
+		if _, dup := stored[d]; d != device && !dup {
+			out = append(out, d)
+		}
+	}
+	for d := range stored {
 		if d != device {
 			out = append(out, d)
 		}
@@ -259,7 +350,7 @@ func (h *Service) handleMarks(ctx context.Context, pub publishFunc, topic string
 	var doors []string
 	if h.rules != nil {
 		var known bool
-		if doors, known = h.deviceDoors(b.Site, b.Device); !known {
+		if doors, known = h.deviceDoors(ctx, b.Site, b.Device); !known {
 			h.log.Warn("ticket marks held back: the device's doors are not known yet (no status); it will send again", "site", b.Site, "device", b.Device)
 			return
 		}
@@ -299,7 +390,7 @@ func (h *Service) push(ctx context.Context, pub publishFunc, site, origin string
 		h.log.Error("cannot sign ticket marks", "site", site, "err", err)
 		return
 	}
-	for _, d := range h.relay.peers(site, origin) {
+	for _, d := range h.peers(ctx, site, origin) {
 		if err := pub(ctx, proto.PeerMarksTopic(site, d), env); err != nil {
 			h.log.Warn("cannot push ticket marks; the gate fetches them when it connects", "site", site, "device", d, "err", err)
 		}

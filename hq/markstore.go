@@ -19,10 +19,10 @@ import (
 // MarkStore keeps every site's ticket marks durably, numbered 1, 2, 3, ...
 // per site (the cursor gates fetch from), with each ticket's history and
 // the refusals and conflicts HQ reported. BoltMarks is the embedded
-// implementation; a PostgreSQL one implements the same contract. Record
-// and Admit must be atomic per site: two callers never get the same
-// sequence number, and of two entries of one ticket judged at once, the
-// second sees the first.
+// implementation, hq/pgstore.Marks the PostgreSQL one; RecordMarks is the
+// judgment both share. Record must be atomic per site, also across
+// processes: two callers never get the same sequence number, and of two
+// entries of one ticket judged at once, the second sees the first.
 type MarkStore interface {
 	// Record judges each of marks, which device sent, against its
 	// ticket's history with judge, and stores in one commit (fsync'd
@@ -94,6 +94,68 @@ type Recorded struct {
 	Head uint64
 }
 
+// MarkTx is what RecordMarks needs of a MarkStore's transaction, in which
+// the site's head is locked.
+type MarkTx interface {
+	// History returns the stored history of ticket (accepted marks,
+	// oldest At first).
+	History(ticket []byte) ([]proto.Mark, error)
+	// Put stores the accepted mark m (Seq and Device set) and hist, its
+	// ticket's history with m in it.
+	Put(m proto.Mark, hist []proto.Mark) error
+}
+
+// RecordMarks is MarkStore.Record's judgment, shared by the
+// implementations: it judges each of marks, which device sent, against its
+// ticket's history in tx, numbers the accepted ones from head+1 on and
+// puts them in tx, and returns what it did, the reports stamped now. The
+// caller stores the reports and the new head (Recorded.Head) in the same
+// transaction.
+func RecordMarks(tx MarkTx, head uint64, device string, marks []proto.Mark, judge MarkJudge, now time.Time) (Recorded, error) {
+	var res Recorded
+	hists := map[string][]proto.Mark{} // histories read or changed in this call
+	for _, m := range marks {
+		m.Device, m.Seq = device, 0
+		hist, ok := hists[string(m.Ticket)]
+		if !ok {
+			var err error
+			if hist, err = tx.History(m.Ticket); err != nil {
+				return Recorded{}, err
+			}
+		}
+		if slices.ContainsFunc(hist, m.Same) {
+			res.Duplicates++
+			continue
+		}
+		v := judge(hist, m)
+		if v.Refused != "" && v.Silent {
+			continue
+		}
+		if v.Refused != "" {
+			res.Reports = append(res.Reports, MarkReport{Kind: ReportRefused, Reason: v.Refused, Device: device, Mark: m, Received: now})
+			continue
+		}
+		head++
+		m.Seq = head
+		hist = addHistory(hist, m)
+		hists[string(m.Ticket)] = hist
+		if err := tx.Put(m, hist); err != nil {
+			return Recorded{}, err
+		}
+		res.Stored = append(res.Stored, m)
+		if v.Conflict != nil {
+			res.Reports = append(res.Reports, MarkReport{Kind: ReportConflict, Reason: "single-entry ticket admitted at two gates",
+				Device: device, Mark: m, Other: v.Conflict, Received: now})
+		}
+	}
+	res.Head = head
+	return res, nil
+}
+
+// MaxTicketMarks is how many marks of a ticket a MarkStore keeps as its
+// history (older marks drop out of it).
+const MaxTicketMarks = 64
+
 // BoltMarks is the MarkStore in a bbolt file of its own:
 //
 //	meta/format                     = "tobira-hq-marks-v1"
@@ -108,13 +170,12 @@ type BoltMarks struct {
 }
 
 var (
-	marksFormat    = []byte("tobira-hq-marks-v1")
-	bucketSites    = []byte("sites")
-	bucketMarkLog  = []byte("log")
-	bucketTickets  = []byte("tickets")
-	bucketReports  = []byte("reports")
-	keyHead        = []byte("head")
-	maxTicketMarks = 64 // history kept per ticket; older marks drop out
+	marksFormat   = []byte("tobira-hq-marks-v1")
+	bucketSites   = []byte("sites")
+	bucketMarkLog = []byte("log")
+	bucketTickets = []byte("tickets")
+	bucketReports = []byte("reports")
+	keyHead       = []byte("head")
 )
 
 // OpenBoltMarks opens (or creates) the mark store at path; now stamps
@@ -134,9 +195,9 @@ func OpenBoltMarks(path string, now func() time.Time) (*BoltMarks, error) {
 	return &BoltMarks{db: db, path: path, now: now}, nil
 }
 
-// marksPath returns the mark store next to the event store at path:
-// "hq.db" -> "hq-marks.db".
-func marksPath(path string) string {
+// MarksPath returns where HQ keeps its mark store next to the bbolt event
+// store at path: "hq.db" -> "hq-marks.db".
+func MarksPath(path string) string {
 	return strings.TrimSuffix(path, ".db") + "-marks.db"
 }
 
@@ -172,43 +233,13 @@ func (s *BoltMarks) Record(ctx context.Context, site, device string, marks []pro
 	var res Recorded
 	now := s.now().UTC()
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		res = Recorded{}
 		sb, log, tickets, reports, err := siteBuckets(tx, site)
 		if err != nil {
 			return err
 		}
-		head := boltfile.SeqOf(sb.Get(keyHead))
-		for _, m := range marks {
-			m.Device, m.Seq = device, 0
-			hist, err := history(tickets, m.Ticket)
-			if err != nil {
-				return err
-			}
-			if slices.ContainsFunc(hist, m.Same) {
-				res.Duplicates++
-				continue
-			}
-			v := judge(hist, m)
-			if v.Refused != "" && v.Silent {
-				continue
-			}
-			if v.Refused != "" {
-				res.Reports = append(res.Reports, MarkReport{Kind: ReportRefused, Reason: v.Refused, Device: device, Mark: m, Received: now})
-				continue
-			}
-			head++
-			m.Seq = head
-			if err := putJSON(log, boltfile.SeqKey(head), m); err != nil {
-				return err
-			}
-			if err := putJSON(tickets, m.Ticket, addHistory(hist, m)); err != nil {
-				return err
-			}
-			res.Stored = append(res.Stored, m)
-			if v.Conflict != nil {
-				res.Reports = append(res.Reports, MarkReport{Kind: ReportConflict, Reason: "single-entry ticket admitted at two gates",
-					Device: device, Mark: m, Other: v.Conflict, Received: now})
-			}
+		res, err = RecordMarks(boltMarkTx{log, tickets}, boltfile.SeqOf(sb.Get(keyHead)), device, marks, judge, now)
+		if err != nil {
+			return err
 		}
 		for _, r := range res.Reports {
 			n, err := reports.NextSequence()
@@ -219,8 +250,7 @@ func (s *BoltMarks) Record(ctx context.Context, site, device string, marks []pro
 				return err
 			}
 		}
-		res.Head = head
-		return sb.Put(keyHead, boltfile.SeqKey(head))
+		return sb.Put(keyHead, boltfile.SeqKey(res.Head))
 	})
 	if err != nil {
 		return Recorded{}, fmt.Errorf("record %d marks of %s/%s in %s: %w", len(marks), site, device, s.path, err)
@@ -228,9 +258,21 @@ func (s *BoltMarks) Record(ctx context.Context, site, device string, marks []pro
 	return res, nil
 }
 
-// history returns the stored history of ticket.
-func history(tickets *bolt.Bucket, ticket []byte) ([]proto.Mark, error) {
-	v := tickets.Get(ticket)
+// boltMarkTx is a MarkTx in a bbolt transaction: the site's log and
+// tickets buckets.
+type boltMarkTx struct{ log, tickets *bolt.Bucket }
+
+// Put implements MarkTx.
+func (t boltMarkTx) Put(m proto.Mark, hist []proto.Mark) error {
+	if err := putJSON(t.log, boltfile.SeqKey(m.Seq), m); err != nil {
+		return err
+	}
+	return putJSON(t.tickets, m.Ticket, hist)
+}
+
+// History implements MarkTx.
+func (t boltMarkTx) History(ticket []byte) ([]proto.Mark, error) {
+	v := t.tickets.Get(ticket)
 	if v == nil {
 		return nil, nil
 	}
@@ -241,12 +283,12 @@ func history(tickets *bolt.Bucket, ticket []byte) ([]proto.Mark, error) {
 	return h, nil
 }
 
-// addHistory inserts m into h by At, keeping the newest maxTicketMarks.
+// addHistory inserts m into h by At, keeping the newest MaxTicketMarks.
 func addHistory(h []proto.Mark, m proto.Mark) []proto.Mark {
 	i, _ := slices.BinarySearchFunc(h, m, func(a, b proto.Mark) int { return a.At.Compare(b.At) })
 	h = slices.Insert(slices.Clone(h), i, m)
-	if len(h) > maxTicketMarks {
-		h = h[len(h)-maxTicketMarks:]
+	if len(h) > MaxTicketMarks {
+		h = h[len(h)-MaxTicketMarks:]
 	}
 	return h
 }
@@ -287,6 +329,24 @@ func (s *BoltMarks) After(ctx context.Context, site string, after uint64, limit 
 		return nil, 0, fmt.Errorf("read marks of site %s after %d from %s: %w", site, after, s.path, err)
 	}
 	return out, head, nil
+}
+
+// Sites returns the sites that have marks or reports, in byte order.
+func (s *BoltMarks) Sites(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read the sites of %s: %w", s.path, err)
+	}
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSites).ForEachBucket(func(k []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the sites of %s: %w", s.path, err)
+	}
+	return out, nil
 }
 
 // Reports implements MarkStore.

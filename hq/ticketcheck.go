@@ -30,7 +30,7 @@ func (h *Service) handleTicketCheck(ctx context.Context, pub publishFunc, topic 
 	var doors []string
 	known := true
 	if h.rules != nil {
-		doors, known = h.deviceDoors(c.Site, c.Device)
+		doors, known = h.deviceDoors(ctx, c.Site, c.Device)
 	}
 	lk, err := h.lookup(ctx, c.Site, []proto.Mark{c.Mark})
 	if err == nil && known {

@@ -43,6 +43,7 @@ type fileSettings struct {
 	ReleaseStore  *string `toml:"release_store"`
 	MetricsListen *string `toml:"metrics_listen"`
 	EventsIntake  *string `toml:"events_intake"`
+	SharedGroup   *string `toml:"shared_group"`
 
 	LimitSeqWindow    *string `toml:"limit_seq_window"`
 	LimitEventRate    *string `toml:"limit_event_rate"`
@@ -82,6 +83,7 @@ var settings = []setting{
 	{"release_store", "store", false, func(f *fileSettings) *string { return f.ReleaseStore }},
 	{"metrics_listen", "metrics-listen", true, func(f *fileSettings) *string { return f.MetricsListen }},
 	{"events_intake", "events-intake", true, func(f *fileSettings) *string { return f.EventsIntake }},
+	{"shared_group", "shared-group", true, func(f *fileSettings) *string { return f.SharedGroup }},
 	{"limit_seq_window", "limit-seq-window", false, func(f *fileSettings) *string { return f.LimitSeqWindow }},
 	{"limit_event_rate", "limit-event-rate", false, func(f *fileSettings) *string { return f.LimitEventRate }},
 	{"limit_event_burst", "limit-event-burst", false, func(f *fileSettings) *string { return f.LimitEventBurst }},

@@ -37,6 +37,9 @@ type consoleServer struct {
 	enroll console.Enrollments
 	// imp imports CSV tables (nil: no registry).
 	imp console.Importer
+	// records are the registry's records and people's names (nil: no
+	// registry).
+	records *registryRecords
 }
 
 // openConsole listens on addr and opens the console store; cfg and the
@@ -46,7 +49,7 @@ func openConsole(ctx context.Context, addr, db string, cfg hq.Config, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("console_listen %q: %w", addr, err)
 	}
-	st, err := console.OpenStores(db, nil)
+	st, err := console.OpenSharedStores(db, consoleShared(cfg.Store), nil)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -73,12 +76,7 @@ func (cs *consoleServer) close() {
 
 // run serves the console next to run (HQ's service) until either ends.
 func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(context.Context) error, log *slog.Logger) error {
-	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
-		SecureCookie: !loopback(cs.ln.Addr())}
-	if cs.sender != nil {
-		cfg.Commands = cs.sender
-	}
-	con, err := console.New(cfg)
+	con, err := console.New(cs.config(svc, log))
 	if err != nil {
 		return err
 	}
@@ -89,21 +87,32 @@ func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(cont
 	return g.Wait()
 }
 
+// config is the console's configuration for HQ's service svc: the
+// registry, when set, gives the record pages and people's names.
+func (cs *consoleServer) config(svc console.HQ, log *slog.Logger) console.Config {
+	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
+		SecureCookie: !loopback(cs.ln.Addr())}
+	if cs.records != nil {
+		cfg.Records, cfg.Names, cfg.PeopleNames = cs.records, cs.records, cs.records
+	}
+	if cs.sender != nil {
+		cfg.Commands = cs.sender
+	}
+	return cfg
+}
+
 // registryEnrollments are the registry's pending enrollments for the
-// console: approvals are verified against the trust anchors. The
-// registry file is opened for each call, as registrySink does, so that
-// admin commands can use it in between.
+// console: approvals are verified against the trust anchors.
 type registryEnrollments struct {
-	path     string
+	reg      *sharedRegistry
 	verifier *reader.Verifier
-	log      *slog.Logger
 }
 
 // newRegistryEnrollments returns the console's enrollments of the
 // registry reg, verified against the anchors file; nil (with a log line)
 // when either is not set.
-func newRegistryEnrollments(reg, anchors string, log *slog.Logger) (console.Enrollments, error) {
-	if reg == "" || anchors == "" {
+func newRegistryEnrollments(reg *sharedRegistry, anchors string, log *slog.Logger) (console.Enrollments, error) {
+	if reg == nil || anchors == "" {
 		log.Info("console: no registry or no anchors setting; the console handles no enrollments")
 		return nil, nil
 	}
@@ -111,17 +120,17 @@ func newRegistryEnrollments(reg, anchors string, log *slog.Logger) (console.Enro
 	if err != nil {
 		return nil, err
 	}
-	return registryEnrollments{path: reg, verifier: v, log: log}, nil
+	return registryEnrollments{reg: reg, verifier: v}, nil
 }
 
 // Pending implements console.Enrollments.
 func (e registryEnrollments) Pending() ([]console.PendingEnrollment, error) {
-	r, err := openRegistry(e.path, e.log)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	list, err := r.PendingList()
+	var list []registry.Pending
+	err := e.reg.with(context.Background(), func(r *registry.Registry) error {
+		var err error
+		list, err = r.PendingList()
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -137,16 +146,15 @@ func (e registryEnrollments) Pending() ([]console.PendingEnrollment, error) {
 
 // Approve implements console.Enrollments.
 func (e registryEnrollments) Approve(ctx context.Context, id, person string, until time.Time) (string, error) {
-	r, err := openRegistry(e.path, e.log)
-	if err != nil {
-		return "", err
-	}
-	defer r.Close()
-	rec, _, _, err := approvePending(ctx, r, e.verifier, id, person, until, time.Now())
-	if err != nil {
-		return "", err
-	}
-	return credentialKey(rec.Credential), nil
+	var key string
+	err := e.reg.with(ctx, func(r *registry.Registry) error {
+		rec, _, _, err := approvePending(ctx, r, e.verifier, id, person, until, time.Now())
+		if err == nil {
+			key = credentialKey(rec.Credential)
+		}
+		return err
+	})
+	return key, err
 }
 
 // credentialKey returns the hex of c's key, as events name credentials.
@@ -160,29 +168,21 @@ func credentialKey(c credential.Credential) string {
 
 // Reject implements console.Enrollments.
 func (e registryEnrollments) Reject(id string) error {
-	r, err := openRegistry(e.path, e.log)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	return r.DeletePending(id)
+	return e.reg.with(context.Background(), func(r *registry.Registry) error { return r.DeletePending(id) })
 }
 
-// registryImporter imports the console's CSV uploads into the registry
-// file, opened for each import.
-type registryImporter struct {
-	path string
-	log  *slog.Logger
-}
+// registryImporter imports the console's CSV uploads into the registry.
+type registryImporter struct{ reg *sharedRegistry }
 
 // ImportCSV implements console.Importer.
 func (ri registryImporter) ImportCSV(ctx context.Context, site, table, name string, in io.Reader) (registry.Applied, error) {
-	r, err := openRegistry(ri.path, ri.log)
-	if err != nil {
-		return registry.Applied{}, err
-	}
-	defer r.Close()
-	return r.ImportCSV(ctx, site, table, name, in)
+	var a registry.Applied
+	err := ri.reg.with(ctx, func(r *registry.Registry) error {
+		var err error
+		a, err = r.ImportCSV(ctx, site, table, name, in)
+		return err
+	})
+	return a, err
 }
 
 // loopback reports whether a is a loopback address (a console there may

@@ -94,14 +94,15 @@ func TestRegistryEnrollments(t *testing.T) {
 	r.Close()
 
 	log := slog.New(slog.DiscardHandler)
-	if e, err := newRegistryEnrollments(reg, "", log); e != nil || err != nil {
+	shared := &sharedRegistry{at: registryAt{path: reg}, log: log}
+	if e, err := newRegistryEnrollments(shared, "", log); e != nil || err != nil {
 		t.Fatalf("without anchors: %v, %v; want none", e, err)
 	}
-	untrusted, err := newRegistryEnrollments(reg, filepath.Join(dir, "pki", "other-ca.pem"), log)
+	untrusted, err := newRegistryEnrollments(shared, filepath.Join(dir, "pki", "other-ca.pem"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := newRegistryEnrollments(reg, filepath.Join(dir, "pki", "ca.pem"), log)
+	e, err := newRegistryEnrollments(shared, filepath.Join(dir, "pki", "ca.pem"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func TestRegistryEnrollments(t *testing.T) {
 // upload and applies all lines or none.
 func TestRegistryImporter(t *testing.T) {
 	reg := filepath.Join(t.TempDir(), "registry.db")
-	ri := registryImporter{path: reg, log: slog.New(slog.DiscardHandler)}
+	ri := registryImporter{&sharedRegistry{at: registryAt{path: reg}, log: slog.New(slog.DiscardHandler)}}
 	if _, err := ri.ImportCSV(t.Context(), "s1", "people", "bad.csv", strings.NewReader("person,valid_from\np-1,\np-2,soon\n")); !errors.Is(err, registry.ErrInvalid) {
 		t.Fatalf("bad file: %v, want ErrInvalid", err)
 	}

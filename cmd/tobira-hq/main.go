@@ -149,13 +149,13 @@ func logger(c *cobra.Command) *slog.Logger {
 
 // serveCommand is "tobira-hq serve".
 func serveCommand() *cobra.Command {
-	var db, clientID, spool, reg, anchors, keyFile, metricsListen, consoleListen, consoleDB, intake string
+	var db, clientID, spool, reg, anchors, keyFile, metricsListen, consoleListen, consoleDB, intake, group string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Store and acknowledge events, keep device status, re-send snapshot chunks, take enrollments, relay ticket marks",
 	}
 	c.Flags().StringVar(&db, "db", "hq.db", "HQ store (bbolt file), unless --store-url names PostgreSQL")
-	c.Flags().StringVar(&clientID, "client-id", "tobira-hq", "MQTT client ID")
+	c.Flags().StringVar(&clientID, "client-id", defaultClientID, "MQTT client ID (replicas: "+defaultClientID+" becomes "+defaultClientID+"-{host name})")
 	c.Flags().StringVar(&spool, "spool", "", "directory of published snapshots (see snapshot publish)")
 	c.Flags().StringVar(&reg, "registry", "", "HQ registry: enrollments from devices wait there for approval, and ticket marks are checked against its events and doors (empty: enrollments not taken, marks checked for time and transitions only)")
 	c.Flags().StringVar(&anchors, "anchors", "", "JPKI CA certificates (PEM or DER) the console checks enrollments against before approving them (empty: the console approves none)")
@@ -164,7 +164,8 @@ func serveCommand() *cobra.Command {
 	c.Flags().StringVar(&consoleListen, "console-listen", "", "host:port serving the web console (empty: off; docs/CONSOLE.md)")
 	c.Flags().StringVar(&consoleDB, "console-db", defaultConsoleDB, "the console's accounts, sessions and audit log (bbolt file)")
 	c.Flags().StringVar(&intake, "events-intake", "", "AMQP URLs of RabbitMQ nodes, comma-separated: take events from the quorum queue "+
-		"shared by every replica instead of the MQTT subscription (empty: MQTT)")
+		"shared by every replica instead of the MQTT subscriptions (empty: MQTT)")
+	c.Flags().StringVar(&group, "shared-group", "", "MQTT shared-subscription group of this HQ's replicas on one mosquitto: each takes a share of the devices' messages (empty: one HQ)")
 	bf := addBrokerFlags(c)
 	sf := addStoreFlags(c)
 	limits := addLimitFlags(c)
@@ -178,22 +179,30 @@ func serveCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		cfg.ClientID, cfg.Path, cfg.Spool, cfg.Metrics, cfg.Limits = clientID, db, spool, metrics.registerer(), *limits
+		cfg.Path, cfg.Spool, cfg.Metrics, cfg.Limits, cfg.SharedGroup = db, spool, metrics.registerer(), *limits, group
+		if cfg.ClientID, err = replicaClientID(clientID, group != "" || intake != "", os.Hostname); err != nil {
+			return err
+		}
 		if cfg.Store, err = sf.open(c.Context(), log); err != nil {
 			return err
 		}
 		if cfg.Store != nil {
 			defer cfg.Store.Close() // also when Open fails; a second Close is harmless
 			db = "postgres"
+			cfg.Marks = marksOf(cfg.Store)
 		}
 		if intake != "" {
 			if cfg.Intake, err = amqpintake.New(amqpintake.Config{URLs: strings.Split(intake, ","), TLS: cfg.TLS, Logger: log}); err != nil {
 				return fmt.Errorf("--events-intake: %w", err)
 			}
 		}
-		if reg != "" {
-			cfg.Enrollments = registrySink{path: reg, log: log}
-			cfg.TicketRules = registryRules{path: reg, log: log}
+		shared, err := openSharedRegistry(c.Context(), registryAt{path: reg, url: sf.url}, log)
+		if err != nil {
+			return err
+		}
+		defer shared.Close()
+		if shared != nil {
+			cfg.Enrollments, cfg.TicketRules = registrySink{shared}, registryRules{shared}
 		}
 		if keyFile != "" {
 			if cfg.Key, err = signed.ReadPrivateKey(keyFile); err != nil {
@@ -205,8 +214,12 @@ func serveCommand() *cobra.Command {
 			return err
 		}
 		defer svc.Close()
-		log.Info("tobira-hq serving", "version", version, "broker", cfg.Broker, "db", db, "spool", spool)
-		run := func(ctx context.Context) error { return runService(ctx, svc, metrics, log) }
+		log.Info("tobira-hq serving", "version", version, "broker", cfg.Broker, "client_id", cfg.ClientID, "db", db, "spool", spool)
+		lead, err := newLeader(sf.url, leaderJobs(cfg.Store), log)
+		if err != nil {
+			return err
+		}
+		run := withLeader(lead, func(ctx context.Context) error { return runService(ctx, svc, metrics, log) })
 		if consoleListen == "" {
 			return run(c.Context())
 		}
@@ -215,12 +228,10 @@ func serveCommand() *cobra.Command {
 			return err
 		}
 		defer cs.close()
-		if cs.enroll, err = newRegistryEnrollments(reg, anchors, log); err != nil {
+		if cs.enroll, err = newRegistryEnrollments(shared, anchors, log); err != nil {
 			return err
 		}
-		if reg != "" {
-			cs.imp = registryImporter{path: reg, log: log}
-		}
+		cs.useRegistry(shared, log)
 		return cs.run(c.Context(), svc, run, log)
 	}
 	return c

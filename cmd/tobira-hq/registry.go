@@ -21,6 +21,7 @@ import (
 
 	"github.com/tobira-ac/tobira/cmd/internal/cli"
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
@@ -28,25 +29,94 @@ import (
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
-// registryFlag registers --registry, the registry file of the admin
-// commands, on c.
-func registryFlag(c *cobra.Command) *string {
-	var path string
-	registryFlagVar(c, &path)
-	return &path
+// registryAt is where the registry is: in PostgreSQL when url is set
+// (the store setting), else in the bbolt file path.
+type registryAt struct {
+	path, url string
 }
 
-// registryFlagVar registers --registry on c, into path.
-func registryFlagVar(c *cobra.Command, path *string) {
-	c.Flags().StringVar(path, "registry", "registry.db", "HQ registry (bbolt file)")
+// name names the registry in messages (never with a password).
+func (at registryAt) name() string {
+	if at.url != "" {
+		return "in PostgreSQL"
+	}
+	return at.path
 }
 
-// openRegistry opens the registry file for one command.
-func openRegistry(path string, log *slog.Logger) (*registry.Registry, error) {
-	if path == "" {
+// registryFlag registers --registry and --store-url, where the registry
+// of an admin command is, on c.
+func registryFlag(c *cobra.Command) *registryAt {
+	var at registryAt
+	registryFlagVar(c, &at)
+	return &at
+}
+
+// registryFlagVar registers --registry and --store-url on c, into at.
+func registryFlagVar(c *cobra.Command, at *registryAt) {
+	c.Flags().StringVar(&at.path, "registry", "registry.db", "HQ registry (bbolt file), unless --store-url names PostgreSQL")
+	c.Flags().StringVar(&at.url, "store-url", "", "PostgreSQL holding the registry, postgres://user@host/db (empty: the bbolt file of --registry)")
+}
+
+// open opens the registry for one command.
+func (at registryAt) open(ctx context.Context, log *slog.Logger) (*registry.Registry, error) {
+	if at.url != "" {
+		return pgstore.OpenRegistry(ctx, at.url, registry.Options{Logger: log})
+	}
+	if at.path == "" {
 		return nil, cli.Usagef("--registry is required")
 	}
-	return registry.Open(path, registry.Options{Logger: log})
+	return registry.Open(at.path, registry.Options{Logger: log})
+}
+
+// sharedRegistry is the registry of serve's parts (the enrollment sink,
+// the ticket rules, the console). In PostgreSQL it is opened once and
+// kept open: replicas and admin commands share the database. A bbolt
+// file is opened for each use instead, since bbolt lets one process hold
+// it at a time and admin commands must be able to use it in between.
+type sharedRegistry struct {
+	at   registryAt
+	log  *slog.Logger
+	kept *registry.Registry // PostgreSQL's, open while serve runs
+}
+
+// openSharedRegistry returns the shared registry at at: nil when at names
+// none.
+func openSharedRegistry(ctx context.Context, at registryAt, log *slog.Logger) (*sharedRegistry, error) {
+	if at.url == "" && at.path == "" {
+		return nil, nil
+	}
+	s := &sharedRegistry{at: at, log: log}
+	if at.url != "" {
+		var err error
+		if s.kept, err = at.open(ctx, log); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// with calls fn with the open registry.
+func (s *sharedRegistry) with(ctx context.Context, fn func(*registry.Registry) error) error {
+	if s.kept != nil {
+		return fn(s.kept)
+	}
+	r, err := s.at.open(ctx, s.log)
+	if err != nil {
+		return err
+	}
+	err = fn(r)
+	if cerr := r.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close closes the registry kept open.
+func (s *sharedRegistry) Close() error {
+	if s == nil || s.kept == nil {
+		return nil
+	}
+	return s.kept.Close()
 }
 
 // importCommand is "tobira-hq import TABLE".
@@ -75,13 +145,13 @@ func importCommand() *cobra.Command {
 }
 
 // importCSV imports table from file into the registry reg, for site.
-func importCSV(ctx context.Context, reg, table, site, file string, stdout io.Writer, log *slog.Logger) error {
+func importCSV(ctx context.Context, reg registryAt, table, site, file string, stdout io.Writer, log *slog.Logger) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return fmt.Errorf("import %s: %w", table, err)
 	}
 	defer f.Close()
-	r, err := openRegistry(reg, log)
+	r, err := reg.open(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -131,7 +201,8 @@ func enrollEntry(ctx context.Context, r *registry.Registry, site, person string,
 
 // enrollment is what an enroll command was asked for.
 type enrollment struct {
-	reg, id, record, site, person, anchors, until string
+	reg                                      registryAt
+	id, record, site, person, anchors, until string
 }
 
 // enrollFlags registers the flags of an approval (--person, --anchors,
@@ -175,13 +246,15 @@ func enrollListCommand() *cobra.Command {
 		Short: "List the enrollments devices sent, waiting for approval",
 	}
 	reg := registryFlag(c)
-	c.RunE = func(c *cobra.Command, _ []string) error { return listPending(*reg, c.OutOrStdout(), logger(c)) }
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		return listPending(c.Context(), *reg, c.OutOrStdout(), logger(c))
+	}
 	return c
 }
 
 // listPending prints the pending enrollments of the registry reg.
-func listPending(reg string, stdout io.Writer, log *slog.Logger) error {
-	r, err := openRegistry(reg, log)
+func listPending(ctx context.Context, reg registryAt, stdout io.Writer, log *slog.Logger) error {
+	r, err := reg.open(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -234,7 +307,7 @@ func enrollRejectCommand() *cobra.Command {
 		if id == "" {
 			return cli.Usagef("enroll reject needs --id")
 		}
-		r, err := openRegistry(*reg, logger(c))
+		r, err := reg.open(c.Context(), logger(c))
 		if err != nil {
 			return err
 		}
@@ -263,7 +336,7 @@ func (e *enrollment) enroll(ctx context.Context, raw []byte, stdout io.Writer, l
 	if err != nil {
 		return err
 	}
-	r, err := openRegistry(e.reg, log)
+	r, err := e.reg.open(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -317,22 +390,15 @@ func pendingCredential(p registry.Pending) (credential.Credential, bool) {
 	return rec.Credential, true
 }
 
-// registrySink stores enrollments from devices in the registry, opening
-// the file for each one so that admin commands can use it in between.
-type registrySink struct {
-	path string
-	log  *slog.Logger
-}
+// registrySink stores enrollments from devices in the registry.
+type registrySink struct{ reg *sharedRegistry }
 
 // StoreEnrollment implements hq.EnrollmentSink.
-func (s registrySink) StoreEnrollment(_ context.Context, e proto.Enrollment) error {
-	r, err := registry.Open(s.path, registry.Options{Logger: s.log})
-	if err != nil {
+func (s registrySink) StoreEnrollment(ctx context.Context, e proto.Enrollment) error {
+	return s.reg.with(ctx, func(r *registry.Registry) error {
+		_, err := r.AddPending(registry.Pending{Site: e.Site, Device: e.Device, Seq: e.Seq, Received: time.Now().UTC(), Record: e.Record})
 		return err
-	}
-	defer r.Close()
-	_, err = r.AddPending(registry.Pending{Site: e.Site, Device: e.Device, Seq: e.Seq, Received: time.Now().UTC(), Record: e.Record})
-	return err
+	})
 }
 
 // parseCertFlags reads a certificate reference from --credential (a hex
@@ -386,8 +452,8 @@ func revokeCommand() *cobra.Command {
 }
 
 // revoke revokes the certificate c at site in the registry reg.
-func revoke(ctx context.Context, reg, site string, c policy.CertRef, stdout io.Writer, log *slog.Logger) error {
-	r, err := openRegistry(reg, log)
+func revoke(ctx context.Context, reg registryAt, site string, c policy.CertRef, stdout io.Writer, log *slog.Logger) error {
+	r, err := reg.open(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -443,7 +509,7 @@ func crlCommand() *cobra.Command {
 
 // crlImport imports the CRL in crlFile, signed by the CA in caFile, into
 // site's revocations in the registry reg.
-func crlImport(ctx context.Context, reg, site, crlFile, caFile string, stdout io.Writer, log *slog.Logger) error {
+func crlImport(ctx context.Context, reg registryAt, site, crlFile, caFile string, stdout io.Writer, log *slog.Logger) error {
 	der, err := os.ReadFile(crlFile)
 	if err != nil {
 		return fmt.Errorf("crl import: %w", err)
@@ -455,7 +521,7 @@ func crlImport(ctx context.Context, reg, site, crlFile, caFile string, stdout io
 	if err != nil {
 		return fmt.Errorf("crl import: %w", err)
 	}
-	r, err := openRegistry(reg, log)
+	r, err := reg.open(ctx, log)
 	if err != nil {
 		return err
 	}

@@ -73,12 +73,13 @@ func snapshotCommand() *cobra.Command {
 
 // snapshotPublish is what "snapshot publish" was asked for.
 type snapshotPublish struct {
-	key, file, reg, site, spool string
-	full, delta                 bool
-	statusWait, wait            time.Duration
-	version, from               uint64
-	devices                     []string
-	chunk                       int
+	key, file, site, spool string
+	reg                    registryAt
+	full, delta            bool
+	statusWait, wait       time.Duration
+	version, from          uint64
+	devices                []string
+	chunk                  int
 }
 
 // snapshotPublishCommand is "tobira-hq snapshot publish".
@@ -96,7 +97,7 @@ From a payload file (--file): that file as version N (a delta from M with --delt
 	f := c.Flags()
 	f.StringVar(&p.key, "key", "", "HQ signing key (PREFIX.key from keygen)")
 	f.StringVar(&p.file, "file", "", "snapshot payload file (instead of the registry)")
-	f.StringVar(&p.reg, "registry", "registry.db", "HQ registry to build the snapshot from (without --file)")
+	registryFlagVar(c, &p.reg)
 	f.BoolVar(&p.full, "full", false, "from the registry: send full snapshots")
 	f.BoolVar(&p.delta, "delta", false, "from the registry: send each device a delta from its reported version (full when none fits)")
 	f.DurationVar(&p.statusWait, "status-wait", time.Second, "from the registry: how long to collect the devices' retained status")
@@ -110,7 +111,7 @@ From a payload file (--file): that file as version N (a delta from M with --delt
 	bf := addBrokerFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if p.file != "" {
-			if c.Flags().Changed("registry") || p.full || p.delta {
+			if c.Flags().Changed("registry") || c.Flags().Changed("store-url") || p.full || p.delta {
 				return cli.Usagef("--file excludes --registry, --full and --delta")
 			}
 			return p.fromFile(c.Context(), bf, c.OutOrStdout(), logger(c))
@@ -126,7 +127,7 @@ func (p *snapshotPublish) fromRegistry(ctx context.Context, bf *brokerFlags, std
 	if p.version != 0 || p.from != 0 || p.full == p.delta || p.site == "" {
 		return cli.Usagef("from the registry, snapshot publish needs --site and one of --full and --delta (not --version, --delta-from); or --file")
 	}
-	r, err := openRegistry(p.reg, log)
+	r, err := p.reg.open(ctx, log)
 	if err != nil {
 		return err
 	}

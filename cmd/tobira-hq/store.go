@@ -2,14 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/console"
+	"github.com/tobira-ac/tobira/hq/console/alarm"
+	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/pgstore"
+	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -40,6 +48,26 @@ func (s *storeFlags) open(ctx context.Context, log *slog.Logger) (hq.Store, erro
 	return st, nil
 }
 
+// marksOf returns the ticket-mark store that goes with st: PostgreSQL's
+// marks tables for a PostgreSQL store, else nil (HQ keeps hq-marks.db
+// next to its bbolt file).
+func marksOf(st hq.Store) hq.MarkStore {
+	if pg, ok := st.(*pgstore.Store); ok {
+		return pg.Marks()
+	}
+	return nil
+}
+
+// consoleShared returns the console's records kept with st: the audit log
+// and the alarms in PostgreSQL for a PostgreSQL store (shared by the
+// replicas), else none (the console's bbolt file keeps them).
+func consoleShared(st hq.Store) console.Shared {
+	if pg, ok := st.(*pgstore.Store); ok {
+		return console.Shared{Audit: pg.AuditChain(), Alarms: pg.Alarms()}
+	}
+	return console.Shared{}
+}
+
 // migrateCommand is "tobira-hq migrate".
 func migrateCommand() *cobra.Command {
 	c := &cobra.Command{
@@ -64,13 +92,16 @@ func migrateCommand() *cobra.Command {
 
 // migrateStoreCommand is "tobira-hq migrate-store".
 func migrateStoreCommand() *cobra.Command {
-	var db string
+	var db, reg string
 	c := &cobra.Command{
 		Use:   "migrate-store",
-		Short: "Copy a bbolt HQ store (events, status, results) into PostgreSQL; running it again copies nothing twice",
+		Short: "Copy a bbolt HQ store (events, status, results, ticket marks), the registry and the console's audit log and alarms into PostgreSQL; running it again copies nothing twice",
 		Args:  cobra.NoArgs,
 	}
 	c.Flags().StringVar(&db, "db", "hq.db", "the bbolt HQ store to copy (stop tobira-hq serve first)")
+	c.Flags().StringVar(&reg, "registry", "registry.db", "the bbolt registry to copy (skipped when absent, unless named)")
+	var consoleDB string
+	c.Flags().StringVar(&consoleDB, "console-db", defaultConsoleDB, "the console's store whose audit log and alarms to copy (when it exists)")
 	sf := addStoreFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if sf.url == "" {
@@ -91,10 +122,172 @@ func migrateStoreCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(c.OutOrStdout(), "copied %d events (new %d), %d devices, %d results from %s\n", n.events, n.added, n.devices, n.results, db)
-		return err
+		if _, err = fmt.Fprintf(c.OutOrStdout(), "copied %d events (new %d), %d devices, %d results from %s\n", n.events, n.added, n.devices, n.results, db); err != nil {
+			return err
+		}
+		if err := migrateMarks(c.Context(), c.OutOrStdout(), hq.MarksPath(db), dst.Marks()); err != nil {
+			return err
+		}
+		if err := migrateRegistry(c.Context(), reg, c.Flags().Changed("registry"), sf.url, c.OutOrStdout(), log); err != nil {
+			return err
+		}
+		return migrateConsole(c.OutOrStdout(), consoleDB, dst)
 	}
 	return c
+}
+
+// migrateRegistry copies the bbolt registry file path into the registry
+// in PostgreSQL at url: the sites PostgreSQL lacks, with their revisions,
+// the pending enrollments and the names (registry.Copy). A missing file
+// is skipped unless named.
+func migrateRegistry(ctx context.Context, path string, named bool, url string, stdout io.Writer, log *slog.Logger) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !named {
+		_, err := fmt.Fprintf(stdout, "no registry %s to copy\n", path)
+		return err
+	} else if err != nil {
+		return fmt.Errorf("migrate-store: registry: %w", err)
+	}
+	src, err := registry.Open(path, registry.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := pgstore.OpenRegistry(ctx, url, registry.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	n, err := registry.Copy(ctx, dst, src)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "copied registry %s: %d sites (%d there already), %d records, %d pending enrollments, %d names\n",
+		path, n.Sites, n.Skipped, n.Records, n.Pending, n.Names)
+	return err
+}
+
+// migrateMarks copies the bbolt mark store at path, when there is one,
+// into dst and says what it copied to out.
+func migrateMarks(ctx context.Context, out io.Writer, path string, dst *pgstore.Marks) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		_, err = fmt.Fprintf(out, "no ticket marks to copy (no %s)\n", path)
+		return err
+	}
+	src, err := hq.OpenBoltMarks(path, nil)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	n, err := copyMarks(ctx, src, dst)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "copied %d ticket marks (new %d) and %d reports (new %d) of %d sites from %s\n",
+		n.marks, n.newMarks, n.reports, n.newReports, n.sites, path)
+	return err
+}
+
+// migrateConsole copies the audit log (as the same chain: sequence
+// numbers and hashes) and the alarms of the console's bbolt file at path,
+// when there is one, into dst, and says what it copied to out.
+func migrateConsole(out io.Writer, path string, dst *pgstore.Store) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		_, err = fmt.Fprintf(out, "no audit log or alarms to copy (no %s)\n", path)
+		return err
+	}
+	src, err := console.OpenStores(path, nil)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	chain := dst.AuditChain()
+	var entries []audit.Entry
+	n, added := 0, 0
+	flush := func() error {
+		a, err := chain.Import(entries)
+		n, added, entries = n+len(entries), added+a, entries[:0]
+		return err
+	}
+	err = src.Audit.Each(func(e audit.Entry) error {
+		if entries = append(entries, e); len(entries) < copyChunk {
+			return nil
+		}
+		return flush()
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("copy the audit log of %s: %w", path, err)
+	}
+	alarms, err := src.Alarms.All()
+	if err != nil {
+		return err
+	}
+	newAlarms := 0
+	for _, a := range alarms {
+		var isNew bool
+		err := dst.Alarms().Update(a.ID, func(cur *alarm.Alarm) (*alarm.Alarm, error) {
+			if isNew = cur == nil; !isNew {
+				return nil, nil // PostgreSQL's is as new or newer
+			}
+			return &a, nil
+		})
+		if err != nil {
+			return fmt.Errorf("copy alarm %s of %s: %w", a.ID, path, err)
+		}
+		if isNew {
+			newAlarms++
+		}
+	}
+	count, head, err := audit.NewLog(chain, nil).Verify()
+	if err != nil {
+		return fmt.Errorf("the audit log in PostgreSQL after the copy: %w", err)
+	}
+	_, err = fmt.Fprintf(out, "copied %d audit entries (new %d; the chain in PostgreSQL: %d entries, head %s) and %d alarms (new %d) from %s\n",
+		n, added, count, head, len(alarms), newAlarms, path)
+	return err
+}
+
+// copiedMarks counts what copyMarks copied.
+type copiedMarks struct{ sites, marks, newMarks, reports, newReports int }
+
+// copyMarks copies every site's marks (with their sequence numbers: the
+// gates' cursors stay valid) and reports from src into dst; a second run
+// adds nothing.
+func copyMarks(ctx context.Context, src *hq.BoltMarks, dst *pgstore.Marks) (copiedMarks, error) {
+	var n copiedMarks
+	sites, err := src.Sites(ctx)
+	if err != nil {
+		return n, err
+	}
+	for _, site := range sites {
+		n.sites++
+		reps, err := src.Reports(ctx, site)
+		if err != nil {
+			return n, err
+		}
+		for after, head := uint64(0), uint64(1); after < head; {
+			var ms []proto.Mark
+			if ms, head, err = src.After(ctx, site, after, copyChunk); err != nil {
+				return n, err
+			}
+			if len(ms) == 0 {
+				break
+			}
+			added, _, err := dst.Import(ctx, site, ms, nil)
+			if err != nil {
+				return n, err
+			}
+			n.marks, n.newMarks, after = n.marks+len(ms), n.newMarks+added, ms[len(ms)-1].Seq
+		}
+		_, added, err := dst.Import(ctx, site, nil, reps)
+		if err != nil {
+			return n, err
+		}
+		n.reports, n.newReports = n.reports+len(reps), n.newReports+added
+	}
+	return n, nil
 }
 
 // copySource is a store that migrate-store reads.

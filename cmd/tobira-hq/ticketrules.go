@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/registry"
@@ -11,24 +10,24 @@ import (
 )
 
 // registryRules answers HQ's questions about tickets (hq.TicketRules) from
-// the registry, opening the file for each one so that admin commands can
-// use it in between.
-type registryRules struct {
-	path string
-	log  *slog.Logger
-}
+// the registry: in PostgreSQL, kept open; a bbolt file is opened for each
+// question, so that admin commands can use it in between
+// (sharedRegistry).
+type registryRules struct{ reg *sharedRegistry }
 
 // get reads the live record like it of site.
 func (r registryRules) get(ctx context.Context, site string, it policy.Item) (policy.Item, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
-	reg, err := registry.Open(r.path, registry.Options{Logger: r.log})
-	if err != nil {
-		return nil, false, err
-	}
-	defer reg.Close()
-	return reg.Get(site, it)
+	var out policy.Item
+	var ok bool
+	err := r.reg.with(ctx, func(reg *registry.Registry) error {
+		var err error
+		out, ok, err = reg.Get(site, it)
+		return err
+	})
+	return out, ok, err
 }
 
 // TicketEvent implements hq.TicketRules.
@@ -39,7 +38,7 @@ func (r registryRules) TicketEvent(ctx context.Context, site, event string) (hq.
 	}
 	ev, ok := it.(policy.Event)
 	if !ok {
-		return hq.TicketEvent{}, false, fmt.Errorf("registry %s: event %q is a %T", r.path, event, it)
+		return hq.TicketEvent{}, false, fmt.Errorf("registry %s: event %q is a %T", r.reg.at.name(), event, it)
 	}
 	return hq.TicketEvent{Start: ev.Start, End: ev.End, DoorGroup: ev.DoorGroup, Reentry: ev.Reentry}, true, nil
 }
@@ -52,7 +51,7 @@ func (r registryRules) DoorGroups(ctx context.Context, site, door string) ([]str
 	}
 	d, ok := it.(policy.Door)
 	if !ok {
-		return nil, false, fmt.Errorf("registry %s: door %q is a %T", r.path, door, it)
+		return nil, false, fmt.Errorf("registry %s: door %q is a %T", r.reg.at.name(), door, it)
 	}
 	return d.Groups, true, nil
 }

@@ -17,6 +17,13 @@
  * another identity's client ID, which would disconnect that client (and,
  * with a clean session, wipe its persistent session).
  *
+ * It also refuses a shared subscription ("$share/{group}/...") to every
+ * user but "tobira-hq". HQ's replicas share the devices' messages in such
+ * a group; mosquitto 2.0's acl_file checks no subscription (only each
+ * delivery), and hands a group's message to one member before checking
+ * that member's read access: a device that joined HQ's group would have
+ * a share of every device's messages dropped.
+ *
  * Why a plugin: on mosquitto 2.0, use_identity_as_username skips every
  * authentication plugin, so the dynamic-security plugin's per-client
  * "clientid" is never checked for certificate users; use_username_as_clientid
@@ -115,6 +122,25 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+/* on_acl_check refuses a "$share/" subscription of any user but HQ, and
+ * leaves every other check to the ACL file. */
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ed = event_data;
+	(void)event;
+	(void)userdata;
+
+	if(ed->access != MOSQ_ACL_SUBSCRIBE || ed->topic == NULL || strncmp(ed->topic, "$share/", 7) != 0){
+		return MOSQ_ERR_PLUGIN_DEFER;
+	}
+	const char *user = mosquitto_client_username(ed->client);
+	if(user != NULL && strcmp(user, HQ_CN) == 0){
+		return MOSQ_ERR_PLUGIN_DEFER;
+	}
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "tobira_clientid: refused shared subscription %s of %s", ed->topic, user ? user : "?");
+	return MOSQ_ERR_ACL_DENIED;
+}
+
 int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
 {
 	(void)supported_version_count;
@@ -128,7 +154,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	(void)opts;
 	(void)opt_count;
 	plugin_id = identifier;
-	return mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
+	int rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
+	if(rc != MOSQ_ERR_SUCCESS){
+		return rc;
+	}
+	return mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
 }
 
 int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt_count)
@@ -136,5 +166,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	(void)userdata;
 	(void)opts;
 	(void)opt_count;
-	return mosquitto_callback_unregister(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+	int rc = mosquitto_callback_unregister(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+	int rc2 = mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+	return rc != MOSQ_ERR_SUCCESS ? rc : rc2;
 }

@@ -1,17 +1,27 @@
-// Package amqpintake feeds HQ the devices' events from a RabbitMQ quorum
-// queue instead of an MQTT subscription: an hq.Intake.
+// Package amqpintake feeds HQ the devices' messages from RabbitMQ queues
+// instead of MQTT subscriptions: an hq.Intake.
 //
 // RabbitMQ's MQTT plugin publishes what devices send to the amq.topic
 // exchange, with the topic as routing key ("/" and "." swapped:
 // tobira/v1/s1/d1/events is tobira.v1.s1.d1.events). The intake declares a
 // durable quorum queue (replicated on the cluster's nodes) bound to it with
-// tobira.v1.*.*.events and consumes it with manual acknowledgements. Every
-// HQ replica consumes the same queue: RabbitMQ gives each message to one of
-// them (competing consumers), which RabbitMQ's MQTT plugin cannot do (no
-// $share subscriptions). A message is acknowledged to RabbitMQ only after
-// HQ has handled it; one whose replica dies first goes to another. The
-// device's own ack comes from HQ over MQTT after the commit, so nothing is
-// lost either way (the device re-sends until acked, HQ drops duplicates).
+// tobira.v1.*.*.{leaf} for each leaf HQ handles once (hq.Leaves.Shared:
+// events, marks, enrollments, requests, results) and consumes it with
+// manual acknowledgements. Every HQ replica consumes the same queue:
+// RabbitMQ gives each message to one of them (competing consumers), which
+// RabbitMQ's MQTT plugin cannot do (no $share subscriptions). A message is
+// acknowledged to RabbitMQ only after HQ has handled it; one whose replica
+// dies first goes to another. The device's own ack comes from HQ over MQTT
+// after the commit, so nothing is lost either way (the device re-sends
+// until acked, HQ drops duplicates).
+//
+// The leaves every replica must see (hq.Leaves.Every: status) go to a
+// queue of the replica's own, exclusive to its connection and deleted with
+// it; a status lost while the replica reconnects comes again with the
+// device's next one.
+//
+// HQ then takes nothing over MQTT: its MQTT connection only publishes, so
+// it can move between nodes at any time without losing a message.
 package amqpintake
 
 import (
@@ -27,11 +37,18 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
+
+// handler is HQ's handler of one message: see hq.Intake.
+type handler = func(ctx context.Context, topic string, payload []byte) bool
 
 // Defaults of Config.
 const (
-	// DefaultQueue is the queue every HQ replica consumes.
+	// DefaultQueue is the queue every HQ replica consumes. (It is named
+	// for the events it carried first; it carries every shared leaf.)
 	DefaultQueue = "tobira-hq.events"
 	// DefaultPrefetch is how many unacknowledged messages RabbitMQ hands
 	// one replica at once.
@@ -44,8 +61,10 @@ const (
 	DefaultRetryDelay = time.Second
 )
 
-// EventsKey is the binding key of every device's events topic.
-const EventsKey = "tobira.v1.*.*.events"
+// Key returns the binding key of leaf of every device: tobira.v1.*.*.{leaf}.
+func Key(leaf proto.Leaf) string {
+	return RoutingKey(proto.Subscription(leaf))
+}
 
 // exchange is where RabbitMQ's MQTT plugin publishes (mqtt.exchange).
 const exchange = "amq.topic"
@@ -71,7 +90,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Intake consumes the events queue; it implements hq.Intake.
+// Intake consumes the shared queue and its replica's own; it implements
+// hq.Intake.
 type Intake struct {
 	cfg Config
 	log *slog.Logger
@@ -98,13 +118,16 @@ func New(cfg Config) (*Intake, error) {
 	return &Intake{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default())}, nil
 }
 
-// Run consumes the queue until ctx ends, going through the nodes in turn
-// whenever a connection fails, and returns nil then. handle is HQ's: see
-// hq.Intake.
-func (in *Intake) Run(ctx context.Context, handle func(ctx context.Context, topic string, payload []byte) bool) error {
+// Run consumes the queues of leaves until ctx ends, going through the
+// nodes in turn whenever a connection fails, and returns nil then. handle
+// is HQ's: see hq.Intake.
+func (in *Intake) Run(ctx context.Context, leaves hq.Leaves, handle handler) error {
+	if len(leaves.Shared) == 0 {
+		return errors.New("amqp intake: HQ names no shared leaf")
+	}
 	for i := 0; ; i++ {
 		u := in.cfg.URLs[i%len(in.cfg.URLs)]
-		err := in.consume(ctx, u, handle)
+		err := in.consume(ctx, u, leaves, handle)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -117,9 +140,9 @@ func (in *Intake) Run(ctx context.Context, handle func(ctx context.Context, topi
 	}
 }
 
-// consume connects to u, makes sure the queue exists and is bound, and
-// hands its messages to handle until the connection fails or ctx ends.
-func (in *Intake) consume(ctx context.Context, u string, handle func(ctx context.Context, topic string, payload []byte) bool) error {
+// consume connects to u, makes sure the queues exist and are bound, and
+// hands their messages to handle until the connection fails or ctx ends.
+func (in *Intake) consume(ctx context.Context, u string, leaves hq.Leaves, handle handler) error {
 	conn, err := in.dial(u)
 	if err != nil {
 		return err
@@ -132,20 +155,21 @@ func (in *Intake) consume(ctx context.Context, u string, handle func(ctx context
 	if err := ch.Qos(in.cfg.Prefetch, 0, false); err != nil {
 		return fmt.Errorf("set prefetch on %s: %w", redact(u), err)
 	}
-	if _, err := ch.QueueDeclare(in.cfg.Queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
-		return fmt.Errorf("declare queue %s on %s: %w", in.cfg.Queue, redact(u), err)
-	}
-	if err := ch.QueueBind(in.cfg.Queue, EventsKey, exchange, false, nil); err != nil {
-		return fmt.Errorf("bind queue %s to %s on %s: %w", in.cfg.Queue, exchange, redact(u), err)
-	}
-	deliveries, err := ch.ConsumeWithContext(ctx, in.cfg.Queue, "", false, false, false, false, nil)
+	shared, err := in.queue(ctx, ch, in.cfg.Queue, leaves.Shared)
 	if err != nil {
-		return fmt.Errorf("consume %s on %s: %w", in.cfg.Queue, redact(u), err)
+		return fmt.Errorf("%s: %w", redact(u), err)
 	}
-	in.log.Info("events intake consuming", "url", redact(u), "queue", in.cfg.Queue)
+	own, err := in.queue(ctx, ch, "", leaves.Every)
+	if err != nil {
+		return fmt.Errorf("%s: %w", redact(u), err)
+	}
+	in.log.Info("intake consuming", "url", redact(u), "queue", in.cfg.Queue, "shared", leaves.Shared, "every", leaves.Every)
 	var wg sync.WaitGroup
 	for range in.cfg.Workers {
-		wg.Go(func() { in.work(ctx, deliveries, handle) })
+		wg.Go(func() { in.work(ctx, shared, handle) })
+	}
+	if own != nil {
+		wg.Go(func() { in.work(ctx, own, handle) })
 	}
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	select {
@@ -159,9 +183,37 @@ func (in *Intake) consume(ctx context.Context, u string, handle func(ctx context
 	}
 }
 
+// queue declares a queue bound to amq.topic with the key of each leaf and
+// consumes it: name is the durable quorum queue every replica shares, ""
+// a server-named one of this connection alone (exclusive, deleted with
+// the connection). No leaves: no queue, a nil channel.
+func (in *Intake) queue(ctx context.Context, ch *amqp.Channel, name string, leaves []proto.Leaf) (<-chan amqp.Delivery, error) {
+	if len(leaves) == 0 {
+		return nil, nil
+	}
+	durable, exclusive, args := true, false, amqp.Table{"x-queue-type": "quorum"}
+	if name == "" {
+		durable, exclusive, args = false, true, nil
+	}
+	q, err := ch.QueueDeclare(name, durable, exclusive, exclusive, false, args)
+	if err != nil {
+		return nil, fmt.Errorf("declare queue %q: %w", name, err)
+	}
+	for _, leaf := range leaves {
+		if err := ch.QueueBind(q.Name, Key(leaf), exchange, false, nil); err != nil {
+			return nil, fmt.Errorf("bind queue %s to %s with %s: %w", q.Name, exchange, Key(leaf), err)
+		}
+	}
+	deliveries, err := ch.ConsumeWithContext(ctx, q.Name, "", false, exclusive, false, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("consume %s: %w", q.Name, err)
+	}
+	return deliveries, nil
+}
+
 // work handles deliveries until the channel closes: each is acknowledged
 // once handle took it, or given back to the queue.
-func (in *Intake) work(ctx context.Context, deliveries <-chan amqp.Delivery, handle func(ctx context.Context, topic string, payload []byte) bool) {
+func (in *Intake) work(ctx context.Context, deliveries <-chan amqp.Delivery, handle handler) {
 	for d := range deliveries {
 		var err error
 		if handle(ctx, Topic(d.RoutingKey), d.Body) {
@@ -192,7 +244,17 @@ func (in *Intake) dial(u string) (*amqp.Connection, error) {
 
 // Topic turns a routing key of amq.topic back into the MQTT topic its
 // message was published on: RabbitMQ's MQTT plugin swaps "/" and ".".
-func Topic(key string) string {
+func Topic(key string) string { return swapSeparators(key) }
+
+// RoutingKey turns an MQTT topic (or filter) into the routing key (or
+// binding key) RabbitMQ's MQTT plugin uses for it: "/" and "." swapped,
+// and "+" is "*".
+func RoutingKey(topic string) string {
+	return strings.ReplaceAll(swapSeparators(topic), "+", "*")
+}
+
+// swapSeparators swaps "/" and "." in s.
+func swapSeparators(s string) string {
 	return strings.Map(func(r rune) rune {
 		switch r {
 		case '.':
@@ -201,7 +263,7 @@ func Topic(key string) string {
 			return '.'
 		}
 		return r
-	}, key)
+	}, s)
 }
 
 // redact returns u without its password, for logs.

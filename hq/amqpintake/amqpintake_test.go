@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/tobira-ac/tobira/hq/amqpintake"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 func TestTopic(t *testing.T) {
@@ -15,6 +16,22 @@ func TestTopic(t *testing.T) {
 	for _, tt := range tests {
 		if got := amqpintake.Topic(tt.key); got != tt.topic {
 			t.Errorf("Topic(%q) = %q, want %q", tt.key, got, tt.topic)
+		}
+	}
+}
+
+func TestKey(t *testing.T) {
+	tests := []struct {
+		leaf proto.Leaf
+		key  string
+	}{
+		{proto.LeafEvents, "tobira.v1.*.*.events"},
+		{proto.LeafMarksGet, "tobira.v1.*.*.marks-get"},
+		{proto.LeafStatus, "tobira.v1.*.*.status"},
+	}
+	for _, tt := range tests {
+		if got := amqpintake.Key(tt.leaf); got != tt.key {
+			t.Errorf("Key(%q) = %q, want %q", tt.leaf, got, tt.key)
 		}
 	}
 }

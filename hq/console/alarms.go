@@ -61,8 +61,14 @@ type alarmsData struct {
 // first; the page reloads itself every 2 seconds.
 func (s *Server) alarmsPage(w http.ResponseWriter, r *http.Request, rq *request) {
 	s.refreshOffline()
+	all, err := s.cfg.Alarms.All()
+	if err != nil {
+		s.log.Error("console: cannot read the alarms", "err", err)
+		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
+		return
+	}
 	var d alarmsData
-	for _, a := range s.cfg.Alarms.All() {
+	for _, a := range all {
 		if rq.user.CanSite(a.Site) {
 			d.Alarms = append(d.Alarms, a)
 		}

@@ -200,7 +200,7 @@ func newWorld(t *testing.T) *world {
 	}
 	t.Cleanup(func() { reg.Close() })
 	con, err := console.New(console.Config{HQ: svc, Commands: sender, Accounts: st.Accounts, Audit: st.Audit, Enrollments: enroll,
-		Import: reg, Params: params, Logger: log})
+		Import: reg, Records: reg, Params: params, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/console/audit"
@@ -11,7 +12,7 @@ import (
 )
 
 // doorActions are the commands the console sends.
-var doorActions = []string{proto.ActionUnlock, proto.ActionSetMode, proto.ActionLockdown, proto.ActionRelease}
+var doorActions = []string{proto.ActionUnlock, proto.ActionSetMode, proto.ActionLockdown, proto.ActionRelease, proto.ActionForgiveAPB}
 
 // doorModes are the modes a door can be set to (package door's Modes;
 // hq does not import door).
@@ -20,17 +21,19 @@ var doorModes = []string{"normal", "unlocked", "locked_down", "first_person_in"}
 // commandForm is the confirmation page's data.
 type commandForm struct {
 	Site, Device, Door, Action, Mode string
-	Actions, Modes                   []string
+	// Credential is the hex credential key of forgive_apb.
+	Credential     string
+	Actions, Modes []string
 	// Errors maps a field to the message key of its error.
 	Errors map[string]string
 }
 
 // readCommand reads and checks the command form from values get: the
 // action, site and device, a door where the action needs one, a mode
-// for set_mode.
+// for set_mode, a credential for forgive_apb.
 func readCommand(get func(string) string) commandForm {
 	f := commandForm{Site: get("site"), Device: get("device"), Door: get("door"), Action: get("action"), Mode: get("mode"),
-		Actions: doorActions, Modes: doorModes, Errors: map[string]string{}}
+		Credential: strings.ToLower(strings.TrimSpace(get("credential"))), Actions: doorActions, Modes: doorModes, Errors: map[string]string{}}
 	if proto.CheckName(f.Site) != nil {
 		f.Errors["site"] = "command.bad_site"
 	}
@@ -52,6 +55,7 @@ func readCommand(get func(string) string) commandForm {
 	if f.Action != proto.ActionSetMode {
 		f.Mode = ""
 	}
+	checkForgive(&f)
 	return f
 }
 
@@ -60,6 +64,9 @@ func (s *Server) commandConfirm(w http.ResponseWriter, r *http.Request, rq *requ
 	f := readCommand(r.URL.Query().Get)
 	if !s.commandAllowed(w, r, rq, f) {
 		return
+	}
+	if f.Errors["credential"] == "command.need_credential" {
+		delete(f.Errors, "credential") // the confirmation page asks for it
 	}
 	status := http.StatusOK
 	if len(f.Errors) > 0 {
@@ -94,7 +101,7 @@ func (s *Server) sendCommand(w http.ResponseWriter, r *http.Request, rq *request
 		s.render(w, r, rq, http.StatusUnprocessableEntity, "command", "command.title", f)
 		return
 	}
-	c, err := s.cfg.Commands.SendCommand(r.Context(), proto.Command{Site: f.Site, Device: f.Device, Action: f.Action, Door: f.Door, Mode: f.Mode})
+	c, err := s.cfg.Commands.SendCommand(r.Context(), proto.Command{Site: f.Site, Device: f.Device, Action: f.Action, Door: f.Door, Mode: f.Mode, Credential: f.Credential})
 	after, _ := json.Marshal(c)
 	e := audit.Entry{Action: "command", Target: f.Site + "/" + f.Device, Before: s.doorState(f.Site, f.Device, f.Door), After: string(after)}
 	if err != nil {

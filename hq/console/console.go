@@ -84,7 +84,7 @@ type Alarms interface {
 	// Get returns one alarm, or an error wrapping alarm.ErrNotFound.
 	Get(id string) (alarm.Alarm, error)
 	// All returns every alarm, the most pressing first.
-	All() []alarm.Alarm
+	All() ([]alarm.Alarm, error)
 }
 
 // Names gives the people's names of credentials: personal data, shown
@@ -117,6 +117,13 @@ type Config struct {
 	Alarms Alarms
 	// Names, when set, shows people's names to the roles allowed.
 	Names Names
+	// PeopleNames, when set, shows people's names on the people pages
+	// and lets the roles allowed set them in the person form.
+	PeopleNames PeopleNames
+	// Records, when set, lets the roles allowed read and change the
+	// registry's records in forms, revoke credentials and import CRLs
+	// (records.go); nil: the console has no record pages.
+	Records Records
 	// SecureCookie marks the session cookie Secure (HTTPS only). Leave it
 	// false only for a console on loopback or behind a TLS proxy that
 	// sets no cookies itself.

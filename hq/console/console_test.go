@@ -141,7 +141,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { reg.Close() })
 	con, err := New(Config{HQ: f, Commands: c, Accounts: st.Accounts, Audit: st.Audit, Names: fakeNames{}, Enrollments: enr,
-		Import: reg, Params: cheap})
+		Import: reg, Records: reg, PeopleNames: reg, Params: cheap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestPermissions(t *testing.T) {
 			continue
 		}
 		method, path, _ := strings.Cut(rt.pattern, " ")
-		path = strings.NewReplacer("{$}", "", "{id}", "0123").Replace(path)
+		path = strings.NewReplacer("{$}", "", "{id}", "0123", "{table}", "people").Replace(path)
 		do := func(c *http.Client) int {
 			if method == http.MethodPost {
 				res, _ := e.post(c, path, url.Values{})
@@ -506,8 +506,23 @@ func TestTemplateKeys(t *testing.T) {
 	for _, n := range nav {
 		keys = append(keys, n.Key)
 	}
+	for _, table := range registry.Tables {
+		keys = append(keys, "table."+table)
+		for _, c := range registry.FormColumns(table) {
+			keys = append(keys, "field."+c)
+		}
+	}
+	for _, opts := range fieldOptions {
+		for _, o := range opts {
+			keys = append(keys, o[1])
+		}
+	}
+	keys = append(keys, "field."+personNameField)
+	for k := range recordNotices {
+		keys = append(keys, recordNotices[k])
+	}
 	for _, a := range []string{"login", "logout", "login_failed", "login_refused", "denied", "password_change", "command", "view_names",
-		"export_events", "export_audit", "add_user", "reset_password"} {
+		"export_events", "export_audit", "add_user", "reset_password", "record_put", "record_delete", "revoke", "crl_import", "set_name"} {
 		keys = append(keys, "audit.action."+a)
 	}
 	for _, l := range i18n.Langs {

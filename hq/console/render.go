@@ -67,6 +67,7 @@ var nav = []navItem{
 	{"/live", "nav.live", auth.PermEvents},
 	{"/alarms", "nav.alarms", auth.PermAlarms},
 	{"/enrollments", "nav.enrollments", auth.PermEnroll},
+	{"/records", "nav.records", auth.PermRecords},
 	{"/import", "nav.import", auth.PermImport},
 	{"/audit", "nav.audit", auth.PermAudit},
 }

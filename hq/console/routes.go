@@ -53,6 +53,16 @@ func (s *Server) routeTable() []route {
 		{"GET /audit", auth.PermAudit, s.auditPage},
 		{"GET /audit.csv", auth.PermAudit, s.auditExport},
 		{"GET /audit.json", auth.PermAudit, s.auditExport},
+		{"GET /records", auth.PermRecords, s.recordsIndex},
+		{"GET /records/{table}", auth.PermRecords, s.recordList},
+		{"GET /records/{table}/edit", auth.PermRecordsEdit, s.recordFormPage},
+		{"POST /records/{table}/edit", auth.PermRecordsEdit, s.saveRecord},
+		{"GET /records/{table}/delete", auth.PermRecordsEdit, s.deleteConfirm},
+		{"POST /records/{table}/delete", auth.PermRecordsEdit, s.deleteRecord},
+		{"GET /credentials/revoke", auth.PermRevoke, s.revokeConfirm},
+		{"POST /credentials/revoke", auth.PermRevoke, s.revoke},
+		{"GET /crl", auth.PermRecordsEdit, s.crlPage},
+		{"POST /crl", auth.PermRecordsEdit, s.importCRL},
 	}
 }
 

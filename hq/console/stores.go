@@ -13,8 +13,8 @@ import (
 )
 
 // Stores are the console's accounts, sessions, audit log and alarms in one bbolt
-// file (next to HQ's store; PostgreSQL can implement Accounts and
-// AuditLog later).
+// file (next to HQ's store), or with the audit log and the alarms kept
+// elsewhere, shared by replicas (OpenSharedStores: PostgreSQL).
 type Stores struct {
 	// Accounts holds the users and sessions.
 	Accounts *auth.Store
@@ -30,6 +30,22 @@ type Stores struct {
 // before tobira-hq console add-user or reset-password. now stamps the
 // records (nil: time.Now).
 func OpenStores(path string, now func() time.Time) (*Stores, error) {
+	return OpenSharedStores(path, Shared{}, now)
+}
+
+// Shared are the console's records that tobira-hq replicas share, kept
+// outside the console's file (hq/pgstore implements both on PostgreSQL).
+// A nil field is kept in the file.
+type Shared struct {
+	// Audit keeps the audit log.
+	Audit audit.Chain
+	// Alarms keeps the alarms.
+	Alarms alarm.Store
+}
+
+// OpenSharedStores is OpenStores with the audit log and the alarms kept
+// in sh where it has them.
+func OpenSharedStores(path string, sh Shared, now func() time.Time) (*Stores, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltfile.OpenTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("open console store %s (is tobira-hq serve running?): %w", path, err)
@@ -39,12 +55,13 @@ func OpenStores(path string, now func() time.Time) (*Stores, error) {
 		db.Close()
 		return nil, err
 	}
-	log, err := audit.New(db, auth.Format, now)
-	if err != nil {
-		db.Close()
-		return nil, err
+	log, alarms := audit.NewLog(sh.Audit, now), alarm.NewList(sh.Alarms)
+	if sh.Audit == nil {
+		log, err = audit.New(db, auth.Format, now)
 	}
-	alarms, err := alarm.Open(db, auth.Format)
+	if err == nil && sh.Alarms == nil {
+		alarms, err = alarm.Open(db, auth.Format)
+	}
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -71,9 +71,15 @@ func (s *Store) ensurePartitions(ctx context.Context, batches []hq.EventBatch) e
 	return nil
 }
 
+// Retention returns Options.Retention: events older are dropped (0: kept).
+func (s *Store) Retention() time.Duration { return s.opt.Retention }
+
 // DropExpired drops the events partitions older than the retention and
 // returns their names (none when Options.Retention is 0). Ingest calls it
-// whenever it makes a partition; call it to apply a retention at once.
+// whenever it makes a partition; tobira-hq serve also calls it every hour
+// on the leading replica (hq/leader), and it can be called to apply a
+// retention at once. Replicas calling it together take turns (an advisory
+// transaction lock), and the second finds nothing left to drop.
 func (s *Store) DropExpired(ctx context.Context) ([]string, error) {
 	s.partMu.Lock()
 	defer s.partMu.Unlock()

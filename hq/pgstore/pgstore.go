@@ -99,20 +99,30 @@ func Open(ctx context.Context, url string, opt Options) (*Store, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	pool, err := pgxpool.New(ctx, url)
+	pool, err := connect(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("open PostgreSQL store %s: %w", redact(url), err)
 	}
-	s := &Store{pool: pool, opt: opt, parts: map[string]bool{}}
+	return &Store{pool: pool, opt: opt, parts: map[string]bool{}}, nil
+}
+
+// connect opens a pool of connections to url and checks that the
+// database's schema is up to date (ErrSchemaBehind otherwise).
+func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{pool: pool}
 	pending, err := s.withGoose(ctx, func(p *goose.Provider) (bool, error) { return p.HasPending(ctx) })
 	if err == nil && pending {
 		err = ErrSchemaBehind
 	}
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("open PostgreSQL store %s: %w", redact(url), err)
+		return nil, err
 	}
-	return s, nil
+	return pool, nil
 }
 
 // Migrate applies the embedded schema migrations that the database at url

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
 )
@@ -40,81 +38,39 @@ type Pending struct {
 // (site, device, seq) stored again (a device re-sending after a lost
 // acknowledgement) returns the first ID and stores nothing.
 func (r *Registry) AddPending(p Pending) (string, error) {
-	var id string
-	err := r.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPending)
-		err := b.ForEach(func(_, v []byte) error {
-			var o Pending
-			if json.Unmarshal(v, &o) == nil && o.Site == p.Site && o.Device == p.Device && o.Seq == p.Seq {
-				id = o.ID
-			}
-			return nil
-		})
-		if err != nil || id != "" {
-			return err
-		}
-		var raw [8]byte
-		_, _ = rand.Read(raw[:])
-		p.ID = hex.EncodeToString(raw[:])
-		v, err := json.Marshal(p)
-		if err != nil {
-			return err
-		}
-		id = p.ID
-		return b.Put([]byte(p.ID), v)
-	})
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	p.ID = hex.EncodeToString(raw[:])
+	id, err := r.b.AddPending(context.Background(), p)
 	if err != nil {
-		return "", fmt.Errorf("store pending enrollment from %s/%s seq %d in %s: %w", p.Site, p.Device, p.Seq, r.path, err)
+		return "", fmt.Errorf("store pending enrollment from %s/%s seq %d in %s: %w", p.Site, p.Device, p.Seq, r.name, err)
 	}
 	return id, nil
 }
 
 // PendingList returns the pending enrollments, ordered by ID.
 func (r *Registry) PendingList() ([]Pending, error) {
-	var out []Pending
-	err := r.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
-			var p Pending
-			if err := json.Unmarshal(v, &p); err != nil {
-				return fmt.Errorf("decode pending enrollment %s: %w", k, err)
-			}
-			out = append(out, p)
-			return nil
-		})
-	})
+	out, err := r.b.PendingList(context.Background())
 	if err != nil {
-		return nil, fmt.Errorf("list pending enrollments in %s: %w", r.path, err)
+		return nil, fmt.Errorf("list pending enrollments in %s: %w", r.name, err)
 	}
 	return out, nil
 }
 
 // PendingByID returns one pending enrollment (ErrNotFound when absent).
 func (r *Registry) PendingByID(id string) (Pending, error) {
-	var p Pending
-	err := r.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketPending).Get([]byte(id))
-		if v == nil {
-			return fmt.Errorf("%w: pending enrollment %q", ErrNotFound, id)
-		}
-		return json.Unmarshal(v, &p)
-	})
+	p, err := r.b.PendingByID(context.Background(), id)
 	if err != nil {
-		return Pending{}, fmt.Errorf("read pending enrollment %s from %s: %w", id, r.path, err)
+		return Pending{}, fmt.Errorf("read pending enrollment %s from %s: %w", id, r.name, err)
 	}
 	return p, nil
 }
 
 // DeletePending removes a pending enrollment (rejected, or approved).
 func (r *Registry) DeletePending(id string) error {
-	err := r.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPending)
-		if b.Get([]byte(id)) == nil {
-			return fmt.Errorf("%w: pending enrollment %q", ErrNotFound, id)
-		}
-		return b.Delete([]byte(id))
-	})
+	err := r.b.DeletePending(context.Background(), id)
 	if err != nil {
-		return fmt.Errorf("delete pending enrollment %s from %s: %w", id, r.path, err)
+		return fmt.Errorf("delete pending enrollment %s from %s: %w", id, r.name, err)
 	}
 	return nil
 }

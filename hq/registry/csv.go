@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/policy"
 )
@@ -98,13 +96,8 @@ func (r *Registry) ImportCSV(ctx context.Context, site, table, name string, in i
 	if err := checkSite(site); err != nil {
 		return Applied{}, err
 	}
-	var out Applied
-	err := r.db.Update(func(tx *bolt.Tx) error {
-		c, err := openChange(tx, site)
-		if err != nil {
-			return err
-		}
-		emit := func(it policy.Item, del bool) error {
+	out, err := r.change(ctx, site, func(c *siteChange) error {
+		return parseCSV(table, name, in, func(it policy.Item, del bool) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -113,24 +106,18 @@ func (r *Registry) ImportCSV(ctx context.Context, site, table, name string, in i
 				if err != nil {
 					return err
 				}
-				return c.remove(k)
+				return c.remove(ctx, k)
 			}
 			k, v, err := encodeItem(it)
 			if err != nil {
 				return err
 			}
-			return c.apply(preparedPut{k, v})
-		}
-		if err := parseCSV(table, name, in, emit); err != nil {
-			return err
-		}
-		out, err = c.finish()
-		return err
+			return c.put(ctx, preparedPut{k, v})
+		})
 	})
 	if err != nil {
 		return Applied{}, fmt.Errorf("import %s %s into site %s: %w", table, name, site, err)
 	}
-	r.logChange(site, out)
 	return out, nil
 }
 

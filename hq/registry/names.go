@@ -1,11 +1,10 @@
 package registry
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"strings"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/policy"
 )
@@ -14,13 +13,9 @@ import (
 // policy records, never go into a snapshot or a delta, and do not change
 // a site's revision. The console shows them to the roles allowed (it
 // asks Name for an event's credential).
-var bucketNames = []byte("names")
 
 // MaxNameLen bounds a person's name, in bytes.
 const MaxNameLen = 256
-
-// nameKey is the key of person's name at site.
-func nameKey(site, person string) []byte { return []byte(site + "\x00" + person) }
 
 // SetNames sets the names of people of site in one transaction: person ID
 // -> name, where "" forgets the name. People need not have a record (yet).
@@ -34,23 +29,9 @@ func (r *Registry) SetNames(site string, names map[string]string) error {
 				ErrInvalid, person, site, MaxNameLen)
 		}
 	}
-	err := r.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketNames)
-		for person, name := range names {
-			var err error
-			if name == "" {
-				err = b.Delete(nameKey(site, person))
-			} else {
-				err = b.Put(nameKey(site, person), []byte(name))
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := r.b.SetNames(context.Background(), site, names)
 	if err != nil {
-		return fmt.Errorf("set %d names at site %s in %s: %w", len(names), site, r.path, err)
+		return fmt.Errorf("set %d names at site %s in %s: %w", len(names), site, r.name, err)
 	}
 	return nil
 }
@@ -63,28 +44,14 @@ func (r *Registry) PersonName(site, credential string) (string, bool, error) {
 	if err != nil {
 		return "", false, fmt.Errorf("%w: credential %q: %w", ErrInvalid, credential, err)
 	}
+	ctx := context.Background()
 	var name string
-	err = r.db.View(func(tx *bolt.Tx) error {
-		sb, _ := siteBucket(tx, site, false)
-		if sb == nil {
-			return nil
-		}
-		k := append([]byte{byte(policy.KindCredential)}, key...)
-		v := sb.Bucket(bucketRec).Get(k)
-		if v == nil {
-			return nil
-		}
-		it, err := decodeRecord(k, v)
-		if err != nil {
-			return err
-		}
-		if e, ok := it.(policy.Entry); ok && e.Person != "" {
-			name = string(tx.Bucket(bucketNames).Get(nameKey(site, e.Person)))
-		}
-		return nil
-	})
+	it, err := r.getKey(ctx, site, append([]byte{byte(policy.KindCredential)}, key...))
+	if e, ok := it.(policy.Entry); ok && err == nil && e.Person != "" {
+		name, err = r.b.Name(ctx, site, e.Person)
+	}
 	if err != nil {
-		return "", false, fmt.Errorf("name of credential %s at site %s in %s: %w", credential, site, r.path, err)
+		return "", false, fmt.Errorf("name of credential %s at site %s in %s: %w", credential, site, r.name, err)
 	}
 	return name, name != "", nil
 }

@@ -23,9 +23,11 @@ func credHex(t *testing.T, id string) string {
 	return hex.EncodeToString(k)
 }
 
-func TestPersonName(t *testing.T) {
+func TestPersonName(t *testing.T) { eachBackend(t, testPersonName) }
+
+func testPersonName(t *testing.T, open opener) {
 	ctx := context.Background()
-	r := openRegistry(t)
+	r := open(t)
 	entry := func(id, person string) policy.Entry {
 		return policy.Entry{Credential: credential.Credential{Kind: credential.KindFreeArea, ID: id}, Person: person}
 	}
@@ -71,8 +73,10 @@ func TestPersonName(t *testing.T) {
 	}
 }
 
-func TestSetNamesInvalid(t *testing.T) {
-	r := openRegistry(t)
+func TestSetNamesInvalid(t *testing.T) { eachBackend(t, testSetNamesInvalid) }
+
+func testSetNamesInvalid(t *testing.T, open opener) {
+	r := open(t)
 	tests := []struct {
 		name, site string
 		names      map[string]string

@@ -2,8 +2,8 @@
 // free-area IDs, tickets), renewal links, revocations, doors and door
 // groups, areas, access levels, schedules, holidays, ticketed events and
 // site settings of every site, and the enrollments waiting for an admin's
-// approval. It keeps them in an embedded bbolt file and turns a site's
-// records into policy snapshot streams: a full snapshot, or a delta from the
+// approval. It keeps them in a Backend and turns a site's records into
+// policy snapshot streams: a full snapshot, or a delta from the
 // version a device reports.
 //
 // Records are the policy package's Items (policy.Entry, policy.Person, ...),
@@ -14,24 +14,22 @@
 // HQ publishes. A change log indexed by revision makes a delta from any
 // earlier revision cheap to build.
 //
-// The registry file is opened by one process at a time (bbolt's lock):
-// the admin CLI and the HQ service each open it for one operation and close
-// it again, waiting up to Options.LockTimeout for the other.
+// The records live in a Backend: the embedded bbolt file of Open (one
+// process at a time, bbolt's lock: the admin CLI and the HQ service each
+// open it for one operation and close it again, waiting up to
+// Options.LockTimeout for the other), or PostgreSQL (hq/pgstore's
+// OpenRegistry), which every HQ replica and the admin CLI share at once.
 package registry
 
 import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/policy"
 )
@@ -64,128 +62,47 @@ const DefaultLockTimeout = 10 * time.Second
 // deleted and created again; beyond it the site's delta floor rises.
 const maxHistory = 16
 
-// File layout (bbolt):
-//
-//	meta/format                 = "tobira-registry-v1"
-//	sites/<site>/meta/rev       = 8-byte big-endian revision
-//	sites/<site>/meta/floor     = 8-byte: deltas need from >= floor
-//	sites/<site>/rec/<kind><key>  = JSON record (live)
-//	sites/<site>/dead/<kind><key> = JSON record (deleted: tombstone)
-//	sites/<site>/log/<rev><kind><key> = empty: the key changed last at rev
-//	sites/<site>/hash/<rev>     = 32-byte content hash of the site at rev
-//	pending/<id>                = JSON Pending enrollment
-//	names/<site> 0x00 <person>  = the person's name (HQ only: names.go)
-var (
-	bucketMeta    = []byte("meta")
-	bucketSites   = []byte("sites")
-	bucketPending = []byte("pending")
-	bucketRec     = []byte("rec")
-	bucketDead    = []byte("dead")
-	bucketLog     = []byte("log")
-	bucketHash    = []byte("hash")
-	keyFormat     = []byte("format")
-	keyRev        = []byte("rev")
-	keyFloor      = []byte("floor")
-	formatV1      = []byte("tobira-registry-v1")
-)
-
-// Options configure Open.
+// Options configure Open and New.
 type Options struct {
-	// LockTimeout is how long to wait for another process holding the
+	// LockTimeout is how long Open waits for another process holding the
 	// file; default DefaultLockTimeout.
 	LockTimeout time.Duration
 	// Logger receives the registry's logs; default slog.Default().
 	Logger *slog.Logger
 }
 
-// Registry is HQ's registry file. It is safe for concurrent use.
+// Registry is HQ's registry. It is safe for concurrent use.
 type Registry struct {
-	db   *bolt.DB
-	path string
+	b    Backend
+	name string
 	log  *slog.Logger
 }
 
-// initialMmap is the address space the registry maps at once. A write
-// transaction that outgrows the map copies every page it changed to the
-// heap when bbolt remaps the file; one large import remapped ~15 times and
-// took 4 kB of heap per line. Mapping 256 MiB up front (address space
-// only, on every platform tobira-hq ships for) leaves imports of up to
-// ~1M lines one copy.
-const initialMmap = 256 << 20
-
-// Open opens (or creates) the registry file at path.
+// Open opens (or creates) the registry bbolt file at path.
 func Open(path string, opts Options) (*Registry, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: cmp.Or(opts.LockTimeout, DefaultLockTimeout), InitialMmapSize: initialMmap})
+	b, err := openBolt(path, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open registry %s: %w", path, err)
+		return nil, err
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			if k, _ := tx.Cursor().First(); k != nil {
-				return fmt.Errorf("%w: bucket %q present but no %q bucket", ErrBadFile, k, bucketMeta)
-			}
-			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
-				return err
-			}
-			if err := meta.Put(keyFormat, formatV1); err != nil {
-				return err
-			}
-		}
-		if got := meta.Get(keyFormat); !bytes.Equal(got, formatV1) {
-			return fmt.Errorf("%w: format %q, want %q", ErrBadFile, got, formatV1)
-		}
-		for _, b := range [][]byte{bucketSites, bucketPending, bucketNames} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open registry %s: %w", path, err)
-	}
-	return &Registry{db: db, path: path, log: cmp.Or(opts.Logger, slog.Default())}, nil
+	return New(b, opts), nil
 }
 
-// Close closes the file.
+// New returns the registry kept in b; closing it closes b.
+func New(b Backend, opts Options) *Registry {
+	return &Registry{b: b, name: b.String(), log: cmp.Or(opts.Logger, slog.Default())}
+}
+
+// Close closes the registry's store.
 func (r *Registry) Close() error {
-	if err := r.db.Close(); err != nil {
-		return fmt.Errorf("close registry %s: %w", r.path, err)
+	if err := r.b.Close(); err != nil {
+		return fmt.Errorf("close registry %s: %w", r.name, err)
 	}
 	return nil
 }
 
-// Path returns the registry's file name.
-func (r *Registry) Path() string { return r.path }
-
-// record is the stored form of one record.
-type record struct {
-	// Rev is the revision of the record's last change.
-	Rev uint64 `json:"rev"`
-	// Created is the revision that created this lifetime of the key.
-	Created uint64 `json:"created"`
-	// Deleted is the revision that deleted it (tombstones only).
-	Deleted uint64 `json:"deleted,omitempty"`
-	// Hist holds earlier lifetimes [created, deleted) of the key.
-	Hist [][2]uint64 `json:"hist,omitempty"`
-	// Item is the policy item as JSON (see encodeItem).
-	Item json.RawMessage `json:"item"`
-}
-
-// existedAt reports whether the key was live at revision v.
-func (rec record) existedAt(v uint64) bool {
-	if rec.Created <= v && (rec.Deleted == 0 || v < rec.Deleted) {
-		return true
-	}
-	for _, h := range rec.Hist {
-		if h[0] <= v && v < h[1] {
-			return true
-		}
-	}
-	return false
-}
+// Path returns the name of the registry's store: the file name, or the
+// database URL without its password.
+func (r *Registry) Path() string { return r.name }
 
 // Change is one transaction's worth of record changes.
 type Change struct {
@@ -218,27 +135,52 @@ func (r *Registry) Apply(ctx context.Context, site string, ch Change) (Applied, 
 	if err != nil {
 		return Applied{}, err
 	}
-	var out Applied
-	err = r.db.Update(func(tx *bolt.Tx) error {
-		if err := ctx.Err(); err != nil {
-			return err
+	out, err := r.change(ctx, site, func(c *siteChange) error {
+		for _, p := range puts {
+			if err := c.put(ctx, p); err != nil {
+				return err
+			}
 		}
-		var err error
-		out, err = applyTx(tx, site, puts, dels)
-		return err
+		for _, k := range dels {
+			if err := c.remove(ctx, k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return Applied{}, fmt.Errorf("apply %d puts and %d deletes to site %s in %s: %w", len(puts), len(dels), site, r.path, err)
+		return Applied{}, fmt.Errorf("apply %d puts and %d deletes to site %s in %s: %w", len(puts), len(dels), site, r.name, err)
 	}
-	r.logChange(site, out)
 	return out, nil
 }
 
-// logChange logs a change that changed something.
-func (r *Registry) logChange(site string, a Applied) {
-	if a.Put+a.Deleted > 0 {
-		r.log.Info("registry changed", "site", site, "rev", a.Rev, "put", a.Put, "deleted", a.Deleted)
+// change runs fn on a change of site in one backend transaction, and logs
+// what changed.
+func (r *Registry) change(ctx context.Context, site string, fn func(c *siteChange) error) (Applied, error) {
+	var out Applied
+	err := r.b.Change(ctx, site, func(tx SiteTx) (bool, error) {
+		c := &siteChange{tx: tx}
+		if err := fn(c); err != nil {
+			return false, err
+		}
+		if err := c.flush(ctx); err != nil {
+			return false, err
+		}
+		out = c.out
+		out.Rev = tx.Rev()
+		if out.Put+out.Deleted == 0 {
+			out.Rev--
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return Applied{}, err
 	}
+	if out.Put+out.Deleted > 0 {
+		r.log.Info("registry changed", "site", site, "rev", out.Rev, "put", out.Put, "deleted", out.Deleted)
+	}
+	return out, nil
 }
 
 // preparedPut is one validated put of a Change: its registry key and its
@@ -286,216 +228,152 @@ func prepareChange(site string, ch Change) ([]preparedPut, [][]byte, error) {
 	return puts, dels, nil
 }
 
-// applyTx writes puts and deletes dels in tx under the site's next
-// revision, and bumps the revision when anything changed.
-func applyTx(tx *bolt.Tx, site string, puts []preparedPut, dels [][]byte) (Applied, error) {
-	c, err := openChange(tx, site)
-	if err != nil {
-		return Applied{}, err
-	}
-	for _, p := range puts {
-		if err := c.apply(p); err != nil {
-			return Applied{}, err
-		}
-	}
-	for _, k := range dels {
-		if err := c.remove(k); err != nil {
-			return Applied{}, err
-		}
-	}
-	return c.finish()
-}
+// changeBatch is how many puts and deletes a change looks up and writes
+// at a time (one round trip each on a database).
+const changeBatch = 1024
 
-// siteChange is one change of a site's records, at revision rev, inside a
-// write transaction: the site's buckets, and what changed so far.
+// siteChange is one change of a site's records inside a backend
+// transaction: the puts and deletes not yet written (keys are distinct
+// within a change), and what changed so far.
 type siteChange struct {
-	meta, recs, dead, log *bolt.Bucket
-	rev                   uint64
-	out                   Applied
+	tx      SiteTx
+	keys    [][]byte
+	items   [][]byte        // nil: delete
+	queued  map[string]bool // the keys queued
+	out     Applied
+	scratch []Write
 }
 
-// openChange starts a change of site's records (creating the site) at its
-// next revision in tx.
-func openChange(tx *bolt.Tx, site string) (*siteChange, error) {
-	sb, err := siteBucket(tx, site, true)
-	if err != nil {
-		return nil, err
-	}
-	meta := sb.Bucket(bucketMeta)
-	c := &siteChange{meta: meta, recs: sb.Bucket(bucketRec), dead: sb.Bucket(bucketDead), log: sb.Bucket(bucketLog),
-		rev: u64(meta.Get(keyRev)) + 1}
-	c.recs.FillPercent, c.log.FillPercent = 0.9, 1
-	return c, nil
+// put queues p.
+func (c *siteChange) put(ctx context.Context, p preparedPut) error {
+	return c.queue(ctx, p.key, p.item)
 }
 
-// apply puts p and counts it when it changed the record.
-func (c *siteChange) apply(p preparedPut) error {
-	changed, err := c.put(p)
-	if changed {
-		c.out.Put++
-	}
-	return err
+// remove queues the delete of the record of k.
+func (c *siteChange) remove(ctx context.Context, k []byte) error {
+	return c.queue(ctx, k, nil)
 }
 
-// remove deletes the record of k and counts it when there was one.
-func (c *siteChange) remove(k []byte) error {
-	deleted, err := c.delete(k)
-	if deleted {
-		c.out.Deleted++
-	}
-	return err
-}
-
-// finish bumps the site's revision when anything changed and returns what
-// did.
-func (c *siteChange) finish() (Applied, error) {
-	out := c.out
-	if out.Put+out.Deleted == 0 {
-		out.Rev = c.rev - 1
-		return out, nil
-	}
-	out.Rev = c.rev
-	return out, c.meta.Put(keyRev, be64(c.rev))
-}
-
-// put stores p as the key's new version, or as a new lifetime of a deleted
-// key; it reports false, writing nothing, when the stored record is the
-// same.
-func (c siteChange) put(p preparedPut) (bool, error) {
-	rec := record{Rev: c.rev, Created: c.rev, Item: p.item}
-	if old := c.recs.Get(p.key); old != nil {
-		var o record
-		if err := json.Unmarshal(old, &o); err != nil {
-			return false, fmt.Errorf("decode record %s: %w", describeKey(p.key), err)
+// queue adds a put (item set) or delete of k, and writes the queue when
+// it is full.
+func (c *siteChange) queue(ctx context.Context, k, item []byte) error {
+	if c.queued[string(k)] { // a CSV's schedule deleted and put again
+		if err := c.flush(ctx); err != nil {
+			return err
 		}
-		if bytes.Equal(o.Item, p.item) {
-			return false, nil
-		}
-		rec.Created, rec.Hist = o.Created, o.Hist
-		if err := c.log.Delete(logKey(o.Rev, p.key)); err != nil {
-			return false, err
-		}
-	} else if old := c.dead.Get(p.key); old != nil {
-		hist, err := c.revive(p.key, old)
-		if err != nil {
-			return false, err
-		}
-		rec.Hist = hist
 	}
-	if err := putRecord(c.recs, c.log, p.key, rec); err != nil {
-		return false, err
+	if c.queued == nil {
+		c.queued = make(map[string]bool, changeBatch)
 	}
-	return true, nil
+	c.keys, c.items, c.queued[string(k)] = append(c.keys, k), append(c.items, item), true
+	if len(c.keys) < changeBatch {
+		return nil
+	}
+	return c.flush(ctx)
 }
 
-// revive removes the tombstone old of key k and returns the key's earlier
-// lifetimes, the one the tombstone ended included. Beyond maxHistory the
-// oldest lifetime is forgotten: deltas from before its end could be wrong,
-// so the site's delta floor rises past it.
-func (c siteChange) revive(k, old []byte) ([][2]uint64, error) {
-	var o record
-	if err := json.Unmarshal(old, &o); err != nil {
-		return nil, fmt.Errorf("decode tombstone %s: %w", describeKey(k), err)
+// flush looks up the queued keys, works out their new records and writes
+// those that changed.
+func (c *siteChange) flush(ctx context.Context) error {
+	if len(c.keys) == 0 {
+		return nil
 	}
-	hist := append(o.Hist, [2]uint64{o.Created, o.Deleted})
-	if len(hist) > maxHistory {
-		floor := max(u64(c.meta.Get(keyFloor)), hist[0][1])
-		if err := c.meta.Put(keyFloor, be64(floor)); err != nil {
-			return nil, err
-		}
-		hist = hist[1:]
-	}
-	if err := c.dead.Delete(k); err != nil {
-		return nil, err
-	}
-	if err := c.log.Delete(logKey(o.Rev, k)); err != nil {
-		return nil, err
-	}
-	return hist, nil
-}
-
-// delete turns the live record of k into a tombstone; it reports false when
-// there is no live record.
-func (c siteChange) delete(k []byte) (bool, error) {
-	old := c.recs.Get(k)
-	if old == nil {
-		return false, nil
-	}
-	var o record
-	if err := json.Unmarshal(old, &o); err != nil {
-		return false, fmt.Errorf("decode record %s: %w", describeKey(k), err)
-	}
-	if err := c.log.Delete(logKey(o.Rev, k)); err != nil {
-		return false, err
-	}
-	if err := c.recs.Delete(k); err != nil {
-		return false, err
-	}
-	o.Rev, o.Deleted = c.rev, c.rev
-	if err := putRecord(c.dead, c.log, k, o); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-// putRecord stores rec under k in b and indexes it in log.
-func putRecord(b, log *bolt.Bucket, k []byte, rec record) error {
-	v, err := json.Marshal(rec)
+	old, err := c.tx.Lookup(ctx, c.keys)
 	if err != nil {
 		return err
 	}
-	if err := b.Put(k, v); err != nil {
-		return fmt.Errorf("store %s: %w", describeKey(k), err)
+	ws := c.scratch[:0]
+	for i, k := range c.keys {
+		var w Write
+		var ok bool
+		if c.items[i] != nil {
+			w, ok = c.putRecord(k, c.items[i], old[i])
+		} else {
+			w, ok = c.deleteRecord(k, old[i])
+		}
+		if ok {
+			ws = append(ws, w)
+		}
 	}
-	return log.Put(logKey(rec.Rev, k), nil)
+	if err := c.tx.Write(ctx, ws); err != nil {
+		return err
+	}
+	c.keys, c.items, c.scratch = c.keys[:0], c.items[:0], ws[:0]
+	clear(c.queued)
+	return nil
+}
+
+// putRecord returns the write that stores item as the key's new version,
+// or as a new lifetime of a deleted key; false when the stored record is
+// the same.
+func (c *siteChange) putRecord(k, item []byte, old Stored) (Write, bool) {
+	rev := c.tx.Rev()
+	rec := Record{Rev: rev, Created: rev, Item: item}
+	switch old.State {
+	case Live:
+		if bytes.Equal(old.Record.Item, item) {
+			return Write{}, false
+		}
+		rec.Created, rec.Hist = old.Record.Created, old.Record.Hist
+	case Dead:
+		rec.Hist = c.revive(old.Record)
+	}
+	c.out.Put++
+	return Write{Key: k, Old: old, New: rec}, true
+}
+
+// revive returns the earlier lifetimes of a key whose tombstone is o, the
+// one the tombstone ended included. Beyond maxHistory the oldest lifetime
+// is forgotten: deltas from before its end could be wrong, so the site's
+// delta floor rises past it.
+func (c *siteChange) revive(o Record) [][2]uint64 {
+	hist := append(o.Hist, [2]uint64{o.Created, o.Deleted})
+	if len(hist) > maxHistory {
+		c.tx.SetFloor(max(c.tx.Floor(), hist[0][1]))
+		hist = hist[1:]
+	}
+	return hist
+}
+
+// deleteRecord returns the write that turns the live record of k into a
+// tombstone; false when there is no live record.
+func (c *siteChange) deleteRecord(k []byte, old Stored) (Write, bool) {
+	if old.State != Live {
+		return Write{}, false
+	}
+	rec := old.Record
+	rec.Rev, rec.Deleted = c.tx.Rev(), c.tx.Rev()
+	c.out.Deleted++
+	return Write{Key: k, Old: old, New: rec}, true
 }
 
 // Revision returns the site's revision (0: no records ever).
 func (r *Registry) Revision(site string) (uint64, error) {
 	var rev uint64
-	err := r.db.View(func(tx *bolt.Tx) error {
-		if sb, _ := siteBucket(tx, site, false); sb != nil {
-			rev = u64(sb.Bucket(bucketMeta).Get(keyRev))
-		}
+	err := r.b.View(context.Background(), site, func(v View) error {
+		rev = v.Revision()
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("read revision of site %s from %s: %w", site, r.path, err)
+		return 0, fmt.Errorf("read revision of site %s from %s: %w", site, r.name, err)
 	}
 	return rev, nil
 }
 
 // Sites returns the names of the sites with records, sorted.
 func (r *Registry) Sites() ([]string, error) {
-	var out []string
-	err := r.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSites).ForEachBucket(func(k []byte) error {
-			out = append(out, string(k))
-			return nil
-		})
-	})
+	out, err := r.b.Sites(context.Background())
 	if err != nil {
-		return nil, fmt.Errorf("list sites of %s: %w", r.path, err)
+		return nil, fmt.Errorf("list sites of %s: %w", r.name, err)
 	}
 	return out, nil
 }
 
 // Count returns how many live records of kind the site holds.
 func (r *Registry) Count(site string, kind policy.RecordKind) (int, error) {
-	n := 0
-	err := r.db.View(func(tx *bolt.Tx) error {
-		sb, _ := siteBucket(tx, site, false)
-		if sb == nil {
-			return nil
-		}
-		c := sb.Bucket(bucketRec).Cursor()
-		for k, _ := c.Seek([]byte{byte(kind)}); k != nil && k[0] == byte(kind); k, _ = c.Next() {
-			n++
-		}
-		return nil
-	})
+	n, err := r.b.Count(context.Background(), site, kind)
 	if err != nil {
-		return 0, fmt.Errorf("count %s records of site %s in %s: %w", kind, site, r.path, err)
+		return 0, fmt.Errorf("count %s records of site %s in %s: %w", kind, site, r.name, err)
 	}
 	return n, nil
 }
@@ -507,33 +385,20 @@ func (r *Registry) Get(site string, it policy.Item) (policy.Item, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	var out policy.Item
-	err = r.db.View(func(tx *bolt.Tx) error {
-		sb, _ := siteBucket(tx, site, false)
-		if sb == nil {
-			return nil
-		}
-		v := sb.Bucket(bucketRec).Get(k)
-		if v == nil {
-			return nil
-		}
-		out, err = decodeRecord(k, v)
-		return err
-	})
+	out, err := r.getKey(context.Background(), site, k)
 	if err != nil {
-		return nil, false, fmt.Errorf("read %s of site %s from %s: %w", describeKey(k), site, r.path, err)
+		return nil, false, fmt.Errorf("read %s of site %s from %s: %w", describeKey(k), site, r.name, err)
 	}
 	return out, out != nil, nil
 }
 
-// decodeRecord returns the item of the record stored under key k with
-// value v.
-func decodeRecord(k, v []byte) (policy.Item, error) {
-	var rec record
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return nil, fmt.Errorf("decode record %s: %w", describeKey(k), err)
+// getKey returns the live record of key k, nil when there is none.
+func (r *Registry) getKey(ctx context.Context, site string, k []byte) (policy.Item, error) {
+	item, err := r.b.Get(ctx, site, k)
+	if err != nil || item == nil {
+		return nil, err
 	}
-	return decodeItem(k, rec.Item)
+	return decodeItem(k, item)
 }
 
 // Published describes a snapshot stream the registry wrote.
@@ -552,54 +417,39 @@ type Published struct {
 // policy snapshot stream to w, and caches the content hash.
 func (r *Registry) WriteFull(ctx context.Context, site string, w io.Writer) (Published, error) {
 	var pub Published
-	err := r.db.View(func(tx *bolt.Tx) error {
-		sb, _ := siteBucket(tx, site, false)
-		if sb == nil {
-			return fmt.Errorf("%w: %s", ErrUnknownSite, site)
-		}
-		pub.Version = u64(sb.Bucket(bucketMeta).Get(keyRev))
+	err := r.b.View(ctx, site, func(v View) error {
+		pub.Version = v.Revision()
 		if pub.Version == 0 {
-			return fmt.Errorf("%w: %s has no records", ErrUnknownSite, site)
+			return fmt.Errorf("%w: %s", ErrUnknownSite, site)
 		}
 		enc, err := policy.NewSnapshotEncoder(w, pub.Version)
 		if err != nil {
 			return err
 		}
-		if pub.Records, err = forEachLive(ctx, sb, enc.Put); err != nil {
+		err = v.Live(ctx, func(k, item []byte) error {
+			it, err := decodeItem(k, item)
+			if err != nil {
+				return err
+			}
+			if err := enc.Put(it); err != nil {
+				return fmt.Errorf("encode %s: %w", describeKey(k), err)
+			}
+			pub.Records++
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 		pub.Hash, err = enc.Close()
 		return err
 	})
 	if err != nil {
-		return Published{}, fmt.Errorf("write full snapshot of site %s from %s: %w", site, r.path, err)
+		return Published{}, fmt.Errorf("write full snapshot of site %s from %s: %w", site, r.name, err)
 	}
-	if err := r.cacheHash(site, pub.Version, pub.Hash); err != nil {
+	if err := r.b.PutHash(ctx, site, pub.Version, pub.Hash); err != nil {
 		r.log.Warn("cannot cache content hash", "site", site, "version", pub.Version, "err", err)
 	}
 	return pub, nil
-}
-
-// forEachLive calls put for every live record of the site bucket.
-func forEachLive(ctx context.Context, sb *bolt.Bucket, put func(policy.Item) error) (int, error) {
-	n := 0
-	err := sb.Bucket(bucketRec).ForEach(func(k, v []byte) error {
-		if n%4096 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		it, err := decodeRecord(k, v)
-		if err != nil {
-			return err
-		}
-		if err := put(it); err != nil {
-			return fmt.Errorf("encode %s: %w", describeKey(k), err)
-		}
-		n++
-		return nil
-	})
-	return n, err
 }
 
 // ContentHash returns the policy content hash of the site at its current
@@ -609,40 +459,19 @@ func (r *Registry) ContentHash(ctx context.Context, site string) ([32]byte, uint
 	var h [32]byte
 	var rev uint64
 	var cached bool
-	err := r.db.View(func(tx *bolt.Tx) error {
-		sb, _ := siteBucket(tx, site, false)
-		if sb == nil {
+	err := r.b.View(ctx, site, func(v View) error {
+		if rev = v.Revision(); rev == 0 {
 			return fmt.Errorf("%w: %s", ErrUnknownSite, site)
 		}
-		rev = u64(sb.Bucket(bucketMeta).Get(keyRev))
-		if hb := sb.Bucket(bucketHash); hb != nil {
-			if v := hb.Get(be64(rev)); len(v) == 32 {
-				copy(h[:], v)
-				cached = true
-			}
-		}
-		return nil
+		var err error
+		h, cached, err = v.Hash(ctx, rev)
+		return err
 	})
 	if err != nil || cached {
 		return h, rev, err
 	}
 	pub, err := r.WriteFull(ctx, site, io.Discard)
 	return pub.Hash, pub.Version, err
-}
-
-// cacheHash remembers the content hash of site at rev.
-func (r *Registry) cacheHash(site string, rev uint64, h [32]byte) error {
-	return r.db.Update(func(tx *bolt.Tx) error {
-		sb, err := siteBucket(tx, site, false)
-		if err != nil || sb == nil {
-			return err
-		}
-		hb, err := sb.CreateBucketIfNotExists(bucketHash)
-		if err != nil {
-			return err
-		}
-		return hb.Put(be64(rev), h[:])
-	})
 }
 
 // WriteDelta writes a delta policy stream from version from to the site's
@@ -656,16 +485,11 @@ func (r *Registry) WriteDelta(ctx context.Context, site string, from uint64, w i
 		return Published{}, fmt.Errorf("write delta of site %s: %w", site, err)
 	}
 	pub := Published{Version: rev, From: from, Hash: hash}
-	err = r.db.View(func(tx *bolt.Tx) error {
-		sb, _ := siteBucket(tx, site, false)
-		if sb == nil {
-			return fmt.Errorf("%w: %s", ErrUnknownSite, site)
-		}
-		meta := sb.Bucket(bucketMeta)
-		if cur := u64(meta.Get(keyRev)); cur != rev {
+	err = r.b.View(ctx, site, func(v View) error {
+		if cur := v.Revision(); cur != rev {
 			return fmt.Errorf("site changed from revision %d to %d while the delta was built; try again", rev, cur)
 		}
-		switch floor := u64(meta.Get(keyFloor)); {
+		switch floor := v.Floor(); {
 		case from == 0:
 			return fmt.Errorf("%w: version 0 (the device has no snapshot)", ErrNoDelta)
 		case from >= rev:
@@ -677,26 +501,7 @@ func (r *Registry) WriteDelta(ctx context.Context, site string, from uint64, w i
 		if err != nil {
 			return err
 		}
-		recs, dead := sb.Bucket(bucketRec), sb.Bucket(bucketDead)
-		c := sb.Bucket(bucketLog).Cursor()
-		for lk, _ := c.Seek(be64(from + 1)); lk != nil; lk, _ = c.Next() {
-			if pub.Records%4096 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			k := lk[8:]
-			v, live := recs.Get(k), true
-			if v == nil {
-				v, live = dead.Get(k), false
-			}
-			if v == nil {
-				return fmt.Errorf("change log names %s, which is neither live nor deleted", describeKey(k))
-			}
-			var rec record
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decode record %s: %w", describeKey(k), err)
-			}
+		err = v.Changed(ctx, from, func(k []byte, rec Record, live bool) error {
 			it, err := decodeItem(k, rec.Item)
 			if err != nil {
 				return err
@@ -707,18 +512,22 @@ func (r *Registry) WriteDelta(ctx context.Context, site string, from uint64, w i
 			case rec.existedAt(from):
 				err = enc.Delete(it)
 			default:
-				continue // born and deleted after from
+				return nil // born and deleted after from
 			}
 			if err != nil {
 				return fmt.Errorf("encode %s: %w", describeKey(k), err)
 			}
 			pub.Records++
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		enc.ExpectHash(hash)
 		return enc.Close()
 	})
 	if err != nil {
-		return Published{}, fmt.Errorf("write delta of site %s from version %d in %s: %w", site, from, r.path, err)
+		return Published{}, fmt.Errorf("write delta of site %s from version %d in %s: %w", site, from, r.name, err)
 	}
 	return pub, nil
 }
@@ -736,25 +545,6 @@ func newValidator() (validator, error) {
 // check returns the policy model's complaint about it, if any.
 func (v validator) check(it policy.Item) error { return v.enc.Put(it) }
 
-// siteBucket returns the site's bucket, creating it (and its sub-buckets)
-// when create is set; nil when absent and not created.
-func siteBucket(tx *bolt.Tx, site string, create bool) (*bolt.Bucket, error) {
-	sites := tx.Bucket(bucketSites)
-	if sb := sites.Bucket([]byte(site)); sb != nil || !create {
-		return sb, nil
-	}
-	sb, err := sites.CreateBucket([]byte(site))
-	if err != nil {
-		return nil, fmt.Errorf("create site %s: %w", site, err)
-	}
-	for _, b := range [][]byte{bucketMeta, bucketRec, bucketDead, bucketLog, bucketHash} {
-		if _, err := sb.CreateBucket(b); err != nil {
-			return nil, fmt.Errorf("create site %s: %w", site, err)
-		}
-	}
-	return sb, nil
-}
-
 // checkSite checks a site name (the sync package's name rule: a topic
 // level).
 func checkSite(site string) error {
@@ -768,18 +558,4 @@ func checkSite(site string) error {
 		}
 	}
 	return nil
-}
-
-// logKey is the change-log key of k changed at rev.
-func logKey(rev uint64, k []byte) []byte { return append(be64(rev), k...) }
-
-// be64 encodes v big-endian.
-func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
-
-// u64 decodes be64; anything else is 0.
-func u64(b []byte) uint64 {
-	if len(b) != 8 {
-		return 0
-	}
-	return binary.BigEndian.Uint64(b)
 }

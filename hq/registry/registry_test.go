@@ -68,8 +68,12 @@ func cert(serial uint64) credential.Credential {
 }
 
 func TestImportEveryTableThenPublishFull(t *testing.T) {
+	eachBackend(t, testImportEveryTableThenPublishFull)
+}
+
+func testImportEveryTableThenPublishFull(t *testing.T, open opener) {
 	ctx := context.Background()
-	r := openRegistry(t)
+	r := open(t)
 	for i, table := range registry.Tables {
 		a := importFile(t, r, "venue", table)
 		if a.Rev != uint64(i+1) || a.Put == 0 {
@@ -127,8 +131,10 @@ func TestImportEveryTableThenPublishFull(t *testing.T) {
 	}
 }
 
-func TestImportBadLinesAppliesNothing(t *testing.T) {
-	r := openRegistry(t)
+func TestImportBadLinesAppliesNothing(t *testing.T) { eachBackend(t, testImportBadLinesAppliesNothing) }
+
+func testImportBadLinesAppliesNothing(t *testing.T, open opener) {
+	r := open(t)
 	importFile(t, r, "venue", "people")
 	f, err := os.Open("testdata/credentials-bad.csv")
 	if err != nil {
@@ -195,8 +201,12 @@ func TestParseCSVHeaderErrors(t *testing.T) {
 // holding the full snapshot of that revision, gives the content hash of the
 // full snapshot of the last one.
 func TestDeltaFromEveryVersionEqualsFull(t *testing.T) {
+	eachBackend(t, testDeltaFromEveryVersionEqualsFull)
+}
+
+func testDeltaFromEveryVersionEqualsFull(t *testing.T, open opener) {
 	ctx := context.Background()
-	r := openRegistry(t)
+	r := open(t)
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	fulls := map[uint64][]byte{}
 	live := map[uint64]bool{}
@@ -288,9 +298,11 @@ func dedupe(ch registry.Change) registry.Change {
 	return out
 }
 
-func TestApplyUnchangedKeepsRevision(t *testing.T) {
+func TestApplyUnchangedKeepsRevision(t *testing.T) { eachBackend(t, testApplyUnchangedKeepsRevision) }
+
+func testApplyUnchangedKeepsRevision(t *testing.T, open opener) {
 	ctx := context.Background()
-	r := openRegistry(t)
+	r := open(t)
 	ch := registry.Change{Put: []policy.Item{policy.Person{ID: "p-1"}}}
 	a1, err := r.Apply(ctx, "s", ch)
 	if err != nil {
@@ -308,9 +320,11 @@ func TestApplyUnchangedKeepsRevision(t *testing.T) {
 	}
 }
 
-func TestRevokeRemovesEntry(t *testing.T) {
+func TestRevokeRemovesEntry(t *testing.T) { eachBackend(t, testRevokeRemovesEntry) }
+
+func testRevokeRemovesEntry(t *testing.T, open opener) {
 	ctx := context.Background()
-	r := openRegistry(t)
+	r := open(t)
 	importFile(t, r, "v", "credentials")
 	c := cert(0x0f4240)
 	a, err := r.Revoke(ctx, "v", policy.CertRef{IssuerKeyID: c.IssuerKeyID, Serial: c.Serial})
@@ -325,7 +339,9 @@ func TestRevokeRemovesEntry(t *testing.T) {
 	}
 }
 
-func TestImportCRL(t *testing.T) {
+func TestImportCRL(t *testing.T) { eachBackend(t, testImportCRL) }
+
+func testImportCRL(t *testing.T, open opener) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 	ca, key := newCA(t, now)
@@ -342,7 +358,7 @@ func TestImportCRL(t *testing.T) {
 		}
 		return der
 	}
-	r := openRegistry(t)
+	r := open(t)
 	good := crl(now.Add(-time.Hour), now.Add(24*time.Hour), 5, 6, 7, 7)
 	info, err := r.ImportCRL(ctx, "v", good, ca, now)
 	if err != nil {
@@ -403,8 +419,10 @@ func newCA(t *testing.T, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey) {
 	return c, key
 }
 
-func TestPendingEnrollments(t *testing.T) {
-	r := openRegistry(t)
+func TestPendingEnrollments(t *testing.T) { eachBackend(t, testPendingEnrollments) }
+
+func testPendingEnrollments(t *testing.T, open opener) {
+	r := open(t)
 	p := registry.Pending{Site: "v", Device: "d1", Seq: 1, Received: time.Now().UTC(), Record: []byte(`{"x":1}`)}
 	id, err := r.AddPending(p)
 	if err != nil {

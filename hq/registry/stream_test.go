@@ -55,12 +55,14 @@ func heapSys() uint64 {
 // TestImportStreams imports 200,000 people lines and bounds the heap the
 // import takes, and checks that a file of only bad lines reports the real
 // count and applies nothing.
-func TestImportStreams(t *testing.T) {
+func TestImportStreams(t *testing.T) { eachBackend(t, testImportStreams) }
+
+func testImportStreams(t *testing.T, open opener) {
 	if testing.Short() {
 		t.Skip("imports 200,000 lines")
 	}
 	const n = 200_000
-	r := openRegistry(t)
+	r := open(t)
 	// With GC at 10% the heap the runtime holds tracks the live peak.
 	defer debug.SetGCPercent(debug.SetGCPercent(10))
 	before := heapSys()

@@ -15,7 +15,9 @@ import (
 // NUL, newlines and other control characters, by CSV (the error names
 // file:line: column) and by Apply, the path of enroll and approve (the
 // error names the field). Nothing is stored.
-func TestControlCharactersRefused(t *testing.T) {
+func TestControlCharactersRefused(t *testing.T) { eachBackend(t, testControlCharactersRefused) }
+
+func testControlCharactersRefused(t *testing.T, open opener) {
 	ctx := context.Background()
 	csvTests := []struct {
 		name, table, text, want string
@@ -28,7 +30,7 @@ func TestControlCharactersRefused(t *testing.T) {
 	}
 	for _, tt := range csvTests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := openRegistry(t)
+			r := open(t)
 			_, err := r.ImportCSV(ctx, "v", tt.table, tt.table+".csv", strings.NewReader(tt.text))
 			if !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("import = %v, want ErrInvalid containing %q", err, tt.want)
@@ -51,7 +53,7 @@ func TestControlCharactersRefused(t *testing.T) {
 	}
 	for _, tt := range applyTests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := openRegistry(t)
+			r := open(t)
 			_, err := r.Apply(ctx, "v", registry.Change{Put: []policy.Item{tt.item}})
 			if !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Apply = %v, want ErrInvalid containing %q", err, tt.want)

@@ -4,6 +4,7 @@ package e2e_test
 // embedded broker, on loopback.
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net"
@@ -85,11 +86,11 @@ func runEdge(t *testing.T, url string, ob *tsync.Outbox, batch, window int) *tsy
 	return runEdgeWith(t, tsync.EdgeConfig{Broker: url, Logger: testLogger(t)}, ob, batch, window)
 }
 
-// runEdgeWith is runEdge for cfg's brokers and logger: device s1/d1 with
-// the test timings.
+// runEdgeWith is runEdge for cfg's brokers, logger and TLS: device
+// cfg.Device (default d1) of site s1 with the test timings.
 func runEdgeWith(t *testing.T, cfg tsync.EdgeConfig, ob *tsync.Outbox, batch, window int) *tsync.Edge {
 	t.Helper()
-	cfg.Site, cfg.Device, cfg.Batch, cfg.Window = "s1", "d1", batch, window
+	cfg.Site, cfg.Device, cfg.Batch, cfg.Window = "s1", cmp.Or(cfg.Device, "d1"), batch, window
 	cfg.AckTimeout, cfg.RetryDelay = 2*time.Second, 200*time.Millisecond
 	cfg.ConnectRetry, cfg.MaxReconnect = 200*time.Millisecond, 500*time.Millisecond
 	e, err := tsync.NewEdge(cfg, ob)

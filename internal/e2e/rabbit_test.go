@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -110,15 +111,8 @@ func TestEdgeFailsOverBetweenRabbitNodes(t *testing.T) {
 // again, and HQ holds every event exactly once.
 func TestHQConsumesEventsFromQuorumQueue(t *testing.T) {
 	c := rabbittest.Start(t, rabbittest.Options{})
-	in, err := amqpintake.New(amqpintake.Config{
-		URLs: []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, RetryDelay: 200 * time.Millisecond, Logger: discardLogger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var newEvents atomic.Int64
-	h := runHQWith(t, c.Nodes[1].MQTTURL(), hq.Config{Intake: in})
-	h.OnEvent(func(string, string, proto.Event) { newEvents.Add(1) })
+	h := intakeHQ(t, c, nil, &newEvents)
 	n := uint64(scale(6000, 60000))
 	ob, e := startHalfDrain(t, c, n, &newEvents)
 	killedAt := newEvents.Load()
@@ -135,6 +129,21 @@ func TestHQConsumesEventsFromQuorumQueue(t *testing.T) {
 	}
 	checkHQExactly(t, h, &newEvents, n)
 	t.Logf("%d events through the quorum queue, stored once each; %d stored while the intake's node was down", n, duringOutage)
+}
+
+// intakeHQ runs HQ with its MQTT link on node 2 of c (then fallbacks) and
+// its intake on nodes 3 and 1, counting new events into newEvents.
+func intakeHQ(t *testing.T, c *rabbittest.Cluster, fallbacks []string, newEvents *atomic.Int64) *hq.Service {
+	t.Helper()
+	in, err := amqpintake.New(amqpintake.Config{
+		URLs: []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, RetryDelay: 200 * time.Millisecond, Logger: discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := runHQWith(t, c.Nodes[1].MQTTURL(), hq.Config{Intake: in, Fallbacks: fallbacks})
+	h.OnEvent(func(string, string, proto.Event) { newEvents.Add(1) })
+	return h
 }
 
 // startHalfDrain runs device s1/d1 against every node of c (node 1 first),
@@ -157,32 +166,18 @@ type replica struct {
 	stop    func()
 }
 
-// startReplica runs an HQ replica named name: MQTT (acks, status) on
-// mqttURL, events from the quorum queue through amqpURLs (none: from its
-// MQTT subscription), the events store in PostgreSQL at dbURL. Each new
-// event counts in newEvents too.
-func startReplica(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL string, newEvents *atomic.Int64) *replica {
+// startReplica runs an HQ replica named name on cfg (broker, TLS, intake
+// or shared group; its logger, else none) with its events store in
+// PostgreSQL at dbURL. Each new event counts in newEvents too.
+func startReplica(t *testing.T, name, dbURL string, cfg hq.Config, newEvents *atomic.Int64) *replica {
 	t.Helper()
-	return startReplicaLog(t, name, mqttURL, amqpURLs, dbURL, newEvents, discardLogger())
-}
-
-// startReplicaLog is startReplica logging to log.
-func startReplicaLog(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL string, newEvents *atomic.Int64, log *slog.Logger) *replica {
-	t.Helper()
-	st, err := pgstore.Open(t.Context(), dbURL, pgstore.Options{Logger: log})
+	st, err := pgstore.Open(t.Context(), dbURL, pgstore.Options{Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var in hq.Intake
-	if len(amqpURLs) > 0 {
-		if in, err = amqpintake.New(amqpintake.Config{URLs: amqpURLs, RetryDelay: 200 * time.Millisecond, Logger: log}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h, err := hq.Open(hq.Config{
-		Broker: mqttURL, ClientID: "hq-" + name, Path: filepath.Join(t.TempDir(), "hq.db"), Store: st, Intake: in,
-		ConnectRetry: 200 * time.Millisecond, MaxReconnect: 500 * time.Millisecond, Logger: log,
-	})
+	cfg.ClientID, cfg.Path, cfg.Store = "tobira-hq-"+name, filepath.Join(t.TempDir(), "hq.db"), st
+	cfg.ConnectRetry, cfg.MaxReconnect, cfg.Logger = 200*time.Millisecond, 500*time.Millisecond, cmp.Or(cfg.Logger, discardLogger())
+	h, err := hq.Open(cfg)
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
@@ -207,19 +202,38 @@ func startReplicaLog(t *testing.T, name, mqttURL string, amqpURLs []string, dbUR
 	return r
 }
 
+// amqpReplica runs replica name (startReplica) with MQTT on mqttURL and
+// its intake on amqpURLs.
+func amqpReplica(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL string, newEvents *atomic.Int64) *replica {
+	t.Helper()
+	in, err := amqpintake.New(amqpintake.Config{URLs: amqpURLs, RetryDelay: 200 * time.Millisecond, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startReplica(t, name, dbURL, hq.Config{Broker: mqttURL, Intake: in}, newEvents)
+}
+
+// migratedDB starts a PostgreSQL server for the test and returns the URL
+// of a fresh database with HQ's schema.
+func migratedDB(t *testing.T) string {
+	t.Helper()
+	db := startPG(t)
+	if _, err := pgstore.Migrate(t.Context(), db); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
 // Two HQ replicas share one PostgreSQL and consume the events quorum
 // queue as competing consumers. Mid-drain one replica stops and the node
 // the other consumes from is SIGKILLed: the survivor moves to another node
 // and takes over, and every event is stored exactly once.
 func TestHQReplicasShareTheQueue(t *testing.T) {
-	db := startPG(t)
-	if _, err := pgstore.Migrate(t.Context(), db); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedDB(t)
 	c := rabbittest.Start(t, rabbittest.Options{})
 	var newEvents atomic.Int64
-	a := startReplica(t, "a", c.Nodes[1].MQTTURL(), []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, db, &newEvents)
-	b := startReplica(t, "b", c.Nodes[1].MQTTURL(), []string{c.Nodes[0].AMQPURL(), c.Nodes[1].AMQPURL()}, db, &newEvents)
+	a := amqpReplica(t, "a", c.Nodes[1].MQTTURL(), []string{c.Nodes[2].AMQPURL(), c.Nodes[0].AMQPURL()}, db, &newEvents)
+	b := amqpReplica(t, "b", c.Nodes[1].MQTTURL(), []string{c.Nodes[0].AMQPURL(), c.Nodes[1].AMQPURL()}, db, &newEvents)
 	n := uint64(scale(6000, 60000))
 	ob, e := startHalfDrain(t, c, n, &newEvents)
 	b.stop()
@@ -237,4 +251,31 @@ func TestHQReplicasShareTheQueue(t *testing.T) {
 		t.Fatalf("replica a stored %d events, b %d: want both to take part", a.handled.Load(), byB)
 	}
 	t.Logf("%d events stored once each: replica a %d, replica b %d (until stopped)", n, a.handled.Load(), byB)
+}
+
+// HQ takes every device message from RabbitMQ's queues (hq/amqpintake:
+// events and the other shared leaves from the quorum queue, status from
+// its own queue) and only publishes over MQTT. The node its MQTT
+// connection is on is SIGKILLed mid-drain: the connection moves to
+// another node, and the drain completes with every event stored once.
+// The device shows online at HQ, which only the intake can have told it.
+func TestHQLinkFailsOverWithIntake(t *testing.T) {
+	c := rabbittest.Start(t, rabbittest.Options{})
+	var newEvents atomic.Int64
+	h := intakeHQ(t, c, []string{c.Nodes[2].MQTTURL(), c.Nodes[0].MQTTURL()}, &newEvents)
+	n := uint64(scale(6000, 60000))
+	ob, e := startHalfDrain(t, c, n, &newEvents)
+	killedAt, start := newEvents.Load(), time.Now()
+	c.Nodes[1].Kill() // HQ's MQTT node, mid-drain: acks in flight are lost
+	appendBacklog(t, ob, n/2+1, n)
+	e.Notify()
+	ctx, cancel := context.WithTimeout(t.Context(), scaleDeadline(n))
+	defer cancel()
+	if err := e.WaitDrained(ctx); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	checkHQExactly(t, h, &newEvents, n)
+	waitFor(t, "the device's status at HQ, through the intake", func() bool { return fleetEntry(t, h).Online })
+	t.Logf("%d events stored once each; %d after HQ's MQTT node was killed, drained %v after the kill", n, n-uint64(killedAt), took.Round(time.Millisecond))
 }

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/hq"
+	"github.com/tobira-ac/tobira/hq/amqpintake"
 	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/pgtest"
@@ -94,17 +96,6 @@ func benchSize(t *testing.T, small, full int) int {
 	return small
 }
 
-// migratedPG starts PostgreSQL for the test and returns a new migrated
-// database's URL.
-func migratedPG(t *testing.T) string {
-	t.Helper()
-	db := startPG(t)
-	if _, err := pgstore.Migrate(t.Context(), db); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
-
 // defaultAcks gives a bench gate the Edge's default ack timeout and retry
 // delay (the harness's short ones suit fault tests: with a thousand
 // devices draining at once, a 2 s ack timeout re-sends batches HQ is
@@ -167,10 +158,10 @@ func checkStoredOnce(t *testing.T, db string, f *fleet, newEvents *atomic.Int64)
 func TestPerfScaleReconnect(t *testing.T) {
 	devices, perDevice := benchSize(t, 100, 1000), benchSize(t, 100, 1000)
 	m := scaleMosquitto(t, scaleMaxQueued)
-	db := migratedPG(t)
+	db := migratedDB(t)
 	var newEvents atomic.Int64
 	logs := newBenchLogs()
-	startReplicaLog(t, "a", m.URL(), nil, db, &newEvents, slog.New(logs.hq))
+	startReplica(t, "a", db, hq.Config{Broker: m.URL(), Logger: slog.New(logs.hq)}, &newEvents)
 	f := newFleet(t, fleetConfig{gates: devices, brokers: []string{m.URL()}, batch: 200, tune: logs.tune})
 	waitConnected(t, f)
 	m.Stop()
@@ -243,10 +234,10 @@ func TestPerfScaleTapLatency(t *testing.T) {
 	devices, rate := benchSize(t, 100, 1000), benchSize(t, 100, 500)
 	taps := rate * benchSize(t, 10, 30)
 	m := scaleMosquitto(t, scaleMaxQueued)
-	db := migratedPG(t)
+	db := migratedDB(t)
 	var newEvents atomic.Int64
 	logs := newBenchLogs()
-	r := startReplicaLog(t, "a", m.URL(), nil, db, &newEvents, slog.New(logs.hq))
+	r := startReplica(t, "a", db, hq.Config{Broker: m.URL(), Logger: slog.New(logs.hq)}, &newEvents)
 	clk := &tapClock{decided: map[string]time.Time{}}
 	r.h.OnEvent(func(_, device string, ev proto.Event) {
 		clk.stored(device, ev)
@@ -328,7 +319,12 @@ func TestPerfScaleReplicas(t *testing.T) {
 			var newEvents atomic.Int64
 			logs := newBenchLogs()
 			for i := range replicas {
-				startReplicaLog(t, fmt.Sprintf("%d-%d", replicas, i), c.Nodes[i].MQTTURL(), rotate(amqp, i), db, &newEvents, slog.New(logs.hq))
+				log := slog.New(logs.hq)
+				in, err := amqpintake.New(amqpintake.Config{URLs: rotate(amqp, i), RetryDelay: 200 * time.Millisecond, Logger: log})
+				if err != nil {
+					t.Fatal(err)
+				}
+				startReplica(t, fmt.Sprintf("%d-%d", replicas, i), db, hq.Config{Broker: c.Nodes[i].MQTTURL(), Intake: in, Logger: log}, &newEvents)
 			}
 			f := newFleet(t, fleetConfig{gates: devices, brokers: c.MQTTURLs(), batch: 200, tune: logs.tune})
 			waitConnected(t, f)

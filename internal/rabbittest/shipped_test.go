@@ -9,6 +9,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/amqpintake"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/rabbittest"
@@ -142,7 +143,8 @@ func TestShippedAMQPIntake(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- in.Run(ctx, func(_ context.Context, topic string, payload []byte) bool {
+		leaves := hq.Leaves{Shared: []proto.Leaf{proto.LeafEvents}, Every: []proto.Leaf{proto.LeafStatus}}
+		done <- in.Run(ctx, leaves, func(_ context.Context, topic string, payload []byte) bool {
 			got <- topic + " " + string(payload)
 			return true
 		})

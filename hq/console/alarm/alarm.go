@@ -3,15 +3,16 @@
 // wrong PINs, a device's messages refused by HQ, ticket conflicts) and
 // from the fleet (a device offline). Each alarm has a priority and a
 // state: active, acknowledged (by an operator, with a comment) or
-// cleared (the condition ended). The list is kept in memory and, when
-// given a bbolt file, in its "alarms" bucket so a restart keeps it.
+// cleared (the condition ended). The list keeps its alarms in a Store:
+// in memory (NewMemory), in a bbolt file's "alarms" bucket so a restart
+// keeps it (Open), or in PostgreSQL (hq/pgstore), shared by every
+// tobira-hq replica.
 package alarm
 
 import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -19,10 +20,7 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/tobira-ac/tobira/hq"
-	"github.com/tobira-ac/tobira/internal/boltfile"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -111,48 +109,79 @@ var ErrComment = errors.New("alarm comment")
 // MaxComment bounds an acknowledgement's comment (bytes).
 const MaxComment = 500
 
-// bucketAlarms holds the alarms by ID.
-var bucketAlarms = []byte("alarms")
+// Store keeps a List's alarms. Update must be atomic per alarm against
+// every other writer, also in other processes.
+type Store interface {
+	// Update calls fn with the stored alarm id (nil: none) and stores the
+	// alarm fn returns (nil: no change); fn's error is returned and
+	// nothing is stored. fn may be called again (a retry).
+	Update(id string, fn func(a *Alarm) (*Alarm, error)) error
+	// Get returns the alarm id, false when none is stored.
+	Get(id string) (Alarm, bool, error)
+	// All returns every alarm, in any order.
+	All() ([]Alarm, error)
+}
 
 // pinKey is one door's wrong-PIN history.
 type pinKey struct{ site, device, door string }
 
-// List is the alarm list: safe for concurrent use.
+// List is the alarm list: safe for concurrent use. The wrong-PIN counts
+// are kept in memory: with replicas, per replica.
 type List struct {
-	mu     sync.Mutex
-	db     *bolt.DB // nil: memory only
-	alarms map[string]*Alarm
-	pins   map[pinKey][]time.Time
+	st Store
+
+	mu   sync.Mutex // guards pins
+	pins map[pinKey][]time.Time
+}
+
+// NewList returns the list kept in st.
+func NewList(st Store) *List {
+	return &List{st: st, pins: map[pinKey][]time.Time{}}
 }
 
 // NewMemory returns a list kept in memory only.
 func NewMemory() *List {
-	return &List{alarms: map[string]*Alarm{}, pins: map[pinKey][]time.Time{}}
+	return NewList(&memStore{alarms: map[string]Alarm{}})
 }
 
-// Open returns the list kept in db's "alarms" bucket (db with format
-// marker format, opened and closed by the caller), loading the alarms
-// stored there.
-func Open(db *bolt.DB, format []byte) (*List, error) {
-	l := NewMemory()
-	l.db = db
-	err := db.Update(func(tx *bolt.Tx) error {
-		if err := boltfile.Init(tx, format, bucketAlarms); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketAlarms).ForEach(func(k, v []byte) error {
-			var a Alarm
-			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("alarm %q: %w", k, err)
-			}
-			l.alarms[a.ID] = &a
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("alarms in %s: %w", db.Path(), err)
+// memStore is a Store in memory.
+type memStore struct {
+	mu     sync.Mutex
+	alarms map[string]Alarm
+}
+
+// Update implements Store.
+func (m *memStore) Update(id string, fn func(*Alarm) (*Alarm, error)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var cur *Alarm
+	if a, ok := m.alarms[id]; ok {
+		cur = &a
 	}
-	return l, nil
+	a, err := fn(cur)
+	if err == nil && a != nil {
+		m.alarms[id] = *a
+	}
+	return err
+}
+
+// Get implements Store.
+func (m *memStore) Get(id string) (Alarm, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.alarms[id]
+	return a, ok, nil
+}
+
+// All implements Store.
+func (m *memStore) All() ([]Alarm, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Alarm, 0, len(m.alarms))
+	for _, a := range m.alarms {
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // ID returns the ID of the alarm of kind at site/device/door: hex
@@ -176,8 +205,6 @@ func (a Alarm) Where() string {
 // stored (at now), and returns the alarms it raised anew (for the
 // audit log).
 func (l *List) Observe(site, device string, ev proto.Event, now time.Time) ([]Alarm, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	kind, door, clear := classify(ev)
 	if ev.Reason == "pin_wrong" && !l.wrongPINs(pinKey{site, device, ev.Door}, now) {
 		return nil, nil
@@ -187,8 +214,8 @@ func (l *List) Observe(site, device string, ev proto.Event, now time.Time) ([]Al
 	}
 	switch {
 	case kind != "":
-		a, raised := l.raise(site, device, door, kind, ev.Detail, now)
-		if err := l.save(a); err != nil || !raised {
+		a, err := l.raise(site, device, door, kind, ev.Detail, now, false)
+		if a == nil || err != nil {
 			return nil, err
 		}
 		return []Alarm{*a}, nil
@@ -246,55 +273,64 @@ func field(detail, name string) string {
 // wrongPINs notes a wrong PIN at k at now and reports whether the door
 // has had WrongPINCount of them within WrongPINWindow.
 func (l *List) wrongPINs(k pinKey, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	ts := slices.DeleteFunc(append(l.pins[k], now), func(t time.Time) bool { return now.Sub(t) >= WrongPINWindow })
 	l.pins[k] = ts
 	return len(ts) >= WrongPINCount
 }
 
-// raise raises (or sees again) the alarm of kind at site/device/door and
-// reports whether it was raised anew.
-func (l *List) raise(site, device, door string, kind Kind, detail string, now time.Time) (*Alarm, bool) {
-	id := ID(site, device, door, kind)
-	a := l.alarms[id]
-	if a != nil && a.State != Cleared {
-		a.Last, a.Detail = now, detail
-		a.Count++
-		return a, false
+// raise raises the alarm of kind at site/device/door, or sees it again
+// (unless onlyNew) when it stands; it returns the alarm when raised anew.
+func (l *List) raise(site, device, door string, kind Kind, detail string, now time.Time, onlyNew bool) (*Alarm, error) {
+	var raised *Alarm
+	err := l.st.Update(ID(site, device, door, kind), func(a *Alarm) (*Alarm, error) {
+		raised = nil
+		if a != nil && a.State != Cleared {
+			if onlyNew {
+				return nil, nil
+			}
+			a.Last, a.Detail = now, detail
+			a.Count++
+			return a, nil
+		}
+		raised = &Alarm{ID: ID(site, device, door, kind), Site: site, Device: device, Door: door, Kind: kind, Priority: priorities[kind],
+			State: Active, First: now, Last: now, Count: 1, Detail: detail}
+		return raised, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raise alarm %s/%s/%s %s: %w", site, device, door, kind, err)
 	}
-	a = &Alarm{ID: id, Site: site, Device: device, Door: door, Kind: kind, Priority: priorities[kind], State: Active,
-		First: now, Last: now, Count: 1, Detail: detail}
-	l.alarms[id] = a
-	return a, true
+	return raised, nil
 }
 
-// clear ends the alarm id if it stands.
+// clear ends the alarm id if it stands (looked up first: most events
+// clear nothing).
 func (l *List) clear(id string, now time.Time) error {
-	a := l.alarms[id]
-	if a == nil || a.State == Cleared {
-		return nil
+	if a, ok, err := l.st.Get(id); err != nil || !ok || a.State == Cleared {
+		return err
 	}
-	a.State, a.Cleared = Cleared, now
-	return l.save(a)
+	err := l.st.Update(id, func(a *Alarm) (*Alarm, error) {
+		if a == nil || a.State == Cleared {
+			return nil, nil
+		}
+		a.State, a.Cleared = Cleared, now
+		return a, nil
+	})
+	if err != nil {
+		return fmt.Errorf("clear alarm %s: %w", id, err)
+	}
+	return nil
 }
 
 // SetOnline raises or clears site/device's Offline alarm from the
 // fleet's view at now; it returns the alarm when raised anew.
 func (l *List) SetOnline(site, device string, online bool, now time.Time) (*Alarm, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if online {
 		return nil, l.clear(ID(site, device, "", Offline), now)
 	}
-	id := ID(site, device, "", Offline)
-	if a := l.alarms[id]; a != nil && a.State != Cleared {
-		return nil, nil // still offline: not "seen again" on every look
-	}
-	a, _ := l.raise(site, device, "", Offline, "", now)
-	if err := l.save(a); err != nil {
-		return nil, err
-	}
-	c := *a
-	return &c, nil
+	// Still offline: not "seen again" on every look.
+	return l.raise(site, device, "", Offline, "", now, true)
 }
 
 // Ack acknowledges the active alarm id by user with comment at now and
@@ -304,63 +340,47 @@ func (l *List) Ack(id, user, comment string, now time.Time) (before, after Alarm
 	if comment == "" || len(comment) > MaxComment {
 		return Alarm{}, Alarm{}, fmt.Errorf("%w: acknowledge %s: a comment of 1 to %d bytes is needed", ErrComment, id, MaxComment)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	a := l.alarms[id]
-	if a == nil {
-		return Alarm{}, Alarm{}, fmt.Errorf("%w: %q", ErrNotFound, id)
-	}
-	if a.State != Active {
-		return *a, *a, fmt.Errorf("%w: acknowledge %s: it is %s", ErrState, id, a.State)
-	}
-	before = *a
-	a.State, a.AckBy, a.AckAt, a.AckComment = Acknowledged, user, now, comment
-	if err := l.save(a); err != nil {
-		*a = before
+	err = l.st.Update(id, func(a *Alarm) (*Alarm, error) {
+		switch {
+		case a == nil:
+			return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+		case a.State != Active:
+			before, after = *a, *a
+			return nil, fmt.Errorf("%w: acknowledge %s: it is %s", ErrState, id, a.State)
+		}
+		before, after = *a, *a
+		after.State, after.AckBy, after.AckAt, after.AckComment = Acknowledged, user, now, comment
+		return &after, nil
+	})
+	if err != nil && !errors.Is(err, ErrState) {
 		return before, before, err
 	}
-	return before, *a, nil
+	return before, after, err
 }
 
 // Get returns the alarm id.
 func (l *List) Get(id string) (Alarm, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if a := l.alarms[id]; a != nil {
-		return *a, nil
+	a, ok, err := l.st.Get(id)
+	switch {
+	case err != nil:
+		return Alarm{}, fmt.Errorf("read alarm %s: %w", id, err)
+	case !ok:
+		return Alarm{}, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
-	return Alarm{}, fmt.Errorf("%w: %q", ErrNotFound, id)
+	return a, nil
 }
 
 // All returns every alarm: active first, then acknowledged, then
 // cleared; within a state by priority, then newest first.
-func (l *List) All() []Alarm {
-	l.mu.Lock()
-	out := make([]Alarm, 0, len(l.alarms))
-	for _, a := range l.alarms {
-		out = append(out, *a)
+func (l *List) All() ([]Alarm, error) {
+	out, err := l.st.All()
+	if err != nil {
+		return nil, fmt.Errorf("read the alarms: %w", err)
 	}
-	l.mu.Unlock()
 	rank := map[State]int{Active: 0, Acknowledged: 1, Cleared: 2}
 	slices.SortFunc(out, func(a, b Alarm) int {
 		return cmp.Or(cmp.Compare(rank[a.State], rank[b.State]), cmp.Compare(a.Priority, b.Priority),
 			b.Last.Compare(a.Last), strings.Compare(a.ID, b.ID))
 	})
-	return out
-}
-
-// save stores a (when the list has a file).
-func (l *List) save(a *Alarm) error {
-	if l.db == nil {
-		return nil
-	}
-	v, err := json.Marshal(a)
-	if err != nil {
-		return err
-	}
-	err = l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketAlarms).Put([]byte(a.ID), v) })
-	if err != nil {
-		return fmt.Errorf("store alarm %s: %w", a.ID, err)
-	}
-	return nil
+	return out, nil
 }

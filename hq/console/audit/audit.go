@@ -16,10 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/tobira-ac/tobira/internal/boltfile"
 )
 
 // ErrTampered means the chain of hashes is broken: an entry was edited,
@@ -65,27 +61,36 @@ func (e Entry) hash() string {
 	return hex.EncodeToString(h[:])
 }
 
-// bucketAudit holds the entries by SeqKey.
-var bucketAudit = []byte("audit")
-
-// Log is the audit log in a bbolt file (the console's file, shared with
-// the accounts: format marker Format).
-type Log struct {
-	db  *bolt.DB
-	now func() time.Time
+// Chain is where a Log keeps its entries: a bbolt bucket (New) or a
+// PostgreSQL table (hq/pgstore). Every implementation numbers the entries
+// 1, 2, 3, ... as one chain also with several writers (processes) at once.
+type Chain interface {
+	// Append calls link with the newest entry's sequence number and hash
+	// (0 and "" for an empty log) while no other writer can append, stores
+	// the entry link returns and returns it.
+	Append(link func(lastSeq uint64, lastHash string) (Entry, error)) (Entry, error)
+	// Page returns up to limit entries, newest first, older than seq
+	// before (0: from the newest).
+	Page(before uint64, limit int) ([]Entry, error)
+	// Each calls fn for every entry, oldest first; an error from fn ends
+	// it and is returned. An entry that cannot be decoded is an error
+	// wrapping ErrTampered.
+	Each(fn func(Entry) error) error
 }
 
-// New returns the audit log of db (opened and closed by the caller)
-// with format marker format, creating its bucket. now stamps entries
-// (nil: time.Now).
-func New(db *bolt.DB, format []byte, now func() time.Time) (*Log, error) {
-	if err := db.Update(func(tx *bolt.Tx) error { return boltfile.Init(tx, format, bucketAudit) }); err != nil {
-		return nil, fmt.Errorf("audit log in %s: %w", db.Path(), err)
-	}
+// Log is the audit log, kept in a Chain.
+type Log struct {
+	chain Chain
+	now   func() time.Time
+}
+
+// NewLog returns the audit log kept in c. now stamps entries (nil:
+// time.Now).
+func NewLog(c Chain, now func() time.Time) *Log {
 	if now == nil {
 		now = time.Now
 	}
-	return &Log{db: db, now: now}, nil
+	return &Log{chain: c, now: now}
 }
 
 // Append stamps e with the next sequence number, the time (when zero),
@@ -95,22 +100,13 @@ func (l *Log) Append(e Entry) (Entry, error) {
 		e.Time = l.now()
 	}
 	e.Time = e.Time.UTC()
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAudit)
-		e.Seq, e.Prev = 1, genesis
-		if k, v := b.Cursor().Last(); k != nil {
-			var last Entry
-			if err := json.Unmarshal(v, &last); err != nil {
-				return fmt.Errorf("%w: entry %d: %w", ErrTampered, boltfile.SeqOf(k), err)
-			}
-			e.Seq, e.Prev = last.Seq+1, last.Hash
+	e, err := l.chain.Append(func(lastSeq uint64, lastHash string) (Entry, error) {
+		e.Seq, e.Prev = lastSeq+1, lastHash
+		if lastSeq == 0 {
+			e.Prev = genesis
 		}
 		e.Hash = e.hash()
-		v, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		return b.Put(boltfile.SeqKey(e.Seq), v)
+		return e, nil
 	})
 	if err != nil {
 		return Entry{}, fmt.Errorf("append %s by %s to the audit log: %w", e.Action, e.Actor, err)
@@ -121,41 +117,13 @@ func (l *Log) Append(e Entry) (Entry, error) {
 // Page returns up to limit entries, newest first, older than seq before
 // (0: from the newest).
 func (l *Log) Page(before uint64, limit int) ([]Entry, error) {
-	var out []Entry
-	err := l.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketAudit).Cursor()
-		var k, v []byte
-		if before == 0 {
-			k, v = c.Last()
-		} else if k, _ = c.Seek(boltfile.SeqKey(before)); k == nil {
-			k, v = c.Last()
-		} else {
-			k, v = c.Prev()
-		}
-		for ; k != nil && len(out) < limit; k, v = c.Prev() {
-			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("%w: entry %d: %w", ErrTampered, boltfile.SeqOf(k), err)
-			}
-			out = append(out, e)
-		}
-		return nil
-	})
-	return out, err
+	return l.chain.Page(before, limit)
 }
 
 // Each calls fn for every entry, oldest first; an error from fn ends it
 // and is returned.
 func (l *Log) Each(fn func(Entry) error) error {
-	return l.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
-			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("%w: entry %d: %w", ErrTampered, boltfile.SeqOf(k), err)
-			}
-			return fn(e)
-		})
-	})
+	return l.chain.Each(fn)
 }
 
 // Verify checks the whole chain: sequence numbers without gaps, each

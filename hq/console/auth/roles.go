@@ -62,14 +62,23 @@ const (
 	PermAlarms Perm = "alarms"
 	// PermAlarmAck is acknowledging alarms (with a comment).
 	PermAlarmAck Perm = "alarm_ack"
+	// PermRecords is reading the registry's records page by page (people
+	// and credentials by their opaque IDs; names need PermNames).
+	PermRecords Perm = "records"
+	// PermRecordsEdit is creating, changing and deleting registry records
+	// in the console's forms, and importing a CRL.
+	PermRecordsEdit Perm = "records_edit"
+	// PermRevoke is revoking a credential (a lost or stolen card).
+	PermRevoke Perm = "revoke"
 )
 
 // grants is the table of what each role may do.
 var grants = map[Role][]Perm{
-	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermEnroll, PermImport, PermAudit, PermAlarms, PermAlarmAck},
-	Operator:      {PermView, PermFleet, PermEvents, PermCommand, PermAlarms, PermAlarmAck},
-	Clerk:         {PermView, PermEvents, PermNames, PermEnroll},
-	Auditor:       {PermView, PermFleet, PermEvents, PermAudit, PermAlarms},
+	Administrator: {PermView, PermFleet, PermEvents, PermNames, PermCommand, PermEnroll, PermImport, PermAudit, PermAlarms, PermAlarmAck,
+		PermRecords, PermRecordsEdit, PermRevoke},
+	Operator: {PermView, PermFleet, PermEvents, PermCommand, PermAlarms, PermAlarmAck},
+	Clerk:    {PermView, PermEvents, PermNames, PermEnroll, PermRecords, PermRevoke},
+	Auditor:  {PermView, PermFleet, PermEvents, PermAudit, PermAlarms, PermRecords},
 }
 
 // Can reports whether role r has permission p.
