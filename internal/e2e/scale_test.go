@@ -5,8 +5,8 @@ package e2e_test
 // the real `tobira-hq serve` on one PostgreSQL, while a broker node and a
 // replica are SIGKILLed mid-drain and restarted, round after round.
 // Afterwards every event is stored exactly once, every mark reached every
-// gate of its event, every enrollment is pending exactly once, and every
-// outbox is empty. The seed is logged; TOBIRA_FAULT_SEED repeats a run;
+// gate of its event and is held once by HQ (numbered without gap), every
+// enrollment is pending exactly once, and every outbox is empty. The seed is logged; TOBIRA_FAULT_SEED repeats a run;
 // TOBIRA_BENCH_SCALE=full runs more gates and rounds.
 
 import (
@@ -158,6 +158,11 @@ func runScaleFaults(t *testing.T, bs brokerSet, replicaEnv func(i int) []string)
 	got := mustCountEvents(t, db)
 	if got.rows != int64(f.events) || got.dups != 0 {
 		t.Fatalf("PostgreSQL holds %d events (%d repeating a site/device/seq), want %d once each", got.rows, got.dups, f.events)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), linkDeadline)
+	defer cancel()
+	if ms, err := countMarks(ctx, db); err != nil || ms != (storedMarks{rows: int64(f.tickets), tickets: int64(f.tickets), maxSeq: int64(f.tickets)}) {
+		t.Fatalf("PostgreSQL holds marks %+v, %v; want %d marks of as many tickets, numbered 1..%d, no report", ms, err, f.tickets, f.tickets)
 	}
 	if n, dups := s.pendingEnrollments(); n != f.enrolls || dups != 0 {
 		t.Fatalf("%d pending enrollments (%d repeated), want %d once each", n, dups, f.enrolls)

@@ -419,6 +419,27 @@ func (r *hqReplica) stop() {
 	r.cmd = nil
 }
 
+// storedMarks is HQ's view of the ticket marks in PostgreSQL: marks,
+// distinct tickets among them, the highest mark sequence number, and the
+// refusals and conflicts HQ reported.
+type storedMarks struct{ rows, tickets, maxSeq, reports int64 }
+
+// countMarks counts the marks tables of the PostgreSQL database at dbURL.
+func countMarks(ctx context.Context, dbURL string) (storedMarks, error) {
+	c, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return storedMarks{}, fmt.Errorf("connect to %s: %w", dbURL, err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	var s storedMarks
+	err = c.QueryRow(ctx, `SELECT count(*), count(DISTINCT ticket), coalesce(max(seq), 0), (SELECT count(*) FROM mark_reports) FROM marks`).
+		Scan(&s.rows, &s.tickets, &s.maxSeq, &s.reports)
+	if err != nil {
+		return s, fmt.Errorf("count marks in %s: %w", dbURL, err)
+	}
+	return s, nil
+}
+
 // storedEvents is HQ's view of the events in PostgreSQL: rows, and rows
 // that repeat a (site, device, seq).
 type storedEvents struct{ rows, dups int64 }
