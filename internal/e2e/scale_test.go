@@ -24,12 +24,10 @@ import (
 	"github.com/tobira-ac/tobira/internal/rabbittest"
 )
 
-// brokerSet is the broker side of a scale test: the MQTT URLs devices and
-// HQ list, the settings that make HQ's replicas share the intake, and how
-// to crash and restart node i.
+// brokerSet is the broker side of a scale test: the MQTT URLs the devices
+// list, and how to crash and restart node i.
 type brokerSet struct {
 	urls    []string
-	hqEnv   []string // extra TOBIRA_HQ_* settings of every replica
 	kill    func(i int)
 	restart func(i int)
 }
