@@ -14,7 +14,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -84,20 +83,10 @@ func TestScaleFaultsRabbit(t *testing.T) {
 	})
 }
 
-// sharedGroupSetting is the tobira-hq setting that makes replicas share
-// one mosquitto's subscriptions ($share/<group>/...).
-const sharedGroupSetting = "shared_group"
-
-// TestScaleFaultsMosquittoShared: one mosquitto, two replicas on `$share`
-// subscriptions, PostgreSQL. The broker is the single node SIGKILLed.
+// TestScaleFaultsMosquittoShared: one mosquitto, two replicas sharing
+// its subscriptions (shared_group: `$share/tobira-hq/...`), PostgreSQL.
+// The broker is the single node SIGKILLed.
 func TestScaleFaultsMosquittoShared(t *testing.T) {
-	help, err := exec.Command(hqBinary(t), "serve", "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("tobira-hq serve --help: %v\n%s", err, help)
-	}
-	if flag := "--" + strings.ReplaceAll(sharedGroupSetting, "_", "-"); !strings.Contains(string(help), flag) {
-		t.Skipf("tobira-hq serve has no %s setting yet (issue 11, replicas on $share subscriptions): nothing to share one mosquitto with", flag)
-	}
 	m := mosquittotest.Start(t)
 	bs := brokerSet{
 		urls:    []string{m.URL()},
@@ -105,7 +94,7 @@ func TestScaleFaultsMosquittoShared(t *testing.T) {
 		restart: func(int) { m.Restart(t) },
 	}
 	runScaleFaults(t, bs, func(int) []string {
-		return []string{"TOBIRA_HQ_BROKER=" + m.URL(), "TOBIRA_HQ_" + strings.ToUpper(sharedGroupSetting) + "=tobira-hq"}
+		return []string{"TOBIRA_HQ_BROKER=" + m.URL(), "TOBIRA_HQ_SHARED_GROUP=tobira-hq"}
 	})
 }
 
