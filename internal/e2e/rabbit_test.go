@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,7 +15,6 @@ import (
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/amqpintake"
 	"github.com/tobira-ac/tobira/hq/pgstore"
-	"github.com/tobira-ac/tobira/internal/pgtest"
 	"github.com/tobira-ac/tobira/internal/rabbittest"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -167,8 +167,8 @@ type replica struct {
 }
 
 // startReplica runs an HQ replica named name on cfg (broker, TLS, intake
-// or shared group) with its events store in PostgreSQL at dbURL. Each new
-// event counts in newEvents too.
+// or shared group; its logger, else none) with its events store in
+// PostgreSQL at dbURL. Each new event counts in newEvents too.
 func startReplica(t *testing.T, name, dbURL string, cfg hq.Config, newEvents *atomic.Int64) *replica {
 	t.Helper()
 	st, err := pgstore.Open(t.Context(), dbURL, pgstore.Options{Logger: discardLogger()})
@@ -176,7 +176,7 @@ func startReplica(t *testing.T, name, dbURL string, cfg hq.Config, newEvents *at
 		t.Fatal(err)
 	}
 	cfg.ClientID, cfg.Path, cfg.Store = "tobira-hq-"+name, filepath.Join(t.TempDir(), "hq.db"), st
-	cfg.ConnectRetry, cfg.MaxReconnect, cfg.Logger = 200*time.Millisecond, 500*time.Millisecond, discardLogger()
+	cfg.ConnectRetry, cfg.MaxReconnect, cfg.Logger = 200*time.Millisecond, 500*time.Millisecond, cmp.Or(cfg.Logger, discardLogger())
 	h, err := hq.Open(cfg)
 	if err != nil {
 		st.Close()
@@ -217,15 +217,7 @@ func amqpReplica(t *testing.T, name, mqttURL string, amqpURLs []string, dbURL st
 // of a fresh database with HQ's schema.
 func migratedDB(t *testing.T) string {
 	t.Helper()
-	pg, err := pgtest.Start(t.Context(), pgtest.Options{})
-	if err != nil {
-		pgtest.Unavailable(t, err)
-	}
-	t.Cleanup(func() { pg.Stop() })
-	db, err := pg.CreateDB(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := startPG(t)
 	if _, err := pgstore.Migrate(t.Context(), db); err != nil {
 		t.Fatal(err)
 	}
