@@ -56,6 +56,9 @@ type consoleServer struct {
 	releaseServer *hq.ReleaseServer
 	// maxRevocationAge is --console-max-revocation-age.
 	maxRevocationAge time.Duration
+	// isLeader tells the alarm sweep whether this replica leads (nil:
+	// it does).
+	isLeader func(context.Context) bool
 }
 
 // openConsole listens on addr and opens the console store, with the
@@ -178,7 +181,7 @@ func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(cont
 func (cs *consoleServer) config(svc console.HQ, log *slog.Logger) console.Config {
 	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
 		SecureCookie: !loopback(cs.ln.Addr()), PublicURL: cs.publicURL, OIDC: cs.oidc,
-		Snapshots: cs.snapshots, Releases: cs.releases, MaxRevocationAge: cs.maxRevocationAge}
+		Snapshots: cs.snapshots, Releases: cs.releases, MaxRevocationAge: cs.maxRevocationAge, IsLeader: cs.isLeader}
 	if cs.records != nil {
 		cfg.Records, cfg.Names, cfg.PeopleNames = cs.records, cs.records, cs.records
 	}

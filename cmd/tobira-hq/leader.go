@@ -33,10 +33,11 @@ func leaderJobs(st hq.Store) []leader.Job {
 }
 
 // newLeader returns the runner of serve's leader jobs, nil when there are
-// none; metrics (if set) gets its gauge tobira_hq_leader. Replicas sharing the PostgreSQL database at url elect one with an
+// none and elect is false (elect: others ask Runner.Leading, as the
+// console's alarm sweep does); metrics (if set) gets its gauge tobira_hq_leader. Replicas sharing the PostgreSQL database at url elect one with an
 // advisory lock; a bbolt HQ (url empty) is alone and always leads.
-func newLeader(url string, jobs []leader.Job, metrics prometheus.Registerer, log *slog.Logger) (*leader.Runner, error) {
-	if len(jobs) == 0 {
+func newLeader(url string, jobs []leader.Job, elect bool, metrics prometheus.Registerer, log *slog.Logger) (*leader.Runner, error) {
+	if len(jobs) == 0 && !elect {
 		return nil, nil
 	}
 	var e leader.Elector = leader.Always{}

@@ -57,7 +57,7 @@ func TestLeaderJobs(t *testing.T) {
 					t.Fatalf("job %s: %v", j.Name, err)
 				}
 			}
-			r, err := newLeader(tt.url, jobs, prometheus.NewRegistry(), log)
+			r, err := newLeader(tt.url, jobs, false, prometheus.NewRegistry(), log)
 			if err != nil || (r != nil) != tt.leads {
 				t.Fatalf("newLeader = %v, %v; want a runner %v", r, err, tt.leads)
 			}

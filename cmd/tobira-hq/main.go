@@ -223,7 +223,7 @@ func serveCommand() *cobra.Command {
 		}
 		defer svc.Close()
 		log.Info("tobira-hq serving", "version", version, "broker", cfg.Broker, "client_id", cfg.ClientID, "db", db, "spool", spool)
-		lead, err := newLeader(sf.url, leaderJobs(cfg.Store), metrics.registerer(), log)
+		lead, err := newLeader(sf.url, leaderJobs(cfg.Store), consoleListen != "", metrics.registerer(), log)
 		if err != nil {
 			return err
 		}
@@ -242,6 +242,9 @@ func serveCommand() *cobra.Command {
 		cs.useRegistry(shared, log)
 		cs.maxRevocationAge = maxRevocationAge
 		cs.openConsoleOps(c.Context(), cfg, shared, releaseStore, log)
+		if lead != nil {
+			cs.isLeader = func(context.Context) bool { return lead.Leading() }
+		}
 		return cs.run(c.Context(), svc, run, log)
 	}
 	return c

@@ -145,7 +145,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-// runJobs runs every job now and then every period until ctx ends.
+// runJobs runs every job now and then every period until ctx ends (with
+// no jobs it only holds the lead: others ask Leading).
 func (r *Runner) runJobs(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, j := range r.cfg.Jobs {
@@ -159,6 +160,7 @@ func (r *Runner) runJobs(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+	<-ctx.Done()
 }
 
 // sleep waits d on clk; false when ctx ended first.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -234,4 +235,31 @@ func TestPGOneLeaderTakesOver(t *testing.T) {
 	}
 	t.Logf("lock held again %v after the leader's session was killed; the other replica led %v after the leader stopped (poll and check every 100ms)",
 		relead.Round(time.Millisecond), took.Round(time.Millisecond))
+}
+
+// countingElector is Always, counting its campaigns.
+type countingElector struct{ n atomic.Int64 }
+
+// Lead implements leader.Elector.
+func (e *countingElector) Lead(ctx context.Context) (context.Context, func(), error) {
+	e.n.Add(1)
+	return leader.Always{}.Lead(ctx)
+}
+
+// TestNoJobsHoldsTheLead: a runner without jobs (the console's sweep asks
+// Leading) leads and keeps the lead instead of campaigning again and again.
+func TestNoJobsHoldsTheLead(t *testing.T) {
+	e := &countingElector{}
+	r, err := leader.New(leader.Config{Elector: e, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	waitUntil(t, "the lead", r.Leading)
+	for range 100 {
+		runtime.Gosched()
+	}
+	if n := e.n.Load(); n != 1 || !r.Leading() {
+		t.Fatalf("campaigns = %d, leading %v; want 1 campaign held", n, r.Leading())
+	}
 }
