@@ -121,19 +121,48 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+/* foreign_group reports whether topic is a group topic of a site,
+ * "tobira/v1/{site}/groups/...", that device CN cn ("{site}/{device}")
+ * does not belong to. */
+static int foreign_group(const char *cn, const char *topic)
+{
+	static const char prefix[] = "tobira/v1/";
+	size_t n = sizeof prefix - 1;
+	if(strncmp(topic, prefix, n) != 0){
+		return 0;
+	}
+	const char *site = topic + n;
+	const char *end = strchr(site, '/');
+	if(end == NULL || strncmp(end, "/groups/", 8) != 0){
+		return 0;
+	}
+	size_t len = (size_t)(end - site);
+	return !(strncmp(cn, site, len) == 0 && cn[len] == '/');
+}
+
 /* on_acl_check refuses a "$share/" subscription of any user but HQ, and
- * leaves every other check to the ACL file. */
+ * the delivery of a site's group topics (snapshot and release offers and
+ * chunks for the devices of one site) to a device of another site; it
+ * leaves every other check to the ACL file, whose %u cannot be split into
+ * site and device. */
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_acl_check *ed = event_data;
 	(void)event;
 	(void)userdata;
 
-	if(ed->access != MOSQ_ACL_SUBSCRIBE || ed->topic == NULL || strncmp(ed->topic, "$share/", 7) != 0){
+	if(ed->topic == NULL){
 		return MOSQ_ERR_PLUGIN_DEFER;
 	}
 	const char *user = mosquitto_client_username(ed->client);
-	if(user != NULL && strcmp(user, HQ_CN) == 0){
+	int hq = user != NULL && strcmp(user, HQ_CN) == 0;
+	if(ed->access == MOSQ_ACL_READ && !hq && foreign_group(user ? user : "", ed->topic)){
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	if(ed->access != MOSQ_ACL_SUBSCRIBE || strncmp(ed->topic, "$share/", 7) != 0){
+		return MOSQ_ERR_PLUGIN_DEFER;
+	}
+	if(hq){
 		return MOSQ_ERR_PLUGIN_DEFER;
 	}
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "tobira_clientid: refused shared subscription %s of %s", ed->topic, user ? user : "?");

@@ -72,17 +72,16 @@ func aclProbes(t *testing.T) []aclProbe {
 		}
 		ps = append(ps, aclProbe{topic: proto.Topic("s1", "d1", leaf), writer: w, readers: readers})
 	}
-	// A group's offer is for every device of the group; the broker does
-	// not know groups, and mosquitto's %u cannot be split into site and
-	// device, so every device may read every group offer (signed, not
-	// secret: docs/SECURITY.md), and HQ, which wrote it, reads it back.
-	// Only HQ writes it.
-	// So are a group's snapshot transfers (deploy/mosquitto/acl says why
-	// every site's devices may read them).
-	everyone := []string{idHQ, idOwner, idSibling, idForeign}
-	return append(ps, aclProbe{topic: proto.ReleaseGroupTopic("s1", "g1"), writer: idHQ, readers: everyone},
-		aclProbe{topic: proto.SnapshotGroupTopic("s1", "g1"), writer: idHQ, readers: everyone},
-		aclProbe{topic: proto.ChunkGroupTopic("s1", "g1"), writer: idHQ, readers: everyone})
+	// A group's offers and snapshot transfers are for the devices of the
+	// group; the broker does not know groups, so every device of the
+	// site may read them (they are signed), and HQ, which wrote them,
+	// reads them back. A device of another site may not: the ACL file's
+	// %u cannot be split into site and device, so the shipped client-ID
+	// plugin refuses those deliveries. Only HQ writes them.
+	site := []string{idHQ, idOwner, idSibling}
+	return append(ps, aclProbe{topic: proto.ReleaseGroupTopic("s1", "g1"), writer: idHQ, readers: site},
+		aclProbe{topic: proto.SnapshotGroupTopic("s1", "g1"), writer: idHQ, readers: site},
+		aclProbe{topic: proto.ChunkGroupTopic("s1", "g1"), writer: idHQ, readers: site})
 }
 
 // orderedClient connects as cn with in-order message callbacks, so a
