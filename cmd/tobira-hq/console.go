@@ -22,6 +22,7 @@ import (
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
 	"github.com/tobira-ac/tobira/hq/console/auth/pgaccounts"
+	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/credential"
 	"github.com/tobira-ac/tobira/reader"
@@ -356,7 +357,7 @@ type cliAccounts struct {
 // command also works while tobira-hq serve holds the file: its audit
 // entry goes to the file when it can be opened, else to warn (with the
 // advice to find it there).
-func openCLIAccounts(ctx context.Context, db, storeURL string, warn io.Writer) (*cliAccounts, error) {
+func openCLIAccounts(ctx context.Context, db, storeURL string) (*cliAccounts, error) {
 	if storeURL == "" {
 		st, err := console.OpenStores(db, nil)
 		if err != nil {
@@ -368,19 +369,14 @@ func openCLIAccounts(ctx context.Context, db, storeURL string, warn io.Writer) (
 	if err != nil {
 		return nil, err
 	}
-	ca := &cliAccounts{acc: pg, close: func() { pg.Close() }}
-	st, err := console.OpenStores(db, nil)
+	// With HQ's store on PostgreSQL the audit log is there too (shared by
+	// serve's replicas): record the change in it.
+	ps, err := pgstore.Open(ctx, storeURL, pgstore.Options{})
 	if err != nil {
-		ca.record = func(e audit.Entry) error {
-			_, err := fmt.Fprintf(warn, "warning: the console's audit log (%s) is held by tobira-hq serve; not recorded there: %s %s %s by %s\n",
-				db, time.Now().UTC().Format(time.RFC3339), e.Action, e.Target, e.Actor)
-			return err
-		}
-		return ca, nil
+		pg.Close()
+		return nil, err
 	}
-	ca.record = appendTo(st.Audit)
-	ca.close = func() { pg.Close(); st.Close() }
-	return ca, nil
+	return &cliAccounts{acc: pg, record: appendTo(audit.NewLog(ps.AuditChain(), nil)), close: func() { pg.Close(); ps.Close() }}, nil
 }
 
 // appendTo returns a record function appending to log.
@@ -400,7 +396,7 @@ func withOneTimePassword(c *cobra.Command, db, storeURL string, fn func(ca *cliA
 	if err != nil {
 		return "", err
 	}
-	ca, err := openCLIAccounts(c.Context(), db, storeURL, c.ErrOrStderr())
+	ca, err := openCLIAccounts(c.Context(), db, storeURL)
 	if err != nil {
 		return "", err
 	}
