@@ -13,6 +13,7 @@ import (
 	"maps"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -59,7 +60,18 @@ func DialSender(ctx context.Context, cfg Config, priv ed25519.PrivateKey) (*Send
 		arrived: make(chan struct{}),
 	}
 	l := cfg.settings("tobira-hq-cli-" + proto.NewCommandID()[:8])
-	s.c = mqtt.NewClient(l.Options().SetConnectRetry(false).SetCleanSession(true))
+	var connected atomic.Bool
+	s.c = mqtt.NewClient(l.Options().SetConnectRetry(false).SetCleanSession(true).
+		SetOnConnectHandler(func(c mqtt.Client) {
+			if connected.Swap(true) {
+				// A reconnection (a long-lived Sender, e.g. the
+				// console's): the clean session lost the subscription.
+				tok := c.Subscribe(proto.ResultSubscription, 1, s.onResult)
+				if err := mqttconn.WaitToken(context.Background(), s.clk, tok, mqttconn.DefaultTokenTimeout); err != nil {
+					s.log.Error("sender cannot subscribe to the devices' results again", "broker", cfg.Broker, "err", err)
+				}
+			}
+		}))
 	if err := mqttconn.WaitToken(ctx, s.clk, s.c.Connect(), mqttconn.DefaultTokenTimeout); err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.Broker, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/rabbittest"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	tsync "github.com/tobira-ac/tobira/sync"
 	"github.com/tobira-ac/tobira/sync/proto"
@@ -107,4 +108,61 @@ func fetchEdge(t *testing.T, url, device string, key ed25519.PublicKey) (*policy
 		})
 		cfg.AckTimeout, cfg.Logger = 500*time.Millisecond, testLogger(t)
 	})
+}
+
+// A device that was away while HQ published a snapshot once for its whole
+// site, on a broker that lost the retained manifest, gets the group's
+// manifest in HQ's sync answer and its chunks by asking HQ (need), which
+// answers on the device's own chunk topic.
+func TestFetchOnConnectGroupTransfer(t *testing.T) {
+	m := mosquittotest.Start(t)
+	spool := t.TempDir()
+	pub, priv, err := signed.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := runHQWith(t, m.URL(), hq.Config{Spool: spool, Key: priv})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*linkDeadline)
+	defer cancel()
+	snd, err := hq.DialSender(ctx, hq.Config{Broker: m.URL(), Spool: spool, Logger: discardLogger()}, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+	snap := filepath.Join(t.TempDir(), "snapshot")
+	hash := writeFixtureFile(t, snap, 100, 2, "new-")
+	man, err := snd.PublishSnapshot(ctx, hq.SnapshotOffer{Site: "s1", Group: proto.SiteGroup, Version: 2, Path: snap, ContentHash: hash, ChunkSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Restart(t)
+
+	store, _ := policyEdge(t, m.URL(), "late", "", pub, func(cfg *tsync.EdgeConfig, _ *tsync.Outbox) {
+		cfg.AckTimeout, cfg.Logger = 500*time.Millisecond, testLogger(t)
+	})
+	// The Sender subscribes again after the broker's restart; HQ holds
+	// the result too.
+	res, err := snd.WaitResults(ctx, man.Transfer, []string{"late"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res["late"]; r.Status != proto.ResultDone || r.Version != 2 {
+		t.Fatalf("result %+v, want done at version 2", r)
+	}
+	waitFor(t, "the device's result at HQ", func() bool {
+		r, ok, err := h.Result(man.Transfer)
+		return err == nil && ok && r.Device == "late" && r.Status == proto.ResultDone && r.Version == 2
+	})
+	if got, err := store.ContentHash(); err != nil || got != hash {
+		t.Fatalf("content hash %x, %v; want %x", got, err, hash)
+	}
+	waitVersion(t, h, 2, 1)
+	fl, err := h.Fleet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fl) != 1 || fl[0].ExpectedVersion != 2 || fl[0].Drift {
+		t.Fatalf("fleet %+v, want the device at the site's expected version 2 without drift", fl)
+	}
+	t.Logf("group transfer of %d chunks fetched by a late device", man.Chunks)
 }
