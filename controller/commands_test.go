@@ -168,6 +168,7 @@ func TestDeviceStatus(t *testing.T) {
 		statusDoor{"front", door.Status{Mode: door.ModeNormal}},
 		statusDoor{"lab", door.Status{Mode: door.ModeLockedDown, Open: true, ForcedOpen: true, LockdownInput: true}},
 		statusDoor{"vault", door.Status{Mode: door.ModeLockedDown, Commanded: door.ModeLockedDown}},
+		statusDoor{"gate", door.Status{Mode: door.ModeNormal, Tamper: true}},
 	}, memModes{"vault": {Mode: "locked_down"}}, clk)
 	st, err := src.Status(context.Background())
 	if err != nil {
@@ -178,7 +179,8 @@ func TestDeviceStatus(t *testing.T) {
 	}
 	want := []proto.DoorStatus{{Name: "front", State: "locked", Mode: "normal", ModeSource: "default"},
 		{Name: "lab", State: "forced_open", Mode: "locked_down", ModeSource: "input"},
-		{Name: "vault", State: "locked", Mode: "locked_down", ModeSource: "hq"}}
+		{Name: "vault", State: "locked", Mode: "locked_down", ModeSource: "hq"},
+		{Name: "gate", State: "tamper", Mode: "normal", ModeSource: "default"}}
 	if !slices.Equal(st.Doors, want) {
 		t.Errorf("doors = %+v, want %+v", st.Doors, want)
 	}

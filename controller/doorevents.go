@@ -15,7 +15,8 @@ type DoorObserver interface {
 }
 
 // RecordDoorChanges stores every change of a door (unlocks, openings,
-// alarms, mode changes) as a "door" event: Reason is the change's kind,
+// alarms such as forced_open, held_open and tamper with their "cleared"
+// kinds, mode changes) as a "door" event: Reason is the change's kind,
 // Detail its cause (and mode). The first, "start", change is recorded too,
 // so HQ sees every restart of a door and the state it was driven to.
 func RecordDoorChanges(d DoorObserver, events EventLog, notify func(), log *slog.Logger) {
@@ -43,7 +44,7 @@ func RecordDoorChanges(d DoorObserver, events EventLog, notify func(), log *slog
 		}
 		level := slog.LevelDebug
 		switch c.Kind {
-		case door.KindForcedOpen, door.KindHeldOpen, door.KindHeldPreAlarm, door.KindFireRelease:
+		case door.KindForcedOpen, door.KindHeldOpen, door.KindHeldPreAlarm, door.KindFireRelease, door.KindTamper:
 			level = slog.LevelWarn
 		}
 		log.Log(context.Background(), level, "door change", "door", c.Door, "kind", kind, "cause", c.Cause)

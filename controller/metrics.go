@@ -92,7 +92,7 @@ type FreshnessSource interface {
 }
 
 // doorStates are the values of DoorState, one time series each.
-var doorStates = []string{"forced_open", "held_open", "fire", "open", "unlocked", "locked"}
+var doorStates = []string{"forced_open", "held_open", "tamper", "fire", "open", "unlocked", "locked"}
 
 // alarmKinds are the standing alarms of a door, by the Kind that raises
 // them.
@@ -104,6 +104,7 @@ var alarmKinds = []struct {
 	{string(door.KindHeldPreAlarm), func(s door.Status) bool { return s.HeldPreAlarm }},
 	{string(door.KindHeldOpen), func(s door.Status) bool { return s.HeldOpen }},
 	{string(door.KindFireRelease), func(s door.Status) bool { return s.Fire }},
+	{string(door.KindTamper), func(s door.Status) bool { return s.Tamper }},
 }
 
 // stateCollector reads the controller's state when scraped: snapshot
@@ -136,10 +137,10 @@ func RegisterStateMetrics(reg prometheus.Registerer, store FreshnessSource, door
 			"Seconds since the snapshot's revocation data was current (its revocations_at); absent when HQ sets none.", nil, nil),
 		clockTrusted: prometheus.NewDesc("tobira_clock_trusted", "1 when the device's clock is trusted, 0 when it is not.", nil, nil),
 		doorState: prometheus.NewDesc("tobira_door_state",
-			"1 for the door's current state (forced_open, held_open, fire, open, unlocked, locked), 0 for the others.", []string{"door", "state"}, nil),
+			"1 for the door's current state (forced_open, held_open, tamper, fire, open, unlocked, locked), 0 for the others.", []string{"door", "state"}, nil),
 		doorMode: prometheus.NewDesc("tobira_door_mode", "1 for the door's mode in force, 0 for the others.", []string{"door", "mode"}, nil),
 		doorAlarm: prometheus.NewDesc("tobira_door_alarm",
-			"1 while the alarm of that kind stands at the door (forced_open, held_pre_alarm, held_open, fire_release).", []string{"door", "kind"}, nil),
+			"1 while the alarm of that kind stands at the door (forced_open, held_open_prealarm, held_open, fire_release, tamper).", []string{"door", "kind"}, nil),
 	})
 }
 

@@ -80,13 +80,15 @@ func modeSource(s door.Status, saved tsync.SavedMode) string {
 }
 
 // DoorState sums a door's status in one word, the most urgent first:
-// forced_open, held_open, fire, open, unlocked or locked.
+// forced_open, held_open, tamper, fire, open, unlocked or locked.
 func DoorState(s door.Status) string {
 	switch {
 	case s.ForcedOpen:
 		return "forced_open"
 	case s.HeldOpen, s.HeldPreAlarm:
 		return "held_open"
+	case s.Tamper:
+		return "tamper"
 	case s.Fire:
 		return "fire"
 	case s.Open:

@@ -256,6 +256,9 @@ func TestStartStates(t *testing.T) {
 		{"lockdown input active at start", map[string]gpio.Level{"lockdown": gpio.High}, ModeUnlocked,
 			[]want{{KindLocked, CauseStart, 0}, {KindModeChanged, CauseStart, 0}},
 			Status{Mode: ModeLockedDown, Commanded: ModeUnlocked, LockdownInput: true}},
+		{"tamper input active at start: reported, still locked", map[string]gpio.Level{"tamper": gpio.High}, "",
+			[]want{{KindLocked, CauseStart, 0}, {KindTamper, CauseStart, 0}},
+			Status{Mode: ModeNormal, Commanded: ModeNormal, Tamper: true}},
 		{"start mode unlocked", nil, ModeUnlocked,
 			[]want{{KindLocked, CauseStart, 0}, {KindModeChanged, CauseStart, 0}, {KindUnlocked, CauseStart, 0}},
 			Status{Mode: ModeUnlocked, Commanded: ModeUnlocked, Unlocked: true}},
@@ -567,4 +570,73 @@ func TestSignals(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestTamper checks the tamper input in either wiring and in each state of
+// the lock: it is reported when it holds for the debounce and when it
+// clears, a shorter glitch is not, and the lock, the mode and the
+// indicators never follow it.
+func TestTamper(t *testing.T) {
+	tests := []struct {
+		name      string
+		activeLow bool
+		mode      Mode
+		grant     bool         // a grant runs when the tamper input changes
+		samples   []gpio.Level // the tamper input's electrical level at each sample, 10ms apart, from rest
+		want      []Kind       // tamper changes reported
+		unlocked  bool         // the relay's state throughout
+		status    bool         // Status.Tamper at the end
+	}{
+		{name: "locked, active-high: raised and cleared", samples: []gpio.Level{gpio.High, gpio.High, gpio.High, gpio.High, gpio.High, gpio.Low, gpio.Low, gpio.Low, gpio.Low},
+			want: []Kind{KindTamper, KindTamperCleared}},
+		{name: "locked, active-low: raised and stays", activeLow: true, samples: []gpio.Level{gpio.Low, gpio.Low, gpio.Low, gpio.Low},
+			want: []Kind{KindTamper}, status: true},
+		{name: "glitch shorter than the debounce", samples: []gpio.Level{gpio.High, gpio.High, gpio.Low}},
+		{name: "during a grant: the unlock runs on", grant: true, samples: []gpio.Level{gpio.High, gpio.High, gpio.High, gpio.High},
+			want: []Kind{KindTamper}, unlocked: true, status: true},
+		{name: "unlocked mode: stays unlocked", mode: ModeUnlocked, samples: []gpio.Level{gpio.High, gpio.High, gpio.High, gpio.High, gpio.Low, gpio.Low, gpio.Low, gpio.Low},
+			want: []Kind{KindTamper, KindTamperCleared}, unlocked: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := rigConfig("front")
+			cfg.Tamper.ActiveLow = tt.activeLow
+			cfg.Mode = tt.mode
+			rest := gpio.Level(tt.activeLow)
+			r := newRig(t, cfg, nil, map[string]gpio.Level{"tamper": rest})
+			r.expect(want{KindLocked, CauseStart, 0})
+			if tt.mode == ModeUnlocked {
+				r.expect(want{KindModeChanged, CauseStart, 0}, want{KindUnlocked, CauseStart, 0})
+			}
+			if tt.grant {
+				if err := r.d.Grant(ctx); err != nil {
+					t.Fatal(err)
+				}
+				r.expect(want{KindUnlocked, CauseGrant, 0})
+			}
+			outputs := map[string]gpio.Level{"relay": r.level("relay"), "relay2": r.level("relay2"),
+				"green": r.level("green"), "red": r.level("red"), "buzzer": r.level("buzzer")}
+			for _, l := range tt.samples {
+				r.set("tamper", l)
+				r.run(tick)
+				for pin, was := range outputs {
+					if got := r.level(pin); got != was {
+						t.Fatalf("%s went %s -> %s on a tamper input change", pin, was, got)
+					}
+				}
+			}
+			r.run(100 * time.Millisecond)
+			for _, k := range tt.want {
+				r.expect(want{k, CauseTamper, anyTime})
+			}
+			wantMode := tt.mode
+			if wantMode == "" {
+				wantMode = ModeNormal
+			}
+			if s := r.d.Status(); s.Tamper != tt.status || s.Unlocked != tt.unlocked || s.Mode != wantMode {
+				t.Errorf("Status = %+v, want Tamper=%v Unlocked=%v in mode %s", s, tt.status, tt.unlocked, wantMode)
+			}
+			r.expectEnd()
+		})
+	}
 }

@@ -63,6 +63,10 @@ type Config struct {
 	// Lockdown is a local lockdown input (panic button, intrusion panel):
 	// active puts the door in ModeLockedDown for as long as it stays active.
 	Lockdown InputConfig
+	// Tamper is the tamper switch of the reader or the door controller's
+	// enclosure: active means opened or pulled off the wall. It is reported
+	// only (KindTamper, KindTamperCleared): it never moves the lock.
+	Tamper InputConfig
 
 	// Debounce is how long an input must hold a new level before the door
 	// acts on it; zero means DefaultDebounce.
@@ -116,8 +120,8 @@ func (o OutputConfig) Level(on bool) gpio.Level { return gpio.Level(on != o.Acti
 
 // InputConfig is the setup of an input pin.
 type InputConfig struct {
-	// ActiveLow: the input is active (door open, button pressed, fire) when
-	// the pin reads low.
+	// ActiveLow: the input is active (door open, button pressed, fire,
+	// enclosure opened) when the pin reads low.
 	ActiveLow bool
 	// Pull is the internal bias resistor; gpio.PullNoChange leaves it as the
 	// board set it. ParsePull turns config words into this.

@@ -1,6 +1,6 @@
 // Package door is the hardware side of a door or a gate lane: a lock relay
 // (and an optional second relay), a door contact, a request-to-exit (REX)
-// input, fire and lockdown inputs, green and red indicators and a buzzer,
+// input, fire, lockdown and tamper inputs, green and red indicators and a buzzer,
 // all reached through periph.io's gpio interfaces.
 //
 // The first thing NewDoor does is drive every output to its safe state
@@ -16,7 +16,8 @@
 // that opens while locked raises forced-open at once; a door standing open
 // raises a pre-alarm and then a held-open alarm. Modes (normal, unlocked,
 // locked down, first-person-in) come from SetMode and the lockdown input;
-// an Interlock joins the doors of a mantrap. Every state change and alarm
+// an Interlock joins the doors of a mantrap. A tamper input is reported
+// (tamper, tamper cleared) and never moves the lock. Every state change and alarm
 // is a Change delivered to observers, with the door's name and its cause.
 //
 // All timing runs on the injected clock: inputs are sampled every
@@ -96,6 +97,8 @@ type Pins struct {
 	Fire gpio.PinIn
 	// Lockdown is the local lockdown input.
 	Lockdown gpio.PinIn
+	// Tamper is the tamper switch of the reader or the enclosure.
+	Tamper gpio.PinIn
 }
 
 // Status is a snapshot of a door's state.
@@ -114,6 +117,9 @@ type Status struct {
 	ForcedOpen, HeldPreAlarm, HeldOpen bool
 	// Fire and LockdownInput are the local inputs' states.
 	Fire, LockdownInput bool
+	// Tamper: the tamper input is active (a standing alarm that never
+	// moves the lock).
+	Tamper bool
 }
 
 // Door is one door. It is safe for concurrent use.
@@ -137,6 +143,7 @@ type Door struct {
 	mode       Mode      // as commanded
 	lockdownIn bool
 	fire       bool
+	tamper     bool
 
 	access       access
 	accessEnd    time.Time
@@ -256,6 +263,10 @@ func (d *Door) start() {
 			d.emit(now, KindFireRelease, CauseStart)
 		case "lockdown":
 			d.lockdownIn = true
+		case "tamper":
+			d.tamper = true
+			d.log.Warn("tamper input active at start")
+			d.emit(now, KindTamper, CauseStart)
 		}
 	}
 	if eff := d.effectiveMode(); eff != ModeNormal {
@@ -293,7 +304,8 @@ func (d *Door) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return Status{Mode: d.effectiveMode(), Commanded: d.mode, Unlocked: d.unlocked, Open: d.open,
-		ForcedOpen: d.forced, HeldPreAlarm: d.heldPre, HeldOpen: d.held, Fire: d.fire, LockdownInput: d.lockdownIn}
+		ForcedOpen: d.forced, HeldPreAlarm: d.heldPre, HeldOpen: d.held, Fire: d.fire, LockdownInput: d.lockdownIn,
+		Tamper: d.tamper}
 }
 
 // Mode returns the mode in force.

@@ -5,8 +5,8 @@ import "time"
 // Kind says what a Change reports.
 type Kind string
 
-// Kinds of Change. Alarms are KindForcedOpen, KindHeldPreAlarm and
-// KindHeldOpen; each has a matching "cleared" kind.
+// Kinds of Change. Alarms are KindForcedOpen, KindHeldPreAlarm,
+// KindHeldOpen and KindTamper; each has a matching "cleared" kind.
 const (
 	// KindUnlocked: the lock relay was driven unlocked.
 	KindUnlocked Kind = "unlocked"
@@ -42,6 +42,12 @@ const (
 	KindFireRelease Kind = "fire_release"
 	// KindFireCleared: the fire input is no longer active.
 	KindFireCleared Kind = "fire_cleared"
+	// KindTamper (alarm): the tamper input became active (the reader's or
+	// controller's enclosure was opened, or the reader pulled off the
+	// wall), or was active at start. The lock does not move.
+	KindTamper Kind = "tamper"
+	// KindTamperCleared: the tamper input is no longer active.
+	KindTamperCleared Kind = "tamper_cleared"
 	// KindInterlocked: a grant or REX was refused because another door of
 	// the interlock is open or unlocked; Cause names what was refused.
 	KindInterlocked Kind = "interlocked"
@@ -81,6 +87,8 @@ const (
 	CauseFire = "fire_input"
 	// CauseLockdownInput: the local lockdown input.
 	CauseLockdownInput = "lockdown_input"
+	// CauseTamper: the tamper input.
+	CauseTamper = "tamper_input"
 	// CauseFirstPersonIn: the first authorised person entered during a
 	// first-person-in period, so the scheduled unlock begins.
 	CauseFirstPersonIn = "first_person_in"

@@ -29,7 +29,7 @@ func FuzzDoorSequence(f *testing.F) {
 		cfg.HeldPreAlarm, cfg.HeldAlarm = 300*time.Millisecond, 500*time.Millisecond
 		r := newRig(t, cfg, nil, nil)
 		lastAccess := t0
-		inputs := []string{"contact", "rex", "fire", "lockdown"}
+		inputs := []string{"contact", "rex", "fire", "lockdown", "tamper"}
 		for i := 0; i < len(ops); i++ {
 			op := ops[i] % 10
 			arg := byte(0)
@@ -84,7 +84,7 @@ func FuzzDoorSequence(f *testing.F) {
 	})
 }
 
-// BenchmarkSampleTick measures one input sample of a fully wired door (four
+// BenchmarkSampleTick measures one input sample of a fully wired door (five
 // inputs, gpiotest pins), including the timer hand-off: the door's steady
 // CPU cost is this times 1/sample_interval.
 func BenchmarkSampleTick(b *testing.B) {

@@ -83,8 +83,8 @@ type PinNames struct {
 	Relay string
 	// Relay2, Green, Red, Buzzer are optional outputs.
 	Relay2, Green, Red, Buzzer string
-	// Contact, REX, Fire, Lockdown are optional inputs.
-	Contact, REX, Fire, Lockdown string
+	// Contact, REX, Fire, Lockdown, Tamper are optional inputs.
+	Contact, REX, Fire, Lockdown, Tamper string
 }
 
 // OpenPins opens every named line (see OpenPin) and returns them as Pins
@@ -110,6 +110,7 @@ func OpenPins(n PinNames) (Pins, error) {
 		{"rex", n.REX, nil, &p.REX},
 		{"fire", n.Fire, nil, &p.Fire},
 		{"lockdown", n.Lockdown, nil, &p.Lockdown},
+		{"tamper", n.Tamper, nil, &p.Tamper},
 	}
 	used := map[string]string{}
 	for _, r := range roles {

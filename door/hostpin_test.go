@@ -62,6 +62,8 @@ func TestOpenPins(t *testing.T) {
 		{"line used twice", PinNames{Relay: "TESTGPIO17", Buzzer: "TESTGPIO17"}, ErrPinReused,
 			`buzzer pin "TESTGPIO17": GPIO line named twice (also the relay pin)`},
 		{"unknown line", PinNames{Relay: "TESTGPIO17", Fire: "GPIO99"}, ErrNoSuchPin, `fire pin: no such GPIO line "GPIO99"`},
+		{"tamper on the contact's line", PinNames{Relay: "TESTGPIO17", Contact: "TESTGPIO22", Tamper: "TESTGPIO22"}, ErrPinReused,
+			`tamper pin "TESTGPIO22": GPIO line named twice (also the contact pin)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ func (d *Door) setupInputs() error {
 		{name: "rex", pin: pins.REX, cfg: cfg.REX, on: (*Door).onREX},
 		{name: "fire", pin: pins.Fire, cfg: cfg.Fire, on: (*Door).onFire},
 		{name: "lockdown", pin: pins.Lockdown, cfg: cfg.Lockdown, on: (*Door).onLockdown},
+		{name: "tamper", pin: pins.Tamper, cfg: cfg.Tamper, on: (*Door).onTamper},
 	} {
 		if in.pin == nil {
 			continue
@@ -134,13 +135,7 @@ func (d *Door) onREX(at time.Time, pressed bool) {
 // onFire handles a debounced change of the fire input. d.mu is held.
 func (d *Door) onFire(at time.Time, active bool) {
 	d.fire = active
-	if active {
-		d.log.Warn("fire input active: door released")
-		d.emit(at, KindFireRelease, CauseFire)
-	} else {
-		d.log.Info("fire input cleared")
-		d.emit(at, KindFireCleared, CauseFire)
-	}
+	d.reportAlarmInput(at, active, "fire input active: door released", KindFireRelease, KindFireCleared, CauseFire)
 	if err := d.modeChanged(at, CauseFire); err != nil {
 		d.log.Error("relay did not follow the fire input", "err", err)
 	}
@@ -155,4 +150,25 @@ func (d *Door) onLockdown(at time.Time, active bool) {
 	if err := d.modeChanged(at, CauseLockdownInput); err != nil {
 		d.log.Error("relay did not follow the lockdown input", "err", err)
 	}
+}
+
+// onTamper handles a debounced change of the tamper input: it is reported
+// and logged, and nothing else changes (the lock, the mode and the
+// indicators stay as they are). d.mu is held.
+func (d *Door) onTamper(at time.Time, active bool) {
+	d.tamper = active
+	d.reportAlarmInput(at, active, "tamper input active: enclosure opened or reader removed", KindTamper, KindTamperCleared, CauseTamper)
+}
+
+// reportAlarmInput logs an alarm input's change (warning with msg when it
+// becomes active) and reports it as kind on or, when it clears, kind off.
+// d.mu is held.
+func (d *Door) reportAlarmInput(at time.Time, active bool, msg string, on, off Kind, cause string) {
+	if active {
+		d.log.Warn(msg)
+		d.emit(at, on, cause)
+		return
+	}
+	d.log.Info("input cleared", "cause", cause)
+	d.emit(at, off, cause)
 }

@@ -7,7 +7,7 @@ import (
 
 // Observe registers fn to be called with every later Change, in order; the
 // first calls report the start (the locked drive NewDoor made, and an open
-// door, fire or lockdown found then). Calls come from one goroutine per
+// door, fire, lockdown or tamper found then). Calls come from one goroutine per
 // observer, without the door's lock held, so fn may call the Door's
 // methods (but not Close); a slow fn delays only its own later calls, never
 // the door. Close returns once every change, its own included, has been

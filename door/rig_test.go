@@ -75,7 +75,7 @@ func rigConfig(name string) Config {
 		HeldPreAlarm: 20 * time.Second, HeldAlarm: 30 * time.Second}
 }
 
-var pinNames = []string{"relay", "relay2", "green", "red", "buzzer", "contact", "rex", "fire", "lockdown"}
+var pinNames = []string{"relay", "relay2", "green", "red", "buzzer", "contact", "rex", "fire", "lockdown", "tamper"}
 
 // newRig starts a door; levels gives the pins' levels before the start
 // (default Low: relays de-energised, door closed, inputs inactive); omit
@@ -105,7 +105,8 @@ func newRig(t testing.TB, cfg Config, clk *armClock, levels map[string]gpio.Leve
 		return nil
 	}
 	d, err := NewDoor(cfg, Pins{Relay: out("relay"), Relay2: out("relay2"), Green: out("green"), Red: out("red"),
-		Buzzer: out("buzzer"), Contact: in("contact"), REX: in("rex"), Fire: in("fire"), Lockdown: in("lockdown")},
+		Buzzer: out("buzzer"), Contact: in("contact"), REX: in("rex"), Fire: in("fire"), Lockdown: in("lockdown"),
+		Tamper: in("tamper")},
 		clk, discard)
 	if err != nil {
 		t.Fatalf("NewDoor: %v", err)

@@ -171,6 +171,9 @@ type DoorConfig struct {
 	LockdownPin       string   `toml:"lockdown_pin"`
 	LockdownActiveLow bool     `toml:"lockdown_active_low"`
 	LockdownPull      string   `toml:"lockdown_pull"`
+	TamperPin         string   `toml:"tamper_pin"`
+	TamperActiveLow   bool     `toml:"tamper_active_low"`
+	TamperPull        string   `toml:"tamper_pull"`
 	GreenPin          string   `toml:"green_pin"`
 	GreenActiveLow    bool     `toml:"green_active_low"`
 	RedPin            string   `toml:"red_pin"`
@@ -492,11 +495,11 @@ func (c *Config) Validate() error {
 		}
 		for _, l := range []struct{ key, line string }{{"relay_pin", d.RelayPin}, {"relay2_pin", d.Relay2Pin},
 			{"contact_pin", d.ContactPin}, {"rex_pin", d.REXPin}, {"fire_pin", d.FirePin}, {"lockdown_pin", d.LockdownPin},
-			{"green_pin", d.GreenPin}, {"red_pin", d.RedPin}, {"buzzer_pin", d.BuzzerPin}} {
+			{"tamper_pin", d.TamperPin}, {"green_pin", d.GreenPin}, {"red_pin", d.RedPin}, {"buzzer_pin", d.BuzzerPin}} {
 			useLine(key+"."+l.key, l.line)
 		}
 		for _, p := range []struct{ key, value string }{{"contact_pull", d.ContactPull}, {"rex_pull", d.REXPull},
-			{"fire_pull", d.FirePull}, {"lockdown_pull", d.LockdownPull}} {
+			{"fire_pull", d.FirePull}, {"lockdown_pull", d.LockdownPull}, {"tamper_pull", d.TamperPull}} {
 			if _, err := door.ParsePull(p.value); err != nil {
 				bad(key+"."+p.key, "%q must be up, down, none or keep", p.value)
 			}
@@ -710,6 +713,7 @@ func (d DoorConfig) DoorSetup(interlocks map[string]*door.Interlock) (door.Confi
 		REX:            door.InputConfig{ActiveLow: d.REXActiveLow, Pull: pull(d.REXPull)},
 		Fire:           door.InputConfig{ActiveLow: d.FireActiveLow, Pull: pull(d.FirePull)},
 		Lockdown:       door.InputConfig{ActiveLow: d.LockdownActiveLow, Pull: pull(d.LockdownPull)},
+		Tamper:         door.InputConfig{ActiveLow: d.TamperActiveLow, Pull: pull(d.TamperPull)},
 		Debounce:       d.Debounce.Duration,
 		SampleInterval: d.SampleInterval.Duration,
 		REXPulse:       d.REXPulse.Duration,
@@ -726,6 +730,7 @@ func (d DoorConfig) DoorSetup(interlocks map[string]*door.Interlock) (door.Confi
 		cfg.Interlock = il
 	}
 	names := door.PinNames{Relay: d.RelayPin, Relay2: d.Relay2Pin, Green: d.GreenPin, Red: d.RedPin, Buzzer: d.BuzzerPin,
-		Contact: d.ContactPin, REX: d.REXPin, Fire: d.FirePin, Lockdown: d.LockdownPin}
+		Contact: d.ContactPin, REX: d.REXPin, Fire: d.FirePin, Lockdown: d.LockdownPin,
+		Tamper: d.TamperPin}
 	return cfg, names, nil
 }

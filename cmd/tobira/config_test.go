@@ -6,6 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"periph.io/x/conn/v3/gpio"
+
+	"github.com/tobira-ac/tobira/door"
 )
 
 // goodConfig is a valid configuration: baseConfig with the packaged paths.
@@ -124,6 +128,11 @@ func TestParseConfigErrors(t *testing.T) {
 			[]string{`reader[0].keypad: line "GPIO17" is also door[0].relay_pin`}},
 		{"contact on the relay line", doorKey(`contact_pin = "GPIO17"`), []string{`door[0].contact_pin: line "GPIO17" is also door[0].relay_pin`}},
 		{"bad pull", doorKey(`rex_pull = "sideways"`), []string{`door[0].rex_pull: "sideways"`}},
+		{"tamper on the contact's line", doorKey("contact_pin = \"GPIO22\"\ntamper_pin = \"GPIO22\""),
+			[]string{`door[0].tamper_pin: line "GPIO22" is also door[0].contact_pin`}},
+		{"tamper on the relay line", doorKey(`tamper_pin = "GPIO17"`), []string{`door[0].tamper_pin: line "GPIO17" is also door[0].relay_pin`}},
+		{"bad tamper pull", doorKey(`tamper_pull = "sideways"`), []string{`door[0].tamper_pull: "sideways" must be up, down, none or keep`}},
+		{"tamper level not a boolean", doorKey(`tamper_active_low = "yes"`), []string{"tamper_active_low"}},
 		{"bad door mode", doorKey(`mode = "open"`), []string{`door[0].mode: "open"`}},
 		{"bad fallback", doorKey(`on_stale_revocations = "shrug"`), []string{`door[0].on_stale_revocations: "shrug"`}},
 		{"held alarms out of order", doorKey("held_prealarm = \"40s\"\nheld_alarm = \"30s\""), []string{"door[0].held_prealarm: 40s must be shorter than held_alarm (30s)"}},
@@ -169,4 +178,35 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("error is not ErrConfig: %v", err)
 		}
 	})
+}
+
+// TestDoorSetupTamper checks that tamper_pin, tamper_active_low and
+// tamper_pull reach the door package's configuration and pin names.
+func TestDoorSetupTamper(t *testing.T) {
+	tests := []struct {
+		name  string
+		keys  string
+		pin   string
+		input door.InputConfig
+	}{
+		{"no tamper input", "", "", door.InputConfig{Pull: gpio.PullUp}},
+		{"tamper, defaults", `tamper_pin = "GPIO26"`, "GPIO26", door.InputConfig{Pull: gpio.PullUp}},
+		{"tamper active-low, pulled down", "tamper_pin = \"GPIO26\"\ntamper_active_low = true\ntamper_pull = \"down\"", "GPIO26",
+			door.InputConfig{ActiveLow: true, Pull: gpio.PullDown}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseConfig("tamper.toml", []byte(doorKey(tt.keys)(goodConfig)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, names, err := c.Doors[0].DoorSetup(map[string]*door.Interlock{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if names.Tamper != tt.pin || cfg.Tamper != tt.input {
+				t.Errorf("tamper pin %q, input %+v; want %q, %+v", names.Tamper, cfg.Tamper, tt.pin, tt.input)
+			}
+		})
+	}
 }

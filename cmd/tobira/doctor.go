@@ -319,7 +319,7 @@ func doorLines(c *Config) []gpioLine {
 	for i, dc := range c.Doors {
 		for _, l := range []struct{ key, name string }{{"green_pin", dc.GreenPin}, {"red_pin", dc.RedPin},
 			{"buzzer_pin", dc.BuzzerPin}, {"contact_pin", dc.ContactPin}, {"rex_pin", dc.REXPin},
-			{"fire_pin", dc.FirePin}, {"lockdown_pin", dc.LockdownPin}} {
+			{"fire_pin", dc.FirePin}, {"lockdown_pin", dc.LockdownPin}, {"tamper_pin", dc.TamperPin}} {
 			if l.name != "" {
 				out = append(out, gpioLine{fmt.Sprintf("door[%d].%s", i, l.key), l.name})
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -320,5 +321,18 @@ func TestDoctorKeepsRetainedStatus(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the retained status is gone")
+	}
+}
+
+// TestDoorLinesListInputs checks that doctor checks every input line of a
+// door, the tamper input's included, under its configuration key.
+func TestDoorLinesListInputs(t *testing.T) {
+	c := &Config{Doors: []DoorConfig{{Name: "front", RelayPin: "GPIO17", ContactPin: "GPIO22", REXPin: "GPIO23",
+		FirePin: "GPIO24", LockdownPin: "GPIO25", TamperPin: "GPIO26"}}}
+	got := doorLines(c)
+	want := []gpioLine{{"door[0].contact_pin", "GPIO22"}, {"door[0].rex_pin", "GPIO23"}, {"door[0].fire_pin", "GPIO24"},
+		{"door[0].lockdown_pin", "GPIO25"}, {"door[0].tamper_pin", "GPIO26"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("doorLines = %v, want %v", got, want)
 	}
 }
