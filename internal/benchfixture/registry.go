@@ -2,6 +2,7 @@ package benchfixture
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/tobira-ac/tobira/hq/registry"
+	"github.com/tobira-ac/tobira/policy"
 )
 
 // RegistrySite is the site of the registry fixtures' records.
@@ -19,6 +21,12 @@ const RegistrySite = "s0"
 // RegistryCredential is the free-area ID of credential i of the registry
 // fixtures; its person is PersonID(i).
 func RegistryCredential(i int) string { return fmt.Sprintf("fa%010d", i) }
+
+// CredentialKey is the record key (registry.RecordKey) of credential i:
+// its kind, the free-area type byte 0x02 and its ID, in hex.
+func CredentialKey(i int) string {
+	return hex.EncodeToString(append([]byte{byte(policy.KindCredential), 0x02}, RegistryCredential(i)...))
+}
 
 // PersonID is the ID of person i of the registry fixtures, named
 // PersonName(i). Zero-padded: IDs in key order are in number order.

@@ -12,7 +12,8 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // TestRegistryFixtures builds both registry fixtures small and checks
 // them (each build checks itself: the names of the first, middle and
-// last credential, and the counts).
+// last credential, and the counts), the PostgreSQL one in several
+// batches.
 func TestRegistryFixtures(t *testing.T) {
 	const n = 3_000
 	path := filepath.Join(t.TempDir(), "registry.db")
@@ -27,6 +28,8 @@ func TestRegistryFixtures(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	defer func(b int) { pgBatch = b }(pgBatch)
+	pgBatch = n / 3 // several batches
 	if err := buildRegistryPG(t, filepath.Join(dir, "pg"), n); err != nil {
 		t.Fatal(err)
 	}
