@@ -99,7 +99,7 @@ bench-full: deps-test deps-build
 	cd hq/pgstore && $(GO) test -run '^$$' -bench 'IngestVsCopy' -benchtime 3x -timeout 30m .
 	cd hq && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'QueryPage' -benchtime 200x -timeout 120m .
 	cd hq/registry && TOBIRA_BENCH_SCALE=1m $(GO) test -run '^$$' -bench 'Registry' -benchtime 3x -timeout 60m .
-	cd hq/console && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'ConsolePages|LiveDelay' -benchtime 200x -timeout 120m .
+	cd hq/console && TOBIRA_BENCH_SCALE=10m $(GO) test -run '^$$' -bench 'ConsolePages|LiveDelay|RecordPages' -benchtime 200x -timeout 120m .
 
 clean:
 	rm -rf $(BIN)

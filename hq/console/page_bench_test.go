@@ -23,12 +23,14 @@ import (
 	"github.com/tobira-ac/tobira/sync/proto/prototest"
 )
 
-// benchConsole serves a console over svc (names from names, when set)
-// and returns a client logged in as an administrator.
-func benchConsole(b *testing.B, svc HQ, names Names) (*Server, *httptest.Server, *http.Client) {
+// benchConsole serves a console of cfg (its accounts, audit log and
+// parameters set here) and returns a client logged in as an
+// administrator.
+func benchConsole(b *testing.B, cfg Config) (*Server, *httptest.Server, *http.Client) {
 	b.Helper()
 	st := testStores(b, []auth.User{{Name: "admin", Role: auth.Administrator, Sites: []string{auth.AllSites}}})
-	con, err := New(Config{HQ: svc, Accounts: st.Accounts, Audit: st.Audit, Names: names, Params: cheap})
+	cfg.Accounts, cfg.Audit, cfg.Params = st.Accounts, st.Audit, cheap
+	con, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -46,7 +48,8 @@ func benchConsole(b *testing.B, svc HQ, names Names) (*Server, *httptest.Server,
 // fixtureNames gives the events of benchfixture.Events names from the
 // registry fixture: event credential k is the registry's credential
 // k mod n, so that every lookup finds a credential, a person and a name
-// in the n-credential registry (the costly path).
+// in the n-credential registry (the costly path). Other credentials (the
+// registry's own, on its record pages) are looked up as they are.
 type fixtureNames struct {
 	reg *registry.Registry
 	n   int
@@ -56,7 +59,7 @@ type fixtureNames struct {
 func (f fixtureNames) Name(_, cred string) (string, bool) {
 	k, err := strconv.ParseUint(strings.TrimPrefix(cred, "02"), 16, 64)
 	if err != nil {
-		return "", false
+		return f.reg.Name(benchfixture.RegistrySite, cred)
 	}
 	id := benchfixture.RegistryCredential(int(k % uint64(f.n)))
 	return f.reg.Name(benchfixture.RegistrySite, "02"+hex.EncodeToString([]byte(id)))
@@ -80,12 +83,12 @@ func BenchmarkConsolePages(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	_, srv, c := benchConsole(b, svc, fixtureNames{reg: reg, n: rn})
+	_, srv, c := benchConsole(b, Config{HQ: svc, Names: fixtureNames{reg: reg, n: rn}})
 	if name, ok := (fixtureNames{reg: reg, n: rn}).Name("s0", benchfixture.EventCredential(7, 3)); !ok || !strings.HasPrefix(name, "Person ") {
 		b.Fatalf("the registry fixture gives no name: %q", name)
 	}
 	deep := hq.Cursor{Time: prototest.Base.Add(time.Duration(n/200) * time.Second), Site: "s5", Device: "d055", Seq: uint64(n / 200)}
-	pages := []struct{ name, path, want string }{
+	pages := []benchPage{
 		{"events_newest", "/events", "<tr class="},
 		{"events_deep", "/events?after=" + url.QueryEscape(deep.String()), "<tr class="},
 		{"events_site", "/events?site=s3", "<tr class="},
@@ -93,12 +96,23 @@ func BenchmarkConsolePages(b *testing.B) {
 		{"events_device", "/events?device=d042", "<tr class="},
 		{"fleet", "/fleet", `id="device-s0-d000"`},
 	}
+	timePages(b, srv.URL, c, fmt.Sprintf("events=%d/credentials=%d", n, rn), pages)
+}
+
+// benchPage is a page a benchmark loads: its path, and what its body
+// must contain.
+type benchPage struct{ name, path, want string }
+
+// timePages runs a sub-benchmark per page (named page/label): it loads
+// the page with c from the server at base, checks it, and reports the
+// p50 and p99 of the load times.
+func timePages(b *testing.B, base string, c *http.Client, label string, pages []benchPage) {
 	for _, pg := range pages {
-		b.Run(fmt.Sprintf("%s/events=%d/credentials=%d", pg.name, n, rn), func(b *testing.B) {
+		b.Run(pg.name+"/"+label, func(b *testing.B) {
 			var ms []float64
 			for b.Loop() {
 				t0 := time.Now()
-				res, err := c.Get(srv.URL + pg.path)
+				res, err := c.Get(base + pg.path)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -131,7 +145,7 @@ func reportPercentiles(b *testing.B, xs []float64, unit string) {
 // event at a time; it reports the p50 and p99 delay.
 func BenchmarkLiveDelay(b *testing.B) {
 	f := &fakeHQ{results: map[string]proto.Result{}}
-	con, srv, c := benchConsole(b, f, nil)
+	con, srv, c := benchConsole(b, Config{HQ: f})
 	req, _ := http.NewRequestWithContext(b.Context(), http.MethodGet, srv.URL+"/live/stream", nil)
 	res, err := c.Do(req)
 	if err != nil {

@@ -39,6 +39,13 @@ func benchEntries(first, n int, tag string) []policy.Item {
 // runs durable (fsync on), as a production server.
 func BenchmarkRegistry(b *testing.B) {
 	n := benchRecords()
+	eachBenchBackend(b, func(b *testing.B, r *registry.Registry) { benchSite(b, r, n) })
+}
+
+// eachBenchBackend runs bench as a sub-benchmark per backend, each on a
+// new empty registry; PostgreSQL runs durable (fsync on), as a production
+// server.
+func eachBenchBackend(b *testing.B, bench func(b *testing.B, r *registry.Registry)) {
 	srv, err := pgtest.Start(context.Background(), pgtest.Options{Durable: true})
 	if err != nil {
 		pgtest.Unavailable(b, err)
@@ -74,7 +81,7 @@ func BenchmarkRegistry(b *testing.B) {
 		b.Run(o.name, func(b *testing.B) {
 			r := o.open(b)
 			defer r.Close()
-			benchSite(b, r, n)
+			bench(b, r)
 		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -450,11 +452,15 @@ func (b *boltBackend) DeletePending(_ context.Context, id string) error {
 // nameKey is the key of person's name at site.
 func nameKey(site, person string) []byte { return []byte(site + "\x00" + person) }
 
-// SetNames implements Backend.
+// SetNames implements Backend. The names are written in key order: bbolt
+// splits a node only when the transaction commits, so keys put in random
+// order (a map's) into one node cost time in the square of their number
+// (100,000 names into an empty bucket took 23 s, in order 0.2 s).
 func (b *boltBackend) SetNames(_ context.Context, site string, names map[string]string) error {
 	return b.db.Update(func(tx *bolt.Tx) error {
 		nb := tx.Bucket(bucketNames)
-		for person, name := range names {
+		for _, person := range slices.Sorted(maps.Keys(names)) {
+			name := names[person]
 			var err error
 			if name == "" {
 				err = nb.Delete(nameKey(site, person))

@@ -41,6 +41,11 @@ type Options struct {
 	// full page writes): for benchmarks. Off, the server skips them, which
 	// is what most tests want (they never crash the machine).
 	Durable bool
+	// Dir, when set, is where the cluster lives, kept across runs: Start
+	// initialises it only when it holds none, and Stop leaves it (for
+	// fixtures cached between benchmark runs). Empty: a new temporary
+	// directory, removed by Stop.
+	Dir string
 }
 
 // Server is a running PostgreSQL cluster in a temporary directory.
@@ -50,11 +55,14 @@ type Server struct {
 	port int
 	// asUser runs a command as the server's owner ("" when that is us).
 	asUser string
-	n      atomic.Int64
+	// keep leaves dir in place (Options.Dir).
+	keep bool
+	n    atomic.Int64
 }
 
-// Start initialises a cluster in a new temporary directory and starts it
-// on a free port of 127.0.0.1. Stop it with Stop.
+// Start initialises a cluster in a new temporary directory (or in
+// Options.Dir, unless one is there) and starts it on a free port of
+// 127.0.0.1. Stop it with Stop.
 func Start(ctx context.Context, opt Options) (*Server, error) {
 	bin := os.Getenv("TOBIRA_PG_BIN")
 	if bin == "" {
@@ -63,35 +71,58 @@ func Start(ctx context.Context, opt Options) (*Server, error) {
 	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
 		return nil, fmt.Errorf("PostgreSQL server binaries in %s: %w (scripts/install-deps test installs them)", bin, err)
 	}
-	dir, err := os.MkdirTemp("", "tobira-pgtest-")
+	dir, err := opt.Dir, error(nil)
+	if dir == "" {
+		dir, err = os.MkdirTemp("", "tobira-pgtest-")
+	} else {
+		err = os.MkdirAll(dir, 0o700)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("make PostgreSQL test directory: %w", err)
 	}
-	s := &Server{dir: dir, bin: bin}
+	s := &Server{dir: dir, bin: bin, keep: opt.Dir != ""}
 	if os.Geteuid() == 0 {
 		if err := s.giveTo("postgres"); err != nil {
-			os.RemoveAll(dir)
+			s.remove()
 			return nil, err
 		}
 	}
 	if s.port, err = freePort(); err != nil {
-		os.RemoveAll(dir)
+		s.remove()
 		return nil, err
 	}
-	if err := s.run(ctx, "initdb", "-D", s.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
-		os.RemoveAll(dir)
+	if _, err := os.Stat(filepath.Join(s.data(), "PG_VERSION")); err != nil { // none kept
+		if err := s.run(ctx, "initdb", "-D", s.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
+			s.remove()
+			return nil, err
+		}
+	}
+	if err := s.start(ctx, opt); err != nil {
 		return nil, err
 	}
-	flags := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", s.port, dir)
+	return s, nil
+}
+
+// start starts the cluster on s.port.
+func (s *Server) start(ctx context.Context, opt Options) error {
+	flags := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", s.port, s.dir)
 	if !opt.Durable {
 		flags += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 	}
-	if err := s.run(ctx, "pg_ctl", "-D", s.data(), "-l", filepath.Join(dir, "log"), "-w", "-o", flags, "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("%w\n%s", err, log)
+	if err := s.run(ctx, "pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "log"), "-w", "-o", flags, "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.dir, "log"))
+		s.remove()
+		return fmt.Errorf("%w\n%s", err, log)
 	}
-	return s, nil
+	return nil
+}
+
+// remove removes the cluster's directory unless it is kept.
+func (s *Server) remove() error {
+	if s.keep {
+		return nil
+	}
+	return os.RemoveAll(s.dir)
 }
 
 // giveTo makes the directory the named system user's, who will run the
@@ -158,12 +189,17 @@ func (s *Server) CreateDB(ctx context.Context) (string, error) {
 	return s.URL(name), nil
 }
 
-// Stop stops the server and removes its directory.
+// Stop stops the server and removes its directory (unless it is
+// Options.Dir).
 func (s *Server) Stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := s.run(ctx, "pg_ctl", "-D", s.data(), "-m", "immediate", "-w", "stop")
-	if rerr := os.RemoveAll(s.dir); err == nil {
+	mode := "immediate"
+	if s.keep {
+		mode = "fast" // a checkpoint first: the next Start needs no recovery
+	}
+	err := s.run(ctx, "pg_ctl", "-D", s.data(), "-m", mode, "-w", "stop")
+	if rerr := s.remove(); err == nil {
 		err = rerr
 	}
 	return err
