@@ -7,3 +7,7 @@ import "context"
 func (h *Service) Handle(ctx context.Context, pub func(ctx context.Context, topic string, payload []byte) error, topic string, payload []byte) {
 	h.dispatch(ctx, h.routes(), pub, topic, payload)
 }
+
+// WaitAcks returns once every device ack handed over has been published
+// (or failed).
+func (h *Service) WaitAcks() { h.acks.wait() }

@@ -157,6 +157,7 @@ type Service struct {
 	enrollments EnrollmentSink
 	metrics     *metrics
 	limits      *limiter
+	acks        *ackSender // publishes device acks apart from the handlers
 
 	reportMu sync.Mutex // orders the sequence numbers of HQ's own events
 
@@ -246,6 +247,7 @@ func Open(cfg Config) (*Service, error) {
 		enrollments: cfg.Enrollments,
 		intake:      cfg.Intake,
 		group:       cfg.SharedGroup,
+		acks:        newAckSender(log, maxAckPublishers),
 		limits: newLimiter(lim, clk, func(site, device string) (uint64, error) {
 			return st.Acked(context.Background(), site, device)
 		}),
@@ -374,6 +376,7 @@ func (h *Service) Run(ctx context.Context) error {
 	})
 	c.Disconnect(mqttconn.DisconnectQuiesce)
 	hg.CloseAndWait()
+	h.acks.wait()
 	h.log.Info("HQ link stopped", "broker", h.link.Broker)
 	return err
 }
@@ -408,16 +411,16 @@ func (h *Service) dispatch(ctx context.Context, routes map[proto.Leaf]route, pub
 	r(ctx, pub, topic, payload)
 }
 
-// handleEvents stores one events message and publishes the device's ack.
+// handleEvents stores one events message and hands the device's ack to
+// h.acks, which publishes it without holding up the handler: the events
+// are committed before, so an ack lost on the way only makes the device
+// send the batch again, which HQ drops as a duplicate and acknowledges.
 func (h *Service) handleEvents(ctx context.Context, pub publishFunc, topic string, payload []byte) {
 	site, device, ack, err := h.ingest(ctx, topic, payload)
 	if err != nil || ack == 0 {
 		return
 	}
-	ackTopic := proto.AckTopic(site, device)
-	if err := pub(ctx, ackTopic, proto.EncodeAck(ack)); err != nil {
-		h.log.Warn("cannot publish ack; the device will send again", "topic", ackTopic, "seq", ack, "err", err)
-	}
+	h.acks.send(ctx, pub, proto.AckTopic(site, device), ack)
 }
 
 // Ingest stores an events message as received on topic and returns the

@@ -190,12 +190,31 @@ type loopState struct {
 	next     uint64    // highest seq published on this connection
 	inflight []flight  // published, not yet acknowledged, oldest first
 	retryAt  time.Time // after a failure: do not publish before this
+	timeouts int       // ack timeouts in a row, since the last ack that moved
+}
+
+// maxAckBackoff caps how far consecutive ack timeouts stretch the wait:
+// at most maxAckBackoff times the configured ack timeout.
+const maxAckBackoff = 4
+
+// ackWait returns how long to wait for HQ's ack of the oldest batch after
+// timeouts ack timeouts in a row: the ack timeout, doubled for each, at
+// most maxAckBackoff times it. A device whose HQ is overloaded then sends
+// its backlog again less and less often instead of adding copies for HQ
+// to discard every ack timeout.
+func (e *engine) ackWait(timeouts int) time.Duration {
+	d := e.ackTimeout
+	for i := 0; i < timeouts && d < maxAckBackoff*e.ackTimeout; i++ {
+		d *= 2
+	}
+	return min(d, maxAckBackoff*e.ackTimeout)
 }
 
 // run implements feature: it publishes pending events in order, at most
 // window batches ahead of HQ's acknowledgement, until ctx ends. It re-sends
 // from the last ack after a reconnection or when the oldest batch waits
-// longer than ackTimeout.
+// longer than ackTimeout, which doubles with each timeout in a row (see
+// ackWait) until an ack moves.
 func (e *engine) run(ctx context.Context) {
 	st := loopState{next: e.acked.Load()}
 	for ctx.Err() == nil {
@@ -208,9 +227,10 @@ func (e *engine) run(ctx context.Context) {
 			st.gen = g
 			e.rewind(&st, "connected")
 		}
-		if len(st.inflight) > 0 && !now.Before(st.inflight[0].sent.Add(e.ackTimeout)) {
+		if wait := e.ackWait(st.timeouts); len(st.inflight) > 0 && !now.Before(st.inflight[0].sent.Add(wait)) {
+			st.timeouts++
 			e.log.Warn("no ack from HQ in time, sending again", "topic", e.topic,
-				"first_seq", st.inflight[0].first, "timeout", e.ackTimeout)
+				"first_seq", st.inflight[0].first, "timeout", wait, "timeouts_in_a_row", st.timeouts, "next_timeout", e.ackWait(st.timeouts))
 			e.rewind(&st, "ack timeout")
 		}
 		if e.up.Load() && !now.Before(st.retryAt) {
@@ -257,6 +277,7 @@ func (e *engine) applyAck(st *loopState) error {
 	}
 	st.inflight = st.inflight[i:]
 	st.next = max(st.next, a)
+	st.timeouts = 0 // HQ is answering: back to the configured ack timeout
 	e.signalDrained()
 	return nil
 }
@@ -292,7 +313,7 @@ func (e *engine) fill(ctx context.Context, st *loopState) error {
 func (e *engine) wait(ctx context.Context, st *loopState) {
 	var due time.Time
 	if len(st.inflight) > 0 {
-		due = st.inflight[0].sent.Add(e.ackTimeout)
+		due = st.inflight[0].sent.Add(e.ackWait(st.timeouts))
 	}
 	if now := e.clk.Now(); st.retryAt.After(now) && (due.IsZero() || st.retryAt.Before(due)) {
 		due = st.retryAt

@@ -100,6 +100,18 @@ func newHarness(t *testing.T, n, batch, window int) *harness {
 	return h
 }
 
+// connectedHarness starts an engine over 3 events in batches of 10 and
+// connects it, which publishes them.
+func connectedHarness(t *testing.T) *harness {
+	t.Helper()
+	h := newHarness(t, 3, 10, 4)
+	h.start()
+	h.e.onConnect()
+	h.step()
+	h.expect("connected", "1..3")
+	return h
+}
+
 // start runs the engine until the test ends and waits for its first pause.
 func (h *harness) start() {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -195,11 +207,7 @@ func TestEngineKeepsWindowAndOrder(t *testing.T) {
 }
 
 func TestEngineResendsAfterAckTimeout(t *testing.T) {
-	h := newHarness(t, 3, 10, 4)
-	h.start()
-	h.e.onConnect()
-	h.step()
-	h.expect("connected", "1..3")
+	h := connectedHarness(t)
 	if h.clk.Pending() != 1 {
 		t.Fatalf("%d timers armed, want the ack timeout", h.clk.Pending())
 	}
@@ -217,12 +225,61 @@ func TestEngineResendsAfterAckTimeout(t *testing.T) {
 	}
 }
 
+func TestEngineAckWaitBacksOff(t *testing.T) {
+	tests := []struct {
+		timeouts int
+		want     time.Duration // with a 10 s ack timeout
+	}{
+		{0, 10 * time.Second},
+		{1, 20 * time.Second},
+		{2, 40 * time.Second},
+		{3, 40 * time.Second}, // capped at maxAckBackoff times the ack timeout
+		{100, 40 * time.Second},
+	}
+	h := newHarness(t, 0, 10, 4)
+	for _, tt := range tests {
+		if got := h.e.ackWait(tt.timeouts); got != tt.want {
+			t.Errorf("ackWait(%d) = %v, want %v", tt.timeouts, got, tt.want)
+		}
+	}
+}
+
+func TestEngineBacksOffOnRepeatedAckTimeouts(t *testing.T) {
+	h := connectedHarness(t)
+	steps := []struct {
+		what    string
+		advance time.Duration // then a step
+		ack     uint64        // delivered before the step; 0: none
+		want    string        // published
+	}{
+		{"first timeout (10 s)", 10 * time.Second, 0, "1..3"},
+		{"not yet: the wait doubled", 20*time.Second - time.Millisecond, 0, ""},
+		{"second timeout (20 s)", time.Millisecond, 0, "1..3"},
+		{"not yet: doubled again", 40*time.Second - time.Millisecond, 0, ""},
+		{"third timeout (40 s)", time.Millisecond, 0, "1..3"},
+		{"capped: fourth timeout after 40 s again", 40 * time.Second, 0, "1..3"},
+		{"an ack resets the wait", 0, 1, ""},
+		{"not yet: events are still unacknowledged", 10*time.Second - time.Millisecond, 0, ""},
+		{"back to 10 s: re-sent from the ack, in order", time.Millisecond, 0, "2..3"},
+		{"and doubling again from there", 20 * time.Second, 0, "2..3"},
+	}
+	for _, s := range steps {
+		h.clk.Advance(s.advance)
+		if s.ack > 0 {
+			h.ack(s.ack)
+		} else {
+			h.e.notify() // a step needs something pending even when no timer is due
+		}
+		h.step()
+		h.expect(s.what, s.want)
+	}
+	if h.depth() != 2 {
+		t.Fatalf("outbox depth %d after ack 1, want 2 (nothing lost)", h.depth())
+	}
+}
+
 func TestEngineResendsAfterReconnect(t *testing.T) {
-	h := newHarness(t, 3, 10, 4)
-	h.start()
-	h.e.onConnect()
-	h.step()
-	h.expect("connected", "1..3")
+	h := connectedHarness(t)
 
 	h.e.onConnectionLost()
 	h.step()

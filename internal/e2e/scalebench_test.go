@@ -103,14 +103,15 @@ func benchSize(t *testing.T, small, full int) int {
 func defaultAcks(c *tsync.EdgeConfig) { c.AckTimeout, c.RetryDelay = 0, 0 }
 
 // scaleMosquitto starts a mosquitto for a fleet: the test harness's
-// broker with the shipped configuration's set_tcp_nodelay, only errors
+// broker with the shipped configuration's set_tcp_nodelay and
+// max_inflight_messages (deploy/mosquitto/mosquitto.conf), only errors
 // logged (logging every PUBLISH of a thousand devices costs the broker
 // more than routing them), and maxQueued as max_queued_messages: how many
 // QoS 1 messages mosquitto holds for one client beyond those in flight
 // before it drops them (0: mosquitto's default, 1000).
 func scaleMosquitto(t *testing.T, maxQueued int) *mosquittotest.Mosquitto {
 	return mosquittotest.StartWith(t, mosquittotest.Options{Config: func(port int) string {
-		c := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n", port)
+		c := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nmax_inflight_messages %d\nlog_dest stderr\nlog_type error\n", port, scaleMaxInflight)
 		if maxQueued > 0 {
 			c += fmt.Sprintf("max_queued_messages %d\n", maxQueued)
 		}
@@ -343,5 +344,10 @@ func TestPerfScaleReplicas(t *testing.T) {
 	}
 }
 
-// scaleMaxQueued is the brokers' max_queued_messages in the scale benches.
-const scaleMaxQueued = 100000
+// scaleMaxQueued and scaleMaxInflight are the brokers'
+// max_queued_messages and max_inflight_messages in the scale benches: the
+// shipped configuration's.
+const (
+	scaleMaxQueued   = 100000
+	scaleMaxInflight = 1000
+)
