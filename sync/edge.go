@@ -212,6 +212,11 @@ type Edge struct {
 	pub      *clientPublisher
 	tickets  *ticketChecks // nil: no online checks
 	running  atomic.Bool
+
+	// resubscribe subscribes the connected client to the features'
+	// topics again (set by options); resubscribing is set while it runs.
+	resubscribe   func(mqtt.Client) error
+	resubscribing atomic.Bool
 }
 
 // NewEdge checks cfg and returns an Edge that sends ob's events. It does not
@@ -383,6 +388,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	var hg mqttconn.HandlerGroup
 	c := mqtt.NewClient(e.options(ctx, &hg))
 	e.pub.c = c
+	e.eng.stuck = func() { go e.subscribeAgain(c, &hg) }
 	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
 
 	var wg sync.WaitGroup
@@ -427,6 +433,9 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 		}
 		handle(ctx, m.Topic(), m.Payload())
 	}
+	e.resubscribe = func(c mqtt.Client) error {
+		return mqttconn.WaitToken(ctx, e.eng.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout)
+	}
 	// dialed is the broker paho tried last: on connection, the one it is
 	// connected to (several brokers: EdgeConfig.Brokers).
 	var dialed atomic.Value
@@ -444,7 +453,7 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 			}
 			defer hg.Leave()
 			// Paho runs this in its own goroutine, so waiting is allowed.
-			if err := mqttconn.WaitToken(ctx, e.eng.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout); err != nil {
+			if err := e.resubscribe(c); err != nil {
 				e.eng.log.Error("cannot subscribe; sending anyway, acks and commands will be missed until reconnect",
 					"topics", len(filters), "broker", dialed.Load(), "err", err)
 			} else {
@@ -458,6 +467,27 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 			e.eng.log.Warn("lost broker connection", "broker", dialed.Load(), "err", err)
 			e.eng.onConnectionLost()
 		})
+}
+
+// subscribeAgain subscribes c to the features' topics again, once at a
+// time: HQ's acks stopped coming on a connection that still publishes, so
+// the broker may have dropped the subscription without closing the
+// connection. On RabbitMQ the new subscription declares the device's
+// queue again (or, when its node is down, makes the broker close the
+// connection, and paho reconnects, to the next broker).
+func (e *Edge) subscribeAgain(c mqtt.Client, hg *mqttconn.HandlerGroup) {
+	if !hg.Enter() {
+		return
+	}
+	defer hg.Leave()
+	if !e.resubscribing.CompareAndSwap(false, true) {
+		return
+	}
+	defer e.resubscribing.Store(false)
+	e.eng.log.Warn("no ack from HQ on a live connection: subscribing again", "topic", e.eng.topic)
+	if err := e.resubscribe(c); err != nil {
+		e.eng.log.Error("cannot subscribe again; acks and commands will be missed until reconnect", "err", err)
+	}
 }
 
 // sayOffline publishes the offline status: a clean disconnect does not

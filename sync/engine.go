@@ -43,8 +43,19 @@ type engine struct {
 	drainMu sync.Mutex
 	drainCh chan struct{} // closed and replaced whenever acked moves
 
+	// stuck, when set, is told (and must not block) that HQ's acks have
+	// not come for resubscribeAfter ack timeouts in a row while
+	// connected: the broker may have dropped the device's subscription
+	// without closing its connection (a RabbitMQ node holding the
+	// device's subscription queue died), so the Edge subscribes again.
+	stuck func()
+
 	idle func() // test hook: called each time the loop is about to wait
 }
+
+// resubscribeAfter is how many ack timeouts in a row, while connected,
+// make the engine tell stuck: the connection publishes, but no ack comes.
+const resubscribeAfter = 2
 
 // newEngine returns an engine that starts from what ob says was acked.
 func newEngine(ob *Outbox, site, device string) (*engine, error) {
@@ -232,6 +243,9 @@ func (e *engine) run(ctx context.Context) {
 			e.log.Warn("no ack from HQ in time, sending again", "topic", e.topic,
 				"first_seq", st.inflight[0].first, "timeout", wait, "timeouts_in_a_row", st.timeouts, "next_timeout", e.ackWait(st.timeouts))
 			e.rewind(&st, "ack timeout")
+			if st.timeouts%resubscribeAfter == 0 && e.up.Load() && e.stuck != nil {
+				e.stuck()
+			}
 		}
 		if e.up.Load() && !now.Before(st.retryAt) {
 			if err := e.fill(ctx, &st); err != nil {

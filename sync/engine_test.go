@@ -278,6 +278,48 @@ func TestEngineBacksOffOnRepeatedAckTimeouts(t *testing.T) {
 	}
 }
 
+// TestEngineToldStuckWhenAcksStop: while connected, every second ack
+// timeout in a row tells stuck (the Edge subscribes again: a broker can
+// drop a subscription and keep the connection); an ack resets the count.
+func TestEngineToldStuckWhenAcksStop(t *testing.T) {
+	h := connectedHarness(t)
+	var stuck int
+	h.e.stuck = func() { stuck++ }
+	steps := []struct {
+		what      string
+		advance   time.Duration
+		ack       uint64
+		wantStuck int
+	}{
+		{"first timeout: may be HQ being slow", 10 * time.Second, 0, 0},
+		{"second in a row: subscribe again", 20 * time.Second, 0, 1},
+		{"third", 40 * time.Second, 0, 1},
+		{"fourth: again", 40 * time.Second, 0, 2},
+		{"an ack resets the count", 0, 1, 2},
+		{"a first timeout after it", 10 * time.Second, 0, 2},
+		{"the second: again", 20 * time.Second, 0, 3},
+	}
+	for _, s := range steps {
+		h.clk.Advance(s.advance)
+		if s.ack > 0 {
+			h.ack(s.ack)
+		} else {
+			h.e.notify()
+		}
+		h.step()
+		if stuck != s.wantStuck {
+			t.Fatalf("%s: stuck told %d times, want %d", s.what, stuck, s.wantStuck)
+		}
+	}
+	h.e.onConnectionLost()
+	h.clk.Advance(40 * time.Second)
+	h.e.notify()
+	h.step()
+	if stuck != 3 {
+		t.Fatalf("stuck told while disconnected (%d times): reconnecting subscribes anyway", stuck)
+	}
+}
+
 func TestEngineResendsAfterReconnect(t *testing.T) {
 	h := connectedHarness(t)
 
