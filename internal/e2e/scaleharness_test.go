@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -73,7 +74,8 @@ type scaleGate struct {
 	store *policy.Store
 	ob    *tsync.Outbox
 	edge  *tsync.Edge
-	known *knownSet // tickets it holds a mark of
+	known *knownSet  // tickets it holds a mark of
+	logs  *childLogs // the Edge's log, shown when the gate does not drain
 }
 
 // fleet is the simulated devices of a test and what they produced.
@@ -101,7 +103,7 @@ func newFleet(t *testing.T, cfg fleetConfig) *fleet {
 func startScaleGate(t *testing.T, cfg fleetConfig, snap policy.Snapshot, i int) *scaleGate {
 	t.Helper()
 	dir := t.TempDir()
-	g := &scaleGate{name: gateName(i), known: newKnownSet()}
+	g := &scaleGate{name: gateName(i), known: newKnownSet(), logs: &childLogs{}}
 	var err error
 	if g.ob, err = tsync.OpenOutbox(filepath.Join(dir, "events.db")); err != nil {
 		t.Fatal(err)
@@ -112,7 +114,8 @@ func startScaleGate(t *testing.T, cfg fleetConfig, snap policy.Snapshot, i int) 
 			return proto.Status{Doors: []proto.DoorStatus{{Name: g.name}}}, nil
 		}),
 		AckTimeout: 2 * time.Second, RetryDelay: 200 * time.Millisecond,
-		ConnectRetry: 200 * time.Millisecond, MaxReconnect: time.Second, Logger: discardLogger(),
+		ConnectRetry: 200 * time.Millisecond, MaxReconnect: time.Second,
+		Logger: slog.New(slog.NewTextHandler(logWriter{g.logs}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if cfg.key != nil { // a gate of the ticketed event
 		if g.store, err = policy.Open(filepath.Join(dir, "policy.db"), discardLogger()); err != nil {
@@ -214,7 +217,7 @@ func (f *fleet) settle(d time.Duration) error {
 	}
 	for _, g := range f.gates {
 		if err := g.edge.WaitDrained(ctx); err != nil {
-			return fmt.Errorf("%s: events not drained: %w", g.name, err)
+			return fmt.Errorf("%s: events not drained: %w\n%s's log (warnings, tail):\n%s", g.name, err, g.name, g.logs.tail(6000))
 		}
 		if err := waitUntil(ctx, func() (bool, error) {
 			ens, err := g.ob.PendingEnrollments()
