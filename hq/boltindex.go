@@ -155,53 +155,106 @@ func indexDevice(tx *bolt.Tx, name []byte) error {
 	})
 }
 
-// pickIndex returns the index and value whose keys hold every event q
-// selects, the narrowest there is.
-func pickIndex(q EventQuery) indexEntry {
+// pickIndexes returns the indexes and values whose keys hold every event
+// q selects, the narrowest there are: one, or one per credential of
+// q.Credentials (none when that is empty but not nil).
+func pickIndexes(q EventQuery) []indexEntry {
 	site := q.Site
 	if site == "" && len(q.Sites) == 1 {
 		site = q.Sites[0]
 	}
 	switch {
 	case q.Credential != "":
-		return indexEntry{idxCred, []byte(strings.ToLower(q.Credential))}
+		return []indexEntry{{idxCred, []byte(strings.ToLower(q.Credential))}}
+	case q.Credentials != nil:
+		var es []indexEntry
+		seen := map[string]bool{}
+		for _, c := range q.Credentials {
+			if c = strings.ToLower(c); !seen[c] {
+				seen[c] = true
+				es = append(es, indexEntry{idxCred, []byte(c)})
+			}
+		}
+		return es
 	case site != "":
-		return indexEntry{idxSite, []byte(site)}
+		return []indexEntry{{idxSite, []byte(site)}}
 	}
-	return indexEntry{idxAll, nil}
+	return []indexEntry{{idxAll, nil}}
+}
+
+// indexScan is a backward scan of the keys of one value of an index.
+type indexScan struct {
+	c      *bolt.Cursor
+	prefix []byte
+	// k is the current key, nil once the scan has passed the value's
+	// keys.
+	k []byte
+}
+
+// scanIndexes starts a backward scan of each of ixs, from the cursor
+// after (or q.To), exclusive. It returns nil when an index does not
+// exist yet (nothing is indexed in it).
+func scanIndexes(tx *bolt.Tx, ixs []indexEntry, q EventQuery, after Cursor) []*indexScan {
+	var scans []*indexScan
+	for _, ix := range ixs {
+		b := tx.Bucket(bucketEvIndex).Bucket(ix.index)
+		if b == nil {
+			continue
+		}
+		sc := &indexScan{c: b.Cursor(), prefix: valuePrefix(ix.value)}
+		if k, _ := sc.c.Seek(startKey(sc.prefix, q, after)); k == nil {
+			sc.set(sc.c.Last())
+		} else {
+			sc.set(sc.c.Prev())
+		}
+		scans = append(scans, sc)
+	}
+	return scans
+}
+
+// set makes k the current key, or ends the scan when k is not of its
+// value.
+func (sc *indexScan) set(k, _ []byte) {
+	if !bytes.HasPrefix(k, sc.prefix) {
+		k = nil
+	}
+	sc.k = k
+}
+
+// newestScan returns the scan whose current key names the newest event
+// (the keys of the values compare by their time keys), or nil when every
+// scan has ended.
+func newestScan(scans []*indexScan) *indexScan {
+	var best *indexScan
+	for _, sc := range scans {
+		if sc.k != nil && (best == nil || bytes.Compare(sc.k[len(sc.prefix):], best.k[len(best.prefix):]) > 0) {
+			best = sc
+		}
+	}
+	return best
 }
 
 // QueryPage implements EventStore: a backward scan of the narrowest index
-// from the cursor (or q.To), reading the events it names until the page
-// is full or the scan passes q.From.
+// (of each credential's, merged newest first) from the cursor (or q.To),
+// reading the events it names until the page is full or the scan passes
+// q.From.
 func (s *BoltStore) QueryPage(ctx context.Context, q EventQuery, after Cursor, limit int) (EventPage, error) {
 	limit = pageLimit(limit)
 	var page EventPage
 	err := s.db.View(func(tx *bolt.Tx) error {
-		ix := pickIndex(q)
-		b := tx.Bucket(bucketEvIndex).Bucket(ix.index)
-		if b == nil {
-			return nil
-		}
-		prefix := valuePrefix(ix.value)
-		c := b.Cursor()
-		k, _ := c.Seek(startKey(prefix, q, after))
-		if k == nil {
-			k, _ = c.Last()
-		} else {
-			k, _ = c.Prev()
-		}
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+		scans := scanIndexes(tx, pickIndexes(q), q, after)
+		for sc := newestScan(scans); sc != nil; sc = newestScan(scans) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			at, err := parseTimeKey(k[len(prefix):])
+			at, err := parseTimeKey(sc.k[len(sc.prefix):])
 			if err != nil {
-				return fmt.Errorf("index %s: %w", ix.index, err)
+				return fmt.Errorf("event index: %w", err)
 			}
 			if !q.From.IsZero() && at.Time.Before(q.From) {
 				break
 			}
+			sc.set(sc.c.Prev())
 			ev, ok, err := s.indexedEvent(tx, q, at)
 			if err != nil {
 				return err

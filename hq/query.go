@@ -29,6 +29,10 @@ type EventQuery struct {
 	Door string
 	// Credential restricts to one person's credential (hex key).
 	Credential string
+	// Credentials, when not nil, restricts to events of any of these
+	// credentials (hex keys; a person's); empty but not nil selects
+	// nothing.
+	Credentials []string
 	// Type restricts to TypeDecision, TypeDoor, TypeSystem or TypeTicket.
 	Type string
 	// Reason restricts to one decision reason or door/system code.
@@ -56,6 +60,7 @@ func (q EventQuery) match(ev proto.Event) bool {
 	case !q.To.IsZero() && !ev.Time.Before(q.To):
 	case q.Door != "" && ev.Door != q.Door:
 	case q.Credential != "" && !strings.EqualFold(ev.Credential, q.Credential):
+	case q.Credentials != nil && !slices.ContainsFunc(q.Credentials, func(c string) bool { return strings.EqualFold(ev.Credential, c) }):
 	case q.Type != "" && ev.Type != q.Type:
 	case q.Reason != "" && ev.Reason != q.Reason:
 	case q.Granted != nil && (ev.Type != proto.TypeDecision || ev.Granted != *q.Granted):

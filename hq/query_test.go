@@ -41,6 +41,8 @@ func TestHQQuery(t *testing.T) {
 			{"time range", hq.EventQuery{Device: "d1", From: prototest.Base.Add(2e9), To: prototest.Base.Add(4e9)}, "d1/2 d1/3"},
 			{"door", hq.EventQuery{Device: "d1", Door: "back-door"}, "d1/2 d1/4 d1/6"},
 			{"person", hq.EventQuery{Credential: strings.ToUpper(prototest.Event(5).Credential)}, "d1/5 d2/5"},
+			{"a person's credentials", hq.EventQuery{Credentials: []string{prototest.Event(2).Credential, strings.ToUpper(prototest.Event(5).Credential)}}, "d1/2 d1/5 d2/2 d2/5"},
+			{"no credentials", hq.EventQuery{Credentials: []string{}}, ""},
 			{"denied", hq.EventQuery{Device: "d1", Granted: &no}, "d1/3 d1/6"},
 			{"granted, limited", hq.EventQuery{Granted: &yes, Limit: 3}, "d1/1 d1/2 d1/4"},
 			{"reason", hq.EventQuery{Reason: "revoked"}, ""},

@@ -95,6 +95,15 @@ func (rr registryRecords) Name(site, credential string) (string, bool) {
 	return name, ok
 }
 
+// PersonCredentials implements console.People.
+func (rr registryRecords) PersonCredentials(ctx context.Context, site, person string) (creds []string, err error) {
+	err = rr.with(func(r *registry.Registry) error {
+		creds, err = r.PersonCredentials(ctx, site, person)
+		return err
+	})
+	return creds, err
+}
+
 // PersonNames implements console.PeopleNames.
 func (rr registryRecords) PersonNames(site string, people []string) (names map[string]string, err error) {
 	err = rr.with(func(r *registry.Registry) error {

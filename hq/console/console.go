@@ -106,6 +106,14 @@ type Names interface {
 	Name(site, credential string) (string, bool)
 }
 
+// People finds people's credentials for the events page's person filter.
+type People interface {
+	// PersonCredentials returns the credentials (hex keys, as events
+	// name them) of person at site: none when the site has no such
+	// person with a credential.
+	PersonCredentials(ctx context.Context, site, person string) ([]string, error)
+}
+
 // Config configures a Server.
 type Config struct {
 	// HQ is the service whose data the console shows (required).
@@ -128,6 +136,9 @@ type Config struct {
 	Alarms Alarms
 	// Names, when set, shows people's names to the roles allowed.
 	Names Names
+	// People, when set, lets the events page and its CSV export filter
+	// by person (a person ID at a site); nil: no person filter.
+	People People
 	// PeopleNames, when set, shows people's names on the people pages
 	// and lets the roles allowed set them in the person form.
 	PeopleNames PeopleNames

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -44,7 +45,8 @@ func (f *fakeHQ) Fleet() ([]hq.DeviceInfo, error) { return f.devs, nil }
 
 func (f *fakeHQ) Query(q hq.EventQuery, fn func(hq.StoredEvent) error) error {
 	for _, ev := range f.events {
-		if (q.Site != "" && ev.Site != q.Site) || (q.Door != "" && ev.Door != q.Door) {
+		if (q.Site != "" && ev.Site != q.Site) || (q.Door != "" && ev.Door != q.Door) ||
+			(q.Credentials != nil && !slices.Contains(q.Credentials, ev.Credential)) {
 			continue
 		}
 		if err := fn(ev); err != nil {
@@ -96,7 +98,7 @@ type env struct {
 // newEnv starts a console with devices and events at sites tokyo and
 // osaka, and accounts admin, operator, clerk, auditor (all sites) and
 // tokyo-op, tokyo-clerk and tokyo-admin (of tokyo only). Its registry
-// is a real one, empty.
+// is a real one, empty (also the events page's People).
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	st := testStores(t, []auth.User{
@@ -127,7 +129,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { reg.Close() })
 	con, err := New(Config{HQ: f, Commands: c, Accounts: st.Accounts, Audit: st.Audit, Names: fakeNames{}, Enrollments: enr,
-		Import: reg, Records: reg, PeopleNames: reg, Params: cheap})
+		Import: reg, Records: reg, PeopleNames: reg, People: reg, Params: cheap})
 	if err != nil {
 		t.Fatal(err)
 	}

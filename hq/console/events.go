@@ -1,6 +1,8 @@
 package console
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
 	"github.com/tobira-ac/tobira/hq/export"
+	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -19,7 +22,7 @@ const pageSize = 50
 
 // eventFilter is the events page's form.
 type eventFilter struct {
-	Site, Device, Door, Credential, Reason, Type, From, To string
+	Site, Device, Door, Credential, Person, Reason, Type, From, To string
 	// After is the cursor: the last event of the previous page, as
 	// hq.Cursor.String makes it ("" for the first page).
 	After string
@@ -38,6 +41,8 @@ func (f eventFilter) Get(field string) string {
 		return f.Door
 	case "credential":
 		return f.Credential
+	case "person":
+		return f.Person
 	case "reason":
 		return f.Reason
 	}
@@ -52,7 +57,7 @@ const timeInput = "2006-01-02T15:04"
 func parseFilter(r *http.Request) (eventFilter, hq.EventQuery) {
 	v := r.URL.Query()
 	f := eventFilter{Site: v.Get("site"), Device: v.Get("device"), Door: v.Get("door"), Credential: v.Get("credential"),
-		Reason: v.Get("reason"), Type: v.Get("type"), From: v.Get("from"), To: v.Get("to"), After: v.Get("after"), Errors: map[string]string{}}
+		Person: v.Get("person"), Reason: v.Get("reason"), Type: v.Get("type"), From: v.Get("from"), To: v.Get("to"), After: v.Get("after"), Errors: map[string]string{}}
 	q := hq.EventQuery{Site: f.Site, Device: f.Device, Door: f.Door, Credential: f.Credential, Reason: f.Reason, Type: f.Type}
 	for _, t := range []struct {
 		field, in string
@@ -75,6 +80,35 @@ func parseFilter(r *http.Request) (eventFilter, hq.EventQuery) {
 	return f, q
 }
 
+// personFilter restricts q to the credentials of the filter's person at
+// its site (when the filter names one: people's IDs are per site), or
+// notes in f why it cannot. An error is the registry's.
+func (s *Server) personFilter(ctx context.Context, f eventFilter, q *hq.EventQuery) error {
+	switch {
+	case f.Person == "":
+		return nil
+	case s.cfg.People == nil:
+		f.Errors["person"] = "events.no_people"
+		return nil
+	case f.Site == "":
+		f.Errors["person"] = "events.person_needs_site"
+		return nil
+	}
+	creds, err := s.cfg.People.PersonCredentials(ctx, f.Site, f.Person)
+	switch {
+	case errors.Is(err, registry.ErrInvalid):
+		// Not a site name: no such person there either.
+	case err != nil:
+		return fmt.Errorf("credentials of person %q at site %s: %w", f.Person, f.Site, err)
+	}
+	if len(creds) == 0 {
+		f.Errors["person"] = "events.unknown_person"
+		return nil
+	}
+	q.Credentials = creds
+	return nil
+}
+
 // eventRow is one event on the page, with the holder's name for the
 // roles that may see it.
 type eventRow struct {
@@ -90,6 +124,8 @@ type eventsData struct {
 	Next template.URL
 	// Names reports that the page shows people's names.
 	Names bool
+	// People reports that the page can filter by person.
+	People bool
 	// Export is the query string of the CSV export.
 	Export template.URL
 }
@@ -108,7 +144,12 @@ func (s *Server) eventsPage(w http.ResponseWriter, r *http.Request, rq *request)
 		s.fail(w, r, rq, http.StatusForbidden, "error.forbidden_site")
 		return
 	}
-	d := eventsData{Filter: f, Names: s.cfg.Names != nil && rq.user.Role.Can(auth.PermNames)}
+	if err := s.personFilter(r.Context(), f, &q); err != nil {
+		s.log.Error("console: events person filter", "err", err)
+		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
+		return
+	}
+	d := eventsData{Filter: f, Names: s.cfg.Names != nil && rq.user.Role.Can(auth.PermNames), People: s.cfg.People != nil}
 	if len(f.Errors) > 0 {
 		s.render(w, r, rq, http.StatusUnprocessableEntity, "events", "events.title", d)
 		return
@@ -159,13 +200,18 @@ func (s *Server) auditNames(rq *request, filter url.Values, rows []eventRow) {
 // safe for spreadsheets, limited to the account's sites; audited.
 func (s *Server) eventsCSV(w http.ResponseWriter, r *http.Request, rq *request) {
 	f, q := parseFilter(r)
-	if len(f.Errors) > 0 {
-		s.fail(w, r, rq, http.StatusUnprocessableEntity, "events.bad_filter")
-		return
-	}
 	if f.Site != "" && !rq.user.CanSite(f.Site) {
 		s.record(rq, audit.Entry{Action: "denied", Target: "events.csv site " + f.Site})
 		s.fail(w, r, rq, http.StatusForbidden, "error.forbidden_site")
+		return
+	}
+	if err := s.personFilter(r.Context(), f, &q); err != nil {
+		s.log.Error("console: events export person filter", "err", err)
+		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
+		return
+	}
+	if len(f.Errors) > 0 {
+		s.fail(w, r, rq, http.StatusUnprocessableEntity, "events.bad_filter")
 		return
 	}
 	s.record(rq, audit.Entry{Action: "export_events", Target: "events.csv?" + r.URL.RawQuery})

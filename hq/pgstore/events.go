@@ -269,6 +269,9 @@ func queryWhere(q hq.EventQuery) (string, []any) {
 	if q.Credential != "" {
 		add("credential = $%d", strings.ToLower(q.Credential))
 	}
+	if q.Credentials != nil {
+		add("credential = ANY($%d)", lowerAll(q.Credentials))
+	}
 	if q.Type != "" {
 		add("type = $%d", q.Type)
 	}
@@ -287,4 +290,14 @@ func queryWhere(q hq.EventQuery) (string, []any) {
 		return "", nil
 	}
 	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// lowerAll returns ss in lower case, as the credential column holds them
+// (never nil, so that an empty list selects nothing).
+func lowerAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strings.ToLower(s)
+	}
+	return out
 }

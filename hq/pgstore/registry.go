@@ -382,6 +382,21 @@ func (b *registryBackend) List(ctx context.Context, site string, kind policy.Rec
 	})
 }
 
+// PersonKeys implements registry.Backend with the index
+// registry_records_person.
+func (b *registryBackend) PersonKeys(ctx context.Context, site, person string) ([][]byte, error) {
+	rows, err := b.pool.Query(ctx, `SELECT key FROM registry_records
+		WHERE site = $1 AND body->>'Person' = $2 AND kind = 'C' AND deleted = 0 ORDER BY key`, site, person)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) ([]byte, error) {
+		var id []byte
+		err := row.Scan(&id)
+		return joinKey(string(policy.KindCredential), id), err
+	})
+}
+
 // AddPending implements registry.Backend.
 func (b *registryBackend) AddPending(ctx context.Context, p registry.Pending) (string, error) {
 	var id string

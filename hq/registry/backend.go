@@ -53,6 +53,9 @@ type RecordBackend interface {
 	// List returns up to limit live records of kind in site in key
 	// order, with keys after after (nil: from the first).
 	List(ctx context.Context, site string, kind policy.RecordKind, after []byte, limit int) ([]KeyItem, error)
+	// PersonKeys returns the keys of the live credential records of site
+	// whose Person is person, in key order.
+	PersonKeys(ctx context.Context, site, person string) ([][]byte, error)
 }
 
 // KeyItem is a record's key and item.

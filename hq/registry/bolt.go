@@ -384,6 +384,42 @@ func (b *boltBackend) List(_ context.Context, site string, kind policy.RecordKin
 	return out, err
 }
 
+// PersonKeys implements Backend: the bbolt file has no index by person,
+// so it scans the site's credential records, decoding only those whose
+// JSON holds the person's ID as encoding/json writes it (the items'
+// encoder).
+func (b *boltBackend) PersonKeys(_ context.Context, site, person string) ([][]byte, error) {
+	needle, err := json.Marshal(person)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	err = b.db.View(func(tx *bolt.Tx) error {
+		sb, _ := siteBucket(tx, site, false)
+		if sb == nil {
+			return nil
+		}
+		kind := byte(policy.KindCredential)
+		c := sb.Bucket(bucketRec).Cursor()
+		for k, v := c.Seek([]byte{kind}); k != nil && k[0] == kind; k, v = c.Next() {
+			if !bytes.Contains(v, needle) {
+				continue
+			}
+			var rec struct {
+				Item struct{ Person string }
+			}
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode record %s: %w", describeKey(k), err)
+			}
+			if rec.Item.Person == person {
+				out = append(out, bytes.Clone(k))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // AddPending implements Backend.
 func (b *boltBackend) AddPending(_ context.Context, p Pending) (string, error) {
 	var id string

@@ -28,12 +28,9 @@ func TestPersonName(t *testing.T) { eachBackend(t, testPersonName) }
 func testPersonName(t *testing.T, open opener) {
 	ctx := context.Background()
 	r := open(t)
-	entry := func(id, person string) policy.Entry {
-		return policy.Entry{Credential: credential.Credential{Kind: credential.KindFreeArea, ID: id}, Person: person}
-	}
 	a, err := r.Apply(ctx, "s", registry.Change{Put: []policy.Item{
 		policy.Person{ID: "p-1"}, policy.Person{ID: "p-2"}, policy.Person{ID: "p-3"},
-		entry("card-1", "p-1"), entry("card-2", "p-2"), entry("card-3", "p-3"),
+		freeEntry("card-1", "p-1"), freeEntry("card-2", "p-2"), freeEntry("card-3", "p-3"),
 	}})
 	if err != nil {
 		t.Fatal(err)
