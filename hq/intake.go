@@ -12,8 +12,11 @@ type Intake interface {
 	// topic, until ctx ends, and returns nil then: each message of a
 	// Leaves.Shared leaf to one replica of the HQ, each of a Leaves.Every
 	// leaf to every replica. handle returns once HQ has handled the
-	// message (for events: committed or refused them and published the
-	// device's ack); it returns false when HQ is stopping and did not
+	// message (for events: committed or refused them; the device's ack
+	// is published after, apart from handle, and one that is lost only
+	// makes the device send the batch again, which HQ drops as a
+	// duplicate and acks: so acking the transport after handle never
+	// loses an event); it returns false when HQ is stopping and did not
 	// handle the message, which the transport should then deliver again.
 	// Run may acknowledge a message to its transport only after handle
 	// returned true.

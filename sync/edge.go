@@ -66,7 +66,8 @@ type EdgeConfig struct {
 	// DefaultWindow.
 	Window int
 	// AckTimeout is how long to wait for HQ's ack of the oldest batch before
-	// re-sending; default DefaultAckTimeout.
+	// re-sending; default DefaultAckTimeout. Each timeout in a row doubles
+	// the next wait, up to 4 times AckTimeout, until an ack arrives.
 	AckTimeout time.Duration
 	// RetryDelay is the pause after a failed publish; default
 	// DefaultRetryDelay.
