@@ -192,8 +192,8 @@ type indexScan struct {
 }
 
 // scanIndexes starts a backward scan of each of ixs, from the cursor
-// after (or q.To), exclusive. It returns nil when an index does not
-// exist yet (nothing is indexed in it).
+// after (or q.To), exclusive. An index that does not exist yet (nothing
+// is indexed in it) has no scan.
 func scanIndexes(tx *bolt.Tx, ixs []indexEntry, q EventQuery, after Cursor) []*indexScan {
 	var scans []*indexScan
 	for _, ix := range ixs {
