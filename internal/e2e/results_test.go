@@ -31,6 +31,9 @@ func TestResultPublishedWhileHQAwayReachesHQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	runUntilCleanup(t, e.Run, func(error) {})
+	// The command goes out once: the device must be subscribed first (a
+	// clean session keeps nothing for a device not yet connected).
+	waitFor(t, "the device to connect and subscribe", e.Connected)
 
 	// No HQ service yet: only the admin CLI's sender hears the result.
 	ctx, cancel := context.WithTimeout(t.Context(), linkDeadline)
