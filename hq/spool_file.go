@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/tobira-ac/tobira/internal/atomicfile"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -236,31 +237,13 @@ func writeJSONFile(path string, v any) error {
 	return replaceFile(path, b)
 }
 
-// replaceFile writes data to a temporary file next to path, syncs it and
-// renames it to path, creating path's directory when missing.
+// replaceFile replaces the file at path durably (atomicfile.Write, mode
+// 0600), creating path's directory when missing.
 func replaceFile(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // spoolData returns the payload file of transfer.

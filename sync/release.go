@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/tobira-ac/tobira/firmware"
+	"github.com/tobira-ac/tobira/internal/atomicfile"
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/mqttconn"
 	"github.com/tobira-ac/tobira/internal/signed"
@@ -227,23 +227,7 @@ func (a *ReleaseAgent) saveRecord(rec offerRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode release agent state: %w", err)
 	}
-	dir := filepath.Dir(a.state)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(a.state)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write release agent state %s: %w", a.state, err)
-	}
-	defer os.Remove(f.Name()) // no-op after the rename
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), a.state)
-	}
-	if err != nil {
+	if err := atomicfile.Write(a.state, data, 0o600); err != nil {
 		return fmt.Errorf("write release agent state %s: %w", a.state, err)
 	}
 	a.rec = rec
