@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"log/slog"
 	"sync"
 	"time"
 
@@ -56,4 +57,16 @@ func (b *askBackoff) again() (due bool, wait time.Duration) {
 	}
 	b.wait = min(2*b.wait, maxAskWait)
 	return true, b.wait
+}
+
+// reask sends the request again through ask when it is due unanswered,
+// logging what it asks for, and returns how long until it looks again (0:
+// nothing outstanding).
+func (b *askBackoff) reask(log *slog.Logger, what string, ask func()) time.Duration {
+	due, wait := b.again()
+	if due {
+		log.Info("HQ did not answer the request for "+what+"; asking again", "next_wait", wait)
+		ask()
+	}
+	return wait
 }

@@ -60,12 +60,7 @@ func (f *syncFetch) run(ctx context.Context) {
 	for {
 		var again = maxAskWait
 		if f.up() {
-			due, wait := f.ask.again()
-			if due {
-				f.log.Info("HQ did not answer the request for what is in force; asking again", "next_wait", wait)
-				f.fetch(ctx)
-			}
-			if wait > 0 {
+			if wait := f.ask.reask(f.log, "what is in force", func() { f.fetch(ctx) }); wait > 0 {
 				again = wait
 			}
 		}

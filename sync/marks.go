@@ -122,12 +122,7 @@ func (l *markLoop) run(ctx context.Context) {
 			again = min(again, l.ackTimeout)
 		}
 		if l.up() {
-			due, wait := l.ask.again()
-			if due {
-				l.log.Info("HQ did not answer the request for the site's ticket marks; asking again", "next_wait", wait)
-				l.fetch(ctx)
-			}
-			if wait > 0 {
+			if wait := l.ask.reask(l.log, "the site's ticket marks", func() { l.fetch(ctx) }); wait > 0 {
 				again = min(again, wait)
 			}
 		}
