@@ -83,7 +83,7 @@ func StartWith(t testing.TB, opts Options) *Mosquitto {
 		}
 	})
 	for attempt := 1; ; attempt++ {
-		m.port, err = freePort()
+		m.port, err = testenv.FreePort()
 		if err != nil {
 			t.Fatalf("mosquittotest: %v", err)
 		}
@@ -212,16 +212,6 @@ func lookMosquitto() (string, error) {
 		return "", fmt.Errorf("mosquitto not on PATH and %s: %w", sbin, err)
 	}
 	return sbin, nil
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // lockedWriter serialises writes of mosquitto's stdout and stderr into one

@@ -177,7 +177,7 @@ func (c *Cluster) pluginsFile() string { return filepath.Join(c.dir, "enabled_pl
 
 // startEpmd runs the cluster's own epmd on a free port.
 func (c *Cluster) startEpmd() error {
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		return err
 	}
@@ -223,7 +223,7 @@ func (c *Cluster) newNode(i int, opts Options) (*Node, error) {
 	}
 	for _, p := range []*int{&n.AMQPPort, &n.DistPort, &n.MQTTPort, &n.MQTTSPort, &n.AMQPSPort} {
 		var err error
-		if *p, err = freePort(); err != nil {
+		if *p, err = testenv.FreePort(); err != nil {
 			return nil, err
 		}
 	}
@@ -373,16 +373,6 @@ func (c *Cluster) stop(failed bool) {
 	if c.epmd != nil {
 		c.epmd.kill()
 	}
-}
-
-// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitListening polls addr until it accepts a connection, the process

@@ -1,6 +1,8 @@
 package testenv_test
 
 import (
+	"fmt"
+	"net"
 	"testing"
 
 	"github.com/tobira-ac/tobira/internal/testenv"
@@ -34,4 +36,16 @@ func TestMissing(t *testing.T) {
 			t.Errorf("CI=%q: failed %v skipped %v, want %v %v", tc.ci, r.failed, r.skipped, tc.fail, tc.skip)
 		}
 	}
+}
+
+func TestFreePort(t *testing.T) {
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatalf("port %d is not free: %v", port, err)
+	}
+	l.Close()
 }
