@@ -95,13 +95,14 @@ func migrateStoreCommand() *cobra.Command {
 	var db, reg string
 	c := &cobra.Command{
 		Use:   "migrate-store",
-		Short: "Copy a bbolt HQ store (events, status, results, ticket marks), the registry and the console's audit log and alarms into PostgreSQL; running it again copies nothing twice",
+		Short: "Copy a bbolt HQ store (events, status, results, ticket marks), the registry, the spool and the console's audit log and alarms into PostgreSQL; running it again copies nothing twice",
 		Args:  cobra.NoArgs,
 	}
 	c.Flags().StringVar(&db, "db", "hq.db", "the bbolt HQ store to copy (stop tobira-hq serve first)")
 	c.Flags().StringVar(&reg, "registry", "registry.db", "the bbolt registry to copy (skipped when absent, unless named)")
-	var consoleDB string
+	var consoleDB, spool string
 	c.Flags().StringVar(&consoleDB, "console-db", defaultConsoleDB, "the console's store whose audit log and alarms to copy (when it exists)")
+	c.Flags().StringVar(&spool, "spool", "", "serve's spool directory to copy: snapshot transfers, commands in force, release offers (empty: none)")
 	sf := addStoreFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if sf.url == "" {
@@ -129,6 +130,9 @@ func migrateStoreCommand() *cobra.Command {
 			return err
 		}
 		if err := migrateRegistry(c.Context(), reg, c.Flags().Changed("registry"), sf.url, c.OutOrStdout(), log); err != nil {
+			return err
+		}
+		if err := migrateSpool(c.Context(), c.OutOrStdout(), spool, dst); err != nil {
 			return err
 		}
 		return migrateConsole(c.OutOrStdout(), consoleDB, dst)
@@ -163,6 +167,29 @@ func migrateRegistry(ctx context.Context, path string, named bool, url string, s
 	}
 	_, err = fmt.Fprintf(stdout, "copied registry %s: %d sites (%d there already), %d records, %d pending enrollments, %d names\n",
 		path, n.Sites, n.Skipped, n.Records, n.Pending, n.Names)
+	return err
+}
+
+// migrateSpool copies the spool directory dir (serve's spool), when one
+// is set, into dst's spool (hq.CopySpool) and says what it copied to out.
+func migrateSpool(ctx context.Context, out io.Writer, dir string, dst *pgstore.Store) error {
+	if dir == "" {
+		_, err := fmt.Fprintln(out, "no spool to copy (no --spool)")
+		return err
+	}
+	if _, err := os.Stat(dir); err != nil { // NewFileSpool would make a missing one
+		return fmt.Errorf("migrate-store: spool: %w", err)
+	}
+	src, err := hq.NewFileSpool(dir)
+	if err != nil {
+		return err
+	}
+	n, err := hq.CopySpool(ctx, src, dst.Spool())
+	if err != nil {
+		return fmt.Errorf("copy the spool %s: %w", dir, err)
+	}
+	_, err = fmt.Fprintf(out, "copied spool %s: %d snapshot transfers (new %d), the latest of %d devices and groups, the commands in force of %d devices (new %d), %d release offers (new %d)\n",
+		dir, n.Transfers, n.NewTransfers, n.Latest, n.Commands, n.NewCommands, n.Offers, n.NewOffers)
 	return err
 }
 

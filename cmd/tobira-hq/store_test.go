@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,7 +38,9 @@ func runHQ(t *testing.T, args ...string) (string, error) {
 
 // TestMigrateStore: serve refuses a database without the schema, migrate
 // applies it, and migrate-store copies a bbolt HQ (events with a gap,
-// status-less devices, results) into PostgreSQL, twice without doubling.
+// status-less devices, results) and its spool (snapshot transfers, a
+// lockdown in force, a release offer) into PostgreSQL, twice without
+// doubling.
 func TestMigrateStore(t *testing.T) {
 	url := pgtest.DB(t)
 	if out, err := runHQ(t, "serve", "--store-url", url, "--broker", "tcp://127.0.0.1:1"); err == nil || !strings.Contains(out+err.Error(), "tobira-hq migrate") {
@@ -64,15 +69,23 @@ func TestMigrateStore(t *testing.T) {
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
+	spool, want := spoolToMigrate(t)
 	for i := range 2 {
-		out, err := runHQ(t, "migrate-store", "--db", db, "--store-url", url)
+		out, err := runHQ(t, "migrate-store", "--db", db, "--store-url", url, "--spool", spool.dir)
 		if err != nil {
 			t.Fatalf("migrate-store run %d: %v\n%s", i+1, err, out)
 		}
-		want := []string{"copied 7005 events (new 7005)", "copied 7005 events (new 0)"}[i]
-		if !strings.Contains(out, want) {
-			t.Fatalf("migrate-store run %d said %q, want %q", i+1, out, want)
+		for _, want := range [][]string{
+			{"copied 7005 events (new 7005)", "copied spool " + spool.dir + ": 2 snapshot transfers (new 2), the latest of 1 devices and groups, the commands in force of 1 devices (new 1), 1 release offers (new 1)"},
+			{"copied 7005 events (new 0)", "copied spool " + spool.dir + ": 2 snapshot transfers (new 0), the latest of 1 devices and groups, the commands in force of 1 devices (new 0), 1 release offers (new 0)"},
+		}[i] {
+			if !strings.Contains(out, want) {
+				t.Fatalf("migrate-store run %d said %q, want %q", i+1, out, want)
+			}
 		}
+	}
+	if out, err := runHQ(t, "migrate-store", "--db", db, "--store-url", url, "--spool", spool.dir+"-typo"); err == nil || !strings.Contains(err.Error(), spool.dir+"-typo") {
+		t.Fatalf("migrate-store of a missing spool = %v\n%s\nwant an error naming it", err, out)
 	}
 	pg, err := pgstore.Open(context.Background(), url, pgstore.Options{})
 	if err != nil {
@@ -96,6 +109,80 @@ func TestMigrateStore(t *testing.T) {
 			t.Fatalf("d2 holds %v, want [1 2 3 5 6]", prototest.Seqs(evs))
 		}
 	}
+	if got := spool.reads(t, pg.Spool()); got != want {
+		t.Fatalf("the spool in PostgreSQL answers %s\nthe directory %s", got, want)
+	}
+}
+
+// migratedSpool is a spool directory for migrate-store to copy.
+type migratedSpool struct {
+	dir      string
+	transfer string // the latest transfer to s1/d1
+}
+
+// spoolToMigrate returns a spool directory holding two snapshot transfers
+// to s1/d1, a lockdown in force on it and a release offer to it, and what
+// it answers (reads).
+func spoolToMigrate(t *testing.T) (migratedSpool, string) {
+	sp := migratedSpool{dir: filepath.Join(t.TempDir(), "spool")}
+	src, err := hq.NewFileSpool(sp.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	for version := range uint64(2) {
+		payload := bytes.Repeat([]byte{byte(version)}, 1500)
+		sum := sha256.Sum256(payload)
+		m := proto.Manifest{Transfer: proto.NewCommandID(), Site: "s1", Device: "d1", Type: proto.SnapshotFull, Version: version + 1,
+			Size: int64(len(payload)), SHA256: hex.EncodeToString(sum[:]), ChunkSize: 1000, Chunks: 2, Issued: at}
+		if err := src.PutTransfer(t.Context(), m, []byte("env "+m.Transfer), bytes.NewReader(payload)); err != nil {
+			t.Fatal(err)
+		}
+		sp.transfer = m.Transfer
+	}
+	cmd := proto.Command{ID: proto.NewCommandID(), Site: "s1", Device: "d1", Action: proto.ActionLockdown, Issued: at, Expires: at.Add(time.Minute)}
+	if err := src.PutCommand(t.Context(), hq.SpooledEnvelope[proto.Command]{Value: cmd, Envelope: []byte("env " + cmd.ID)}); err != nil {
+		t.Fatal(err)
+	}
+	o := proto.ReleaseOffer{ID: proto.NewCommandID(), Site: "s1", Device: "d1", Issued: at, Expires: at.Add(time.Hour), ChunkSize: 1000, Manifest: []byte("m")}
+	if err := src.PutOffer(t.Context(), hq.SpooledEnvelope[proto.ReleaseOffer]{Value: o, Envelope: []byte("env " + o.ID)}); err != nil {
+		t.Fatal(err)
+	}
+	want := sp.reads(t, src)
+	if !strings.Contains(want, sp.transfer) || !strings.Contains(want, cmd.ID) || !strings.Contains(want, o.ID) {
+		t.Fatalf("the spool directory answers %s, want transfer %s, command %s, offer %s", want, sp.transfer, cmd.ID, o.ID)
+	}
+	return sp, want
+}
+
+// reads returns what s answers for s1/d1: its latest transfer with its
+// chunks, the commands in force, the release offers.
+func (sp migratedSpool) reads(t *testing.T, s hq.Spool) string {
+	l, err := s.Latest(t.Context(), "s1", "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chunks [][]byte
+	for i := range l.Value.Chunks {
+		c, err := s.Chunk(t.Context(), l.Value, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunks = append(chunks, c)
+	}
+	cmds, err := s.Commands(t.Context(), "s1", "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	offers, err := s.Offers(t.Context(), "s1", "d1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal([]any{l, chunks, cmds, offers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // TestMigrateStoreCopiesRegistry: migrate-store copies the registry file
