@@ -39,6 +39,7 @@ func targetIn(site, device, group string) spoolTarget {
 // spoolContents is what a FileSpool holds, read and checked.
 type spoolContents struct {
 	transfers []proto.Manifest // oldest first
+	held      map[string]bool  // the IDs of transfers
 	latest    []spoolLatest
 	commands  []spoolCommands
 	offers    []spoolOffer
@@ -69,7 +70,14 @@ func (s *FileSpool) contents() (spoolContents, error) {
 	if c.transfers, err = s.transfers(); err != nil {
 		return c, err
 	}
-	if c.latest, err = s.latestFiles(c.transfers); err != nil {
+	c.held = make(map[string]bool, len(c.transfers))
+	for _, m := range c.transfers {
+		c.held[m.Transfer] = true
+	}
+	if c.latest, err = s.latestFiles(c.held); err != nil {
+		return c, err
+	}
+	if err := checkOrphans(s, c.transfers, c.latest); err != nil {
 		return c, err
 	}
 	if c.commands, err = s.commandFiles(); err != nil {
@@ -129,13 +137,8 @@ func checkPayload(path string, m proto.Manifest) error {
 }
 
 // latestFiles reads which transfer is the latest of each device and group,
-// checking that it is one of transfers and that every transfer's device
-// or group has a latest one.
-func (s *FileSpool) latestFiles(transfers []proto.Manifest) ([]spoolLatest, error) {
-	held := make(map[string]bool, len(transfers))
-	for _, m := range transfers {
-		held[m.Transfer] = true
-	}
+// checking that it is one of those held.
+func (s *FileSpool) latestFiles(held map[string]bool) ([]spoolLatest, error) {
 	var out []spoolLatest
 	err := eachTargetFile(filepath.Join(s.dir, "latest"), []string{"device", "group"}, func(site, kind string) string {
 		if kind == "group" {
@@ -153,17 +156,18 @@ func (s *FileSpool) latestFiles(transfers []proto.Manifest) ([]spoolLatest, erro
 		out = append(out, spoolLatest{t, m.Transfer})
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, checkOrphans(s, transfers, out)
+	return out, err
 }
 
 // checkOrphans refuses a transfer whose device or group has no latest
 // transfer: it was never published (copied, it would become the latest).
 func checkOrphans(s *FileSpool, transfers []proto.Manifest, latest []spoolLatest) error {
+	has := make(map[spoolTarget]bool, len(latest))
+	for _, l := range latest {
+		has[l.target] = true
+	}
 	for _, m := range transfers {
-		if !slices.ContainsFunc(latest, func(l spoolLatest) bool { return l.target == targetOf(m) }) {
+		if !has[targetOf(m)] {
 			return fmt.Errorf("spool file %s: transfer to %s, which has no latest transfer (a publication interrupted: remove the transfer's files to copy without it)",
 				s.transferPath(m.Transfer, ".manifest.json"), targetOf(m))
 		}

@@ -95,7 +95,7 @@ func (c spoolContents) checkLatest(ctx context.Context, dst Spool, done bool) er
 			return fmt.Errorf("%w: %s has no latest transfer after the copy, want %s", ErrSpoolDiverged, l.target, l.transfer)
 		case done && got.Value.Transfer != l.transfer:
 			return fmt.Errorf("%w: the latest transfer to %s is %s after the copy, want %s", ErrSpoolDiverged, l.target, got.Value.Transfer, l.transfer)
-		case !slices.ContainsFunc(c.transfers, func(m proto.Manifest) bool { return m.Transfer == got.Value.Transfer }):
+		case !c.held[got.Value.Transfer]:
 			return fmt.Errorf("%w: its latest transfer to %s is %s, which the copied spool does not hold (HQ published into it already)",
 				ErrSpoolDiverged, l.target, got.Value.Transfer)
 		}
