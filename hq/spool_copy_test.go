@@ -2,12 +2,14 @@ package hq_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,4 +216,70 @@ func dstState(t *testing.T, f *spoolFixture, dst hq.Spool) string {
 		fmt.Fprintf(&b, "%s: %d commands %v, %d offers %v\n", d, len(cmds), err, len(offers), oerr)
 	}
 	return b.String()
+}
+
+// failingSpool fails every write after the first ok ones.
+type failingSpool struct {
+	hq.Spool
+	ok int
+}
+
+// errPut is failingSpool's error.
+var errPut = errors.New("put failed")
+
+// put reports whether one more write may go through.
+func (s *failingSpool) put() error {
+	if s.ok == 0 {
+		return errPut
+	}
+	s.ok--
+	return nil
+}
+
+// PutTransfer implements hq.Spool.
+func (s *failingSpool) PutTransfer(ctx context.Context, m proto.Manifest, envelope []byte, payload io.Reader) error {
+	if err := s.put(); err != nil {
+		return err
+	}
+	return s.Spool.PutTransfer(ctx, m, envelope, payload)
+}
+
+// PutCommand implements hq.Spool.
+func (s *failingSpool) PutCommand(ctx context.Context, c hq.SpooledEnvelope[proto.Command]) error {
+	if err := s.put(); err != nil {
+		return err
+	}
+	return s.Spool.PutCommand(ctx, c)
+}
+
+// PutOffer implements hq.Spool.
+func (s *failingSpool) PutOffer(ctx context.Context, o hq.SpooledEnvelope[proto.ReleaseOffer]) error {
+	if err := s.put(); err != nil {
+		return err
+	}
+	return s.Spool.PutOffer(ctx, o)
+}
+
+// TestCopySpoolResumes: a copy that stopped half-way (among the
+// transfers, before the latest ones, within a device's commands, among the
+// offers) goes on when run again, to the same answers.
+func TestCopySpoolResumes(t *testing.T) {
+	f := newSpoolFixture(t)
+	want := f.reads(t, f.spool)
+	// The writes: 5 transfers (2 not the latest, then the 3 latest), the
+	// commands in force of d1 (2) and d2 (2), 2 offers.
+	for _, ok := range []int{1, 2, 6, 8, 10} {
+		t.Run(fmt.Sprint(ok, " writes"), func(t *testing.T) {
+			dst := spools[1].open(t)
+			if _, err := hq.CopySpool(t.Context(), f.spool, &failingSpool{Spool: dst, ok: ok}); !errors.Is(err, errPut) {
+				t.Fatalf("the copy stopped after %d writes = %v, want errPut", ok, err)
+			}
+			if _, err := hq.CopySpool(t.Context(), f.spool, dst); err != nil {
+				t.Fatalf("the copy run again: %v", err)
+			}
+			if got := f.reads(t, dst); got != want {
+				t.Fatalf("after the copy resumed PostgreSQL answers\n%s\nthe spool directory\n%s", got, want)
+			}
+		})
+	}
 }
