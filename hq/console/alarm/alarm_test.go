@@ -232,3 +232,42 @@ func TestConcurrentRaise(t *testing.T) {
 		})
 	}
 }
+
+// TestWrongPINsAcrossLists: the wrong PINs of one door seen by two lists
+// on one store (for PostgreSQL two connection pools: two replicas taking
+// turns with the door's events) count together, 2 on one and 1 on the
+// other raise the alarm exactly once; wrong PINs older than the window do
+// not count. bbolt and memory are one process's: the lists on one store
+// count in the process (one list in tobira-hq), so only PostgreSQL runs.
+func TestWrongPINsAcrossLists(t *testing.T) {
+	postgres := backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "postgres" })]
+	wrong := proto.Event{Type: proto.TypeDecision, Door: "front", Reason: "pin_wrong"}
+	id := alarm.ID("s", "d", "front", alarm.WrongPIN)
+	tests := []struct {
+		name   string
+		at     []time.Duration // when each wrong PIN comes, alternating lists A, B, A, ...
+		raised int
+	}{
+		{"two on A one on B", []time.Duration{0, time.Second, 2 * time.Second}, 1},
+		{"fourth seen again", []time.Duration{0, time.Second, 2 * time.Second, 3 * time.Second}, 1},
+		{"the first too old", []time.Duration{0, alarm.WrongPINWindow, alarm.WrongPINWindow + time.Second}, 0},
+		{"within the window", []time.Duration{0, alarm.WrongPINWindow - 2*time.Second, alarm.WrongPINWindow - time.Second}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ls := postgres.open(t, 2)
+			raised := 0
+			for i, d := range tt.at {
+				as, err := ls[i%2].Observe("s", "d", wrong, t0.Add(d))
+				if err != nil {
+					t.Fatal(err)
+				}
+				raised += len(as)
+			}
+			a, err := ls[0].Get(id)
+			if raised != tt.raised || (tt.raised > 0 && (err != nil || a.State != alarm.Active || a.Count != len(tt.at)-2)) {
+				t.Fatalf("raised %d (%+v, %v), want %d", raised, a, err, tt.raised)
+			}
+		})
+	}
+}
