@@ -58,12 +58,13 @@ func marksOf(st hq.Store) hq.MarkStore {
 	return nil
 }
 
-// consoleShared returns the console's records kept with st: the audit log
-// and the alarms in PostgreSQL for a PostgreSQL store (shared by the
-// replicas), else none (the console's bbolt file keeps them).
+// consoleShared returns the console's records kept with st: the audit log,
+// the alarms (with the wrong-PIN counts) and the publications and rollouts
+// in PostgreSQL for a PostgreSQL store (shared by the replicas), else none
+// (the console's bbolt file keeps them).
 func consoleShared(st hq.Store) console.Shared {
 	if pg, ok := st.(*pgstore.Store); ok {
-		return console.Shared{Audit: pg.AuditChain(), Alarms: pg.Alarms()}
+		return console.Shared{Audit: pg.AuditChain(), Alarms: pg.Alarms(), Ops: pg.ConsoleOps()}
 	}
 	return console.Shared{}
 }

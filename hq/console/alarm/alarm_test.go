@@ -1,7 +1,6 @@
 package alarm_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,7 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/hq/console/alarm"
-	"github.com/tobira-ac/tobira/hq/pgstore"
+	"github.com/tobira-ac/tobira/hq/pgstore/pgstoretest"
 	"github.com/tobira-ac/tobira/internal/pgtest"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -52,17 +51,8 @@ var backends = []backend{
 		return out
 	}},
 	{"postgres", func(t *testing.T, n int) []*alarm.List {
-		url := pgtest.DB(t)
-		if _, err := pgstore.Migrate(t.Context(), url); err != nil {
-			t.Fatal(err)
-		}
 		var out []*alarm.List
-		for range n {
-			st, err := pgstore.Open(context.Background(), url, pgstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
+		for _, st := range pgstoretest.Replicas(t, n) {
 			out = append(out, alarm.NewList(st.Alarms()))
 		}
 		return out
