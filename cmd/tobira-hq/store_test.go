@@ -16,6 +16,7 @@ import (
 	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/hq/console/alarm"
 	"github.com/tobira-ac/tobira/hq/console/audit"
+	"github.com/tobira-ac/tobira/hq/console/oplog"
 	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/pgtest"
@@ -227,8 +228,9 @@ func TestMigrateStoreMarks(t *testing.T) {
 }
 
 // TestServeSharesOnPostgres: with a PostgreSQL store, serve keeps the
-// ticket marks, the console's audit log and its alarms in PostgreSQL,
-// where another replica sees them.
+// ticket marks, the console's audit log, its alarms and the publications
+// and rollouts started from it in PostgreSQL, where another replica sees
+// them.
 func TestServeSharesOnPostgres(t *testing.T) {
 	url := pgtest.DB(t)
 	if _, err := pgstore.Migrate(t.Context(), url); err != nil {
@@ -265,6 +267,16 @@ func TestServeSharesOnPostgres(t *testing.T) {
 	}
 	if all, err := alarm.NewList(b.Alarms()).All(); err != nil || len(all) != 1 || all[0].Kind != alarm.Offline {
 		t.Errorf("the other replica's alarms = %+v, %v; want the offline alarm", all, err)
+	}
+	if cs.config(nil, slog.New(slog.DiscardHandler)).Ops != cs.stores.Ops {
+		t.Error("the console is not given the stores' publications and rollouts")
+	}
+	op := oplog.Op{ID: "p1", Kind: oplog.Publication, Site: "s1", By: "alice", At: time.Now(), Snapshot: "full"}
+	if err := cs.stores.Ops.Add(t.Context(), op); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := b.ConsoleOps().Get(t.Context(), "p1"); err != nil || !ok || got.By != "alice" {
+		t.Errorf("the other replica's publication p1 = %+v %v %v; want alice's", got, ok, err)
 	}
 }
 

@@ -261,3 +261,35 @@ func TestWrongPINsAcrossLists(t *testing.T) {
 		})
 	}
 }
+
+// TestWrongPINsAtOnce: WrongPINCount wrong PINs at one door arriving at
+// the same moment on two lists (replicas) on PostgreSQL are each counted
+// once, in turn (the door's lock): the alarm is raised exactly once.
+func TestWrongPINsAtOnce(t *testing.T) {
+	postgres := backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "postgres" })]
+	wrong := proto.Event{Type: proto.TypeDecision, Door: "front", Reason: "pin_wrong"}
+	for round := range 5 {
+		ls := postgres.open(t, 2)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		raised := 0
+		start := make(chan struct{})
+		for i := range alarm.WrongPINCount {
+			wg.Go(func() {
+				<-start
+				as, err := ls[i%2].Observe("s", "d", wrong, t0)
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				raised += len(as)
+				mu.Unlock()
+			})
+		}
+		close(start)
+		wg.Wait()
+		if raised != 1 {
+			t.Fatalf("round %d: raised %d times, want once", round, raised)
+		}
+	}
+}
