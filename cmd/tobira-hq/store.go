@@ -96,13 +96,13 @@ func migrateStoreCommand() *cobra.Command {
 	var db, reg string
 	c := &cobra.Command{
 		Use:   "migrate-store",
-		Short: "Copy a bbolt HQ store (events, status, results, ticket marks), the registry and the console's audit log and alarms into PostgreSQL; running it again copies nothing twice",
+		Short: "Copy a bbolt HQ store (events, status, results, ticket marks), the registry and the console's audit log, alarms, publications and rollouts into PostgreSQL; running it again copies nothing twice",
 		Args:  cobra.NoArgs,
 	}
 	c.Flags().StringVar(&db, "db", "hq.db", "the bbolt HQ store to copy (stop tobira-hq serve first)")
 	c.Flags().StringVar(&reg, "registry", "registry.db", "the bbolt registry to copy (skipped when absent, unless named)")
 	var consoleDB string
-	c.Flags().StringVar(&consoleDB, "console-db", defaultConsoleDB, "the console's store whose audit log and alarms to copy (when it exists)")
+	c.Flags().StringVar(&consoleDB, "console-db", defaultConsoleDB, "the console's store whose audit log, alarms, publications and rollouts to copy (when it exists)")
 	sf := addStoreFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		if sf.url == "" {
@@ -132,7 +132,7 @@ func migrateStoreCommand() *cobra.Command {
 		if err := migrateRegistry(c.Context(), reg, c.Flags().Changed("registry"), sf.url, c.OutOrStdout(), log); err != nil {
 			return err
 		}
-		return migrateConsole(c.OutOrStdout(), consoleDB, dst)
+		return migrateConsole(c.Context(), c.OutOrStdout(), consoleDB, dst)
 	}
 	return c
 }
@@ -189,9 +189,10 @@ func migrateMarks(ctx context.Context, out io.Writer, path string, dst *pgstore.
 }
 
 // migrateConsole copies the audit log (as the same chain: sequence
-// numbers and hashes) and the alarms of the console's bbolt file at path,
-// when there is one, into dst, and says what it copied to out.
-func migrateConsole(out io.Writer, path string, dst *pgstore.Store) error {
+// numbers and hashes), the alarms and the publications and rollouts of the
+// console's bbolt file at path, when there is one, into dst, and says what
+// it copied to out.
+func migrateConsole(ctx context.Context, out io.Writer, path string, dst *pgstore.Store) error {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		_, err = fmt.Fprintf(out, "no audit log or alarms to copy (no %s)\n", path)
 		return err
@@ -245,8 +246,13 @@ func migrateConsole(out io.Writer, path string, dst *pgstore.Store) error {
 	if err != nil {
 		return fmt.Errorf("the audit log in PostgreSQL after the copy: %w", err)
 	}
-	_, err = fmt.Fprintf(out, "copied %d audit entries (new %d; the chain in PostgreSQL: %d entries, head %s) and %d alarms (new %d) from %s\n",
-		n, added, count, head, len(alarms), newAlarms, path)
+	ops, newOps, err := copyConsoleOps(ctx, src.Ops, dst.ConsoleOps())
+	if err != nil {
+		return fmt.Errorf("copy the publications and rollouts of %s: %w", path, err)
+	}
+	_, err = fmt.Fprintf(out, "copied %d audit entries (new %d; the chain in PostgreSQL: %d entries, head %s) and %d alarms (new %d) from %s\n"+
+		"copied %d publications and rollouts (new %d) from %s\n",
+		n, added, count, head, len(alarms), newAlarms, path, ops, newOps, path)
 	return err
 }
 

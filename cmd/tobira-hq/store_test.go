@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -303,6 +304,10 @@ func TestMigrateStoreConsole(t *testing.T) {
 	if _, err := src.Alarms.SetOnline("s1", "g1", false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	ro := oplog.Op{ID: "r1", Kind: oplog.Rollout, Site: "s1", Group: "gates", By: "alice", At: time.Now(), Version: "2.0.0", Offers: []string{"o1"}}
+	if err := src.Ops.Add(t.Context(), ro); err != nil {
+		t.Fatal(err)
+	}
 	_, head, err := src.Audit.Verify()
 	if err != nil {
 		t.Fatal(err)
@@ -310,10 +315,12 @@ func TestMigrateStoreConsole(t *testing.T) {
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range []string{"copied 3 audit entries (new 3; the chain in PostgreSQL: 3 entries, head " + head + ") and 1 alarms (new 1)",
-		"copied 3 audit entries (new 0; the chain in PostgreSQL: 3 entries, head " + head + ") and 1 alarms (new 0)"} {
+	for i, want := range [][]string{
+		{"copied 3 audit entries (new 3; the chain in PostgreSQL: 3 entries, head " + head + ") and 1 alarms (new 1)", "copied 1 publications and rollouts (new 1)"},
+		{"copied 3 audit entries (new 0; the chain in PostgreSQL: 3 entries, head " + head + ") and 1 alarms (new 0)", "copied 1 publications and rollouts (new 0)"},
+	} {
 		out, err := runHQ(t, "migrate-store", "--db", filepath.Join(dir, "hq.db"), "--console-db", consoleDB, "--store-url", url)
-		if err != nil || !strings.Contains(out, want) {
+		if err != nil || !strings.Contains(out, want[0]) || !strings.Contains(out, want[1]) {
 			t.Fatalf("migrate-store run %d: %v\n%s\nwant %q", i+1, err, out, want)
 		}
 	}
@@ -322,6 +329,9 @@ func TestMigrateStoreConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pg.Close()
+	if got, ok, err := pg.ConsoleOps().Get(t.Context(), "r1"); err != nil || !ok || !slices.Equal(got.Offers, ro.Offers) {
+		t.Fatalf("the rollout in PostgreSQL = %+v %v %v", got, ok, err)
+	}
 	log := audit.NewLog(pg.AuditChain(), nil)
 	if e, err := log.Append(audit.Entry{Actor: "bob", Action: "login"}); err != nil || e.Seq != 4 || e.Prev != head {
 		t.Fatalf("the next entry in PostgreSQL = %+v, %v; want entry 4 after head %s", e, err, head)
