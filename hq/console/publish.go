@@ -96,7 +96,7 @@ type publishForm struct {
 	// Errors maps a field to the message key of its error.
 	Errors map[string]string
 	// Recent are the newest publications of the account's sites (on
-	// the form).
+	// the form; not on a form sent back with errors).
 	Recent recentOps
 }
 

@@ -66,7 +66,8 @@ func TestPublishSnapshot(t *testing.T) {
 		{"site=tokyo&kind=half", "error-kind"},
 	}
 	for _, tt := range bad {
-		if res, body := e.get(admin, "/publish/confirm?"+tt.query); res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, tt.field) {
+		if res, body := e.get(admin, "/publish/confirm?"+tt.query); res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, tt.field) ||
+			strings.Contains(body, `id="no-publications"`) {
 			t.Errorf("%s: %d, want 422 naming %s", tt.query, res.StatusCode, tt.field)
 		}
 	}
