@@ -56,7 +56,7 @@ func (d *demoEdge) runConsole(ctx context.Context, cs consoleSetup, stdout io.Wr
 		return err
 	}
 	defer sender.Close()
-	con, err := console.New(console.Config{HQ: cs.hq, Commands: sender, Accounts: st.Accounts, Audit: st.Audit, Alarms: st.Alarms, Logger: cs.log})
+	con, err := console.New(console.Config{HQ: cs.hq, Commands: sender, Accounts: st.Accounts, Audit: st.Audit, Alarms: st.Alarms, Ops: st.Ops, Logger: cs.log})
 	if err != nil {
 		return err
 	}

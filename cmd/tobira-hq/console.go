@@ -181,7 +181,7 @@ func (cs *consoleServer) run(ctx context.Context, svc *hq.Service, run func(cont
 // registry, when set, gives the record pages, people's names and the
 // events page's person filter.
 func (cs *consoleServer) config(svc console.HQ, log *slog.Logger) console.Config {
-	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
+	cfg := console.Config{HQ: svc, Accounts: cs.stores.Accounts, Audit: cs.stores.Audit, Alarms: cs.stores.Alarms, Ops: cs.stores.Ops, Enrollments: cs.enroll, Import: cs.imp, Logger: log,
 		SecureCookie: !loopback(cs.ln.Addr()), PublicURL: cs.publicURL, OIDC: cs.oidc,
 		Snapshots: cs.snapshots, Releases: cs.releases, MaxRevocationAge: cs.maxRevocationAge, IsLeader: cs.isLeader}
 	if cs.records != nil {

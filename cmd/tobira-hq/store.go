@@ -58,12 +58,13 @@ func marksOf(st hq.Store) hq.MarkStore {
 	return nil
 }
 
-// consoleShared returns the console's records kept with st: the audit log
-// and the alarms in PostgreSQL for a PostgreSQL store (shared by the
-// replicas), else none (the console's bbolt file keeps them).
+// consoleShared returns the console's records kept with st: the audit log,
+// the alarms (with the wrong-PIN counts) and the publications and rollouts
+// in PostgreSQL for a PostgreSQL store (shared by the replicas), else none
+// (the console's bbolt file keeps them).
 func consoleShared(st hq.Store) console.Shared {
 	if pg, ok := st.(*pgstore.Store); ok {
-		return console.Shared{Audit: pg.AuditChain(), Alarms: pg.Alarms()}
+		return console.Shared{Audit: pg.AuditChain(), Alarms: pg.Alarms(), Ops: pg.ConsoleOps()}
 	}
 	return console.Shared{}
 }
@@ -95,13 +96,13 @@ func migrateStoreCommand() *cobra.Command {
 	var db, reg string
 	c := &cobra.Command{
 		Use:   "migrate-store",
-		Short: "Copy a bbolt HQ store (events, status, results, ticket marks), the registry, the spool and the console's audit log and alarms into PostgreSQL; running it again copies nothing twice",
+		Short: "Copy a bbolt HQ store (events, status, results, ticket marks), the registry, the spool and the console's audit log, alarms, publications and rollouts into PostgreSQL; running it again copies nothing twice",
 		Args:  cobra.NoArgs,
 	}
 	c.Flags().StringVar(&db, "db", "hq.db", "the bbolt HQ store to copy (stop tobira-hq serve first)")
 	c.Flags().StringVar(&reg, "registry", "registry.db", "the bbolt registry to copy (skipped when absent, unless named)")
 	var consoleDB, spool string
-	c.Flags().StringVar(&consoleDB, "console-db", defaultConsoleDB, "the console's store whose audit log and alarms to copy (when it exists)")
+	c.Flags().StringVar(&consoleDB, "console-db", defaultConsoleDB, "the console's store whose audit log, alarms, publications and rollouts to copy (when it exists)")
 	c.Flags().StringVar(&spool, "spool", "", "serve's spool directory to copy: snapshot transfers, commands in force, release offers (empty: none)")
 	sf := addStoreFlags(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
@@ -135,7 +136,7 @@ func migrateStoreCommand() *cobra.Command {
 		if err := migrateSpool(c.Context(), c.OutOrStdout(), spool, dst); err != nil {
 			return err
 		}
-		return migrateConsole(c.OutOrStdout(), consoleDB, dst)
+		return migrateConsole(c.Context(), c.OutOrStdout(), consoleDB, dst)
 	}
 	return c
 }
@@ -215,9 +216,10 @@ func migrateMarks(ctx context.Context, out io.Writer, path string, dst *pgstore.
 }
 
 // migrateConsole copies the audit log (as the same chain: sequence
-// numbers and hashes) and the alarms of the console's bbolt file at path,
-// when there is one, into dst, and says what it copied to out.
-func migrateConsole(out io.Writer, path string, dst *pgstore.Store) error {
+// numbers and hashes), the alarms and the publications and rollouts of the
+// console's bbolt file at path, when there is one, into dst, and says what
+// it copied to out.
+func migrateConsole(ctx context.Context, out io.Writer, path string, dst *pgstore.Store) error {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		_, err = fmt.Fprintf(out, "no audit log or alarms to copy (no %s)\n", path)
 		return err
@@ -271,8 +273,13 @@ func migrateConsole(out io.Writer, path string, dst *pgstore.Store) error {
 	if err != nil {
 		return fmt.Errorf("the audit log in PostgreSQL after the copy: %w", err)
 	}
-	_, err = fmt.Fprintf(out, "copied %d audit entries (new %d; the chain in PostgreSQL: %d entries, head %s) and %d alarms (new %d) from %s\n",
-		n, added, count, head, len(alarms), newAlarms, path)
+	ops, newOps, err := copyConsoleOps(ctx, src.Ops, dst.ConsoleOps())
+	if err != nil {
+		return fmt.Errorf("copy the publications and rollouts of %s: %w", path, err)
+	}
+	_, err = fmt.Fprintf(out, "copied %d audit entries (new %d; the chain in PostgreSQL: %d entries, head %s) and %d alarms (new %d) from %s\n"+
+		"copied %d publications and rollouts (new %d) from %s\n",
+		n, added, count, head, len(alarms), newAlarms, path, ops, newOps, path)
 	return err
 }
 

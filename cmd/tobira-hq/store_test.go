@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/tobira-ac/tobira/hq/console"
 	"github.com/tobira-ac/tobira/hq/console/alarm"
 	"github.com/tobira-ac/tobira/hq/console/audit"
+	"github.com/tobira-ac/tobira/hq/console/oplog"
 	"github.com/tobira-ac/tobira/hq/pgstore"
 	"github.com/tobira-ac/tobira/hq/registry"
 	"github.com/tobira-ac/tobira/internal/pgtest"
@@ -314,8 +316,9 @@ func TestMigrateStoreMarks(t *testing.T) {
 }
 
 // TestServeSharesOnPostgres: with a PostgreSQL store, serve keeps the
-// ticket marks, the console's audit log and its alarms in PostgreSQL,
-// where another replica sees them.
+// ticket marks, the console's audit log, its alarms and the publications
+// and rollouts started from it in PostgreSQL, where another replica sees
+// them.
 func TestServeSharesOnPostgres(t *testing.T) {
 	url := pgtest.DB(t)
 	if _, err := pgstore.Migrate(t.Context(), url); err != nil {
@@ -353,6 +356,16 @@ func TestServeSharesOnPostgres(t *testing.T) {
 	if all, err := alarm.NewList(b.Alarms()).All(); err != nil || len(all) != 1 || all[0].Kind != alarm.Offline {
 		t.Errorf("the other replica's alarms = %+v, %v; want the offline alarm", all, err)
 	}
+	if cs.config(nil, slog.New(slog.DiscardHandler)).Ops != cs.stores.Ops {
+		t.Error("the console is not given the stores' publications and rollouts")
+	}
+	op := oplog.Op{ID: "p1", Kind: oplog.Publication, Site: "s1", By: "alice", At: time.Now(), Snapshot: "full"}
+	if err := cs.stores.Ops.Add(t.Context(), op); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := b.ConsoleOps().Get(t.Context(), "p1"); err != nil || !ok || got.By != "alice" {
+		t.Errorf("the other replica's publication p1 = %+v %v %v; want alice's", got, ok, err)
+	}
 }
 
 // TestMigrateStoreConsole: migrate-store copies the console's audit log
@@ -378,6 +391,10 @@ func TestMigrateStoreConsole(t *testing.T) {
 	if _, err := src.Alarms.SetOnline("s1", "g1", false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	ro := oplog.Op{ID: "r1", Kind: oplog.Rollout, Site: "s1", Group: "gates", By: "alice", At: time.Now(), Version: "2.0.0", Offers: []string{"o1"}}
+	if err := src.Ops.Add(t.Context(), ro); err != nil {
+		t.Fatal(err)
+	}
 	_, head, err := src.Audit.Verify()
 	if err != nil {
 		t.Fatal(err)
@@ -385,10 +402,12 @@ func TestMigrateStoreConsole(t *testing.T) {
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range []string{"copied 3 audit entries (new 3; the chain in PostgreSQL: 3 entries, head " + head + ") and 1 alarms (new 1)",
-		"copied 3 audit entries (new 0; the chain in PostgreSQL: 3 entries, head " + head + ") and 1 alarms (new 0)"} {
+	for i, want := range [][]string{
+		{"copied 3 audit entries (new 3; the chain in PostgreSQL: 3 entries, head " + head + ") and 1 alarms (new 1)", "copied 1 publications and rollouts (new 1)"},
+		{"copied 3 audit entries (new 0; the chain in PostgreSQL: 3 entries, head " + head + ") and 1 alarms (new 0)", "copied 1 publications and rollouts (new 0)"},
+	} {
 		out, err := runHQ(t, "migrate-store", "--db", filepath.Join(dir, "hq.db"), "--console-db", consoleDB, "--store-url", url)
-		if err != nil || !strings.Contains(out, want) {
+		if err != nil || !strings.Contains(out, want[0]) || !strings.Contains(out, want[1]) {
 			t.Fatalf("migrate-store run %d: %v\n%s\nwant %q", i+1, err, out, want)
 		}
 	}
@@ -397,6 +416,9 @@ func TestMigrateStoreConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pg.Close()
+	if got, ok, err := pg.ConsoleOps().Get(t.Context(), "r1"); err != nil || !ok || !slices.Equal(got.Offers, ro.Offers) {
+		t.Fatalf("the rollout in PostgreSQL = %+v %v %v", got, ok, err)
+	}
 	log := audit.NewLog(pg.AuditChain(), nil)
 	if e, err := log.Append(audit.Entry{Actor: "bob", Action: "login"}); err != nil || e.Seq != 4 || e.Prev != head {
 		t.Fatalf("the next entry in PostgreSQL = %+v, %v; want entry 4 after head %s", e, err, head)

@@ -24,6 +24,7 @@ import (
 	"github.com/tobira-ac/tobira/hq/console/alarm"
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
+	"github.com/tobira-ac/tobira/hq/console/oplog"
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -154,6 +155,10 @@ type Config struct {
 	// OIDC, when set, offers the login at a company identity provider
 	// (oidc.go).
 	OIDC *OIDCConfig
+	// Ops keeps the publications and rollouts started from the console
+	// (Stores.Ops keeps them in the console's file or, shared by the
+	// replicas, in PostgreSQL); nil: in memory.
+	Ops oplog.Store
 	// Snapshots, when set, lets the roles allowed publish policy
 	// snapshots and watch the devices apply them; nil: no publishing.
 	Snapshots SnapshotPublisher
@@ -194,8 +199,6 @@ const (
 // broadcaster.
 type Server struct {
 	cfg      Config
-	pubs     *tracked[publication]
-	rollouts *tracked[rollout]
 	clk      clock.Clock
 	log      *slog.Logger
 	sessions *scs.SessionManager
@@ -220,11 +223,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Alarms == nil {
 		cfg.Alarms = alarm.NewMemory()
 	}
+	if cfg.Ops == nil {
+		cfg.Ops = oplog.NewMemory()
+	}
 	if cfg.Params == (auth.Params{}) {
 		cfg.Params = auth.DefaultParams
 	}
-	s := &Server{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, live: newBroadcaster(liveBuffer),
-		pubs: newTracked[publication](), rollouts: newTracked[rollout]()}
+	s := &Server{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, live: newBroadcaster(liveBuffer)}
 	if s.clk == nil {
 		s.clk = clock.System{}
 	}

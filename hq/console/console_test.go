@@ -101,7 +101,14 @@ type env struct {
 // is a real one, empty (also the events page's People).
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	st := testStores(t, []auth.User{
+	return newEnvOn(t, Shared{})
+}
+
+// newEnvOn is newEnv with the console's stores in a new file, the records
+// sh has kept in sh (a replica's, for PostgreSQL).
+func newEnvOn(t *testing.T, sh Shared) *env {
+	t.Helper()
+	st := testSharedStores(t, sh, []auth.User{
 		{Name: "admin", Role: auth.Administrator, Sites: []string{"*"}},
 		{Name: "operator", Role: auth.Operator, Sites: []string{"*"}},
 		{Name: "clerk", Role: auth.Clerk, Sites: []string{"*"}},
@@ -128,7 +135,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	con, err := New(Config{HQ: f, Commands: c, Accounts: st.Accounts, Audit: st.Audit, Names: fakeNames{}, Enrollments: enr,
+	con, err := New(Config{HQ: f, Commands: c, Accounts: st.Accounts, Audit: st.Audit, Alarms: st.Alarms, Ops: st.Ops, Names: fakeNames{}, Enrollments: enr,
 		Import: reg, Records: reg, PeopleNames: reg, People: reg, Params: cheap})
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +160,13 @@ func newClient() *http.Client {
 // each with testPassword; tb's cleanup closes them.
 func testStores(tb testing.TB, users []auth.User) *Stores {
 	tb.Helper()
-	st, err := OpenStores(filepath.Join(tb.TempDir(), "console.db"), nil)
+	return testSharedStores(tb, Shared{}, users)
+}
+
+// testSharedStores is testStores with the records sh keeps kept in sh.
+func testSharedStores(tb testing.TB, sh Shared, users []auth.User) *Stores {
+	tb.Helper()
+	st, err := OpenSharedStores(filepath.Join(tb.TempDir(), "console.db"), sh, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

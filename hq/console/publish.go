@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-	"sync"
-	"time"
 
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/console/audit"
+	"github.com/tobira-ac/tobira/hq/console/oplog"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -33,46 +32,57 @@ const (
 	publishDelta = "delta"
 )
 
-// maxTracked is how many publications (and rollouts) the console keeps
-// to watch; older ones are forgotten (the audit log keeps them).
-const maxTracked = 200
+// shownRecent is how many of the newest publications (and rollouts) the
+// publish (releases) page lists, of the account's sites.
+const shownRecent = 20
 
-// tracked keeps the last maxTracked operations the console started,
-// by ID, for their watch pages.
-type tracked[T any] struct {
-	mu    sync.Mutex
-	items map[string]T
-	order []string
+// recentOps are the newest operations of a kind listed on a page.
+type recentOps struct {
+	// Ops are the operations, newest first; Max how many at most.
+	Ops []oplog.Op
+	Max int
 }
 
-// newTracked returns an empty list.
-func newTracked[T any]() *tracked[T] { return &tracked[T]{items: map[string]T{}} }
-
-// add keeps v as id, forgetting the oldest beyond maxTracked.
-func (t *tracked[T]) add(id string, v T) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.items[id] = v
-	t.order = append(t.order, id)
-	if len(t.order) > maxTracked {
-		delete(t.items, t.order[0])
-		t.order = t.order[1:]
+// recent returns the newest shownRecent operations of kind on rq's
+// account's sites (looked for among the oplog.Keep kept).
+func (s *Server) recent(ctx context.Context, rq *request, kind oplog.Kind) (recentOps, error) {
+	ops, err := s.cfg.Ops.Recent(ctx, kind, oplog.Keep)
+	if err != nil {
+		return recentOps{}, err
 	}
+	ops = slices.DeleteFunc(ops, func(op oplog.Op) bool { return !rq.user.CanSite(op.Site) })
+	return recentOps{Ops: ops[:min(shownRecent, len(ops))], Max: shownRecent}, nil
 }
 
-// get returns id's operation.
-func (t *tracked[T]) get(id string) (T, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	v, ok := t.items[id]
-	return v, ok
+// watched returns the operation of kind that r's path names for its watch
+// page; it answers and returns false when there is none (404), its site
+// is not the account's (403) or the store fails.
+func (s *Server) watched(w http.ResponseWriter, r *http.Request, rq *request, kind oplog.Kind) (oplog.Op, bool) {
+	op, ok, err := s.cfg.Ops.Get(r.Context(), r.PathValue("id"))
+	switch {
+	case err != nil:
+		s.log.Error("console: read the operation", "id", r.PathValue("id"), "err", err)
+		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
+	case !ok || op.Kind != kind:
+		s.fail(w, r, rq, http.StatusNotFound, "error.not_found")
+	case !rq.user.CanSite(op.Site):
+		s.fail(w, r, rq, http.StatusForbidden, "error.forbidden_site")
+	default:
+		return op, true
+	}
+	return oplog.Op{}, false
 }
 
-// publication is one snapshot publication made from the console.
-type publication struct {
-	ID, Site, Group, Kind, By string
-	At                        time.Time
-	Manifests                 []proto.Manifest
+// started keeps op, started from the console, and sends the browser to
+// its watch page at path/ID; a store failure is logged and answered (the
+// operation is in the audit log).
+func (s *Server) started(w http.ResponseWriter, r *http.Request, rq *request, op oplog.Op, path string) {
+	if err := s.cfg.Ops.Add(r.Context(), op); err != nil {
+		s.log.Error("console: cannot keep the operation", "kind", op.Kind, "id", op.ID, "site", op.Site, "err", err)
+		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
+		return
+	}
+	http.Redirect(w, r, path+op.ID, http.StatusSeeOther)
 }
 
 // publishForm is the publish form's and confirmation page's data.
@@ -85,6 +95,9 @@ type publishForm struct {
 	Devices []hq.DeviceInfo
 	// Errors maps a field to the message key of its error.
 	Errors map[string]string
+	// Recent are the newest publications of the account's sites (on
+	// the form; not on a form sent back with errors).
+	Recent recentOps
 }
 
 // publishEnabled answers 503 when the console publishes no snapshots.
@@ -192,6 +205,11 @@ func (s *Server) publishPage(w http.ResponseWriter, r *http.Request, rq *request
 		return
 	}
 	f := publishForm{Kind: publishDelta, Sites: sites, Site: r.URL.Query().Get("site")}
+	if f.Recent, err = s.recent(r.Context(), rq, oplog.Publication); err != nil {
+		s.log.Error("console: publications", "err", err)
+		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
+		return
+	}
 	if f.Site != "" && rq.user.CanSite(f.Site) && proto.CheckName(f.Site) == nil {
 		f.Groups, _ = s.cfg.Snapshots.SnapshotGroups(r.Context(), f.Site)
 	}
@@ -213,7 +231,8 @@ func (s *Server) publishSnapshot(w http.ResponseWriter, r *http.Request, rq *req
 		return
 	}
 	ms, err := s.cfg.Snapshots.PublishSnapshot(r.Context(), f.Site, f.Group, f.Kind == publishDelta)
-	p := publication{ID: proto.NewCommandID(), Site: f.Site, Group: f.Group, Kind: f.Kind, By: rq.user.Name, At: s.clk.Now(), Manifests: ms}
+	p := oplog.Op{ID: proto.NewCommandID(), Kind: oplog.Publication, Site: f.Site, Group: f.Group, Snapshot: f.Kind, By: rq.user.Name,
+		At: s.clk.Now(), Manifests: ms}
 	after, _ := json.Marshal(struct {
 		Kind      string           `json:"kind"`
 		Manifests []proto.Manifest `json:"manifests"`
@@ -225,8 +244,7 @@ func (s *Server) publishSnapshot(w http.ResponseWriter, r *http.Request, rq *req
 		s.fail(w, r, rq, http.StatusBadGateway, "publish.failed")
 		return
 	}
-	s.pubs.add(p.ID, p)
-	http.Redirect(w, r, "/publish/"+p.ID, http.StatusSeeOther)
+	s.started(w, r, rq, p, "/publish/")
 }
 
 // errText is err's text, "" for nil.
@@ -274,7 +292,7 @@ type publishDevice struct {
 
 // publicationData is a publication's watch page.
 type publicationData struct {
-	publication
+	oplog.Op
 	Devices []publishDevice
 	// Done reports that no device is waiting any more.
 	Done bool
@@ -283,12 +301,12 @@ type publicationData struct {
 // watch returns each device's progress in applying p, from the fleet
 // (the version and content hash it reports: the fleet view's drift)
 // and the devices' results.
-func (s *Server) watch(p publication) (publicationData, error) {
+func (s *Server) watch(p oplog.Op) (publicationData, error) {
 	devs, err := s.cfg.HQ.Fleet()
 	if err != nil {
 		return publicationData{}, err
 	}
-	d := publicationData{publication: p, Done: true}
+	d := publicationData{Op: p, Done: true}
 	for _, m := range p.Manifests {
 		// A manifest with no device (a site's or group's) is watched
 		// on every device of the site.
@@ -323,13 +341,8 @@ func (s *Server) applyState(pd publishDevice, dev hq.DeviceInfo) (string, string
 // publicationPage shows each device applying a publication, and reloads
 // itself until none waits.
 func (s *Server) publicationPage(w http.ResponseWriter, r *http.Request, rq *request) {
-	p, ok := s.pubs.get(r.PathValue("id"))
+	p, ok := s.watched(w, r, rq, oplog.Publication)
 	if !ok {
-		s.fail(w, r, rq, http.StatusNotFound, "error.not_found")
-		return
-	}
-	if !rq.user.CanSite(p.Site) {
-		s.fail(w, r, rq, http.StatusForbidden, "error.forbidden_site")
 		return
 	}
 	d, err := s.watch(p)

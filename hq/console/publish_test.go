@@ -66,7 +66,8 @@ func TestPublishSnapshot(t *testing.T) {
 		{"site=tokyo&kind=half", "error-kind"},
 	}
 	for _, tt := range bad {
-		if res, body := e.get(admin, "/publish/confirm?"+tt.query); res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, tt.field) {
+		if res, body := e.get(admin, "/publish/confirm?"+tt.query); res.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, tt.field) ||
+			strings.Contains(body, `id="no-publications"`) {
 			t.Errorf("%s: %d, want 422 naming %s", tt.query, res.StatusCode, tt.field)
 		}
 	}
@@ -87,10 +88,16 @@ func TestPublishSnapshot(t *testing.T) {
 	if len(snaps.asked) != 0 {
 		t.Fatal("the confirmation page published")
 	}
+	if _, body := e.get(tokyo, "/publish"); !strings.Contains(body, `id="no-publications"`) {
+		t.Errorf("the form lists publications before any: %s", body)
+	}
 	res, _ := e.post(tokyo, "/publish", url.Values{"site": {"tokyo"}, "kind": {"delta"}})
 	loc := res.Header.Get("Location")
 	if res.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/publish/") || strings.Join(snaps.asked, ",") != "tokyo delta" {
 		t.Fatalf("publish: %d to %q, asked %v", res.StatusCode, loc, snaps.asked)
+	}
+	if _, body := e.get(tokyo, "/publish"); !strings.Contains(body, `id="op-`+strings.TrimPrefix(loc, "/publish/")+`"`) {
+		t.Errorf("the form does not list the publication: %s", body)
 	}
 	if res, _ := e.get(e.login("admin"), "/publish/0123"); res.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown publication: %d", res.StatusCode)

@@ -15,6 +15,7 @@ import (
 	"github.com/tobira-ac/tobira/firmware"
 	"github.com/tobira-ac/tobira/hq"
 	"github.com/tobira-ac/tobira/hq/console/audit"
+	"github.com/tobira-ac/tobira/hq/console/oplog"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
 
@@ -91,13 +92,6 @@ func (rs ReleaseStore) Rollout(ctx context.Context, site, group, version string)
 // Reports implements Releases.
 func (rs ReleaseStore) Reports() []proto.ReleaseReport { return rs.Server.Reports() }
 
-// rollout is one rollout started from the console.
-type rollout struct {
-	ID, Site, Group, Version, By string
-	At                           time.Time
-	Offers                       []string
-}
-
 // rolloutForm is the rollout confirmation page's data.
 type rolloutForm struct {
 	Site, Group, Version string
@@ -114,6 +108,8 @@ type releasesData struct {
 	Sites []string
 	// Rollouts counts each release's devices (firmware.CountRollout).
 	Rollouts map[string]firmware.Rollout
+	// Recent are the newest rollouts to the account's sites.
+	Recent recentOps
 }
 
 // rolloutEnabled answers 503 when the console rolls out no releases.
@@ -133,13 +129,14 @@ func (s *Server) releasesPage(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 	rels, err := s.cfg.Releases.List()
 	sites, _, ferr := s.mySites(rq)
-	if err = cmp.Or(err, ferr); err != nil {
+	recent, oerr := s.recent(r.Context(), rq, oplog.Rollout)
+	if err = cmp.Or(err, ferr, oerr); err != nil {
 		s.log.Error("console: releases", "err", err)
 		s.fail(w, r, rq, http.StatusInternalServerError, "error.internal")
 		return
 	}
 	reps := s.myReports(rq, "")
-	d := releasesData{Releases: rels, Sites: sites, Rollouts: map[string]firmware.Rollout{}}
+	d := releasesData{Releases: rels, Sites: sites, Rollouts: map[string]firmware.Rollout{}, Recent: recent}
 	for _, m := range rels {
 		d.Rollouts[m.Version] = firmware.CountRollout(hq.FirmwareReports(reps), m.Version)
 	}
@@ -215,7 +212,7 @@ func (s *Server) startRollout(w http.ResponseWriter, r *http.Request, rq *reques
 		return
 	}
 	offers, err := s.cfg.Releases.Rollout(r.Context(), f.Site, f.Group, f.Version)
-	ro := rollout{ID: proto.NewCommandID(), Site: f.Site, Group: f.Group, Version: f.Version, By: rq.user.Name, At: s.clk.Now()}
+	ro := oplog.Op{ID: proto.NewCommandID(), Kind: oplog.Rollout, Site: f.Site, Group: f.Group, Version: f.Version, By: rq.user.Name, At: s.clk.Now()}
 	for _, o := range offers {
 		ro.Offers = append(ro.Offers, o.ID)
 	}
@@ -230,8 +227,7 @@ func (s *Server) startRollout(w http.ResponseWriter, r *http.Request, rq *reques
 		s.fail(w, r, rq, http.StatusBadGateway, "rollout.failed")
 		return
 	}
-	s.rollouts.add(ro.ID, ro)
-	http.Redirect(w, r, "/rollouts/"+ro.ID, http.StatusSeeOther)
+	s.started(w, r, rq, ro, "/rollouts/")
 }
 
 // rolloutDevice is one device on a rollout's watch page.
@@ -248,7 +244,7 @@ type rolloutDevice struct {
 
 // rolloutData is a rollout's watch page.
 type rolloutData struct {
-	rollout
+	oplog.Op
 	Devices []rolloutDevice
 	// Count sums the devices' states (firmware.CountRollout).
 	Count firmware.Rollout
@@ -258,7 +254,7 @@ type rolloutData struct {
 
 // rolloutState says where a device's report rep stands in rollout ro:
 // "" when the device has not answered ro (another group, or not yet).
-func rolloutState(ro rollout, rep proto.ReleaseReport) (state, detail string) {
+func rolloutState(ro oplog.Op, rep proto.ReleaseReport) (state, detail string) {
 	st := rep.Firmware
 	answered := rep.Offer != nil && slices.Contains(ro.Offers, rep.Offer.ID)
 	switch {
@@ -278,8 +274,8 @@ func rolloutState(ro rollout, rep proto.ReleaseReport) (state, detail string) {
 
 // watchRollout returns each device's progress in ro from the release
 // reports.
-func (s *Server) watchRollout(rq *request, ro rollout) rolloutData {
-	d := rolloutData{rollout: ro}
+func (s *Server) watchRollout(rq *request, ro oplog.Op) rolloutData {
+	d := rolloutData{Op: ro}
 	waiting := false
 	var reps []proto.ReleaseReport
 	for _, rep := range s.myReports(rq, ro.Site) {
@@ -303,13 +299,8 @@ func (s *Server) rolloutPage(w http.ResponseWriter, r *http.Request, rq *request
 	if !s.rolloutEnabled(w, r, rq) {
 		return
 	}
-	ro, ok := s.rollouts.get(r.PathValue("id"))
+	ro, ok := s.watched(w, r, rq, oplog.Rollout)
 	if !ok {
-		s.fail(w, r, rq, http.StatusNotFound, "error.not_found")
-		return
-	}
-	if !rq.user.CanSite(ro.Site) {
-		s.fail(w, r, rq, http.StatusForbidden, "error.forbidden_site")
 		return
 	}
 	s.render(w, r, rq, http.StatusOK, "rollout", "rollout.title", s.watchRollout(rq, ro))

@@ -165,6 +165,9 @@ func TestRollout(t *testing.T) {
 	if strings.Contains(body, "gate-3") || strings.Contains(body, `http-equiv="refresh"`) {
 		t.Errorf("watch page shows another group's device, or still reloads: %s", body)
 	}
+	if _, body := e.get(admin, "/releases"); !strings.Contains(body, `id="op-`+strings.TrimPrefix(loc, "/rollouts/")+`"`) {
+		t.Errorf("the releases page does not list the rollout: %s", body)
+	}
 	if acts := strings.Join(e.actions(), " "); !strings.Contains(acts, "tokyo-admin:rollout") {
 		t.Errorf("rollout not audited: %s", acts)
 	}

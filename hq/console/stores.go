@@ -10,11 +10,13 @@ import (
 	"github.com/tobira-ac/tobira/hq/console/alarm"
 	"github.com/tobira-ac/tobira/hq/console/audit"
 	"github.com/tobira-ac/tobira/hq/console/auth"
+	"github.com/tobira-ac/tobira/hq/console/oplog"
 	"github.com/tobira-ac/tobira/internal/boltfile"
 )
 
-// Stores are the console's accounts, sessions, audit log and alarms in one bbolt
-// file (next to HQ's store), or with the audit log and the alarms kept
+// Stores are the console's accounts, sessions, audit log, alarms and the
+// publications and rollouts started from it in one bbolt file (next to
+// HQ's store), or with the audit log, the alarms and the operations kept
 // elsewhere, shared by replicas (OpenSharedStores: PostgreSQL); tobira-hq
 // serve puts a pgaccounts.Store in Accounts when HQ's store is PostgreSQL.
 type Stores struct {
@@ -25,7 +27,9 @@ type Stores struct {
 	Audit *audit.Log
 	// Alarms is the alarm list.
 	Alarms *alarm.List
-	db     *bolt.DB
+	// Ops are the publications and rollouts started from the console.
+	Ops oplog.Store
+	db  *bolt.DB
 }
 
 // OpenStores opens (or creates) the console file at path. Like every
@@ -42,12 +46,15 @@ func OpenStores(path string, now func() time.Time) (*Stores, error) {
 type Shared struct {
 	// Audit keeps the audit log.
 	Audit audit.Chain
-	// Alarms keeps the alarms.
+	// Alarms keeps the alarms (and, as an alarm.PINCounter, the wrong-PIN
+	// counts).
 	Alarms alarm.Store
+	// Ops keeps the publications and rollouts started from the console.
+	Ops oplog.Store
 }
 
-// OpenSharedStores is OpenStores with the audit log and the alarms kept
-// in sh where it has them.
+// OpenSharedStores is OpenStores with the audit log, the alarms and the
+// operations kept in sh where it has them.
 func OpenSharedStores(path string, sh Shared, now func() time.Time) (*Stores, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltfile.OpenTimeout})
 	if err != nil {
@@ -58,12 +65,15 @@ func OpenSharedStores(path string, sh Shared, now func() time.Time) (*Stores, er
 		db.Close()
 		return nil, err
 	}
-	log, alarms := audit.NewLog(sh.Audit, now), alarm.NewList(sh.Alarms)
+	log, alarms, ops := audit.NewLog(sh.Audit, now), alarm.NewList(sh.Alarms), sh.Ops
 	if sh.Audit == nil {
 		log, err = audit.New(db, auth.Format, now)
 	}
 	if err == nil && sh.Alarms == nil {
 		alarms, err = alarm.Open(db, auth.Format)
+	}
+	if err == nil && sh.Ops == nil {
+		ops, err = oplog.Open(db, auth.Format)
 	}
 	if err != nil {
 		db.Close()
@@ -73,7 +83,7 @@ func OpenSharedStores(path string, sh Shared, now func() time.Time) (*Stores, er
 		db.Close()
 		return nil, fmt.Errorf("console store %s: prune sessions: %w", path, err)
 	}
-	return &Stores{Accounts: acc, Audit: log, Alarms: alarms, db: db}, nil
+	return &Stores{Accounts: acc, Audit: log, Alarms: alarms, Ops: ops, db: db}, nil
 }
 
 // Close closes the file.

@@ -3,7 +3,6 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -64,22 +63,12 @@ func (s *Alarms) Update(id string, fn func(*alarm.Alarm) (*alarm.Alarm, error)) 
 }
 
 // getAlarm reads the alarm id through q.
-func getAlarm(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, id string) (alarm.Alarm, bool, error) {
-	var b []byte
-	err := q.QueryRow(ctx, `SELECT body FROM alarms WHERE id = $1`, id).Scan(&b)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return alarm.Alarm{}, false, nil
-	}
-	var a alarm.Alarm
-	if err == nil {
-		err = json.Unmarshal(b, &a)
-	}
+func getAlarm(ctx context.Context, q queryRower, id string) (alarm.Alarm, bool, error) {
+	a, ok, err := rowJSON[alarm.Alarm](ctx, q, `SELECT body FROM alarms WHERE id = $1`, id)
 	if err != nil {
 		return alarm.Alarm{}, false, fmt.Errorf("read alarm %s: %w", id, err)
 	}
-	return a, true, nil
+	return a, ok, nil
 }
 
 // Get implements alarm.Store.

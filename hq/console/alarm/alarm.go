@@ -6,7 +6,7 @@
 // cleared (the condition ended). The list keeps its alarms in a Store:
 // in memory (NewMemory), in a bbolt file's "alarms" bucket so a restart
 // keeps it (Open), or in PostgreSQL (hq/pgstore), shared by every
-// tobira-hq replica.
+// tobira-hq replica, with the wrong-PIN counts (PINCounter).
 package alarm
 
 import (
@@ -127,13 +127,26 @@ type Store interface {
 	All() ([]Alarm, error)
 }
 
+// PINCounter is a Store that also counts the wrong PINs at each door, for
+// lists in several processes sharing the store (tobira-hq replicas on
+// PostgreSQL, each seeing part of a door's events). A List on a Store
+// without it counts in memory, per process.
+type PINCounter interface {
+	// WrongPIN notes a wrong PIN at site/device/door at now, forgets the
+	// door's wrong PINs at or before now-WrongPINWindow and returns how
+	// many remain (this one included), atomically against every other
+	// writer of the door.
+	WrongPIN(site, device, door string, now time.Time) (int, error)
+}
+
 // pinKey is one door's wrong-PIN history.
 type pinKey struct{ site, device, door string }
 
 // List is the alarm list: safe for concurrent use. The wrong-PIN counts
-// are kept in memory: with replicas, per replica.
+// are kept by the Store when it is a PINCounter, else in memory.
 type List struct {
 	st Store
+	pc PINCounter // nil: pins counts the wrong PINs
 
 	mu   sync.Mutex // guards pins
 	pins map[pinKey][]time.Time
@@ -141,7 +154,8 @@ type List struct {
 
 // NewList returns the list kept in st.
 func NewList(st Store) *List {
-	return &List{st: st, pins: map[pinKey][]time.Time{}}
+	pc, _ := st.(PINCounter)
+	return &List{st: st, pc: pc, pins: map[pinKey][]time.Time{}}
 }
 
 // NewMemory returns a list kept in memory only.
@@ -211,8 +225,10 @@ func (a Alarm) Where() string {
 // audit log).
 func (l *List) Observe(site, device string, ev proto.Event, now time.Time) ([]Alarm, error) {
 	kind, door, clear := classify(ev)
-	if ev.Reason == "pin_wrong" && !l.wrongPINs(pinKey{site, device, ev.Door}, now) {
-		return nil, nil
+	if ev.Reason == "pin_wrong" {
+		if n, err := l.wrongPINs(pinKey{site, device, ev.Door}, now); n < WrongPINCount || err != nil {
+			return nil, err
+		}
 	}
 	if ev.Reason == hq.ReasonDeviceRefused && ev.Type == proto.TypeSystem {
 		device = field(ev.Detail, "device")
@@ -277,14 +293,21 @@ func field(detail, name string) string {
 	return ""
 }
 
-// wrongPINs notes a wrong PIN at k at now and reports whether the door
-// has had WrongPINCount of them within WrongPINWindow.
-func (l *List) wrongPINs(k pinKey, now time.Time) bool {
+// wrongPINs notes a wrong PIN at k at now and returns how many the door
+// has had within WrongPINWindow.
+func (l *List) wrongPINs(k pinKey, now time.Time) (int, error) {
+	if l.pc != nil {
+		n, err := l.pc.WrongPIN(k.site, k.device, k.door, now)
+		if err != nil {
+			return 0, fmt.Errorf("count the wrong PINs at %s/%s/%s: %w", k.site, k.device, k.door, err)
+		}
+		return n, nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ts := slices.DeleteFunc(append(l.pins[k], now), func(t time.Time) bool { return now.Sub(t) >= WrongPINWindow })
 	l.pins[k] = ts
-	return len(ts) >= WrongPINCount
+	return len(ts), nil
 }
 
 // raise raises the alarm of kind at site/device/door, or sees it again

@@ -1,7 +1,6 @@
 package alarm_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,7 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tobira-ac/tobira/hq/console/alarm"
-	"github.com/tobira-ac/tobira/hq/pgstore"
+	"github.com/tobira-ac/tobira/hq/pgstore/pgstoretest"
 	"github.com/tobira-ac/tobira/internal/pgtest"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -52,17 +51,8 @@ var backends = []backend{
 		return out
 	}},
 	{"postgres", func(t *testing.T, n int) []*alarm.List {
-		url := pgtest.DB(t)
-		if _, err := pgstore.Migrate(t.Context(), url); err != nil {
-			t.Fatal(err)
-		}
 		var out []*alarm.List
-		for range n {
-			st, err := pgstore.Open(context.Background(), url, pgstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
+		for _, st := range pgstoretest.Replicas(t, n) {
 			out = append(out, alarm.NewList(st.Alarms()))
 		}
 		return out
@@ -230,5 +220,76 @@ func TestConcurrentRaise(t *testing.T) {
 				t.Fatalf("raised %d times, count %d (%v); want once, %d", raised, a.Count, err, workers*each)
 			}
 		})
+	}
+}
+
+// TestWrongPINsAcrossLists: the wrong PINs of one door seen by two lists
+// on one store (for PostgreSQL two connection pools: two replicas taking
+// turns with the door's events) count together, 2 on one and 1 on the
+// other raise the alarm exactly once; wrong PINs older than the window do
+// not count. bbolt and memory are one process's: the lists on one store
+// count in the process (one list in tobira-hq), so only PostgreSQL runs.
+func TestWrongPINsAcrossLists(t *testing.T) {
+	postgres := backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "postgres" })]
+	wrong := proto.Event{Type: proto.TypeDecision, Door: "front", Reason: "pin_wrong"}
+	id := alarm.ID("s", "d", "front", alarm.WrongPIN)
+	tests := []struct {
+		name   string
+		at     []time.Duration // when each wrong PIN comes, alternating lists A, B, A, ...
+		raised int
+	}{
+		{"two on A one on B", []time.Duration{0, time.Second, 2 * time.Second}, 1},
+		{"fourth seen again", []time.Duration{0, time.Second, 2 * time.Second, 3 * time.Second}, 1},
+		{"the first too old", []time.Duration{0, alarm.WrongPINWindow, alarm.WrongPINWindow + time.Second}, 0},
+		{"within the window", []time.Duration{0, alarm.WrongPINWindow - 2*time.Second, alarm.WrongPINWindow - time.Second}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ls := postgres.open(t, 2)
+			raised := 0
+			for i, d := range tt.at {
+				as, err := ls[i%2].Observe("s", "d", wrong, t0.Add(d))
+				if err != nil {
+					t.Fatal(err)
+				}
+				raised += len(as)
+			}
+			a, err := ls[0].Get(id)
+			if raised != tt.raised || (tt.raised > 0 && (err != nil || a.State != alarm.Active || a.Count != len(tt.at)-2)) {
+				t.Fatalf("raised %d (%+v, %v), want %d", raised, a, err, tt.raised)
+			}
+		})
+	}
+}
+
+// TestWrongPINsAtOnce: WrongPINCount wrong PINs at one door arriving at
+// the same moment on two lists (replicas) on PostgreSQL are each counted
+// once, in turn (the door's lock): the alarm is raised exactly once.
+func TestWrongPINsAtOnce(t *testing.T) {
+	postgres := backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "postgres" })]
+	wrong := proto.Event{Type: proto.TypeDecision, Door: "front", Reason: "pin_wrong"}
+	for round := range 5 {
+		ls := postgres.open(t, 2)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		raised := 0
+		start := make(chan struct{})
+		for i := range alarm.WrongPINCount {
+			wg.Go(func() {
+				<-start
+				as, err := ls[i%2].Observe("s", "d", wrong, t0)
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				raised += len(as)
+				mu.Unlock()
+			})
+		}
+		close(start)
+		wg.Wait()
+		if raised != 1 {
+			t.Fatalf("round %d: raised %d times, want once", round, raised)
+		}
 	}
 }

@@ -67,6 +67,11 @@ var enOps = map[string]string{
 	"rollout.state.healthy":       "healthy",
 	"rollout.state.rolled_back":   "rolled back",
 	"rollout.state.refused":       "refused",
+	"publish.recent":              "Recent publications (the newest %d)",
+	"publish.recent_none":         "No publication yet.",
+	"rollout.recent":              "Recent rollouts (the newest %d)",
+	"rollout.recent_none":         "No rollout yet.",
+	"ops.watch":                   "Watch",
 }
 
 // jaOps are the Japanese messages of the same pages.
@@ -133,6 +138,11 @@ var jaOps = map[string]string{
 	"rollout.state.healthy":       "正常",
 	"rollout.state.rolled_back":   "ロールバック",
 	"rollout.state.refused":       "拒否",
+	"publish.recent":              "最近の配信 (新しい順に %d 件まで)",
+	"publish.recent_none":         "配信はまだありません。",
+	"rollout.recent":              "最近の展開 (新しい順に %d 件まで)",
+	"rollout.recent_none":         "展開はまだありません。",
+	"ops.watch":                   "状況",
 }
 
 func init() {
