@@ -1,0 +1,212 @@
+package pgtest_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tobira-ac/tobira/internal/pgtest"
+)
+
+// diesChildEnv makes the test binary the child of
+// TestServerDiesWithTestBinary.
+const diesChildEnv = "TOBIRA_PGTEST_DIES_CHILD"
+
+// dieBound is how long the kernel and PostgreSQL get to end the server's
+// processes once the test binary that started it is dead: not a limit on
+// the code under test, which does nothing then, but on how long we wait
+// for an external process to exit.
+const dieBound = 30 * time.Second
+
+// TestServerDiesWithTestBinary: a test binary SIGKILLed (go test's
+// -timeout, a cancelled CI job) runs no cleanup; the server it started must
+// die with it, its backends too, and its port must close. The test runs
+// itself as a child that starts a server, prints its URL and waits to be
+// killed.
+func TestServerDiesWithTestBinary(t *testing.T) {
+	if os.Getenv(diesChildEnv) == "1" {
+		runDiesChild()
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the parent-death signal is Linux only")
+	}
+	tmp := tempDir(t) // the child's cluster goes below it, removed with it
+	cmd := exec.Command(os.Args[0], "-test.run=^TestServerDiesWithTestBinary$")
+	cmd.Env = append(os.Environ(), diesChildEnv+"=1", "TMPDIR="+tmp)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr, why := childServer(bufio.NewScanner(out))
+	if addr == "" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		pgtest.Unavailable(t, errors.New(why))
+	}
+	pid := postmasterPID(t, tmp)
+	procs := append([]int{pid}, childrenOf(pid)...)
+	t.Cleanup(func() { killLeft(t, procs) }) // when this test fails
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	deadline := time.Now().Add(dieBound)
+	for {
+		left := alive(procs)
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		open := err == nil
+		if open {
+			c.Close()
+		}
+		if len(left) == 0 && !open {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v after the test binary was SIGKILLed: processes %v of the server (postmaster %d) are alive, port %s accepts connections: %v",
+				dieBound, left, pid, addr, open)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// tempDir returns a new directory removed when t ends that, as t.TempDir
+// is not, the postgres system user may enter (the server runs as that user
+// under root).
+func tempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tobira-pgtest-dies-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// runDiesChild is the child: it starts a server, prints "ADDR host:port"
+// (or "UNAVAILABLE why") and blocks until it is killed.
+func runDiesChild() {
+	srv, err := pgtest.Start(context.Background(), pgtest.Options{})
+	if err != nil {
+		fmt.Println("UNAVAILABLE", strings.ReplaceAll(err.Error(), "\n", " "))
+		os.Exit(0)
+	}
+	u, err := url.Parse(srv.URL("postgres"))
+	if err != nil {
+		fmt.Println("UNAVAILABLE", err)
+		os.Exit(0)
+	}
+	fmt.Println("ADDR", u.Host)
+	select {}
+}
+
+// childServer reads the child's output until it says where its server
+// listens, or why it has none.
+func childServer(sc *bufio.Scanner) (addr, why string) {
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
+			return a, ""
+		}
+		if w, ok := strings.CutPrefix(sc.Text(), "UNAVAILABLE "); ok {
+			return "", w
+		}
+	}
+	return "", fmt.Sprintf("the child ended without starting a server: %v", sc.Err())
+}
+
+// postmasterPID reads the pid of the postmaster the child started from
+// postmaster.pid in the data directory of its cluster below tmp.
+func postmasterPID(t *testing.T, tmp string) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(tmp, "tobira-pgtest-*", "data", "postmaster.pid"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("postmaster.pid of the child's cluster below %s: found %v, %v; want one", tmp, files, err)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		t.Fatalf("%s: first line %q: %v", files[0], first, err)
+	}
+	return pid
+}
+
+// childrenOf returns the pids of the processes whose parent is pid (the
+// postmaster's backends and auxiliary processes).
+func childrenOf(pid int) []int {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var kids []int
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		if ppid, ok := statField(string(b), 1); ok && ppid == strconv.Itoa(pid) {
+			n, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			kids = append(kids, n)
+		}
+	}
+	return kids
+}
+
+// statField returns field i (0 = state, 1 = ppid) after the command name
+// of a /proc/PID/stat line.
+func statField(stat string, i int) (string, bool) {
+	end := strings.LastIndexByte(stat, ')')
+	if end < 0 {
+		return "", false
+	}
+	f := strings.Fields(stat[end+1:])
+	if i >= len(f) {
+		return "", false
+	}
+	return f[i], true
+}
+
+// alive returns the pids of procs that still run (a zombie, which a PID 1
+// that reaps nothing may keep, has exited).
+func alive(procs []int) []int {
+	var left []int
+	for _, pid := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		if state, ok := statField(string(b), 0); ok && state != "Z" && state != "X" {
+			left = append(left, pid)
+		}
+	}
+	return left
+}
+
+// killLeft SIGKILLs what is left of the server when the test failed, so
+// that a failing run leaves nothing behind either.
+func killLeft(t *testing.T, procs []int) {
+	for _, pid := range alive(procs) {
+		t.Logf("killing pid %d, left by the child", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
