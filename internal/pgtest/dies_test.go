@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tobira-ac/tobira/internal/pgtest"
 )
 
@@ -32,9 +34,10 @@ const dieBound = 30 * time.Second
 
 // TestServerDiesWithTestBinary: a test binary SIGKILLed (go test's
 // -timeout, a cancelled CI job) runs no cleanup; the server it started must
-// die with it, its backends too, and its port must close. The test runs
-// itself as a child that starts a server, prints its URL and waits to be
-// killed.
+// die with it, its backends too, and its port must close; the next Start
+// removes the cluster's directory and shared memory segment. The test runs
+// itself as a child that starts a server, prints its address and waits to
+// be killed.
 func TestServerDiesWithTestBinary(t *testing.T) {
 	if os.Getenv(diesChildEnv) == "1" {
 		runDiesChild()
@@ -60,7 +63,7 @@ func TestServerDiesWithTestBinary(t *testing.T) {
 		_ = cmd.Wait()
 		pgtest.Unavailable(t, errors.New(why))
 	}
-	pid := postmasterPID(t, tmp)
+	pidFile, pid, shmID := postmasterPID(t, tmp)
 	procs := append([]int{pid}, childrenOf(pid)...)
 	t.Cleanup(func() { killLeft(t, procs) }) // when this test fails
 	if err := cmd.Process.Kill(); err != nil {
@@ -77,7 +80,7 @@ func TestServerDiesWithTestBinary(t *testing.T) {
 			c.Close()
 		}
 		if len(left) == 0 && !open {
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%v after the test binary was SIGKILLed: processes %v of the server (postmaster %d) are alive, port %s accepts connections: %v",
@@ -85,6 +88,7 @@ func TestServerDiesWithTestBinary(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	checkSwept(t, tmp, pidFile, shmID)
 }
 
 // tempDir returns a new directory removed when t ends that, as t.TempDir
@@ -92,7 +96,7 @@ func TestServerDiesWithTestBinary(t *testing.T) {
 // under root).
 func tempDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "tobira-pgtest-dies-")
+	dir, err := os.MkdirTemp("", "pgtest-dies-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +105,26 @@ func tempDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// checkSwept starts a server in tmp, which must remove what the dead
+// child left: its cluster's directory and its shared memory segment.
+func checkSwept(t *testing.T, tmp, pidFile string, shmID int) {
+	t.Helper()
+	dir := filepath.Dir(filepath.Dir(pidFile))
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the dead child's cluster %s: %v; want it there until the next Start", dir, err)
+	}
+	t.Setenv("TMPDIR", tmp)
+	srv := start(t, pgtest.Options{})
+	defer srv.Stop()
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Start left the dead child's cluster %s: %v", dir, err)
+	}
+	var desc unix.SysvShmDesc
+	if _, err := unix.SysvShmCtl(shmID, unix.IPC_STAT, &desc); err == nil && desc.Nattch == 0 {
+		t.Errorf("Start left the dead child's shared memory segment %d", shmID)
+	}
 }
 
 // runDiesChild is the child: it starts a server, prints "ADDR host:port"
@@ -134,9 +158,10 @@ func childServer(sc *bufio.Scanner) (addr, why string) {
 	return "", fmt.Sprintf("the child ended without starting a server: %v", sc.Err())
 }
 
-// postmasterPID reads the pid of the postmaster the child started from
-// postmaster.pid in the data directory of its cluster below tmp.
-func postmasterPID(t *testing.T, tmp string) int {
+// postmasterPID reads the pid and the shared memory segment's id of the
+// postmaster the child started from postmaster.pid in the data directory
+// of its cluster below tmp.
+func postmasterPID(t *testing.T, tmp string) (file string, pid, shmID int) {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(tmp, "tobira-pgtest-*", "data", "postmaster.pid"))
 	if err != nil || len(files) != 1 {
@@ -146,12 +171,22 @@ func postmasterPID(t *testing.T, tmp string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil {
-		t.Fatalf("%s: first line %q: %v", files[0], first, err)
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 7 {
+		t.Fatalf("%s: %q, want 7 lines or more", files[0], b)
 	}
-	return pid
+	pid, err = strconv.Atoi(strings.TrimSpace(lines[0]))
+	if err != nil {
+		t.Fatalf("%s: line 1 %q: %v", files[0], lines[0], err)
+	}
+	shm := strings.Fields(lines[6])
+	if len(shm) != 2 {
+		t.Fatalf("%s: line 7 %q, want a shared memory key and id", files[0], lines[6])
+	}
+	if shmID, err = strconv.Atoi(shm[1]); err != nil {
+		t.Fatalf("%s: line 7 %q: %v", files[0], lines[6], err)
+	}
+	return files[0], pid, shmID
 }
 
 // childrenOf returns the pids of the processes whose parent is pid (the

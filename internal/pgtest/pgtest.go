@@ -12,7 +12,10 @@
 // the postmaster and its backends exit when they see it gone. Its dynamic
 // shared memory is kept in the data directory (not /dev/shm). What such a
 // death does leave is the cluster's temporary directory and PostgreSQL's
-// 56-byte System V shared memory segment. Stop shuts the server down
+// 56-byte System V shared memory segment: the next Start of a throw-away
+// cluster removes both (a test binary holds a lock on a file in each
+// cluster directory it runs; a directory whose lock is free and whose
+// postmaster is gone is a dead binary's). Stop shuts the server down
 // (SIGQUIT, or SIGINT for a kept cluster) and SIGKILLs it after a bound.
 //
 // The binaries are looked up in $TOBIRA_PG_BIN, else
@@ -70,7 +73,9 @@ type Server struct {
 	pm *postmaster
 	// keep leaves dir in place (Options.Dir).
 	keep bool
-	n    atomic.Int64
+	// owner is the locked ownerFile of a throw-away cluster.
+	owner *os.File
+	n     atomic.Int64
 }
 
 // Start initialises a cluster in a new temporary directory (or in
@@ -87,7 +92,8 @@ func Start(ctx context.Context, opt Options) (*Server, error) {
 	}
 	dir, err := opt.Dir, error(nil)
 	if dir == "" {
-		dir, err = os.MkdirTemp("", "tobira-pgtest-")
+		sweep(os.TempDir())
+		dir, err = os.MkdirTemp("", tempPattern)
 	} else {
 		err = os.MkdirAll(dir, 0o700)
 	}
@@ -95,6 +101,12 @@ func Start(ctx context.Context, opt Options) (*Server, error) {
 		return nil, fmt.Errorf("make PostgreSQL test directory: %w", err)
 	}
 	s := &Server{dir: dir, bin: bin, keep: opt.Dir != ""}
+	if !s.keep {
+		if s.owner, err = lockOwner(dir); err != nil {
+			s.remove()
+			return nil, err
+		}
+	}
 	if os.Geteuid() == 0 {
 		if err := s.giveTo("postgres"); err != nil {
 			s.remove()
@@ -154,12 +166,17 @@ func (s *Server) start(ctx context.Context, opt Options) error {
 	return nil
 }
 
-// remove removes the cluster's directory unless it is kept.
+// remove removes the cluster's directory unless it is kept, and then
+// drops the owner lock.
 func (s *Server) remove() error {
 	if s.keep {
 		return nil
 	}
-	return os.RemoveAll(s.dir)
+	err := os.RemoveAll(s.dir)
+	if s.owner != nil {
+		s.owner.Close()
+	}
+	return err
 }
 
 // giveTo makes the directory the named system user's, who will run the
