@@ -1,14 +1,29 @@
 // Package pgtest starts a throw-away PostgreSQL server for tests: initdb
-// into a temporary directory, pg_ctl start on a free port of 127.0.0.1 with
-// its socket in that directory, and a fresh database per test. One server
-// is shared by the tests of a test binary (started on first use, stopped by
-// Main).
+// into a temporary directory, the postmaster (postgres) on a free port of
+// 127.0.0.1 with its socket in that directory, and a fresh database per
+// test. One server is shared by the tests of a test binary (started on
+// first use, stopped by Main).
+//
+// The postmaster runs as a child of the test binary, not daemonized by
+// pg_ctl: in a process group of its own, with a parent-death signal
+// (SIGKILL) started from an OS thread that lives as long as it, so that a
+// test binary killed before its cleanups run (go test's -timeout, a
+// SIGKILL, a cancelled CI job) leaves no server behind: the kernel kills
+// the postmaster and its backends exit when they see it gone. Its dynamic
+// shared memory is kept in the data directory (not /dev/shm). What such a
+// death does leave is the cluster's temporary directory and PostgreSQL's
+// 56-byte System V shared memory segment: the next Start of a throw-away
+// cluster removes both (a test binary holds a lock on a file in each
+// cluster directory it runs; a directory whose lock is free and whose
+// postmaster is gone is a dead binary's). Stop shuts the server down
+// (SIGQUIT, or SIGINT for a kept cluster) and SIGKILLs it after a bound.
 //
 // The binaries are looked up in $TOBIRA_PG_BIN, else
 // /usr/lib/postgresql/15/bin. As root, the server runs as the postgres
-// system user (runuser), since PostgreSQL refuses to run as root. Without
-// PostgreSQL a test is skipped with the reason, or fails when $CI is
-// "true" (scripts/install-deps test installs it).
+// system user (the process's credentials are set at its fork, no runuser),
+// since PostgreSQL refuses to run as root, and the directory is given to
+// that user. Without PostgreSQL a test is skipped with the reason, or
+// fails when $CI is "true" (scripts/install-deps test installs it).
 package pgtest
 
 import (
@@ -22,8 +37,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -52,16 +67,21 @@ type Server struct {
 	dir  string
 	bin  string
 	port int
-	// asUser runs a command as the server's owner ("" when that is us).
-	asUser string
+	// cred runs the server's binaries as its owner (nil when that is us).
+	cred *syscall.Credential
+	// pm is the running server.
+	pm *postmaster
 	// keep leaves dir in place (Options.Dir).
 	keep bool
-	n    atomic.Int64
+	// owner is the locked ownerFile of a throw-away cluster.
+	owner *os.File
+	n     atomic.Int64
 }
 
 // Start initialises a cluster in a new temporary directory (or in
 // Options.Dir, unless one is there) and starts it on a free port of
-// 127.0.0.1. Stop it with Stop.
+// 127.0.0.1; it returns once the server accepts connections. ctx bounds
+// the start only, not the server's life: stop it with Stop.
 func Start(ctx context.Context, opt Options) (*Server, error) {
 	bin := os.Getenv("TOBIRA_PG_BIN")
 	if bin == "" {
@@ -72,7 +92,8 @@ func Start(ctx context.Context, opt Options) (*Server, error) {
 	}
 	dir, err := opt.Dir, error(nil)
 	if dir == "" {
-		dir, err = os.MkdirTemp("", "tobira-pgtest-")
+		sweep(os.TempDir())
+		dir, err = os.MkdirTemp("", tempPattern)
 	} else {
 		err = os.MkdirAll(dir, 0o700)
 	}
@@ -80,6 +101,12 @@ func Start(ctx context.Context, opt Options) (*Server, error) {
 		return nil, fmt.Errorf("make PostgreSQL test directory: %w", err)
 	}
 	s := &Server{dir: dir, bin: bin, keep: opt.Dir != ""}
+	if !s.keep {
+		if s.owner, err = lockOwner(dir); err != nil {
+			s.remove()
+			return nil, err
+		}
+	}
 	if os.Geteuid() == 0 {
 		if err := s.giveTo("postgres"); err != nil {
 			s.remove()
@@ -102,26 +129,54 @@ func Start(ctx context.Context, opt Options) (*Server, error) {
 	return s, nil
 }
 
-// start starts the cluster on s.port.
+// start runs the postmaster on s.port, a child of the test binary (see
+// launch), its output appended to the file log, and waits until it
+// accepts connections.
 func (s *Server) start(ctx context.Context, opt Options) error {
-	flags := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", s.port, s.dir)
+	args := []string{"-D", s.data(), "-p", strconv.Itoa(s.port), "-k", s.dir,
+		"-c", "listen_addresses=127.0.0.1",
+		// Dynamic shared memory as files in the data directory, not in
+		// /dev/shm, where a SIGKILLed server would leave them for good.
+		"-c", "dynamic_shared_memory_type=mmap"}
 	if !opt.Durable {
-		flags += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
-	if err := s.run(ctx, "pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "log"), "-w", "-o", flags, "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(s.dir, "log"))
+	logPath := filepath.Join(s.dir, "log")
+	log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
 		s.remove()
-		return fmt.Errorf("%w\n%s", err, log)
+		return fmt.Errorf("open PostgreSQL log: %w", err)
+	}
+	defer log.Close() // the child has its own copy
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = log, log
+	pm, err := launch(cmd, s.cred)
+	if err != nil {
+		s.remove()
+		return fmt.Errorf("run postgres %s: %w", strings.Join(args, " "), err)
+	}
+	s.pm = pm
+	if err := pm.waitReady(ctx, s.URL("postgres")); err != nil {
+		_ = pm.stop(syscall.SIGQUIT)
+		out, _ := os.ReadFile(logPath)
+		s.remove()
+		return fmt.Errorf("postgres %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return nil
 }
 
-// remove removes the cluster's directory unless it is kept.
+// remove removes the cluster's directory unless it is kept, and then
+// drops the owner lock.
 func (s *Server) remove() error {
 	if s.keep {
 		return nil
 	}
-	return os.RemoveAll(s.dir)
+	err := os.RemoveAll(s.dir)
+	if s.owner != nil {
+		s.owner.Close()
+	}
+	return err
 }
 
 // giveTo makes the directory the named system user's, who will run the
@@ -131,27 +186,28 @@ func (s *Server) giveTo(name string) error {
 	if err != nil {
 		return fmt.Errorf("PostgreSQL cannot run as root and there is no %s user: %w", name, err)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.Chown(s.dir, uid, gid); err != nil {
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return fmt.Errorf("uid of %s: %w", name, err)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return fmt.Errorf("gid of %s: %w", name, err)
+	}
+	if err := os.Chown(s.dir, int(uid), int(gid)); err != nil {
 		return fmt.Errorf("give %s to %s: %w", s.dir, name, err)
 	}
-	s.asUser = name
+	s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	return nil
 }
 
 // data is the cluster's data directory.
 func (s *Server) data() string { return filepath.Join(s.dir, "data") }
 
-// run runs a server binary as the server's owner.
+// run runs a server binary (initdb) as the server's owner.
 func (s *Server) run(ctx context.Context, name string, args ...string) error {
-	path := filepath.Join(s.bin, name)
-	var cmd *exec.Cmd
-	if s.asUser != "" {
-		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", s.asUser, "--", path}, args...)...)
-	} else {
-		cmd = exec.CommandContext(ctx, path, args...)
-	}
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	cmd.Dir = s.dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
@@ -179,15 +235,16 @@ func (s *Server) CreateDB(ctx context.Context) (string, error) {
 }
 
 // Stop stops the server and removes its directory (unless it is
-// Options.Dir).
+// Options.Dir). A throw-away cluster gets an immediate shutdown (SIGQUIT),
+// a kept one a fast shutdown (SIGINT): a checkpoint first, so that the
+// next Start needs no recovery. A server that does not stop within 30
+// seconds is SIGKILLed.
 func (s *Server) Stop() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	mode := "immediate"
+	sig := syscall.SIGQUIT
 	if s.keep {
-		mode = "fast" // a checkpoint first: the next Start needs no recovery
+		sig = syscall.SIGINT
 	}
-	err := s.run(ctx, "pg_ctl", "-D", s.data(), "-m", mode, "-w", "stop")
+	err := s.pm.stop(sig)
 	if rerr := s.remove(); err == nil {
 		err = rerr
 	}
