@@ -435,8 +435,9 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 		handle(ctx, m.Topic(), m.Payload())
 	}
 	e.resubscribe = func(c mqtt.Client) error {
-		return mqttconn.WaitToken(ctx, e.eng.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout)
+		return mqttconn.Subscribe(ctx, e.eng.clk, nil, c, filters, onMessage)
 	}
+	rot := e.link.Rotator("/", e.eng.log)
 	// dialed is the broker paho tried last: on connection, the one it is
 	// connected to (several brokers: EdgeConfig.Brokers).
 	var dialed atomic.Value
@@ -447,6 +448,7 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 			return cfg
 		}).
 		SetCleanSession(true).
+		SetReconnectingHandler(rot.Reconnecting).
 		SetWill(e.status.topic, string(proto.OfflineStatus(e.eng.site, e.eng.device)), 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			if !hg.Enter() {
@@ -454,11 +456,11 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 			}
 			defer hg.Leave()
 			// Paho runs this in its own goroutine, so waiting is allowed.
-			if err := e.resubscribe(c); err != nil {
+			if err := mqttconn.Subscribe(ctx, e.eng.clk, rot, c, filters, onMessage); err != nil {
 				e.eng.log.Error("cannot subscribe; sending anyway, acks and commands will be missed until reconnect",
-					"topics", len(filters), "broker", dialed.Load(), "err", err)
+					"topics", len(filters), "broker", dialed.Load(), "client_id", rot.ClientID(), "err", err)
 			} else {
-				e.eng.log.Info("connected to broker", "broker", dialed.Load(), "client_id", e.link.ClientID)
+				e.eng.log.Info("connected to broker", "broker", dialed.Load(), "client_id", rot.ClientID())
 			}
 			for _, f := range e.features {
 				f.connected(ctx)
