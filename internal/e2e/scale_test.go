@@ -14,7 +14,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -62,24 +61,16 @@ func startPG(t *testing.T) string {
 	return db
 }
 
-// rabbitFaultsEnv opts in to TestScaleFaultsRabbit (make test-faults).
-const rabbitFaultsEnv = "TOBIRA_RABBIT_FAULTS"
-
 // TestScaleFaultsRabbit: a 3-node RabbitMQ cluster, two replicas taking
 // the devices' messages from the quorum queue (events_intake), PostgreSQL.
 //
-// It fails in about one run of three (2026-11-24, issue 11 open): after a
-// node is SIGKILLed, RabbitMQ 3.10 can keep a device's MQTT subscription
-// queue (a classic queue, mqtt-subscription-{client ID}qos1) whose process
-// died: every later subscription of that client is refused ("home node
-// ... of durable queue ... is down or inaccessible") and the connection
-// closed, and the Edge, whose CONNECT the node accepts, reconnects to the
-// same node again and again without acks. `make test` leaves it out until
-// that is fixed; `make test-faults` and `make bench-full` run it.
+// It failed in about one run of three until the edge and HQ moved to
+// another client ID after refused subscriptions (mqttconn.Rotator): after
+// a node is SIGKILLed, RabbitMQ 3.10 can keep a device's MQTT subscription
+// queue (mqtt-subscription-{client ID}qos1) whose process died, and refuse
+// every later subscription under that client ID
+// (TestEdgeMovesOnFromAStuckSubscriptionQueue).
 func TestScaleFaultsRabbit(t *testing.T) {
-	if os.Getenv(rabbitFaultsEnv) == "" && os.Getenv("TOBIRA_BENCH_SCALE") == "" {
-		t.Skipf("known open failure (RabbitMQ 3.10 keeps a dead device subscription queue after a node SIGKILL; docs/HQ.md, Scaling out): run with %s=1 (make test-faults)", rabbitFaultsEnv)
-	}
 	c := rabbittest.Start(t, rabbittest.Options{})
 	var amqp []string
 	for _, n := range c.Nodes {

@@ -227,7 +227,7 @@ func (f *fleet) settle(d time.Duration) error {
 			ms, err := g.ob.PendingMarks(1)
 			return len(ms) == 0, err
 		}); err != nil {
-			return fmt.Errorf("%s: enrollments or marks not acknowledged: %w", g.name, err)
+			return fmt.Errorf("%s: enrollments or marks not acknowledged: %w\n%s's log (warnings, tail):\n%s", g.name, err, g.name, g.logs.tail(6000))
 		}
 		left := time.Until(deadlineOf(ctx))
 		if !g.known.waitAll(tapped, max(left, 0)) {
