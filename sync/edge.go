@@ -387,9 +387,22 @@ func (e *Edge) Run(ctx context.Context) error {
 	defer e.running.Store(false)
 
 	var hg mqttconn.HandlerGroup
-	c := mqtt.NewClient(e.options(ctx, &hg))
+	l := link{rot: e.link.Rotator("/", e.eng.log), drop: new(mqttconn.Dropper)}
+	c := mqtt.NewClient(e.options(ctx, &hg, l))
 	e.pub.c = c
-	e.eng.stuck = func() { go e.subscribeAgain(c, &hg) }
+	e.eng.stuck = func(timeouts int) {
+		if timeouts%(2*resubscribeAfter) == 0 {
+			// Subscribing again did not help: the subscription delivers
+			// nothing (RabbitMQ 3.10 can leave a device's queue without
+			// its consumer after a node restart).
+			e.eng.log.Warn("no ack from HQ on a live connection after subscribing again: reconnecting under another client ID",
+				"topic", e.eng.topic, "timeouts_in_a_row", timeouts)
+			l.rot.MoveOn()
+			l.drop.Drop()
+			return
+		}
+		go e.subscribeAgain(c, &hg)
+	}
 	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
 
 	var wg sync.WaitGroup
@@ -407,11 +420,19 @@ func (e *Edge) Run(ctx context.Context) error {
 	return nil
 }
 
+// link is what moves a Run's connection to another client ID and broker:
+// after refused subscriptions (rot alone), or when the connection
+// delivers nothing (rot told to move on, drop closing the connection).
+type link struct {
+	rot  *mqttconn.Rotator
+	drop *mqttconn.Dropper
+}
+
 // options returns the paho options of Run: a clean session (the outbox,
 // not the broker, keeps what is unsent), the offline status as last will,
 // and on every connection a subscription to every feature's routes, whose
 // handlers hg tracks.
-func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.ClientOptions {
+func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup, l link) *mqtt.ClientOptions {
 	routes := map[string]func(context.Context, string, []byte){}
 	for _, f := range e.features {
 		for _, r := range f.routes() {
@@ -437,7 +458,7 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 	e.resubscribe = func(c mqtt.Client) error {
 		return mqttconn.Subscribe(ctx, e.eng.clk, nil, c, filters, onMessage)
 	}
-	rot := e.link.Rotator("/", e.eng.log)
+	rot := l.rot
 	// dialed is the broker paho tried last: on connection, the one it is
 	// connected to (several brokers: EdgeConfig.Brokers).
 	var dialed atomic.Value
@@ -449,6 +470,7 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 		}).
 		SetCleanSession(true).
 		SetReconnectingHandler(rot.Reconnecting).
+		SetCustomOpenConnectionFn(l.drop.Open).
 		SetWill(e.status.topic, string(proto.OfflineStatus(e.eng.site, e.eng.device)), 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			if !hg.Enter() {

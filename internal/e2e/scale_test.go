@@ -12,6 +12,7 @@ package e2e_test
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -72,6 +73,19 @@ func startPG(t *testing.T) string {
 // (TestEdgeMovesOnFromAStuckSubscriptionQueue).
 func TestScaleFaultsRabbit(t *testing.T) {
 	c := rabbittest.Start(t, rabbittest.Options{})
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), linkDeadline)
+		defer cancel()
+		for _, n := range c.Nodes { // the first node that answers
+			if out, err := n.Ctl(ctx, "list_queues", "name", "pid", "consumers", "messages", "policy"); err == nil {
+				t.Logf("queues (rabbitmqctl on %s):\n%s", n.Name, out)
+				return
+			}
+		}
+	})
 	var amqp []string
 	for _, n := range c.Nodes {
 		amqp = append(amqp, n.AMQPURL())
@@ -147,6 +161,11 @@ func runScaleFaults(t *testing.T, bs brokerSet, replicaEnv func(i int) []string)
 		t.Logf("round %d: killed broker node %d and replica %s with %d of %d events stored", round, node+1, rep.name, at, f.events)
 	}
 	if err := f.settle(scaleDeadline(uint64(f.events)) + time.Duration(w.rounds)*linkDeadline); err != nil {
+		for _, r := range replicas {
+			if g, ok := errors.AsType[*gateError](err); ok {
+				t.Logf("replica %s on %s (last 80 lines):\n%s", r.name, g.gate, r.logs.grep("device="+g.gate+" ", 80))
+			}
+		}
 		t.Fatal(err)
 	}
 	got := mustCountEvents(t, db)

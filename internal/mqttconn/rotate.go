@@ -44,6 +44,7 @@ type Rotator struct {
 	connected  bool   // a connection was made since the last reconnection attempt
 	subscribed bool   // ... and its subscription succeeded
 	refused    int    // connections in a row that ended without their subscription
+	moveOn     bool   // MoveOn was called: move at the next reconnection
 }
 
 // NewRotator returns a Rotator cycling through ids (the first is the
@@ -84,6 +85,15 @@ func (r *Rotator) Subscribed(gen uint64, err error) {
 	}
 }
 
+// MoveOn makes the next reconnection move to the next client ID and
+// broker whatever the subscriptions did: the connection delivers
+// nothing though its subscription succeeded (see Dropper).
+func (r *Rotator) MoveOn() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.moveOn = true
+}
+
 // Reconnecting is a paho ReconnectHandler: paho calls it before every
 // attempt to reconnect, with the options it will dial with. When the
 // connections that ended without their subscription reach the limit,
@@ -96,18 +106,21 @@ func (r *Rotator) Reconnecting(_ mqtt.Client, o *mqtt.ClientOptions) {
 		r.refused++
 	}
 	r.connected, r.subscribed = false, false
-	if r.refused < r.after || len(r.ids) < 2 {
+	if (r.refused < r.after && !r.moveOn) || len(r.ids) < 2 {
 		return
 	}
-	from := r.ids[r.at]
+	from, why := r.ids[r.at], "the broker refused the subscription of connections in a row"
+	if r.moveOn {
+		why = "the connection delivered nothing"
+	}
 	r.at = (r.at + 1) % len(r.ids)
-	r.refused = 0
+	r.refused, r.moveOn = 0, false
 	o.SetClientID(r.ids[r.at])
 	if len(o.Servers) > 1 {
 		o.Servers = append(o.Servers[1:], o.Servers[0])
 	}
-	r.log.Warn("the broker refused the subscription of connections in a row: moving to another client ID and broker",
-		"connections", r.after, "from_client_id", from, "client_id", r.ids[r.at], "first_broker", o.Servers[0].String())
+	r.log.Warn("moving to another client ID and broker", "why", why,
+		"from_client_id", from, "client_id", r.ids[r.at], "first_broker", o.Servers[0].String())
 }
 
 // Rotator returns a Rotator for l's client ID and two more: the client

@@ -15,8 +15,7 @@ import (
 // reconnection attempts. Steps: "ok" a connection whose subscription
 // succeeded, "refused" one whose subscription failed, "late-ok" the
 // success of the connection before the last one arriving late, "dial"
-// a reconnection attempt (paho's ReconnectHandler), "down" an attempt
-// that found no broker (dial without a connection since).
+// a reconnection attempt (paho's ReconnectHandler), "move" MoveOn.
 func TestRotator(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -33,6 +32,9 @@ func TestRotator(t *testing.T) {
 		{"a late success of an old connection does not count", "refused dial refused late-ok dial", "s/d/2", "b c a"},
 		{"keeps moving, and comes round", "refused dial refused dial refused dial refused dial refused dial refused dial", "s/d", "a b c"},
 		{"moves on from the moved ID", "refused dial refused dial refused dial refused dial", "s/d/3", "c a b"},
+		{"told to move on, moves at the next dial", "ok move dial", "s/d/2", "b c a"},
+		{"told to move on, moves once", "ok move dial ok dial", "s/d/2", "b c a"},
+		{"a move resets the refusals", "refused move dial refused dial", "s/d/2", "b c a"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,6 +54,8 @@ func TestRotator(t *testing.T) {
 				case "late-ok":
 					r.Connected()
 					r.Subscribed(prev, nil)
+				case "move":
+					r.MoveOn()
 				case "dial":
 					r.Reconnecting(nil, o)
 				default:
