@@ -30,6 +30,9 @@ type brokerSet struct {
 	urls    []string
 	kill    func(i int)
 	restart func(i int)
+	// diagnose, when set, describes what the broker holds for a gate
+	// that did not settle.
+	diagnose func(gate string) string
 }
 
 // scaleWork is the size of a scale fault run.
@@ -73,19 +76,6 @@ func startPG(t *testing.T) string {
 // (TestEdgeMovesOnFromAStuckSubscriptionQueue).
 func TestScaleFaultsRabbit(t *testing.T) {
 	c := rabbittest.Start(t, rabbittest.Options{})
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), linkDeadline)
-		defer cancel()
-		for _, n := range c.Nodes { // the first node that answers
-			if out, err := n.Ctl(ctx, "list_queues", "name", "pid", "consumers", "messages", "policy"); err == nil {
-				t.Logf("queues (rabbitmqctl on %s):\n%s", n.Name, out)
-				return
-			}
-		}
-	})
 	var amqp []string
 	for _, n := range c.Nodes {
 		amqp = append(amqp, n.AMQPURL())
@@ -96,6 +86,7 @@ func TestScaleFaultsRabbit(t *testing.T) {
 		restart: func(i int) {
 			c.Nodes[i].Restart(t)
 		},
+		diagnose: func(gate string) string { return rabbitHolds(c, gate) },
 	}
 	runScaleFaults(t, bs, func(i int) []string {
 		// Each replica lists every node, its own first.
@@ -117,6 +108,32 @@ func TestScaleFaultsMosquittoShared(t *testing.T) {
 	runScaleFaults(t, bs, func(int) []string {
 		return []string{"TOBIRA_HQ_BROKER=" + m.URL(), "TOBIRA_HQ_SHARED_GROUP=tobira-hq"}
 	})
+}
+
+// rabbitHolds lists the queues and bindings of c that name gate, from
+// the first node that answers.
+func rabbitHolds(c *rabbittest.Cluster, gate string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), linkDeadline)
+	defer cancel()
+	for _, n := range c.Nodes {
+		qs, err := n.Ctl(ctx, "list_queues", "--no-table-headers", "name", "pid", "consumers", "messages", "policy")
+		if err != nil {
+			continue
+		}
+		bs, err := n.Ctl(ctx, "list_bindings", "--no-table-headers", "source_name", "destination_name", "routing_key")
+		if err != nil {
+			continue
+		}
+		var out strings.Builder
+		fmt.Fprintf(&out, "queues and bindings naming %s (rabbitmqctl on %s):\n", gate, n.Name)
+		for line := range strings.Lines(qs + bs) {
+			if strings.Contains(line, gate) {
+				out.WriteString(line)
+			}
+		}
+		return out.String()
+	}
+	return "no node answered rabbitmqctl"
 }
 
 // rotate returns s rotated left by i.
@@ -161,9 +178,12 @@ func runScaleFaults(t *testing.T, bs brokerSet, replicaEnv func(i int) []string)
 		t.Logf("round %d: killed broker node %d and replica %s with %d of %d events stored", round, node+1, rep.name, at, f.events)
 	}
 	if err := f.settle(scaleDeadline(uint64(f.events)) + time.Duration(w.rounds)*linkDeadline); err != nil {
-		for _, r := range replicas {
-			if g, ok := errors.AsType[*gateError](err); ok {
-				t.Logf("replica %s on %s (last 80 lines):\n%s", r.name, g.gate, r.logs.grep("device="+g.gate+" ", 80))
+		if g, ok := errors.AsType[*gateError](err); ok {
+			for _, r := range replicas {
+				t.Logf("replica %s on %s (last 80 lines):\n%s", r.name, g.gate, r.logs.grep(g.gate, 80))
+			}
+			if bs.diagnose != nil {
+				t.Log(bs.diagnose(g.gate))
 			}
 		}
 		t.Fatal(err)
