@@ -214,6 +214,10 @@ type Edge struct {
 	tickets  *ticketChecks // nil: no online checks
 	running  atomic.Bool
 
+	// relink moves Run's connection to the next client ID (set by Run
+	// before the features start).
+	relink link
+
 	// resubscribe subscribes the connected client to the features'
 	// topics again (set by options); resubscribing is set while it runs.
 	resubscribe   func(mqtt.Client) error
@@ -277,7 +281,7 @@ func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox, results *resultSender)
 		fs = append(fs, &markLoop{store: cfg.Marks, ob: ob, pub: e.pub, up: eng.up.Load, events: eng.notify, v: v, clk: eng.clk, log: eng.log,
 			site: cfg.Site, device: cfg.Device, interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval),
 			ackTimeout: eng.ackTimeout, skew: cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew), kick: make(chan struct{}, 1),
-			ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}})
+			ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}, deaf: e.deaf})
 	}
 	if cfg.TicketChecks {
 		e.tickets = &ticketChecks{pub: e.pub, up: eng.up.Load, v: v, log: eng.log, site: cfg.Site, device: cfg.Device,
@@ -390,15 +394,13 @@ func (e *Edge) Run(ctx context.Context) error {
 	l := link{rot: e.link.Rotator("/", e.eng.log), drop: new(mqttconn.Dropper)}
 	c := mqtt.NewClient(e.options(ctx, &hg, l))
 	e.pub.c = c
+	e.relink = l
 	e.eng.stuck = func(timeouts int) {
 		if timeouts%(2*resubscribeAfter) == 0 {
 			// Subscribing again did not help: the subscription delivers
 			// nothing (RabbitMQ 3.10 can leave a device's queue without
 			// its consumer after a node restart).
-			e.eng.log.Warn("no ack from HQ on a live connection after subscribing again: reconnecting under another client ID",
-				"topic", e.eng.topic, "timeouts_in_a_row", timeouts)
-			l.rot.MoveOn()
-			l.drop.Drop()
+			e.deaf("no ack from HQ on a live connection after subscribing again")
 			return
 		}
 		go e.subscribeAgain(c, &hg)
@@ -492,6 +494,19 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup, l link) *
 			e.eng.log.Warn("lost broker connection", "broker", dialed.Load(), "err", err)
 			e.eng.onConnectionLost()
 		})
+}
+
+// deaf drops the connection of Run and reconnects under the next client
+// ID and broker: HQ's answers stopped coming on a live connection (why
+// says which), so the broker may deliver nothing on it. It does not
+// block; before Run it does nothing.
+func (e *Edge) deaf(why string) {
+	if e.relink.rot == nil {
+		return
+	}
+	e.eng.log.Warn(why+": reconnecting under another client ID", "topic", e.eng.topic)
+	e.relink.rot.MoveOn()
+	e.relink.drop.Drop()
 }
 
 // subscribeAgain subscribes c to the features' topics again, once at a
