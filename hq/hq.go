@@ -336,7 +336,9 @@ func (h *Service) Run(ctx context.Context) error {
 		defer hg.Leave()
 		h.dispatch(ctx, routes, pub, m.Topic(), m.Payload())
 	}
+	rot := h.link.Rotator("-", h.log)
 	opts := h.link.Options().
+		SetReconnectingHandler(rot.Reconnecting).
 		// A clean session: a persistent one would make the broker queue
 		// for HQ while it is away, which nothing needs (devices re-send
 		// until answered) and which has hurt (a stalled session queue on a
@@ -348,12 +350,12 @@ func (h *Service) Run(ctx context.Context) error {
 			}
 			defer hg.Leave()
 			if len(filters) > 0 {
-				if err := mqttconn.WaitToken(ctx, h.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout); err != nil {
-					h.log.Error("cannot subscribe to the devices' topics", "topics", len(filters), "broker", h.link.Broker, "err", err)
+				if err := mqttconn.Subscribe(ctx, h.clk, rot, c, filters, onMessage); err != nil {
+					h.log.Error("cannot subscribe to the devices' topics", "topics", len(filters), "broker", h.link.Broker, "client_id", rot.ClientID(), "err", err)
 					return
 				}
 			}
-			h.log.Info("HQ connected to broker", "broker", h.link.Broker, "client_id", h.link.ClientID, "shared_group", h.group, "topics", len(filters))
+			h.log.Info("HQ connected to broker", "broker", h.link.Broker, "client_id", rot.ClientID(), "shared_group", h.group, "topics", len(filters))
 			h.readyOnce.Do(func() { close(h.ready) })
 		}).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {

@@ -89,14 +89,16 @@ func DialReleaseServer(ctx context.Context, cfg Config, priv ed25519.PrivateKey,
 	}
 	l := cfg.settings("tobira-hq-release-" + proto.NewCommandID()[:8])
 	filters := map[string]byte{proto.ReleaseGetSubscription: 1, proto.ReleaseReportSubscription: 1, proto.ResultSubscription: 1}
+	rot := l.Rotator("-", s.log)
 	opts := l.Options().SetConnectRetry(false).SetCleanSession(true).
+		SetReconnectingHandler(rot.Reconnecting).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			if !s.hg.Enter() {
 				return
 			}
 			defer s.hg.Leave()
-			if err := mqttconn.WaitToken(context.Background(), s.clk, c.SubscribeMultiple(filters, s.onMessage), mqttconn.DefaultTokenTimeout); err != nil {
-				s.log.Error("release server cannot subscribe", "broker", cfg.Broker, "err", err)
+			if err := mqttconn.Subscribe(context.Background(), s.clk, rot, c, filters, s.onMessage); err != nil {
+				s.log.Error("release server cannot subscribe", "broker", cfg.Broker, "client_id", rot.ClientID(), "err", err)
 				return
 			}
 			if s.readyOK.CompareAndSwap(false, true) {

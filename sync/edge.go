@@ -214,6 +214,10 @@ type Edge struct {
 	tickets  *ticketChecks // nil: no online checks
 	running  atomic.Bool
 
+	// relink moves Run's connection to the next client ID (set by Run
+	// before the features start).
+	relink link
+
 	// resubscribe subscribes the connected client to the features'
 	// topics again (set by options); resubscribing is set while it runs.
 	resubscribe   func(mqtt.Client) error
@@ -277,7 +281,7 @@ func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox, results *resultSender)
 		fs = append(fs, &markLoop{store: cfg.Marks, ob: ob, pub: e.pub, up: eng.up.Load, events: eng.notify, v: v, clk: eng.clk, log: eng.log,
 			site: cfg.Site, device: cfg.Device, interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval),
 			ackTimeout: eng.ackTimeout, skew: cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew), kick: make(chan struct{}, 1),
-			ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}})
+			ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}, deaf: e.deaf})
 	}
 	if cfg.TicketChecks {
 		e.tickets = &ticketChecks{pub: e.pub, up: eng.up.Load, v: v, log: eng.log, site: cfg.Site, device: cfg.Device,
@@ -387,9 +391,20 @@ func (e *Edge) Run(ctx context.Context) error {
 	defer e.running.Store(false)
 
 	var hg mqttconn.HandlerGroup
-	c := mqtt.NewClient(e.options(ctx, &hg))
+	l := link{rot: e.link.Rotator("/", e.eng.log), drop: new(mqttconn.Dropper)}
+	c := mqtt.NewClient(e.options(ctx, &hg, l))
 	e.pub.c = c
-	e.eng.stuck = func() { go e.subscribeAgain(c, &hg) }
+	e.relink = l
+	e.eng.stuck = func(timeouts int) {
+		if timeouts%(2*resubscribeAfter) == 0 {
+			// Subscribing again did not help: the subscription delivers
+			// nothing (RabbitMQ 3.10 can leave a device's queue without
+			// its consumer after a node restart).
+			e.deaf("no ack from HQ on a live connection after subscribing again")
+			return
+		}
+		go e.subscribeAgain(c, &hg)
+	}
 	c.Connect() // with ConnectRetry the token completes only once connected; OnConnect reports it
 
 	var wg sync.WaitGroup
@@ -407,11 +422,19 @@ func (e *Edge) Run(ctx context.Context) error {
 	return nil
 }
 
+// link is what moves a Run's connection to another client ID and broker:
+// after refused subscriptions (rot alone), or when the connection
+// delivers nothing (rot told to move on, drop closing the connection).
+type link struct {
+	rot  *mqttconn.Rotator
+	drop *mqttconn.Dropper
+}
+
 // options returns the paho options of Run: a clean session (the outbox,
 // not the broker, keeps what is unsent), the offline status as last will,
 // and on every connection a subscription to every feature's routes, whose
 // handlers hg tracks.
-func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.ClientOptions {
+func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup, l link) *mqtt.ClientOptions {
 	routes := map[string]func(context.Context, string, []byte){}
 	for _, f := range e.features {
 		for _, r := range f.routes() {
@@ -435,8 +458,9 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 		handle(ctx, m.Topic(), m.Payload())
 	}
 	e.resubscribe = func(c mqtt.Client) error {
-		return mqttconn.WaitToken(ctx, e.eng.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout)
+		return mqttconn.Subscribe(ctx, e.eng.clk, nil, c, filters, onMessage)
 	}
+	rot := l.rot
 	// dialed is the broker paho tried last: on connection, the one it is
 	// connected to (several brokers: EdgeConfig.Brokers).
 	var dialed atomic.Value
@@ -447,6 +471,8 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 			return cfg
 		}).
 		SetCleanSession(true).
+		SetReconnectingHandler(rot.Reconnecting).
+		SetCustomOpenConnectionFn(l.drop.Open).
 		SetWill(e.status.topic, string(proto.OfflineStatus(e.eng.site, e.eng.device)), 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			if !hg.Enter() {
@@ -454,11 +480,11 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 			}
 			defer hg.Leave()
 			// Paho runs this in its own goroutine, so waiting is allowed.
-			if err := e.resubscribe(c); err != nil {
+			if err := mqttconn.Subscribe(ctx, e.eng.clk, rot, c, filters, onMessage); err != nil {
 				e.eng.log.Error("cannot subscribe; sending anyway, acks and commands will be missed until reconnect",
-					"topics", len(filters), "broker", dialed.Load(), "err", err)
+					"topics", len(filters), "broker", dialed.Load(), "client_id", rot.ClientID(), "err", err)
 			} else {
-				e.eng.log.Info("connected to broker", "broker", dialed.Load(), "client_id", e.link.ClientID)
+				e.eng.log.Info("connected to broker", "broker", dialed.Load(), "client_id", rot.ClientID())
 			}
 			for _, f := range e.features {
 				f.connected(ctx)
@@ -468,6 +494,19 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup) *mqtt.Cli
 			e.eng.log.Warn("lost broker connection", "broker", dialed.Load(), "err", err)
 			e.eng.onConnectionLost()
 		})
+}
+
+// deaf drops the connection of Run and reconnects under the next client
+// ID and broker: HQ's answers stopped coming on a live connection (why
+// says which), so the broker may deliver nothing on it. It does not
+// block; before Run it does nothing.
+func (e *Edge) deaf(why string) {
+	if e.relink.rot == nil {
+		return
+	}
+	e.eng.log.Warn(why+": reconnecting under another client ID", "topic", e.eng.topic)
+	e.relink.rot.MoveOn()
+	e.relink.drop.Drop()
 }
 
 // subscribeAgain subscribes c to the features' topics again, once at a

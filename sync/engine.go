@@ -43,12 +43,13 @@ type engine struct {
 	drainMu sync.Mutex
 	drainCh chan struct{} // closed and replaced whenever acked moves
 
-	// stuck, when set, is told (and must not block) that HQ's acks have
-	// not come for resubscribeAfter ack timeouts in a row while
+	// stuck, when set, is told (and must not block) how many ack
+	// timeouts in a row there were, at every resubscribeAfter-th while
 	// connected: the broker may have dropped the device's subscription
 	// without closing its connection (a RabbitMQ node holding the
-	// device's subscription queue died), so the Edge subscribes again.
-	stuck func()
+	// device's subscription queue died). The Edge subscribes again, and
+	// when that did not help, reconnects under another client ID.
+	stuck func(timeouts int)
 
 	idle func() // test hook: called each time the loop is about to wait
 }
@@ -244,7 +245,7 @@ func (e *engine) run(ctx context.Context) {
 				"first_seq", st.inflight[0].first, "timeout", wait, "timeouts_in_a_row", st.timeouts, "next_timeout", e.ackWait(st.timeouts))
 			e.rewind(&st, "ack timeout")
 			if st.timeouts%resubscribeAfter == 0 && e.up.Load() && e.stuck != nil {
-				e.stuck()
+				e.stuck(st.timeouts)
 			}
 		}
 		if e.up.Load() && !now.Before(st.retryAt) {

@@ -284,7 +284,7 @@ func TestEngineBacksOffOnRepeatedAckTimeouts(t *testing.T) {
 func TestEngineToldStuckWhenAcksStop(t *testing.T) {
 	h := connectedHarness(t)
 	var stuck int
-	h.e.stuck = func() { stuck++ }
+	h.e.stuck = func(int) { stuck++ }
 	steps := []struct {
 		what      string
 		advance   time.Duration

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/tobira-ac/tobira/internal/clock"
@@ -76,7 +77,16 @@ type markLoop struct {
 	skew       time.Duration
 	kick       chan struct{} // capacity 1
 	ask        *askBackoff   // the marks-get, first sent again after ackTimeout
+	// deaf, when set, is told (and must not block) that deafAfter
+	// marks-gets in a row went unanswered on one connection: the
+	// Edge reconnects under another client ID (Edge.deaf).
+	deaf       func(why string)
+	unanswered atomic.Int32 // marks-gets asked again on this connection
 }
+
+// deafAfter is how many marks-gets asked again on one connection make the
+// markLoop tell deaf.
+const deafAfter = 3
 
 // nudge wakes the loop without blocking.
 func (l *markLoop) nudge() { wake(l.kick) }
@@ -92,6 +102,7 @@ func (l *markLoop) routes() []route {
 // connected implements feature: pending marks go out, and the site's
 // marks are fetched from the cursor.
 func (l *markLoop) connected(ctx context.Context) {
+	l.unanswered.Store(0)
 	l.nudge()
 	l.fetch(ctx)
 }
@@ -122,7 +133,7 @@ func (l *markLoop) run(ctx context.Context) {
 			again = min(again, l.ackTimeout)
 		}
 		if l.up() {
-			if wait := l.ask.reask(l.log, "the site's ticket marks", func() { l.fetch(ctx) }); wait > 0 {
+			if wait := l.ask.reask(l.log, "the site's ticket marks", func() { l.askAgain(ctx) }); wait > 0 {
 				again = min(again, wait)
 			}
 		}
@@ -158,6 +169,17 @@ func (l *markLoop) fetch(ctx context.Context) {
 	}
 }
 
+// askAgain asks for the marks again, HQ not having answered, and tells
+// deaf when that happened deafAfter times on this connection.
+func (l *markLoop) askAgain(ctx context.Context) {
+	if n := l.unanswered.Add(1); n >= deafAfter && l.deaf != nil {
+		l.unanswered.Store(0)
+		l.deaf(fmt.Sprintf("HQ answered none of %d requests for the site's ticket marks on a live connection", n))
+		return // the next connection asks
+	}
+	l.fetch(ctx)
+}
+
 // onPeerMarks verifies and applies a peer-marks message, then moves the
 // cursor or asks for what is missing.
 func (l *markLoop) onPeerMarks(ctx context.Context, topic string, envelope []byte) {
@@ -174,6 +196,7 @@ func (l *markLoop) onPeerMarks(ctx context.Context, topic string, envelope []byt
 		return
 	}
 	l.ask.answered()
+	l.unanswered.Store(0)
 	cur, err := l.ob.advancePeerCursor(p.After, p.Last())
 	if err != nil {
 		l.log.Error("cannot store the peer-marks cursor", "err", err)

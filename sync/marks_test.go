@@ -1,9 +1,13 @@
 package sync
 
 import (
+	"context"
+	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -28,6 +32,49 @@ func TestMarkConversion(t *testing.T) {
 		if back := storeMarks([]proto.Mark{w})[0]; back.State != tt.store || string(back.Ticket) != string(m.Ticket) ||
 			back.Event != m.Event || !back.At.Equal(at) || back.Door != m.Door {
 			t.Errorf("storeMarks(%+v) = %+v, want %+v", w, back, m)
+		}
+	}
+}
+
+// countingPub counts what is published, by topic.
+type countingPub map[string]int
+
+// publish implements publisher.
+func (p countingPub) publish(_ context.Context, topic string, _ []byte) error {
+	p[topic]++
+	return nil
+}
+
+// A marks-get asked again deafAfter times on one connection makes the
+// loop tell deaf (the Edge then reconnects under another client ID)
+// instead of asking once more; a new connection starts the count again.
+func TestMarkLoopTellsDeaf(t *testing.T) {
+	ob, err := OpenOutbox(filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	pub := countingPub{}
+	var deaf []string
+	l := &markLoop{ob: ob, pub: pub, log: slog.New(slog.DiscardHandler), site: "s", device: "d",
+		kick: make(chan struct{}, 1), ask: &askBackoff{clk: clock.System{}, first: time.Second},
+		deaf: func(why string) { deaf = append(deaf, why) }}
+	topic := proto.MarksGetTopic("s", "d")
+	for _, step := range []struct {
+		what      string
+		do        func()
+		asks      int // marks-gets published so far
+		deafTimes int
+	}{
+		{"connected", func() { l.connected(t.Context()) }, 1, 0},
+		{"asked again twice", func() { l.askAgain(t.Context()); l.askAgain(t.Context()) }, 3, 0},
+		{"a third time: deaf, not asked", func() { l.askAgain(t.Context()) }, 3, 1},
+		{"asked again after that", func() { l.askAgain(t.Context()) }, 4, 1},
+		{"reconnected, asked again twice", func() { l.connected(t.Context()); l.askAgain(t.Context()); l.askAgain(t.Context()) }, 7, 1},
+	} {
+		step.do()
+		if pub[topic] != step.asks || len(deaf) != step.deafTimes {
+			t.Fatalf("%s: %d marks-gets, deaf told %d times (%q); want %d, %d", step.what, pub[topic], len(deaf), deaf, step.asks, step.deafTimes)
 		}
 	}
 }

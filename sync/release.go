@@ -269,15 +269,17 @@ func (a *ReleaseAgent) Run(ctx context.Context) error {
 			a.deliver(m.Payload())
 		}
 	}
+	rot := a.link.Rotator("/", a.log)
 	opts := a.link.Options().
 		SetCleanSession(true).
+		SetReconnectingHandler(rot.Reconnecting).
 		SetOnConnectHandler(func(c mqtt.Client) {
 			if !hg.Enter() {
 				return
 			}
 			defer hg.Leave()
-			if err := mqttconn.WaitToken(ctx, a.clk, c.SubscribeMultiple(filters, onMessage), mqttconn.DefaultTokenTimeout); err != nil {
-				a.log.Error("cannot subscribe to release topics; offers will be missed until reconnect", "broker", a.link.Broker, "err", err)
+			if err := mqttconn.Subscribe(ctx, a.clk, rot, c, filters, onMessage); err != nil {
+				a.log.Error("cannot subscribe to release topics; offers will be missed until reconnect", "broker", a.link.Broker, "client_id", rot.ClientID(), "err", err)
 			}
 			a.up.Store(true)
 			a.Refresh()

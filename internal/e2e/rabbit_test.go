@@ -25,6 +25,7 @@ import (
 type brokerLog struct {
 	mu      sync.Mutex
 	brokers []string
+	ids     []string
 }
 
 // Enabled implements slog.Handler.
@@ -36,10 +37,13 @@ func (b *brokerLog) Handle(_ context.Context, r slog.Record) error {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "broker" {
-			b.mu.Lock()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		switch a.Key {
+		case "broker":
 			b.brokers = append(b.brokers, a.Value.String())
-			b.mu.Unlock()
+		case "client_id":
+			b.ids = append(b.ids, a.Value.String())
 		}
 		return true
 	})
@@ -51,6 +55,13 @@ func (b *brokerLog) WithAttrs([]slog.Attr) slog.Handler { return b }
 
 // WithGroup implements slog.Handler.
 func (b *brokerLog) WithGroup(string) slog.Handler { return b }
+
+// clientIDs returns the client IDs of the connections so far.
+func (b *brokerLog) clientIDs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.ids)
+}
 
 // connected returns the brokers connected to so far.
 func (b *brokerLog) connected() []string {

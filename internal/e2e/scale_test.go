@@ -12,9 +12,9 @@ package e2e_test
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +30,9 @@ type brokerSet struct {
 	urls    []string
 	kill    func(i int)
 	restart func(i int)
+	// diagnose, when set, describes what the broker holds for a gate
+	// that did not settle.
+	diagnose func(gate string) string
 }
 
 // scaleWork is the size of a scale fault run.
@@ -62,24 +65,16 @@ func startPG(t *testing.T) string {
 	return db
 }
 
-// rabbitFaultsEnv opts in to TestScaleFaultsRabbit (make test-faults).
-const rabbitFaultsEnv = "TOBIRA_RABBIT_FAULTS"
-
 // TestScaleFaultsRabbit: a 3-node RabbitMQ cluster, two replicas taking
 // the devices' messages from the quorum queue (events_intake), PostgreSQL.
 //
-// It fails in about one run of three (2026-11-24, issue 11 open): after a
-// node is SIGKILLed, RabbitMQ 3.10 can keep a device's MQTT subscription
-// queue (a classic queue, mqtt-subscription-{client ID}qos1) whose process
-// died: every later subscription of that client is refused ("home node
-// ... of durable queue ... is down or inaccessible") and the connection
-// closed, and the Edge, whose CONNECT the node accepts, reconnects to the
-// same node again and again without acks. `make test` leaves it out until
-// that is fixed; `make test-faults` and `make bench-full` run it.
+// It failed in about one run of three until the edge and HQ moved to
+// another client ID after refused subscriptions (mqttconn.Rotator): after
+// a node is SIGKILLed, RabbitMQ 3.10 can keep a device's MQTT subscription
+// queue (mqtt-subscription-{client ID}qos1) whose process died, and refuse
+// every later subscription under that client ID
+// (TestEdgeMovesOnFromAStuckSubscriptionQueue).
 func TestScaleFaultsRabbit(t *testing.T) {
-	if os.Getenv(rabbitFaultsEnv) == "" && os.Getenv("TOBIRA_BENCH_SCALE") == "" {
-		t.Skipf("known open failure (RabbitMQ 3.10 keeps a dead device subscription queue after a node SIGKILL; docs/HQ.md, Scaling out): run with %s=1 (make test-faults)", rabbitFaultsEnv)
-	}
 	c := rabbittest.Start(t, rabbittest.Options{})
 	var amqp []string
 	for _, n := range c.Nodes {
@@ -91,6 +86,7 @@ func TestScaleFaultsRabbit(t *testing.T) {
 		restart: func(i int) {
 			c.Nodes[i].Restart(t)
 		},
+		diagnose: func(gate string) string { return rabbitHolds(c, gate) },
 	}
 	runScaleFaults(t, bs, func(i int) []string {
 		// Each replica lists every node, its own first.
@@ -112,6 +108,32 @@ func TestScaleFaultsMosquittoShared(t *testing.T) {
 	runScaleFaults(t, bs, func(int) []string {
 		return []string{"TOBIRA_HQ_BROKER=" + m.URL(), "TOBIRA_HQ_SHARED_GROUP=tobira-hq"}
 	})
+}
+
+// rabbitHolds lists the queues and bindings of c that name gate, from
+// the first node that answers.
+func rabbitHolds(c *rabbittest.Cluster, gate string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), linkDeadline)
+	defer cancel()
+	for _, n := range c.Nodes {
+		qs, err := n.Ctl(ctx, "list_queues", "--no-table-headers", "name", "pid", "consumers", "messages", "policy")
+		if err != nil {
+			continue
+		}
+		bs, err := n.Ctl(ctx, "list_bindings", "--no-table-headers", "source_name", "destination_name", "routing_key")
+		if err != nil {
+			continue
+		}
+		var out strings.Builder
+		fmt.Fprintf(&out, "queues and bindings naming %s (rabbitmqctl on %s):\n", gate, n.Name)
+		for line := range strings.Lines(qs + bs) {
+			if strings.Contains(line, gate) {
+				out.WriteString(line)
+			}
+		}
+		return out.String()
+	}
+	return "no node answered rabbitmqctl"
 }
 
 // rotate returns s rotated left by i.
@@ -156,6 +178,14 @@ func runScaleFaults(t *testing.T, bs brokerSet, replicaEnv func(i int) []string)
 		t.Logf("round %d: killed broker node %d and replica %s with %d of %d events stored", round, node+1, rep.name, at, f.events)
 	}
 	if err := f.settle(scaleDeadline(uint64(f.events)) + time.Duration(w.rounds)*linkDeadline); err != nil {
+		if g, ok := errors.AsType[*gateError](err); ok {
+			for _, r := range replicas {
+				t.Logf("replica %s on %s (last 80 lines):\n%s", r.name, g.gate, r.logs.grep(g.gate, 80))
+			}
+			if bs.diagnose != nil {
+				t.Log(bs.diagnose(g.gate))
+			}
+		}
 		t.Fatal(err)
 	}
 	got := mustCountEvents(t, db)

@@ -115,7 +115,7 @@ func startScaleGate(t *testing.T, cfg fleetConfig, snap policy.Snapshot, i int) 
 		}),
 		AckTimeout: 2 * time.Second, RetryDelay: 200 * time.Millisecond,
 		ConnectRetry: 200 * time.Millisecond, MaxReconnect: time.Second,
-		Logger: slog.New(slog.NewTextHandler(logWriter{g.logs}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger: slog.New(slog.NewTextHandler(logWriter{g.logs}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 	if cfg.key != nil { // a gate of the ticketed event
 		if g.store, err = policy.Open(filepath.Join(dir, "policy.db"), discardLogger()); err != nil {
@@ -205,6 +205,26 @@ func (f *fleet) produce(rnd *rand.Rand, w work) {
 	}
 }
 
+// gateError is settle's error about one gate.
+type gateError struct {
+	gate string
+	err  error
+}
+
+// gateErr returns a gateError about gate.
+func gateErr(gate, format string, args ...any) error {
+	return &gateError{gate: gate, err: fmt.Errorf(format, args...)}
+}
+
+// Error implements error.
+func (e *gateError) Error() string { return e.err.Error() }
+
+// Unwrap returns the cause.
+func (e *gateError) Unwrap() error { return e.err }
+
+// gateLogTail is how much of a gate's log a failure shows.
+const gateLogTail = 20000
+
 // settle waits, within d, until every gate's outbox is empty (events,
 // enrollments, marks acknowledged by HQ) and every gate holds a mark of
 // every ticket tapped.
@@ -217,7 +237,7 @@ func (f *fleet) settle(d time.Duration) error {
 	}
 	for _, g := range f.gates {
 		if err := g.edge.WaitDrained(ctx); err != nil {
-			return fmt.Errorf("%s: events not drained: %w\n%s's log (warnings, tail):\n%s", g.name, err, g.name, g.logs.tail(6000))
+			return gateErr(g.name, "%s: events not drained: %w\n%s's log (tail):\n%s", g.name, err, g.name, g.logs.tail(gateLogTail))
 		}
 		if err := waitUntil(ctx, func() (bool, error) {
 			ens, err := g.ob.PendingEnrollments()
@@ -227,11 +247,11 @@ func (f *fleet) settle(d time.Duration) error {
 			ms, err := g.ob.PendingMarks(1)
 			return len(ms) == 0, err
 		}); err != nil {
-			return fmt.Errorf("%s: enrollments or marks not acknowledged: %w", g.name, err)
+			return gateErr(g.name, "%s: enrollments or marks not acknowledged: %w\n%s's log (tail):\n%s", g.name, err, g.name, g.logs.tail(gateLogTail))
 		}
 		left := time.Until(deadlineOf(ctx))
 		if !g.known.waitAll(tapped, max(left, 0)) {
-			return fmt.Errorf("%s: did not learn every ticket mark within %v", g.name, d)
+			return gateErr(g.name, "%s: did not learn every ticket mark within %v\n%s's log (tail):\n%s", g.name, d, g.name, g.logs.tail(gateLogTail))
 		}
 	}
 	return nil

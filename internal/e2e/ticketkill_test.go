@@ -533,6 +533,19 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return w.l.b.Write(p)
 }
 
+// grep returns the last n lines of the logs that hold s.
+func (l *childLogs) grep(s string, n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var hits []string
+	for line := range strings.Lines(l.b.String()) {
+		if strings.Contains(line, s) {
+			hits = append(hits, line)
+		}
+	}
+	return strings.Join(hits[max(0, len(hits)-n):], "")
+}
+
 // tail returns the last n bytes of the logs.
 func (l *childLogs) tail(n int) string {
 	l.mu.Lock()

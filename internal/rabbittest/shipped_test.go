@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,15 +18,21 @@ import (
 )
 
 // tlsClient returns an unconnected paho client for url with a certificate
-// for cn issued by ca.
+// for cn issued by ca, cn being its client ID too.
 func tlsClient(t *testing.T, ca *mosquittotest.CA, url, cn string, serial int64) mqtt.Client {
+	t.Helper()
+	return tlsClientAs(t, ca, url, cn, cn, serial)
+}
+
+// tlsClientAs is tlsClient with another client ID.
+func tlsClientAs(t *testing.T, ca *mosquittotest.CA, url, cn, clientID string, serial int64) mqtt.Client {
 	t.Helper()
 	crt, key := ca.Issue(t, mosquittotest.Leaf{CN: cn, Serial: serial})
 	pair, err := tls.X509KeyPair(crt, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(cn).SetAutoReconnect(false).
+	o := mqtt.NewClientOptions().AddBroker(url).SetClientID(clientID).SetAutoReconnect(false).
 		SetConnectTimeout(10 * time.Second).
 		SetTLSConfig(&tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
 	return mqtt.NewClient(o)
@@ -86,6 +93,25 @@ func TestShippedPermissions(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("HQ's ack did not reach door1")
+	}
+
+	// door1 under a moved client ID (mqttconn.Rotator: "{site}/{device}/2")
+	// reads its acks too, and the subscription queues get the shipped
+	// policy (a bound and a lifetime).
+	moved := tlsClientAs(t, ca, n.MQTTSURL(), "site1/door1", "site1/door1/2", 14)
+	connectTLS(t, moved, "door1 as site1/door1/2")
+	tok = moved.Subscribe(proto.AckTopic("site1", "door1"), 1, func(mqtt.Client, mqtt.Message) {})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil || tok.(*mqtt.SubscribeToken).Result()[proto.AckTopic("site1", "door1")] != 1 {
+		t.Fatalf("door1 as site1/door1/2 subscribes to its acks: %v %v", tok.Error(), tok.(*mqtt.SubscribeToken).Result())
+	}
+	queues, err := n.Ctl(t.Context(), "list_queues", "--no-table-headers", "name", "policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"mqtt-subscription-site1/door1qos1", "mqtt-subscription-site1/door1/2qos1"} {
+		if !strings.Contains(queues, q+"\ttobira-mqtt-subscriptions") {
+			t.Fatalf("queue %s has not the policy tobira-mqtt-subscriptions:\n%s", q, queues)
+		}
 	}
 
 	// door1 asks for door2's acks: refused (RabbitMQ 3.10 closes the
