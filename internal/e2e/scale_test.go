@@ -125,9 +125,9 @@ func rabbitHolds(c *rabbittest.Cluster, gate string) string {
 			continue
 		}
 		var out strings.Builder
-		fmt.Fprintf(&out, "queues and bindings naming %s (rabbitmqctl on %s):\n", gate, n.Name)
+		fmt.Fprintf(&out, "queues and bindings naming %s or HQ's queues (rabbitmqctl on %s):\n", gate, n.Name)
 		for line := range strings.Lines(qs + bs) {
-			if strings.Contains(line, gate) {
+			if strings.Contains(line, gate) || strings.Contains(line, "tobira-hq") || strings.Contains(line, "amq.gen") {
 				out.WriteString(line)
 			}
 		}
