@@ -424,7 +424,7 @@ func (e *Edge) Run(ctx context.Context) error {
 
 // link is what moves a Run's connection to another client ID and broker:
 // after refused subscriptions (rot alone), or when the connection
-// delivers nothing (rot told to move on, drop closing the connection).
+// delivers nothing (rot told to move on, drop failing its reads).
 type link struct {
 	rot  *mqttconn.Rotator
 	drop *mqttconn.Dropper
