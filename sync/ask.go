@@ -35,6 +35,13 @@ func (b *askBackoff) asked() {
 	b.askedAt = b.clk.Now()
 }
 
+// outstanding reports whether a request awaits its answer.
+func (b *askBackoff) outstanding() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.askedAt.IsZero()
+}
+
 // answered records that HQ answered.
 func (b *askBackoff) answered() {
 	b.mu.Lock()

@@ -119,6 +119,9 @@ type EdgeConfig struct {
 	// MarkInterval is how often the Edge looks for new marks when Notify
 	// does not prompt it; default DefaultMarkInterval.
 	MarkInterval time.Duration
+	// MarkRefresh is how long a connected gate goes without asking HQ for
+	// the site's marks before it asks again; default DefaultMarkRefresh.
+	MarkRefresh time.Duration
 	// Clock times acks and retries; default clock.System{}.
 	Clock clock.Clock
 	// Logger receives the link's logs; default slog.Default().
@@ -192,7 +195,7 @@ func (c EdgeConfig) check() error {
 		v    time.Duration
 	}{{"ack timeout", c.AckTimeout}, {"retry delay", c.RetryDelay}, {"connect retry", c.ConnectRetry},
 		{"max reconnect", c.MaxReconnect}, {"status interval", c.StatusInterval}, {"need interval", c.NeedInterval},
-		{"mark interval", c.MarkInterval}, {"mark skew", c.MarkSkew}} {
+		{"mark interval", c.MarkInterval}, {"mark refresh", c.MarkRefresh}, {"mark skew", c.MarkSkew}} {
 		if d.v < 0 {
 			return fmt.Errorf("%w: %s %v is negative", ErrConfig, d.name, d.v)
 		}
@@ -281,7 +284,7 @@ func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox, results *resultSender)
 		fs = append(fs, &markLoop{store: cfg.Marks, ob: ob, pub: e.pub, up: eng.up.Load, events: eng.notify, v: v, clk: eng.clk, log: eng.log,
 			site: cfg.Site, device: cfg.Device, interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval),
 			ackTimeout: eng.ackTimeout, skew: cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew), kick: make(chan struct{}, 1),
-			ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}, deaf: e.deaf})
+			ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}, deaf: e.deaf, refresh: cmp.Or(cfg.MarkRefresh, DefaultMarkRefresh)})
 	}
 	if cfg.TicketChecks {
 		e.tickets = &ticketChecks{pub: e.pub, up: eng.up.Load, v: v, log: eng.log, site: cfg.Site, device: cfg.Device,

@@ -43,6 +43,12 @@ const (
 	// DefaultMarkInterval is how often the edge looks for new marks when
 	// nothing prompts it.
 	DefaultMarkInterval = time.Second
+	// DefaultMarkRefresh is how long a connected gate goes without asking
+	// HQ for the site's marks before it asks again, nothing being
+	// outstanding: HQ pushes new marks once, and a push can be lost (a
+	// replica killed between storing marks and pushing them, a gate whose
+	// subscription missed it) while the gate stays connected.
+	DefaultMarkRefresh = 30 * time.Second
 )
 
 // ReasonTicketConflict is the Reason of a proto.TypeTicket event: another
@@ -82,6 +88,8 @@ type markLoop struct {
 	// Edge reconnects under another client ID (Edge.deaf).
 	deaf       func(why string)
 	unanswered atomic.Int32 // marks-gets asked again on this connection
+	refresh    time.Duration
+	fetched    atomic.Int64 // when the last marks-get went out, Unix ns
 }
 
 // deafAfter is how many marks-gets asked again on one connection make the
@@ -136,6 +144,9 @@ func (l *markLoop) run(ctx context.Context) {
 			if wait := l.ask.reask(l.log, "the site's ticket marks", func() { l.askAgain(ctx) }); wait > 0 {
 				again = min(again, wait)
 			}
+			if l.refreshDue() {
+				l.fetch(ctx)
+			}
 		}
 		if !waitRound(ctx, l.clk, l.kick, again) {
 			return
@@ -161,12 +172,21 @@ func (l *markLoop) onAck(topic string, payload []byte) {
 func (l *markLoop) fetch(ctx context.Context) {
 	cur, err := l.ob.PeerMarksCursor()
 	l.ask.asked()
+	l.fetched.Store(l.clk.Now().UnixNano())
 	if err == nil {
 		err = publishJSON(ctx, l.pub, proto.MarksGetTopic(l.site, l.device), proto.MarksGet{After: cur})
 	}
 	if err != nil && ctx.Err() == nil {
 		l.log.Warn("cannot ask HQ for the site's ticket marks; will ask on the next connection or batch", "err", err)
 	}
+}
+
+// refreshDue reports whether the gate should ask for the site's marks
+// although nothing prompts it: no request is outstanding and none went
+// out for refresh.
+func (l *markLoop) refreshDue() bool {
+	return l.refresh > 0 && !l.ask.outstanding() &&
+		l.clk.Now().Sub(time.Unix(0, l.fetched.Load())) >= l.refresh
 }
 
 // askAgain asks for the marks again, HQ not having answered, and tells

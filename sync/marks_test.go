@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tobira-ac/tobira/internal/clock"
+	"github.com/tobira-ac/tobira/internal/clock/clocktest"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -56,7 +57,7 @@ func TestMarkLoopTellsDeaf(t *testing.T) {
 	defer ob.Close()
 	pub := countingPub{}
 	var deaf []string
-	l := &markLoop{ob: ob, pub: pub, log: slog.New(slog.DiscardHandler), site: "s", device: "d",
+	l := &markLoop{ob: ob, pub: pub, log: slog.New(slog.DiscardHandler), site: "s", device: "d", clk: clock.System{},
 		kick: make(chan struct{}, 1), ask: &askBackoff{clk: clock.System{}, first: time.Second},
 		deaf: func(why string) { deaf = append(deaf, why) }}
 	topic := proto.MarksGetTopic("s", "d")
@@ -75,6 +76,37 @@ func TestMarkLoopTellsDeaf(t *testing.T) {
 		step.do()
 		if pub[topic] != step.asks || len(deaf) != step.deafTimes {
 			t.Fatalf("%s: %d marks-gets, deaf told %d times (%q); want %d, %d", step.what, pub[topic], len(deaf), deaf, step.asks, step.deafTimes)
+		}
+	}
+}
+
+// A connected gate with nothing outstanding asks for the site's marks
+// again once refresh has passed since its last marks-get: a push HQ lost
+// is caught up then. While a marks-get is unanswered, the backoff times
+// the asks instead.
+func TestMarkLoopRefreshes(t *testing.T) {
+	ob, err := OpenOutbox(filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	clk := clocktest.New(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC))
+	l := &markLoop{ob: ob, pub: countingPub{}, log: slog.New(slog.DiscardHandler), site: "s", device: "d",
+		clk: clk, kick: make(chan struct{}, 1), ask: &askBackoff{clk: clk, first: time.Second}, refresh: 30 * time.Second}
+	for _, step := range []struct {
+		what string
+		do   func()
+		due  bool
+	}{
+		{"asked on connecting, unanswered", func() { l.connected(t.Context()) }, false},
+		{"still unanswered after refresh", func() { clk.Advance(31 * time.Second) }, false},
+		{"answered just now", func() { l.ask.answered(); l.fetch(t.Context()); l.ask.answered() }, false},
+		{"29 s later", func() { clk.Advance(29 * time.Second) }, false},
+		{"30 s later", func() { clk.Advance(time.Second) }, true},
+	} {
+		step.do()
+		if got := l.refreshDue(); got != step.due {
+			t.Fatalf("%s: refresh due %v, want %v", step.what, got, step.due)
 		}
 	}
 }
