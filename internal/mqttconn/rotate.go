@@ -157,8 +157,9 @@ func subscribe(ctx context.Context, clk clock.Clock, c mqtt.Client, filters map[
 	if !ok {
 		return nil
 	}
-	for _, f := range slices.Sorted(maps.Keys(st.Result())) {
-		if q := st.Result()[f]; q == 0x80 {
+	granted := st.Result()
+	for _, f := range slices.Sorted(maps.Keys(granted)) {
+		if granted[f] == 0x80 {
 			return fmt.Errorf("the broker refused the subscription to %q", f)
 		}
 	}
