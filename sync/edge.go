@@ -463,7 +463,6 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup, l link) *
 	e.resubscribe = func(c mqtt.Client) error {
 		return mqttconn.Subscribe(ctx, e.eng.clk, nil, c, filters, onMessage)
 	}
-	rot := l.rot
 	// dialed is the broker paho tried last: on connection, the one it is
 	// connected to (several brokers: EdgeConfig.Brokers).
 	var dialed atomic.Value
@@ -474,7 +473,7 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup, l link) *
 			return cfg
 		}).
 		SetCleanSession(true).
-		SetReconnectingHandler(rot.Reconnecting).
+		SetReconnectingHandler(l.rot.Reconnecting).
 		SetCustomOpenConnectionFn(l.drop.Open).
 		SetWill(e.status.topic, string(proto.OfflineStatus(e.eng.site, e.eng.device)), 1, true).
 		SetOnConnectHandler(func(c mqtt.Client) {
@@ -483,11 +482,11 @@ func (e *Edge) options(ctx context.Context, hg *mqttconn.HandlerGroup, l link) *
 			}
 			defer hg.Leave()
 			// Paho runs this in its own goroutine, so waiting is allowed.
-			if err := mqttconn.Subscribe(ctx, e.eng.clk, rot, c, filters, onMessage); err != nil {
+			if err := mqttconn.Subscribe(ctx, e.eng.clk, l.rot, c, filters, onMessage); err != nil {
 				e.eng.log.Error("cannot subscribe; sending anyway, acks and commands will be missed until reconnect",
-					"topics", len(filters), "broker", dialed.Load(), "client_id", rot.ClientID(), "err", err)
+					"topics", len(filters), "broker", dialed.Load(), "client_id", l.rot.ClientID(), "err", err)
 			} else {
-				e.eng.log.Info("connected to broker", "broker", dialed.Load(), "client_id", rot.ClientID())
+				e.eng.log.Info("connected to broker", "broker", dialed.Load(), "client_id", l.rot.ClientID())
 			}
 			for _, f := range e.features {
 				f.connected(ctx)
