@@ -371,7 +371,7 @@ func (h *Service) handleMarks(ctx context.Context, pub publishFunc, topic string
 	if err := publishJSONTo(ctx, pub, ackTopic, proto.MarksAck{First: first, Last: last}); err != nil {
 		h.log.Warn("cannot acknowledge ticket marks; the device will send again", "topic", ackTopic, "err", err)
 	}
-	h.log.Debug("stored ticket marks", "site", b.Site, "device", b.Device, "stored", len(res.Stored),
+	h.log.Debug("stored ticket marks", "site", b.Site, "device", b.Device, "first", first, "last", last, "stored", len(res.Stored),
 		"duplicates", res.Duplicates, "reports", len(res.Reports), "head", res.Head)
 	if len(res.Stored) > 0 {
 		h.push(ctx, pub, b.Site, b.Device, res.Stored, res.Head)
@@ -428,7 +428,9 @@ func (h *Service) handleMarksGet(ctx context.Context, pub publishFunc, topic str
 	}
 	if err != nil {
 		h.log.Warn("cannot send ticket marks; the gate asks again", "site", site, "device", device, "err", err)
+		return
 	}
+	h.log.Debug("answered marks-get", "site", site, "device", device, "after", g.After, "marks", len(ms), "head", head)
 }
 
 // reportMarks reports the refusals and conflicts of marks of site HQ just

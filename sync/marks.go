@@ -132,8 +132,11 @@ func (l *markLoop) run(ctx context.Context) {
 		}
 		if len(pending) > 0 && l.up() {
 			b := proto.MarkBatch{Site: l.site, Device: l.device, Marks: pending}
+			first, last := b.Range()
 			if err := publishJSON(ctx, l.pub, proto.MarksTopic(l.site, l.device), b); err != nil && ctx.Err() == nil {
 				l.log.Warn("cannot send ticket marks, will retry", "marks", len(pending), "err", err)
+			} else {
+				l.log.Debug("sent ticket marks", "first", first, "last", last)
 			}
 		}
 		again := l.interval

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -63,6 +64,9 @@ type fileSettings struct {
 	OIDCClaim            *string `toml:"oidc_claim"`
 	OIDCCreateRole       *string `toml:"oidc_create_role"`
 	OIDCCreateSites      *string `toml:"oidc_create_sites"`
+
+	ConsoleMaxRevocationAge *string `toml:"console_max_revocation_age"`
+	LogLevel                *string `toml:"log_level"`
 }
 
 // setting is one key of tobira-hq.toml and the flag it feeds.
@@ -110,6 +114,8 @@ var settings = []setting{
 	{"oidc_claim", "oidc-claim", true, func(f *fileSettings) *string { return f.OIDCClaim }},
 	{"oidc_create_role", "oidc-create-role", true, func(f *fileSettings) *string { return f.OIDCCreateRole }},
 	{"oidc_create_sites", "oidc-create-sites", true, func(f *fileSettings) *string { return f.OIDCCreateSites }},
+	{"console_max_revocation_age", "console-max-revocation-age", false, func(f *fileSettings) *string { return f.ConsoleMaxRevocationAge }},
+	{"log_level", "log-level", false, func(f *fileSettings) *string { return f.LogLevel }},
 }
 
 // envName is the environment variable of a setting.
@@ -159,8 +165,8 @@ func (s settingsSource) apply(c *cobra.Command) error {
 			todo = append(todo, st)
 		}
 	}
-	if len(todo) == 0 {
-		return nil
+	if len(todo) == 0 || len(todo) == 1 && todo[0].key == "log_level" {
+		return nil // every command has --log-level: alone it reads no file
 	}
 	file, path, err := s.file(c)
 	if err != nil {
@@ -204,7 +210,37 @@ func (s settingsSource) file(c *cobra.Command) (*fileSettings, string, error) {
 	return f, path, nil
 }
 
-// configFlag registers the persistent --config flag on root.
+// configFlag registers the persistent --config and --log-level flags on
+// root.
 func configFlag(root *cobra.Command) {
 	root.PersistentFlags().String("config", "", "settings file (default "+defaultConfigPath+" when it exists; $"+configEnv+")")
+	root.PersistentFlags().Var(new(levelFlag), "log-level", "least severe log messages written: debug, info, warn or error")
+}
+
+// levelFlag is the --log-level flag: a slog level, info by default.
+type levelFlag slog.Level
+
+// String implements pflag.Value.
+func (l *levelFlag) String() string { return strings.ToLower(slog.Level(*l).String()) }
+
+// Set implements pflag.Value; it takes the names slog.Level parses
+// (debug, info, warn, error), in any case.
+func (l *levelFlag) Set(s string) error {
+	var v slog.Level
+	if err := v.UnmarshalText([]byte(s)); err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", s)
+	}
+	*l = levelFlag(v)
+	return nil
+}
+
+// Type implements pflag.Value.
+func (l *levelFlag) Type() string { return "level" }
+
+// logLevel returns c's --log-level (info when c has none).
+func logLevel(c *cobra.Command) slog.Level {
+	if f, ok := c.Flags().Lookup("log-level").Value.(*levelFlag); ok {
+		return slog.Level(*f)
+	}
+	return slog.LevelInfo
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +86,10 @@ func TestSettings(t *testing.T) {
 		{"wrong type", []string{"events", "--config", write("type.toml", "db = 7\n")}, nil, "", tomlconf.ErrSyntax, "type.toml line 1:"},
 		{"a broken default file does not stop help", []string{"help", "events"}, nil, filepath.Join(dir, "typo.toml"), nil, ""},
 		{"nor keygen", []string{"keygen", "--out", filepath.Join(dir, "k")}, nil, filepath.Join(dir, "typo.toml"), nil, ""},
+		{"bad log level from the environment", []string{"events", "--config", good}, map[string]string{"TOBIRA_HQ_LOG_LEVEL": "loud"}, "", nil,
+			`$TOBIRA_HQ_LOG_LEVEL: log level "loud"`},
+		{"bad log level in the file", []string{"events", "--config", write("level.toml", "log_level = \"chatty\"\n")}, nil, "", nil,
+			`level.toml: log_level: log level "chatty"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,5 +113,28 @@ func TestSettings(t *testing.T) {
 				t.Errorf("error %q does not name the command", err)
 			}
 		})
+	}
+}
+
+// TestLevelFlag checks the names --log-level takes.
+func TestLevelFlag(t *testing.T) {
+	tests := []struct {
+		in   string
+		want slog.Level
+		ok   bool
+	}{
+		{"debug", slog.LevelDebug, true},
+		{"INFO", slog.LevelInfo, true},
+		{"Warn", slog.LevelWarn, true},
+		{"error", slog.LevelError, true},
+		{"loud", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		var l levelFlag
+		err := l.Set(tt.in)
+		if (err == nil) != tt.ok || tt.ok && slog.Level(l) != tt.want {
+			t.Errorf("Set(%q) = %v, level %v; want ok=%v, level %v", tt.in, err, slog.Level(l), tt.ok, tt.want)
+		}
 	}
 }

@@ -144,9 +144,9 @@ func (f *brokerFlags) tls() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// logger is the log of a command, on stderr.
+// logger is the log of a command, on stderr, at its --log-level.
 func logger(c *cobra.Command) *slog.Logger {
-	return slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
+	return slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: logLevel(c)}))
 }
 
 // serveCommand is "tobira-hq serve".

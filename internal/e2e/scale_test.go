@@ -152,10 +152,12 @@ func runScaleFaults(t *testing.T, bs brokerSet, replicaEnv func(i int) []string)
 	rnd := rand.New(rand.NewPCG(seed, seed))
 	db := startPG(t)
 	cfg := fleetConfig{gates: w.gates, tickets: w.rounds * w.perRound.taps, brokers: bs.urls,
-		start: time.Now().UTC().Add(-time.Hour).Truncate(time.Second), batch: 20}
+		start: time.Now().UTC().Add(-time.Hour).Truncate(time.Second), batch: 20, debug: true}
 	s := newHQSetup(t, db, cfg)
 	cfg.key = s.key.Public().(ed25519.PublicKey)
-	replicas := []*hqReplica{s.newReplica("a", replicaEnv(0)...), s.newReplica("b", replicaEnv(1)...)}
+	// At Debug a replica logs every mark batch it stores, shown on failure.
+	replicas := []*hqReplica{s.newReplica("a", append(replicaEnv(0), "TOBIRA_HQ_LOG_LEVEL=debug")...),
+		s.newReplica("b", append(replicaEnv(1), "TOBIRA_HQ_LOG_LEVEL=debug")...)}
 	for _, r := range replicas {
 		r.start()
 	}
@@ -180,7 +182,9 @@ func runScaleFaults(t *testing.T, bs brokerSet, replicaEnv func(i int) []string)
 	if err := f.settle(scaleDeadline(uint64(f.events)) + time.Duration(w.rounds)*linkDeadline); err != nil {
 		if g, ok := errors.AsType[*gateError](err); ok {
 			for _, r := range replicas {
-				t.Logf("replica %s on %s (last 80 lines):\n%s", r.name, g.gate, r.logs.grep(g.gate, 80))
+				t.Logf("replica %s on %s (last 120 lines but stored events):\n%s", r.name, g.gate, r.logs.filter(func(l string) bool {
+					return strings.Contains(l, g.gate) && !strings.Contains(l, `msg="stored events"`)
+				}, 120))
 			}
 			if bs.diagnose != nil {
 				t.Log(bs.diagnose(g.gate))

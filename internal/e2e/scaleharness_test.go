@@ -48,6 +48,7 @@ type fleetConfig struct {
 	start   time.Time               // the event's start; it lasts 25 hours
 	batch   int                     // events per batch (0: the Edge's default)
 	tune    func(*tsync.EdgeConfig) // optional: changes each gate's config
+	debug   bool                    // the gates log at Debug (a failure shows their mark and enrollment lines)
 }
 
 // scaleSnapshot is the policy every gate holds: cfg.tickets tickets for
@@ -108,6 +109,10 @@ func startScaleGate(t *testing.T, cfg fleetConfig, snap policy.Snapshot, i int) 
 	if g.ob, err = tsync.OpenOutbox(filepath.Join(dir, "events.db")); err != nil {
 		t.Fatal(err)
 	}
+	level := slog.LevelInfo
+	if cfg.debug {
+		level = slog.LevelDebug
+	}
 	ecfg := tsync.EdgeConfig{
 		Brokers: rotate(cfg.brokers, i), Site: scaleSite, Device: g.name, Batch: cfg.batch,
 		Status: tsync.StatusFunc(func(context.Context) (proto.Status, error) {
@@ -115,7 +120,7 @@ func startScaleGate(t *testing.T, cfg fleetConfig, snap policy.Snapshot, i int) 
 		}),
 		AckTimeout: 2 * time.Second, RetryDelay: 200 * time.Millisecond,
 		ConnectRetry: 200 * time.Millisecond, MaxReconnect: time.Second,
-		Logger: slog.New(slog.NewTextHandler(logWriter{g.logs}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Logger: slog.New(slog.NewTextHandler(logWriter{g.logs}, &slog.HandlerOptions{Level: level})),
 	}
 	if cfg.key != nil { // a gate of the ticketed event
 		if g.store, err = policy.Open(filepath.Join(dir, "policy.db"), discardLogger()); err != nil {
@@ -222,8 +227,38 @@ func (e *gateError) Error() string { return e.err.Error() }
 // Unwrap returns the cause.
 func (e *gateError) Unwrap() error { return e.err }
 
-// gateLogTail is how much of a gate's log a failure shows.
-const gateLogTail = 20000
+// gateLogLines is how many of a gate's log lines a failure shows: the
+// last ones above Debug, and the last ones about marks and enrollments.
+const gateLogLines = 120
+
+// gateLog returns what a failure shows of g's log.
+func (g *scaleGate) gateLog() string {
+	info := g.logs.filter(func(l string) bool { return !strings.Contains(l, "level=DEBUG") }, gateLogLines)
+	marks := g.logs.filter(func(l string) bool { return strings.Contains(l, "mark") || strings.Contains(l, "enroll") }, gateLogLines)
+	return fmt.Sprintf("%s's log (last lines above Debug):\n%s%s's log (last lines on marks and enrollments):\n%s", g.name, info, g.name, marks)
+}
+
+// outstanding describes what g's outbox holds of enrollments and marks.
+func (g *scaleGate) outstanding() string {
+	ens, err := g.ob.PendingEnrollments()
+	if err != nil {
+		return err.Error()
+	}
+	seqs := make([]uint64, len(ens))
+	for i, e := range ens {
+		seqs[i] = e.Seq
+	}
+	ms, err := g.ob.PendingMarks(proto.MaxMarks)
+	if err != nil {
+		return err.Error()
+	}
+	marks := "none"
+	if len(ms) > 0 {
+		marks = fmt.Sprintf("%d (seq %d..%d)", len(ms), ms[0].Seq, ms[len(ms)-1].Seq)
+	}
+	cur, err := g.ob.PeerMarksCursor()
+	return fmt.Sprintf("pending enrollments %v, pending marks %s, peer-marks cursor %d (%v)", seqs, marks, cur, err)
+}
 
 // settle waits, within d, until every gate's outbox is empty (events,
 // enrollments, marks acknowledged by HQ) and every gate holds a mark of
@@ -237,7 +272,7 @@ func (f *fleet) settle(d time.Duration) error {
 	}
 	for _, g := range f.gates {
 		if err := g.edge.WaitDrained(ctx); err != nil {
-			return gateErr(g.name, "%s: events not drained: %w\n%s's log (tail):\n%s", g.name, err, g.name, g.logs.tail(gateLogTail))
+			return gateErr(g.name, "%s: events not drained: %w\n%s", g.name, err, g.gateLog())
 		}
 		if err := waitUntil(ctx, func() (bool, error) {
 			ens, err := g.ob.PendingEnrollments()
@@ -247,11 +282,11 @@ func (f *fleet) settle(d time.Duration) error {
 			ms, err := g.ob.PendingMarks(1)
 			return len(ms) == 0, err
 		}); err != nil {
-			return gateErr(g.name, "%s: enrollments or marks not acknowledged: %w\n%s's log (tail):\n%s", g.name, err, g.name, g.logs.tail(gateLogTail))
+			return gateErr(g.name, "%s: enrollments or marks not acknowledged: %w: %s\n%s", g.name, err, g.outstanding(), g.gateLog())
 		}
 		left := time.Until(deadlineOf(ctx))
 		if !g.known.waitAll(tapped, max(left, 0)) {
-			return gateErr(g.name, "%s: did not learn every ticket mark within %v\n%s's log (tail):\n%s", g.name, d, g.name, g.logs.tail(gateLogTail))
+			return gateErr(g.name, "%s: did not learn every ticket mark within %v\n%s", g.name, d, g.gateLog())
 		}
 	}
 	return nil

@@ -535,11 +535,16 @@ func (w logWriter) Write(p []byte) (int, error) {
 
 // grep returns the last n lines of the logs that hold s.
 func (l *childLogs) grep(s string, n int) string {
+	return l.filter(func(line string) bool { return strings.Contains(line, s) }, n)
+}
+
+// filter returns the last n lines of the logs that keep holds for.
+func (l *childLogs) filter(keep func(line string) bool, n int) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var hits []string
 	for line := range strings.Lines(l.b.String()) {
-		if strings.Contains(line, s) {
+		if keep(line) {
 			hits = append(hits, line)
 		}
 	}
