@@ -284,7 +284,8 @@ func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox, results *resultSender)
 		fs = append(fs, &markLoop{store: cfg.Marks, ob: ob, pub: e.pub, up: eng.up.Load, events: eng.notify, v: v, clk: eng.clk, log: eng.log,
 			site: cfg.Site, device: cfg.Device, interval: cmp.Or(cfg.MarkInterval, DefaultMarkInterval),
 			ackTimeout: eng.ackTimeout, skew: cmp.Or(cfg.MarkSkew, proto.DefaultMarkSkew), kick: make(chan struct{}, 1),
-			ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}, deaf: e.deaf, refresh: cmp.Or(cfg.MarkRefresh, DefaultMarkRefresh)})
+			ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}, deaf: e.deaf, refresh: cmp.Or(cfg.MarkRefresh, DefaultMarkRefresh),
+			status: e.status.nudge})
 	}
 	if cfg.TicketChecks {
 		e.tickets = &ticketChecks{pub: e.pub, up: eng.up.Load, v: v, log: eng.log, site: cfg.Site, device: cfg.Device,

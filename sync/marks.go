@@ -90,7 +90,21 @@ type markLoop struct {
 	unanswered atomic.Int32 // marks-gets asked again on this connection
 	refresh    time.Duration
 	fetched    atomic.Int64 // when the last marks-get went out, Unix ns
+	// status, when set, asks for the device's status to be published
+	// again (it must not block): every statusAfter rounds that sent the
+	// same first mark without an ack (unacked).
+	status      func()
+	resendFirst uint64 // the first pending mark of the rounds counted (run's goroutine only)
+	resends     int    // rounds that sent resendFirst first
 }
+
+// statusAfter is how many rounds in a row sending the same first mark
+// without an ack make the markLoop have the status published again: HQ
+// holds a gate's marks back until it knows the gate's doors, from a
+// status it can have missed (every replica down or redeclaring its status
+// queue when the gate connected), and the next one would come only after
+// the status interval.
+const statusAfter = 5
 
 // deafAfter is how many marks-gets asked again on one connection make the
 // markLoop tell deaf.
@@ -137,6 +151,7 @@ func (l *markLoop) run(ctx context.Context) {
 				l.log.Warn("cannot send ticket marks, will retry", "marks", len(pending), "err", err)
 			} else {
 				l.log.Debug("sent ticket marks", "first", first, "last", last)
+				l.unacked(first)
 			}
 		}
 		again := l.interval
@@ -154,6 +169,21 @@ func (l *markLoop) run(ctx context.Context) {
 		if !waitRound(ctx, l.clk, l.kick, again) {
 			return
 		}
+	}
+}
+
+// unacked counts a round that sent the pending marks from first and,
+// every statusAfter rounds in a row from the same first mark, has the
+// status published again (status).
+func (l *markLoop) unacked(first uint64) {
+	if first != l.resendFirst {
+		l.resendFirst, l.resends = first, 0
+	}
+	l.resends++
+	if l.resends%statusAfter == 0 && l.status != nil {
+		l.log.Info("HQ has not acknowledged the ticket marks; publishing the status again (HQ takes a gate's marks only once it knows its doors)",
+			"first", first, "sent", l.resends)
+		l.status()
 	}
 }
 

@@ -110,3 +110,31 @@ func TestMarkLoopRefreshes(t *testing.T) {
 		}
 	}
 }
+
+// Rounds that send the same first mark without an ack have the status
+// published again every statusAfter of them (HQ takes a gate's marks only
+// once it knows the gate's doors); a new first mark starts the count
+// again.
+func TestMarkLoopRepeatsStatus(t *testing.T) {
+	var nudges int
+	l := &markLoop{log: slog.New(slog.DiscardHandler), status: func() { nudges++ }}
+	for _, step := range []struct {
+		what   string
+		first  uint64
+		rounds int
+		want   int // status nudges so far
+	}{
+		{"rounds short of statusAfter", 1, statusAfter - 1, 0},
+		{"the statusAfter-th", 1, 1, 1},
+		{"acked up to 1: mark 2 first", 2, statusAfter - 1, 1},
+		{"mark 2 sent statusAfter times", 2, 1, 2},
+		{"twice statusAfter", 2, statusAfter, 3},
+	} {
+		for range step.rounds {
+			l.unacked(step.first)
+		}
+		if nudges != step.want {
+			t.Fatalf("%s: %d status nudges, want %d", step.what, nudges, step.want)
+		}
+	}
+}
