@@ -385,7 +385,7 @@ func (h *Service) push(ctx context.Context, pub publishFunc, site, origin string
 		h.log.Warn("ticket marks not pushed: HQ has no signing key (Config.Key)", "site", site)
 		return
 	}
-	env, err := proto.SignPeerMarks(h.relay.key, proto.PeerMarks{Site: site, After: stored[0].Seq - 1, Head: head, Marks: stored})
+	env, err := proto.SignPeerMarks(h.relay.key, proto.PeerMarks{Site: site, After: stored[0].Seq - 1, Head: head, Marks: stored, Pushed: true})
 	if err != nil {
 		h.log.Error("cannot sign ticket marks", "site", site, "err", err)
 		return
@@ -422,7 +422,7 @@ func (h *Service) handleMarksGet(ctx context.Context, pub publishFunc, topic str
 	if after > head {
 		after = head // the gate is ahead of this store: it starts over
 	}
-	env, err := proto.SignPeerMarks(h.relay.key, proto.PeerMarks{Site: site, After: after, Head: head, Marks: ms})
+	env, err := proto.SignPeerMarks(h.relay.key, proto.PeerMarks{Site: site, After: after, Head: head, Marks: ms, Asked: &g.After})
 	if err == nil {
 		err = pub(ctx, proto.PeerMarksTopic(site, device), env)
 	}

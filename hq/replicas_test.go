@@ -123,8 +123,22 @@ func TestReplicasRelayMarks(t *testing.T) {
 			t.Fatalf("replica A pushed %d messages to %s, want the mark once", len(pushed), g)
 		}
 		pm, err := proto.OpenPeerMarks(ver, pushed[0])
-		if err != nil || len(pm.Marks) != 1 || pm.Marks[0].Seq != 1 || pm.Head != 1 {
-			t.Fatalf("push to %s = %+v, %v; want mark 1", g, pm, err)
+		if err != nil || len(pm.Marks) != 1 || pm.Marks[0].Seq != 1 || pm.Head != 1 || !pm.Pushed || pm.Asked != nil {
+			t.Fatalf("push to %s = %+v, %v; want mark 1, marked pushed", g, pm, err)
+		}
+	}
+	// Replica B answers a marks-get from the shared store, naming what
+	// was asked: after 0 (mark 1), and after 9, beyond the head (the gate
+	// starts over).
+	for _, after := range []uint64{0, 9} {
+		send(b, outB, proto.MarksGetTopic("s1", "g2"), proto.MarksGet{After: after})
+		got := outB.take(proto.PeerMarksTopic("s1", "g2"))
+		if len(got) != 1 {
+			t.Fatalf("replica B answered a marks-get after %d %d times, want once", after, len(got))
+		}
+		pm, err := proto.OpenPeerMarks(ver, got[0])
+		if err != nil || pm.Head != 1 || pm.Pushed || pm.Asked == nil || *pm.Asked != after || pm.Renumbered(after) != (after > 1) {
+			t.Fatalf("answer to after %d = %+v, %v; want head 1, asked %d", after, pm, err, after)
 		}
 	}
 

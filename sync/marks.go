@@ -255,7 +255,7 @@ func (l *markLoop) onPeerMarks(ctx context.Context, topic string, envelope []byt
 		l.log.Error("cannot store the peer-marks cursor", "err", err)
 		return
 	}
-	if p.Head < cur {
+	if p.Renumbered(cur) {
 		// HQ's store numbers from scratch (a new store): start over.
 		l.log.Warn("HQ's mark head is behind this gate's cursor; fetching the site's marks from the start", "head", p.Head, "cursor", cur)
 		if cur, err = l.ob.resetPeerCursor(); err != nil {

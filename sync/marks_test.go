@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/tobira-ac/tobira/internal/clock"
 	"github.com/tobira-ac/tobira/internal/clock/clocktest"
+	"github.com/tobira-ac/tobira/internal/signed"
 	"github.com/tobira-ac/tobira/policy"
 	"github.com/tobira-ac/tobira/sync/proto"
 )
@@ -135,6 +137,74 @@ func TestMarkLoopRepeatsStatus(t *testing.T) {
 		}
 		if nudges != step.want {
 			t.Fatalf("%s: %d status nudges, want %d", step.what, nudges, step.want)
+		}
+	}
+}
+
+// mergeAll is a MarkStore that takes every peer mark and records none.
+type mergeAll struct{}
+
+// UsedMarks implements MarkStore.
+func (mergeAll) UsedMarks(since uint64, _ int) ([]policy.UsedMark, uint64, error) {
+	return nil, since, nil
+}
+
+// MergePeerMarks implements MarkStore.
+func (mergeAll) MergePeerMarks(_ context.Context, ms []policy.UsedMark) (policy.MergeResult, error) {
+	return policy.MergeResult{Changed: len(ms)}, nil
+}
+
+// The peer-marks cursor follows HQ's answers and pushes; a push, or an
+// answer HQ read before a push that overtook it, behind the cursor leaves
+// it alone; an answer saying HQ's head is behind what the gate asked
+// (a new store) resets it, and so does any head behind the cursor from an
+// HQ that marks neither answers nor pushes.
+func TestMarkLoopPeerCursor(t *testing.T) {
+	ob, err := OpenOutbox(filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	pubKey, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := signed.NewVerifier(pubKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 24, 18, 0, 0, 0, time.UTC)
+	marks := func(from, to uint64) []proto.Mark {
+		var ms []proto.Mark
+		for s := from; s <= to; s++ {
+			ms = append(ms, proto.Mark{Seq: s, Device: "g2", Ticket: []byte{byte(s)}, Event: "e", State: proto.MarkIn, At: at, Door: "g2"})
+		}
+		return ms
+	}
+	asked := func(v uint64) *uint64 { return &v }
+	l := &markLoop{store: mergeAll{}, ob: ob, pub: countingPub{}, v: v, log: slog.New(slog.DiscardHandler), site: "s", device: "d",
+		clk: clocktest.New(at), kick: make(chan struct{}, 1), ask: &askBackoff{clk: clock.System{}, first: time.Second}, skew: time.Minute}
+	for _, step := range []struct {
+		what string
+		p    proto.PeerMarks
+		want uint64
+	}{
+		{"answer to after 0", proto.PeerMarks{After: 0, Head: 5, Marks: marks(1, 5), Asked: asked(0)}, 5},
+		{"push of 6..8", proto.PeerMarks{After: 5, Head: 8, Marks: marks(6, 8), Pushed: true}, 8},
+		{"answer read before that push", proto.PeerMarks{After: 5, Head: 6, Marks: marks(6, 6), Asked: asked(5)}, 8},
+		{"push overtaken by a later one", proto.PeerMarks{After: 3, Head: 4, Marks: marks(4, 4), Pushed: true}, 8},
+		{"answer: HQ's head behind what was asked", proto.PeerMarks{After: 2, Head: 2, Asked: asked(8)}, 0},
+		{"answer from the new store", proto.PeerMarks{After: 0, Head: 3, Marks: marks(1, 3), Asked: asked(0)}, 3},
+		{"HQ that marks neither, head behind", proto.PeerMarks{After: 1, Head: 2, Marks: marks(2, 2)}, 0},
+	} {
+		step.p.Site = "s"
+		env, err := proto.SignPeerMarks(key, step.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.onPeerMarks(t.Context(), proto.PeerMarksTopic("s", "d"), env)
+		if cur, err := ob.PeerMarksCursor(); err != nil || cur != step.want {
+			t.Fatalf("%s: cursor %d (%v), want %d", step.what, cur, err, step.want)
 		}
 	}
 }

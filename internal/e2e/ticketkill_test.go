@@ -533,11 +533,6 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return w.l.b.Write(p)
 }
 
-// grep returns the last n lines of the logs that hold s.
-func (l *childLogs) grep(s string, n int) string {
-	return l.filter(func(line string) bool { return strings.Contains(line, s) }, n)
-}
-
 // filter returns the last n lines of the logs that keep holds for.
 func (l *childLogs) filter(keep func(line string) bool, n int) string {
 	l.mu.Lock()

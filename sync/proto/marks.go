@@ -223,6 +223,30 @@ type PeerMarks struct {
 	Head uint64 `json:"head"`
 	// Marks are 0..MaxMarks marks with Seq After+1, After+2, ...
 	Marks []Mark `json:"marks"`
+	// Asked, in HQ's answer to a marks-get, is the After the gate asked
+	// for (HQ answers After = Head when the gate asked beyond its head).
+	// Nil in pushes, and from HQs before it.
+	Asked *uint64 `json:"asked,omitempty"`
+	// Pushed is set on HQ's push of marks it just stored.
+	Pushed bool `json:"pushed,omitempty"`
+}
+
+// Renumbered reports whether p tells a gate whose peer-marks cursor is
+// cur that HQ numbers the site's marks anew (a new store), so that the
+// gate must fetch them from the start: p answers a marks-get that asked
+// beyond HQ's head. A push, or an answer HQ read before a push it
+// overtook, can arrive after newer marks: its head behind cur is no news.
+// From an HQ that marks neither answers nor pushes, any head behind cur
+// says so.
+func (p PeerMarks) Renumbered(cur uint64) bool {
+	switch {
+	case p.Asked != nil:
+		return p.Head < *p.Asked
+	case p.Pushed:
+		return false
+	default:
+		return p.Head < cur
+	}
 }
 
 // Validate reports whether p's fields are well formed. The error wraps
@@ -233,6 +257,9 @@ func (p PeerMarks) Validate() error {
 	}
 	if len(p.Marks) > MaxMarks {
 		return fmt.Errorf("%w: %d peer marks, want at most %d", ErrMalformed, len(p.Marks), MaxMarks)
+	}
+	if p.Pushed && p.Asked != nil {
+		return fmt.Errorf("%w: peer-marks both pushed and an answer (asked %d)", ErrMalformed, *p.Asked)
 	}
 	if p.Head < p.After+uint64(len(p.Marks)) {
 		return fmt.Errorf("%w: peer-marks head %d before after %d + %d marks", ErrMalformed, p.Head, p.After, len(p.Marks))
