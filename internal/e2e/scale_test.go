@@ -179,6 +179,7 @@ func runScaleFaults(t *testing.T, bs brokerSet, replicaEnv func(i int) []string)
 		rep.start()
 		t.Logf("round %d: killed broker node %d and replica %s with %d of %d events stored", round, node+1, rep.name, at, f.events)
 	}
+	settleStart := time.Now()
 	if err := f.settle(scaleDeadline(uint64(f.events)) + time.Duration(w.rounds)*linkDeadline); err != nil {
 		if g, ok := errors.AsType[*gateError](err); ok {
 			for _, r := range replicas {
@@ -204,8 +205,8 @@ func runScaleFaults(t *testing.T, bs brokerSet, replicaEnv func(i int) []string)
 	if n, dups := s.pendingEnrollments(); n != f.enrolls || dups != 0 {
 		t.Fatalf("%d pending enrollments (%d repeated), want %d once each", n, dups, f.enrolls)
 	}
-	t.Logf("%d events, %d ticket marks at %d gates, %d enrollments: each stored once, every mark at every gate, every outbox empty",
-		f.events, f.tickets, len(f.gates), f.enrolls)
+	t.Logf("%d events, %d ticket marks at %d gates, %d enrollments: each stored once, every mark at every gate, every outbox empty (settled %.1f s after the last restart)",
+		f.events, f.tickets, len(f.gates), f.enrolls, time.Since(settleStart).Seconds())
 }
 
 // mustCountEvents counts the events in PostgreSQL or fails the test.
