@@ -1,8 +1,10 @@
 package sync
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tobira-ac/tobira/internal/clock"
@@ -77,3 +79,28 @@ func (b *askBackoff) reask(log *slog.Logger, what string, ask func()) time.Durat
 	}
 	return wait
 }
+
+// unanswered counts the requests of one kind asked again on one
+// connection, HQ not having answered them.
+type unanswered struct{ n atomic.Int32 }
+
+// reset starts the count again: a new connection, or an answer.
+func (u *unanswered) reset() { u.n.Store(0) }
+
+// again counts one more request asked again and reports whether to send
+// it: at the deafAfter-th it tells deaf (when set) instead, that HQ
+// answered none of the requests for what on a live connection, and the
+// next connection asks.
+func (u *unanswered) again(deaf func(why string), what string) bool {
+	n := u.n.Add(1)
+	if n < deafAfter || deaf == nil {
+		return true
+	}
+	u.reset()
+	deaf(fmt.Sprintf("HQ answered none of %d requests for %s on a live connection", n, what))
+	return false
+}
+
+// deafAfter is how many requests of one kind asked again on one
+// connection make a feature tell deaf.
+const deafAfter = 3

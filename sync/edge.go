@@ -258,7 +258,7 @@ func NewEdge(cfg EdgeConfig, ob *Outbox) (*Edge, error) {
 		pub:  pub,
 	}
 	e.features = []feature{eng, e.status, &enrollLoop{ob: ob, pub: pub, up: eng.up.Load, clk: eng.clk, log: eng.log,
-		site: cfg.Site, device: cfg.Device, ackTimeout: eng.ackTimeout, kick: make(chan struct{}, 1)}}
+		site: cfg.Site, device: cfg.Device, ackTimeout: eng.ackTimeout, kick: make(chan struct{}, 1), deaf: e.deaf}}
 	signedFeatures, err := e.signedFeatures(cfg, ob, results)
 	if err != nil {
 		return nil, fmt.Errorf("new edge %s/%s: %w", cfg.Site, cfg.Device, err)
@@ -318,7 +318,7 @@ func (e *Edge) signedFeatures(cfg EdgeConfig, ob *Outbox, results *resultSender)
 func (e *Edge) syncFetch(cfg EdgeConfig, ob *Outbox, ci *commandIntake, si *snapshotIntake) *syncFetch {
 	eng := e.eng
 	f := &syncFetch{pub: e.pub, up: eng.up.Load, clk: eng.clk, log: eng.log, site: cfg.Site, device: cfg.Device,
-		ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}, kick: make(chan struct{}, 1)}
+		ask: &askBackoff{clk: eng.clk, first: eng.ackTimeout}, kick: make(chan struct{}, 1), deaf: e.deaf}
 	if si != nil {
 		f.want = append(f.want, proto.WantSnapshot)
 		f.snapshot = si.onManifest

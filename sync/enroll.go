@@ -102,6 +102,11 @@ type enrollLoop struct {
 	device     string
 	ackTimeout time.Duration
 	kick       chan struct{} // capacity 1
+	// deaf, when set, is told (and must not block) that the first
+	// pending enrollment went unacknowledged for deafAcks ack timeouts
+	// on one connection: the Edge reconnects under another client ID.
+	deaf   func(why string)
+	streak unackedStreak
 }
 
 // nudge wakes the loop without blocking.
@@ -115,7 +120,10 @@ func (l *enrollLoop) routes() []route {
 }
 
 // connected implements feature: everything pending is sent again.
-func (l *enrollLoop) connected(context.Context) { l.nudge() }
+func (l *enrollLoop) connected(context.Context) {
+	l.streak.restart()
+	l.nudge()
+}
 
 // notify implements feature: an enrollment may have been appended.
 func (l *enrollLoop) notify() { l.nudge() }
@@ -143,8 +151,8 @@ func (l *enrollLoop) run(ctx context.Context) {
 		if err != nil {
 			l.log.Error("cannot read enrollments", "err", err)
 		}
-		if len(pending) > 0 && l.up() {
-			l.send(ctx, pending)
+		if len(pending) > 0 && l.up() && l.send(ctx, pending) {
+			l.unacked(pending[0].Seq)
 		}
 		var again time.Duration // 0: only when nudged
 		if len(pending) > 0 || err != nil {
@@ -156,14 +164,26 @@ func (l *enrollLoop) run(ctx context.Context) {
 	}
 }
 
-// send publishes pending, oldest first, until one fails.
-func (l *enrollLoop) send(ctx context.Context, pending []proto.Enrollment) {
+// send publishes pending, oldest first, until one fails; it reports
+// whether all went out.
+func (l *enrollLoop) send(ctx context.Context, pending []proto.Enrollment) bool {
 	topic := proto.EnrollTopic(l.site, l.device)
 	for _, e := range pending {
 		e.Site, e.Device = l.site, l.device
 		if err := publishJSON(ctx, l.pub, topic, e); err != nil {
 			l.log.Warn("cannot send enrollment, will retry", "seq", e.Seq, "err", err)
-			return
+			return false
 		}
+	}
+	return true
+}
+
+// unacked counts a round that sent the pending enrollments from first
+// and tells deaf once such rounds have lasted deafAcks ack timeouts.
+func (l *enrollLoop) unacked(first uint64) {
+	rounds, age := l.streak.sent(first, l.clk.Now())
+	if l.deaf != nil && age >= deafAcks*l.ackTimeout {
+		l.streak.restart()
+		l.deaf(fmt.Sprintf("HQ acknowledged none of %d sends of enrollment %d in %v on a live connection", rounds, first, age.Round(time.Second)))
 	}
 }

@@ -39,6 +39,12 @@ type syncFetch struct {
 	// take hands the pieces of an answer on; nil for a piece not asked.
 	snapshot, command, release func(ctx context.Context, envelope []byte)
 
+	// deaf, when set, is told (and must not block) that deafAfter
+	// requests asked again on one connection went unanswered: the Edge
+	// reconnects under another client ID (Edge.deaf).
+	deaf       func(why string)
+	unanswered unanswered // requests asked again on this connection
+
 	mu sync.Mutex
 	id string // the request waiting for its answer; "": none
 }
@@ -49,7 +55,10 @@ func (f *syncFetch) routes() []route {
 }
 
 // connected implements feature: every connection asks.
-func (f *syncFetch) connected(ctx context.Context) { f.fetch(ctx) }
+func (f *syncFetch) connected(ctx context.Context) {
+	f.unanswered.reset()
+	f.fetch(ctx)
+}
 
 // notify implements feature.
 func (f *syncFetch) notify() {}
@@ -60,13 +69,21 @@ func (f *syncFetch) run(ctx context.Context) {
 	for {
 		var again = maxAskWait
 		if f.up() {
-			if wait := f.ask.reask(f.log, "what is in force", func() { f.fetch(ctx) }); wait > 0 {
+			if wait := f.ask.reask(f.log, "what is in force", func() { f.askAgain(ctx) }); wait > 0 {
 				again = wait
 			}
 		}
 		if !waitRound(ctx, f.clk, f.kick, again) {
 			return
 		}
+	}
+}
+
+// askAgain asks again, HQ not having answered, and tells deaf instead
+// when that happened deafAfter times on this connection.
+func (f *syncFetch) askAgain(ctx context.Context) {
+	if f.unanswered.again(f.deaf, "what is in force") {
+		f.fetch(ctx)
 	}
 }
 
@@ -106,6 +123,7 @@ func (f *syncFetch) onAnswer(ctx context.Context, topic string, payload []byte) 
 		return // another connection's, or an earlier request's
 	}
 	f.ask.answered()
+	f.unanswered.reset()
 	f.log.Debug("HQ answered the request for what is in force", "id", a.ID,
 		"snapshot", len(a.Snapshot) > 0, "release", len(a.Release) > 0, "commands", len(a.Commands))
 	if len(a.Snapshot) > 0 && f.snapshot != nil {

@@ -84,18 +84,18 @@ type markLoop struct {
 	kick       chan struct{} // capacity 1
 	ask        *askBackoff   // the marks-get, first sent again after ackTimeout
 	// deaf, when set, is told (and must not block) that deafAfter
-	// marks-gets in a row went unanswered on one connection: the
-	// Edge reconnects under another client ID (Edge.deaf).
+	// marks-gets in a row went unanswered on one connection, or that
+	// its marks went unacknowledged for deafAcks ack timeouts: the Edge
+	// reconnects under another client ID (Edge.deaf).
 	deaf       func(why string)
-	unanswered atomic.Int32 // marks-gets asked again on this connection
+	unanswered unanswered // marks-gets asked again on this connection
 	refresh    time.Duration
 	fetched    atomic.Int64 // when the last marks-get went out, Unix ns
 	// status, when set, asks for the device's status to be published
 	// again (it must not block): every statusAfter rounds that sent the
 	// same first mark without an ack (unacked).
-	status      func()
-	resendFirst uint64 // the first pending mark of the rounds counted (run's goroutine only)
-	resends     int    // rounds that sent resendFirst first
+	status func()
+	streak unackedStreak // the rounds that sent the same first mark, unacknowledged
 }
 
 // statusAfter is how many rounds in a row sending the same first mark
@@ -105,10 +105,6 @@ type markLoop struct {
 // queue when the gate connected), and the next one would come only after
 // the status interval.
 const statusAfter = 5
-
-// deafAfter is how many marks-gets asked again on one connection make the
-// markLoop tell deaf.
-const deafAfter = 3
 
 // nudge wakes the loop without blocking.
 func (l *markLoop) nudge() { wake(l.kick) }
@@ -124,7 +120,8 @@ func (l *markLoop) routes() []route {
 // connected implements feature: pending marks go out, and the site's
 // marks are fetched from the cursor.
 func (l *markLoop) connected(ctx context.Context) {
-	l.unanswered.Store(0)
+	l.unanswered.reset()
+	l.streak.restart()
 	l.nudge()
 	l.fetch(ctx)
 }
@@ -172,17 +169,20 @@ func (l *markLoop) run(ctx context.Context) {
 	}
 }
 
-// unacked counts a round that sent the pending marks from first and,
-// every statusAfter rounds in a row from the same first mark, has the
-// status published again (status).
+// unacked counts a round that sent the pending marks from first. Every
+// statusAfter rounds in a row from the same first mark it has the status
+// published again (status); once they have lasted deafAcks ack timeouts
+// it tells deaf.
 func (l *markLoop) unacked(first uint64) {
-	if first != l.resendFirst {
-		l.resendFirst, l.resends = first, 0
+	rounds, age := l.streak.sent(first, l.clk.Now())
+	if l.deaf != nil && age >= deafAcks*l.ackTimeout {
+		l.streak.restart()
+		l.deaf(fmt.Sprintf("HQ acknowledged none of %d sends of ticket marks from %d in %v on a live connection", rounds, first, age.Round(time.Second)))
+		return
 	}
-	l.resends++
-	if l.resends%statusAfter == 0 && l.status != nil {
+	if rounds%statusAfter == 0 && l.status != nil {
 		l.log.Info("HQ has not acknowledged the ticket marks; publishing the status again (HQ takes a gate's marks only once it knows its doors)",
-			"first", first, "sent", l.resends)
+			"first", first, "sent", rounds)
 		l.status()
 	}
 }
@@ -225,12 +225,9 @@ func (l *markLoop) refreshDue() bool {
 // askAgain asks for the marks again, HQ not having answered, and tells
 // deaf when that happened deafAfter times on this connection.
 func (l *markLoop) askAgain(ctx context.Context) {
-	if n := l.unanswered.Add(1); n >= deafAfter && l.deaf != nil {
-		l.unanswered.Store(0)
-		l.deaf(fmt.Sprintf("HQ answered none of %d requests for the site's ticket marks on a live connection", n))
-		return // the next connection asks
+	if l.unanswered.again(l.deaf, "the site's ticket marks") {
+		l.fetch(ctx)
 	}
-	l.fetch(ctx)
 }
 
 // onPeerMarks verifies and applies a peer-marks message, then moves the
@@ -249,7 +246,7 @@ func (l *markLoop) onPeerMarks(ctx context.Context, topic string, envelope []byt
 		return
 	}
 	l.ask.answered()
-	l.unanswered.Store(0)
+	l.unanswered.reset()
 	cur, err := l.ob.advancePeerCursor(p.After, p.Last())
 	if err != nil {
 		l.log.Error("cannot store the peer-marks cursor", "err", err)

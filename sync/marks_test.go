@@ -119,7 +119,8 @@ func TestMarkLoopRefreshes(t *testing.T) {
 // again.
 func TestMarkLoopRepeatsStatus(t *testing.T) {
 	var nudges int
-	l := &markLoop{log: slog.New(slog.DiscardHandler), status: func() { nudges++ }}
+	l := &markLoop{log: slog.New(slog.DiscardHandler), clk: clocktest.New(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)),
+		status: func() { nudges++ }}
 	for _, step := range []struct {
 		what   string
 		first  uint64
@@ -206,5 +207,52 @@ func TestMarkLoopPeerCursor(t *testing.T) {
 		if cur, err := ob.PeerMarksCursor(); err != nil || cur != step.want {
 			t.Fatalf("%s: cursor %d (%v), want %d", step.what, cur, err, step.want)
 		}
+	}
+}
+
+// Marks sent again and again without an ack for deafAcks ack timeouts on
+// one connection make the loop tell deaf (a subscription whose marks-ack
+// binding routes nothing); a new connection, or an ack that moves the
+// first pending mark on, starts the count again.
+func TestMarkLoopTellsDeafOnUnackedMarks(t *testing.T) {
+	ob, err := OpenOutbox(filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	clk := clocktest.New(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC))
+	var deaf []string
+	l := &markLoop{ob: ob, pub: countingPub{}, log: slog.New(slog.DiscardHandler), site: "s", device: "d", clk: clk,
+		ackTimeout: 2 * time.Second, kick: make(chan struct{}, 1), ask: &askBackoff{clk: clk, first: time.Second},
+		deaf: func(why string) { deaf = append(deaf, why) }}
+	round := func(first uint64) {
+		l.unacked(first)
+		clk.Advance(time.Second)
+	}
+	for _, step := range []struct {
+		what   string
+		first  uint64
+		rounds int
+		want   int // deaf told so far
+	}{
+		{"8 s of unacked rounds", 1, 8, 0},
+		{"the round at 8 s", 1, 1, 1},
+		{"8 s more", 1, 8, 1},
+		{"the round at 8 s again", 1, 1, 2},
+		{"acked: mark 2 first, 8 s", 2, 8, 2},
+	} {
+		for range step.rounds {
+			round(step.first)
+		}
+		if len(deaf) != step.want {
+			t.Fatalf("%s: deaf told %d times (%q), want %d", step.what, len(deaf), deaf, step.want)
+		}
+	}
+	l.connected(t.Context())
+	for range 8 {
+		round(2)
+	}
+	if len(deaf) != 2 {
+		t.Fatalf("a new connection did not start the count again: deaf told %d times", len(deaf))
 	}
 }
