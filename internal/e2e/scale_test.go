@@ -15,13 +15,18 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/tobira-ac/tobira/hq/amqpintake"
 	"github.com/tobira-ac/tobira/internal/mosquittotest"
 	"github.com/tobira-ac/tobira/internal/pgtest"
 	"github.com/tobira-ac/tobira/internal/rabbittest"
+	"github.com/tobira-ac/tobira/sync/proto"
 )
 
 // brokerSet is the broker side of a scale test: the MQTT URLs the devices
@@ -86,7 +91,7 @@ func TestScaleFaultsRabbit(t *testing.T) {
 		restart: func(i int) {
 			c.Nodes[i].Restart(t)
 		},
-		diagnose: func(gate string) string { return rabbitHolds(c, gate) },
+		diagnose: func(gate string) string { return rabbitHolds(c, gate) + routeProbe(c, gate) },
 	}
 	runScaleFaults(t, bs, func(i int) []string {
 		// Each replica lists every node, its own first.
@@ -134,6 +139,69 @@ func rabbitHolds(c *rabbittest.Cluster, gate string) string {
 		return out.String()
 	}
 	return "no node answered rabbitmqctl"
+}
+
+// routeProbe publishes, mandatory, a harmless message to each topic HQ
+// answers gate on (an ack of nothing, a refused peer-marks) and reports
+// which of them RabbitMQ routed to no queue although the gate's
+// subscription binds them: a binding listed but routing nothing.
+func routeProbe(c *rabbittest.Cluster, gate string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), linkDeadline)
+	defer cancel()
+	probes := map[string]string{
+		proto.AckTopic(scaleSite, gate):       `{"seq":0}`,
+		proto.EnrollAckTopic(scaleSite, gate): `{"seq":0}`,
+		proto.MarksAckTopic(scaleSite, gate):  `{"first":0,"last":0}`,
+		proto.PeerMarksTopic(scaleSite, gate): `{}`,
+		proto.SyncTopic(scaleSite, gate):      `{}`,
+	}
+	for _, n := range c.Nodes {
+		out, err := probeRoutes(ctx, n.AMQPURL(), probes)
+		if err == nil {
+			return fmt.Sprintf("routing probe on %s (mandatory publishes to the topics HQ answers %s on): %s\n", n.Name, gate, out)
+		}
+	}
+	return "routing probe: no node answered\n"
+}
+
+// probeRoutes publishes each payload of probes to its MQTT topic on
+// amq.topic with mandatory set, waits for each confirm, and says which
+// came back unroutable.
+func probeRoutes(ctx context.Context, url string, probes map[string]string) (string, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return "", err
+	}
+	if err := ch.Confirm(false); err != nil {
+		return "", err
+	}
+	returns := ch.NotifyReturn(make(chan amqp.Return, len(probes)))
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, len(probes)))
+	var out []string
+	for topic, payload := range probes {
+		key := amqpintake.RoutingKey(topic)
+		if err := ch.PublishWithContext(ctx, "amq.topic", key, true, false, amqp.Publishing{Body: []byte(payload)}); err != nil {
+			return "", err
+		}
+		select {
+		case <-confirms: // a return comes before its confirm
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		select {
+		case r := <-returns:
+			out = append(out, fmt.Sprintf("%s NOT ROUTED (%d %s)", key, r.ReplyCode, r.ReplyText))
+		default:
+			out = append(out, key+" routed")
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "; "), nil
 }
 
 // rotate returns s rotated left by i.
