@@ -92,8 +92,8 @@ type markLoop struct {
 	refresh    time.Duration
 	fetched    atomic.Int64 // when the last marks-get went out, Unix ns
 	// status, when set, asks for the device's status to be published
-	// again (it must not block): every statusAfter rounds that sent the
-	// same first mark without an ack (unacked).
+	// again (it must not block): at the statusAfter-th round that sent
+	// the same first mark without an ack (unacked).
 	status func()
 	streak unackedStreak // the rounds that sent the same first mark, unacknowledged
 }
@@ -169,10 +169,12 @@ func (l *markLoop) run(ctx context.Context) {
 	}
 }
 
-// unacked counts a round that sent the pending marks from first. Every
-// statusAfter rounds in a row from the same first mark it has the status
-// published again (status); once they have lasted deafAcks ack timeouts
-// it tells deaf.
+// unacked counts a round that sent the pending marks from first. At the
+// statusAfter-th round in a row from the same first mark it has the
+// status published again (status), once: a status HQ missed is a single
+// loss, and while HQ is away altogether 1,000 gates would publish 200
+// statuses a second. Once the rounds have lasted deafAcks ack timeouts
+// it tells deaf (and the new connection publishes the status anyway).
 func (l *markLoop) unacked(first uint64) {
 	rounds, age := l.streak.sent(first, l.clk.Now())
 	if l.deaf != nil && age >= deafAcks*l.ackTimeout {
@@ -180,7 +182,7 @@ func (l *markLoop) unacked(first uint64) {
 		l.deaf(fmt.Sprintf("HQ acknowledged none of %d sends of ticket marks from %d in %v on a live connection", rounds, first, age.Round(time.Second)))
 		return
 	}
-	if rounds%statusAfter == 0 && l.status != nil {
+	if rounds == statusAfter && l.status != nil {
 		l.log.Info("HQ has not acknowledged the ticket marks; publishing the status again (HQ takes a gate's marks only once it knows its doors)",
 			"first", first, "sent", rounds)
 		l.status()
