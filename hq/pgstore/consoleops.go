@@ -3,7 +3,6 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -54,27 +53,6 @@ func (s *ConsoleOps) Get(ctx context.Context, id string) (oplog.Op, bool, error)
 		return oplog.Op{}, false, fmt.Errorf("read console operation %s: %w", id, err)
 	}
 	return op, ok, nil
-}
-
-// queryRower runs a query for one row: a pool, a connection or a
-// transaction.
-type queryRower interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}
-
-// rowJSON decodes the one JSON column of the row that sql with args
-// selects through q; false when there is no such row.
-func rowJSON[T any](ctx context.Context, q queryRower, sql string, args ...any) (T, bool, error) {
-	var v T
-	var b []byte
-	err := q.QueryRow(ctx, sql, args...).Scan(&b)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return v, false, nil
-	}
-	if err == nil {
-		err = json.Unmarshal(b, &v)
-	}
-	return v, err == nil, err
 }
 
 // Recent implements oplog.Store from the listed columns (index

@@ -3,7 +3,6 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -81,19 +80,11 @@ func (s *Store) PutResult(ctx context.Context, r proto.Result, received time.Tim
 
 // Result implements hq.DeviceStore.
 func (s *Store) Result(ctx context.Context, id string) (proto.Result, bool, error) {
-	var b []byte
-	err := s.pool.QueryRow(ctx, `SELECT body FROM results WHERE id = $1`, id).Scan(&b)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return proto.Result{}, false, nil
-	}
-	var r proto.Result
-	if err == nil {
-		err = json.Unmarshal(b, &r)
-	}
+	r, ok, err := rowJSON[proto.Result](ctx, s.pool, `SELECT body FROM results WHERE id = $1`, id)
 	if err != nil {
 		return proto.Result{}, false, fmt.Errorf("read result %s: %w", id, err)
 	}
-	return r, true, nil
+	return r, ok, nil
 }
 
 // EachResult calls fn for every stored result, by ID; an error from fn

@@ -25,6 +25,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -194,4 +195,25 @@ func redact(url string) string {
 		return "(unparsable URL)"
 	}
 	return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+}
+
+// queryRower runs a query for one row: a pool, a connection or a
+// transaction.
+type queryRower interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}
+
+// rowJSON decodes the one JSON column of the row that sql with args
+// selects through q; false when there is no such row.
+func rowJSON[T any](ctx context.Context, q queryRower, sql string, args ...any) (T, bool, error) {
+	var v T
+	var b []byte
+	err := q.QueryRow(ctx, sql, args...).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, false, nil
+	}
+	if err == nil {
+		err = json.Unmarshal(b, &v)
+	}
+	return v, err == nil, err
 }
