@@ -181,9 +181,5 @@ func (l *enrollLoop) send(ctx context.Context, pending []proto.Enrollment) bool 
 // unacked counts a round that sent the pending enrollments from first
 // and tells deaf once such rounds have lasted deafAcks ack timeouts.
 func (l *enrollLoop) unacked(first uint64) {
-	rounds, age := l.streak.sent(first, l.clk.Now())
-	if l.deaf != nil && age >= deafAcks*l.ackTimeout {
-		l.streak.restart()
-		l.deaf(fmt.Sprintf("HQ acknowledged none of %d sends of enrollment %d in %v on a live connection", rounds, first, age.Round(time.Second)))
-	}
+	l.streak.sent(first, l.clk.Now(), deafAcks*l.ackTimeout, l.deaf, "enrollment")
 }

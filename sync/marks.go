@@ -176,12 +176,7 @@ func (l *markLoop) run(ctx context.Context) {
 // statuses a second. Once the rounds have lasted deafAcks ack timeouts
 // it tells deaf (and the new connection publishes the status anyway).
 func (l *markLoop) unacked(first uint64) {
-	rounds, age := l.streak.sent(first, l.clk.Now())
-	if l.deaf != nil && age >= deafAcks*l.ackTimeout {
-		l.streak.restart()
-		l.deaf(fmt.Sprintf("HQ acknowledged none of %d sends of ticket marks from %d in %v on a live connection", rounds, first, age.Round(time.Second)))
-		return
-	}
+	rounds := l.streak.sent(first, l.clk.Now(), deafAcks*l.ackTimeout, l.deaf, "ticket marks from")
 	if rounds == statusAfter && l.status != nil {
 		l.log.Info("HQ has not acknowledged the ticket marks; publishing the status again (HQ takes a gate's marks only once it knows its doors)",
 			"first", first, "sent", rounds)

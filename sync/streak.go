@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"fmt"
 	"sync"
 	"time"
 )
@@ -27,19 +28,30 @@ type unackedStreak struct {
 // acks.
 const deafAcks = 4
 
-// sent counts a round that sent the pending records from first at now and
-// returns the streak's rounds and age.
-func (s *unackedStreak) sent(first uint64, now time.Time) (int, time.Duration) {
+// sent counts a round that sent the pending records from first (what
+// names them: "ticket marks from", "enrollment") at now and returns the
+// streak's rounds. Once the streak has lasted limit it tells deaf (when
+// set) that HQ acknowledged none of them, starts over and returns 0.
+func (s *unackedStreak) sent(first uint64, now time.Time, limit time.Duration, deaf func(why string), what string) int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.rounds == 0 || first != s.first {
 		s.first, s.rounds, s.since = first, 0, now
 	}
 	s.rounds++
-	return s.rounds, now.Sub(s.since)
+	rounds, age := s.rounds, now.Sub(s.since)
+	told := deaf != nil && age >= limit
+	if told {
+		s.rounds = 0
+	}
+	s.mu.Unlock()
+	if !told {
+		return rounds
+	}
+	deaf(fmt.Sprintf("HQ acknowledged none of %d sends of %s %d in %v on a live connection", rounds, what, first, age.Round(time.Second)))
+	return 0
 }
 
-// restart ends the streak: a new connection, or the Edge told.
+// restart ends the streak: a new connection.
 func (s *unackedStreak) restart() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
