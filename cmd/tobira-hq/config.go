@@ -239,8 +239,10 @@ func (l *levelFlag) Type() string { return "level" }
 
 // logLevel returns c's --log-level (info when c has none).
 func logLevel(c *cobra.Command) slog.Level {
-	if f, ok := c.Flags().Lookup("log-level").Value.(*levelFlag); ok {
-		return slog.Level(*f)
+	if f := c.Flags().Lookup("log-level"); f != nil {
+		if l, ok := f.Value.(*levelFlag); ok {
+			return slog.Level(*l)
+		}
 	}
 	return slog.LevelInfo
 }
