@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/internal/childproc"
 	"github.com/tobira-ac/tobira/internal/testenv"
 )
 
@@ -40,8 +41,8 @@ type Mosquitto struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-	log  *bytes.Buffer // combined output of every run
+	done <-chan struct{} // closed when cmd has exited
+	log  *bytes.Buffer   // combined output of every run
 }
 
 // Start runs a real mosquitto on a free 127.0.0.1 port with a config in
@@ -142,20 +143,19 @@ func (m *Mosquitto) start() error {
 		return fmt.Errorf("write %s: %w", conf, err)
 	}
 	cmd := exec.Command(m.bin, "-c", conf)
-	dieWithParent(cmd)
 	m.mu.Lock()
 	fmt.Fprintf(m.log, "--- start on port %d\n", m.port)
 	m.mu.Unlock()
 	out := lockedWriter{mu: &m.mu, w: m.log}
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	// Killed by the kernel when the test binary dies (a panic or a
+	// -timeout skips t.Cleanup). Linux clears that when a process changes
+	// its user, so the config keeps mosquitto from dropping root.
+	p, err := childproc.Start(cmd, childproc.Options{})
+	if err != nil {
 		return fmt.Errorf("run %s -c %s: %w", m.bin, conf, err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
+	done := p.Done()
 	m.mu.Lock()
 	m.cmd, m.done = cmd, done
 	m.mu.Unlock()

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tobira-ac/tobira/internal/childproc"
 )
 
 // readyTimeout bounds how long a started server may take to accept
@@ -24,44 +25,21 @@ const stopTimeout = 30 * time.Second
 
 // postmaster is a running PostgreSQL server process, a child of the test
 // binary in a process group of its own. The kernel SIGKILLs it when the
-// test binary dies, cleanups or not; its backends end on their own when
-// they see it gone.
+// test binary dies, cleanups or not (internal/childproc); its backends end
+// on their own when they see it gone.
 type postmaster struct {
 	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
+	done <-chan struct{} // closed when the process has exited
 }
 
-// launch starts cmd (a postgres command) as a postmaster.
-//
-// Linux sends the parent-death signal when the thread that forked the
-// child ends, not when its process does, and Go ends a thread whose
-// goroutine exits while locked to it (runtime.LockOSThread) - a test may
-// do that. So the fork is done from a goroutine locked to its thread that
-// lives as long as the server: it waits for the process to exit and only
-// then ends, taking the thread with it.
-//
-// With cred, the server runs as that user (Go sets the parent-death
-// signal after changing the credentials, which would clear it); a
-// wrapper such as runuser would fork, and the signal would kill the
-// wrapper only.
+// launch starts cmd (a postgres command) as a postmaster, as the user
+// cred when set.
 func launch(cmd *exec.Cmd, cred *syscall.Credential) (*postmaster, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
-	p := &postmaster{cmd: cmd, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: see above
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
+	p, err := childproc.Start(cmd, childproc.Options{Group: true, Cred: cred})
+	if err != nil {
 		return nil, err
 	}
-	return p, nil
+	return &postmaster{cmd: cmd, done: p.Done()}, nil
 }
 
 // waitReady polls url until the server accepts a connection to it, the

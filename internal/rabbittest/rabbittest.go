@@ -38,6 +38,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tobira-ac/tobira/internal/childproc"
 	"github.com/tobira-ac/tobira/internal/testenv"
 )
 
@@ -401,7 +402,7 @@ func waitListening(ctx context.Context, addr string, done <-chan struct{}, timeo
 // process is a started child in its own process group.
 type process struct {
 	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	done <-chan struct{} // closed when cmd has exited
 }
 
 // output is where a process writes its stdout and stderr.
@@ -426,19 +427,14 @@ func (o output) Write(p []byte) (int, error) {
 }
 
 // startProcess starts cmd in a process group of its own, killed by the
-// kernel if the test binary dies.
+// kernel if the test binary dies (internal/childproc).
 func startProcess(cmd *exec.Cmd, out output) (*process, error) {
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p, err := childproc.Start(cmd, childproc.Options{Group: true})
+	if err != nil {
 		return nil, err
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
+	return &process{cmd: cmd, done: p.Done()}, nil
 }
 
 // kill SIGKILLs the process group and waits for the leader to exit.
