@@ -1,11 +1,9 @@
+//go:build linux
+
 package childproc_test
 
 import (
-	"errors"
-	"fmt"
-	"os"
 	"os/exec"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -17,28 +15,13 @@ import (
 // Go then ends) lives on: the parent-death signal follows the thread
 // that forked, and Start forks from a thread of its own.
 func TestChildOutlivesStartingThread(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the parent-death signal is Linux only")
-	}
 	var (
 		p   *childproc.Process
 		err error
-		tid int
 	)
-	for tid == 0 { // the main thread never ends (Go parks it): use another
-		started := make(chan struct{})
-		go func() {
-			defer close(started)
-			runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-			if syscall.Gettid() == os.Getpid() {
-				runtime.UnlockOSThread()
-				return
-			}
-			tid = syscall.Gettid()
-			p, err = childproc.Start(exec.Command("sleep", "60"), childproc.Options{Group: true})
-		}()
-		<-started
-	}
+	childproc.OnEndingThread(func() {
+		p, err = childproc.Start(exec.Command("sleep", "60"), childproc.Options{Group: true})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,12 +29,6 @@ func TestChildOutlivesStartingThread(t *testing.T) {
 		_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
 		<-p.Done()
 	}()
-	for {
-		if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); errors.Is(err, os.ErrNotExist) {
-			break // the thread has ended: the signal, if any, is sent
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	// A SIGKILL is delivered before the thread's exit completes; the
 	// child is reaped by Start's own goroutine, so a dead one shows as
 	// Done.

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tobira-ac/tobira/internal/childproc"
 	"github.com/tobira-ac/tobira/internal/pgtest"
 )
 
@@ -254,32 +255,12 @@ func TestServerOutlivesStartingThread(t *testing.T) {
 	var (
 		srv *pgtest.Server
 		err error
-		tid int
 	)
-	for tid == 0 { // the main thread never ends (Go parks it): use another
-		started := make(chan struct{})
-		go func() {
-			defer close(started)
-			runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-			if syscall.Gettid() == os.Getpid() {
-				runtime.UnlockOSThread()
-				return
-			}
-			tid = syscall.Gettid()
-			srv, err = pgtest.Start(context.Background(), pgtest.Options{})
-		}()
-		<-started
-	}
+	childproc.OnEndingThread(func() { srv, err = pgtest.Start(context.Background(), pgtest.Options{}) })
 	if err != nil {
 		pgtest.Unavailable(t, err)
 	}
 	defer srv.Stop()
-	for {
-		if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); errors.Is(err, os.ErrNotExist) {
-			break // the thread has ended: the signal, if any, is sent
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	if _, err := srv.CreateDB(t.Context()); err != nil {
 		t.Fatalf("the server died with the thread that started it: %v", err)
 	}
